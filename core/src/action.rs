@@ -1,0 +1,131 @@
+//! What the core asks the runtime to do.
+
+use crate::addr::Addr;
+use crate::event::FatalError;
+use std::fmt;
+use std::time::Duration;
+
+/// Correlates an action with its completion. Completions carrying an id the core no longer
+/// waits for (late, duplicate or superseded) are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// An instruction for the runtime. Execute them in the order [`crate::Core::poll_action`]
+/// returns them; report completions through the `handle_*` method named on each variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Connect to the sentinel, authenticate, and subscribe to every channel (`PSUBSCRIBE *`).
+    /// Report [`crate::Core::handle_listener_subscribed`], then each message with
+    /// [`crate::Core::handle_listener_message`], and a broken connection with
+    /// [`crate::Core::handle_listener_failed`].
+    Subscribe {
+        /// Identifies this listener connection in every later report and action.
+        op: OpId,
+        /// The sentinel to listen to.
+        sentinel: Addr,
+    },
+    /// Send `PING` on the listener connection `op`; report the answer with
+    /// [`crate::Core::handle_listener_pong`]. No answer needs no report: the core times out.
+    PingListener {
+        /// The listener connection.
+        op: OpId,
+    },
+    /// Close the listener connection `op` (it failed its health check). Report nothing.
+    CloseListener {
+        /// The listener connection.
+        op: OpId,
+    },
+    /// Ask the sentinel `SENTINEL MASTER <service>`; report the reply or the failure with
+    /// [`crate::Core::handle_sentinel_reply`].
+    QueryMaster {
+        /// Correlation id.
+        op: OpId,
+        /// The sentinel to ask.
+        sentinel: Addr,
+        /// The master name.
+        service: String,
+    },
+    /// Ask the sentinel `SENTINEL SENTINELS <service>`; report with
+    /// [`crate::Core::handle_sentinel_reply`].
+    QuerySentinels {
+        /// Correlation id.
+        op: OpId,
+        /// The sentinel to ask.
+        sentinel: Addr,
+        /// The master name.
+        service: String,
+    },
+    /// Send `ROLE` to the data node (a short-lived or cached probe connection, never the
+    /// application's); report with [`crate::Core::handle_node_reply`].
+    PollRole {
+        /// Correlation id.
+        op: OpId,
+        /// The data node.
+        node: Addr,
+    },
+    /// Open a new broker connection to the node, authenticate, send `ROLE`, keep the connection
+    /// aside under `op`, and report the `ROLE` reply (or the failure) with
+    /// [`crate::Core::handle_node_reply`]. The core follows with [`Action::Activate`] or
+    /// [`Action::Discard`] for every connection that was opened.
+    Connect {
+        /// Correlation id, and the name of the prepared connection.
+        op: OpId,
+        /// The data node.
+        node: Addr,
+    },
+    /// Point the application's master connection at the prepared connection `op` (to `node`)
+    /// and close every connection to `old`, blocking and pub/sub ones included. Report with
+    /// [`crate::Core::handle_reset_done`].
+    Activate {
+        /// The prepared connection.
+        op: OpId,
+        /// Its node, the new master.
+        node: Addr,
+        /// The master it replaces.
+        old: Option<Addr>,
+    },
+    /// Close the prepared connection `op`; it will not be used. Report nothing.
+    Discard {
+        /// The prepared connection.
+        op: OpId,
+    },
+    /// Stop new work and hold writes: workers start no new job and application commands wait
+    /// (up to `hold_timeout`) instead of reaching the master. Jobs in flight go on. Report nothing.
+    Fence,
+    /// Wait until the jobs in flight are done (the fence already stops new ones); report with
+    /// [`crate::Core::handle_workers_paused`]. The core enforces `pause_timeout`.
+    PauseWorkers {
+        /// Correlation id.
+        op: OpId,
+    },
+    /// Lift the fence: release held commands to the (new) master and let workers start jobs.
+    /// Report nothing.
+    Resume,
+    /// Stop the workers, waiting at most `grace` for jobs in flight. Report nothing; the next
+    /// action is [`Action::Shutdown`].
+    StopWorkers {
+        /// Longest wait for jobs in flight.
+        grace: Duration,
+    },
+    /// Stop for good. No further action follows and later inputs are ignored.
+    Shutdown(Shutdown),
+}
+
+/// How the supervisor stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Exit the process with this code.
+    Exit {
+        /// The exit code.
+        code: u8,
+    },
+    /// Stop the supervisor and return this error to the application.
+    Fail(FatalError),
+}

@@ -1,0 +1,631 @@
+//! The validated configuration: the seed's settings and defaults plus what the core adds.
+//!
+//! Build it with [`Config::builder`]; [`ConfigBuilder::build`] rejects every invalid value with a
+//! [`ConfigError`] naming the field. Nothing is clamped silently.
+
+use crate::addr::{Addr, NatMap};
+use std::fmt;
+use std::time::Duration;
+
+/// The longest duration any setting accepts (365 days), so deadline arithmetic never overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Username (for Redis ACL) and password for sentinels or data nodes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// ACL username; `None` authenticates as the default user (`AUTH <password>`).
+    pub username: Option<String>,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What happens when workers do not pause within [`Config::pause_timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseTimeoutPolicy {
+    /// Stop the workers with [`Config::stop_grace`], then exit the process with `code`
+    /// (the seed's behaviour, code 69 = `EX_UNAVAILABLE`).
+    Exit {
+        /// The process exit code, 1 to 255.
+        code: u8,
+    },
+    /// Stop the workers with [`Config::stop_grace`], then stop the supervisor with an error
+    /// the application can handle.
+    Fail,
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: `{field}`: {problem}")]
+pub struct ConfigError {
+    field: String,
+    problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The name of the offending setting, such as `min_backoff` or `sentinels[2]`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+/// The validated configuration of a supervisor. Every field has a getter of the same name;
+/// see [`ConfigBuilder`] for the meaning and default of each.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) sentinels: Vec<Addr>,
+    pub(crate) service_name: String,
+    pub(crate) sentinel_auth: Option<Credentials>,
+    pub(crate) redis_auth: Option<Credentials>,
+    pub(crate) tls: bool,
+    pub(crate) query_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Option<Duration>,
+    pub(crate) hold_timeout: Duration,
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) backoff_factor: f64,
+    pub(crate) retry_delay: Duration,
+    pub(crate) max_retry_delay: Duration,
+    pub(crate) periodic_check: Option<Duration>,
+    pub(crate) pause_timeout: Duration,
+    pub(crate) stop_grace: Duration,
+    pub(crate) on_pause_timeout: PauseTimeoutPolicy,
+    pub(crate) nat: NatMap,
+    pub(crate) early_fencing: bool,
+    pub(crate) fence_timeout: Duration,
+    pub(crate) role_poll_interval: Duration,
+    pub(crate) health_check_interval: Duration,
+    pub(crate) startup_timeout: Option<Duration>,
+    pub(crate) refresh_sentinels: bool,
+    pub(crate) max_sentinels: usize,
+    pub(crate) stale_master_ttl: Duration,
+}
+
+macro_rules! getters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $($(#[$doc])* pub fn $name(&self) -> $ty { self.$name.clone() })*
+        }
+    };
+}
+
+getters! {
+    /// Service name (the monitored master's name).
+    service_name: String,
+    /// Credentials for sentinels.
+    sentinel_auth: Option<Credentials>,
+    /// Credentials for data nodes.
+    redis_auth: Option<Credentials>,
+    /// Whether connections use TLS.
+    tls: bool,
+    /// Timeout of one sentinel command (the seed's `socket_timeout`).
+    query_timeout: Duration,
+    /// Timeout to open a connection and get its first answer.
+    connect_timeout: Duration,
+    /// Timeout of one application command on the master connection.
+    command_timeout: Option<Duration>,
+    /// How long application commands are held while fenced before they fail.
+    hold_timeout: Duration,
+    /// First listener reconnect delay.
+    min_backoff: Duration,
+    /// Longest listener reconnect delay.
+    max_backoff: Duration,
+    /// Listener reconnect delay multiplier.
+    backoff_factor: f64,
+    /// First delay before re-asking the sentinels after a failed discovery or verification.
+    retry_delay: Duration,
+    /// Longest delay before re-asking the sentinels.
+    max_retry_delay: Duration,
+    /// Interval of the periodic master check, if enabled.
+    periodic_check: Option<Duration>,
+    /// How long workers may take to pause.
+    pause_timeout: Duration,
+    /// Grace period given to workers when they are stopped after a pause timeout.
+    stop_grace: Duration,
+    /// What to do when pausing times out.
+    on_pause_timeout: PauseTimeoutPolicy,
+    /// The NAT map.
+    nat: NatMap,
+    /// Whether early failover signals fence the old master.
+    early_fencing: bool,
+    /// How long a fence waits for a promotion before re-verifying the old master.
+    fence_timeout: Duration,
+    /// Interval of `ROLE` polls of a failover candidate.
+    role_poll_interval: Duration,
+    /// Silence on a listener after which it is pinged.
+    health_check_interval: Duration,
+    /// Deadline for finding a verified master at startup, if any.
+    startup_timeout: Option<Duration>,
+    /// Whether sentinels learned from `SENTINEL SENTINELS` are listened to.
+    refresh_sentinels: bool,
+    /// Most sentinels tracked (configured plus learned).
+    max_sentinels: usize,
+    /// How long a master that a `+switch-master` replaced is treated as stale.
+    stale_master_ttl: Duration,
+}
+
+impl Config {
+    /// A builder holding the seed's defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The configured sentinels, in order.
+    pub fn sentinels(&self) -> &[Addr] {
+        &self.sentinels
+    }
+}
+
+/// Builds a [`Config`]. Defaults are the seed's where it had the setting.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    sentinels: Vec<String>,
+    nat: Vec<(String, String)>,
+    cfg: Config,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Self {
+            sentinels: vec!["localhost:26379".to_owned()],
+            nat: Vec::new(),
+            cfg: Config {
+                sentinels: Vec::new(),
+                service_name: "redis".to_owned(),
+                sentinel_auth: None,
+                redis_auth: None,
+                tls: false,
+                query_timeout: Duration::from_millis(500),
+                connect_timeout: Duration::from_secs(1),
+                command_timeout: Some(Duration::from_secs(5)),
+                hold_timeout: Duration::from_secs(30),
+                min_backoff: Duration::from_secs(3),
+                max_backoff: Duration::from_secs(60),
+                backoff_factor: 2.0,
+                retry_delay: Duration::from_millis(100),
+                max_retry_delay: Duration::from_secs(5),
+                periodic_check: None,
+                pause_timeout: Duration::from_secs(600),
+                stop_grace: Duration::from_secs(10),
+                on_pause_timeout: PauseTimeoutPolicy::Exit { code: 69 },
+                nat: NatMap::new(),
+                early_fencing: true,
+                fence_timeout: Duration::from_secs(15),
+                role_poll_interval: Duration::from_millis(5),
+                health_check_interval: Duration::from_secs(2),
+                startup_timeout: Some(Duration::from_secs(60)),
+                refresh_sentinels: true,
+                max_sentinels: 32,
+                stale_master_ttl: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl ConfigBuilder {
+            $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self { self.cfg.$name = value; self })*
+        }
+    };
+}
+
+setters! {
+    /// Name of the master the sentinels monitor. Default `"redis"`.
+    service_name: String,
+    /// Credentials for sentinels (`requirepass`, optionally an ACL user). Default none.
+    sentinel_auth: Option<Credentials>,
+    /// Credentials for data nodes. Default none.
+    redis_auth: Option<Credentials>,
+    /// Use TLS for every connection (needs the shim's TLS feature). Default false.
+    tls: bool,
+    /// Timeout of one sentinel command, the seed's `socket_timeout`. Default 0.5 s.
+    query_timeout: Duration,
+    /// Timeout to open a connection to a sentinel or data node and get its first answer
+    /// (subscription, `ROLE`). Default 1 s.
+    connect_timeout: Duration,
+    /// Timeout of one application command on the master connection; a timeout is reported as
+    /// a trigger to re-check the master. Must exceed the timeout of any blocking command you
+    /// send. `None` disables it. Default 5 s.
+    command_timeout: Option<Duration>,
+    /// How long an application command waits while the master is fenced or switching before it
+    /// fails with a clear error. Default 30 s.
+    hold_timeout: Duration,
+    /// First delay before a failed listener reconnects, reset after a successful subscribe.
+    /// Default 3 s.
+    min_backoff: Duration,
+    /// Longest listener reconnect delay. Default 60 s.
+    max_backoff: Duration,
+    /// Multiplier of the listener reconnect delay after each failure, at least 1. Default 2.0.
+    backoff_factor: f64,
+    /// First delay before re-asking the sentinels after a failed discovery or a node that failed
+    /// verification; grows by `backoff_factor` up to `max_retry_delay`. Default 0.1 s.
+    retry_delay: Duration,
+    /// Longest delay before re-asking the sentinels. Default 5 s.
+    max_retry_delay: Duration,
+    /// Re-discover the master on this interval, in case every event was missed. Default off.
+    periodic_check: Option<Duration>,
+    /// How long workers may take to pause (the seed's `worker_pausing_timeout_before_exit`).
+    /// Default 600 s.
+    pause_timeout: Duration,
+    /// Grace period for workers stopped after a pause timeout. Default 10 s.
+    stop_grace: Duration,
+    /// What happens after a pause timeout. Default exit with code 69.
+    on_pause_timeout: PauseTimeoutPolicy,
+    /// Fence the master as soon as sentinels announce its failover (`+odown`, `+try-failover`,
+    /// `+selected-slave`, ...) and switch as soon as the candidate's `ROLE` says master, without
+    /// waiting for `+switch-master`. Default true.
+    early_fencing: bool,
+    /// How long an early fence waits for a promotion before it re-verifies the old master and
+    /// lifts itself. Default 15 s.
+    fence_timeout: Duration,
+    /// Interval of `ROLE` polls of a failover candidate. Default 5 ms.
+    role_poll_interval: Duration,
+    /// Silence on a listener after which it is pinged; no answer within `query_timeout` marks it
+    /// failed. Default 2 s.
+    health_check_interval: Duration,
+    /// Deadline for finding a verified master at startup; `None` waits forever. Default 60 s.
+    startup_timeout: Option<Duration>,
+    /// Learn other sentinels from `SENTINEL SENTINELS` and listen to them too. Default true.
+    refresh_sentinels: bool,
+    /// Most sentinels tracked, configured plus learned. Default 32.
+    max_sentinels: usize,
+    /// How long the old master named by a `+switch-master` is treated as stale, so a lagging
+    /// sentinel that still names it is not believed. Default 60 s.
+    stale_master_ttl: Duration,
+}
+
+impl ConfigBuilder {
+    /// Replaces the sentinel list (`host:port`, `[ipv6]:port`). Default `localhost:26379`.
+    pub fn sentinels<I, S>(mut self, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sentinels = sentinels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a NAT rule: the address a sentinel announces, and where to reach it instead.
+    pub fn nat(mut self, announced: impl Into<String>, reachable: impl Into<String>) -> Self {
+        self.nat.push((announced.into(), reachable.into()));
+        self
+    }
+
+    /// Sets one field from text, as a command line or environment would give it: durations in
+    /// seconds (`0.5`), `off`/`none` for optional durations, booleans `true`/`false`, lists
+    /// comma-separated (`sentinels`), NAT as `announced=reachable,...`, `on_pause_timeout` as
+    /// `exit:<code>` or `fail`.
+    pub fn set(mut self, field: &str, value: &str) -> Result<Self, ConfigError> {
+        let v = value.trim();
+        let c = &mut self.cfg;
+        match field {
+            "sentinels" => {
+                self.sentinels = v.split(',').map(|s| s.trim().to_owned()).collect();
+            }
+            "nat" => {
+                for (i, rule) in v.split(',').filter(|r| !r.trim().is_empty()).enumerate() {
+                    let (a, b) = rule.split_once('=').ok_or_else(|| {
+                        ConfigError::new(format!("nat[{i}]"), "expected `announced=reachable`")
+                    })?;
+                    self.nat.push((a.trim().to_owned(), b.trim().to_owned()));
+                }
+            }
+            "service_name" => c.service_name = v.to_owned(),
+            "tls" => c.tls = parse_bool(field, v)?,
+            "early_fencing" => c.early_fencing = parse_bool(field, v)?,
+            "refresh_sentinels" => c.refresh_sentinels = parse_bool(field, v)?,
+            "backoff_factor" => c.backoff_factor = parse_f64(field, v)?,
+            "max_sentinels" => {
+                c.max_sentinels = v
+                    .parse()
+                    .map_err(|_| ConfigError::new(field, format!("`{v}` is not a count")))?
+            }
+            "on_pause_timeout" => {
+                c.on_pause_timeout = match v.split_once(':') {
+                    _ if v == "fail" => PauseTimeoutPolicy::Fail,
+                    Some(("exit", code)) => PauseTimeoutPolicy::Exit {
+                        code: code.parse().map_err(|_| {
+                            ConfigError::new(field, format!("exit code `{code}` is not 1..=255"))
+                        })?,
+                    },
+                    _ => {
+                        return Err(ConfigError::new(
+                            field,
+                            format!("`{v}` is neither `exit:<code>` nor `fail`"),
+                        ));
+                    }
+                }
+            }
+            "query_timeout" => c.query_timeout = parse_secs(field, v)?,
+            "connect_timeout" => c.connect_timeout = parse_secs(field, v)?,
+            "command_timeout" => c.command_timeout = parse_opt_secs(field, v)?,
+            "hold_timeout" => c.hold_timeout = parse_secs(field, v)?,
+            "min_backoff" => c.min_backoff = parse_secs(field, v)?,
+            "max_backoff" => c.max_backoff = parse_secs(field, v)?,
+            "retry_delay" => c.retry_delay = parse_secs(field, v)?,
+            "max_retry_delay" => c.max_retry_delay = parse_secs(field, v)?,
+            "periodic_check" => c.periodic_check = parse_opt_secs(field, v)?,
+            "pause_timeout" => c.pause_timeout = parse_secs(field, v)?,
+            "stop_grace" => c.stop_grace = parse_secs(field, v)?,
+            "fence_timeout" => c.fence_timeout = parse_secs(field, v)?,
+            "role_poll_interval" => c.role_poll_interval = parse_secs(field, v)?,
+            "health_check_interval" => c.health_check_interval = parse_secs(field, v)?,
+            "startup_timeout" => c.startup_timeout = parse_opt_secs(field, v)?,
+            "stale_master_ttl" => c.stale_master_ttl = parse_secs(field, v)?,
+            _ => return Err(ConfigError::new(field, "unknown setting")),
+        }
+        Ok(self)
+    }
+
+    /// Validates every value and returns the configuration, or the first invalid field.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut cfg = self.cfg;
+        if self.sentinels.is_empty() {
+            return Err(ConfigError::new(
+                "sentinels",
+                "at least one sentinel is needed",
+            ));
+        }
+        for (i, text) in self.sentinels.iter().enumerate() {
+            let field = format!("sentinels[{i}]");
+            let addr: Addr = text
+                .parse()
+                .map_err(|e| ConfigError::new(&field, format!("{e}")))?;
+            if cfg.sentinels.contains(&addr) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("duplicate sentinel {addr}"),
+                ));
+            }
+            cfg.sentinels.push(addr);
+        }
+        for (announced, reachable) in &self.nat {
+            let field = format!("nat[{announced}]");
+            let a: Addr = announced
+                .parse()
+                .map_err(|e| ConfigError::new(&field, format!("announced address: {e}")))?;
+            let r: Addr = reachable
+                .parse()
+                .map_err(|e| ConfigError::new(&field, format!("reachable address: {e}")))?;
+            if cfg.nat.insert(a, r).is_some() {
+                return Err(ConfigError::new(field, "duplicate rule"));
+            }
+        }
+        if cfg.service_name.is_empty() || cfg.service_name.chars().any(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "service_name",
+                "must be non-empty and contain no whitespace",
+            ));
+        }
+        for (name, creds) in [
+            ("sentinel_auth", &cfg.sentinel_auth),
+            ("redis_auth", &cfg.redis_auth),
+        ] {
+            if let Some(c) = creds
+                && c.username.as_deref() == Some("")
+            {
+                return Err(ConfigError::new(
+                    name,
+                    "username is empty (use None for the default user)",
+                ));
+            }
+        }
+        let durations = [
+            ("query_timeout", Some(cfg.query_timeout)),
+            ("connect_timeout", Some(cfg.connect_timeout)),
+            ("command_timeout", cfg.command_timeout),
+            ("hold_timeout", Some(cfg.hold_timeout)),
+            ("min_backoff", Some(cfg.min_backoff)),
+            ("max_backoff", Some(cfg.max_backoff)),
+            ("retry_delay", Some(cfg.retry_delay)),
+            ("max_retry_delay", Some(cfg.max_retry_delay)),
+            ("periodic_check", cfg.periodic_check),
+            ("pause_timeout", Some(cfg.pause_timeout)),
+            ("stop_grace", Some(cfg.stop_grace)),
+            ("fence_timeout", Some(cfg.fence_timeout)),
+            ("role_poll_interval", Some(cfg.role_poll_interval)),
+            ("health_check_interval", Some(cfg.health_check_interval)),
+            ("startup_timeout", cfg.startup_timeout),
+            ("stale_master_ttl", Some(cfg.stale_master_ttl)),
+        ];
+        for (name, d) in durations {
+            match d {
+                Some(d) if d.is_zero() => return Err(ConfigError::new(name, "must be above zero")),
+                Some(d) if d > MAX_DURATION => {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("{d:?} is longer than the maximum of 365 days"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if cfg.min_backoff > cfg.max_backoff {
+            return Err(ConfigError::new(
+                "min_backoff",
+                format!(
+                    "{:?} is above max_backoff {:?}",
+                    cfg.min_backoff, cfg.max_backoff
+                ),
+            ));
+        }
+        if cfg.retry_delay > cfg.max_retry_delay {
+            return Err(ConfigError::new(
+                "retry_delay",
+                format!(
+                    "{:?} is above max_retry_delay {:?}",
+                    cfg.retry_delay, cfg.max_retry_delay
+                ),
+            ));
+        }
+        if !cfg.backoff_factor.is_finite() || cfg.backoff_factor < 1.0 {
+            return Err(ConfigError::new(
+                "backoff_factor",
+                format!("{} must be a finite number >= 1", cfg.backoff_factor),
+            ));
+        }
+        if let PauseTimeoutPolicy::Exit { code: 0 } = cfg.on_pause_timeout {
+            return Err(ConfigError::new(
+                "on_pause_timeout",
+                "exit code 0 would report success",
+            ));
+        }
+        if cfg.max_sentinels < cfg.sentinels.len() {
+            return Err(ConfigError::new(
+                "max_sentinels",
+                format!(
+                    "{} is below the {} configured sentinels",
+                    cfg.max_sentinels,
+                    cfg.sentinels.len()
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(ConfigError::new(field, format!("`{v}` is not a boolean"))),
+    }
+}
+
+fn parse_f64(field: &str, v: &str) -> Result<f64, ConfigError> {
+    let x: f64 = v
+        .parse()
+        .map_err(|_| ConfigError::new(field, format!("`{v}` is not a number")))?;
+    if !x.is_finite() {
+        return Err(ConfigError::new(field, format!("`{v}` is not finite")));
+    }
+    Ok(x)
+}
+
+fn parse_secs(field: &str, v: &str) -> Result<Duration, ConfigError> {
+    let secs = parse_f64(field, v)?;
+    if secs < 0.0 {
+        return Err(ConfigError::new(field, format!("`{v}` is negative")));
+    }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(ConfigError::new(
+            field,
+            format!("`{v}` s is longer than the maximum of 365 days"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_opt_secs(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        "off" | "none" | "" => Ok(None),
+        _ => parse_secs(field, v).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(b: Result<ConfigBuilder, ConfigError>) -> String {
+        match b.and_then(ConfigBuilder::build) {
+            Ok(_) => "accepted".into(),
+            Err(e) => e.field().to_owned(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = Config::builder().build().expect("defaults are valid");
+        assert_eq!(c.sentinels(), &[Addr::new("localhost", 26379)]);
+        assert_eq!(c.service_name(), "redis");
+        assert_eq!(c.query_timeout(), Duration::from_millis(500));
+        assert_eq!(c.min_backoff(), Duration::from_secs(3));
+        assert_eq!(c.max_backoff(), Duration::from_secs(60));
+        assert_eq!(c.backoff_factor(), 2.0);
+        assert_eq!(c.periodic_check(), None);
+        assert_eq!(c.pause_timeout(), Duration::from_secs(600));
+        assert_eq!(c.stop_grace(), Duration::from_secs(10));
+        assert_eq!(c.on_pause_timeout(), PauseTimeoutPolicy::Exit { code: 69 });
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_field() {
+        let b = Config::builder;
+        let cases: Vec<(&str, Result<ConfigBuilder, ConfigError>)> = vec![
+            ("sentinels", Ok(b().sentinels(Vec::<String>::new()))),
+            ("sentinels[1]", Ok(b().sentinels(["a:1", "a:1"]))),
+            ("sentinels[0]", Ok(b().sentinels(["nope"]))),
+            ("service_name", Ok(b().service_name(String::new()))),
+            ("service_name", Ok(b().service_name("a b".into()))),
+            (
+                "min_backoff",
+                Ok(b()
+                    .min_backoff(Duration::from_secs(9))
+                    .max_backoff(Duration::from_secs(3))),
+            ),
+            ("backoff_factor", Ok(b().backoff_factor(0.5))),
+            ("backoff_factor", Ok(b().backoff_factor(f64::NAN))),
+            ("backoff_factor", b().set("backoff_factor", "inf")),
+            ("query_timeout", Ok(b().query_timeout(Duration::ZERO))),
+            ("periodic_check", b().set("periodic_check", "0")),
+            ("pause_timeout", b().set("pause_timeout", "NaN")),
+            ("pause_timeout", b().set("pause_timeout", "-1")),
+            ("fence_timeout", Ok(b().fence_timeout(Duration::MAX))),
+            ("nat[x]", Ok(b().nat("x", "127.0.0.1:1"))),
+            ("nat[a:1]", Ok(b().nat("a:1", "b"))),
+            ("nat[a:1]", Ok(b().nat("a:1", "b:1").nat("a:1", "c:1"))),
+            ("nat[0]", b().set("nat", "a:1")),
+            ("on_pause_timeout", b().set("on_pause_timeout", "exit:0")),
+            ("on_pause_timeout", b().set("on_pause_timeout", "exit:300")),
+            (
+                "max_sentinels",
+                Ok(b().sentinels(["a:1", "b:1"]).max_sentinels(1)),
+            ),
+            ("nonsense", b().set("nonsense", "1")),
+        ];
+        for (field, builder) in cases {
+            assert_eq!(field_of(builder), field);
+        }
+    }
+
+    #[test]
+    fn text_setters_round_trip() {
+        let c = Config::builder()
+            .set("sentinels", "127.0.0.1:1, 127.0.0.1:2")
+            .and_then(|b| b.set("periodic_check", "1.5"))
+            .and_then(|b| b.set("nat", "10.0.0.1:1=127.0.0.1:1"))
+            .and_then(|b| b.set("on_pause_timeout", "fail"))
+            .and_then(ConfigBuilder::build)
+            .expect("valid");
+        assert_eq!(c.sentinels().len(), 2);
+        assert_eq!(c.periodic_check(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            c.nat().map(&Addr::new("10.0.0.1", 1)),
+            Addr::new("127.0.0.1", 1)
+        );
+        assert_eq!(c.on_pause_timeout(), PauseTimeoutPolicy::Fail);
+    }
+}

@@ -1,0 +1,272 @@
+//! Discovery: ask the sentinels in order for the master, with a timeout per query; the one that
+//! answered moves to the front; failed rounds back off. Also the steady-state `ROLE` probe of
+//! the master in use after an application error.
+
+use crate::action::{Action, OpId};
+use crate::addr::Addr;
+use crate::event::{DetectionPath, DiscoveryError, Event};
+use crate::machine::Core;
+use crate::parse::{MasterAnswer, Role, parse_master_reply, parse_role};
+use crate::reply::Reply;
+use crate::timers::{TimerReason, after};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// The discovery activity.
+#[derive(Debug)]
+pub(crate) enum Discovery {
+    Idle,
+    Running(Round),
+    /// A retry is scheduled (`DiscoveryRetry` timer).
+    Waiting {
+        path: DetectionPath,
+        verify: bool,
+    },
+}
+
+/// One pass over the sentinels.
+#[derive(Debug)]
+pub(crate) struct Round {
+    path: DetectionPath,
+    /// Verify the answer with `ROLE` even when it is the master in use.
+    verify: bool,
+    queue: VecDeque<usize>,
+    current: Option<(OpId, usize)>,
+    failures: Vec<(Addr, String)>,
+    unknown: Vec<Addr>,
+    down: Option<(Addr, String)>,
+    stale: Option<Addr>,
+}
+
+impl Core {
+    /// Re-checks the master outside a switch (poll, listener reconnect, application error).
+    /// Coalesces with a re-check already running or scheduled.
+    pub(crate) fn start_recheck(&mut self, path: DetectionPath, verify: bool, now: Instant) {
+        if self.switch.is_some() {
+            return; // the switch in progress verifies its own target
+        }
+        match &mut self.discovery {
+            Discovery::Idle => self.start_round(path, verify, now),
+            Discovery::Running(round) => round.verify |= verify,
+            Discovery::Waiting { .. } => {}
+        }
+    }
+
+    /// Starts a round unless one is running or scheduled.
+    pub(crate) fn ensure_discovery(&mut self, path: DetectionPath, now: Instant) {
+        if matches!(self.discovery, Discovery::Idle) {
+            self.start_round(path, false, now);
+        }
+    }
+
+    fn start_round(&mut self, path: DetectionPath, verify: bool, now: Instant) {
+        self.discovery = Discovery::Running(Round {
+            path,
+            verify,
+            queue: self.order.iter().copied().collect(),
+            current: None,
+            failures: Vec::new(),
+            unknown: Vec::new(),
+            down: None,
+            stale: None,
+        });
+        self.next_query(now);
+    }
+
+    fn next_query(&mut self, now: Instant) {
+        let op = self.op();
+        let Discovery::Running(round) = &mut self.discovery else {
+            return;
+        };
+        let Some(i) = round.queue.pop_front() else {
+            return self.round_failed(now);
+        };
+        round.current = Some((op, i));
+        self.timers.set(
+            TimerReason::QueryTimeout,
+            after(now, self.cfg.query_timeout),
+        );
+        self.push_action(Action::QueryMaster {
+            op,
+            sentinel: self.sentinels[i].addr.clone(),
+            service: self.cfg.service_name.clone(),
+        });
+    }
+
+    pub(crate) fn query_timed_out(&mut self, now: Instant) {
+        let reason = format!("no answer within {:?}", self.cfg.query_timeout);
+        if let Discovery::Running(Round {
+            current: Some((op, _)),
+            ..
+        }) = self.discovery
+        {
+            self.master_reply(op, Err(reason), now);
+        }
+    }
+
+    pub(crate) fn master_reply(&mut self, op: OpId, reply: Result<Reply, String>, now: Instant) {
+        let Discovery::Running(round) = &mut self.discovery else {
+            return;
+        };
+        let Some((current, i)) = round.current else {
+            return;
+        };
+        if current != op {
+            return;
+        }
+        round.current = None;
+        self.timers.cancel(TimerReason::QueryTimeout);
+        let sentinel = self.sentinels[i].addr.clone();
+        let answer = reply.and_then(|r| parse_master_reply(&r).map_err(|m| m.0));
+        match answer {
+            Err(e) | Ok(MasterAnswer::Error(e)) => round.failures.push((sentinel, e)),
+            Ok(MasterAnswer::UnknownName) => round.unknown.push(sentinel),
+            Ok(MasterAnswer::Known(info)) => {
+                let addr = self.cfg.nat.map(&info.addr);
+                let stale = self.stale.get(&addr).is_some_and(|until| *until > now);
+                if !info.is_up() {
+                    round.down = Some((addr, info.flags.join(",")));
+                } else if stale {
+                    round.stale = Some(addr);
+                } else {
+                    let (path, verify) = (round.path, round.verify);
+                    return self.discovered(i, addr, path, verify, now);
+                }
+            }
+        }
+        self.next_query(now);
+    }
+
+    fn discovered(
+        &mut self,
+        i: usize,
+        addr: Addr,
+        path: DetectionPath,
+        verify: bool,
+        now: Instant,
+    ) {
+        self.discovery = Discovery::Idle;
+        self.discovery_backoff.reset();
+        self.last_discovery_error = None;
+        self.order.retain(|&j| j != i);
+        self.order.insert(0, i);
+        self.refresh_sentinels(i);
+        let sentinel = self.sentinels[i].addr.clone();
+        if self.switch.is_some() {
+            return self.discovered_during_switch(addr, path, sentinel, now);
+        }
+        if self.master.as_ref() == Some(&addr) {
+            if verify {
+                self.start_verify_probe(addr, now);
+            } else {
+                self.emit(Event::MasterConfirmed { master: addr, path });
+            }
+            return;
+        }
+        self.start_switch(path, Some(sentinel.clone()), false, "discovery", now);
+        self.set_target(addr, path, Some(sentinel), now);
+    }
+
+    fn round_failed(&mut self, now: Instant) {
+        let Discovery::Running(round) = std::mem::replace(&mut self.discovery, Discovery::Idle)
+        else {
+            return;
+        };
+        let error = if let Some((master, flags)) = round.down {
+            DiscoveryError::MasterDown { master, flags }
+        } else if let Some(master) = round.stale {
+            DiscoveryError::StaleAnswer { master }
+        } else if !round.unknown.is_empty() {
+            DiscoveryError::MasterNameUnknown {
+                service: self.cfg.service_name.clone(),
+                sentinels: round.unknown,
+            }
+        } else {
+            DiscoveryError::SentinelsUnreachable {
+                failures: round.failures,
+            }
+        };
+        let retry_in = self.schedule_discovery_retry(round.path, round.verify, error.clone(), now);
+        self.emit(Event::DiscoveryFailed { error, retry_in });
+    }
+
+    /// Schedules the next round after the discovery backoff; returns the delay.
+    pub(crate) fn schedule_discovery_retry(
+        &mut self,
+        path: DetectionPath,
+        verify: bool,
+        error: DiscoveryError,
+        now: Instant,
+    ) -> std::time::Duration {
+        self.last_discovery_error = Some(error);
+        let retry_in = self.discovery_backoff.next_delay();
+        self.discovery = Discovery::Waiting { path, verify };
+        self.timers
+            .set(TimerReason::DiscoveryRetry, after(now, retry_in));
+        retry_in
+    }
+
+    pub(crate) fn discovery_retry_due(&mut self, now: Instant) {
+        if let Discovery::Waiting { path, verify } = self.discovery {
+            self.start_round(path, verify, now);
+        }
+    }
+
+    fn start_verify_probe(&mut self, node: Addr, now: Instant) {
+        let op = self.op();
+        self.verify_probe = Some((op, node.clone()));
+        self.timers.set(
+            TimerReason::ProbeTimeout,
+            after(now, self.cfg.connect_timeout),
+        );
+        self.push_action(Action::PollRole { op, node });
+    }
+
+    /// Drops a steady-state probe (a switch takes over).
+    pub(crate) fn cancel_verify_probe(&mut self) {
+        if self.verify_probe.take().is_some() {
+            self.timers.cancel(TimerReason::ProbeTimeout);
+        }
+    }
+
+    pub(crate) fn verify_probe_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
+        let Some((_, node)) = self.verify_probe.take() else {
+            return;
+        };
+        self.timers.cancel(TimerReason::ProbeTimeout);
+        let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
+        match role {
+            Ok(Role::Master) => self.emit(Event::MasterConfirmed {
+                master: node,
+                path: DetectionPath::AppError,
+            }),
+            Ok(role @ Role::Replica { .. }) => {
+                // Demoted: fence and find the new master.
+                let reason = format!("ROLE says {role}");
+                self.emit(Event::VerificationFailed { node, reason });
+                self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
+                self.drive_switch(now);
+            }
+            Ok(other) => self.probe_failed(node, format!("ROLE says {other}"), now),
+            Err(e) => self.probe_failed(node, e, now),
+        }
+    }
+
+    fn probe_failed(&mut self, node: Addr, reason: String, now: Instant) {
+        self.emit(Event::VerificationFailed {
+            node: node.clone(),
+            reason: reason.clone(),
+        });
+        let error = DiscoveryError::VerificationFailed { node, reason };
+        self.schedule_discovery_retry(DetectionPath::AppError, true, error, now);
+    }
+
+    pub(crate) fn probe_timed_out(&mut self, now: Instant) {
+        if self.verify_probe.is_some() {
+            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            self.verify_probe_reply(Err(reason), now);
+        } else {
+            self.switch_probe_timed_out(now);
+        }
+    }
+}

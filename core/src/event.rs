@@ -1,0 +1,290 @@
+//! What the core reports: every decision, with the facts that led to it.
+
+use crate::addr::Addr;
+use std::fmt;
+use std::time::Duration;
+
+/// Which path detected a master change (or a failover in progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DetectionPath {
+    /// The first discovery at startup.
+    Startup,
+    /// A `+switch-master` event.
+    Event,
+    /// An early failover signal (`+odown`, `+try-failover`, `+selected-slave`, ...), and the
+    /// candidate's `ROLE` turning master.
+    EarlySignal,
+    /// The periodic master check.
+    Poll,
+    /// The re-check after a listener (re)subscribed: events may have been missed.
+    ListenerReconnect,
+    /// An error the application saw on the master connection (`READONLY`, I/O, timeout).
+    AppError,
+}
+
+impl fmt::Display for DetectionPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DetectionPath::Startup => "startup",
+            DetectionPath::Event => "event",
+            DetectionPath::EarlySignal => "early-signal",
+            DetectionPath::Poll => "poll",
+            DetectionPath::ListenerReconnect => "listener-reconnect",
+            DetectionPath::AppError => "app-error",
+        })
+    }
+}
+
+/// The kind of error the application saw on the master connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppErrorKind {
+    /// `READONLY`: the node is a replica now. The core fences at once and re-discovers.
+    ReadOnly,
+    /// The connection broke or could not be opened.
+    Io,
+    /// A command timed out.
+    Timeout,
+}
+
+/// Why the sentinels could not name a usable master.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// No sentinel answered (each one's failure is listed).
+    #[error("no sentinel reachable: {}", list(.failures))]
+    SentinelsUnreachable {
+        /// Each sentinel asked, with why it failed (refused, timed out, wrong password, ...).
+        failures: Vec<(Addr, String)>,
+    },
+    /// The sentinels that answered do not monitor a master of that name.
+    #[error("sentinels {} do not know a master named `{service}`", addrs(.sentinels))]
+    MasterNameUnknown {
+        /// The configured service name.
+        service: String,
+        /// The sentinels that said so.
+        sentinels: Vec<Addr>,
+    },
+    /// The sentinels name a master but flag it as down.
+    #[error("sentinels report master {master} as down (flags {flags})")]
+    MasterDown {
+        /// The master they name.
+        master: Addr,
+        /// Its flags.
+        flags: String,
+    },
+    /// The sentinels still name a master that a `+switch-master` replaced.
+    #[error("sentinels still name {master}, which a +switch-master replaced")]
+    StaleAnswer {
+        /// The replaced master.
+        master: Addr,
+    },
+    /// The named master failed verification (its `ROLE` is not master, or it is unreachable).
+    #[error("master {node} failed verification: {reason}")]
+    VerificationFailed {
+        /// The node.
+        node: Addr,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn list(failures: &[(Addr, String)]) -> String {
+    failures
+        .iter()
+        .map(|(a, e)| format!("{a}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn addrs(a: &[Addr]) -> String {
+    a.iter().map(Addr::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Why the supervisor stopped for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FatalError {
+    /// Workers did not pause within `pause_timeout`.
+    #[error("workers did not pause within {waited:?}")]
+    PauseTimedOut {
+        /// How long the core waited.
+        waited: Duration,
+    },
+    /// No verified master was found within `startup_timeout`.
+    #[error("no verified master within {waited:?}: {}", last.as_ref().map_or_else(|| "no answer yet".to_owned(), ToString::to_string))]
+    StartupTimedOut {
+        /// How long the core waited.
+        waited: Duration,
+        /// The last reason discovery failed, if it failed.
+        last: Option<DiscoveryError>,
+    },
+}
+
+/// Why a sentinel message was not acted upon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IgnoreReason {
+    /// It is about another service monitored by the same sentinels.
+    OtherService(String),
+    /// It could not be parsed.
+    Malformed(String),
+    /// It is about a master this process does not use (a late message of an earlier failover).
+    NotOurMaster(Addr),
+    /// It repeats what is already being handled (N sentinels publish the same event).
+    Duplicate,
+}
+
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IgnoreReason::OtherService(s) => write!(f, "other service `{s}`"),
+            IgnoreReason::Malformed(m) => write!(f, "malformed: {m}"),
+            IgnoreReason::NotOurMaster(a) => write!(f, "about {a}, not the master in use"),
+            IgnoreReason::Duplicate => f.write_str("duplicate"),
+        }
+    }
+}
+
+/// A structured report of a decision or an observation. Runtimes log each one with `tracing`
+/// and hand them to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Startup found and verified the master; work may begin.
+    Ready {
+        /// The verified master.
+        master: Addr,
+        /// Time since the core was created.
+        elapsed: Duration,
+    },
+    /// A failover of the master in use was announced: new work stopped, writes held.
+    Fenced {
+        /// The master in use.
+        master: Addr,
+        /// The path that fenced.
+        path: DetectionPath,
+        /// The sentinel that reported it, if a sentinel did.
+        sentinel: Option<Addr>,
+        /// What was seen (a channel name such as `+try-failover`, or the error kind).
+        signal: String,
+    },
+    /// A sentinel named the replica it is promoting; its `ROLE` is now polled.
+    CandidateNamed {
+        /// The replica (NAT-mapped).
+        candidate: Addr,
+        /// The sentinel that named it.
+        sentinel: Option<Addr>,
+    },
+    /// A master change was detected (the seed's `redis_master_switch_detected` hook).
+    SwitchDetected {
+        /// The master in use, if any.
+        old: Option<Addr>,
+        /// The new master (NAT-mapped), about to be verified.
+        new: Addr,
+        /// The sentinel that reported it, if a sentinel did.
+        sentinel: Option<Addr>,
+        /// Which path detected it.
+        path: DetectionPath,
+    },
+    /// The master connection is about to move (the seed's `before_redis_connection_reset`).
+    BeforeReset {
+        /// The master in use, if any.
+        old: Option<Addr>,
+        /// The verified new master.
+        new: Addr,
+    },
+    /// The master connection moved and every connection to the old one is closed (the seed's
+    /// `after_redis_connection_reset`).
+    AfterReset {
+        /// The previous master, if any.
+        old: Option<Addr>,
+        /// The new master.
+        new: Addr,
+    },
+    /// A switch finished: workers resumed on the new master.
+    SwitchCompleted {
+        /// The previous master.
+        old: Option<Addr>,
+        /// The new master.
+        new: Addr,
+        /// Which path detected it.
+        path: DetectionPath,
+        /// Trigger to workers paused (`None` when no pause was needed, as at startup).
+        to_paused: Option<Duration>,
+        /// Trigger to the new master connected, verified and in use.
+        to_connected: Duration,
+        /// Trigger to workers resumed.
+        total: Duration,
+    },
+    /// A fence was lifted without a switch: the old master was re-verified after a failover
+    /// abort, a `-odown`, or the fence timeout.
+    FenceLifted {
+        /// The master, still in use.
+        master: Addr,
+        /// Why the fence was lifted.
+        reason: String,
+        /// How long the fence held.
+        held: Duration,
+    },
+    /// A re-check (poll, listener reconnect, application error) confirmed the master in use.
+    MasterConfirmed {
+        /// The master.
+        master: Addr,
+        /// What asked for the re-check.
+        path: DetectionPath,
+    },
+    /// A listener subscribed to a sentinel.
+    ListenerUp {
+        /// The sentinel.
+        sentinel: Addr,
+    },
+    /// A listener failed; it reconnects after `retry_in`.
+    ListenerDown {
+        /// The sentinel.
+        sentinel: Addr,
+        /// Why.
+        reason: String,
+        /// The backoff delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// A sentinel message was not acted upon.
+    MessageIgnored {
+        /// The sentinel that sent it.
+        sentinel: Addr,
+        /// Its channel (lossy UTF-8).
+        channel: String,
+        /// Why.
+        reason: IgnoreReason,
+    },
+    /// The sentinels could not name a usable master; retry after `retry_in`.
+    DiscoveryFailed {
+        /// Why.
+        error: DiscoveryError,
+        /// The delay before asking again.
+        retry_in: Duration,
+    },
+    /// A node named as master is not (its `ROLE` says otherwise) or cannot be reached; it is
+    /// not used.
+    VerificationFailed {
+        /// The node.
+        node: Addr,
+        /// Why.
+        reason: String,
+    },
+    /// A sentinel learned from `SENTINEL SENTINELS` joined the listeners.
+    SentinelAdded {
+        /// Its address (NAT-mapped).
+        sentinel: Addr,
+    },
+    /// Workers did not pause in time; escalation follows.
+    PauseTimedOut {
+        /// How long the core waited.
+        waited: Duration,
+    },
+    /// The core stopped for good.
+    Stopped {
+        /// Why.
+        error: FatalError,
+    },
+}

@@ -1,0 +1,42 @@
+//! # dramatiq-sentinel-core
+//!
+//! The sans-IO heart of dramatiq-sentinel: a deterministic state machine that makes every
+//! Redis Sentinel failover decision for a process running job workers, and performs no I/O.
+//!
+//! Inputs are sentinel pub/sub messages, sentinel and data-node replies, worker pause
+//! acknowledgements, errors the application saw, and deadlines, each with the current time.
+//! Outputs are [`Action`]s for a runtime to perform (subscribe, query, connect, fence, pause,
+//! activate, resume, ...), [`Event`]s describing each decision, and the next deadline.
+//! See [`Core`] for the drive loop.
+//!
+//! The runtime shims `dramatiq-sentinel-tokio` and `dramatiq-sentinel-smol` drive it with real
+//! Redis connections. With the `sim` feature, [`sim`] drives it against a simulated world of
+//! sentinels, data nodes and workers on a virtual clock, to fuzz a configuration offline.
+
+mod action;
+mod addr;
+mod backoff;
+mod config;
+mod discovery;
+mod event;
+mod listeners;
+mod machine;
+mod parse;
+mod reply;
+mod switch;
+mod timers;
+
+pub use action::{Action, OpId, Shutdown};
+pub use addr::{Addr, AddrError, NatMap};
+pub use config::{
+    Config, ConfigBuilder, ConfigError, Credentials, MAX_DURATION, PauseTimeoutPolicy,
+};
+pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
+pub use machine::{Core, Deadline};
+pub use parse::Role;
+pub use reply::Reply;
+pub use timers::TimerReason;
+
+/// The channel pattern listeners subscribe to (`PSUBSCRIBE`): every sentinel event, since
+/// early failover signals arrive on many channels.
+pub const LISTENER_PATTERN: &str = "*";

@@ -1,0 +1,234 @@
+//! One pub/sub listener per sentinel: subscribe, health-check, backoff, and message dispatch.
+
+use crate::action::{Action, OpId};
+use crate::addr::Addr;
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::event::{DetectionPath, Event, IgnoreReason};
+use crate::machine::Core;
+use crate::parse::{Message, parse_message, parse_sentinels_reply};
+use crate::reply::Reply;
+use crate::timers::{TimerReason, after};
+use std::time::Instant;
+
+/// A sentinel and the state of its listener.
+#[derive(Debug)]
+pub(crate) struct Sentinel {
+    pub(crate) addr: Addr,
+    pub(crate) listener: Listener,
+    backoff: Backoff,
+}
+
+/// Listener state; the `Listener(i)` timer means: reconnect (Waiting), subscribe deadline
+/// (Connecting), health-check ping (Up, not pinging) or ping deadline (Up, pinging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Waiting,
+    Connecting { op: OpId },
+    Up { op: OpId, pinging: bool },
+}
+
+impl Sentinel {
+    pub(crate) fn new(addr: Addr, cfg: &Config) -> Self {
+        Self {
+            addr,
+            listener: Listener::Waiting,
+            backoff: Backoff::new(cfg.min_backoff, cfg.max_backoff, cfg.backoff_factor),
+        }
+    }
+
+    fn op(&self) -> Option<OpId> {
+        match self.listener {
+            Listener::Waiting => None,
+            Listener::Connecting { op } | Listener::Up { op, .. } => Some(op),
+        }
+    }
+}
+
+impl Core {
+    fn listener_of(&self, op: OpId) -> Option<usize> {
+        self.sentinels.iter().position(|s| s.op() == Some(op))
+    }
+
+    pub(crate) fn start_listener(&mut self, i: usize, now: Instant) {
+        let op = self.op();
+        self.sentinels[i].listener = Listener::Connecting { op };
+        self.timers.set(
+            TimerReason::Listener(i),
+            after(now, self.cfg.connect_timeout),
+        );
+        let sentinel = self.sentinels[i].addr.clone();
+        self.push_action(Action::Subscribe { op, sentinel });
+    }
+
+    pub(crate) fn listener_subscribed(&mut self, op: OpId, now: Instant) {
+        let Some(i) = self.listener_of(op) else {
+            return;
+        };
+        if self.sentinels[i].listener != (Listener::Connecting { op }) {
+            return;
+        }
+        let s = &mut self.sentinels[i];
+        s.listener = Listener::Up { op, pinging: false };
+        s.backoff.reset();
+        let sentinel = s.addr.clone();
+        self.timers.set(
+            TimerReason::Listener(i),
+            after(now, self.cfg.health_check_interval),
+        );
+        self.emit(Event::ListenerUp { sentinel });
+        if self.ready {
+            // Events may have been missed while this listener was down.
+            self.start_recheck(DetectionPath::ListenerReconnect, false, now);
+        }
+    }
+
+    pub(crate) fn listener_pong(&mut self, op: OpId, now: Instant) {
+        if let Some(i) = self.listener_of(op)
+            && let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener
+        {
+            *pinging = false;
+            self.timers.set(
+                TimerReason::Listener(i),
+                after(now, self.cfg.health_check_interval),
+            );
+        }
+    }
+
+    pub(crate) fn listener_failed(&mut self, op: OpId, reason: &str, now: Instant) {
+        if let Some(i) = self.listener_of(op) {
+            self.fail_listener(i, reason.to_owned(), false, now);
+        }
+    }
+
+    fn fail_listener(&mut self, i: usize, reason: String, close: bool, now: Instant) {
+        let s = &mut self.sentinels[i];
+        let op = s.op();
+        s.listener = Listener::Waiting;
+        let retry_in = s.backoff.next_delay();
+        let sentinel = s.addr.clone();
+        self.timers
+            .set(TimerReason::Listener(i), after(now, retry_in));
+        if close && let Some(op) = op {
+            self.push_action(Action::CloseListener { op });
+        }
+        self.emit(Event::ListenerDown {
+            sentinel,
+            reason,
+            retry_in,
+        });
+    }
+
+    pub(crate) fn listener_timer(&mut self, i: usize, now: Instant) {
+        let Some(s) = self.sentinels.get(i) else {
+            return;
+        };
+        match s.listener {
+            Listener::Waiting => self.start_listener(i, now),
+            Listener::Connecting { .. } => {
+                let reason = format!("no subscription within {:?}", self.cfg.connect_timeout);
+                self.fail_listener(i, reason, true, now);
+            }
+            Listener::Up { op, pinging: false } => {
+                self.sentinels[i].listener = Listener::Up { op, pinging: true };
+                self.timers
+                    .set(TimerReason::Listener(i), after(now, self.cfg.query_timeout));
+                self.push_action(Action::PingListener { op });
+            }
+            Listener::Up { pinging: true, .. } => {
+                let reason = format!(
+                    "health check: no PONG within {:?} after {:?} of silence",
+                    self.cfg.query_timeout, self.cfg.health_check_interval
+                );
+                self.fail_listener(i, reason, true, now);
+            }
+        }
+    }
+
+    pub(crate) fn listener_message(
+        &mut self,
+        op: OpId,
+        channel: &[u8],
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let Some(i) = self.listener_of(op) else {
+            return;
+        };
+        if let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener {
+            // Any traffic proves the connection alive.
+            *pinging = false;
+            self.timers.set(
+                TimerReason::Listener(i),
+                after(now, self.cfg.health_check_interval),
+            );
+        }
+        let sentinel = self.sentinels[i].addr.clone();
+        let ignored = |reason| Event::MessageIgnored {
+            sentinel: sentinel.clone(),
+            channel: String::from_utf8_lossy(channel).into_owned(),
+            reason,
+        };
+        let message = match parse_message(channel, payload) {
+            Ok(Some(m)) => m.nat(&self.cfg.nat),
+            Ok(None) => return,
+            Err(e) => return self.emit(ignored(IgnoreReason::Malformed(e.0))),
+        };
+        if message.service() != self.cfg.service_name {
+            return self.emit(ignored(IgnoreReason::OtherService(
+                message.service().to_owned(),
+            )));
+        }
+        let outcome = match message {
+            Message::SwitchMaster { old, new, .. } => {
+                self.on_switch_master(old, new, &sentinel, now)
+            }
+            Message::Failover {
+                signal,
+                channel,
+                master,
+                replica,
+                ..
+            } => self.on_failover_signal(signal, channel, master, replica, &sentinel, now),
+        };
+        if let Err(reason) = outcome {
+            self.emit(ignored(reason));
+        }
+    }
+
+    /// After a successful discovery: learn the sentinels this one knows.
+    pub(crate) fn refresh_sentinels(&mut self, from: usize) {
+        if !self.cfg.refresh_sentinels {
+            return;
+        }
+        // A newer query supersedes one still in flight (its late reply is ignored).
+        let op = self.op();
+        self.refresh = Some(op);
+        self.push_action(Action::QuerySentinels {
+            op,
+            sentinel: self.sentinels[from].addr.clone(),
+            service: self.cfg.service_name.clone(),
+        });
+    }
+
+    pub(crate) fn sentinels_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
+        // A failed refresh is harmless: the configured sentinels are still used.
+        let Ok(Ok(found)) = reply.map(|r| parse_sentinels_reply(&r)) else {
+            return;
+        };
+        for addr in found {
+            let addr = self.cfg.nat.map(&addr);
+            if self.sentinels.len() >= self.cfg.max_sentinels {
+                break;
+            }
+            if self.sentinels.iter().any(|s| s.addr == addr) {
+                continue;
+            }
+            self.sentinels.push(Sentinel::new(addr.clone(), &self.cfg));
+            let i = self.sentinels.len() - 1;
+            self.order.push(i);
+            self.emit(Event::SentinelAdded { sentinel: addr });
+            self.start_listener(i, now);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! [`Core`]: the state, the public inputs and outputs, and the dispatch to the focused parts
+//! (`listeners`, `discovery`, `switch`).
+
+use crate::action::{Action, OpId, Shutdown};
+use crate::addr::Addr;
+use crate::backoff::Backoff;
+use crate::config::{Config, PauseTimeoutPolicy};
+use crate::discovery::Discovery;
+use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
+use crate::listeners::Sentinel;
+use crate::reply::Reply;
+use crate::switch::Switch;
+use crate::timers::{TimerReason, Timers, after};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The next deadline of the core and why it is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// When to call [`Core::handle_timeout`].
+    pub at: Instant,
+    /// What the deadline is for.
+    pub reason: TimerReason,
+}
+
+/// The failover state machine. It owns every decision; the caller owns the I/O and the clock.
+///
+/// # Driving it
+///
+/// 1. Create it with [`Core::new`] and the current time. It immediately queues its first actions
+///    (subscribe to every sentinel, ask the first one for the master).
+/// 2. Drain [`Core::poll_event`] (log them, call hooks), then drain [`Core::poll_action`] and
+///    start each action, in order. Events first: a [`Event::BeforeReset`] must be seen before the
+///    [`Action::Activate`] queued with it runs.
+/// 3. Wait until the earliest of: an I/O completion, an application error, or
+///    [`Core::poll_timeout`]'s deadline.
+/// 4. Feed what happened with the matching `handle_*` method and the current time (for a
+///    deadline, [`Core::handle_timeout`]), then go back to step 2.
+///
+/// Every completion carries the [`OpId`] of its action; the core ignores ids it no longer
+/// waits for. Time only moves forward through the `now` arguments; the core never reads a
+/// clock, never blocks and is fully deterministic: the same inputs give the same outputs.
+/// After [`Action::Shutdown`] it ignores every input.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) cfg: Config,
+    pub(crate) created: Instant,
+    next_op: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    pub(crate) timers: Timers,
+    /// Every sentinel, configured then learned; indexes are stable.
+    pub(crate) sentinels: Vec<Sentinel>,
+    /// Discovery order: indexes into `sentinels`, the last one that answered first.
+    pub(crate) order: Vec<usize>,
+    /// The master the application's connection points at (verified when it was chosen).
+    pub(crate) master: Option<Addr>,
+    /// A switch or fence in progress (startup counts as a switch from no master).
+    pub(crate) switch: Option<Switch>,
+    pub(crate) discovery: Discovery,
+    pub(crate) discovery_backoff: Backoff,
+    /// A `ROLE` probe of the master in use (steady-state verification), if any.
+    pub(crate) verify_probe: Option<(OpId, Addr)>,
+    /// A `SENTINEL SENTINELS` query in flight.
+    pub(crate) refresh: Option<OpId>,
+    /// Masters that a `+switch-master` or a completed switch replaced, until when they are stale.
+    pub(crate) stale: BTreeMap<Addr, Instant>,
+    /// `Connect` ops whose result is still outstanding (so a late success is discarded).
+    pub(crate) open_connects: BTreeSet<OpId>,
+    pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
+    pub(crate) ready: bool,
+    stopped: bool,
+}
+
+impl Core {
+    /// Creates the core and queues its first actions: subscribe to every configured sentinel and
+    /// start discovering the master.
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        let discovery_backoff =
+            Backoff::new(cfg.retry_delay, cfg.max_retry_delay, cfg.backoff_factor);
+        let sentinels: Vec<Sentinel> = cfg
+            .sentinels
+            .iter()
+            .map(|a| Sentinel::new(a.clone(), &cfg))
+            .collect();
+        let mut core = Core {
+            order: (0..sentinels.len()).collect(),
+            sentinels,
+            created: now,
+            next_op: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: Timers::default(),
+            master: None,
+            switch: None,
+            discovery: Discovery::Idle,
+            discovery_backoff,
+            verify_probe: None,
+            refresh: None,
+            stale: BTreeMap::new(),
+            open_connects: BTreeSet::new(),
+            last_discovery_error: None,
+            ready: false,
+            stopped: false,
+            cfg,
+        };
+        if let Some(limit) = core.cfg.startup_timeout {
+            core.timers
+                .set(TimerReason::StartupDeadline, after(now, limit));
+        }
+        for i in 0..core.sentinels.len() {
+            core.start_listener(i, now);
+        }
+        core.switch = Some(Switch::startup(now));
+        core.drive_switch(now);
+        core
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The master the application's connection points at, once startup verified one.
+    pub fn master(&self) -> Option<&Addr> {
+        self.master.as_ref()
+    }
+
+    /// Whether work is fenced (startup, a failover announced, or a switch in progress).
+    pub fn is_fenced(&self) -> bool {
+        self.switch.is_some()
+    }
+
+    /// Whether the core stopped for good (after [`Action::Shutdown`]).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The sentinels known to the core (configured, then learned), in table order.
+    pub fn sentinels(&self) -> impl Iterator<Item = &Addr> {
+        self.sentinels.iter().map(|s| &s.addr)
+    }
+
+    /// The next action for the runtime, in order.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event to report, in order.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline, with its reason. Stable until the next `handle_*` call; `None`
+    /// once stopped.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        if self.stopped {
+            return None;
+        }
+        self.timers
+            .next()
+            .map(|(at, reason)| Deadline { at, reason })
+    }
+
+    /// Handles every deadline at or before `now`. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while !self.stopped {
+            let Some(reason) = self.timers.pop_due(now) else {
+                break;
+            };
+            match reason {
+                TimerReason::StartupDeadline => self.startup_deadline(now),
+                TimerReason::PauseTimeout => self.pause_timed_out(now),
+                TimerReason::FenceTimeout => self.fence_timed_out(now),
+                TimerReason::ConnectTimeout => self.connect_timed_out(now),
+                TimerReason::RolePoll => self.role_poll_due(now),
+                TimerReason::ProbeTimeout => self.probe_timed_out(now),
+                TimerReason::QueryTimeout => self.query_timed_out(now),
+                TimerReason::DiscoveryRetry => self.discovery_retry_due(now),
+                TimerReason::PeriodicCheck => self.periodic_check_due(now),
+                TimerReason::Listener(i) => self.listener_timer(i, now),
+            }
+        }
+    }
+
+    /// A listener connection subscribed.
+    pub fn handle_listener_subscribed(&mut self, now: Instant, op: OpId) {
+        if !self.stopped {
+            self.listener_subscribed(op, now);
+        }
+    }
+
+    /// A message arrived on a listener connection (raw channel and payload).
+    pub fn handle_listener_message(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        channel: &[u8],
+        payload: &[u8],
+    ) {
+        if !self.stopped {
+            self.listener_message(op, channel, payload, now);
+        }
+    }
+
+    /// A listener connection answered a [`Action::PingListener`].
+    pub fn handle_listener_pong(&mut self, now: Instant, op: OpId) {
+        if !self.stopped {
+            self.listener_pong(op, now);
+        }
+    }
+
+    /// A listener connection could not be opened, or broke.
+    pub fn handle_listener_failed(&mut self, now: Instant, op: OpId, reason: &str) {
+        if !self.stopped {
+            self.listener_failed(op, reason, now);
+        }
+    }
+
+    /// A sentinel answered a [`Action::QueryMaster`] or [`Action::QuerySentinels`], or the
+    /// query failed (`Err` with a description: refused, timed out, authentication failed, ...).
+    pub fn handle_sentinel_reply(&mut self, now: Instant, op: OpId, reply: Result<Reply, String>) {
+        if self.stopped {
+            return;
+        }
+        if self.refresh == Some(op) {
+            self.refresh = None;
+            self.sentinels_reply(reply, now);
+        } else {
+            self.master_reply(op, reply, now);
+        }
+    }
+
+    /// A data node answered a [`Action::PollRole`] or [`Action::Connect`] with its `ROLE`
+    /// reply, or the attempt failed.
+    pub fn handle_node_reply(&mut self, now: Instant, op: OpId, reply: Result<Reply, String>) {
+        let was_connect = self.open_connects.remove(&op);
+        if self.stopped {
+            return;
+        }
+        if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
+            self.verify_probe_reply(reply, now);
+        } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
+            // A prepared connection nobody waits for any more.
+            self.push_action(Action::Discard { op });
+        }
+    }
+
+    /// The runtime executed [`Action::Activate`]: the master connection points at the new node.
+    pub fn handle_reset_done(&mut self, now: Instant, op: OpId) {
+        if !self.stopped {
+            self.reset_done(op, now);
+        }
+    }
+
+    /// The workers paused ([`Action::PauseWorkers`] completed).
+    pub fn handle_workers_paused(&mut self, now: Instant, op: OpId) {
+        if !self.stopped {
+            self.workers_paused(op, now);
+        }
+    }
+
+    /// The application saw an error on its connection to `node`. Errors about a node that is not
+    /// the master in use, or during a switch, are ignored; repeated errors coalesce into one
+    /// re-check, paced by the retry backoff.
+    pub fn handle_app_error(&mut self, now: Instant, node: &Addr, kind: AppErrorKind) {
+        if self.stopped || self.switch.is_some() || self.master.as_ref() != Some(node) {
+            return;
+        }
+        match kind {
+            AppErrorKind::ReadOnly => {
+                self.start_switch(DetectionPath::AppError, None, false, "READONLY", now);
+                self.drive_switch(now);
+            }
+            AppErrorKind::Io | AppErrorKind::Timeout => {
+                self.start_recheck(DetectionPath::AppError, true, now);
+            }
+        }
+    }
+
+    pub(crate) fn op(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
+    }
+
+    pub(crate) fn push_action(&mut self, a: Action) {
+        self.actions.push_back(a);
+    }
+
+    pub(crate) fn emit(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    pub(crate) fn mark_stale(&mut self, addr: Addr, now: Instant) {
+        self.stale.retain(|_, until| *until > now);
+        self.stale
+            .insert(addr, after(now, self.cfg.stale_master_ttl));
+    }
+
+    fn periodic_check_due(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.periodic_check {
+            self.timers
+                .set(TimerReason::PeriodicCheck, after(now, every));
+        }
+        self.start_recheck(DetectionPath::Poll, false, now);
+    }
+
+    /// Arms the periodic check (once ready).
+    pub(crate) fn arm_periodic_check(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.periodic_check
+            && !self.timers.is_set(TimerReason::PeriodicCheck)
+        {
+            self.timers
+                .set(TimerReason::PeriodicCheck, after(now, every));
+        }
+    }
+
+    fn startup_deadline(&mut self, now: Instant) {
+        if self.ready {
+            return;
+        }
+        let error = FatalError::StartupTimedOut {
+            waited: now.saturating_duration_since(self.created),
+            last: self.last_discovery_error.clone(),
+        };
+        self.stop(Shutdown::Fail(error), now);
+    }
+
+    fn pause_timed_out(&mut self, now: Instant) {
+        let waited = self
+            .switch
+            .as_ref()
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started));
+        self.emit(Event::PauseTimedOut { waited });
+        self.push_action(Action::StopWorkers {
+            grace: self.cfg.stop_grace,
+        });
+        let shutdown = match self.cfg.on_pause_timeout {
+            PauseTimeoutPolicy::Exit { code } => Shutdown::Exit { code },
+            PauseTimeoutPolicy::Fail => Shutdown::Fail(FatalError::PauseTimedOut { waited }),
+        };
+        self.stop(shutdown, now);
+    }
+
+    fn stop(&mut self, shutdown: Shutdown, now: Instant) {
+        let error = match &shutdown {
+            Shutdown::Fail(e) => e.clone(),
+            Shutdown::Exit { .. } => FatalError::PauseTimedOut {
+                waited: self
+                    .switch
+                    .as_ref()
+                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started)),
+            },
+        };
+        self.emit(Event::Stopped { error });
+        self.push_action(Action::Shutdown(shutdown));
+        self.stopped = true;
+        self.timers = Timers::default();
+    }
+}

@@ -1,0 +1,463 @@
+//! Parsers for what sentinels and data nodes send: pub/sub messages, `SENTINEL MASTER`,
+//! `SENTINEL SENTINELS` and `ROLE` replies. Every parser is total: bad input is an `Err`
+//! describing the problem, never a panic.
+
+use crate::addr::{Addr, NatMap};
+use crate::reply::Reply;
+use std::fmt;
+
+/// What a sentinel message means for the failover logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// A failover of the named master is under way (`+odown`, `+try-failover`, ...).
+    Failover,
+    /// A failover is under way and the payload names the replica being promoted.
+    Candidate,
+    /// The failover stopped without promotion, or the master is back (`-odown`, `-failover-abort-*`).
+    Abort,
+}
+
+/// A parsed sentinel pub/sub message that concerns the failover logic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`.
+    SwitchMaster {
+        service: String,
+        old: Addr,
+        new: Addr,
+    },
+    /// A failover-related event about a master or one of its replicas.
+    Failover {
+        signal: Signal,
+        channel: String,
+        service: String,
+        /// The master the event is about.
+        master: Addr,
+        /// The replica the event names, for replica-type payloads.
+        replica: Option<Addr>,
+    },
+}
+
+impl Message {
+    /// The service (master name) the message is about.
+    pub(crate) fn service(&self) -> &str {
+        match self {
+            Message::SwitchMaster { service, .. } | Message::Failover { service, .. } => service,
+        }
+    }
+
+    /// Applies the NAT map to every address in the message.
+    pub(crate) fn nat(self, nat: &NatMap) -> Self {
+        match self {
+            Message::SwitchMaster { service, old, new } => Message::SwitchMaster {
+                service,
+                old: nat.map(&old),
+                new: nat.map(&new),
+            },
+            Message::Failover {
+                signal,
+                channel,
+                service,
+                master,
+                replica,
+            } => Message::Failover {
+                signal,
+                channel,
+                service,
+                master: nat.map(&master),
+                replica: replica.map(|r| nat.map(&r)),
+            },
+        }
+    }
+}
+
+/// Why a message or reply could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed(pub(crate) String);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn malformed(what: impl Into<String>) -> Malformed {
+    Malformed(what.into())
+}
+
+fn classify(channel: &str) -> Option<Signal> {
+    match channel {
+        "+selected-slave"
+        | "+failover-state-send-slaveof-noone"
+        | "+failover-state-wait-promotion"
+        | "+promoted-slave" => Some(Signal::Candidate),
+        "+odown" | "+try-failover" | "+elected-leader" => Some(Signal::Failover),
+        c if c.starts_with("+failover-state-") => Some(Signal::Failover),
+        "-odown" | "+failover-end-for-timeout" => Some(Signal::Abort),
+        c if c.starts_with("-failover-abort") => Some(Signal::Abort),
+        _ => None,
+    }
+}
+
+/// Parses a sentinel pub/sub message. `Ok(None)` for channels the failover logic does not use
+/// (`+sdown`, `+new-epoch`, hello messages, ...).
+pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Message>, Malformed> {
+    let channel = std::str::from_utf8(channel).map_err(|_| malformed("channel is not UTF-8"))?;
+    if channel != "+switch-master" && classify(channel).is_none() {
+        return Ok(None);
+    }
+    let payload = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
+    let tokens: Vec<&str> = payload.split(' ').filter(|t| !t.is_empty()).collect();
+    if channel == "+switch-master" {
+        return parse_switch_master(&tokens).map(Some);
+    }
+    let signal = classify(channel).ok_or_else(|| malformed("unreachable channel"))?;
+    parse_instance_payload(signal, channel, &tokens).map(Some)
+}
+
+fn addr(host: &str, port: &str) -> Result<Addr, Malformed> {
+    Addr::from_tokens(host, port).map_err(|e| malformed(e.to_string()))
+}
+
+fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
+    if tokens.len() < 5 {
+        return Err(malformed(format!(
+            "+switch-master needs `<name> <old-ip> <old-port> <new-ip> <new-port>`, got {} tokens",
+            tokens.len()
+        )));
+    }
+    let n = tokens.len();
+    Ok(Message::SwitchMaster {
+        service: tokens[..n - 4].join(" "),
+        old: addr(tokens[n - 4], tokens[n - 3])?,
+        new: addr(tokens[n - 2], tokens[n - 1])?,
+    })
+}
+
+/// Parses Sentinel's `%@` instance format:
+/// `master <name> <ip> <port> [extra..]` or
+/// `<type> <name> <ip> <port> @ <master-name> <master-ip> <master-port>`.
+fn parse_instance_payload(
+    signal: Signal,
+    channel: &str,
+    tokens: &[&str],
+) -> Result<Message, Malformed> {
+    let kind = tokens.first().copied().unwrap_or_default();
+    let failover = |service: &str, master: Addr, replica: Option<Addr>| Message::Failover {
+        signal,
+        channel: channel.to_owned(),
+        service: service.to_owned(),
+        master,
+        replica,
+    };
+    match kind {
+        "master" if tokens.len() >= 4 => Ok(failover(tokens[1], addr(tokens[2], tokens[3])?, None)),
+        "slave" | "replica" if tokens.len() >= 8 && tokens[4] == "@" => Ok(failover(
+            tokens[5],
+            addr(tokens[6], tokens[7])?,
+            Some(addr(tokens[2], tokens[3])?),
+        )),
+        "sentinel" => Err(malformed(format!("{channel} about a sentinel"))),
+        _ => Err(malformed(format!(
+            "{channel} payload is not `master <name> <ip> <port>` nor `slave <name> <ip> <port> @ <master> <ip> <port>`"
+        ))),
+    }
+}
+
+/// A master as `SENTINEL MASTER <name>` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MasterInfo {
+    pub(crate) addr: Addr,
+    pub(crate) flags: Vec<String>,
+}
+
+impl MasterInfo {
+    /// The sentinel considers the master up: flags say `master` and neither `s_down` nor `o_down`.
+    pub(crate) fn is_up(&self) -> bool {
+        self.flags.iter().any(|f| f == "master")
+            && !self
+                .flags
+                .iter()
+                .any(|f| f == "s_down" || f == "o_down" || f == "disconnected")
+    }
+}
+
+/// How a sentinel answered a master query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MasterAnswer {
+    /// It knows the master.
+    Known(MasterInfo),
+    /// It does not monitor a master of that name.
+    UnknownName,
+    /// It answered with an error (for example `NOAUTH`).
+    Error(String),
+}
+
+/// Parses the reply to `SENTINEL MASTER <name>`.
+pub(crate) fn parse_master_reply(reply: &Reply) -> Result<MasterAnswer, Malformed> {
+    match reply {
+        Reply::Nil => Ok(MasterAnswer::UnknownName),
+        Reply::Error(e) if e.contains("No such master") => Ok(MasterAnswer::UnknownName),
+        Reply::Error(e) => Ok(MasterAnswer::Error(e.clone())),
+        Reply::Array(_) | Reply::Map(_) => {
+            let text = |k: &str| {
+                reply
+                    .field(k)
+                    .and_then(Reply::text)
+                    .ok_or_else(|| malformed(format!("SENTINEL MASTER reply has no `{k}` field")))
+            };
+            let addr = addr(&text("ip")?, &text("port")?)?;
+            let flags = text("flags")?
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok(MasterAnswer::Known(MasterInfo { addr, flags }))
+        }
+        other => Err(malformed(format!(
+            "SENTINEL MASTER replied {}",
+            describe(other)
+        ))),
+    }
+}
+
+/// Parses the reply to `SENTINEL SENTINELS <name>`: the other sentinels' addresses. Entries
+/// that cannot be understood are skipped; a reply that is not a list is an error.
+pub(crate) fn parse_sentinels_reply(reply: &Reply) -> Result<Vec<Addr>, Malformed> {
+    match reply {
+        Reply::Array(entries) => Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let ip = e.field("ip")?.text()?;
+                let port = e.field("port")?.text()?;
+                Addr::from_tokens(&ip, &port).ok()
+            })
+            .collect()),
+        Reply::Error(e) => Err(malformed(format!("SENTINEL SENTINELS failed: {e}"))),
+        other => Err(malformed(format!(
+            "SENTINEL SENTINELS replied {}",
+            describe(other)
+        ))),
+    }
+}
+
+/// The role of a data node, from its `ROLE` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// The node is a master and accepts writes.
+    Master,
+    /// The node is a replica of `master` (as it reports it).
+    Replica {
+        /// The master it replicates from, as the node reports it (not NAT-mapped).
+        master: Option<Addr>,
+    },
+    /// The node is a sentinel, not a data node.
+    Sentinel,
+    /// The node answered with an error (for example `LOADING` or `NOAUTH`).
+    Error(String),
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Master => f.write_str("master"),
+            Role::Replica { master: Some(m) } => write!(f, "replica of {m}"),
+            Role::Replica { master: None } => f.write_str("replica"),
+            Role::Sentinel => f.write_str("sentinel"),
+            Role::Error(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// Parses a `ROLE` reply.
+pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
+    match reply {
+        Reply::Error(e) => Ok(Role::Error(e.clone())),
+        Reply::Array(items) => match items.first().and_then(Reply::text).as_deref() {
+            Some("master") => Ok(Role::Master),
+            Some("slave") | Some("replica") => {
+                let master = match (items.get(1).and_then(Reply::text), items.get(2)) {
+                    (Some(h), Some(p)) => p.text().and_then(|p| Addr::from_tokens(&h, &p).ok()),
+                    _ => None,
+                };
+                Ok(Role::Replica { master })
+            }
+            Some("sentinel") => Ok(Role::Sentinel),
+            Some(other) => Err(malformed(format!("ROLE replied unknown role `{other}`"))),
+            None => Err(malformed("ROLE replied an empty or non-text array")),
+        },
+        other => Err(malformed(format!("ROLE replied {}", describe(other)))),
+    }
+}
+
+fn describe(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Nil => "nil",
+        Reply::Int(_) => "an integer",
+        Reply::Data(_) => "a string",
+        Reply::Status(_) => "a status",
+        Reply::Error(_) => "an error",
+        Reply::Array(_) => "an array",
+        Reply::Map(_) => "a map",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn data(s: &str) -> Reply {
+        Reply::Data(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn switch_master() {
+        let m = parse_message(b"+switch-master", b"svc 10.0.0.1 6379 10.0.0.2 6380")
+            .expect("parses")
+            .expect("relevant");
+        assert_eq!(
+            m,
+            Message::SwitchMaster {
+                service: "svc".into(),
+                old: Addr::new("10.0.0.1", 6379),
+                new: Addr::new("10.0.0.2", 6380),
+            }
+        );
+        assert!(parse_message(b"+switch-master", b"svc 1.1.1.1 6379 x").is_err());
+        assert!(parse_message(b"+switch-master", b"svc 1.1.1.1 6379 2.2.2.2 0").is_err());
+    }
+
+    #[test]
+    fn early_signals() {
+        let m = parse_message(b"+odown", b"master svc 127.0.0.1 7000 #quorum 2/2")
+            .expect("parses")
+            .expect("relevant");
+        assert!(
+            matches!(m, Message::Failover { signal: Signal::Failover, ref master, replica: None, .. } if *master == Addr::new("127.0.0.1", 7000))
+        );
+        let m = parse_message(
+            b"+selected-slave",
+            b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
+        )
+        .expect("parses")
+        .expect("relevant");
+        assert!(
+            matches!(m, Message::Failover { signal: Signal::Candidate, replica: Some(ref r), .. } if *r == Addr::new("127.0.0.1", 7001))
+        );
+        let m = parse_message(b"-failover-abort-not-elected", b"master svc 127.0.0.1 7000")
+            .expect("parses")
+            .expect("relevant");
+        assert!(matches!(
+            m,
+            Message::Failover {
+                signal: Signal::Abort,
+                ..
+            }
+        ));
+        assert_eq!(parse_message(b"+sdown", b"whatever"), Ok(None));
+        assert_eq!(parse_message(b"+new-epoch", b"12"), Ok(None));
+    }
+
+    #[test]
+    fn master_reply_resp2_and_resp3() {
+        let flat = Reply::Array(vec![
+            data("name"),
+            data("svc"),
+            data("ip"),
+            data("127.0.0.1"),
+            data("port"),
+            data("7000"),
+            data("flags"),
+            data("master"),
+        ]);
+        let map = Reply::Map(vec![
+            (data("ip"), data("127.0.0.1")),
+            (data("port"), Reply::Int(7000)),
+            (data("flags"), data("master,o_down")),
+        ]);
+        let MasterAnswer::Known(a) = parse_master_reply(&flat).expect("parses") else {
+            panic!("known expected")
+        };
+        assert!(a.is_up());
+        let MasterAnswer::Known(b) = parse_master_reply(&map).expect("parses") else {
+            panic!("known expected")
+        };
+        assert!(!b.is_up());
+        assert_eq!(a.addr, b.addr);
+        assert_eq!(
+            parse_master_reply(&Reply::Error("ERR No such master with that name".into())),
+            Ok(MasterAnswer::UnknownName)
+        );
+    }
+
+    #[test]
+    fn role_reply() {
+        let master = Reply::Array(vec![data("master"), Reply::Int(10), Reply::Array(vec![])]);
+        assert_eq!(parse_role(&master), Ok(Role::Master));
+        let replica = Reply::Array(vec![
+            data("slave"),
+            data("127.0.0.1"),
+            Reply::Int(7000),
+            data("connected"),
+            Reply::Int(10),
+        ]);
+        assert_eq!(
+            parse_role(&replica),
+            Ok(Role::Replica {
+                master: Some(Addr::new("127.0.0.1", 7000))
+            })
+        );
+        assert!(parse_role(&Reply::Nil).is_err());
+    }
+
+    fn arb_reply() -> impl Strategy<Value = Reply> {
+        let leaf = prop_oneof![
+            Just(Reply::Nil),
+            any::<i64>().prop_map(Reply::Int),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(Reply::Data),
+            prop_oneof![
+                Just("ip"),
+                Just("port"),
+                Just("flags"),
+                Just("master"),
+                Just("slave"),
+                Just("127.0.0.1"),
+                Just("6379"),
+                Just("s_down,master")
+            ]
+            .prop_map(data),
+            ".{0,8}".prop_map(Reply::Status),
+            ".{0,8}".prop_map(Reply::Error),
+        ];
+        leaf.prop_recursive(3, 32, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Reply::Array),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn messages_never_panic(channel in proptest::collection::vec(any::<u8>(), 0..24),
+                                payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_message(&channel, &payload);
+        }
+
+        #[test]
+        fn structured_messages_never_panic(
+            channel in prop_oneof![Just("+switch-master"), Just("+odown"), Just("+selected-slave"), Just("-odown")],
+            tokens in proptest::collection::vec(prop_oneof![Just("master"), Just("slave"), Just("@"), Just("svc"), Just("127.0.0.1"), Just("6379"), Just("0"), Just("99999"), Just(""), Just("::1")], 0..10)) {
+            let _ = parse_message(channel.as_bytes(), tokens.join(" ").as_bytes());
+        }
+
+        #[test]
+        fn replies_never_panic(reply in arb_reply()) {
+            let _ = parse_master_reply(&reply);
+            let _ = parse_role(&reply);
+            let _ = parse_sentinels_reply(&reply);
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! The switch: fence → pause workers ∥ find and verify the new master → activate it (close
+//! everything to the old one) → resume. Also early fencing on failover signals, candidate
+//! `ROLE` polling, and lifting a fence when a failover aborts.
+
+use crate::action::{Action, OpId};
+use crate::addr::Addr;
+use crate::event::{DetectionPath, DiscoveryError, Event, IgnoreReason};
+use crate::machine::Core;
+use crate::parse::{Role, Signal, parse_role};
+use crate::reply::Reply;
+use crate::timers::{TimerReason, after};
+use std::time::Instant;
+
+/// Whether the workers still need to drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// No workers run yet (startup).
+    NotNeeded,
+    Pending(OpId),
+    Done(Instant),
+}
+
+/// A switch or fence in progress. Work is fenced from its start until `Resume`.
+#[derive(Debug)]
+pub(crate) struct Switch {
+    pub(crate) path: DetectionPath,
+    pub(crate) sentinel: Option<Addr>,
+    pub(crate) started: Instant,
+    /// The master in use when the switch started.
+    pub(crate) old: Option<Addr>,
+    /// Fenced on an early signal and waiting for a promotion (the fence timeout runs).
+    pub(crate) early: bool,
+    /// Why the old master is being re-verified (failover aborted, fence timed out).
+    pub(crate) lifting: Option<String>,
+    /// The master to use, as a sentinel or a promoted candidate named it.
+    pub(crate) target: Option<Addr>,
+    /// The application's connection points at `target`, verified as master.
+    pub(crate) verified: bool,
+    pub(crate) connected_at: Option<Instant>,
+    pub(crate) candidate: Option<Addr>,
+    pub(crate) candidate_poll: Option<OpId>,
+    pub(crate) connect: Option<(OpId, Addr)>,
+    /// A `ROLE` check of `target` when it is the master already in use.
+    pub(crate) probe: Option<(OpId, Addr)>,
+    pub(crate) activating: Option<(OpId, Addr)>,
+    pub(crate) pause: Pause,
+}
+
+impl Switch {
+    fn new(
+        path: DetectionPath,
+        sentinel: Option<Addr>,
+        old: Option<Addr>,
+        pause: Pause,
+        now: Instant,
+    ) -> Self {
+        Switch {
+            path,
+            sentinel,
+            started: now,
+            old,
+            early: false,
+            lifting: None,
+            target: None,
+            verified: false,
+            connected_at: None,
+            candidate: None,
+            candidate_poll: None,
+            connect: None,
+            probe: None,
+            activating: None,
+            pause,
+        }
+    }
+
+    /// Startup: find the first master; nothing to pause.
+    pub(crate) fn startup(now: Instant) -> Self {
+        Self::new(DetectionPath::Startup, None, None, Pause::NotNeeded, now)
+    }
+}
+
+impl Core {
+    /// Fences and starts pausing the workers.
+    pub(crate) fn start_switch(
+        &mut self,
+        path: DetectionPath,
+        sentinel: Option<Addr>,
+        early: bool,
+        signal: &str,
+        now: Instant,
+    ) {
+        self.cancel_verify_probe();
+        let op = self.op();
+        let mut sw = Switch::new(
+            path,
+            sentinel.clone(),
+            self.master.clone(),
+            Pause::Pending(op),
+            now,
+        );
+        sw.early = early;
+        self.switch = Some(sw);
+        self.push_action(Action::Fence);
+        self.push_action(Action::PauseWorkers { op });
+        self.timers.set(
+            TimerReason::PauseTimeout,
+            after(now, self.cfg.pause_timeout),
+        );
+        if early {
+            self.timers.set(
+                TimerReason::FenceTimeout,
+                after(now, self.cfg.fence_timeout),
+            );
+        }
+        if let Some(master) = self.master.clone() {
+            self.emit(Event::Fenced {
+                master,
+                path,
+                sentinel,
+                signal: signal.to_owned(),
+            });
+        }
+    }
+
+    /// Sets the master the switch moves to (and drops work aimed at any other address).
+    pub(crate) fn set_target(
+        &mut self,
+        addr: Addr,
+        path: DetectionPath,
+        sentinel: Option<Addr>,
+        now: Instant,
+    ) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        if sw.target.as_ref() == Some(&addr) {
+            return;
+        }
+        sw.target = Some(addr.clone());
+        sw.verified = false;
+        sw.early = false;
+        sw.connect = None; // a late result is discarded through `open_connects`
+        sw.probe = None;
+        sw.candidate_poll = None;
+        for t in [
+            TimerReason::ConnectTimeout,
+            TimerReason::ProbeTimeout,
+            TimerReason::RolePoll,
+            TimerReason::FenceTimeout,
+        ] {
+            self.timers.cancel(t);
+        }
+        if self.master.as_ref() != Some(&addr) {
+            self.emit(Event::SwitchDetected {
+                old: self.master.clone(),
+                new: addr,
+                sentinel,
+                path,
+            });
+        }
+        self.drive_switch(now);
+    }
+
+    /// Starts whatever the switch needs next: verify the target, poll the candidate, or
+    /// discover; finishes when verified and paused.
+    pub(crate) fn drive_switch(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        if let Some(target) = sw.target.clone() {
+            if sw.verified {
+                return self.try_finish(now);
+            }
+            if sw.connect.is_some() || sw.probe.is_some() || sw.activating.is_some() {
+                return;
+            }
+            let op = self.op();
+            let deadline = after(now, self.cfg.connect_timeout);
+            let in_use = self.master.as_ref() == Some(&target);
+            let Some(sw) = self.switch.as_mut() else {
+                return;
+            };
+            if in_use {
+                sw.probe = Some((op, target.clone()));
+                self.timers.set(TimerReason::ProbeTimeout, deadline);
+                self.push_action(Action::PollRole { op, node: target });
+            } else {
+                sw.connect = Some((op, target.clone()));
+                self.open_connects.insert(op);
+                self.timers.set(TimerReason::ConnectTimeout, deadline);
+                self.push_action(Action::Connect { op, node: target });
+            }
+        } else if sw.candidate.is_some() {
+            if sw.candidate_poll.is_none() && !self.timers.is_set(TimerReason::RolePoll) {
+                self.role_poll_due(now);
+            }
+        } else if !sw.early {
+            let path = sw.path;
+            self.ensure_discovery(path, now);
+        }
+    }
+
+    /// A discovery answer while switching. Events and promoted candidates take precedence, and
+    /// during an early fence the old master's name is expected (sentinels report it until the
+    /// failover ends) and proves nothing.
+    pub(crate) fn discovered_during_switch(
+        &mut self,
+        addr: Addr,
+        path: DetectionPath,
+        sentinel: Addr,
+        now: Instant,
+    ) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        if sw.target.is_some() || (sw.early && self.master.as_ref() == Some(&addr)) {
+            return self.drive_switch(now);
+        }
+        self.set_target(addr, path, Some(sentinel), now);
+    }
+
+    /// Returns whether the reply belonged to the switch.
+    pub(crate) fn switch_node_reply(
+        &mut self,
+        op: OpId,
+        reply: &Result<Reply, String>,
+        now: Instant,
+    ) -> bool {
+        let Some(sw) = self.switch.as_mut() else {
+            return false;
+        };
+        let role = || match reply {
+            Ok(r) => parse_role(r).map_err(|m| m.0),
+            Err(e) => Err(e.clone()),
+        };
+        if let Some((_, target)) = sw.connect.take_if(|(c, _)| *c == op) {
+            self.timers.cancel(TimerReason::ConnectTimeout);
+            match role() {
+                Ok(Role::Master) => {
+                    sw.activating = Some((op, target.clone()));
+                    let old = self.master.clone();
+                    self.emit(Event::BeforeReset {
+                        old: old.clone(),
+                        new: target.clone(),
+                    });
+                    self.push_action(Action::Activate {
+                        op,
+                        node: target,
+                        old,
+                    });
+                }
+                other => {
+                    if reply.is_ok() {
+                        self.push_action(Action::Discard { op });
+                    }
+                    self.verification_failed(target, describe(other), now);
+                }
+            }
+            return true;
+        }
+        if let Some((_, target)) = sw.probe.take_if(|(p, _)| *p == op) {
+            self.timers.cancel(TimerReason::ProbeTimeout);
+            match role() {
+                Ok(Role::Master) => {
+                    sw.verified = true;
+                    sw.connected_at = Some(now);
+                    self.drive_switch(now);
+                }
+                other => self.verification_failed(target, describe(other), now),
+            }
+            return true;
+        }
+        if sw.candidate_poll == Some(op) {
+            sw.candidate_poll = None;
+            match (role(), sw.candidate.clone()) {
+                (Ok(Role::Master), Some(candidate)) => {
+                    let sentinel = sw.sentinel.clone();
+                    self.set_target(candidate, DetectionPath::EarlySignal, sentinel, now);
+                }
+                _ => self.timers.set(
+                    TimerReason::RolePoll,
+                    after(now, self.cfg.role_poll_interval),
+                ),
+            }
+            return true;
+        }
+        false
+    }
+
+    fn verification_failed(&mut self, node: Addr, reason: String, now: Instant) {
+        self.emit(Event::VerificationFailed {
+            node: node.clone(),
+            reason: reason.clone(),
+        });
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        if sw.target.as_ref() == Some(&node) {
+            sw.target = None;
+            sw.verified = false;
+        }
+        sw.lifting = None;
+        sw.early = false;
+        let path = sw.path;
+        if sw.candidate.is_none() && matches!(self.discovery, crate::discovery::Discovery::Idle) {
+            let error = DiscoveryError::VerificationFailed { node, reason };
+            self.schedule_discovery_retry(path, false, error, now);
+        }
+        self.drive_switch(now);
+    }
+
+    pub(crate) fn connect_timed_out(&mut self, now: Instant) {
+        if let Some((_, node)) = self.switch.as_mut().and_then(|s| s.connect.take()) {
+            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            self.verification_failed(node, reason, now);
+        }
+    }
+
+    pub(crate) fn switch_probe_timed_out(&mut self, now: Instant) {
+        if let Some((_, node)) = self.switch.as_mut().and_then(|s| s.probe.take()) {
+            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            self.verification_failed(node, reason, now);
+        }
+    }
+
+    /// Polls the candidate's `ROLE` (also when the previous poll got no answer in time).
+    pub(crate) fn role_poll_due(&mut self, now: Instant) {
+        let op = self.op();
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let (None, Some(node)) = (&sw.target, sw.candidate.clone()) else {
+            return;
+        };
+        sw.candidate_poll = Some(op);
+        self.timers
+            .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
+        self.push_action(Action::PollRole { op, node });
+    }
+
+    pub(crate) fn reset_done(&mut self, op: OpId, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+            return;
+        };
+        sw.verified = sw.target.as_ref() == Some(&node);
+        if sw.verified {
+            sw.connected_at = Some(now);
+        }
+        let old = self.master.replace(node.clone());
+        self.stale.remove(&node);
+        if let Some(o) = old.clone().filter(|o| *o != node) {
+            self.mark_stale(o, now);
+        }
+        self.emit(Event::AfterReset { old, new: node });
+        self.drive_switch(now);
+    }
+
+    pub(crate) fn workers_paused(&mut self, op: OpId, now: Instant) {
+        if let Some(sw) = self.switch.as_mut()
+            && sw.pause == Pause::Pending(op)
+        {
+            sw.pause = Pause::Done(now);
+            self.timers.cancel(TimerReason::PauseTimeout);
+            self.drive_switch(now);
+        }
+    }
+
+    fn try_finish(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        if !sw.verified || matches!(sw.pause, Pause::Pending(_)) {
+            return;
+        }
+        let Some(sw) = self.switch.take() else {
+            return;
+        };
+        let Some(new) = self.master.clone() else {
+            return;
+        };
+        for t in [
+            TimerReason::PauseTimeout,
+            TimerReason::FenceTimeout,
+            TimerReason::ConnectTimeout,
+            TimerReason::RolePoll,
+            TimerReason::ProbeTimeout,
+        ] {
+            self.timers.cancel(t);
+        }
+        self.push_action(Action::Resume);
+        let total = now.saturating_duration_since(sw.started);
+        if sw.old.as_ref() == Some(&new) {
+            let reason = sw
+                .lifting
+                .unwrap_or_else(|| "master re-verified".to_owned());
+            self.emit(Event::FenceLifted {
+                master: new.clone(),
+                reason,
+                held: total,
+            });
+        } else {
+            let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(sw.started));
+            self.emit(Event::SwitchCompleted {
+                old: sw.old,
+                new: new.clone(),
+                path: sw.path,
+                to_paused: match sw.pause {
+                    Pause::Done(at) => since(Some(at)),
+                    _ => None,
+                },
+                to_connected: since(sw.connected_at).unwrap_or(total),
+                total,
+            });
+        }
+        if !self.ready {
+            self.ready = true;
+            self.timers.cancel(TimerReason::StartupDeadline);
+            self.emit(Event::Ready {
+                master: new,
+                elapsed: now.saturating_duration_since(self.created),
+            });
+            self.arm_periodic_check(now);
+        }
+    }
+
+    /// `+switch-master` for our service (addresses already NAT-mapped).
+    pub(crate) fn on_switch_master(
+        &mut self,
+        old: Addr,
+        new: Addr,
+        sentinel: &Addr,
+        now: Instant,
+    ) -> Result<(), IgnoreReason> {
+        if old != new {
+            self.mark_stale(old, now);
+        }
+        self.stale.remove(&new);
+        let already = match &self.switch {
+            Some(sw) => sw.target.as_ref() == Some(&new),
+            None => self.master.as_ref() == Some(&new),
+        };
+        if already {
+            return Err(IgnoreReason::Duplicate);
+        }
+        if self.switch.is_none() {
+            self.start_switch(
+                DetectionPath::Event,
+                Some(sentinel.clone()),
+                false,
+                "+switch-master",
+                now,
+            );
+        }
+        self.set_target(new, DetectionPath::Event, Some(sentinel.clone()), now);
+        Ok(())
+    }
+
+    /// An early failover signal, a candidate announcement, or an abort for our service.
+    pub(crate) fn on_failover_signal(
+        &mut self,
+        signal: Signal,
+        channel: String,
+        master: Addr,
+        replica: Option<Addr>,
+        sentinel: &Addr,
+        now: Instant,
+    ) -> Result<(), IgnoreReason> {
+        if !self.cfg.early_fencing {
+            return Ok(());
+        }
+        if self.master.as_ref() != Some(&master) {
+            return Err(IgnoreReason::NotOurMaster(master));
+        }
+        if signal == Signal::Abort {
+            return self.lift_fence(channel, now);
+        }
+        let fenced_now = match self
+            .switch
+            .as_ref()
+            .map(|s| s.target.as_ref() == Some(&master))
+        {
+            None => {
+                self.start_switch(
+                    DetectionPath::EarlySignal,
+                    Some(sentinel.clone()),
+                    true,
+                    &channel,
+                    now,
+                );
+                true
+            }
+            // The master we just moved to is failing over in turn: fence again.
+            Some(true) => {
+                self.refence(sentinel, &channel, now);
+                true
+            }
+            Some(false) => false,
+        };
+        let Some(sw) = self.switch.as_mut() else {
+            return Ok(());
+        };
+        match replica {
+            Some(c)
+                if signal == Signal::Candidate
+                    && sw.target.is_none()
+                    && sw.candidate.as_ref() != Some(&c) =>
+            {
+                sw.candidate = Some(c.clone());
+                self.timers.cancel(TimerReason::RolePoll);
+                self.emit(Event::CandidateNamed {
+                    candidate: c,
+                    sentinel: Some(sentinel.clone()),
+                });
+                self.drive_switch(now);
+                Ok(())
+            }
+            _ if fenced_now => Ok(()),
+            _ => Err(IgnoreReason::Duplicate),
+        }
+    }
+
+    fn refence(&mut self, sentinel: &Addr, channel: &str, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        sw.target = None;
+        sw.verified = false;
+        sw.early = true;
+        sw.candidate = None;
+        sw.probe = None;
+        self.timers.cancel(TimerReason::ProbeTimeout);
+        self.timers.set(
+            TimerReason::FenceTimeout,
+            after(now, self.cfg.fence_timeout),
+        );
+        self.push_action(Action::Fence);
+        if let Some(master) = self.master.clone() {
+            self.emit(Event::Fenced {
+                master,
+                path: DetectionPath::EarlySignal,
+                sentinel: Some(sentinel.clone()),
+                signal: channel.to_owned(),
+            });
+        }
+    }
+
+    /// The failover was aborted (or the fence timed out): re-verify the master in use and lift
+    /// the fence if it still is master.
+    fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
+        let Some(sw) = self.switch.as_mut() else {
+            return Err(IgnoreReason::Duplicate);
+        };
+        if !sw.early || sw.target.is_some() {
+            return Err(IgnoreReason::Duplicate);
+        }
+        sw.lifting = Some(reason);
+        let (path, sentinel) = (sw.path, sw.sentinel.clone());
+        match self.master.clone() {
+            Some(m) => self.set_target(m, path, sentinel, now),
+            None => {
+                sw.early = false;
+                self.drive_switch(now);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fence_timed_out(&mut self, now: Instant) {
+        let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
+        let _ = self.lift_fence(reason, now);
+    }
+}
+
+fn describe(role: Result<Role, String>) -> String {
+    match role {
+        Ok(role) => format!("ROLE says {role}"),
+        Err(e) => e,
+    }
+}
