@@ -1,0 +1,44 @@
+//! Measures how long the harness needs to start a default deployment and to complete a graceful
+//! failover (until all sentinels agree on the new master).
+//!
+//! `cargo run -p dramatiq-sentinel-tests --example harness_timings -- [runs]` (default 5 runs).
+
+use std::time::{Duration, Instant};
+
+use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, HarnessError};
+
+fn main() -> Result<(), HarnessError> {
+    let runs = std::env::args()
+        .nth(1)
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(5_usize);
+    let mut starts = Vec::new();
+    let mut failovers = Vec::new();
+    for run in 1..=runs {
+        let begin = Instant::now();
+        let deployment = Deployment::start(DeploymentOptions::default())?;
+        let started = begin.elapsed();
+        let begin = Instant::now();
+        let (old, new) = deployment.failover_and_wait(Duration::from_secs(60))?;
+        let failed_over = begin.elapsed();
+        println!("run {run}: start {started:?}, failover {failed_over:?} ({old} -> {new})");
+        starts.push(started);
+        failovers.push(failed_over);
+    }
+    report("start", &mut starts);
+    report("graceful failover", &mut failovers);
+    Ok(())
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let (min, max) = (samples[0], samples[samples.len() - 1]);
+    println!(
+        "{what}: median {:.0} ms (min {:.0} ms, max {:.0} ms, {} runs)",
+        median.as_secs_f64() * 1e3,
+        min.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        samples.len()
+    );
+}
