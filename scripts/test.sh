@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The test command of this project: `bash scripts/test.sh`.
+#
+# 1. Makes sure Redis (>= 7.0) is available: `REDIS_SERVER=/path/to/redis-server` if set, else
+#    `redis-server` on PATH; if missing, installs `redis-server redis-sentinel` with apt-get when
+#    running as root, otherwise prints the command to run and fails.
+# 2. Runs the whole test suite (the steps in `run_tests` below). The real-Redis tests start
+#    their own redis-server processes on 127.0.0.1; nothing else is needed.
+# 3. Fails if any redis-server process started by the tests survived them.
+#
+# The deployment directories (with every Redis log) of this run live in one run directory,
+# which is removed after a green run and kept (path printed) after a red one.
+# DRAMATIQ_SENTINEL_KEEP_LOGS=1 keeps it in any case.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MIN_REDIS_MAJOR=7
+INSTALL_COMMAND="sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel"
+
+# The test steps. Add per-package runs here (features are unified in a workspace build, so
+# each runtime shim is also tested on its own).
+run_tests() {
+    step cargo test --workspace --all-targets
+    step cargo test --workspace --doc
+}
+
+failures=0
+step() {
+    echo "==> $*"
+    if ! "$@"; then
+        echo "==> FAILED: $*" >&2
+        failures=$((failures + 1))
+    fi
+}
+
+die() {
+    echo "scripts/test.sh: $*" >&2
+    exit 1
+}
+
+install_redis() {
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        die "redis-server not found. Install Redis ${MIN_REDIS_MAJOR}.0 or newer, on Debian/Ubuntu with:
+    ${INSTALL_COMMAND}
+or point REDIS_SERVER at a redis-server binary:
+    REDIS_SERVER=/path/to/redis-server bash scripts/test.sh"
+    fi
+    echo "==> installing redis-server and redis-sentinel with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    # Do not let the packages start system-wide Redis services: the tests start their own.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+    fi
+    local status=0
+    if ! apt-get install -y -q redis-server redis-sentinel; then
+        apt-get update -q && apt-get install -y -q redis-server redis-sentinel || status=$?
+    fi
+    if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi
+    [[ $status -eq 0 ]] || die "apt-get install redis-server redis-sentinel failed"
+}
+
+find_redis() {
+    if [[ -n ${REDIS_SERVER:-} ]]; then
+        [[ -x $REDIS_SERVER && -f $REDIS_SERVER ]] ||
+            die "REDIS_SERVER=$REDIS_SERVER is not an executable file"
+        return
+    fi
+    if ! command -v redis-server >/dev/null; then
+        install_redis
+    fi
+    command -v redis-server >/dev/null || die "redis-server is still not on PATH after installing"
+    REDIS_SERVER=$(command -v redis-server)
+    export REDIS_SERVER
+}
+
+check_redis_version() {
+    local version
+    version=$("$REDIS_SERVER" --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
+    [[ -n $version ]] || die "$REDIS_SERVER --version did not print a version"
+    if ((${version%%.*} < MIN_REDIS_MAJOR)); then
+        die "$REDIS_SERVER is Redis $version; the tests need ${MIN_REDIS_MAJOR}.0 or newer \
+(Debian 12, Ubuntu 24.04, or https://redis.io/docs/latest/operate/oss_and_stack/install/)"
+    fi
+    echo "==> using $REDIS_SERVER (Redis $version)"
+}
+
+# Redis processes of this run: their process title contains their config path, which lies in
+# the run directory.
+our_redis_pids() {
+    pgrep -f -- "$RUN_DIR/" || true
+}
+
+check_leftovers() {
+    local pids deadline=$((SECONDS + 10))
+    # Children Redis forked (e.g. to stream a snapshot to a replica) end shortly after their
+    # parent was killed; give them a moment.
+    while pids=$(our_redis_pids) && [[ -n $pids ]] && ((SECONDS < deadline)); do
+        sleep 0.5
+    done
+    if [[ -n $pids ]]; then
+        echo "==> FAILED: redis-server processes started by the tests survived them:" >&2
+        # shellcheck disable=SC2086
+        ps -o pid,ppid,stat,args -p $(echo $pids | tr ' ' ',') >&2 || true
+        # shellcheck disable=SC2086
+        kill -9 $pids 2>/dev/null || true
+        failures=$((failures + 1))
+    fi
+}
+
+command -v cargo >/dev/null || die "cargo not found; install Rust from https://rustup.rs"
+find_redis
+check_redis_version
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dramatiq-sentinel-run.XXXXXX")
+# The harness creates its deployment directories under TMPDIR.
+export TMPDIR=$RUN_DIR
+
+run_tests
+check_leftovers
+
+if ((failures > 0)); then
+    echo "==> ${failures} step(s) failed; logs of failed real-Redis tests are in $RUN_DIR" >&2
+    exit 1
+fi
+if [[ -n ${DRAMATIQ_SENTINEL_KEEP_LOGS:-} ]]; then
+    echo "==> all green; logs kept in $RUN_DIR"
+else
+    rm -rf "$RUN_DIR"
+    echo "==> all green"
+fi
