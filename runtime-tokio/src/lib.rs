@@ -1,0 +1,65 @@
+//! # dramatiq-sentinel-tokio
+//!
+//! The dramatiq-sentinel supervisor on tokio: it watches Redis Sentinel, moves a master
+//! connection to each new master and pauses your workers around each switch. Everything but
+//! the executor lives in `dramatiq-sentinel-supervisor`; this crate plugs tokio in ([`Tokio`])
+//! and enables the `redis` crate's `tokio-comp` (and, with the `tls-rustls` or
+//! `tls-native-tls` feature, its TLS support).
+//!
+//! Start it inside a tokio runtime:
+//!
+//! ```no_run
+//! use dramatiq_sentinel_tokio::{Config, Supervisor, redis::AsyncCommands};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder()
+//!     .sentinels(["127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"])
+//!     .service_name("mymaster".into())
+//!     .build()?;
+//! let supervisor = Supervisor::start(config).await?;
+//! let mut redis = supervisor.master();
+//! let gate = supervisor.gate();
+//! loop {
+//!     let _permit = gate.enter().await?; // waits while a failover is in progress
+//!     let job: Option<String> = redis.lmove("queue", "processing",
+//!         redis::Direction::Right, redis::Direction::Left).await?;
+//!     let Some(job) = job else { break };
+//!     // ... run the job ...
+//!     let _: () = redis.lrem("processing", 1, &job).await?;
+//! }
+//! supervisor.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `examples/worker.rs` for a complete program.
+
+use dramatiq_sentinel_supervisor::{BoxFuture, Runtime};
+use std::time::Instant;
+
+pub use dramatiq_sentinel_supervisor::{
+    Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
+    DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
+    NatMap, NodeStatus, PauseTimeoutPolicy, Permit, Quorum, StartError, Status, StatusError,
+    WorkerGate, Workers, core_api, redis,
+};
+
+/// The tokio [`Runtime`]: tasks on the current tokio runtime, tokio timers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+impl Runtime for Tokio {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        drop(tokio::spawn(future));
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
+
+/// The supervisor on tokio; see [`dramatiq_sentinel_supervisor::Supervisor`]. Start it with
+/// [`Supervisor::start`] or [`Supervisor::builder`] from within a tokio runtime.
+pub type Supervisor = dramatiq_sentinel_supervisor::Supervisor<Tokio>;
+
+/// Configures a [`Supervisor`] on tokio; see [`dramatiq_sentinel_supervisor::Builder`].
+pub type Builder = dramatiq_sentinel_supervisor::Builder<Tokio>;

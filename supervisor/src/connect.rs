@@ -1,0 +1,166 @@
+//! Opening connections to sentinels and data nodes, and the small per-address caches used for
+//! sentinel queries and `ROLE` probes (never for the application's master connection).
+
+use crate::convert::{describe, to_reply};
+use crate::runtime::{Runtime, timeout};
+use crate::sync::lock;
+use dramatiq_sentinel_core::{Addr, Credentials, Reply};
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How to reach one kind of server: credentials, TLS, and the connect timeout.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) auth: Option<Credentials>,
+    pub(crate) tls: bool,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// Whether the `redis` crate was built with a TLS feature.
+pub(crate) fn tls_supported() -> bool {
+    ConnectionAddr::TcpTls {
+        host: String::new(),
+        port: 1,
+        insecure: false,
+        tls_params: None,
+    }
+    .is_supported()
+}
+
+impl Endpoint {
+    fn client(&self, addr: &Addr) -> Result<Client, String> {
+        let target = if self.tls {
+            ConnectionAddr::TcpTls {
+                host: addr.host().to_owned(),
+                port: addr.port(),
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(addr.host().to_owned(), addr.port())
+        };
+        let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(c) = &self.auth {
+            if let Some(user) = &c.username {
+                settings = settings.set_username(user);
+            }
+            settings = settings.set_password(&c.password);
+        }
+        let info: ConnectionInfo = target
+            .into_connection_info()
+            .map_err(|e| describe(&e))?
+            .set_redis_settings(settings);
+        Client::open(info).map_err(|e| describe(&e))
+    }
+
+    /// Opens a multiplexed connection (authenticated), within the connect timeout. Commands on
+    /// it have no timeout of their own: callers bound them.
+    pub(crate) async fn open(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+    ) -> Result<MultiplexedConnection, String> {
+        let client = self.client(addr)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let opened = timeout(
+            rt,
+            self.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await;
+        match opened {
+            Some(Ok(conn)) => Ok(conn),
+            Some(Err(e)) => Err(describe(&e)),
+            None => Err(format!("no connection within {:?}", self.connect_timeout)),
+        }
+    }
+
+    /// Opens a pub/sub connection (authenticated) and subscribes to `pattern`, within the
+    /// connect timeout.
+    pub(crate) async fn subscribe(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+        pattern: &str,
+    ) -> Result<PubSub, String> {
+        let client = self.client(addr)?;
+        let subscribed = timeout(rt, self.connect_timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(pattern).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        match subscribed {
+            Some(Ok(pubsub)) => Ok(pubsub),
+            Some(Err(e)) => Err(describe(&e)),
+            None => Err(format!("no subscription within {:?}", self.connect_timeout)),
+        }
+    }
+}
+
+/// One cached connection per address, for short commands (sentinel queries, `ROLE` probes).
+/// A connection that fails or times out is forgotten, so the next use reconnects.
+pub(crate) struct ConnCache {
+    endpoint: Endpoint,
+    conns: Mutex<HashMap<Addr, MultiplexedConnection>>,
+}
+
+impl ConnCache {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn get(&self, rt: &dyn Runtime, addr: &Addr) -> Result<MultiplexedConnection, String> {
+        if let Some(conn) = lock(&self.conns).get(addr) {
+            return Ok(conn.clone());
+        }
+        let conn = self.endpoint.open(rt, addr).await?;
+        lock(&self.conns).insert(addr.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the cached connection to `addr`, if any (its socket closes once unused).
+    pub(crate) fn forget(&self, addr: &Addr) {
+        lock(&self.conns).remove(addr);
+    }
+
+    /// Drops every cached connection.
+    pub(crate) fn clear(&self) {
+        lock(&self.conns).clear();
+    }
+
+    /// Runs one command on `addr` (connecting if needed) within `limit`, and converts the raw
+    /// reply, server errors included.
+    pub(crate) async fn query(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<Reply, String> {
+        let result = timeout(rt, limit, async {
+            let mut conn = self.get(rt, addr).await?;
+            conn.req_packed_command(cmd).await.map_err(|e| describe(&e))
+        })
+        .await;
+        match result {
+            Some(Ok(value)) => Ok(to_reply(value)),
+            Some(Err(e)) => {
+                self.forget(addr);
+                Err(e)
+            }
+            None => {
+                self.forget(addr);
+                Err(format!("no answer within {limit:?}"))
+            }
+        }
+    }
+}

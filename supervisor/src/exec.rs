@@ -1,0 +1,193 @@
+//! Executing the core's actions: every Redis call, task and gate operation, and nothing that
+//! decides anything.
+
+use crate::driver::Driver;
+use crate::listener::{Listener, ListenerCmd, ListenerHandle};
+use crate::master::Active;
+use crate::runtime::timeout;
+use crate::shared::Input;
+use crate::sync::{Cancel, lock};
+use dramatiq_sentinel_core::{Action, Addr, FatalError, OpId, Shutdown};
+use futures_lite::future::or;
+use redis::aio::ConnectionLike;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, info};
+
+impl Driver {
+    /// Executes one action. Returns how the supervisor ends, for `Shutdown`.
+    pub(crate) async fn execute(&mut self, action: Action) -> Option<Result<(), FatalError>> {
+        let shared = &self.shared;
+        match action {
+            Action::Subscribe { op, sentinel } => self.subscribe(op, sentinel),
+            Action::PingListener { op } => {
+                if let Some(h) = self.listeners.get(&op) {
+                    let _ = h.cmds.try_send(ListenerCmd::Ping);
+                }
+            }
+            Action::CloseListener { op } => {
+                self.listeners.remove(&op);
+            }
+            Action::QueryMaster {
+                op,
+                sentinel,
+                service,
+            } => self.query_sentinel(op, sentinel, "MASTER", service),
+            Action::QuerySentinels {
+                op,
+                sentinel,
+                service,
+            } => self.query_sentinel(op, sentinel, "SENTINELS", service),
+            Action::PollRole { op, node } => self.poll_role(op, node),
+            Action::Connect { op, node } => self.connect(op, node),
+            Action::Activate { op, node, old } => self.activate(op, node, old),
+            Action::Discard { op } => {
+                self.prepared.remove(&op);
+            }
+            Action::Fence => {
+                shared.slot.fence();
+                shared.gate.close();
+            }
+            Action::PauseWorkers { op } => self.pause_workers(op),
+            Action::Resume => {
+                shared.slot.release();
+                shared.gate.open();
+                if let Some(w) = shared.workers.clone() {
+                    shared.rt.spawn(Box::pin(async move { w.resume().await }));
+                }
+            }
+            Action::StopWorkers { grace } => self.stop_workers(grace).await,
+            Action::Shutdown(Shutdown::Exit { code }) => self.exit(code),
+            Action::Shutdown(Shutdown::Fail(e)) => return Some(Err(e)),
+        }
+        None
+    }
+
+    fn subscribe(&mut self, op: OpId, sentinel: Addr) {
+        let shared = &self.shared;
+        let (tx, rx) = async_channel::bounded(8);
+        self.listeners.insert(op, ListenerHandle { cmds: tx });
+        let listener = Listener {
+            rt: Arc::clone(&shared.rt),
+            op,
+            sentinel,
+            endpoint: shared.sentinel.clone(),
+            ping_timeout: shared.cfg.query_timeout(),
+            inbox: shared.inbox.clone(),
+        };
+        shared.rt.spawn(Box::pin(listener.run(rx)));
+    }
+
+    fn query_sentinel(&self, op: OpId, sentinel: Addr, sub: &'static str, service: String) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg(sub).arg(service);
+            let limit = shared.cfg.query_timeout();
+            let reply = shared
+                .sentinels
+                .query(&*shared.rt, &sentinel, &cmd, limit)
+                .await;
+            let _ = shared.inbox.try_send(Input::SentinelReply(op, reply));
+        }));
+    }
+
+    fn poll_role(&self, op: OpId, node: Addr) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let limit = shared.cfg.connect_timeout();
+            let reply = shared
+                .probes
+                .query(&*shared.rt, &node, &redis::cmd("ROLE"), limit)
+                .await;
+            let _ = shared.inbox.try_send(Input::NodeReply(op, reply));
+        }));
+    }
+
+    /// A new broker connection, kept aside with its `ROLE` reply until `Activate`/`Discard`.
+    fn connect(&self, op: OpId, node: Addr) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let rt = &*shared.rt;
+            let limit = shared.cfg.connect_timeout();
+            let result = timeout(rt, limit, async {
+                let mut conn = shared.data.open(rt, &node).await?;
+                let role = conn
+                    .req_packed_command(&redis::cmd("ROLE"))
+                    .await
+                    .map_err(|e| crate::convert::describe(&e))?;
+                Ok((crate::convert::to_reply(role), conn))
+            })
+            .await
+            .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
+            let _ = shared.inbox.try_send(Input::Connected(op, result));
+        }));
+    }
+
+    /// Installs the prepared connection as the master connection and closes everything to the
+    /// previous one: commands in flight on it are cancelled, dedicated connections and probes
+    /// to it dropped.
+    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>) {
+        let Some(conn) = self.prepared.remove(&op) else {
+            error!(op = %op, node = %node, "activate: no prepared connection under this op");
+            return;
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let shared = &self.shared;
+        let previous = shared.slot.install(Active {
+            generation,
+            node: node.clone(),
+            conn,
+            cancel: Arc::new(Cancel::default()),
+        });
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
+        let mut registry = lock(&shared.dedicated);
+        registry.retain(|w| w.strong_count() > 0);
+        for own in registry.iter().filter_map(std::sync::Weak::upgrade) {
+            let mut own = lock(&own);
+            if own.as_ref().is_some_and(|a| a.generation != generation) {
+                *own = None;
+            }
+        }
+        drop(registry);
+        if let Some(old) = &old {
+            shared.probes.forget(old);
+        }
+        info!(node = %node, generation, "master connection installed");
+        self.core.handle_reset_done(Instant::now(), op);
+    }
+
+    /// Waits for the gate to drain, then for the pool's own pause, and reports.
+    fn pause_workers(&self, op: OpId) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let paused = async {
+                shared.gate.drained().await;
+                if let Some(w) = &shared.workers {
+                    w.pause().await;
+                }
+                true
+            };
+            let ended = async {
+                let _ = shared.done.wait().await;
+                false
+            };
+            if or(paused, ended).await {
+                let _ = shared.inbox.try_send(Input::WorkersPaused(op));
+            }
+        }));
+    }
+
+    /// The pause timed out and the policy is to exit: run the before-exit hooks, flush, exit.
+    fn exit(&self, code: u8) -> ! {
+        error!(code, "exiting the process: workers could not be paused");
+        self.shared.hooks.run_before_exit(code);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(i32::from(code))
+    }
+}

@@ -1,0 +1,59 @@
+//! # dramatiq-sentinel-supervisor
+//!
+//! The async supervisor of dramatiq-sentinel, written once for every executor: it drives the
+//! sans-IO [`dramatiq_sentinel_core::Core`] with real Redis I/O (the `redis` crate) and needs
+//! only a tiny [`Runtime`] (spawn and a timer) from the executor. Use it through a runtime
+//! shim, `dramatiq-sentinel-tokio` or `dramatiq-sentinel-smol`, which plug their executor in
+//! and enable the `redis` crate's matching runtime feature (this crate enables none: built on
+//! its own, `redis` refuses to compile without one).
+//!
+//! What it gives an application:
+//! - a [`Supervisor`] that starts once a master is verified, or fails with a [`StartError`];
+//! - a [`MasterConnection`] that behaves like a `redis` async connection and always talks to
+//!   the verified master (commands are held during a failover, cancelled on the old master);
+//! - a [`WorkerGate`] (a [`Permit`] per job) and the [`Workers`] trait for self-managed pools;
+//! - [`Event`]s as an [`EventStream`] or as hooks, each also logged with `tracing`;
+//! - a [`Status`] query (master, replicas, sentinels, quorum).
+//!
+//! # How the loop runs
+//! One task owns the core. It repeats:
+//! 1. drain the core's events: log each, run the hooks, send it to the subscribers;
+//! 2. drain the core's actions and execute each in order: Redis calls run on their own tasks
+//!    and report back through an inbox; gate and connection changes happen at once;
+//! 3. wait for the first of an inbox message or the core's next deadline;
+//! 4. feed it to the core with `Instant::now()`, and go back to 1.
+//!
+//! Every decision is the core's; this crate only executes actions and reports results.
+
+mod connect;
+mod convert;
+mod driver;
+mod error;
+mod events;
+mod exec;
+mod gate;
+mod hold;
+mod listener;
+mod master;
+mod runtime;
+mod shared;
+mod status;
+mod supervisor;
+mod sync;
+
+pub use dramatiq_sentinel_core::{
+    Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
+    DiscoveryError, Event, FatalError, IgnoreReason, NatMap, PauseTimeoutPolicy,
+};
+pub use error::StartError;
+pub use events::EventStream;
+pub use gate::{GateStopped, Permit, WorkerGate, Workers};
+pub use master::MasterConnection;
+pub use runtime::{BoxFuture, Runtime};
+pub use status::{NodeStatus, Quorum, Status, StatusError};
+pub use supervisor::{Builder, Supervisor};
+
+/// The core crate, for everything this crate does not re-export.
+pub use dramatiq_sentinel_core as core_api;
+/// The `redis` crate this crate is built against.
+pub use redis;

@@ -1,0 +1,255 @@
+//! The status query: master, replicas and sentinels with their flags, and the quorum, as the
+//! first sentinel that answers sees them, NAT-mapped.
+
+use crate::shared::{Input, Shared};
+use dramatiq_sentinel_core::{Addr, NatMap, Reply};
+use std::collections::BTreeMap;
+
+/// A data node or a sentinel as a sentinel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// Where this process reaches it (the announced address after the NAT map).
+    pub addr: Addr,
+    /// The address the sentinel reported.
+    pub announced: Addr,
+    /// Its flags (`master`, `slave`, `sentinel`, `s_down`, `o_down`, `disconnected`, ...).
+    pub flags: Vec<String>,
+    /// Every field of the sentinel's reply (`role-reported`, `master-link-status`,
+    /// `last-ok-ping-reply`, ...), as text.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl NodeStatus {
+    /// No `s_down`, `o_down` or `disconnected` flag.
+    pub fn is_healthy(&self) -> bool {
+        !self
+            .flags
+            .iter()
+            .any(|f| matches!(f.as_str(), "s_down" | "o_down" | "disconnected"))
+    }
+}
+
+/// The answer to `SENTINEL CKQUORUM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Quorum {
+    /// Whether enough sentinels are reachable to authorise a failover.
+    pub reachable: bool,
+    /// The sentinel's message (`OK 3 usable Sentinels...` or `NOQUORUM ...`).
+    pub message: String,
+}
+
+/// A snapshot of the deployment, from one sentinel, and of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The service name.
+    pub service: String,
+    /// The master the application's connection uses.
+    pub in_use: Option<Addr>,
+    /// Whether work is fenced (a failover is in progress).
+    pub fenced: bool,
+    /// The sentinel that answered.
+    pub source: Addr,
+    /// The master (`SENTINEL MASTER`).
+    pub master: NodeStatus,
+    /// The replicas (`SENTINEL REPLICAS`).
+    pub replicas: Vec<NodeStatus>,
+    /// The other sentinels (`SENTINEL SENTINELS`).
+    pub sentinels: Vec<NodeStatus>,
+    /// The quorum (`SENTINEL CKQUORUM`).
+    pub quorum: Quorum,
+    /// Sentinels asked before `source` that did not answer, with why.
+    pub unreachable: Vec<(Addr, String)>,
+}
+
+/// Why the status could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The supervisor has stopped.
+    #[error("the supervisor has stopped")]
+    Stopped,
+    /// No sentinel answered every status query (each failure is listed).
+    #[error("no sentinel answered the status queries: {}", list(.failures))]
+    NoSentinel {
+        /// Each sentinel asked, with why it failed.
+        failures: Vec<(Addr, String)>,
+    },
+}
+
+fn list(failures: &[(Addr, String)]) -> String {
+    failures
+        .iter()
+        .map(|(a, e)| format!("{a}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn text(r: &Reply) -> Option<String> {
+    match r {
+        Reply::Data(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Reply::Status(s) | Reply::Error(s) => Some(s.clone()),
+        Reply::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// The fields of one entry: a RESP3 map or a RESP2 flat `[key, value, ...]` array.
+fn fields(r: &Reply) -> Option<BTreeMap<String, String>> {
+    let pairs: Vec<(&Reply, &Reply)> = match r {
+        Reply::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        Reply::Array(items) => items.chunks_exact(2).map(|kv| (&kv[0], &kv[1])).collect(),
+        _ => return None,
+    };
+    Some(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((text(k)?, text(v).unwrap_or_default())))
+            .collect(),
+    )
+}
+
+fn node(r: &Reply, nat: &NatMap) -> Result<NodeStatus, String> {
+    let fields = fields(r).ok_or_else(|| format!("unexpected reply {r:?}"))?;
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("no `{k}` field"))
+    };
+    let port = get("port")?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("bad port `{port}`"))?;
+    let announced = Addr::new(get("ip")?, port);
+    let flags = fields
+        .get("flags")
+        .map(|f| f.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    Ok(NodeStatus {
+        addr: nat.map(&announced),
+        announced,
+        flags,
+        fields,
+    })
+}
+
+fn nodes(r: &Reply, nat: &NatMap) -> Result<Vec<NodeStatus>, String> {
+    match r {
+        Reply::Array(items) => items.iter().map(|i| node(i, nat)).collect(),
+        Reply::Error(e) => Err(e.clone()),
+        other => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
+/// Asks one sentinel every status query.
+async fn ask(shared: &Shared, sentinel: &Addr) -> Result<Status, String> {
+    let service = shared.cfg.service_name();
+    let nat = shared.cfg.nat();
+    let limit = shared.cfg.query_timeout();
+    let query = |sub: &'static str| {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg(sub).arg(&service);
+        async move {
+            shared
+                .sentinels
+                .query(&*shared.rt, sentinel, &cmd, limit)
+                .await
+                .map_err(|e| format!("SENTINEL {sub}: {e}"))
+        }
+    };
+    let master = query("MASTER").await?;
+    if let Reply::Error(e) = &master {
+        return Err(format!("SENTINEL MASTER: {e}"));
+    }
+    let master = node(&master, &nat).map_err(|e| format!("SENTINEL MASTER: {e}"))?;
+    let replicas =
+        nodes(&query("REPLICAS").await?, &nat).map_err(|e| format!("SENTINEL REPLICAS: {e}"))?;
+    let sentinels =
+        nodes(&query("SENTINELS").await?, &nat).map_err(|e| format!("SENTINEL SENTINELS: {e}"))?;
+    let quorum = match query("CKQUORUM").await? {
+        Reply::Error(message) => Quorum {
+            reachable: false,
+            message,
+        },
+        other => Quorum {
+            reachable: true,
+            message: text(&other).unwrap_or_default(),
+        },
+    };
+    Ok(Status {
+        service,
+        in_use: None,
+        fenced: false,
+        source: sentinel.clone(),
+        master,
+        replicas,
+        sentinels,
+        quorum,
+        unreachable: Vec::new(),
+    })
+}
+
+/// Reads the status from the first sentinel (in the supervisor's table order) that answers.
+pub(crate) async fn query(shared: &Shared) -> Result<Status, StatusError> {
+    let (tx, rx) = async_channel::bounded(1);
+    shared
+        .inbox
+        .try_send(Input::Snapshot(tx))
+        .map_err(|_| StatusError::Stopped)?;
+    let snapshot = rx.recv().await.map_err(|_| StatusError::Stopped)?;
+    let mut failures = Vec::new();
+    for sentinel in &snapshot.sentinels {
+        match ask(shared, sentinel).await {
+            Ok(status) => {
+                return Ok(Status {
+                    in_use: snapshot.master,
+                    fenced: snapshot.fenced,
+                    unreachable: failures,
+                    ..status
+                });
+            }
+            Err(e) => failures.push((sentinel.clone(), e)),
+        }
+    }
+    Err(StatusError::NoSentinel { failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(s: &str) -> Reply {
+        Reply::Data(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_flat_entries_and_maps_addresses() {
+        let entry = Reply::Array(
+            [
+                "name",
+                "m",
+                "ip",
+                "10.0.0.1",
+                "port",
+                "6379",
+                "flags",
+                "master,s_down",
+            ]
+            .into_iter()
+            .map(data)
+            .collect(),
+        );
+        let mut nat = NatMap::new();
+        nat.insert(Addr::new("10.0.0.1", 6379), Addr::new("127.0.0.1", 7000));
+        let n = node(&entry, &nat).expect("valid");
+        assert_eq!(n.addr, Addr::new("127.0.0.1", 7000));
+        assert_eq!(n.announced, Addr::new("10.0.0.1", 6379));
+        assert_eq!(n.flags, ["master", "s_down"]);
+        assert!(!n.is_healthy());
+        assert_eq!(n.fields.get("name").map(String::as_str), Some("m"));
+        assert!(node(&Reply::Array(vec![data("ip")]), &nat).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! [`Builder`] and [`Supervisor`]: starting, using and stopping a supervisor.
+
+use crate::connect::{ConnCache, Endpoint, tls_supported};
+use crate::driver::{Driver, Startup};
+use crate::error::StartError;
+use crate::events::{Broadcast, EventStream, Hooks};
+use crate::gate::{WorkerGate, Workers};
+use crate::hold::Slot;
+use crate::master::MasterConnection;
+use crate::runtime::Runtime;
+use crate::shared::{Input, Shared};
+use crate::status::{self, Status, StatusError};
+use crate::sync::Done;
+use async_channel::Sender;
+use dramatiq_sentinel_core::{Addr, Config, Core, Event, FatalError};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Configures and starts a [`Supervisor`]: the worker pool, hooks and event subscriptions that
+/// must exist before startup.
+pub struct Builder<R> {
+    runtime: R,
+    config: Config,
+    workers: Option<Arc<dyn Workers>>,
+    hooks: Hooks,
+    events: Broadcast,
+}
+
+impl<R> std::fmt::Debug for Builder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Builder<R> {
+    /// A builder for a supervisor on `runtime` with `config`.
+    pub fn new(runtime: R, config: Config) -> Self {
+        Self {
+            runtime,
+            config,
+            workers: None,
+            hooks: Hooks::default(),
+            events: Broadcast::default(),
+        }
+    }
+
+    /// A worker pool the supervisor pauses, resumes and stops itself, in addition to the
+    /// [`WorkerGate`].
+    pub fn workers(mut self, workers: impl Workers) -> Self {
+        self.workers = Some(Arc::new(workers));
+        self
+    }
+
+    /// Calls `hook` for every event, on the supervisor's task, in order. Keep it short.
+    pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.hooks.on_event.push(Box::new(hook));
+        self
+    }
+
+    /// The seed's `redis_master_switch_detected(old, new, sentinel)` hook.
+    pub fn on_switch_detected(
+        self,
+        hook: impl Fn(Option<&Addr>, &Addr, Option<&Addr>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_event(move |e| {
+            if let Event::SwitchDetected {
+                old, new, sentinel, ..
+            } = e
+            {
+                hook(old.as_ref(), new, sentinel.as_ref());
+            }
+        })
+    }
+
+    /// The seed's `before_redis_connection_reset(old, new)` hook: runs before the master
+    /// connection moves to the verified new master.
+    pub fn before_reset(self, hook: impl Fn(Option<&Addr>, &Addr) + Send + Sync + 'static) -> Self {
+        self.on_event(move |e| {
+            if let Event::BeforeReset { old, new } = e {
+                hook(old.as_ref(), new);
+            }
+        })
+    }
+
+    /// The seed's `after_redis_connection_reset(old, new)` hook: runs once the master
+    /// connection moved and every connection to the old master is closed.
+    pub fn after_reset(self, hook: impl Fn(Option<&Addr>, &Addr) + Send + Sync + 'static) -> Self {
+        self.on_event(move |e| {
+            if let Event::AfterReset { old, new } = e {
+                hook(old.as_ref(), new);
+            }
+        })
+    }
+
+    /// Runs `hook` with the exit code right before the process exits after a pause timeout
+    /// (to flush logs or metrics).
+    pub fn before_exit(mut self, hook: impl Fn(u8) + Send + Sync + 'static) -> Self {
+        self.hooks.before_exit.push(Box::new(hook));
+        self
+    }
+
+    /// A stream of every event from startup on.
+    pub fn subscribe(&self) -> EventStream {
+        self.events.subscribe()
+    }
+
+    /// Starts the supervisor and returns once startup verified a master ([`Event::Ready`]),
+    /// or with the reason it could not. Workers may start jobs from then on.
+    pub async fn start(self) -> Result<Supervisor<R>, StartError> {
+        let Builder {
+            runtime,
+            config,
+            workers,
+            hooks,
+            events,
+        } = self;
+        if config.tls() && !tls_supported() {
+            return Err(StartError::InvalidConfig {
+                field: "tls".to_owned(),
+                problem: "the `redis` crate was built without TLS: enable the shim's \
+                          TLS feature"
+                    .to_owned(),
+            });
+        }
+        let endpoint = |auth| Endpoint {
+            auth,
+            tls: config.tls(),
+            connect_timeout: config.connect_timeout(),
+        };
+        let rt: Arc<dyn Runtime> = Arc::new(runtime);
+        let (inbox, inbox_rx) = async_channel::unbounded();
+        let shared = Arc::new(Shared {
+            rt: Arc::clone(&rt),
+            inbox: inbox.clone(),
+            slot: Slot::new(),
+            dedicated: Mutex::new(Vec::new()),
+            gate: WorkerGate::new(),
+            workers,
+            events,
+            hooks,
+            sentinels: ConnCache::new(endpoint(config.sentinel_auth())),
+            probes: ConnCache::new(endpoint(config.redis_auth())),
+            data: endpoint(config.redis_auth()),
+            sentinel: endpoint(config.sentinel_auth()),
+            done: Done::new(),
+            cfg: config.clone(),
+        });
+        let (started, verdict) = async_channel::bounded(1);
+        let driver = Driver::new(
+            Core::new(config, Instant::now()),
+            Arc::clone(&shared),
+            inbox_rx,
+            started,
+        );
+        rt.spawn(Box::pin(driver.run()));
+        let guard = StopOnDrop(Some(inbox));
+        let verdict = verdict.recv().await;
+        guard.disarm();
+        match verdict {
+            Ok(Startup::Ready) => Ok(Supervisor {
+                shared,
+                _runtime: PhantomData,
+            }),
+            Ok(Startup::Failed(e)) => Err(e.into()),
+            Err(_) => Err(StartError::Ended),
+        }
+    }
+}
+
+/// Stops the supervisor if `start` is dropped before it returns.
+struct StopOnDrop(Option<Sender<Input>>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(inbox) = self.0.take() {
+            let _ = inbox.try_send(Input::Shutdown);
+        }
+    }
+}
+
+/// A running supervisor: it watches the sentinels, moves the [`MasterConnection`] to each new
+/// master, and pauses and resumes the workers around each switch.
+///
+/// Cheap to clone. Dropping it does not stop it: call [`Supervisor::shutdown`].
+pub struct Supervisor<R> {
+    shared: Arc<Shared>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Supervisor<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Supervisor<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("service", &self.shared.cfg.service_name())
+            .field("master", &self.current_master())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime + Default> Supervisor<R> {
+    /// A [`Builder`] on the default runtime of `R`.
+    pub fn builder(config: Config) -> Builder<R> {
+        Builder::new(R::default(), config)
+    }
+
+    /// Starts a supervisor with no worker pool, hooks or early subscriptions; see
+    /// [`Builder::start`].
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::builder(config).start().await
+    }
+}
+
+impl<R> Supervisor<R> {
+    /// A handle to the current master, for application commands.
+    pub fn master(&self) -> MasterConnection {
+        MasterConnection::new(Arc::clone(&self.shared))
+    }
+
+    /// The worker gate: take a permit per job.
+    pub fn gate(&self) -> WorkerGate {
+        self.shared.gate.clone()
+    }
+
+    /// A stream of the events from now on.
+    pub fn events(&self) -> EventStream {
+        self.shared.events.subscribe()
+    }
+
+    /// The master in use.
+    pub fn current_master(&self) -> Option<Addr> {
+        self.shared.slot.current().map(|a| a.node)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Master, replicas, sentinels and quorum as the first answering sentinel sees them.
+    pub async fn status(&self) -> Result<Status, StatusError> {
+        status::query(&self.shared).await
+    }
+
+    /// Whether the supervisor has stopped (shut down, or a fatal error).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.done.get().is_some()
+    }
+
+    /// Completes when the supervisor stops: `Ok` after [`Supervisor::shutdown`], or the fatal
+    /// error (a pause timeout with the `Fail` policy).
+    pub async fn wait(&self) -> Result<(), FatalError> {
+        self.shared.done.wait().await
+    }
+
+    /// Stops the supervisor: no new jobs start, jobs in flight get `stop_grace` (and the pool
+    /// is stopped), then every task ends and every connection closes. Returns how it ended
+    /// (the fatal error if it had already failed).
+    pub async fn shutdown(&self) -> Result<(), FatalError> {
+        let _ = self.shared.inbox.try_send(Input::Shutdown);
+        self.wait().await
+    }
+}

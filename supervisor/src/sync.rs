@@ -1,0 +1,112 @@
+//! Small executor-agnostic synchronisation helpers: poison-tolerant locking, a cancel signal,
+//! and a "done" cell that many tasks can await.
+
+use event_listener::Event;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks a mutex, ignoring poisoning (state is kept consistent under every lock).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A one-way signal: once cancelled, every current and future [`Cancel::cancelled`] completes.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    flag: AtomicBool,
+    event: Event,
+}
+
+impl Cancel {
+    pub(crate) fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            if self.is_cancelled() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.is_cancelled() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// A value set once, that tasks wait for.
+#[derive(Debug)]
+pub(crate) struct Done<T> {
+    value: Mutex<Option<T>>,
+    event: Event,
+}
+
+impl<T: Clone> Done<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            value: Mutex::new(None),
+            event: Event::new(),
+        }
+    }
+
+    /// Sets the value (the first one wins) and wakes every waiter.
+    pub(crate) fn set(&self, value: T) {
+        {
+            let mut slot = lock(&self.value);
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn get(&self) -> Option<T> {
+        lock(&self.value).clone()
+    }
+
+    pub(crate) async fn wait(&self) -> T {
+        loop {
+            let listener = {
+                if let Some(v) = lock(&self.value).clone() {
+                    return v;
+                }
+                self.event.listen()
+            };
+            listener.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn cancel_wakes_waiters_and_later_callers() {
+        let c = Cancel::default();
+        let mut waiting = Box::pin(c.cancelled());
+        assert!(block_on(poll_once(&mut waiting)).is_none());
+        c.cancel();
+        assert!(block_on(poll_once(&mut waiting)).is_some());
+        assert!(block_on(poll_once(c.cancelled())).is_some());
+    }
+
+    #[test]
+    fn done_keeps_the_first_value() {
+        let d = Done::new();
+        let mut waiting = Box::pin(d.wait());
+        assert!(block_on(poll_once(&mut waiting)).is_none());
+        d.set(1);
+        d.set(2);
+        assert_eq!(block_on(poll_once(&mut waiting)), Some(1));
+        assert_eq!(d.get(), Some(1));
+    }
+}
