@@ -1,5 +1,6 @@
-//! Measures how long the harness needs to start a default deployment and to complete a graceful
-//! failover (until all sentinels agree on the new master).
+//! Measures how long the harness needs to start a default deployment, to complete a graceful
+//! failover (until all sentinels agree on the new master and it says `ROLE` master), and to get
+//! a killed master replaced (same criterion; down-after is 2000 ms).
 //!
 //! `cargo run -p dramatiq-sentinel-tests --example harness_timings -- [runs]` (default 5 runs).
 
@@ -14,6 +15,7 @@ fn main() -> Result<(), HarnessError> {
         .unwrap_or(5_usize);
     let mut starts = Vec::new();
     let mut failovers = Vec::new();
+    let mut kills = Vec::new();
     for run in 1..=runs {
         let begin = Instant::now();
         let deployment = Deployment::start(DeploymentOptions::default())?;
@@ -21,12 +23,21 @@ fn main() -> Result<(), HarnessError> {
         let begin = Instant::now();
         let (old, new) = deployment.failover_and_wait(Duration::from_secs(60))?;
         let failed_over = begin.elapsed();
-        println!("run {run}: start {started:?}, failover {failed_over:?} ({old} -> {new})");
+        let begin = Instant::now();
+        let killed = deployment.kill_master()?;
+        let replacement = deployment.wait_for_new_master(killed, Duration::from_secs(60))?;
+        let replaced = begin.elapsed();
+        println!(
+            "run {run}: start {started:?}, graceful failover {failed_over:?} ({old} -> {new}), \
+             killed master replaced {replaced:?} ({killed} -> {replacement})"
+        );
         starts.push(started);
         failovers.push(failed_over);
+        kills.push(replaced);
     }
     report("start", &mut starts);
     report("graceful failover", &mut failovers);
+    report("killed master replaced", &mut kills);
     Ok(())
 }
 

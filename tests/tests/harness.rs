@@ -51,6 +51,19 @@ fn starts_healthy() -> TestResult {
     }
     assert!(deployment.nat_map().is_empty());
     assert!(deployment.log_paths().iter().all(|p| p.is_file()));
+    // Without a failover, waiting for a new master times out and says what everyone reports.
+    match deployment.wait_for_new_master(nodes[0], Duration::from_millis(200)) {
+        Err(HarnessError::Timeout { detail, .. }) => {
+            for sentinel in deployment.sentinels() {
+                assert!(
+                    detail.contains(&format!("{sentinel} reports {master_addr} (node-0)")),
+                    "{detail}"
+                );
+            }
+            assert!(detail.contains("node-1 ("), "{detail}");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
     Ok(())
 }
 
@@ -288,4 +301,10 @@ fn a_second_service_is_monitored_by_the_same_sentinels() -> TestResult {
         "the first service is untouched"
     );
     Ok(())
+}
+
+#[test]
+fn deployments_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Deployment>();
 }

@@ -88,6 +88,7 @@ mod client;
 mod config;
 mod control;
 mod deployment;
+mod describe;
 mod error;
 mod ids;
 mod launch;
