@@ -115,6 +115,9 @@ check_redis_version
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dramatiq-sentinel-run.XXXXXX")
 # The harness creates its deployment directories under TMPDIR.
 export TMPDIR=$RUN_DIR
+# If this script is interrupted, the test processes may die without cleaning up: kill what is
+# left of this run's Redis processes (by pid, found through the run directory).
+trap 'our_redis_pids | xargs -r kill -9 2>/dev/null || true' EXIT
 
 run_tests
 check_leftovers

@@ -43,7 +43,12 @@
 //! - Every process is killed by pid (SIGKILL) and reaped when the [`Deployment`] is dropped,
 //!   also when a test panics. During a panic (or with [`KEEP_LOGS_ENV`] set) the directory with
 //!   all logs is kept and its path printed to stderr; otherwise it is removed.
+//! - If the test process itself is killed (SIGKILL, or `cargo test` interrupted), no drop runs
+//!   and the Redis processes survive; `scripts/test.sh` finds such leftovers of its run (their
+//!   process title contains their config path under the run's `TMPDIR`), kills them and fails.
 //! - All waiting is polling against a deadline; no fixed sleeps are used for synchronisation.
+//!   The API is blocking: from async tests call it on a blocking thread (e.g. tokio's
+//!   `spawn_blocking`), sharing the deployment through an `Arc`.
 //! - A missing `redis-server` is an error that says how to install it
 //!   ([`HarnessError::RedisServerNotFound`]), never a skipped test. Set [`REDIS_SERVER_ENV`] to
 //!   use a specific binary.
