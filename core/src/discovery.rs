@@ -35,7 +35,8 @@ pub(crate) struct Round {
     failures: Vec<(Addr, String)>,
     unknown: Vec<Addr>,
     down: Option<(Addr, String)>,
-    stale: Option<Addr>,
+    /// Answers naming a master a `+switch-master` replaced: address, votes, first sentinel.
+    stale: Vec<(Addr, usize, usize)>,
 }
 
 impl Core {
@@ -68,7 +69,7 @@ impl Core {
             failures: Vec::new(),
             unknown: Vec::new(),
             down: None,
-            stale: None,
+            stale: Vec::new(),
         });
         self.next_query(now);
     }
@@ -127,7 +128,10 @@ impl Core {
                 if !info.is_up() {
                     round.down = Some((addr, info.flags.join(",")));
                 } else if stale {
-                    round.stale = Some(addr);
+                    match round.stale.iter_mut().find(|(a, _, _)| *a == addr) {
+                        Some((_, votes, _)) => *votes += 1,
+                        None => round.stale.push((addr, 1, i)),
+                    }
                 } else {
                     let (path, verify) = (round.path, round.verify);
                     return self.discovered(i, addr, path, verify, now);
@@ -163,6 +167,9 @@ impl Core {
             }
             return;
         }
+        if self.follow_failover(&addr, &sentinel, now) {
+            return;
+        }
         self.start_switch(path, Some(sentinel.clone()), false, "discovery", now);
         self.set_target(addr, path, Some(sentinel), now);
     }
@@ -172,9 +179,35 @@ impl Core {
         else {
             return;
         };
+        // During a failover every sentinel may still name the master it replaces, so a stale
+        // answer is not believed while the master in use is fine. But when a switch is looking
+        // for a master because the one in use failed (READONLY, ROLE, unreachable), a majority
+        // of all known sentinels naming the same replaced master is a fail-back whose events
+        // were missed: believe it (it is still verified with ROLE).
+        let looking = self
+            .switch
+            .as_ref()
+            .filter(|sw| !sw.early && sw.target.is_none() && sw.candidate.is_none())
+            .map(|sw| sw.master_failed);
+        if let [(addr, votes, i)] = round.stale.as_slice()
+            && *votes > self.sentinels.len() / 2
+        {
+            match (looking, self.master.clone()) {
+                (Some(true), _) | (Some(false), None) => {
+                    self.stale.remove(addr);
+                    return self.discovered(*i, addr.clone(), round.path, round.verify, now);
+                }
+                // First make sure the master in use really failed (unless a `+switch-master`
+                // replaced it: its ROLE says master for a while after it is deposed).
+                (Some(false), Some(m)) if !self.stale.contains_key(&m) => {
+                    return self.set_target(m, round.path, None, now);
+                }
+                _ => {}
+            }
+        }
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
-        } else if let Some(master) = round.stale {
+        } else if let Some((master, _, _)) = round.stale.into_iter().next() {
             DiscoveryError::StaleAnswer { master }
         } else if !round.unknown.is_empty() {
             DiscoveryError::MasterNameUnknown {
@@ -245,6 +278,9 @@ impl Core {
                 let reason = format!("ROLE says {role}");
                 self.emit(Event::VerificationFailed { node, reason });
                 self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
+                if let Some(sw) = self.switch.as_mut() {
+                    sw.master_failed = true;
+                }
                 self.drive_switch(now);
             }
             Ok(other) => self.probe_failed(node, format!("ROLE says {other}"), now),

@@ -23,6 +23,8 @@ mod listeners;
 mod machine;
 mod parse;
 mod reply;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod switch;
 mod timers;
 

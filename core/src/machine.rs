@@ -65,6 +65,9 @@ pub struct Core {
     pub(crate) refresh: Option<OpId>,
     /// Masters that a `+switch-master` or a completed switch replaced, until when they are stale.
     pub(crate) stale: BTreeMap<Addr, Instant>,
+    /// Masters of our service whose failover sentinels announced (early signals), with when
+    /// and the candidate they named; forgotten after `fence_timeout` or an abort.
+    pub(crate) failing: BTreeMap<Addr, (Instant, Option<Addr>)>,
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
@@ -98,6 +101,7 @@ impl Core {
             verify_probe: None,
             refresh: None,
             stale: BTreeMap::new(),
+            failing: BTreeMap::new(),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
             ready: false,

@@ -30,6 +30,12 @@ pub(crate) struct Switch {
     pub(crate) old: Option<Addr>,
     /// Fenced on an early signal and waiting for a promotion (the fence timeout runs).
     pub(crate) early: bool,
+    /// The master whose failover the early fence waits for.
+    pub(crate) failing: Option<Addr>,
+    /// The last target, kept after it failed verification (it may be failing over in turn).
+    pub(crate) last_target: Option<Addr>,
+    /// The master in use failed verification during this switch.
+    pub(crate) master_failed: bool,
     /// Why the old master is being re-verified (failover aborted, fence timed out).
     pub(crate) lifting: Option<String>,
     /// The master to use, as a sentinel or a promoted candidate named it.
@@ -60,6 +66,9 @@ impl Switch {
             started: now,
             old,
             early: false,
+            failing: None,
+            last_target: None,
+            master_failed: false,
             lifting: None,
             target: None,
             verified: false,
@@ -99,6 +108,7 @@ impl Core {
             now,
         );
         sw.early = early;
+        sw.failing = if early { self.master.clone() } else { None };
         self.switch = Some(sw);
         self.push_action(Action::Fence);
         self.push_action(Action::PauseWorkers { op });
@@ -137,6 +147,7 @@ impl Core {
             return;
         }
         sw.target = Some(addr.clone());
+        sw.last_target = Some(addr.clone());
         sw.verified = false;
         sw.early = false;
         sw.connect = None; // a late result is discarded through `open_connects`
@@ -213,8 +224,12 @@ impl Core {
         let Some(sw) = self.switch.as_ref() else {
             return;
         };
-        if sw.target.is_some() || (sw.early && self.master.as_ref() == Some(&addr)) {
+        let failing = sw.failing.as_ref().or(self.master.as_ref());
+        if sw.target.is_some() || (sw.early && failing == Some(&addr)) {
             return self.drive_switch(now);
+        }
+        if self.follow_failover(&addr, &sentinel, now) {
+            return;
         }
         self.set_target(addr, path, Some(sentinel), now);
     }
@@ -277,6 +292,10 @@ impl Core {
                     let sentinel = sw.sentinel.clone();
                     self.set_target(candidate, DetectionPath::EarlySignal, sentinel, now);
                 }
+                _ if sw.lifting.is_some() => {
+                    sw.candidate = None;
+                    self.lift_to_master(now);
+                }
                 _ => self.timers.set(
                     TimerReason::RolePoll,
                     after(now, self.cfg.role_poll_interval),
@@ -298,6 +317,9 @@ impl Core {
         if sw.target.as_ref() == Some(&node) {
             sw.target = None;
             sw.verified = false;
+        }
+        if self.master.as_ref() == Some(&node) {
+            sw.master_failed = true;
         }
         sw.lifting = None;
         sw.early = false;
@@ -332,6 +354,12 @@ impl Core {
         let (None, Some(node)) = (&sw.target, sw.candidate.clone()) else {
             return;
         };
+        if sw.lifting.is_some() && sw.candidate_poll.is_some() {
+            // The candidate did not answer the last poll before lifting: give up on it.
+            sw.candidate = None;
+            sw.candidate_poll = None;
+            return self.lift_to_master(now);
+        }
         sw.candidate_poll = Some(op);
         self.timers
             .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
@@ -351,6 +379,7 @@ impl Core {
         }
         let old = self.master.replace(node.clone());
         self.stale.remove(&node);
+        self.failing.remove(&node);
         if let Some(o) = old.clone().filter(|o| *o != node) {
             self.mark_stale(o, now);
         }
@@ -434,31 +463,39 @@ impl Core {
         sentinel: &Addr,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
+        // A late message of an earlier failover can name as new a master that is itself being
+        // failed over right now: never move to it.
+        let ttl = self.cfg.fence_timeout;
+        if self
+            .failing
+            .get(&new)
+            .is_some_and(|(since, _)| now.saturating_duration_since(*since) < ttl)
+        {
+            return Err(IgnoreReason::NotOurMaster(new));
+        }
+        self.failing.remove(&old);
         if old != new {
             self.mark_stale(old, now);
         }
         self.stale.remove(&new);
-        let already = match &self.switch {
-            Some(sw) => sw.target.as_ref() == Some(&new),
-            None => self.master.as_ref() == Some(&new),
-        };
+        let already = self.master.as_ref() == Some(&new)
+            || self
+                .switch
+                .as_ref()
+                .is_some_and(|sw| sw.target.as_ref() == Some(&new));
         if already {
             return Err(IgnoreReason::Duplicate);
         }
         if self.switch.is_none() {
-            self.start_switch(
-                DetectionPath::Event,
-                Some(sentinel.clone()),
-                false,
-                "+switch-master",
-                now,
-            );
+            let s = Some(sentinel.clone());
+            self.start_switch(DetectionPath::Event, s, false, "+switch-master", now);
         }
         self.set_target(new, DetectionPath::Event, Some(sentinel.clone()), now);
         Ok(())
     }
 
-    /// An early failover signal, a candidate announcement, or an abort for our service.
+    /// An early failover signal, a candidate announcement, or an abort for our service, about
+    /// `master` (the failing master, NAT-mapped).
     pub(crate) fn on_failover_signal(
         &mut self,
         signal: Signal,
@@ -468,36 +505,40 @@ impl Core {
         sentinel: &Addr,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
+        self.note_failing(signal, &master, replica.as_ref(), now);
         if !self.cfg.early_fencing {
             return Ok(());
         }
-        if self.master.as_ref() != Some(&master) {
-            return Err(IgnoreReason::NotOurMaster(master));
-        }
         if signal == Signal::Abort {
-            return self.lift_fence(channel, now);
+            let waiting = self
+                .switch
+                .as_ref()
+                .is_some_and(|sw| sw.early && sw.failing.as_ref() == Some(&master));
+            return if waiting {
+                self.lift_fence(channel, now)
+            } else {
+                Err(IgnoreReason::NotOurMaster(master))
+            };
         }
-        let fenced_now = match self
-            .switch
-            .as_ref()
-            .map(|s| s.target.as_ref() == Some(&master))
-        {
-            None => {
-                self.start_switch(
-                    DetectionPath::EarlySignal,
-                    Some(sentinel.clone()),
-                    true,
-                    &channel,
-                    now,
-                );
+        let in_use = self.master.as_ref() == Some(&master);
+        let fenced_now = match self.switch.as_ref() {
+            None if in_use => {
+                let s = Some(sentinel.clone());
+                self.start_switch(DetectionPath::EarlySignal, s, true, &channel, now);
                 true
             }
-            // The master we just moved to is failing over in turn: fence again.
-            Some(true) => {
-                self.refence(sentinel, &channel, now);
+            // Already fenced for this master's failover: only a candidate is news.
+            Some(sw) if sw.early && sw.failing.as_ref() == Some(&master) => false,
+            // The master we are moving to (or tried to, or use) is failing over in turn.
+            Some(sw)
+                if sw.target.as_ref() == Some(&master)
+                    || (sw.target.is_none()
+                        && (in_use || sw.last_target.as_ref() == Some(&master))) =>
+            {
+                self.refence(master.clone(), sentinel, &channel, now);
                 true
             }
-            Some(false) => false,
+            _ => return Err(IgnoreReason::NotOurMaster(master)),
         };
         let Some(sw) = self.switch.as_mut() else {
             return Ok(());
@@ -509,6 +550,7 @@ impl Core {
                     && sw.candidate.as_ref() != Some(&c) =>
             {
                 sw.candidate = Some(c.clone());
+                sw.candidate_poll = None;
                 self.timers.cancel(TimerReason::RolePoll);
                 self.emit(Event::CandidateNamed {
                     candidate: c,
@@ -522,33 +564,43 @@ impl Core {
         }
     }
 
-    fn refence(&mut self, sentinel: &Addr, channel: &str, now: Instant) {
+    /// A master the switch uses or moves to announced its own failover: wait for its successor.
+    fn refence(&mut self, failing: Addr, sentinel: &Addr, channel: &str, now: Instant) {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
         sw.target = None;
+        sw.failing = Some(failing.clone());
         sw.verified = false;
         sw.early = true;
+        sw.lifting = None;
         sw.candidate = None;
+        sw.candidate_poll = None;
+        sw.connect = None;
         sw.probe = None;
-        self.timers.cancel(TimerReason::ProbeTimeout);
+        for t in [
+            TimerReason::ProbeTimeout,
+            TimerReason::ConnectTimeout,
+            TimerReason::RolePoll,
+        ] {
+            self.timers.cancel(t);
+        }
         self.timers.set(
             TimerReason::FenceTimeout,
             after(now, self.cfg.fence_timeout),
         );
         self.push_action(Action::Fence);
-        if let Some(master) = self.master.clone() {
-            self.emit(Event::Fenced {
-                master,
-                path: DetectionPath::EarlySignal,
-                sentinel: Some(sentinel.clone()),
-                signal: channel.to_owned(),
-            });
-        }
+        self.emit(Event::Fenced {
+            master: failing,
+            path: DetectionPath::EarlySignal,
+            sentinel: Some(sentinel.clone()),
+            signal: channel.to_owned(),
+        });
     }
 
-    /// The failover was aborted (or the fence timed out): re-verify the master in use and lift
-    /// the fence if it still is master.
+    /// The failover was aborted (or the fence timed out). If a candidate was named, poll it
+    /// once more (a late abort must not undo a promotion); then re-verify the master in use and
+    /// lift the fence if it still is master.
     fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
         let Some(sw) = self.switch.as_mut() else {
             return Err(IgnoreReason::Duplicate);
@@ -556,16 +608,87 @@ impl Core {
         if !sw.early || sw.target.is_some() {
             return Err(IgnoreReason::Duplicate);
         }
+        sw.early = false;
         sw.lifting = Some(reason);
-        let (path, sentinel) = (sw.path, sw.sentinel.clone());
-        match self.master.clone() {
-            Some(m) => self.set_target(m, path, sentinel, now),
-            None => {
-                sw.early = false;
-                self.drive_switch(now);
-            }
+        self.timers.cancel(TimerReason::FenceTimeout);
+        if sw.candidate.is_some() {
+            sw.candidate_poll = None;
+            self.timers.cancel(TimerReason::RolePoll);
+            self.role_poll_due(now);
+        } else {
+            self.lift_to_master(now);
         }
         Ok(())
+    }
+
+    /// Verifies the master whose failover was announced (normally the one in use) as the
+    /// switch's target, or discovers when there is none.
+    fn lift_to_master(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        let (path, sentinel) = (sw.path, sw.sentinel.clone());
+        match sw.failing.clone().or_else(|| self.master.clone()) {
+            Some(m) => self.set_target(m, path, sentinel, now),
+            None => self.drive_switch(now),
+        }
+    }
+
+    /// Remembers which masters are failing over (and their candidate), for discovery answers
+    /// that name one of them later.
+    fn note_failing(
+        &mut self,
+        signal: Signal,
+        master: &Addr,
+        replica: Option<&Addr>,
+        now: Instant,
+    ) {
+        let ttl = self.cfg.fence_timeout;
+        self.failing
+            .retain(|_, (since, _)| now.saturating_duration_since(*since) < ttl);
+        if signal == Signal::Abort {
+            self.failing.remove(master);
+            return;
+        }
+        if self.stale.get(master).is_some_and(|until| *until > now) {
+            return; // a late signal about a master already replaced
+        }
+        let entry = self.failing.entry(master.clone()).or_insert((now, None));
+        entry.0 = now;
+        if signal == Signal::Candidate {
+            entry.1 = replica.cloned();
+        }
+    }
+
+    /// A discovery answer names a master whose failover was announced recently: do not use it;
+    /// fence early on it and follow its candidate instead. Returns whether it did.
+    pub(crate) fn follow_failover(&mut self, addr: &Addr, sentinel: &Addr, now: Instant) -> bool {
+        let Some((since, candidate)) = self.failing.get(addr).cloned() else {
+            return false;
+        };
+        if now.saturating_duration_since(since) >= self.cfg.fence_timeout {
+            return false;
+        }
+        if self.switch.is_none() {
+            let s = Some(sentinel.clone());
+            self.start_switch(
+                DetectionPath::EarlySignal,
+                s,
+                true,
+                "discovery during failover",
+                now,
+            );
+        }
+        self.refence(addr.clone(), sentinel, "discovery during failover", now);
+        if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
+            sw.candidate = Some(c.clone());
+            self.emit(Event::CandidateNamed {
+                candidate: c,
+                sentinel: Some(sentinel.clone()),
+            });
+        }
+        self.drive_switch(now);
+        true
     }
 
     pub(crate) fn fence_timed_out(&mut self, now: Instant) {

@@ -1,0 +1,164 @@
+//! The checks applied to every action and event the core emits in the simulation.
+
+use crate::action::{Action, OpId, Shutdown};
+use crate::addr::Addr;
+use crate::config::Config;
+use crate::event::Event;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Most actions the core may emit in any one second of virtual time: well above what the
+/// fastest legitimate loop needs (candidate polls every `role_poll_interval`, listener
+/// traffic), far below a busy loop.
+const MAX_ACTIONS_PER_SECOND: usize = 2_000;
+
+/// What the runtime would observe; used to check ordering rules.
+#[derive(Debug)]
+pub(crate) struct Oracle {
+    cfg: Config,
+    fenced: bool,
+    pause_pending: Option<(OpId, Instant)>,
+    activating: Option<OpId>,
+    /// `Connect` ops whose `ROLE` reply said master, with their node.
+    verified: BTreeMap<OpId, Addr>,
+    /// Every address a sentinel named as master or candidate (reachable form).
+    pub(crate) reported: BTreeSet<Addr>,
+    pause_timed_out: bool,
+    pub(crate) stopped: bool,
+    /// When a fence was lifted by its timeout (writes may reach a deposed master afterwards).
+    pub(crate) fence_expired_at: Option<Instant>,
+    recent: VecDeque<Instant>,
+}
+
+impl Oracle {
+    pub(crate) fn new(cfg: Config) -> Self {
+        Oracle {
+            cfg,
+            // The runtime starts fenced until the first verified master.
+            fenced: true,
+            pause_pending: None,
+            activating: None,
+            verified: BTreeMap::new(),
+            reported: BTreeSet::new(),
+            pause_timed_out: false,
+            stopped: false,
+            fence_expired_at: None,
+            recent: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn connect_verified(&mut self, op: OpId, node: Addr) {
+        self.verified.insert(op, node);
+    }
+
+    pub(crate) fn paused(&mut self, op: OpId) {
+        if self.pause_pending.is_some_and(|(p, _)| p == op) {
+            self.pause_pending = None;
+        }
+    }
+
+    pub(crate) fn reset_done(&mut self, op: OpId) {
+        if self.activating == Some(op) {
+            self.activating = None;
+        }
+    }
+
+    pub(crate) fn action(&mut self, a: &Action, now: Instant) -> Result<(), String> {
+        if self.stopped {
+            return Err(format!("action after shutdown: {a:?}"));
+        }
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() > MAX_ACTIONS_PER_SECOND {
+            return Err(format!(
+                "busy loop: more than {MAX_ACTIONS_PER_SECOND} actions in one second"
+            ));
+        }
+        match a {
+            Action::Fence => self.fenced = true,
+            Action::PauseWorkers { op } => {
+                if !self.fenced {
+                    return Err("pause without fence".into());
+                }
+                self.pause_pending = Some((*op, now));
+            }
+            Action::Connect { node, .. } | Action::PollRole { node, .. }
+                if !self.reported.contains(node) =>
+            {
+                return Err(format!("{a:?}: no sentinel reported {node}"));
+            }
+            Action::Activate { op, node, .. } => {
+                if !self.fenced {
+                    return Err(format!("activate {node} while not fenced"));
+                }
+                if self.verified.get(op) != Some(node) {
+                    return Err(format!("activate {node} (op {op}) not verified as master"));
+                }
+                if self.activating.is_some() {
+                    return Err("activate while another activation is pending".into());
+                }
+                self.activating = Some(*op);
+            }
+            Action::Resume => {
+                if !self.fenced {
+                    return Err("resume while not fenced".into());
+                }
+                if self.pause_pending.is_some() {
+                    return Err("resume before the workers paused".into());
+                }
+                if self.activating.is_some() {
+                    return Err("resume before the reset completed".into());
+                }
+                self.fenced = false;
+            }
+            Action::Shutdown(Shutdown::Exit { .. }) | Action::StopWorkers { .. }
+                if !self.pause_timed_out =>
+            {
+                return Err(format!("{a:?} without a pause timeout"));
+            }
+            _ => {}
+        }
+        if let Action::Shutdown(_) = a {
+            self.stopped = true;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn event(&mut self, e: &Event, now: Instant) -> Result<(), String> {
+        if self.stopped && !matches!(e, Event::Stopped { .. }) {
+            return Err(format!("event after shutdown: {e:?}"));
+        }
+        match e {
+            Event::ListenerDown { retry_in, .. }
+                if *retry_in < self.cfg.min_backoff || *retry_in > self.cfg.max_backoff =>
+            {
+                return Err(format!("listener backoff {retry_in:?} out of bounds"));
+            }
+            Event::DiscoveryFailed { retry_in, .. }
+                if *retry_in < self.cfg.retry_delay || *retry_in > self.cfg.max_retry_delay =>
+            {
+                return Err(format!("discovery backoff {retry_in:?} out of bounds"));
+            }
+            Event::PauseTimedOut { .. } => {
+                let Some((_, since)) = self.pause_pending else {
+                    return Err("pause timeout while no pause is pending".into());
+                };
+                if now.saturating_duration_since(since) < self.cfg.pause_timeout {
+                    return Err("pause timed out early".into());
+                }
+                self.pause_timed_out = true;
+            }
+            Event::FenceLifted { reason, .. } if reason.starts_with("no promotion") => {
+                self.fence_expired_at = Some(now);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

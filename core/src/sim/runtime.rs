@@ -1,0 +1,239 @@
+//! The simulated runtime: executes the core's actions against the world and feeds the results
+//! back, as a real shim would, with network latency and the injected faults.
+
+use super::world::Health;
+use super::{Due, Input, PauseBehaviour, Sim, Violation};
+use crate::action::{Action, OpId};
+use crate::addr::Addr;
+use crate::event::Event;
+use crate::parse::{Message, Signal, parse_message};
+use crate::reply::Reply;
+use std::time::Duration;
+
+const REFUSED: &str = "connection refused";
+
+impl Sim {
+    /// Feeds one input to the core.
+    pub(super) fn feed(&mut self, input: Input) -> Result<(), Violation> {
+        self.stats.inputs += 1;
+        let now = self.now;
+        match input {
+            Input::Subscribed(op) => {
+                if self.subs.contains_key(&op) {
+                    self.log(format!("in  subscribed {op}"));
+                    self.core.handle_listener_subscribed(now, op);
+                }
+            }
+            Input::Message(op, channel, payload, f) => {
+                if !self.subs.contains_key(&op) {
+                    return Ok(()); // the connection is gone
+                }
+                self.log(format!(
+                    "in  message {op} {} {}",
+                    String::from_utf8_lossy(&channel),
+                    String::from_utf8_lossy(&payload)
+                ));
+                if let Some(f) = f {
+                    self.note_signal(f, &channel, &payload);
+                }
+                self.core
+                    .handle_listener_message(now, op, &channel, &payload);
+            }
+            Input::ListenerFailed(op, reason) => {
+                self.log(format!("in  listener failed {op}: {reason}"));
+                self.core.handle_listener_failed(now, op, &reason);
+            }
+            Input::Pong(op) => {
+                if self.subs.contains_key(&op) {
+                    self.core.handle_listener_pong(now, op);
+                }
+            }
+            Input::SentinelReply(op, reply) => {
+                self.log(format!("in  sentinel reply {op} {reply:?}"));
+                self.core.handle_sentinel_reply(now, op, reply);
+            }
+            Input::NodeReply(op, reply) => {
+                self.log(format!("in  node reply {op} {reply:?}"));
+                self.core.handle_node_reply(now, op, reply);
+            }
+            Input::ResetDone(op) => {
+                self.oracle.reset_done(op);
+                self.core.handle_reset_done(now, op);
+            }
+            Input::Paused(op) => {
+                self.log(format!("in  paused {op}"));
+                self.oracle.paused(op);
+                self.core.handle_workers_paused(now, op);
+            }
+            Input::AppError(node, kind) => {
+                self.log(format!("in  app error {kind:?} on {node}"));
+                self.core.handle_app_error(now, &node, kind);
+            }
+        }
+        Ok(())
+    }
+
+    /// A failover signal reached the core: from now on, writes to the old master count as a
+    /// violation (when the core was using it, or was switching).
+    fn note_signal(&mut self, f: usize, channel: &[u8], payload: &[u8]) {
+        let relevant = matches!(
+            parse_message(channel, payload),
+            Ok(Some(Message::SwitchMaster { .. }))
+                | Ok(Some(Message::Failover {
+                    signal: Signal::Failover | Signal::Candidate,
+                    ..
+                }))
+        );
+        let old = &self.world.nodes[self.world.failovers[f].old].reachable;
+        let using_old = self.core.master() == Some(old) || self.core.is_fenced();
+        if relevant && using_old && self.world.failovers[f].signal_seen_at.is_none() {
+            self.world.failovers[f].signal_seen_at = Some(self.now);
+        }
+    }
+
+    /// Drains events then actions, checking each against the oracles and executing actions.
+    pub(super) fn drain(&mut self) -> Result<(), Violation> {
+        loop {
+            while let Some(e) = self.core.poll_event() {
+                self.log(format!("event {e:?}"));
+                if let Event::SwitchCompleted { old: Some(_), .. } = e {
+                    self.stats.switches += 1;
+                }
+                if let Err(what) = self.oracle.event(&e, self.now) {
+                    return Err(self.violation(what));
+                }
+            }
+            let Some(a) = self.core.poll_action() else {
+                return Ok(());
+            };
+            self.stats.actions += 1;
+            self.log(format!("act {a:?}"));
+            if let Err(what) = self.oracle.action(&a, self.now) {
+                return Err(self.violation(what));
+            }
+            self.execute(a);
+        }
+    }
+
+    fn execute(&mut self, a: Action) {
+        match a {
+            Action::Subscribe { op, sentinel } => match self.sentinel(&sentinel) {
+                Some((s, Health::Up)) => {
+                    self.subs.insert(op, s);
+                    self.reply_later(Input::Subscribed(op));
+                }
+                Some((_, Health::Hung)) => {}
+                _ => self.reply_later(Input::ListenerFailed(op, REFUSED.into())),
+            },
+            Action::PingListener { op } => {
+                if let Some(&s) = self.subs.get(&op)
+                    && self.world.sentinels[s].health == Health::Up
+                {
+                    self.reply_later(Input::Pong(op));
+                }
+            }
+            Action::CloseListener { op } => {
+                self.subs.remove(&op);
+            }
+            Action::QueryMaster {
+                op,
+                sentinel,
+                service,
+            } => match self.sentinel(&sentinel) {
+                Some((s, Health::Up)) => {
+                    let reply = self.world.master_reply(s, &service, self.now);
+                    if service == self.world.service {
+                        let view = self.world.sentinels[s].view;
+                        let addr = self.world.nodes[view].reachable.clone();
+                        self.oracle.reported.insert(addr);
+                    }
+                    let slow = self.rng.between(Duration::ZERO, self.slow_replies);
+                    let d = self.latency() + self.latency() + slow;
+                    self.schedule(d, Due::Input(Input::SentinelReply(op, Ok(reply))));
+                }
+                Some((_, Health::Hung)) => {}
+                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+            },
+            Action::QuerySentinels { op, sentinel, .. } => match self.sentinel(&sentinel) {
+                Some((s, Health::Up)) => {
+                    let reply = self.world.sentinels_reply(s);
+                    self.reply_later(Input::SentinelReply(op, Ok(reply)));
+                }
+                Some((_, Health::Hung)) => {}
+                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+            },
+            Action::PollRole { op, node } => {
+                if let Some(reply) = self.role(&node) {
+                    self.reply_later(Input::NodeReply(op, reply));
+                }
+            }
+            Action::Connect { op, node } => {
+                let reply = if self.connect_failures > 0 {
+                    self.connect_failures -= 1;
+                    Some(Err(format!("{REFUSED} (injected)")))
+                } else if self.connect_to_replica > 0 {
+                    self.connect_to_replica -= 1;
+                    Some(Ok(self
+                        .world
+                        .role_reply(usize::from(self.world.true_master() == 0))))
+                } else {
+                    self.role(&node)
+                };
+                if let Some(reply) = reply {
+                    if let Ok(r) = &reply {
+                        self.prepared.insert(op);
+                        if crate::parse::parse_role(r) == Ok(crate::parse::Role::Master) {
+                            self.oracle.connect_verified(op, node);
+                        }
+                    }
+                    self.reply_later(Input::NodeReply(op, reply));
+                }
+            }
+            Action::Activate { op, node, .. } => {
+                self.prepared.remove(&op);
+                self.app.node = Some(node);
+                self.app.blocked_until = None;
+                self.schedule(Duration::ZERO, Due::Input(Input::ResetDone(op)));
+            }
+            Action::Discard { op } => {
+                self.prepared.remove(&op);
+            }
+            Action::Fence => self.app.fenced = true,
+            Action::PauseWorkers { op } => {
+                if let PauseBehaviour::Takes(d) = self.pause {
+                    self.schedule(d, Due::Input(Input::Paused(op)));
+                }
+            }
+            Action::Resume => self.app.fenced = false,
+            Action::StopWorkers { .. } | Action::Shutdown(_) => {}
+        }
+    }
+
+    fn sentinel(&self, addr: &Addr) -> Option<(usize, Health)> {
+        self.world
+            .sentinel_at(addr)
+            .map(|s| (s, self.world.sentinels[s].health))
+    }
+
+    /// The `ROLE` answer of a node, `None` when it hangs.
+    fn role(&self, node: &Addr) -> Option<Result<Reply, String>> {
+        match self.world.node_at(node) {
+            Some(n) => match self.world.nodes[n].health {
+                Health::Up => Some(Ok(self.world.role_reply(n))),
+                Health::Hung => None,
+                Health::Down => Some(Err(REFUSED.into())),
+            },
+            None => Some(Err(REFUSED.into())),
+        }
+    }
+
+    fn reply_later(&mut self, input: Input) {
+        let d = self.latency() + self.latency();
+        self.schedule(d, Due::Input(input));
+    }
+
+    /// Open prepared connections (for leak checks).
+    pub fn prepared_connections(&self) -> impl Iterator<Item = &OpId> {
+        self.prepared.iter()
+    }
+}

@@ -1,0 +1,433 @@
+//! The simulated deployment: data nodes with roles, sentinels with their view of the master,
+//! and the scripts of failovers as Redis 7.0 plays them (timings measured on real Redis).
+
+use super::rng::Rng;
+use crate::addr::Addr;
+use std::time::{Duration, Instant};
+
+/// Whether a simulated process answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Up,
+    /// Killed: connections are refused.
+    Down,
+    /// Stopped (SIGSTOP) or partitioned half-open: connections hang, nothing is answered.
+    Hung,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) announced: Addr,
+    pub(crate) reachable: Addr,
+    pub(crate) master: bool,
+    pub(crate) health: Health,
+    /// Another node was promoted while this one still says master: writes it accepts are lost.
+    pub(crate) deposed_by: Option<usize>,
+    /// Since when it has not answered (killed or frozen).
+    pub(crate) down_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Sentinel {
+    pub(crate) announced: Addr,
+    pub(crate) reachable: Addr,
+    pub(crate) health: Health,
+    /// The node it names as master.
+    pub(crate) view: usize,
+}
+
+/// A failover the world is playing.
+#[derive(Debug, Clone)]
+pub(crate) struct Failover {
+    pub(crate) old: usize,
+    pub(crate) candidate: usize,
+    pub(crate) promoted_at: Option<Instant>,
+    /// When the core first received a signal of this failover while using the old master.
+    pub(crate) signal_seen_at: Option<Instant>,
+    /// Every sentinel adopted the new master.
+    pub(crate) done: bool,
+}
+
+/// Something the world does at a scheduled time.
+#[derive(Debug, Clone)]
+pub(crate) enum Script {
+    /// A sentinel publishes a message to its subscribers.
+    Publish {
+        sentinel: usize,
+        channel: String,
+        payload: String,
+        /// The failover this message announces, if any.
+        f: Option<usize>,
+    },
+    /// The candidate of failover `f` becomes master (it answers `ROLE` master).
+    Promote { f: usize },
+    /// Sentinel `s` adopts the new master of failover `f` and publishes `+switch-master`.
+    Adopt { f: usize, s: usize },
+    /// The node becomes a replica (sentinels reconfigured it).
+    Demote { node: usize },
+    /// A frozen node resumes.
+    Thaw { node: usize },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct World {
+    pub(crate) service: String,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) sentinels: Vec<Sentinel>,
+    pub(crate) failovers: Vec<Failover>,
+    pub(crate) down_after: Duration,
+    /// After an aborted attempt, Sentinel waits (2 × failover-timeout) before trying again.
+    pub(crate) retry_after: Option<Instant>,
+}
+
+impl World {
+    pub(crate) fn new(nodes: usize, sentinels: usize, nat: bool, down_after: Duration) -> Self {
+        let addr = |announced_host: &str, port: u16| {
+            let reachable = Addr::new("127.0.0.1", port);
+            let announced = if nat {
+                Addr::new(announced_host, 6379)
+            } else {
+                reachable.clone()
+            };
+            (announced, reachable)
+        };
+        World {
+            service: "svc".to_owned(),
+            nodes: (0..nodes)
+                .map(|i| {
+                    let (announced, reachable) =
+                        addr(&format!("10.0.0.{}", i + 1), 7000 + i as u16);
+                    Node {
+                        announced,
+                        reachable,
+                        master: i == 0,
+                        health: Health::Up,
+                        deposed_by: None,
+                        down_since: None,
+                    }
+                })
+                .collect(),
+            sentinels: (0..sentinels)
+                .map(|i| {
+                    let (announced, reachable) =
+                        addr(&format!("10.0.1.{}", i + 1), 26379 + i as u16);
+                    Sentinel {
+                        announced,
+                        reachable,
+                        health: Health::Up,
+                        view: 0,
+                    }
+                })
+                .collect(),
+            failovers: Vec::new(),
+            down_after,
+            retry_after: None,
+        }
+    }
+
+    /// The master sentinels agree on once every failover finished.
+    pub(crate) fn true_master(&self) -> usize {
+        self.failovers.last().map_or(0, |f| f.candidate)
+    }
+
+    pub(crate) fn busy(&self, now: Instant) -> bool {
+        self.failovers.last().is_some_and(|f| !f.done) || self.retry_after.is_some_and(|t| now < t)
+    }
+
+    pub(crate) fn node_at(&self, reachable: &Addr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.reachable == *reachable)
+    }
+
+    pub(crate) fn sentinel_at(&self, reachable: &Addr) -> Option<usize> {
+        self.sentinels
+            .iter()
+            .position(|s| s.reachable == *reachable)
+    }
+
+    fn up_sentinel(&self, rng: &mut Rng) -> Option<usize> {
+        let up: Vec<usize> = (0..self.sentinels.len())
+            .filter(|&s| self.sentinels[s].health == Health::Up)
+            .collect();
+        (!up.is_empty()).then(|| up[rng.below(up.len() as u64) as usize])
+    }
+
+    fn master_payload(&self, node: usize) -> String {
+        let a = &self.nodes[node].announced;
+        format!("master {} {} {}", self.service, a.host(), a.port())
+    }
+
+    fn replica_payload(&self, node: usize, master: usize) -> String {
+        let (r, m) = (&self.nodes[node].announced, &self.nodes[master].announced);
+        format!(
+            "slave {}:{} {} {} @ {} {} {}",
+            r.host(),
+            r.port(),
+            r.host(),
+            r.port(),
+            self.service,
+            m.host(),
+            m.port()
+        )
+    }
+
+    /// Starts a failover of the current master, promoting a healthy replica. `detect` is the
+    /// delay before sentinels agree the master is down (zero for `SENTINEL FAILOVER`).
+    /// Returns the script, or nothing when a failover is already running or impossible.
+    pub(crate) fn failover(
+        &mut self,
+        detect: Duration,
+        now: Instant,
+        rng: &mut Rng,
+    ) -> Vec<(Duration, Script)> {
+        if self.busy(now) {
+            return Vec::new();
+        }
+        let old = self.true_master();
+        let replicas: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| n != old && !self.nodes[n].master && self.nodes[n].health == Health::Up)
+            .collect();
+        let Some(leader) = self.up_sentinel(rng) else {
+            return Vec::new();
+        };
+        if replicas.is_empty() {
+            return Vec::new();
+        }
+        let candidate = replicas[rng.below(replicas.len() as u64) as usize];
+        let f = self.failovers.len();
+        self.failovers.push(Failover {
+            old,
+            candidate,
+            promoted_at: None,
+            signal_seen_at: None,
+            done: false,
+        });
+        let ms = Duration::from_millis;
+        let pub_ = |s: usize, ch: &str, payload: String| Script::Publish {
+            sentinel: s,
+            channel: ch.to_owned(),
+            payload,
+            f: Some(f),
+        };
+        let m = self.master_payload(old);
+        let c = self.replica_payload(candidate, old);
+        let mut script = Vec::new();
+        if !detect.is_zero() {
+            for s in 0..self.sentinels.len() {
+                let at = detect + rng.between(ms(0), ms(100));
+                script.push((at, pub_(s, "+sdown", m.clone())));
+                script.push((at + ms(5), pub_(s, "+odown", format!("{m} #quorum 2/2"))));
+            }
+        }
+        // After an automatic detection the leader starts about 110 ms after `+odown`.
+        let t = if detect.is_zero() {
+            detect
+        } else {
+            detect + ms(110)
+        };
+        script.extend([
+            (t + ms(20), pub_(leader, "+try-failover", m.clone())),
+            (t + ms(41), pub_(leader, "+elected-leader", m.clone())),
+            (
+                t + ms(44),
+                pub_(leader, "+failover-state-select-slave", m.clone()),
+            ),
+            (t + ms(123), pub_(leader, "+selected-slave", c.clone())),
+            (
+                t + ms(126),
+                pub_(leader, "+failover-state-send-slaveof-noone", c.clone()),
+            ),
+            (t + rng.between(ms(150), ms(250)), Script::Promote { f }),
+            (t + ms(1100), pub_(leader, "+promoted-slave", c.clone())),
+            (t + ms(1101), Script::Adopt { f, s: leader }),
+        ]);
+        for s in (0..self.sentinels.len()).filter(|&s| s != leader) {
+            script.push((t + rng.between(ms(1100), ms(2200)), Script::Adopt { f, s }));
+        }
+        // The old master, if it still runs, is reconfigured as a replica about 11 s later.
+        script.push((
+            t + rng.between(ms(10_000), ms(12_000)),
+            Script::Demote { node: old },
+        ));
+        script
+    }
+
+    /// A failover attempt that the leader aborts: no promotion.
+    pub(crate) fn aborted_failover(
+        &mut self,
+        now: Instant,
+        rng: &mut Rng,
+    ) -> Vec<(Duration, Script)> {
+        let Some(leader) = self.up_sentinel(rng) else {
+            return Vec::new();
+        };
+        if self.busy(now) {
+            return Vec::new();
+        }
+        self.retry_after = Some(now + Duration::from_secs(3));
+        let m = self.master_payload(self.true_master());
+        let ms = Duration::from_millis;
+        let p = |ch: &str, payload: String| Script::Publish {
+            sentinel: leader,
+            channel: ch.to_owned(),
+            payload,
+            f: None,
+        };
+        vec![
+            (ms(20), p("+try-failover", m.clone())),
+            (ms(41), p("+elected-leader", m.clone())),
+            (ms(44), p("+failover-state-select-slave", m.clone())),
+            (ms(60), p("-failover-abort-no-good-slave", m)),
+        ]
+    }
+
+    /// The same story for a service this process does not use.
+    pub(crate) fn other_service_failover(&self, rng: &mut Rng) -> Vec<(Duration, Script)> {
+        let Some(s) = self.up_sentinel(rng) else {
+            return Vec::new();
+        };
+        let ms = Duration::from_millis;
+        let p = |ch: &str, payload: &str| Script::Publish {
+            sentinel: s,
+            channel: ch.to_owned(),
+            payload: payload.to_owned(),
+            f: None,
+        };
+        vec![
+            (ms(20), p("+try-failover", "master other 10.9.9.9 6379")),
+            (
+                ms(123),
+                p(
+                    "+selected-slave",
+                    "slave 10.9.9.8:6379 10.9.9.8 6379 @ other 10.9.9.9 6379",
+                ),
+            ),
+            (
+                ms(1100),
+                p("+switch-master", "other 10.9.9.9 6379 10.9.9.8 6379"),
+            ),
+        ]
+    }
+
+    /// Applies a scripted step; returns a `+switch-master` publication for `Adopt`.
+    pub(crate) fn apply(&mut self, step: &Script, now: Instant) -> Option<(usize, String, String)> {
+        match *step {
+            Script::Publish { .. } => None,
+            Script::Promote { f } => {
+                let (old, candidate) = (self.failovers[f].old, self.failovers[f].candidate);
+                self.failovers[f].promoted_at = Some(now);
+                self.nodes[candidate].master = true;
+                self.nodes[candidate].deposed_by = None;
+                if self.nodes[old].master {
+                    self.nodes[old].deposed_by = Some(candidate);
+                }
+                None
+            }
+            Script::Adopt { f, s } => {
+                let (old, candidate) = (self.failovers[f].old, self.failovers[f].candidate);
+                self.sentinels[s].view = candidate;
+                if self.sentinels.iter().all(|x| x.view == candidate) {
+                    self.failovers[f].done = true;
+                }
+                let (o, n) = (&self.nodes[old].announced, &self.nodes[candidate].announced);
+                let payload = format!(
+                    "{} {} {} {} {}",
+                    self.service,
+                    o.host(),
+                    o.port(),
+                    n.host(),
+                    n.port()
+                );
+                Some((s, "+switch-master".to_owned(), payload))
+            }
+            Script::Demote { node } => {
+                if node != self.true_master() && self.nodes[node].health == Health::Up {
+                    self.nodes[node].master = false;
+                    self.nodes[node].deposed_by = None;
+                }
+                None
+            }
+            Script::Thaw { node } => {
+                if self.nodes[node].health == Health::Hung {
+                    self.nodes[node].health = Health::Up;
+                    self.nodes[node].down_since = None;
+                }
+                None
+            }
+        }
+    }
+}
+
+fn data(s: &str) -> crate::reply::Reply {
+    crate::reply::Reply::Data(s.as_bytes().to_vec())
+}
+
+/// Replies as a real Redis 7.0 would give them.
+impl World {
+    /// `SENTINEL MASTER <name>` on sentinel `s`.
+    pub(crate) fn master_reply(
+        &self,
+        s: usize,
+        service: &str,
+        now: Instant,
+    ) -> crate::reply::Reply {
+        use crate::reply::Reply;
+        if service != self.service {
+            return Reply::Error("ERR No such master with that name".into());
+        }
+        let node = &self.nodes[self.sentinels[s].view];
+        let down = node
+            .down_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.down_after);
+        let flags = if down {
+            "master,s_down,o_down"
+        } else {
+            "master"
+        };
+        Reply::Array(vec![
+            data("name"),
+            data(&self.service),
+            data("ip"),
+            data(node.announced.host()),
+            data("port"),
+            data(&node.announced.port().to_string()),
+            data("flags"),
+            data(flags),
+        ])
+    }
+
+    /// `SENTINEL SENTINELS <name>` on sentinel `s`: the others, as announced.
+    pub(crate) fn sentinels_reply(&self, s: usize) -> crate::reply::Reply {
+        use crate::reply::Reply;
+        Reply::Array(
+            (0..self.sentinels.len())
+                .filter(|&o| o != s)
+                .map(|o| {
+                    let a = &self.sentinels[o].announced;
+                    Reply::Array(vec![
+                        data("ip"),
+                        data(a.host()),
+                        data("port"),
+                        data(&a.port().to_string()),
+                    ])
+                })
+                .collect(),
+        )
+    }
+
+    /// `ROLE` of node `n`.
+    pub(crate) fn role_reply(&self, n: usize) -> crate::reply::Reply {
+        use crate::reply::Reply;
+        if self.nodes[n].master {
+            Reply::Array(vec![data("master"), Reply::Int(0), Reply::Array(vec![])])
+        } else {
+            let m = &self.nodes[self.true_master()].announced;
+            Reply::Array(vec![
+                data("slave"),
+                data(m.host()),
+                Reply::Int(i64::from(m.port())),
+                data("connected"),
+                Reply::Int(0),
+            ])
+        }
+    }
+}
