@@ -187,10 +187,11 @@ impl Driver {
         shared.gate.stop();
         if let Some(active) = shared.slot.stop() {
             active.cancel.cancel();
+            active.line.clear_unless(None);
         }
         for own in lock(&shared.dedicated).drain(..) {
             if let Some(own) = own.upgrade() {
-                *lock(&own) = None;
+                own.clear_unless(None);
             }
         }
         self.listeners.clear();

@@ -3,7 +3,7 @@
 
 use crate::driver::Driver;
 use crate::listener::{Listener, ListenerCmd, ListenerHandle};
-use crate::master::Active;
+use crate::master::{Active, Line};
 use crate::runtime::timeout;
 use crate::shared::Input;
 use crate::sync::{Cancel, lock};
@@ -139,19 +139,17 @@ impl Driver {
         let previous = shared.slot.install(Active {
             generation,
             node: node.clone(),
-            conn,
+            line: Arc::new(Line::new(generation, conn)),
             cancel: Arc::new(Cancel::default()),
         });
         if let Some(previous) = previous {
             previous.cancel.cancel();
+            previous.line.clear_unless(None);
         }
         let mut registry = lock(&shared.dedicated);
         registry.retain(|w| w.strong_count() > 0);
         for own in registry.iter().filter_map(std::sync::Weak::upgrade) {
-            let mut own = lock(&own);
-            if own.as_ref().is_some_and(|a| a.generation != generation) {
-                *own = None;
-            }
+            own.clear_unless(Some(generation));
         }
         drop(registry);
         if let Some(old) = &old {

@@ -15,18 +15,77 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The connection to one master, for one generation (one `Activate`).
+/// The master in use, for one generation (one `Activate`).
 #[derive(Clone)]
 pub(crate) struct Active {
     pub(crate) generation: u64,
     pub(crate) node: Addr,
-    pub(crate) conn: MultiplexedConnection,
+    /// The shared connection of this generation.
+    pub(crate) line: Arc<Line>,
     /// Set when this generation is replaced: commands still in flight on it fail.
     pub(crate) cancel: Arc<Cancel>,
 }
 
-/// The dedicated connection of a [`MasterConnection::dedicated`] handle.
-pub(crate) type Own = Mutex<Option<Active>>;
+/// A connection slot that is refilled when its connection breaks: the shared connection of a
+/// generation, or the connection of a [`MasterConnection::dedicated`] handle.
+#[derive(Default)]
+pub(crate) struct Line {
+    state: Mutex<LineState>,
+}
+
+#[derive(Default)]
+struct LineState {
+    generation: u64,
+    /// Counts the connections put in this line, so a failure only empties the one it saw.
+    epoch: u64,
+    conn: Option<MultiplexedConnection>,
+}
+
+impl Line {
+    pub(crate) fn new(generation: u64, conn: MultiplexedConnection) -> Self {
+        Self {
+            state: Mutex::new(LineState {
+                generation,
+                epoch: 1,
+                conn: Some(conn),
+            }),
+        }
+    }
+
+    /// The connection of this generation, with its epoch, if the line holds one.
+    fn get(&self, generation: u64) -> Option<(u64, MultiplexedConnection)> {
+        let s = lock(&self.state);
+        match &s.conn {
+            Some(c) if s.generation == generation => Some((s.epoch, c.clone())),
+            _ => None,
+        }
+    }
+
+    /// Puts a new connection for this generation; returns its epoch.
+    fn put(&self, generation: u64, conn: MultiplexedConnection) -> u64 {
+        let mut s = lock(&self.state);
+        s.generation = generation;
+        s.epoch += 1;
+        s.conn = Some(conn);
+        s.epoch
+    }
+
+    /// The connection of `epoch` broke: drop it, the next command reconnects.
+    fn broken(&self, generation: u64, epoch: u64) {
+        let mut s = lock(&self.state);
+        if s.generation == generation && s.epoch == epoch {
+            s.conn = None;
+        }
+    }
+
+    /// Drops the connection unless it belongs to `generation`.
+    pub(crate) fn clear_unless(&self, generation: Option<u64>) {
+        let mut s = lock(&self.state);
+        if Some(s.generation) != generation {
+            s.conn = None;
+        }
+    }
+}
 
 /// A connection to the current Redis master that follows failovers. Use it like any `redis`
 /// async connection (`redis::cmd(..).query_async(&mut conn)`, `AsyncCommands`, pipelines).
@@ -40,13 +99,14 @@ pub(crate) type Own = Mutex<Option<Active>>;
 ///   fail with an I/O error of kind `ConnectionAborted`, and every connection to it closes.
 /// - After the supervisor stopped, commands fail with an I/O error of kind `NotConnected`.
 ///
+/// A connection that breaks is replaced on the next command (to the same master).
 /// Clones share one multiplexed connection. Blocking commands (`BLMOVE`, `BLPOP`, ...) stall
 /// every other command of a shared connection, so send them on a [`MasterConnection::dedicated`]
 /// handle.
 #[derive(Clone)]
 pub struct MasterConnection {
     shared: Arc<Shared>,
-    own: Option<Arc<Own>>,
+    own: Option<Arc<Line>>,
 }
 
 impl std::fmt::Debug for MasterConnection {
@@ -80,7 +140,7 @@ impl MasterConnection {
     /// A handle with a connection of its own to the current master (opened on first use, and
     /// again after each failover), for blocking commands. Its clones share that connection.
     pub fn dedicated(&self) -> MasterConnection {
-        let own = Arc::new(Mutex::new(None));
+        let own = Arc::new(Line::default());
         let mut registry = lock(&self.shared.dedicated);
         registry.retain(|w| w.strong_count() > 0);
         registry.push(Arc::downgrade(&own));
@@ -97,7 +157,9 @@ impl MasterConnection {
             .try_send(Input::AppError(node.clone(), kind));
     }
 
-    async fn acquire(&self) -> RedisResult<Active> {
+    /// Waits for the master (the hold), and returns it with the connection to use and its
+    /// epoch, connecting this handle's line if it is empty.
+    async fn acquire(&self) -> RedisResult<(Active, Arc<Line>, u64, MultiplexedConnection)> {
         let rt = &*self.shared.rt;
         let hold = self.shared.cfg.hold_timeout();
         let active = self
@@ -118,27 +180,21 @@ impl MasterConnection {
                     "dramatiq-sentinel: the supervisor stopped".to_owned(),
                 ),
             })?;
-        let Some(own) = &self.own else {
-            return Ok(active);
-        };
-        if let Some(mine) = lock(own)
-            .as_ref()
-            .filter(|m| m.generation == active.generation)
-        {
-            return Ok(mine.clone());
+        let line = self.own.clone().unwrap_or_else(|| Arc::clone(&active.line));
+        if let Some((epoch, conn)) = line.get(active.generation) {
+            return Ok((active, line, epoch, conn));
         }
         match self.shared.data.open(rt, &active.node).await {
             Ok(conn) => {
-                let mine = Active { conn, ..active };
-                *lock(own) = Some(mine.clone());
-                Ok(mine)
+                let epoch = line.put(active.generation, conn.clone());
+                Ok((active, line, epoch, conn))
             }
             Err(e) => {
                 self.report(&active.node, AppErrorKind::Io);
                 Err(io_error(
                     io::ErrorKind::ConnectionRefused,
                     format!(
-                        "dramatiq-sentinel: cannot open a dedicated connection to master {}: {e}",
+                        "dramatiq-sentinel: cannot connect to master {}: {e}",
                         active.node
                     ),
                 ))
@@ -158,7 +214,7 @@ impl MasterConnection {
             Cancelled,
             TimedOut(Duration),
         }
-        let active = self.acquire().await?;
+        let (active, line, epoch, conn) = self.acquire().await?;
         let node = &active.node;
         let moved = || {
             io_error(
@@ -172,13 +228,10 @@ impl MasterConnection {
         if active.cancel.is_cancelled() {
             return Err(moved());
         }
-        let raced = futures_lite::future::or(
-            async { Outcome::Done(call(active.conn.clone()).await) },
-            async {
-                active.cancel.cancelled().await;
-                Outcome::Cancelled
-            },
-        );
+        let raced = futures_lite::future::or(async { Outcome::Done(call(conn).await) }, async {
+            active.cancel.cancelled().await;
+            Outcome::Cancelled
+        });
         let outcome = match self.shared.cfg.command_timeout() {
             Some(limit) => timeout(&*self.shared.rt, limit, raced)
                 .await
@@ -193,6 +246,9 @@ impl MasterConnection {
                 Ok(v)
             }
             Outcome::Done(Err(e)) => {
+                if e.is_unrecoverable_error() {
+                    line.broken(active.generation, epoch);
+                }
                 if let Some(kind) = error_kind(&e)
                     && !active.cancel.is_cancelled()
                 {

@@ -5,7 +5,7 @@ use crate::connect::{ConnCache, Endpoint};
 use crate::events::{Broadcast, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
-use crate::master::{Active, Own};
+use crate::master::{Active, Line};
 use crate::runtime::Runtime;
 use crate::sync::Done;
 use async_channel::Sender;
@@ -46,7 +46,7 @@ pub(crate) struct Shared {
     /// The application's master connection, held while fenced.
     pub(crate) slot: Slot<Active>,
     /// The dedicated connections of `MasterConnection::dedicated` handles.
-    pub(crate) dedicated: Mutex<Vec<Weak<Own>>>,
+    pub(crate) dedicated: Mutex<Vec<Weak<Line>>>,
     pub(crate) gate: WorkerGate,
     pub(crate) workers: Option<Arc<dyn Workers>>,
     pub(crate) events: Broadcast,

@@ -5,3 +5,4 @@
 //! benchmarks of this workspace.
 
 pub mod harness;
+pub mod scenarios;

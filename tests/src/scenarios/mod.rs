@@ -1,0 +1,177 @@
+//! Scenarios of the supervisor against real deployments, written once and run on every
+//! runtime shim.
+//!
+//! A runtime implements [`TestRuntime`] (its [`Runtime`] type and a `block_on`) and expands
+//! [`supervisor_suite!`](crate::supervisor_suite) in a test file; every scenario becomes a
+//! `#[test]` of that file. Scenarios drive the deployment (blocking harness calls) from the
+//! test thread while the supervisor and a worker pool run on the runtime's own threads.
+
+pub mod failover;
+pub mod pool;
+pub mod startup;
+
+use crate::harness::{Auth, Deployment};
+use dramatiq_sentinel_supervisor::{
+    Builder, ConfigBuilder, Credentials, Event, Runtime, StartError, Supervisor,
+};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A runtime the scenarios run on.
+pub trait TestRuntime: Sized + 'static {
+    /// The shim's runtime type.
+    type Rt: Runtime + Default;
+    /// For messages, e.g. `tokio`.
+    const NAME: &'static str;
+    /// A fresh runtime whose spawned tasks run on background threads (so they make progress
+    /// while the test thread runs blocking harness calls).
+    fn new() -> Self;
+    /// Runs a future to completion on this runtime.
+    fn block_on<F: Future>(&self, future: F) -> F::Output;
+}
+
+/// Generous deadline for anything a busy machine may slow down.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Serialises scenarios of one test binary: each starts six or more Redis processes, and the
+/// machine has few cores.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `future` on a background task of the runtime.
+pub fn spawn<R: TestRuntime>(future: impl Future<Output = ()> + Send + 'static) {
+    R::Rt::default().spawn(Box::pin(future));
+}
+
+/// Sleeps on the runtime's timer.
+pub async fn sleep<R: TestRuntime>(d: Duration) {
+    R::Rt::default().sleep_until(Instant::now() + d).await;
+}
+
+/// Calls `check` until it returns `Some`, or panics after `timeout` with `what` and the last
+/// observation.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn credentials(auth: &Auth) -> Option<Credentials> {
+    auth.password().map(|password| Credentials {
+        username: auth.username().map(str::to_owned),
+        password: password.to_owned(),
+    })
+}
+
+/// A configuration for this deployment: its sentinels, service, credentials and NAT map, with
+/// timings suited to tests (quick listener backoff, bounded startup).
+pub fn config_for(d: &Deployment) -> ConfigBuilder {
+    let mut b = dramatiq_sentinel_supervisor::Config::builder()
+        .sentinels(d.sentinel_addrs().iter().map(ToString::to_string))
+        .service_name(d.service_name().to_owned())
+        .sentinel_auth(credentials(d.sentinel_auth()))
+        .redis_auth(credentials(d.data_auth()))
+        .min_backoff(Duration::from_millis(200))
+        .max_backoff(Duration::from_secs(2))
+        .startup_timeout(Some(Duration::from_secs(30)))
+        .pause_timeout(Duration::from_secs(60));
+    for (announced, reachable) in d.nat_map() {
+        b = b.nat(announced, reachable);
+    }
+    b
+}
+
+/// Every event with the time the supervisor emitted it (recorded by a hook, so in order and
+/// before the actions that follow each event).
+#[derive(Clone, Default)]
+pub struct Timeline(Arc<Mutex<Vec<(Instant, Event)>>>);
+
+impl Timeline {
+    /// Records every event of the builder's supervisor.
+    pub fn attach<R: Runtime>(&self, builder: Builder<R>) -> Builder<R> {
+        let me = self.clone();
+        builder.on_event(move |e| me.lock().push((Instant::now(), e.clone())))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(Instant, Event)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// How many events so far match.
+    pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
+        self.lock().iter().filter(|(_, e)| pred(e)).count()
+    }
+
+    /// Waits until `n` events match.
+    pub fn wait_count(&self, what: &str, n: usize, pred: impl Fn(&Event) -> bool) {
+        wait_for(what, WAIT, || {
+            let c = self.count(&pred);
+            if c >= n {
+                Ok(())
+            } else {
+                Err(format!("{c} of {n}; events: {:#?}", self.events()))
+            }
+        })
+    }
+}
+
+/// Starts a supervisor for `d` on runtime `rt`, recording its events; panics with the error.
+pub fn start<R: TestRuntime>(
+    rt: &R,
+    builder: Builder<R::Rt>,
+    timeline: &Timeline,
+) -> Supervisor<R::Rt> {
+    try_start(rt, builder, timeline).unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME))
+}
+
+/// Starts a supervisor, returning the error.
+pub fn try_start<R: TestRuntime>(
+    rt: &R,
+    builder: Builder<R::Rt>,
+    timeline: &Timeline,
+) -> Result<Supervisor<R::Rt>, StartError> {
+    let builder = timeline.attach(builder);
+    rt.block_on(builder.start())
+}
+
+/// Expands to one `#[test]` per scenario, for the given [`TestRuntime`].
+#[macro_export]
+macro_rules! supervisor_suite {
+    ($rt:ty) => {
+        $crate::supervisor_suite!(@tests $rt;
+            startup::starts_on_a_healthy_deployment,
+            startup::invalid_configuration_names_the_field,
+            startup::wrong_sentinel_password_names_the_sentinel,
+            startup::unknown_service_name_is_its_own_error,
+            failover::graceful_failover_with_a_worker_pool,
+            failover::master_killed_with_a_worker_pool,
+        );
+    };
+    (@tests $rt:ty; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::scenarios::$module::$name::<$rt>();
+            }
+        )*
+    };
+}

@@ -1,0 +1,382 @@
+//! A worker pool on a reliable Redis queue, and the ledger that checks it.
+//!
+//! Jobs are list items of `queue`. A worker takes a gate permit, moves a job to `processing`
+//! (`LMOVE`), records its start, works, records its effect idempotently (`SADD done`) and
+//! acknowledges it (`LREM processing`), retrying effect and acknowledgement until they succeed.
+//! In durable mode each step is followed by `WAIT 1` so that a killed master loses nothing
+//! acknowledged, and a fetch not confirmed by a replica is abandoned without running it.
+
+use super::{TestRuntime, WAIT, sleep, spawn, wait_for};
+use crate::harness::{Deployment, redis};
+use dramatiq_sentinel_supervisor::{
+    BoxFuture, Event, MasterConnection, Supervisor, WorkerGate, Workers,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+const QUEUE: &str = "queue";
+const PROCESSING: &str = "processing";
+const DONE: &str = "done";
+/// How long a job must sit unstarted in `processing` before the reaper requeues it (longer
+/// than any worker takes from its fetch to recording the start).
+const ORPHAN_AGE: Duration = Duration::from_secs(5);
+
+/// How the pool works.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Number of workers.
+    pub workers: usize,
+    /// How long each job works.
+    pub job_time: Duration,
+    /// `WAIT 1` after each write, on a dedicated connection per worker.
+    pub durable: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            job_time: Duration::from_millis(2),
+            durable: false,
+        }
+    }
+}
+
+/// A pause of the workers: from the pool's `pause` (called once the gate drained) to the
+/// supervisor's resume decision (recorded by a hook, before the gate reopens).
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    from: Instant,
+    to: Option<Instant>,
+}
+
+/// What the pool did.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    starts: Mutex<BTreeMap<String, Vec<Instant>>>,
+    pauses: Mutex<Vec<Pause>>,
+    failed_fetches: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+    completed: AtomicUsize,
+    stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Ledger {
+    fn error(&self, e: String) {
+        let mut errors = lock(&self.errors);
+        if errors.len() < 200 {
+            errors.push(e);
+        }
+    }
+
+    /// Jobs completed (acknowledged) so far.
+    pub fn completed(&self) -> usize {
+        self.completed.load(Ordering::SeqCst)
+    }
+
+    /// How many pauses the pool saw.
+    pub fn pauses(&self) -> usize {
+        lock(&self.pauses).len()
+    }
+
+    /// Closes the open pause: a hook calls this on `SwitchCompleted` / `FenceLifted`.
+    fn resumed(&self, at: Instant) {
+        if let Some(p) = lock(&self.pauses).last_mut()
+            && p.to.is_none()
+        {
+            p.to = Some(at);
+        }
+    }
+}
+
+/// The pool as the supervisor sees it: it records when pausing completed.
+struct PoolWorkers(Arc<Ledger>);
+
+impl Workers for PoolWorkers {
+    fn pause(&self) -> BoxFuture<'_, ()> {
+        lock(&self.0.pauses).push(Pause {
+            from: Instant::now(),
+            to: None,
+        });
+        Box::pin(async {})
+    }
+
+    fn stop(&self, _grace: Duration) -> BoxFuture<'_, ()> {
+        self.0.stop.store(true, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+/// Adds the pool's hooks to a supervisor builder.
+pub fn attach<R: dramatiq_sentinel_supervisor::Runtime>(
+    ledger: &Arc<Ledger>,
+    builder: dramatiq_sentinel_supervisor::Builder<R>,
+) -> dramatiq_sentinel_supervisor::Builder<R> {
+    let l = Arc::clone(ledger);
+    builder
+        .workers(PoolWorkers(Arc::clone(ledger)))
+        .on_event(move |e| {
+            if matches!(e, Event::SwitchCompleted { .. } | Event::FenceLifted { .. }) {
+                l.resumed(Instant::now());
+            }
+        })
+}
+
+async fn query<T: redis::FromRedisValue>(
+    conn: &mut MasterConnection,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    cmd.query_async(conn).await
+}
+
+/// Whether `WAIT 1` confirms the writes so far on one replica.
+async fn replicated(conn: &mut MasterConnection) -> Result<(), String> {
+    match query::<i64>(conn, redis::cmd("WAIT").arg(1).arg(2000)).await {
+        Ok(n) if n >= 1 => Ok(()),
+        Ok(n) => Err(format!("WAIT 1: {n} replicas")),
+        Err(e) => Err(format!("WAIT: {e}")),
+    }
+}
+
+async fn worker<R: TestRuntime>(
+    ledger: Arc<Ledger>,
+    gate: WorkerGate,
+    mut conn: MasterConnection,
+    options: PoolOptions,
+) {
+    let idle = Duration::from_millis(5);
+    while !ledger.stop.load(Ordering::SeqCst) {
+        let Ok(permit) = gate.enter().await else {
+            return;
+        };
+        let fetch = redis::cmd("LMOVE")
+            .arg(QUEUE)
+            .arg(PROCESSING)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .clone();
+        let job = match query::<Option<String>>(&mut conn, &fetch).await {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                drop(permit);
+                sleep::<R>(idle).await;
+                continue;
+            }
+            Err(e) => {
+                ledger.failed_fetches.fetch_add(1, Ordering::SeqCst);
+                ledger.error(format!("fetch: {e}"));
+                drop(permit);
+                sleep::<R>(idle).await;
+                continue;
+            }
+        };
+        if options.durable
+            && let Err(e) = replicated(&mut conn).await
+        {
+            // Not known to survive a failover: leave it to the reaper, do not run it.
+            ledger.failed_fetches.fetch_add(1, Ordering::SeqCst);
+            ledger.error(format!("fetch of {job} not confirmed: {e}"));
+            drop(permit);
+            continue;
+        }
+        lock(&ledger.starts)
+            .entry(job.clone())
+            .or_default()
+            .push(Instant::now());
+        sleep::<R>(options.job_time).await;
+        loop {
+            let acked: Result<(), String> = async {
+                query::<()>(&mut conn, redis::cmd("SADD").arg(DONE).arg(&job))
+                    .await
+                    .map_err(|e| format!("effect: {e}"))?;
+                query::<()>(
+                    &mut conn,
+                    redis::cmd("LREM").arg(PROCESSING).arg(1).arg(&job),
+                )
+                .await
+                .map_err(|e| format!("ack: {e}"))?;
+                if options.durable {
+                    replicated(&mut conn).await?;
+                }
+                Ok(())
+            }
+            .await;
+            match acked {
+                Ok(()) => break,
+                Err(e) if ledger.stop.load(Ordering::SeqCst) => {
+                    ledger.error(format!("{job}: {e} (stopping)"));
+                    break;
+                }
+                Err(e) => {
+                    ledger.error(format!("{job}: {e}"));
+                    sleep::<R>(idle).await;
+                }
+            }
+        }
+        ledger.completed.fetch_add(1, Ordering::SeqCst);
+        drop(permit);
+    }
+}
+
+/// A running pool and the jobs it was given.
+pub struct Pool {
+    /// What the workers did.
+    pub ledger: Arc<Ledger>,
+    produced: BTreeSet<String>,
+}
+
+impl Pool {
+    /// A ledger to attach to the supervisor builder (see [`attach`]) before starting the pool.
+    pub fn ledger() -> Arc<Ledger> {
+        Arc::new(Ledger::default())
+    }
+
+    /// Starts the workers on the runtime.
+    pub fn start<R: TestRuntime>(
+        rt: &R,
+        ledger: Arc<Ledger>,
+        supervisor: &Supervisor<R::Rt>,
+        options: PoolOptions,
+    ) -> Pool {
+        rt.block_on(async {
+            for _ in 0..options.workers {
+                let conn = if options.durable {
+                    supervisor.master().dedicated()
+                } else {
+                    supervisor.master()
+                };
+                spawn::<R>(worker::<R>(
+                    Arc::clone(&ledger),
+                    supervisor.gate(),
+                    conn,
+                    options,
+                ));
+            }
+        });
+        Pool {
+            ledger,
+            produced: BTreeSet::new(),
+        }
+    }
+
+    /// Pushes jobs `prefix-0..n` straight to the deployment's current master.
+    pub fn produce(&mut self, d: &Deployment, prefix: &str, n: usize) {
+        let jobs: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+        let master = d.master().expect("an agreed master");
+        for chunk in jobs.chunks(500) {
+            d.query::<()>(master, redis::cmd("LPUSH").arg(QUEUE).arg(chunk))
+                .expect("LPUSH");
+        }
+        self.produced.extend(jobs);
+    }
+
+    /// Waits until `n` jobs are completed.
+    pub fn wait_completed(&self, n: usize) {
+        wait_for("jobs completed", WAIT, || {
+            let c = self.ledger.completed();
+            if c >= n {
+                Ok(())
+            } else {
+                Err(format!("{c} of {n}"))
+            }
+        });
+    }
+
+    /// Waits until every job is done (after requeueing jobs whose fetch failed and that no
+    /// worker started: the reliable-queue reaper), then checks: no job lost, none run twice,
+    /// none started while the workers were paused. Returns the number of requeued jobs.
+    pub fn finish_and_check(&self, d: &Deployment) -> usize {
+        let mut requeued = 0;
+        let mut orphans: BTreeMap<String, Instant> = BTreeMap::new();
+        wait_for("every job done", WAIT, || {
+            let master = d.master().map_err(|e| e.to_string())?;
+            let queued: usize = d
+                .query(master, redis::cmd("LLEN").arg(QUEUE))
+                .map_err(|e| e.to_string())?;
+            let processing: Vec<String> = d
+                .query(master, redis::cmd("LRANGE").arg(PROCESSING).arg(0).arg(-1))
+                .map_err(|e| e.to_string())?;
+            let done: usize = d
+                .query(master, redis::cmd("SCARD").arg(DONE))
+                .map_err(|e| e.to_string())?;
+            if queued == 0 && processing.is_empty() && done >= self.produced.len() {
+                return Ok(());
+            }
+            if queued == 0 {
+                // Jobs sitting in `processing` that no worker started for a while: a fetch
+                // failed after the server moved the job. Requeue them, as a reaper would.
+                let starts = lock(&self.ledger.starts);
+                let now = Instant::now();
+                orphans.retain(|j, _| processing.contains(j) && !starts.contains_key(j));
+                for job in processing.iter().filter(|j| !starts.contains_key(*j)) {
+                    let seen = *orphans.entry(job.clone()).or_insert(now);
+                    if now.duration_since(seen) < ORPHAN_AGE {
+                        continue;
+                    }
+                    let moved: i64 = d
+                        .query(master, redis::cmd("LREM").arg(PROCESSING).arg(1).arg(job))
+                        .map_err(|e| e.to_string())?;
+                    if moved == 1 {
+                        d.query::<()>(master, redis::cmd("LPUSH").arg(QUEUE).arg(job))
+                            .map_err(|e| e.to_string())?;
+                        requeued += 1;
+                    }
+                }
+            }
+            Err(format!(
+                "queue {queued}, processing {processing:?}, done {done} of {}",
+                self.produced.len()
+            ))
+        });
+        let master = d.master().expect("an agreed master");
+        let done: BTreeSet<String> = d
+            .query(master, redis::cmd("SMEMBERS").arg(DONE))
+            .expect("SMEMBERS");
+        let lost: Vec<_> = self.produced.difference(&done).collect();
+        assert!(lost.is_empty(), "jobs lost: {lost:?}");
+        let starts = lock(&self.ledger.starts);
+        let twice: Vec<_> = starts.iter().filter(|(_, s)| s.len() > 1).collect();
+        assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
+        let not_started: Vec<_> = self
+            .produced
+            .iter()
+            .filter(|j| !starts.contains_key(*j))
+            .collect();
+        assert!(
+            not_started.is_empty(),
+            "jobs done but never started: {not_started:?}"
+        );
+        let pauses = lock(&self.ledger.pauses);
+        for p in pauses.iter() {
+            let during: Vec<_> = starts
+                .iter()
+                .filter(|(_, s)| {
+                    s.iter()
+                        .any(|t| *t > p.from && p.to.is_none_or(|to| *t < to))
+                })
+                .map(|(j, _)| j)
+                .collect();
+            assert!(
+                during.is_empty(),
+                "jobs started while paused {p:?}: {during:?}"
+            );
+        }
+        let failed = self.ledger.failed_fetches.load(Ordering::SeqCst);
+        assert!(
+            requeued <= failed,
+            "{requeued} jobs requeued but only {failed} fetches failed"
+        );
+        requeued
+    }
+
+    /// The errors the workers saw (for diagnostics).
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.ledger.errors).clone()
+    }
+}
