@@ -5,15 +5,16 @@
 use super::pool::{Pool, PoolOptions, attach};
 use super::startup::addr;
 use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId};
-use dramatiq_sentinel_supervisor::{Event, Supervisor};
+use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_supervisor::{Config, ConfigBuilder, Event, IgnoreReason, Supervisor};
 
-fn switched(e: &Event) -> bool {
+/// A completed switch away from a master (not the startup).
+pub fn switched(e: &Event) -> bool {
     matches!(e, Event::SwitchCompleted { old: Some(_), .. })
 }
 
 /// Waits until the supervisor uses `node`.
-fn wait_master<R: TestRuntime>(sup: &Supervisor<R::Rt>, d: &Deployment, node: NodeId) {
+pub fn wait_master<R: TestRuntime>(sup: &Supervisor<R::Rt>, d: &Deployment, node: NodeId) {
     let want = addr(d.addr(node));
     wait_for("the supervisor to use the new master", WAIT, || {
         let now = sup.current_master();
@@ -25,51 +26,169 @@ fn wait_master<R: TestRuntime>(sup: &Supervisor<R::Rt>, d: &Deployment, node: No
     });
 }
 
-/// The end of every failover scenario: more jobs on the new master, then the checks.
-fn finish<R: TestRuntime>(
-    rt: &R,
-    sup: Supervisor<R::Rt>,
-    d: &Deployment,
-    mut pool: Pool,
-    timeline: &Timeline,
+/// A supervisor with the pool's hooks, and the pool working on `before` jobs.
+pub struct Running<R: TestRuntime> {
+    /// The runtime.
+    pub rt: R,
+    /// The supervisor.
+    pub sup: Supervisor<R::Rt>,
+    /// The pool.
+    pub pool: Pool,
+    /// Its events.
+    pub timeline: Timeline,
+}
+
+impl<R: TestRuntime> Running<R> {
+    /// Starts a supervisor (config from `tweak(config_for(d))`) and a pool with 3000 jobs, and
+    /// waits until the pool is busy.
+    pub fn start(
+        d: &Deployment,
+        options: PoolOptions,
+        tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> Self {
+        let rt = R::new();
+        let timeline = Timeline::default();
+        let ledger = Pool::ledger();
+        let config = tweak(config_for(d)).build().expect("valid config");
+        let sup = start(
+            &rt,
+            attach(&ledger, Supervisor::<R::Rt>::builder(config)),
+            &timeline,
+        );
+        let mut pool = Pool::start(&rt, ledger, &sup, options);
+        pool.produce(d, "before", 3000);
+        pool.wait_completed(100);
+        Self {
+            rt,
+            sup,
+            pool,
+            timeline,
+        }
+    }
+
+    /// More jobs (they run on the current master), then the checks, then a clean shutdown.
+    pub fn finish(mut self, d: &Deployment, expect_pause: bool) {
+        self.pool.produce(d, "after", 200);
+        let requeued = self.pool.finish_and_check(d);
+        if expect_pause {
+            assert!(self.pool.ledger.pauses() >= 1, "the workers were paused");
+        } else {
+            assert_eq!(self.pool.ledger.pauses(), 0, "the workers were not paused");
+        }
+        assert_eq!(
+            self.timeline
+                .count(|e| matches!(e, Event::Stopped { .. } | Event::PauseTimedOut { .. })),
+            0
+        );
+        let master = addr(d.addr(d.master().expect("master")));
+        assert_eq!(
+            self.sup.current_master(),
+            Some(master),
+            "on the final master"
+        );
+        let switches: Vec<_> = self
+            .timeline
+            .events()
+            .into_iter()
+            .filter(switched)
+            .collect();
+        eprintln!(
+            "{}: {} jobs, {} requeued, {} pauses, switches {switches:#?}, worker errors {:?}",
+            R::NAME,
+            self.pool.ledger.completed(),
+            requeued,
+            self.pool.ledger.pauses(),
+            self.pool.errors()
+        );
+        self.rt
+            .block_on(self.sup.shutdown())
+            .expect("clean shutdown");
+    }
+}
+
+/// A graceful failover of the deployment with a working pool.
+fn graceful<R: TestRuntime>(
+    options: DeploymentOptions,
+    tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
 ) {
-    pool.produce(d, "after", 200);
-    let requeued = pool.finish_and_check(d);
-    assert!(pool.ledger.pauses() >= 1, "the workers were paused");
-    assert_eq!(timeline.count(|e| matches!(e, Event::Stopped { .. })), 0);
-    eprintln!(
-        "{}: {} jobs, {} requeued, {} pauses, worker errors: {:?}",
-        R::NAME,
-        pool.ledger.completed(),
-        requeued,
-        pool.ledger.pauses(),
-        pool.errors()
-    );
-    let completed: Vec<_> = timeline.events().into_iter().filter(switched).collect();
-    eprintln!("{}: switches: {completed:#?}", R::NAME);
-    rt.block_on(sup.shutdown()).expect("clean shutdown");
+    let _serial = serial();
+    let d = Deployment::start(options).expect("deployment");
+    let run = Running::<R>::start(&d, PoolOptions::default(), tweak);
+    let (_old, new) = d.failover_and_wait(WAIT).expect("failover");
+    run.timeline.wait_count("the switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    run.finish(&d, true);
 }
 
 /// `SENTINEL FAILOVER` while the pool works.
 pub fn graceful_failover_with_a_worker_pool<R: TestRuntime>() {
+    graceful::<R>(DeploymentOptions::default(), |b| b);
+}
+
+/// NAT: every address the sentinels announce resets client connections; with the NAT map the
+/// supervisor works as usual; without it, startup fails naming the announced master.
+pub fn nat_works_with_the_map_and_fails_clearly_without<R: TestRuntime>() {
+    graceful::<R>(DeploymentOptions::default().nat(true), |b| b);
     let _serial = serial();
-    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let d = Deployment::start(DeploymentOptions::default().nat(true)).expect("deployment");
     let rt = R::new();
-    let timeline = Timeline::default();
-    let ledger = Pool::ledger();
-    let config = config_for(&d).build().expect("valid config");
-    let sup = start(
+    let no_map = Config::builder()
+        .sentinels(d.sentinel_addrs().iter().map(ToString::to_string))
+        .service_name(d.service_name().to_owned())
+        .startup_timeout(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .expect("valid");
+    let e = super::try_start(
         &rt,
-        attach(&ledger, Supervisor::<R::Rt>::builder(config)),
-        &timeline,
+        Supervisor::<R::Rt>::builder(no_map),
+        &Timeline::default(),
+    )
+    .expect_err("unreachable announced master");
+    let announced = addr(d.announced_addr(d.master().expect("master")));
+    match &e {
+        dramatiq_sentinel_supervisor::StartError::VerificationFailed { node, .. } => {
+            assert_eq!(*node, announced, "{e}")
+        }
+        other => panic!("expected VerificationFailed for {announced}, got {other:?}"),
+    }
+}
+
+/// ACL users on sentinels and data nodes: a graceful failover works; a wrong user name fails
+/// startup naming the sentinels.
+pub fn acl_users_work_and_wrong_ones_fail_clearly<R: TestRuntime>() {
+    let options = DeploymentOptions::default()
+        .sentinel_acl_user("watcher", "s3cret")
+        .data_acl_user("worker", "pa55");
+    graceful::<R>(options.clone(), |b| b);
+    let _serial = serial();
+    let d = Deployment::start(options).expect("deployment");
+    let rt = R::new();
+    let wrong = config_for(&d)
+        .sentinel_auth(Some(dramatiq_sentinel_supervisor::Credentials {
+            username: Some("intruder".into()),
+            password: "s3cret".into(),
+        }))
+        .startup_timeout(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .expect("valid");
+    let e = super::try_start(
+        &rt,
+        Supervisor::<R::Rt>::builder(wrong),
+        &Timeline::default(),
+    )
+    .expect_err("wrong user");
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            dramatiq_sentinel_supervisor::StartError::NoSentinelReachable { .. }
+        ),
+        "{e:?}"
     );
-    let mut pool = Pool::start(&rt, ledger, &sup, PoolOptions::default());
-    pool.produce(&d, "before", 3000);
-    pool.wait_completed(100);
-    let (_old, new) = d.failover_and_wait(WAIT).expect("failover");
-    timeline.wait_count("the switch", 1, switched);
-    wait_master::<R>(&sup, &d, d.master().unwrap_or(new));
-    finish(&rt, sup, &d, pool, &timeline);
+    for s in d.sentinel_addrs() {
+        assert!(text.contains(&s.to_string()), "{text} names {s}");
+    }
+    assert!(text.contains("authentication failed"), "{text}");
 }
 
 /// The master is killed (SIGKILL) while the pool works; the pool acknowledges durably
@@ -77,25 +196,101 @@ pub fn graceful_failover_with_a_worker_pool<R: TestRuntime>() {
 pub fn master_killed_with_a_worker_pool<R: TestRuntime>() {
     let _serial = serial();
     let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
-    let rt = R::new();
-    let timeline = Timeline::default();
-    let ledger = Pool::ledger();
-    let config = config_for(&d).build().expect("valid config");
-    let sup = start(
-        &rt,
-        attach(&ledger, Supervisor::<R::Rt>::builder(config)),
-        &timeline,
-    );
-    let options = PoolOptions {
+    let durable = PoolOptions {
         durable: true,
         ..PoolOptions::default()
     };
-    let mut pool = Pool::start(&rt, ledger, &sup, options);
-    pool.produce(&d, "before", 3000);
-    pool.wait_completed(100);
+    let run = Running::<R>::start(&d, durable, |b| b);
     let killed = d.kill_master().expect("kill");
     let new = d.wait_for_new_master(killed, WAIT).expect("new master");
-    timeline.wait_count("the switch", 1, switched);
-    wait_master::<R>(&sup, &d, d.master().unwrap_or(new));
-    finish(&rt, sup, &d, pool, &timeline);
+    run.timeline.wait_count("the switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    run.finish(&d, true);
+}
+
+/// Client connections of a data node other than sentinels, replication links and the
+/// harness's own query.
+fn foreign_clients(d: &Deployment, node: NodeId) -> Result<Vec<String>, String> {
+    let list: String = d
+        .query(node, &redis::cmd("CLIENT").arg("LIST").clone())
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .lines()
+        .filter(|l| !l.contains("name=sentinel-"))
+        .filter(|l| !l.contains("cmd=client|list"))
+        .filter(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("flags="))
+                .is_none_or(|f| !f.contains('S') && !f.contains('M'))
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The master freezes (SIGSTOP) while the pool works; after the failover it is thawed: the
+/// supervisor has closed every connection to it, so nothing of ours reaches it.
+pub fn master_frozen_then_thawed<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let durable = PoolOptions {
+        durable: true,
+        ..PoolOptions::default()
+    };
+    let run = Running::<R>::start(&d, durable, |b| b);
+    let frozen = d.master().expect("master");
+    d.freeze(frozen).expect("freeze");
+    let new = d.wait_for_new_master(frozen, WAIT).expect("new master");
+    run.timeline.wait_count("the switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    d.thaw(frozen).expect("thaw");
+    wait_for("no connection of ours on the thawed master", WAIT, || {
+        let clients = foreign_clients(&d, frozen)?;
+        if clients.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{clients:#?}"))
+        }
+    });
+    run.finish(&d, true);
+}
+
+/// Two graceful failovers in quick succession.
+pub fn two_failovers_in_quick_succession<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let run = Running::<R>::start(&d, PoolOptions::default(), |b| b);
+    let (_, first) = d.failover_and_wait(WAIT).expect("first failover");
+    let (_, second) = d.failover_and_wait(WAIT).expect("second failover");
+    assert_ne!(first, second);
+    run.timeline.wait_count("a switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(second));
+    run.finish(&d, true);
+}
+
+/// A failover of another service monitored by the same sentinels: no fence, no pause.
+pub fn other_service_failover_causes_no_pause<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default().second_service("other"))
+        .expect("deployment");
+    let run = Running::<R>::start(&d, PoolOptions::default(), |b| b);
+    let old = d.master_of("other").expect("other's master");
+    d.failover_of("other")
+        .expect("failover of the other service");
+    d.wait_for_new_master(old, WAIT)
+        .expect("other's new master");
+    run.timeline
+        .wait_count("the other service's +switch-master ignored", 1, |e| {
+            matches!(e, Event::MessageIgnored { channel, reason: IgnoreReason::OtherService(s), .. }
+            if channel == "+switch-master" && s == "other")
+        });
+    assert_eq!(
+        run.timeline.count(|e| matches!(
+            e,
+            Event::Fenced { .. } | Event::SwitchDetected { old: Some(_), .. }
+        )),
+        0,
+        "{:#?}",
+        run.timeline.events()
+    );
+    run.finish(&d, false);
 }

@@ -6,8 +6,10 @@
 //! `#[test]` of that file. Scenarios drive the deployment (blocking harness calls) from the
 //! test thread while the supervisor and a worker pool run on the runtime's own threads.
 
+pub mod escalation;
 pub mod failover;
 pub mod pool;
+pub mod resilience;
 pub mod startup;
 
 use crate::harness::{Auth, Deployment};
@@ -164,6 +166,17 @@ macro_rules! supervisor_suite {
             startup::unknown_service_name_is_its_own_error,
             failover::graceful_failover_with_a_worker_pool,
             failover::master_killed_with_a_worker_pool,
+            failover::master_frozen_then_thawed,
+            failover::two_failovers_in_quick_succession,
+            failover::other_service_failover_causes_no_pause,
+            failover::nat_works_with_the_map_and_fails_clearly_without,
+            failover::acl_users_work_and_wrong_ones_fail_clearly,
+            resilience::sentinel_restart_with_backoff,
+            resilience::missed_failover_caught_by_the_poll,
+            resilience::missed_failover_caught_on_reconnect,
+            escalation::pause_timeout_fails_with_the_fail_policy,
+            escalation::pause_timeout_exits_the_process,
+            escalation::pause_timeout_child,
         );
     };
     (@tests $rt:ty; $($module:ident :: $name:ident),* $(,)?) => {

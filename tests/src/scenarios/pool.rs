@@ -32,6 +32,8 @@ pub struct PoolOptions {
     pub job_time: Duration,
     /// `WAIT 1` after each write, on a dedicated connection per worker.
     pub durable: bool,
+    /// How long a worker sleeps when the queue is empty.
+    pub idle: Duration,
 }
 
 impl Default for PoolOptions {
@@ -40,6 +42,7 @@ impl Default for PoolOptions {
             workers: 4,
             job_time: Duration::from_millis(2),
             durable: false,
+            idle: Duration::from_millis(5),
         }
     }
 }
@@ -150,7 +153,7 @@ async fn worker<R: TestRuntime>(
     mut conn: MasterConnection,
     options: PoolOptions,
 ) {
-    let idle = Duration::from_millis(5);
+    let idle = options.idle;
     while !ledger.stop.load(Ordering::SeqCst) {
         let Ok(permit) = gate.enter().await else {
             return;
@@ -265,14 +268,38 @@ impl Pool {
         }
     }
 
-    /// Pushes jobs `prefix-0..n` straight to the deployment's current master.
+    /// Pushes jobs `prefix-0..n` straight to the deployment's current master, and waits until
+    /// every replica has them (right after a start or a failover a replica may be linked but
+    /// not streaming yet, and a failover to it would lose them).
     pub fn produce(&mut self, d: &Deployment, prefix: &str, n: usize) {
         let jobs: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
         let master = d.master().expect("an agreed master");
+        let replicas = d
+            .nodes()
+            .into_iter()
+            .filter(|&n| n != master && d.is_running(n) && !d.is_frozen(n))
+            .count();
+        // `WAIT` counts the acknowledgements of this connection's writes: same connection.
+        let mut conn = d.connect(master).expect("connect to the master");
         for chunk in jobs.chunks(500) {
-            d.query::<()>(master, redis::cmd("LPUSH").arg(QUEUE).arg(chunk))
+            redis::cmd("LPUSH")
+                .arg(QUEUE)
+                .arg(chunk)
+                .query::<()>(&mut conn)
                 .expect("LPUSH");
         }
+        wait_for("the jobs to reach every replica", WAIT, || {
+            let acked: usize = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(1000)
+                .query(&mut conn)
+                .map_err(|e| e.to_string())?;
+            if acked >= replicas {
+                Ok(())
+            } else {
+                Err(format!("{acked} of {replicas} replicas"))
+            }
+        });
         self.produced.extend(jobs);
     }
 

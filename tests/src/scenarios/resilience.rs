@@ -1,0 +1,173 @@
+//! Sentinels going away and coming back, and failovers nobody announced to the supervisor.
+
+use super::failover::{Running, switched, wait_master};
+use super::pool::PoolOptions;
+use super::startup::addr;
+use super::{TestRuntime, Timeline};
+use super::{WAIT, serial};
+use crate::harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_supervisor::{DetectionPath, Event};
+use std::time::{Duration, Instant};
+
+/// A sentinel is stopped: its listener retries with exponential backoff (200 ms doubling up to
+/// 1.6 s, as configured), observed between consecutive failures; restarted, it is listened to
+/// again; a failover afterwards works as usual.
+pub fn sentinel_restart_with_backoff<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let run = Running::<R>::start(&d, PoolOptions::default(), |b| {
+        b.min_backoff(Duration::from_millis(200))
+            .max_backoff(Duration::from_millis(1600))
+    });
+    run.timeline.wait_count("every listener up", 3, |e| {
+        matches!(e, Event::ListenerUp { .. })
+    });
+    let stopped = d.sentinels()[0];
+    let sentinel = addr(d.addr(stopped));
+    let down = |e: &Event| matches!(e, Event::ListenerDown { sentinel: s, .. } if *s == sentinel);
+    d.stop_sentinel(stopped);
+    run.timeline.wait_count("six listener failures", 6, down);
+    let failures: Vec<(Instant, Duration)> = run
+        .timeline
+        .timed(down)
+        .into_iter()
+        .filter_map(|(t, e)| match e {
+            Event::ListenerDown { retry_in, .. } => Some((t, retry_in)),
+            _ => None,
+        })
+        .collect();
+    let delays: Vec<u64> = failures
+        .iter()
+        .take(6)
+        .map(|(_, d)| d.as_millis() as u64)
+        .collect();
+    assert_eq!(delays, [200, 400, 800, 1600, 1600, 1600]);
+    for pair in failures.windows(2).take(5) {
+        let (at, retry_in) = pair[0];
+        let gap = pair[1].0 - at;
+        assert!(
+            gap >= retry_in && gap <= retry_in + Duration::from_secs(3),
+            "next failure {gap:?} after one that waits {retry_in:?}"
+        );
+    }
+    let ups_before = run
+        .timeline
+        .count(|e| matches!(e, Event::ListenerUp { sentinel: s } if *s == sentinel));
+    d.start_sentinel(stopped).expect("restart");
+    run.timeline.wait_count(
+        "the listener back up",
+        ups_before + 1,
+        |e| matches!(e, Event::ListenerUp { sentinel: s } if *s == sentinel),
+    );
+    d.wait_healthy(WAIT).expect("healthy");
+    let (_, new) = d.failover_and_wait(WAIT).expect("failover");
+    run.timeline.wait_count("the switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    run.finish(&d, true);
+}
+
+/// Breaks every listener connection (`CLIENT KILL TYPE pubsub` on each sentinel).
+fn kill_listeners(d: &Deployment) {
+    for s in d.sentinels() {
+        d.query::<i64>(
+            s,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
+        )
+        .expect("CLIENT KILL");
+    }
+}
+
+fn missed<R: TestRuntime>(
+    tweak: fn(
+        dramatiq_sentinel_supervisor::ConfigBuilder,
+    ) -> dramatiq_sentinel_supervisor::ConfigBuilder,
+    paths: &[DetectionPath],
+) {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    // Idle workers poll rarely, so that their `READONLY` (another detection path) does not
+    // come first; the pool drains its jobs before the failover, because while no event
+    // arrives the old master accepts writes for a while after the promotion, which no client
+    // can make safe.
+    let options = PoolOptions {
+        idle: Duration::from_secs(10),
+        ..PoolOptions::default()
+    };
+    let run = Running::<R>::start(&d, options, tweak);
+    run.pool.wait_completed(3000);
+    run.timeline.wait_count("every listener up", 3, |e| {
+        matches!(e, Event::ListenerUp { .. })
+    });
+    let ups = |e: &Event| matches!(e, Event::ListenerUp { .. });
+    let ups_before = run.timeline.count(ups);
+    kill_listeners(&d);
+    run.timeline.wait_count("every listener down", 3, |e| {
+        matches!(e, Event::ListenerDown { .. })
+    });
+    let (_, new) = d.failover_and_wait(WAIT).expect("failover");
+    let reconnected_during_failover = run.timeline.count(ups) > ups_before;
+    run.timeline.wait_count("the switch", 1, switched);
+    wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    let path = run
+        .timeline
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::SwitchCompleted {
+                old: Some(_), path, ..
+            } => Some(path),
+            _ => None,
+        })
+        .expect("a switch");
+    if reconnected_during_failover {
+        // The machine was too slow for the listeners to stay down for the whole failover.
+        eprintln!(
+            "{}: a listener reconnected during the failover; detected by {path}",
+            R::NAME
+        );
+    } else {
+        assert!(
+            paths.contains(&path),
+            "detected by {path}, expected one of {paths:?}"
+        );
+    }
+    run.finish(&d, true);
+}
+
+/// A failover while every listener is disconnected (reconnecting only after 30 s) is caught by
+/// the periodic check.
+pub fn missed_failover_caught_by_the_poll<R: TestRuntime>() {
+    missed::<R>(
+        |b| {
+            b.min_backoff(Duration::from_secs(30))
+                .max_backoff(Duration::from_secs(30))
+                .periodic_check(Some(Duration::from_millis(500)))
+        },
+        &[DetectionPath::Poll, DetectionPath::AppError],
+    );
+}
+
+/// A failover while every listener is disconnected (for 5 s) is caught when a listener
+/// reconnects.
+pub fn missed_failover_caught_on_reconnect<R: TestRuntime>() {
+    missed::<R>(
+        |b| {
+            b.min_backoff(Duration::from_secs(5))
+                .max_backoff(Duration::from_secs(5))
+        },
+        &[DetectionPath::ListenerReconnect, DetectionPath::AppError],
+    );
+}
+
+impl Timeline {
+    /// The matching events with the time each was emitted.
+    pub fn timed(&self, pred: impl Fn(&Event) -> bool) -> Vec<(Instant, Event)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .cloned()
+            .collect()
+    }
+}
