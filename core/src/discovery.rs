@@ -179,31 +179,22 @@ impl Core {
         else {
             return;
         };
-        // During a failover every sentinel may still name the master it replaces, so a stale
-        // answer is not believed while the master in use is fine. But when a switch is looking
-        // for a master because the one in use failed (READONLY, ROLE, unreachable), a majority
-        // of all known sentinels naming the same replaced master is a fail-back whose events
-        // were missed: believe it (it is still verified with ROLE).
+        // During a failover every sentinel may still name the master it replaces for a couple
+        // of seconds, so a stale answer is not believed at first. But when a switch is looking
+        // for a master (the one in use failed: READONLY, ROLE, unreachable), a majority of all
+        // known sentinels naming a master replaced more than a few seconds ago is a fail-back
+        // whose events were missed: believe it (it is still verified with ROLE).
         let looking = self
             .switch
             .as_ref()
-            .filter(|sw| !sw.early && sw.target.is_none() && sw.candidate.is_none())
-            .map(|sw| sw.master_failed);
+            .is_some_and(|sw| !sw.early && sw.target.is_none() && sw.candidate.is_none());
         if let [(addr, votes, i)] = round.stale.as_slice()
+            && looking
             && *votes > self.sentinels.len() / 2
+            && !self.replaced_recently(addr, now)
         {
-            match (looking, self.master.clone()) {
-                (Some(true), _) | (Some(false), None) => {
-                    self.stale.remove(addr);
-                    return self.discovered(*i, addr.clone(), round.path, round.verify, now);
-                }
-                // First make sure the master in use really failed (unless a `+switch-master`
-                // replaced it: its ROLE says master for a while after it is deposed).
-                (Some(false), Some(m)) if !self.stale.contains_key(&m) => {
-                    return self.set_target(m, round.path, None, now);
-                }
-                _ => {}
-            }
+            self.stale.remove(addr);
+            return self.discovered(*i, addr.clone(), round.path, round.verify, now);
         }
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
@@ -278,9 +269,6 @@ impl Core {
                 let reason = format!("ROLE says {role}");
                 self.emit(Event::VerificationFailed { node, reason });
                 self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
-                if let Some(sw) = self.switch.as_mut() {
-                    sw.master_failed = true;
-                }
                 self.drive_switch(now);
             }
             Ok(other) => self.probe_failed(node, format!("ROLE says {other}"), now),

@@ -227,6 +227,15 @@ pub enum Event {
         /// How long the fence held.
         held: Duration,
     },
+    /// An early fence saw no promotion within `fence_timeout`: the failing master is re-verified
+    /// and used again if it still says master. Writes it accepts are lost if a promotion did
+    /// happen unseen; a longer `fence_timeout` narrows that risk.
+    FenceExpired {
+        /// The master whose failover was announced.
+        master: Addr,
+        /// How long the fence waited.
+        waited: std::time::Duration,
+    },
     /// A re-check (poll, listener reconnect, application error) confirmed the master in use.
     MasterConfirmed {
         /// The master.

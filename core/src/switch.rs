@@ -11,6 +11,10 @@ use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::Instant;
 
+/// Signals about a master that arrive this soon after it was replaced belong to the failover
+/// that replaced it (sentinels publish for about 2 s after the promotion), not to a new one.
+const LATE_SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Whether the workers still need to drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pause {
@@ -34,8 +38,6 @@ pub(crate) struct Switch {
     pub(crate) failing: Option<Addr>,
     /// The last target, kept after it failed verification (it may be failing over in turn).
     pub(crate) last_target: Option<Addr>,
-    /// The master in use failed verification during this switch.
-    pub(crate) master_failed: bool,
     /// Why the old master is being re-verified (failover aborted, fence timed out).
     pub(crate) lifting: Option<String>,
     /// The master to use, as a sentinel or a promoted candidate named it.
@@ -68,7 +70,6 @@ impl Switch {
             early: false,
             failing: None,
             last_target: None,
-            master_failed: false,
             lifting: None,
             target: None,
             verified: false,
@@ -201,7 +202,8 @@ impl Core {
                 self.timers.set(TimerReason::ConnectTimeout, deadline);
                 self.push_action(Action::Connect { op, node: target });
             }
-        } else if sw.candidate.is_some() {
+        } else if sw.candidate.is_some() && (sw.early || sw.lifting.is_some()) {
+            // Candidate polls are bounded by the fence timeout (or end the lifting).
             if sw.candidate_poll.is_none() && !self.timers.is_set(TimerReason::RolePoll) {
                 self.role_poll_due(now);
             }
@@ -318,13 +320,13 @@ impl Core {
             sw.target = None;
             sw.verified = false;
         }
-        if self.master.as_ref() == Some(&node) {
-            sw.master_failed = true;
-        }
+        // The early phase is over: from here the sentinels are asked again (after a delay).
+        sw.candidate = None;
+        sw.candidate_poll = None;
         sw.lifting = None;
         sw.early = false;
         let path = sw.path;
-        if sw.candidate.is_none() && matches!(self.discovery, crate::discovery::Discovery::Idle) {
+        if matches!(self.discovery, crate::discovery::Discovery::Idle) {
             let error = DiscoveryError::VerificationFailed { node, reason };
             self.schedule_discovery_retry(path, false, error, now);
         }
@@ -380,6 +382,9 @@ impl Core {
         let old = self.master.replace(node.clone());
         self.stale.remove(&node);
         self.failing.remove(&node);
+        if let Some(o) = &old {
+            self.failing.remove(o); // its failover is over for us
+        }
         if let Some(o) = old.clone().filter(|o| *o != node) {
             self.mark_stale(o, now);
         }
@@ -465,12 +470,15 @@ impl Core {
     ) -> Result<(), IgnoreReason> {
         // A late message of an earlier failover can name as new a master that is itself being
         // failed over right now: never move to it.
-        let ttl = self.cfg.fence_timeout;
-        if self
-            .failing
-            .get(&new)
-            .is_some_and(|(since, _)| now.saturating_duration_since(*since) < ttl)
-        {
+        // Likewise a late `+switch-master` of an earlier failover names a master that was
+        // replaced moments ago (a fail-back needs it demoted and promoted again first).
+        // A fail-back whose early signals we saw (`old` failing over to `new`) is consistent.
+        let announced = self.is_failing(&old, now)
+            && self
+                .failing
+                .get(&old)
+                .is_some_and(|f| f.1.as_ref() == Some(&new));
+        if !announced && (self.is_failing(&new, now) || self.replaced_recently(&new, now)) {
             return Err(IgnoreReason::NotOurMaster(new));
         }
         self.failing.remove(&old);
@@ -650,8 +658,8 @@ impl Core {
             self.failing.remove(master);
             return;
         }
-        if self.stale.get(master).is_some_and(|until| *until > now) {
-            return; // a late signal about a master already replaced
+        if self.replaced_recently(master, now) {
+            return; // a late signal of the failover that replaced it
         }
         let entry = self.failing.entry(master.clone()).or_insert((now, None));
         entry.0 = now;
@@ -660,15 +668,29 @@ impl Core {
         }
     }
 
+    /// Whether sentinels announced a failover of `addr` within the fence timeout.
+    fn is_failing(&self, addr: &Addr, now: Instant) -> bool {
+        self.failing.get(addr).is_some_and(|(since, _)| {
+            now.saturating_duration_since(*since) < self.cfg.fence_timeout
+        })
+    }
+
+    /// Whether `addr` was replaced (by a `+switch-master` or a switch) within the late-signal
+    /// window.
+    pub(crate) fn replaced_recently(&self, addr: &Addr, now: Instant) -> bool {
+        self.stale
+            .get(addr)
+            .and_then(|until| until.checked_sub(self.cfg.stale_master_ttl))
+            .is_some_and(|at| now.saturating_duration_since(at) < LATE_SIGNAL_WINDOW)
+    }
+
     /// A discovery answer names a master whose failover was announced recently: do not use it;
     /// fence early on it and follow its candidate instead. Returns whether it did.
     pub(crate) fn follow_failover(&mut self, addr: &Addr, sentinel: &Addr, now: Instant) -> bool {
-        let Some((since, candidate)) = self.failing.get(addr).cloned() else {
-            return false;
-        };
-        if now.saturating_duration_since(since) >= self.cfg.fence_timeout {
+        if !self.is_failing(addr, now) {
             return false;
         }
+        let candidate = self.failing.get(addr).and_then(|(_, c)| c.clone());
         if self.switch.is_none() {
             let s = Some(sentinel.clone());
             self.start_switch(
@@ -692,6 +714,12 @@ impl Core {
     }
 
     pub(crate) fn fence_timed_out(&mut self, now: Instant) {
+        if let Some(sw) = &self.switch
+            && let Some(master) = sw.failing.clone().or_else(|| self.master.clone())
+        {
+            let waited = now.saturating_duration_since(sw.started);
+            self.emit(Event::FenceExpired { master, waited });
+        }
         let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
         let _ = self.lift_fence(reason, now);
     }

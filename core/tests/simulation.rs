@@ -87,7 +87,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         50u64..1000,
         1000u64..8000,
         2000u64..8000,
-        1000u64..5000,
+        3000u64..15_000,
         any::<bool>(),
         5000u64..20_000,
     )
@@ -110,18 +110,22 @@ fn settings() -> impl Strategy<Value = Settings> {
     (
         2usize..=4,
         1usize..=4,
+        1usize..=4,
         any::<bool>(),
         any::<u64>(),
         1000u64..2500,
     )
-        .prop_map(|(nodes, sentinels, nat, seed, down_after)| Settings {
-            nodes,
-            sentinels,
-            nat,
-            seed,
-            down_after: ms(down_after),
-            ..Settings::default()
-        })
+        .prop_map(
+            |(nodes, sentinels, configured, nat, seed, down_after)| Settings {
+                nodes,
+                sentinels,
+                configured,
+                nat,
+                seed,
+                down_after: ms(down_after),
+                ..Settings::default()
+            },
+        )
 }
 
 fn garbage() -> impl Strategy<Value = Op> {
@@ -215,7 +219,7 @@ fn run(settings: &Settings, knobs: &Knobs, ops: &[Op]) -> Result<Sim, String> {
 }
 
 proptest! {
-    #![proptest_config(runner(1500))]
+    #![proptest_config(runner(4000))]
 
     /// Arbitrary failover sequences with faults: no oracle breaks, and the core converges on
     /// the true master within bounded virtual time once the world is quiet.
@@ -223,7 +227,7 @@ proptest! {
     fn failover_sequences_keep_every_rule(
         settings in settings(),
         knobs in knobs(),
-        ops in proptest::collection::vec(op(), 1..24),
+        ops in proptest::collection::vec(op(), 1..40),
     ) {
         if let Err(e) = run(&settings, &knobs, &ops) {
             prop_assert!(false, "{}", e);
@@ -258,7 +262,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(runner(200))]
+    #![proptest_config(runner(300))]
 
     /// The same inputs give the same outputs: two runs produce identical traces.
     #[test]

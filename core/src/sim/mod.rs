@@ -47,6 +47,9 @@ pub struct Settings {
     pub nodes: usize,
     /// Sentinels, at least 1.
     pub sentinels: usize,
+    /// How many of the sentinels the core's configuration lists (at least 1); it learns the
+    /// others from `SENTINEL SENTINELS` when `refresh_sentinels` is on.
+    pub configured: usize,
     /// Nodes and sentinels announce `10.0.x.y:6379` addresses that only the NAT map reaches.
     pub nat: bool,
     /// One-way network latency bounds.
@@ -64,6 +67,7 @@ impl Default for Settings {
         Settings {
             nodes: 3,
             sentinels: 3,
+            configured: 3,
             nat: false,
             latency: (Duration::from_micros(200), Duration::from_millis(2)),
             down_after: Duration::from_secs(2),
@@ -254,7 +258,13 @@ impl Sim {
             settings.down_after,
         );
         let mut builder = configure(Config::builder())
-            .sentinels(world.sentinels.iter().map(|s| s.reachable.to_string()))
+            .sentinels(
+                world
+                    .sentinels
+                    .iter()
+                    .take(settings.configured.max(1))
+                    .map(|s| s.reachable.to_string()),
+            )
             .service_name(world.service.clone());
         if settings.nat {
             for n in &world.nodes {

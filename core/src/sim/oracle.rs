@@ -154,9 +154,7 @@ impl Oracle {
                 }
                 self.pause_timed_out = true;
             }
-            Event::FenceLifted { reason, .. } if reason.starts_with("no promotion") => {
-                self.fence_expired_at = Some(now);
-            }
+            Event::FenceExpired { .. } => self.fence_expired_at = Some(now),
             _ => {}
         }
         Ok(())

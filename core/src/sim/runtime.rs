@@ -76,13 +76,14 @@ impl Sim {
     /// A failover signal reached the core: from now on, writes to the old master count as a
     /// violation (when the core was using it, or was switching).
     fn note_signal(&mut self, f: usize, channel: &[u8], payload: &[u8]) {
+        // Only early signals count: `+switch-master` comes after the promotion, so writes
+        // before it reaches the core are the documented cost of missing the early signals.
         let relevant = matches!(
             parse_message(channel, payload),
-            Ok(Some(Message::SwitchMaster { .. }))
-                | Ok(Some(Message::Failover {
-                    signal: Signal::Failover | Signal::Candidate,
-                    ..
-                }))
+            Ok(Some(Message::Failover {
+                signal: Signal::Failover | Signal::Candidate,
+                ..
+            }))
         );
         let old = &self.world.nodes[self.world.failovers[f].old].reachable;
         let using_old = self.core.master() == Some(old) || self.core.is_fenced();
