@@ -40,7 +40,7 @@ pub use dramatiq_sentinel_supervisor::{
     Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
     DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
     NatMap, NodeStatus, PauseTimeoutPolicy, Permit, Quorum, StartError, Status, StatusError,
-    WorkerGate, Workers, core_api, redis,
+    SupervisorError, WorkerGate, Workers, core_api, redis,
 };
 
 /// The tokio [`Runtime`]: tasks on the current tokio runtime, tokio timers.

@@ -2,19 +2,21 @@
 //! hooks, subscribers), execute actions in order, then wait for the first of an input or the
 //! core's deadline, and feed it with the current time.
 
+use crate::error::SupervisorError;
 use crate::events::log_event;
 use crate::listener::ListenerHandle;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
-use crate::sync::lock;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Core, Event, FatalError, OpId};
+use futures_lite::FutureExt;
 use futures_lite::future::{or, zip};
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 /// How startup ended, for the caller of `start`.
 pub(crate) enum Startup {
@@ -59,14 +61,33 @@ impl Driver {
         }
     }
 
-    /// Runs the loop until shutdown or a fatal error, then closes everything.
-    pub(crate) async fn run(mut self) {
+    /// Runs the loop until shutdown or a fatal error (or a panic), then closes everything.
+    pub(crate) async fn run(self) {
+        let shared = Arc::clone(&self.shared);
+        let result = match AssertUnwindSafe(self.run_inner()).catch_unwind().await {
+            Ok(result) => result.map_err(SupervisorError::Fatal),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                error!(panic = %message, "the supervisor's task panicked");
+                Err(SupervisorError::Panicked(message))
+            }
+        };
+        shared.close();
+        shared.done.set(result);
+    }
+
+    async fn run_inner(mut self) -> Result<(), FatalError> {
         let result = self.drive().await;
-        self.close();
+        self.listeners.clear();
+        self.prepared.clear();
         if let (Some(tx), Err(e)) = (self.startup.take(), &result) {
             let _ = tx.try_send(Startup::Failed(e.clone()));
         }
-        self.shared.done.set(result);
+        result
     }
 
     async fn drive(&mut self) -> Result<(), FatalError> {
@@ -179,25 +200,5 @@ impl Driver {
                 "workers still busy after the grace period"
             );
         }
-    }
-
-    /// Ends every task and closes every connection.
-    fn close(&mut self) {
-        let shared = &self.shared;
-        shared.gate.stop();
-        if let Some(active) = shared.slot.stop() {
-            active.cancel.cancel();
-            active.line.clear_unless(None);
-        }
-        for own in lock(&shared.dedicated).drain(..) {
-            if let Some(own) = own.upgrade() {
-                own.clear_unless(None);
-            }
-        }
-        self.listeners.clear();
-        self.prepared.clear();
-        shared.sentinels.clear();
-        shared.probes.clear();
-        shared.events.close();
     }
 }

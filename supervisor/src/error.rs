@@ -1,4 +1,4 @@
-//! Why a supervisor could not start.
+//! Why a supervisor could not start, and why it stopped.
 
 use dramatiq_sentinel_core::{Addr, DiscoveryError, FatalError};
 use std::time::Duration;
@@ -59,6 +59,18 @@ pub enum StartError {
     /// The supervisor's task ended without a verdict (it was shut down).
     #[error("the supervisor's task ended during startup")]
     Ended,
+}
+
+/// Why a running supervisor stopped (see [`crate::Supervisor::wait`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// The core stopped for good: workers did not pause in time (with the `Fail` policy).
+    #[error(transparent)]
+    Fatal(#[from] FatalError),
+    /// The supervisor's task panicked (a bug); every handle was closed.
+    #[error("the supervisor's task panicked: {0}")]
+    Panicked(String),
 }
 
 fn list(failures: &[(Addr, String)]) -> String {

@@ -44,32 +44,45 @@ impl Stream for EventStream {
 /// The subscribers.
 #[derive(Debug, Default)]
 pub(crate) struct Broadcast {
-    subscribers: Mutex<Vec<Sender<Event>>>,
+    state: Mutex<Subscribers>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
+    list: Vec<Sender<Event>>,
+    closed: bool,
 }
 
 impl Broadcast {
     pub(crate) fn subscribe(&self) -> EventStream {
         let (tx, rx) = async_channel::bounded(SUBSCRIBER_CAPACITY);
-        lock(&self.subscribers).push(tx);
+        let mut s = lock(&self.state);
+        if !s.closed {
+            s.list.push(tx); // once closed, `tx` is dropped here and the stream ends at once
+        }
         EventStream { rx: Box::pin(rx) }
     }
 
     pub(crate) fn send(&self, event: &Event) {
-        lock(&self.subscribers).retain(|tx| match tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                warn!(
-                    "an event subscriber is {SUBSCRIBER_CAPACITY} events behind; it misses events"
-                );
-                true
-            }
-            Err(TrySendError::Closed(_)) => false,
-        });
+        lock(&self.state)
+            .list
+            .retain(|tx| match tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    warn!(
+                        "an event subscriber is {SUBSCRIBER_CAPACITY} events behind; it misses events"
+                    );
+                    true
+                }
+                Err(TrySendError::Closed(_)) => false,
+            });
     }
 
-    /// Ends every stream (after the last event).
+    /// Ends every stream (after the last event), and every later one at once.
     pub(crate) fn close(&self) {
-        lock(&self.subscribers).clear();
+        let mut s = lock(&self.state);
+        s.closed = true;
+        s.list.clear();
     }
 }
 
@@ -210,6 +223,11 @@ mod tests {
         b.close();
         assert_eq!(block_on(s.recv()), Some(e));
         assert_eq!(block_on(s.recv()), None);
+        assert_eq!(
+            block_on(b.subscribe().recv()),
+            None,
+            "a late subscriber ends at once"
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub use dramatiq_sentinel_core::{
     Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
     DiscoveryError, Event, FatalError, IgnoreReason, NatMap, PauseTimeoutPolicy,
 };
-pub use error::StartError;
+pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
 pub use gate::{GateStopped, Permit, WorkerGate, Workers};
 pub use master::MasterConnection;

@@ -2,6 +2,7 @@
 //! messages the helper tasks send to the supervisor's task.
 
 use crate::connect::{ConnCache, Endpoint};
+use crate::error::SupervisorError;
 use crate::events::{Broadcast, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
@@ -9,7 +10,7 @@ use crate::master::{Active, Line};
 use crate::runtime::Runtime;
 use crate::sync::Done;
 use async_channel::Sender;
-use dramatiq_sentinel_core::{Addr, AppErrorKind, Config, FatalError, OpId, Reply};
+use dramatiq_sentinel_core::{Addr, AppErrorKind, Config, OpId, Reply};
 use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -60,5 +61,26 @@ pub(crate) struct Shared {
     /// How to reach sentinels (for listeners).
     pub(crate) sentinel: Endpoint,
     /// How the supervisor ended: `Ok` after a shutdown, or the fatal error.
-    pub(crate) done: Done<Result<(), FatalError>>,
+    pub(crate) done: Done<Result<(), SupervisorError>>,
+}
+
+impl Shared {
+    /// Closes everything the handles use: the gate for good, the master connection (commands
+    /// in flight are cancelled, later ones fail), dedicated and cached connections, and the
+    /// event streams.
+    pub(crate) fn close(&self) {
+        self.gate.stop();
+        if let Some(active) = self.slot.stop() {
+            active.cancel.cancel();
+            active.line.clear_unless(None);
+        }
+        for own in crate::sync::lock(&self.dedicated).drain(..) {
+            if let Some(own) = own.upgrade() {
+                own.clear_unless(None);
+            }
+        }
+        self.sentinels.clear();
+        self.probes.clear();
+        self.events.close();
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::connect::{ConnCache, Endpoint, tls_supported};
 use crate::driver::{Driver, Startup};
-use crate::error::StartError;
+use crate::error::{StartError, SupervisorError};
 use crate::events::{Broadcast, EventStream, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
@@ -12,7 +12,7 @@ use crate::shared::{Input, Shared};
 use crate::status::{self, Status, StatusError};
 use crate::sync::Done;
 use async_channel::Sender;
-use dramatiq_sentinel_core::{Addr, Config, Core, Event, FatalError};
+use dramatiq_sentinel_core::{Addr, Config, Core, Event};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -263,16 +263,16 @@ impl<R> Supervisor<R> {
         self.shared.done.get().is_some()
     }
 
-    /// Completes when the supervisor stops: `Ok` after [`Supervisor::shutdown`], or the fatal
-    /// error (a pause timeout with the `Fail` policy).
-    pub async fn wait(&self) -> Result<(), FatalError> {
+    /// Completes when the supervisor stops: `Ok` after [`Supervisor::shutdown`], or why it
+    /// stopped (a pause timeout with the `Fail` policy).
+    pub async fn wait(&self) -> Result<(), SupervisorError> {
         self.shared.done.wait().await
     }
 
     /// Stops the supervisor: no new jobs start, jobs in flight get `stop_grace` (and the pool
     /// is stopped), then every task ends and every connection closes. Returns how it ended
     /// (the fatal error if it had already failed).
-    pub async fn shutdown(&self) -> Result<(), FatalError> {
+    pub async fn shutdown(&self) -> Result<(), SupervisorError> {
         let _ = self.shared.inbox.try_send(Input::Shutdown);
         self.wait().await
     }

@@ -4,7 +4,7 @@
 use super::{TestRuntime, Timeline, WAIT, config_for, serial, spawn, start, wait_for};
 use crate::harness::{Deployment, DeploymentOptions, redis};
 use dramatiq_sentinel_supervisor::{
-    BoxFuture, Config, Event, FatalError, PauseTimeoutPolicy, Supervisor, Workers,
+    BoxFuture, Config, Event, FatalError, PauseTimeoutPolicy, Supervisor, SupervisorError, Workers,
 };
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -76,7 +76,7 @@ pub fn pause_timeout_fails_with_the_fail_policy<R: TestRuntime>() {
     d.failover().expect("failover");
     let result = rt.block_on(sup.wait());
     match result {
-        Err(FatalError::PauseTimedOut { waited }) => {
+        Err(SupervisorError::Fatal(FatalError::PauseTimedOut { waited })) => {
             assert!(waited >= Duration::from_secs(2), "{waited:?}")
         }
         other => panic!("expected PauseTimedOut, got {other:?}"),

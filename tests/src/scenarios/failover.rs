@@ -36,6 +36,7 @@ pub struct Running<R: TestRuntime> {
     pub pool: Pool,
     /// Its events.
     pub timeline: Timeline,
+    errors_before: usize,
 }
 
 impl<R: TestRuntime> Running<R> {
@@ -46,6 +47,7 @@ impl<R: TestRuntime> Running<R> {
         options: PoolOptions,
         tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
     ) -> Self {
+        let errors_before = super::logs::errors();
         let rt = R::new();
         let timeline = Timeline::default();
         let ledger = Pool::ledger();
@@ -63,6 +65,7 @@ impl<R: TestRuntime> Running<R> {
             sup,
             pool,
             timeline,
+            errors_before,
         }
     }
 
@@ -103,6 +106,11 @@ impl<R: TestRuntime> Running<R> {
         self.rt
             .block_on(self.sup.shutdown())
             .expect("clean shutdown");
+        assert_eq!(
+            super::logs::errors(),
+            self.errors_before,
+            "error-level logs during a failover that worked (RUST_LOG=error shows them)"
+        );
     }
 }
 

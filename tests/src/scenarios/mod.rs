@@ -8,6 +8,7 @@
 
 pub mod escalation;
 pub mod failover;
+pub mod logs;
 pub mod pool;
 pub mod resilience;
 pub mod startup;
@@ -40,6 +41,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// machine has few cores.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
+    logs::init();
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
