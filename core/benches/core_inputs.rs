@@ -147,6 +147,12 @@ fn summary(mut rates: Vec<f64>) -> String {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too (without `--bench`): then only a smoke run.
+    if !std::env::args().any(|a| a == "--bench") {
+        steady(1000);
+        failovers(1);
+        return;
+    }
     const RUNS: usize = 5;
     let steady_rates: Vec<f64> = (0..RUNS)
         .map(|_| {
