@@ -45,6 +45,9 @@ impl Driver {
             Action::Discard { op } => {
                 self.prepared.remove(&op);
             }
+            // New commands are held from the fence until the verified new master is installed
+            // (`Activate`) or the fence is lifted (`Resume`); releasing them at `Activate`
+            // lets jobs in flight acknowledge on the new master, so the pause can complete.
             Action::Fence => {
                 shared.slot.fence();
                 shared.gate.close();

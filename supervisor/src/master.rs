@@ -91,8 +91,9 @@ impl Line {
 /// async connection (`redis::cmd(..).query_async(&mut conn)`, `AsyncCommands`, pipelines).
 ///
 /// - While a failover is in progress (fenced), new commands wait until the new master is
-///   verified and connected, at most `hold_timeout`; then they fail with a clear I/O error
-///   (kind `TimedOut`).
+///   verified and connected (or the fence is lifted), at most `hold_timeout`; then they fail
+///   with a clear I/O error (kind `TimedOut`). Held commands go to the new master as soon as
+///   it is in use, before the workers resume, so jobs in flight can acknowledge there.
 /// - Each command runs with `command_timeout` (if set). `READONLY` replies, I/O errors and
 ///   timeouts are reported to the supervisor, which re-checks the master.
 /// - When the master moves, commands still in flight on the old one (blocking ones included)

@@ -83,12 +83,22 @@ impl<R: TestRuntime> Running<R> {
                 .count(|e| matches!(e, Event::Stopped { .. } | Event::PauseTimedOut { .. })),
             0
         );
-        let master = addr(d.addr(d.master().expect("master")));
+        let final_master = d.master().expect("master");
+        let master = addr(d.addr(final_master));
         assert_eq!(
             self.sup.current_master(),
-            Some(master),
+            Some(master.clone()),
             "on the final master"
         );
+        // The status names it too, NAT-mapped, with the address the sentinels announce.
+        let status = self.rt.block_on(self.sup.status()).expect("status");
+        assert_eq!(status.master.addr, master, "{status:?}");
+        assert_eq!(
+            status.master.announced,
+            addr(d.announced_addr(final_master)),
+            "{status:?}"
+        );
+        assert_eq!(status.in_use, Some(master), "{status:?}");
         let switches: Vec<_> = self
             .timeline
             .events()
