@@ -4,5 +4,6 @@
 //! `redis-server --sentinel` processes on loopback ports) for the scenario tests, demos and
 //! benchmarks of this workspace.
 
+pub mod drill;
 pub mod harness;
 pub mod scenarios;

@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-const QUEUE: &str = "queue";
-const PROCESSING: &str = "processing";
-const DONE: &str = "done";
+/// The list of jobs waiting to run.
+pub const QUEUE: &str = "queue";
+/// The list of jobs a worker fetched and has not acknowledged yet.
+pub const PROCESSING: &str = "processing";
+/// The set of jobs whose effect was recorded.
+pub const DONE: &str = "done";
 /// How long a job must sit unstarted in `processing` before the reaper requeues it (longer
 /// than any worker takes from its fetch to recording the start).
 const ORPHAN_AGE: Duration = Duration::from_secs(5);
@@ -62,6 +65,7 @@ pub struct Ledger {
     pauses: Mutex<Vec<Pause>>,
     failed_fetches: AtomicUsize,
     errors: Mutex<Vec<String>>,
+    error_count: AtomicUsize,
     completed: AtomicUsize,
     stop: AtomicBool,
 }
@@ -72,6 +76,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Ledger {
     fn error(&self, e: String) {
+        self.error_count.fetch_add(1, Ordering::SeqCst);
         let mut errors = lock(&self.errors);
         if errors.len() < 200 {
             errors.push(e);
@@ -86,6 +91,25 @@ impl Ledger {
     /// How many pauses the pool saw.
     pub fn pauses(&self) -> usize {
         lock(&self.pauses).len()
+    }
+
+    /// Whether a worker started `job`.
+    pub fn started(&self, job: &str) -> bool {
+        lock(&self.starts).contains_key(job)
+    }
+
+    /// The jobs workers started more than once, with how many times each.
+    pub fn started_more_than_once(&self) -> Vec<(String, usize)> {
+        lock(&self.starts)
+            .iter()
+            .filter(|(_, s)| s.len() > 1)
+            .map(|(j, s)| (j.clone(), s.len()))
+            .collect()
+    }
+
+    /// Errors the workers saw (and retried), all of them; [`Pool::errors`] keeps the first 200.
+    pub fn error_count(&self) -> usize {
+        self.error_count.load(Ordering::SeqCst)
     }
 
     /// Closes the open pause: a hook calls this on `SwitchCompleted` / `FenceLifted`.

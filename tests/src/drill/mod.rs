@@ -1,0 +1,154 @@
+//! The failover drill: an operator's check that failovers cost no job.
+//!
+//! Against a deployment (yours, or one it starts with [`crate::harness`] in `--local` mode),
+//! the drill runs the scenarios' worker pool ([`crate::scenarios::pool`]) and a producer on a
+//! reliable queue behind a supervisor, prints a live timeline of the supervisor's events, and
+//! when it stops prints a summary. The binary `failover-drill` calls [`main`]; `--help` lists
+//! the options ([`HELP`]).
+//!
+//! # The workload
+//! The producer pushes jobs with unique ids (`drill-<run>-<n>`) to the list `queue` at a
+//! steady rate through the supervisor's master connection; a push counts as *produced* once
+//! acknowledged (with `--durable`, once `WAIT 1` confirmed a replica has it). Each worker takes
+//! a gate permit, moves a job to `processing` (`LMOVE`), records its start, works, records its
+//! effect idempotently (`SADD done`) and acknowledges it (`LREM processing`).
+//!
+//! # The accounts
+//! When the drill stops, the producer stops and the workers finish the queue (jobs orphaned in
+//! `processing` by a lost `LMOVE` reply are requeued, as a reaper would). Then every produced
+//! job is looked up: in `done` (*done*), still queued or processing (*unfinished*), or nowhere
+//! (*lost*). A job started more than once is *run twice*. Pushes that failed or were not
+//! confirmed are *uncertain* and not counted. Per failover the timeline gives the time from the
+//! first signal (such as `+try-failover`) to the workers' resume, and how long no job could
+//! start (the gate closed); the longest of those is the *longest pause*.
+//!
+//! # Local mode
+//! `--local` starts one master, two replicas and three sentinels on 127.0.0.1 and plays a story
+//! (default: two graceful failovers, then the master killed), waiting by polling and pacing the
+//! acts, then removes the deployment. Ctrl-C in a terminal reaches the Redis processes too, so
+//! an interrupted local drill settles its accounts only if Redis still answers.
+
+mod account;
+mod args;
+mod error;
+mod events;
+mod output;
+mod producer;
+mod runtime;
+mod session;
+mod stop;
+mod story;
+mod summary;
+mod timeline;
+
+pub use args::{Act, Command, HELP, Options, RuntimeChoice, parse};
+pub use error::DrillError;
+
+use crate::harness::{Deployment, DeploymentOptions};
+use output::Out;
+use serde_json::json;
+use session::Context;
+use std::process::ExitCode;
+use std::sync::mpsc::channel;
+use tracing_subscriber::EnvFilter;
+
+/// Runs the drill with the command-line arguments `args` (without the program name) and
+/// returns the process exit status: 0 every job done exactly once, 1 jobs lost or run twice
+/// (or an error), 2 bad options or configuration, 3 the accounting could not be completed.
+pub fn main<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let opts = match parse(args) {
+        Ok(Command::Run(opts)) => opts,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&e),
+    };
+    match drill(&opts) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &DrillError) -> ExitCode {
+    eprintln!("failover-drill: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Starts the local deployment if asked, then runs the drill on the chosen runtime.
+fn drill(opts: &Options) -> Result<u8, DrillError> {
+    let out = Out::new(opts.json, opts.verbose);
+    let (stop_tx, stop_rx) = channel();
+    stop::handle_signals(stop_tx.clone())?;
+    let mut deployment = None;
+    if opts.local {
+        // Reject invalid settings before starting any Redis process.
+        session::config(opts, None)?;
+        deployment = Some(start_local(&out)?);
+    }
+    let cx = Context {
+        opts,
+        out: &out,
+        stop_tx,
+        stop_rx,
+        local: deployment.as_ref(),
+    };
+    let result = match opts.runtime {
+        RuntimeChoice::Tokio => session::run(runtime::TokioDrill::try_new()?, cx),
+        RuntimeChoice::Smol => Err(DrillError::Usage(
+            "--runtime smol: the smol shim is not built into this drill yet".into(),
+        )),
+    };
+    if let Some(mut d) = deployment {
+        if !matches!(result, Ok(summary::CLEAN)) {
+            d.keep_logs();
+        }
+        drop(d);
+        out.now(
+            "deployment",
+            "local deployment stopped",
+            json!({ "type": "deployment", "state": "stopped" }),
+        );
+    }
+    result
+}
+
+/// Starts the `--local` deployment and describes it.
+fn start_local(out: &Out) -> Result<Deployment, DrillError> {
+    let options = DeploymentOptions::default();
+    out.now(
+        "deployment",
+        "starting 1 master, 2 replicas and 3 sentinels on 127.0.0.1",
+        json!({ "type": "deployment", "state": "starting" }),
+    );
+    let d = Deployment::start(options)?;
+    let master = d.master()?;
+    let nodes: Vec<String> = d
+        .nodes()
+        .into_iter()
+        .map(|n| {
+            let role = if n == master { "master" } else { "replica" };
+            format!("{n} {} ({role})", d.addr(n))
+        })
+        .collect();
+    let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
+    out.now(
+        "deployment",
+        &format!(
+            "Redis {}: {}; sentinels {}; down-after {} ms",
+            d.redis_version(),
+            nodes.join(", "),
+            sentinels.join(", "),
+            d.down_after().as_millis()
+        ),
+        json!({ "type": "deployment", "state": "ready", "redis": d.redis_version(),
+                "nodes": nodes, "sentinels": sentinels, "dir": d.dir().display().to_string() }),
+    );
+    Ok(d)
+}
