@@ -14,8 +14,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-MIN_REDIS_MAJOR=7
-INSTALL_COMMAND="sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel"
+SCRIPT=scripts/test.sh
+# shellcheck source=scripts/redis-env.sh
+source scripts/redis-env.sh
 
 # The test steps. Add per-package runs here (features are unified in a workspace build, so
 # each runtime shim is also tested on its own).
@@ -31,64 +32,6 @@ step() {
         echo "==> FAILED: $*" >&2
         failures=$((failures + 1))
     fi
-}
-
-die() {
-    echo "scripts/test.sh: $*" >&2
-    exit 1
-}
-
-install_redis() {
-    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-        die "redis-server not found. Install Redis ${MIN_REDIS_MAJOR}.0 or newer, on Debian/Ubuntu with:
-    ${INSTALL_COMMAND}
-or point REDIS_SERVER at a redis-server binary:
-    REDIS_SERVER=/path/to/redis-server bash scripts/test.sh"
-    fi
-    echo "==> installing redis-server and redis-sentinel with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    # Do not let the packages start system-wide Redis services: the tests start their own.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
-    fi
-    local status=0
-    if ! apt-get install -y -q redis-server redis-sentinel; then
-        apt-get update -q && apt-get install -y -q redis-server redis-sentinel || status=$?
-    fi
-    if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi
-    [[ $status -eq 0 ]] || die "apt-get install redis-server redis-sentinel failed"
-}
-
-find_redis() {
-    if [[ -n ${REDIS_SERVER:-} ]]; then
-        [[ -x $REDIS_SERVER && -f $REDIS_SERVER ]] ||
-            die "REDIS_SERVER=$REDIS_SERVER is not an executable file"
-        return
-    fi
-    if ! command -v redis-server >/dev/null; then
-        install_redis
-    fi
-    command -v redis-server >/dev/null || die "redis-server is still not on PATH after installing"
-    REDIS_SERVER=$(command -v redis-server)
-    export REDIS_SERVER
-}
-
-check_redis_version() {
-    local version
-    version=$("$REDIS_SERVER" --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
-    [[ -n $version ]] || die "$REDIS_SERVER --version did not print a version"
-    if ((${version%%.*} < MIN_REDIS_MAJOR)); then
-        die "$REDIS_SERVER is Redis $version; the tests need ${MIN_REDIS_MAJOR}.0 or newer \
-(Debian 12, Ubuntu 24.04, or https://redis.io/docs/latest/operate/oss_and_stack/install/)"
-    fi
-    echo "==> using $REDIS_SERVER (Redis $version)"
-}
-
-# Redis processes of this run: their process title contains their config path, which lies in
-# the run directory.
-our_redis_pids() {
-    pgrep -f -- "$RUN_DIR/" || true
 }
 
 check_leftovers() {

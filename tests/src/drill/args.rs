@@ -7,7 +7,7 @@
 //! [`ConfigBuilder::set`]: dramatiq_sentinel_supervisor::ConfigBuilder::set
 
 use super::error::DrillError;
-use dramatiq_sentinel_supervisor::Credentials;
+use dramatiq_sentinel_supervisor::{Config, Credentials};
 use std::time::Duration;
 
 /// The usage text (`--help`).
@@ -235,6 +235,32 @@ fn story(v: &str) -> Result<Vec<Act>, DrillError> {
         .collect()
 }
 
+/// Whether `flag` is a drill option or names a supervisor setting (the core's builder is the
+/// one list of settings: it answers "unknown setting" for any other name).
+fn known(flag: &str) -> bool {
+    const DRILL: &[&str] = &[
+        "--runtime",
+        "--story",
+        "--act-interval",
+        "--concurrency",
+        "--job-ms",
+        "--rate",
+        "--failovers",
+        "--duration",
+        "--drain-timeout",
+        "--progress",
+        "--sentinel-password",
+        "--sentinel-user",
+        "--redis-password",
+        "--redis-user",
+        "--set",
+        "--service",
+    ];
+    let field = flag.trim_start_matches("--").replace('-', "_");
+    DRILL.contains(&flag)
+        || !matches!(Config::builder().set(&field, ""), Err(e) if e.problem() == "unknown setting")
+}
+
 /// Credentials from a password (flag, else environment variable) and an optional user.
 fn credentials(
     who: &str,
@@ -291,9 +317,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
         }
         let value = match inline {
             Some(v) => v,
-            None => args
-                .next()
-                .ok_or_else(|| usage(format!("{flag} needs a value")))?,
+            None => args.next().ok_or_else(|| {
+                if known(&flag) {
+                    usage(format!("{flag} needs a value"))
+                } else {
+                    usage(format!("unknown option {flag}"))
+                }
+            })?,
         };
         let v = value.as_str();
         match flag.as_str() {
@@ -452,6 +482,8 @@ mod tests {
             ),
             (&["--local", "--json=1"][..], "takes no value"),
             (&["--local", "--failovers"][..], "needs a value"),
+            (&["--local", "--pause-timeout"][..], "needs a value"),
+            (&["--local", "--bogus"][..], "unknown option --bogus"),
             (&["--local", "stray"][..], "unexpected argument"),
             (
                 &["--sentinels", "a:1", "--redis-user", "u"][..],
