@@ -81,7 +81,8 @@ fn fail(e: &DrillError) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-/// Starts the local deployment if asked, then runs the drill on the chosen runtime.
+/// Starts the local deployment if asked, then runs the drill on the chosen runtime; returns
+/// the exit status.
 fn drill(opts: &Options) -> Result<u8, DrillError> {
     let out = Out::new(opts.json, opts.verbose);
     let (stop_tx, stop_rx) = channel();
@@ -106,7 +107,12 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
         )),
     };
     if let Some(mut d) = deployment {
-        if !matches!(result, Ok(summary::CLEAN)) {
+        // Keep the Redis logs of a drill that went wrong (not of one merely interrupted).
+        let wrong = match &result {
+            Ok(ended) => ended.code != summary::CLEAN && !ended.interrupted,
+            Err(_) => true,
+        };
+        if wrong {
             d.keep_logs();
         }
         drop(d);
@@ -116,7 +122,7 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
             json!({ "type": "deployment", "state": "stopped" }),
         );
     }
-    result
+    result.map(|ended| ended.code)
 }
 
 /// Starts the `--local` deployment and describes it.

@@ -59,8 +59,17 @@ pub(crate) struct Context<'a> {
     pub(crate) local: Option<&'a Deployment>,
 }
 
-/// Runs the drill on `rt`; returns the exit status of its summary.
-pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<u8, DrillError> {
+/// How a drill that printed its summary ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ended {
+    /// The exit status the summary implies.
+    pub(crate) code: u8,
+    /// Whether a signal stopped it.
+    pub(crate) interrupted: bool,
+}
+
+/// Runs the drill on `rt`; returns how it ended.
+pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, DrillError> {
     let Context {
         opts,
         out,
@@ -216,7 +225,10 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<u8, DrillErr
     match reason {
         Stop::StoryFailed(e) => Err(e),
         Stop::Supervisor(Err(e)) => Err(e.into()),
-        _ => Ok(summary.exit_code()),
+        _ => Ok(Ended {
+            code: summary.exit_code(),
+            interrupted: matches!(reason, Stop::Signal),
+        }),
     }
 }
 

@@ -79,18 +79,18 @@ impl Summary<'_> {
         if let Some(why) = &a.unchecked {
             let _ = writeln!(s, "  Redis could not be checked at the end: {why}");
         }
+        // Figures that need Redis's answer are unknown without it.
+        let checked = |n: usize| match a.unchecked {
+            Some(_) => "?".to_owned(),
+            None => n.to_string(),
+        };
         let pushes = if self.durable {
             "pushes acknowledged and replicated (WAIT 1)"
         } else {
             "pushes acknowledged by the master"
         };
         row(&mut s, "jobs produced", a.produced.to_string(), pushes);
-        row(
-            &mut s,
-            "jobs done",
-            a.done.to_string(),
-            "recorded in `done`",
-        );
+        row(&mut s, "jobs done", checked(a.done), "recorded in `done`");
         let lost = a
             .lost
             .iter()
@@ -98,7 +98,7 @@ impl Summary<'_> {
             .cloned()
             .collect::<Vec<_>>()
             .join(", ");
-        row(&mut s, "jobs lost", a.lost.len().to_string(), &lost);
+        row(&mut s, "jobs lost", checked(a.lost.len()), &lost);
         let twice = a
             .run_twice
             .iter()
@@ -116,7 +116,7 @@ impl Summary<'_> {
             Some(Err(e)) => e.clone(),
             _ => "still queued or processing after the drain".to_owned(),
         };
-        row(&mut s, "unfinished", a.unfinished.to_string(), &drain);
+        row(&mut s, "unfinished", checked(a.unfinished), &drain);
         if a.uncertain > 0 {
             row(
                 &mut s,
@@ -190,6 +190,10 @@ impl Summary<'_> {
 
     fn json(&self, out: &Out) -> Value {
         let a = self.accounts;
+        let checked = |n: usize| match a.unchecked {
+            Some(_) => Value::Null,
+            None => Value::from(n),
+        };
         json!({
             "type": "summary",
             "verdict": self.verdict(),
@@ -201,12 +205,12 @@ impl Summary<'_> {
             "checked": a.unchecked.is_none(),
             "unchecked_reason": a.unchecked,
             "produced": a.produced,
-            "done": a.done,
-            "lost": a.lost.len(),
+            "done": checked(a.done),
+            "lost": checked(a.lost.len()),
             "lost_ids": a.lost.iter().take(100).collect::<Vec<_>>(),
             "run_twice": a.run_twice.len(),
             "run_twice_ids": a.run_twice.iter().take(100).map(|(j, _)| j).collect::<Vec<_>>(),
-            "unfinished": a.unfinished,
+            "unfinished": checked(a.unfinished),
             "drained": matches!(a.drained, Some(Ok(_))),
             "uncertain": a.uncertain,
             "uncertain_done": a.uncertain_done,
