@@ -51,11 +51,17 @@ pub(crate) struct Failover {
 impl Failover {
     /// The JSON object of this failover.
     pub(crate) fn json(&self, out: &Out) -> Value {
-        let (to_paused, to_connected, total) = self.core.unzip3();
+        let outcome = match &self.outcome {
+            Outcome::Switched => "switched".to_owned(),
+            Outcome::Lifted(reason) => format!("fence lifted: {reason}"),
+        };
+        let (to_paused, to_connected, total) = match self.core {
+            Some((p, c, t)) => (p.map(ms), Some(ms(c)), Some(ms(t))),
+            None => (None, None, None),
+        };
         json!({
             "n": self.n,
-            "outcome": match &self.outcome { Outcome::Switched => "switched".to_owned(),
-                                             Outcome::Lifted(r) => format!("fence lifted: {r}") },
+            "outcome": outcome,
             "first_signal": self.first_signal,
             "signal_at_s": secs(out.since(self.signal_at)),
             "old": self.old.as_ref().map(ToString::to_string),
@@ -63,9 +69,9 @@ impl Failover {
             "path": self.path.map(|p| p.to_string()),
             "signal_to_resume_ms": ms(self.signal_to_resume),
             "paused_ms": ms(self.paused),
-            "core_to_paused_ms": to_paused.flatten().map(ms),
-            "core_to_connected_ms": to_connected.map(ms),
-            "core_total_ms": total.map(ms),
+            "core_to_paused_ms": to_paused,
+            "core_to_connected_ms": to_connected,
+            "core_total_ms": total,
         })
     }
 
@@ -87,19 +93,6 @@ impl Failover {
             human(self.signal_to_resume),
             human(self.paused)
         )
-    }
-}
-
-trait Unzip3<A, B, C> {
-    fn unzip3(&self) -> (Option<A>, Option<B>, Option<C>);
-}
-
-impl<A: Copy, B: Copy, C: Copy> Unzip3<A, B, C> for Option<(A, B, C)> {
-    fn unzip3(&self) -> (Option<A>, Option<B>, Option<C>) {
-        match *self {
-            Some((a, b, c)) => (Some(a), Some(b), Some(c)),
-            None => (None, None, None),
-        }
     }
 }
 
