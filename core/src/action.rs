@@ -53,7 +53,8 @@ pub enum Action {
         service: String,
     },
     /// Ask the sentinel `SENTINEL SENTINELS <service>`; report with
-    /// [`crate::Core::handle_sentinel_reply`].
+    /// [`crate::Core::handle_sentinel_reply`]. The core sets no deadline for it (a newer query
+    /// supersedes it): bound it with `query_timeout` in the runtime.
     QuerySentinels {
         /// Correlation id.
         op: OpId,
@@ -63,7 +64,8 @@ pub enum Action {
         service: String,
     },
     /// Send `ROLE` to the data node (a short-lived or cached probe connection, never the
-    /// application's); report with [`crate::Core::handle_node_reply`].
+    /// application's); report with [`crate::Core::handle_node_reply`]. The core times it out
+    /// after `connect_timeout`; the runtime should bound it the same way so tasks end.
     PollRole {
         /// Correlation id.
         op: OpId,
@@ -81,7 +83,9 @@ pub enum Action {
         node: Addr,
     },
     /// Point the application's master connection at the prepared connection `op` (to `node`)
-    /// and close every connection to `old`, blocking and pub/sub ones included. Report with
+    /// and close every connection to `old`, blocking and pub/sub ones included. Commands held
+    /// by [`Action::Fence`] go out now, to the new master: jobs in flight may be waiting on
+    /// them, and the pause completes only when they finish. Report with
     /// [`crate::Core::handle_reset_done`].
     Activate {
         /// The prepared connection.
@@ -105,8 +109,8 @@ pub enum Action {
         /// Correlation id.
         op: OpId,
     },
-    /// Lift the fence: release held commands to the (new) master and let workers start jobs.
-    /// Report nothing.
+    /// Lift the fence: release commands still held (when no [`Action::Activate`] came, as when
+    /// a fence is lifted on the same master) and let workers start jobs. Report nothing.
     Resume,
     /// Stop the workers, waiting at most `grace` for jobs in flight. Report nothing; the next
     /// action is [`Action::Shutdown`].

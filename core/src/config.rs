@@ -78,6 +78,7 @@ pub struct Config {
     pub(crate) sentinel_auth: Option<Credentials>,
     pub(crate) redis_auth: Option<Credentials>,
     pub(crate) tls: bool,
+    pub(crate) db: i64,
     pub(crate) query_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Option<Duration>,
@@ -119,6 +120,8 @@ getters! {
     redis_auth: Option<Credentials>,
     /// Whether connections use TLS.
     tls: bool,
+    /// The database number selected on data-node connections.
+    db: i64,
     /// Timeout of one sentinel command (the seed's `socket_timeout`).
     query_timeout: Duration,
     /// Timeout to open a connection and get its first answer.
@@ -196,6 +199,7 @@ impl Default for ConfigBuilder {
                 sentinel_auth: None,
                 redis_auth: None,
                 tls: false,
+                db: 0,
                 query_timeout: Duration::from_millis(500),
                 connect_timeout: Duration::from_secs(1),
                 command_timeout: Some(Duration::from_secs(5)),
@@ -240,6 +244,8 @@ setters! {
     redis_auth: Option<Credentials>,
     /// Use TLS for every connection (needs the shim's TLS feature). Default false.
     tls: bool,
+    /// Database number selected on data-node connections (`SELECT`), 0 or more. Default 0.
+    db: i64,
     /// Timeout of one sentinel command, the seed's `socket_timeout`. Default 0.5 s.
     query_timeout: Duration,
     /// Timeout to open a connection to a sentinel or data node and get its first answer
@@ -336,6 +342,11 @@ impl ConfigBuilder {
             }
             "service_name" => c.service_name = v.to_owned(),
             "tls" => c.tls = parse_bool(field, v)?,
+            "db" => {
+                c.db = v
+                    .parse()
+                    .map_err(|_| ConfigError::new(field, format!("`{v}` is not a number")))?
+            }
             "early_fencing" => c.early_fencing = parse_bool(field, v)?,
             "refresh_sentinels" => c.refresh_sentinels = parse_bool(field, v)?,
             "backoff_factor" => c.backoff_factor = parse_f64(field, v)?,
@@ -482,6 +493,9 @@ impl ConfigBuilder {
                 ),
             ));
         }
+        if cfg.db < 0 {
+            return Err(ConfigError::new("db", format!("{} is negative", cfg.db)));
+        }
         if !cfg.backoff_factor.is_finite() || cfg.backoff_factor < 1.0 {
             return Err(ConfigError::new(
                 "backoff_factor",
@@ -607,6 +621,8 @@ mod tests {
                 Ok(b().sentinels(["a:1", "b:1"]).max_sentinels(1)),
             ),
             ("nonsense", b().set("nonsense", "1")),
+            ("db", Ok(b().db(-1))),
+            ("db", b().set("db", "x")),
         ];
         for (field, builder) in cases {
             assert_eq!(field_of(builder), field);

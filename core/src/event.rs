@@ -133,6 +133,9 @@ pub enum IgnoreReason {
     NotOurMaster(Addr),
     /// It repeats what is already being handled (N sentinels publish the same event).
     Duplicate,
+    /// A late message of an earlier failover: it names as new master or candidate a node that
+    /// has been replaced since, or is failing over itself.
+    Late(Addr),
 }
 
 impl fmt::Display for IgnoreReason {
@@ -142,6 +145,7 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::Malformed(m) => write!(f, "malformed: {m}"),
             IgnoreReason::NotOurMaster(a) => write!(f, "about {a}, not the master in use"),
             IgnoreReason::Duplicate => f.write_str("duplicate"),
+            IgnoreReason::Late(a) => write!(f, "late: {a} was replaced or is failing over"),
         }
     }
 }

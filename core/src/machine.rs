@@ -68,6 +68,8 @@ pub struct Core {
     /// Masters of our service whose failover sentinels announced (early signals), with when
     /// and the candidate they named; forgotten after `fence_timeout` or an abort.
     pub(crate) failing: BTreeMap<Addr, (Instant, Option<Addr>)>,
+    /// Master transitions seen (old, new) and when, to recognise late signals of them.
+    pub(crate) completed: BTreeMap<(Addr, Addr), Instant>,
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
@@ -102,6 +104,7 @@ impl Core {
             refresh: None,
             stale: BTreeMap::new(),
             failing: BTreeMap::new(),
+            completed: BTreeMap::new(),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
             ready: false,
@@ -143,6 +146,11 @@ impl Core {
     /// The sentinels known to the core (configured, then learned), in table order.
     pub fn sentinels(&self) -> impl Iterator<Item = &Addr> {
         self.sentinels.iter().map(|s| &s.addr)
+    }
+
+    /// The sentinels in discovery order: the one that answered last first.
+    pub fn sentinels_by_preference(&self) -> impl Iterator<Item = &Addr> {
+        self.order.iter().map(|&i| &self.sentinels[i].addr)
     }
 
     /// The next action for the runtime, in order.
@@ -298,10 +306,13 @@ impl Core {
         self.events.push_back(e);
     }
 
+    /// Marks a replaced master stale. The first report counts: repeats of the same failover
+    /// (every sentinel publishes its `+switch-master`) do not extend it.
     pub(crate) fn mark_stale(&mut self, addr: Addr, now: Instant) {
         self.stale.retain(|_, until| *until > now);
         self.stale
-            .insert(addr, after(now, self.cfg.stale_master_ttl));
+            .entry(addr)
+            .or_insert_with(|| after(now, self.cfg.stale_master_ttl));
     }
 
     fn periodic_check_due(&mut self, now: Instant) {

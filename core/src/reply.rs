@@ -27,8 +27,9 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The text of a string-like reply, if it is valid UTF-8.
-    pub(crate) fn text(&self) -> Option<Cow<'_, str>> {
+    /// The text of a string-like reply (bulk string, simple string, integer), if it is valid
+    /// UTF-8.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
         match self {
             Reply::Data(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
             Reply::Status(s) => Some(Cow::Borrowed(s)),
@@ -37,8 +38,9 @@ impl Reply {
         }
     }
 
-    /// Looks up `key` in a RESP3 map or a RESP2 flat `[key, value, key, value, ..]` array.
-    pub(crate) fn field(&self, key: &str) -> Option<&Reply> {
+    /// Looks up `key` in a RESP3 map or a RESP2 flat `[key, value, key, value, ..]` array, as
+    /// `SENTINEL MASTER`, `SENTINEL REPLICAS` and `SENTINEL SENTINELS` entries are shaped.
+    pub fn field(&self, key: &str) -> Option<&Reply> {
         match self {
             Reply::Map(pairs) => pairs
                 .iter()

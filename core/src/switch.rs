@@ -382,8 +382,9 @@ impl Core {
         let old = self.master.replace(node.clone());
         self.stale.remove(&node);
         self.failing.remove(&node);
-        if let Some(o) = &old {
-            self.failing.remove(o); // its failover is over for us
+        if let Some(o) = old.clone().filter(|o| *o != node) {
+            self.failing.remove(&o); // its failover is over for us
+            self.note_completed(o, node.clone(), now);
         }
         if let Some(o) = old.clone().filter(|o| *o != node) {
             self.mark_stale(o, now);
@@ -473,17 +474,19 @@ impl Core {
         // Likewise a late `+switch-master` of an earlier failover names a master that was
         // replaced moments ago (a fail-back needs it demoted and promoted again first).
         // A fail-back whose early signals we saw (`old` failing over to `new`) is consistent.
+        // ... unless `new` was announced as failing after that (newer news wins).
         let announced = self.is_failing(&old, now)
-            && self
-                .failing
-                .get(&old)
-                .is_some_and(|f| f.1.as_ref() == Some(&new));
-        if !announced && (self.is_failing(&new, now) || self.replaced_recently(&new, now)) {
-            return Err(IgnoreReason::NotOurMaster(new));
+            && self.failing.get(&old).is_some_and(|(since, candidate)| {
+                candidate.as_ref() == Some(&new)
+                    && self.failing.get(&new).is_none_or(|(s, _)| s < since)
+            });
+        if !announced && (self.is_failing(&new, now) || self.superseded(&old, &new, now)) {
+            return Err(IgnoreReason::Late(new));
         }
         self.failing.remove(&old);
         if old != new {
-            self.mark_stale(old, now);
+            self.mark_stale(old.clone(), now);
+            self.note_completed(old, new.clone(), now);
         }
         self.stale.remove(&new);
         let already = self.master.as_ref() == Some(&new)
@@ -513,6 +516,11 @@ impl Core {
         sentinel: &Addr,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
+        if let Some(c) = &replica
+            && self.is_failing(c, now)
+        {
+            return Err(IgnoreReason::Late(c.clone()));
+        }
         self.note_failing(signal, &master, replica.as_ref(), now);
         if !self.cfg.early_fencing {
             return Ok(());
@@ -537,11 +545,14 @@ impl Core {
             }
             // Already fenced for this master's failover: only a candidate is news.
             Some(sw) if sw.early && sw.failing.as_ref() == Some(&master) => false,
-            // The master we are moving to (or tried to, or use) is failing over in turn.
+            // The master we are moving to (or tried to, or use, or wait for as candidate) is
+            // failing over in turn.
             Some(sw)
                 if sw.target.as_ref() == Some(&master)
                     || (sw.target.is_none()
-                        && (in_use || sw.last_target.as_ref() == Some(&master))) =>
+                        && (in_use
+                            || sw.last_target.as_ref() == Some(&master)
+                            || sw.candidate.as_ref() == Some(&master))) =>
             {
                 self.refence(master.clone(), sentinel, &channel, now);
                 true
@@ -658,14 +669,49 @@ impl Core {
             self.failing.remove(master);
             return;
         }
-        if self.replaced_recently(master, now) {
-            return; // a late signal of the failover that replaced it
+        // Late signals of a failover that already completed do not announce a new one.
+        let late = match replica {
+            Some(c) => self.completed_recently(master, c, now),
+            None => self.replaced_recently(master, now),
+        };
+        if late {
+            return;
         }
         let entry = self.failing.entry(master.clone()).or_insert((now, None));
         entry.0 = now;
         if signal == Signal::Candidate {
             entry.1 = replica.cloned();
         }
+    }
+
+    /// Records that the master moved from `old` to `new` (a switch, or a `+switch-master`).
+    pub(crate) fn note_completed(&mut self, old: Addr, new: Addr, now: Instant) {
+        let ttl = self.cfg.stale_master_ttl;
+        self.completed
+            .retain(|_, at| now.saturating_duration_since(*at) < ttl);
+        self.completed.entry((old, new)).or_insert(now);
+    }
+
+    /// Whether the transition `old → new` was seen and `new` was replaced after it: a message
+    /// announcing `old → new` again is a late copy.
+    fn superseded(&self, old: &Addr, new: &Addr, now: Instant) -> bool {
+        let ttl = self.cfg.stale_master_ttl;
+        let Some(at) = self
+            .completed
+            .get(&(old.clone(), new.clone()))
+            .filter(|at| now.saturating_duration_since(**at) < ttl)
+        else {
+            return false;
+        };
+        self.completed
+            .iter()
+            .any(|((from, _), later)| from == new && later > at)
+    }
+
+    fn completed_recently(&self, old: &Addr, new: &Addr, now: Instant) -> bool {
+        self.completed
+            .get(&(old.clone(), new.clone()))
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.cfg.stale_master_ttl)
     }
 
     /// Whether sentinels announced a failover of `addr` within the fence timeout.
@@ -690,7 +736,12 @@ impl Core {
         if !self.is_failing(addr, now) {
             return false;
         }
-        let candidate = self.failing.get(addr).and_then(|(_, c)| c.clone());
+        // A candidate that was replaced since, or is failing over itself, is not followed.
+        let candidate = self
+            .failing
+            .get(addr)
+            .and_then(|(_, c)| c.clone())
+            .filter(|c| !self.stale.contains_key(c) && !self.is_failing(c, now));
         if self.switch.is_none() {
             let s = Some(sentinel.clone());
             self.start_switch(

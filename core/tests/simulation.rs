@@ -2,15 +2,16 @@
 //! after every step (see `dramatiq_sentinel_core::sim`), then convergence once the world is
 //! quiet, and identical outputs for identical inputs.
 //!
-//! `SIM_CASES` sets the number of cases per property (CI default below); run millions offline
-//! with e.g. `SIM_CASES=1000000 cargo test --release -p dramatiq-sentinel-core --features sim
-//! --test simulation`.
+//! `SIM_CASES` sets the number of cases per property (CI default below), `SIM_SEED=random`
+//! explores other cases than CI's fixed seed; run millions offline with e.g.
+//! `SIM_SEED=random SIM_CASES=1000000 cargo test --release -p dramatiq-sentinel-core --test
+//! simulation`. `SIM_TRACE=<lines>` shows more of a failing trace.
 #![cfg(feature = "sim")]
 
 use dramatiq_sentinel_core::sim::{MessageFaults, Op, PauseBehaviour, Settings, Sim};
 use dramatiq_sentinel_core::{AppErrorKind, ConfigBuilder, PauseTimeoutPolicy};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence};
+use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, RngSeed};
 use std::time::{Duration, Instant};
 
 fn cases(default: u32) -> u32 {
@@ -20,9 +21,25 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// CI explores the same cases on every run (a fixed seed): a red run is a regression, not
+/// luck. `SIM_SEED=random` (or any number) explores other cases offline.
+fn seed() -> RngSeed {
+    match std::env::var("SIM_SEED").ok().as_deref() {
+        Some("random") => RngSeed::Random,
+        Some(n) => n
+            .parse()
+            .map(RngSeed::Fixed)
+            .unwrap_or(RngSeed::Fixed(FIXED_SEED)),
+        None => RngSeed::Fixed(FIXED_SEED),
+    }
+}
+
+const FIXED_SEED: u64 = 20_261_127;
+
 fn runner(default: u32) -> RunnerConfig {
     RunnerConfig {
         cases: cases(default),
+        rng_seed: seed(),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         max_shrink_iters: 4096,
         ..RunnerConfig::default()
@@ -305,4 +322,59 @@ fn stuck_pause_exits_once() {
     ];
     let sim = run(&Settings::default(), &knobs, &ops).expect("rules hold");
     assert!(sim.core().is_stopped());
+}
+
+/// Known open case (found by an offline `SIM_SEED=random` run, not fixed yet): a single
+/// sentinel, partitioned then restarted, misses the crash failover that re-promotes the old
+/// master; when that master fails over again to the same replica as the first failover, the
+/// core takes its early signals for late copies of the first failover (same old → new pair)
+/// and switches to it just before it is deposed. Telling them apart needs Sentinel's config
+/// epochs, which the core does not track yet. Run with `cargo test -- --ignored`.
+#[test]
+#[ignore = "known open: repeated identical transition after missed events (needs config epochs)"]
+fn known_open_repeated_transition_after_missed_events() {
+    let settings = Settings {
+        nodes: 2,
+        sentinels: 1,
+        configured: 1,
+        down_after: ms(1161),
+        seed: 3127136987195032134,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: ms(886),
+        max_backoff: ms(1244),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+        stale_master_ttl: ms(10_666),
+    };
+    let ops = [
+        Op::Faults(MessageFaults {
+            drop_pct: 32,
+            duplicate_pct: 0,
+            max_delay: ms(215),
+        }),
+        Op::FreezeMaster(ms(2394)),
+        Op::Advance(ms(2047)),
+        Op::Advance(ms(1061)),
+        Op::SlowReplies(Duration::ZERO),
+        Op::Advance(ms(2895)),
+        Op::Advance(ms(1817)),
+        Op::CrashMaster,
+        Op::SentinelPartition(0),
+        Op::RestartNode(1),
+        Op::Advance(ms(280)),
+        Op::Advance(ms(1894)),
+        Op::SentinelDown(0),
+        Op::Advance(ms(2118)),
+        Op::SentinelUp(0),
+        Op::GracefulFailover,
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
 }
