@@ -17,6 +17,8 @@ pub(crate) struct Endpoint {
     pub(crate) auth: Option<Credentials>,
     pub(crate) tls: bool,
     pub(crate) connect_timeout: Duration,
+    /// The database selected on connect (data nodes; 0 for sentinels).
+    pub(crate) db: i64,
 }
 
 /// Whether the `redis` crate was built with a TLS feature.
@@ -42,7 +44,9 @@ impl Endpoint {
         } else {
             ConnectionAddr::Tcp(addr.host().to_owned(), addr.port())
         };
-        let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        let mut settings = redis::RedisConnectionInfo::default()
+            .set_skip_set_lib_name()
+            .set_db(self.db);
         if let Some(c) = &self.auth {
             if let Some(user) = &c.username {
                 settings = settings.set_username(user);

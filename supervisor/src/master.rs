@@ -293,6 +293,6 @@ impl ConnectionLike for MasterConnection {
     }
 
     fn get_db(&self) -> i64 {
-        0
+        self.shared.data.db
     }
 }

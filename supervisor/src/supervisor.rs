@@ -125,10 +125,11 @@ impl<R: Runtime> Builder<R> {
                     .to_owned(),
             });
         }
-        let endpoint = |auth| Endpoint {
+        let endpoint = |auth, db| Endpoint {
             auth,
             tls: config.tls(),
             connect_timeout: config.connect_timeout(),
+            db,
         };
         let rt: Arc<dyn Runtime> = Arc::new(runtime);
         let (inbox, inbox_rx) = async_channel::unbounded();
@@ -141,10 +142,10 @@ impl<R: Runtime> Builder<R> {
             workers,
             events,
             hooks,
-            sentinels: ConnCache::new(endpoint(config.sentinel_auth())),
-            probes: ConnCache::new(endpoint(config.redis_auth())),
-            data: endpoint(config.redis_auth()),
-            sentinel: endpoint(config.sentinel_auth()),
+            sentinels: ConnCache::new(endpoint(config.sentinel_auth(), 0)),
+            probes: ConnCache::new(endpoint(config.redis_auth(), 0)),
+            data: endpoint(config.redis_auth(), config.db()),
+            sentinel: endpoint(config.sentinel_auth(), 0),
             done: Done::new(),
             cfg: config.clone(),
         });
