@@ -69,7 +69,8 @@ SUPERVISOR SETTINGS
 
 KEYS
     Jobs are pushed to the list `queue`, moved to `processing` while they run and recorded
-    in the set `done`; ids are `drill-<run>-<n>`, so several runs can share a deployment.
+    in the set `done`; the set `produced` holds every id pushed, so a retried push never
+    queues a job twice. Ids are `drill-<run>-<n>`, so several runs can share a deployment.
 
 EXIT STATUS
     0 every job accounted for, none lost or run twice; 1 jobs lost or run twice, or an error;

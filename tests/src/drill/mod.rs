@@ -8,8 +8,9 @@
 //!
 //! # The workload
 //! The producer pushes jobs with unique ids (`drill-<run>-<n>`) to the list `queue` at a
-//! steady rate through the supervisor's master connection; a push counts as *produced* once
-//! acknowledged (with `--durable`, once `WAIT 1` confirmed a replica has it). Each worker takes
+//! steady rate through the supervisor's master connection, retrying each push until it is
+//! acknowledged (a script makes the push idempotent); a job counts as *produced* once its push
+//! is acknowledged (with `--durable`, once `WAIT 1` confirmed a replica has it). Each worker takes
 //! a gate permit, moves a job to `processing` (`LMOVE`), records its start, works, records its
 //! effect idempotently (`SADD done`) and acknowledges it (`LREM processing`).
 //!
@@ -17,8 +18,8 @@
 //! When the drill stops, the producer stops and the workers finish the queue (jobs orphaned in
 //! `processing` by a lost `LMOVE` reply are requeued, as a reaper would). Then every produced
 //! job is looked up: in `done` (*done*), still queued or processing (*unfinished*), or nowhere
-//! (*lost*). A job started more than once is *run twice*. Pushes that failed or were not
-//! confirmed are *uncertain* and not counted. Per failover the timeline gives the time from the
+//! (*lost*). A job started more than once is *run twice*. A push still failing when the drill
+//! stops is *uncertain* and not counted. Per failover the timeline gives the time from the
 //! first signal (such as `+try-failover`) to the workers' resume, and how long no job could
 //! start (the gate closed); the longest of those is the *longest pause*.
 //!
