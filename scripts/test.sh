@@ -23,6 +23,9 @@ source scripts/redis-env.sh
 run_tests() {
     step cargo test --workspace --all-targets
     step cargo test --workspace --doc
+    # Each runtime shim on its own: `redis` built with only that shim's runtime feature.
+    step cargo test -p dramatiq-sentinel-smol
+    step cargo test -p dramatiq-sentinel-tokio
 }
 
 failures=0
