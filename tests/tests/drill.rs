@@ -96,6 +96,11 @@ fn local_drill_with_a_graceful_failover_on_tokio() {
 }
 
 #[test]
+fn local_drill_with_a_graceful_failover_on_smol() {
+    local_graceful_failover("smol");
+}
+
+#[test]
 fn an_invalid_setting_is_rejected_naming_the_field() {
     let output = drill(&["--local", "--pause-timeout", "-1"]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -103,9 +103,7 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
     };
     let result = match opts.runtime {
         RuntimeChoice::Tokio => session::run(runtime::TokioDrill::try_new()?, cx),
-        RuntimeChoice::Smol => Err(DrillError::Usage(
-            "--runtime smol: the smol shim is not built into this drill yet".into(),
-        )),
+        RuntimeChoice::Smol => session::run(runtime::SmolDrill, cx),
     };
     if let Some(mut d) = deployment {
         // Keep the Redis logs of a drill that went wrong (not of one merely interrupted).

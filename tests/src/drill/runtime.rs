@@ -1,5 +1,5 @@
-//! The executors the drill runs on, as [`TestRuntime`]s so that the scenarios' worker pool
-//! runs unchanged on them.
+//! The executors the drill runs on (`--runtime`), as [`TestRuntime`]s so that the scenarios'
+//! worker pool runs unchanged on them. Only the chosen one is created.
 
 use super::error::DrillError;
 use crate::scenarios::TestRuntime;
@@ -34,5 +34,24 @@ impl TestRuntime for TokioDrill {
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.0.block_on(future)
+    }
+}
+
+/// smol's global executor (`SMOL_THREADS` threads, default one) and `async-io` timers, for
+/// `dramatiq-sentinel-smol`. No tokio runtime exists in the process then, so the `redis`
+/// crate (built with both runtimes in this workspace) uses smol for every connection.
+#[derive(Debug, Default)]
+pub(crate) struct SmolDrill;
+
+impl TestRuntime for SmolDrill {
+    type Rt = dramatiq_sentinel_smol::Smol;
+    const NAME: &'static str = "smol";
+
+    fn new() -> Self {
+        Self
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        smol::block_on(future)
     }
 }
