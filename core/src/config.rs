@@ -103,71 +103,6 @@ pub struct Config {
     pub(crate) stale_master_ttl: Duration,
 }
 
-macro_rules! getters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        impl Config {
-            $($(#[$doc])* pub fn $name(&self) -> $ty { self.$name.clone() })*
-        }
-    };
-}
-
-getters! {
-    /// Service name (the monitored master's name).
-    service_name: String,
-    /// Credentials for sentinels.
-    sentinel_auth: Option<Credentials>,
-    /// Credentials for data nodes.
-    redis_auth: Option<Credentials>,
-    /// Whether connections use TLS.
-    tls: bool,
-    /// The database number selected on data-node connections.
-    db: i64,
-    /// Timeout of one sentinel command (the seed's `socket_timeout`).
-    query_timeout: Duration,
-    /// Timeout to open a connection and get its first answer.
-    connect_timeout: Duration,
-    /// Timeout of one application command on the master connection.
-    command_timeout: Option<Duration>,
-    /// How long application commands are held while fenced before they fail.
-    hold_timeout: Duration,
-    /// First listener reconnect delay.
-    min_backoff: Duration,
-    /// Longest listener reconnect delay.
-    max_backoff: Duration,
-    /// Listener reconnect delay multiplier.
-    backoff_factor: f64,
-    /// First delay before re-asking the sentinels after a failed discovery or verification.
-    retry_delay: Duration,
-    /// Longest delay before re-asking the sentinels.
-    max_retry_delay: Duration,
-    /// Interval of the periodic master check, if enabled.
-    periodic_check: Option<Duration>,
-    /// How long workers may take to pause.
-    pause_timeout: Duration,
-    /// Grace period given to workers when they are stopped after a pause timeout.
-    stop_grace: Duration,
-    /// What to do when pausing times out.
-    on_pause_timeout: PauseTimeoutPolicy,
-    /// The NAT map.
-    nat: NatMap,
-    /// Whether early failover signals fence the old master.
-    early_fencing: bool,
-    /// How long a fence waits for a promotion before re-verifying the old master.
-    fence_timeout: Duration,
-    /// Interval of `ROLE` polls of a failover candidate.
-    role_poll_interval: Duration,
-    /// Silence on a listener after which it is pinged.
-    health_check_interval: Duration,
-    /// Deadline for finding a verified master at startup, if any.
-    startup_timeout: Option<Duration>,
-    /// Whether sentinels learned from `SENTINEL SENTINELS` are listened to.
-    refresh_sentinels: bool,
-    /// Most sentinels tracked (configured plus learned).
-    max_sentinels: usize,
-    /// How long a master that a `+switch-master` replaced is treated as stale.
-    stale_master_ttl: Duration,
-}
-
 impl Config {
     /// A builder holding the seed's defaults.
     pub fn builder() -> ConfigBuilder {
@@ -177,6 +112,11 @@ impl Config {
     /// The configured sentinels, in order.
     pub fn sentinels(&self) -> &[Addr] {
         &self.sentinels
+    }
+
+    /// The NAT map applied to every address a sentinel reports.
+    pub fn nat(&self) -> &NatMap {
+        &self.nat
     }
 }
 
@@ -227,15 +167,20 @@ impl Default for ConfigBuilder {
     }
 }
 
-macro_rules! setters {
+/// One list of settings makes both the builder's setter and the config's getter, with the
+/// same documentation.
+macro_rules! settings {
     ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
         impl ConfigBuilder {
             $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self { self.cfg.$name = value; self })*
         }
+        impl Config {
+            $($(#[$doc])* pub fn $name(&self) -> $ty { self.$name.clone() })*
+        }
     };
 }
 
-setters! {
+settings! {
     /// Name of the master the sentinels monitor. Default `"redis"`.
     service_name: String,
     /// Credentials for sentinels (`requirepass`, optionally an ACL user). Default none.

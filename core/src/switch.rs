@@ -426,6 +426,12 @@ impl Core {
             self.timers.cancel(t);
         }
         self.push_action(Action::Resume);
+        // A retry scheduled while looking for this master is moot now.
+        if matches!(self.discovery, crate::discovery::Discovery::Waiting { .. }) {
+            self.discovery = crate::discovery::Discovery::Idle;
+            self.timers.cancel(TimerReason::DiscoveryRetry);
+            self.discovery_backoff.reset();
+        }
         let total = now.saturating_duration_since(sw.started);
         if sw.old.as_ref() == Some(&new) {
             let reason = sw
