@@ -11,8 +11,8 @@ use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::Instant;
 
-/// Signals about a master that arrive this soon after it was replaced belong to the failover
-/// that replaced it (sentinels publish for about 2 s after the promotion), not to a new one.
+/// Signals about a transition that arrive this soon after it was first seen are copies of it
+/// (every sentinel publishes its own within about 2 s of the promotion), not a new failover.
 const LATE_SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether the workers still need to drain.
@@ -701,11 +701,10 @@ impl Core {
     /// Whether the transition `old → new` was seen and `new` was replaced after it: a message
     /// announcing `old → new` again is a late copy.
     fn superseded(&self, old: &Addr, new: &Addr, now: Instant) -> bool {
-        let ttl = self.cfg.stale_master_ttl;
         let Some(at) = self
             .completed
             .get(&(old.clone(), new.clone()))
-            .filter(|at| now.saturating_duration_since(**at) < ttl)
+            .filter(|at| now.saturating_duration_since(**at) < LATE_SIGNAL_WINDOW)
         else {
             return false;
         };
@@ -714,10 +713,20 @@ impl Core {
             .any(|((from, _), later)| from == new && later > at)
     }
 
+    /// Whether `old → new` was seen recently and `old` has not become master again since (so a
+    /// signal of `old` failing over to `new` belongs to that transition).
     fn completed_recently(&self, old: &Addr, new: &Addr, now: Instant) -> bool {
-        self.completed
+        let Some(at) = self
+            .completed
             .get(&(old.clone(), new.clone()))
-            .is_some_and(|at| now.saturating_duration_since(*at) < self.cfg.stale_master_ttl)
+            .filter(|at| now.saturating_duration_since(**at) < LATE_SIGNAL_WINDOW)
+        else {
+            return false;
+        };
+        !self
+            .completed
+            .iter()
+            .any(|((_, to), later)| to == old && later > at)
     }
 
     /// Whether sentinels announced a failover of `addr` within the fence timeout.

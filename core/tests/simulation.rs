@@ -324,15 +324,12 @@ fn stuck_pause_exits_once() {
     assert!(sim.core().is_stopped());
 }
 
-/// Known open case (found by an offline `SIM_SEED=random` run, not fixed yet): a single
-/// sentinel, partitioned then restarted, misses the crash failover that re-promotes the old
-/// master; when that master fails over again to the same replica as the first failover, the
-/// core takes its early signals for late copies of the first failover (same old → new pair)
-/// and switches to it just before it is deposed. Telling them apart needs Sentinel's config
-/// epochs, which the core does not track yet. Run with `cargo test -- --ignored`.
+/// Regression (found by an offline `SIM_SEED=random` run): a single sentinel, partitioned then
+/// restarted, misses the crash failover that re-promotes the old master; when that master fails
+/// over again to the same replica as the first failover, its signals must not be taken for late
+/// copies of the first failover (copies arrive within seconds of the first sighting).
 #[test]
-#[ignore = "known open: repeated identical transition after missed events (needs config epochs)"]
-fn known_open_repeated_transition_after_missed_events() {
+fn repeated_transition_after_missed_events() {
     let settings = Settings {
         nodes: 2,
         sentinels: 1,
