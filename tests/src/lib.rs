@@ -4,6 +4,7 @@
 //! `redis-server --sentinel` processes on loopback ports) for the scenario tests, demos and
 //! benchmarks of this workspace.
 
+pub mod bench;
 pub mod drill;
 pub mod harness;
 pub mod scenarios;

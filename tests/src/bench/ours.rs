@@ -1,0 +1,140 @@
+//! Our clients as the child processes run them: the supervisor on tokio or smol, with early
+//! fencing on or off, and the plumbing shared by the writer, job and idle children.
+
+use super::clock::now_ns;
+use super::emit::Sink;
+use super::error::{Result, err};
+use dramatiq_sentinel_supervisor::{Builder, Config, Event, PauseTimeoutPolicy, Runtime};
+use serde_json::json;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The executor a child runs our supervisor on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exec {
+    /// `dramatiq-sentinel-tokio` on a two-thread tokio runtime.
+    Tokio,
+    /// `dramatiq-sentinel-smol` on smol's global executor.
+    Smol,
+}
+
+/// One of our variants: an executor and whether early fencing is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ours {
+    /// The executor.
+    pub(crate) exec: Exec,
+    /// `early_fencing` in the supervisor's configuration.
+    pub(crate) fencing: bool,
+}
+
+impl Ours {
+    /// Every variant, in table order.
+    pub(crate) const ALL: [Ours; 4] = [
+        Ours {
+            exec: Exec::Tokio,
+            fencing: true,
+        },
+        Ours {
+            exec: Exec::Tokio,
+            fencing: false,
+        },
+        Ours {
+            exec: Exec::Smol,
+            fencing: true,
+        },
+        Ours {
+            exec: Exec::Smol,
+            fencing: false,
+        },
+    ];
+
+    /// The id used on the command line, e.g. `ours-tokio` or `ours-smol-nofence`.
+    pub(crate) fn id(self) -> &'static str {
+        match (self.exec, self.fencing) {
+            (Exec::Tokio, true) => "ours-tokio",
+            (Exec::Tokio, false) => "ours-tokio-nofence",
+            (Exec::Smol, true) => "ours-smol",
+            (Exec::Smol, false) => "ours-smol-nofence",
+        }
+    }
+
+    /// The variant with this id.
+    pub(crate) fn from_id(id: &str) -> Option<Ours> {
+        Self::ALL.into_iter().find(|o| o.id() == id)
+    }
+
+    /// The label in the tables.
+    pub(crate) fn label(self) -> &'static str {
+        match (self.exec, self.fencing) {
+            (Exec::Tokio, true) => "ours, tokio, early fencing",
+            (Exec::Tokio, false) => "ours, tokio, no early fencing",
+            (Exec::Smol, true) => "ours, smol, early fencing",
+            (Exec::Smol, false) => "ours, smol, no early fencing",
+        }
+    }
+}
+
+/// Runs `future` on a two-thread tokio runtime, with the `redis` crate told to use tokio (both
+/// runtime features are built into this workspace).
+pub(crate) fn on_tokio<F: Future>(future: F) -> Result<F::Output> {
+    let _ = redis::aio::prefer_tokio();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(future))
+}
+
+/// Runs `future` with `smol::block_on` (the supervisor's tasks go to smol's global executor),
+/// with the `redis` crate told to use smol.
+pub(crate) fn on_smol<F: Future>(future: F) -> F::Output {
+    let _ = redis::aio::prefer_smol();
+    smol::block_on(future)
+}
+
+/// The supervisor's configuration for a child: the deployment's sentinels and service, a
+/// 0.5 s command timeout (as the peers get), quick listener backoff, bounded startup.
+pub(crate) fn config(sentinels: &[String], service: &str, fencing: bool) -> Result<Config> {
+    Ok(Config::builder()
+        .sentinels(sentinels.iter().cloned())
+        .service_name(service.to_owned())
+        .command_timeout(Some(Duration::from_millis(500)))
+        .early_fencing(fencing)
+        .min_backoff(Duration::from_millis(200))
+        .max_backoff(Duration::from_secs(2))
+        .startup_timeout(Some(Duration::from_secs(30)))
+        .pause_timeout(Duration::from_secs(60))
+        .on_pause_timeout(PauseTimeoutPolicy::Fail)
+        .build()?)
+}
+
+/// The variant name of an event, e.g. `SwitchCompleted`.
+pub(crate) fn event_kind(e: &Event) -> String {
+    let text = format!("{e:?}");
+    text.split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Adds a hook that reports every supervisor event as `{"ev", "t", "d"}`.
+pub(crate) fn report_events<R: Runtime>(builder: Builder<R>, sink: &Sink) -> Builder<R> {
+    let sink = sink.clone();
+    builder.on_event(move |e| {
+        let t = now_ns();
+        sink.json(&json!({ "ev": event_kind(e), "t": t, "d": format!("{e:?}") }));
+    })
+}
+
+/// Sleeps until `deadline` on the runtime `R`.
+pub(crate) async fn sleep_until<R: Runtime + Default>(deadline: Instant) {
+    R::default().sleep_until(deadline).await;
+}
+
+/// The sentinels and service from a child's arguments.
+pub(crate) fn target(args: &super::args::ChildArgs) -> Result<(Vec<String>, String)> {
+    if args.sentinels.is_empty() {
+        return Err(err("--sentinels is required"));
+    }
+    Ok((args.sentinels.clone(), args.service.clone()))
+}
