@@ -25,6 +25,7 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --skip-core-bench    do not run `cargo bench -p dramatiq-sentinel-core --bench core_inputs`
   --overhead-secs N    idle measurement window in seconds (default 60)
   --out PATH           where to write the report (default BENCHMARKS.md at the repo root)
+  --raw DIR            keep every run's raw observations there (JSON lines)
   -h, --help           this text
 
 Python (redis-py) and Node (ioredis) peers are installed into bench-peers/ at the repo root
@@ -99,6 +100,7 @@ pub(crate) struct Options {
     pub(crate) core_bench: bool,
     pub(crate) overhead_window: Duration,
     pub(crate) out: Option<PathBuf>,
+    pub(crate) raw: Option<PathBuf>,
     /// The arguments as given, for the report.
     pub(crate) given: Vec<String>,
 }
@@ -144,6 +146,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         core_bench: true,
         overhead_window: Duration::from_secs(60),
         out: None,
+        raw: None,
         given: args.clone(),
     };
     let (mut reps, mut scenarios, mut window) = (None, None, None);
@@ -203,6 +206,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                 window = Some(Duration::from_secs(n.max(1)));
             }
             "--out" => o.out = Some(PathBuf::from(value("--out")?)),
+            "--raw" => o.raw = Some(PathBuf::from(value("--raw")?)),
             other => return Err(err(format!("unknown option `{other}`; see --help"))),
         }
     }

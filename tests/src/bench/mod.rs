@@ -189,6 +189,8 @@ fn bench(o: &Options) -> Result<()> {
         exe: std::env::current_exe()?,
         peers: peers.clone(),
         logs: logs.path().to_path_buf(),
+        raw: o.raw.clone(),
+        runs: std::cell::Cell::new(0),
     };
 
     let mut writers = Vec::new();

@@ -46,6 +46,39 @@ pub(crate) struct Ctx {
     pub(crate) peers: Option<Peers>,
     /// Where the children's stderr goes.
     pub(crate) logs: PathBuf,
+    /// Where to keep every run's raw observations (`--raw`), if anywhere.
+    pub(crate) raw: Option<PathBuf>,
+    /// A counter for raw file names.
+    pub(crate) runs: std::cell::Cell<usize>,
+}
+
+impl Ctx {
+    /// Writes a run's raw observations (the child's lines, then the observer's signals and
+    /// probe results, one JSON object per line) when `--raw` asked for it.
+    fn keep_raw(&self, name: &str, t0: u64, lines: &[Value], seen: &Seen) {
+        let Some(dir) = &self.raw else { return };
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let mut text = format!("{}\n", serde_json::json!({ "run": name, "t0": t0 }));
+        for v in lines {
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        for s in &seen.signals {
+            let v = serde_json::json!({ "signal": s.channel, "payload": s.payload, "t": s.t });
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        for (t, node) in &seen.writable {
+            let v = serde_json::json!({ "writable": node.to_string(), "t": t });
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        let path = dir.join(format!("{n:03}-{name}.jsonl"));
+        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+            eprintln!("failover-bench: cannot write {}: {e}", path.display());
+        }
+    }
 }
 
 /// The deployment every run starts: the harness defaults with down-after 1000 ms.
@@ -260,6 +293,12 @@ pub(crate) fn writer_run(ctx: &Ctx, scenario: Scenario, client: &str) -> Result<
     let stop = now_ns();
     let lines = child.finish("stop", Duration::from_secs(40))?;
     let seen = observer.stop();
+    ctx.keep_raw(
+        &format!("writer-{}-{client}", scenario.id()),
+        t0,
+        &lines,
+        &seen,
+    );
     settled?;
     let master = d.wait_for_master(d.service_name(), Duration::from_secs(30))?;
     let final_list: Vec<String> = d.query(master, redis::cmd("LRANGE").arg(list).arg(0).arg(-1))?;
@@ -416,6 +455,12 @@ pub(crate) fn jobs_run(ctx: &Ctx, scenario: Scenario, variant: &str) -> Result<J
     let requeued = drain(&d);
     let lines = child.finish("quit", Duration::from_secs(30))?;
     let seen = observer.stop();
+    ctx.keep_raw(
+        &format!("jobs-{}-{variant}", scenario.id()),
+        t0,
+        &lines,
+        &seen,
+    );
     let requeued = requeued?;
     let master = d.wait_for_master(d.service_name(), Duration::from_secs(30))?;
     let done: HashSet<String> = d.query(master, redis::cmd("SMEMBERS").arg("bench:done"))?;
