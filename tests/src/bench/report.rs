@@ -36,6 +36,9 @@ pub(crate) struct Report {
     pub(crate) overhead: Option<Overhead>,
 }
 
+/// A target: its text, every run's value, when a value meets it, and what limits it.
+type TargetRow<'a> = (&'a str, Vec<Sample>, &'a dyn Fn(f64) -> bool, &'a str);
+
 /// One run's value for a target.
 struct Sample {
     scenario: Scenario,
@@ -476,7 +479,7 @@ impl Report {
             };
             let zero = |x: f64| x == 0.0;
             let within = |x: f64| x <= 10.0;
-            let rows: [(&str, Vec<Sample>, &dyn Fn(f64) -> bool, &str); 6] = [
+            let rows: [TargetRow<'_>; 6] = [
                 (
                     "graceful: 0 acknowledged writes lost",
                     writer(Scenario::Graceful, &|r| Some(r.figures.lost as f64)),
