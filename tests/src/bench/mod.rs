@@ -185,8 +185,12 @@ fn bench(o: &Options) -> Result<()> {
     let logs = tempfile::Builder::new()
         .prefix("failover-bench-")
         .tempdir()?;
+    // The children run a copy of this executable: a rebuild of the workspace during the
+    // benchmark (which replaces the file) must not break or change them.
+    let exe = logs.path().join("failover-bench");
+    std::fs::copy(std::env::current_exe()?, &exe)?;
     let ctx = Ctx {
-        exe: std::env::current_exe()?,
+        exe,
         peers: peers.clone(),
         logs: logs.path().to_path_buf(),
         raw: o.raw.clone(),
