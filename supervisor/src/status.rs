@@ -164,11 +164,11 @@ async fn ask(shared: &Shared, sentinel: &Addr) -> Result<Status, String> {
     if let Reply::Error(e) = &master {
         return Err(format!("SENTINEL MASTER: {e}"));
     }
-    let master = node(&master, &nat).map_err(|e| format!("SENTINEL MASTER: {e}"))?;
+    let master = node(&master, nat).map_err(|e| format!("SENTINEL MASTER: {e}"))?;
     let replicas =
-        nodes(&query("REPLICAS").await?, &nat).map_err(|e| format!("SENTINEL REPLICAS: {e}"))?;
+        nodes(&query("REPLICAS").await?, nat).map_err(|e| format!("SENTINEL REPLICAS: {e}"))?;
     let sentinels =
-        nodes(&query("SENTINELS").await?, &nat).map_err(|e| format!("SENTINEL SENTINELS: {e}"))?;
+        nodes(&query("SENTINELS").await?, nat).map_err(|e| format!("SENTINEL SENTINELS: {e}"))?;
     let quorum = match query("CKQUORUM").await? {
         Reply::Error(message) => Quorum {
             reachable: false,
