@@ -426,10 +426,12 @@ impl Core {
             self.timers.cancel(t);
         }
         self.push_action(Action::Resume);
-        // A retry scheduled while looking for this master is moot now.
-        if matches!(self.discovery, crate::discovery::Discovery::Waiting { .. }) {
+        // A discovery started or scheduled while looking for this master is moot now (a late
+        // reply is ignored by its id).
+        if !matches!(self.discovery, crate::discovery::Discovery::Idle) {
             self.discovery = crate::discovery::Discovery::Idle;
             self.timers.cancel(TimerReason::DiscoveryRetry);
+            self.timers.cancel(TimerReason::QueryTimeout);
             self.discovery_backoff.reset();
         }
         let total = now.saturating_duration_since(sw.started);
