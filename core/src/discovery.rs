@@ -124,7 +124,7 @@ impl Core {
             Ok(MasterAnswer::UnknownName) => round.unknown.push(sentinel),
             Ok(MasterAnswer::Known(info)) => {
                 let addr = self.cfg.nat.map(&info.addr);
-                let stale = self.stale.get(&addr).is_some_and(|until| *until > now);
+                let stale = self.history.is_stale(&addr, now);
                 if !info.is_up() {
                     round.down = Some((addr, info.flags.join(",")));
                 } else if stale {
@@ -191,9 +191,9 @@ impl Core {
         if let [(addr, votes, i)] = round.stale.as_slice()
             && looking
             && *votes > self.sentinels.len() / 2
-            && !self.replaced_recently(addr, now)
+            && !self.history.replaced_recently(addr, now)
         {
-            self.stale.remove(addr);
+            self.history.unstale(addr);
             return self.discovered(*i, addr.clone(), round.path, round.verify, now);
         }
         let error = if let Some((master, flags)) = round.down {

@@ -19,10 +19,12 @@ mod backoff;
 mod config;
 mod discovery;
 mod event;
+mod history;
 mod listeners;
 mod machine;
 mod parse;
 mod reply;
+mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod switch;

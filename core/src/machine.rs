@@ -7,11 +7,12 @@ use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
 use crate::discovery::Discovery;
 use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
+use crate::history::History;
 use crate::listeners::Sentinel;
 use crate::reply::Reply;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The next deadline of the core and why it is set.
@@ -63,13 +64,8 @@ pub struct Core {
     pub(crate) verify_probe: Option<(OpId, Addr)>,
     /// A `SENTINEL SENTINELS` query in flight.
     pub(crate) refresh: Option<OpId>,
-    /// Masters that a `+switch-master` or a completed switch replaced, until when they are stale.
-    pub(crate) stale: BTreeMap<Addr, Instant>,
-    /// Masters of our service whose failover sentinels announced (early signals), with when
-    /// and the candidate they named; forgotten after `fence_timeout` or an abort.
-    pub(crate) failing: BTreeMap<Addr, (Instant, Option<Addr>)>,
-    /// Master transitions seen (old, new) and when, to recognise late signals of them.
-    pub(crate) completed: BTreeMap<(Addr, Addr), Instant>,
+    /// What the core remembers about recent masters (stale, failing, transitions seen).
+    pub(crate) history: History,
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
@@ -102,9 +98,7 @@ impl Core {
             discovery_backoff,
             verify_probe: None,
             refresh: None,
-            stale: BTreeMap::new(),
-            failing: BTreeMap::new(),
-            completed: BTreeMap::new(),
+            history: History::new(cfg.fence_timeout, cfg.stale_master_ttl),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
             ready: false,
@@ -304,15 +298,6 @@ impl Core {
 
     pub(crate) fn emit(&mut self, e: Event) {
         self.events.push_back(e);
-    }
-
-    /// Marks a replaced master stale. The first report counts: repeats of the same failover
-    /// (every sentinel publishes its `+switch-master`) do not extend it.
-    pub(crate) fn mark_stale(&mut self, addr: Addr, now: Instant) {
-        self.stale.retain(|_, until| *until > now);
-        self.stale
-            .entry(addr)
-            .or_insert_with(|| after(now, self.cfg.stale_master_ttl));
     }
 
     fn periodic_check_due(&mut self, now: Instant) {

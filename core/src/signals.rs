@@ -1,0 +1,230 @@
+//! What sentinel messages do to the switch: `+switch-master`, early failover signals and
+//! candidates (fence early, follow the candidate), aborts and the fence timeout (lift after
+//! re-verifying), and discovery answers naming a master that is failing over.
+
+use crate::action::Action;
+use crate::addr::Addr;
+use crate::event::{DetectionPath, Event, IgnoreReason};
+use crate::machine::Core;
+use crate::parse::Signal;
+use crate::timers::{TimerReason, after};
+use std::time::Instant;
+
+impl Core {
+    /// `+switch-master` for our service (addresses already NAT-mapped).
+    pub(crate) fn on_switch_master(
+        &mut self,
+        old: Addr,
+        new: Addr,
+        sentinel: &Addr,
+        now: Instant,
+    ) -> Result<(), IgnoreReason> {
+        if self.history.is_late_switch(&old, &new, now) {
+            return Err(IgnoreReason::Late(new));
+        }
+        self.history.moved(Some(old), &new, now);
+        let already = self.master.as_ref() == Some(&new)
+            || self
+                .switch
+                .as_ref()
+                .is_some_and(|sw| sw.target.as_ref() == Some(&new));
+        if already {
+            return Err(IgnoreReason::Duplicate);
+        }
+        if self.switch.is_none() {
+            let s = Some(sentinel.clone());
+            self.start_switch(DetectionPath::Event, s, false, "+switch-master", now);
+        }
+        self.set_target(new, DetectionPath::Event, Some(sentinel.clone()), now);
+        Ok(())
+    }
+
+    /// An early failover signal, a candidate announcement, or an abort for our service, about
+    /// `master` (the failing master, NAT-mapped).
+    pub(crate) fn on_failover_signal(
+        &mut self,
+        signal: Signal,
+        channel: String,
+        master: Addr,
+        replica: Option<Addr>,
+        sentinel: &Addr,
+        now: Instant,
+    ) -> Result<(), IgnoreReason> {
+        if let Some(c) = &replica
+            && self.history.is_failing(c, now)
+        {
+            return Err(IgnoreReason::Late(c.clone()));
+        }
+        self.history
+            .note_signal(signal, &master, replica.as_ref(), now);
+        if !self.cfg.early_fencing {
+            return Ok(());
+        }
+        if signal == Signal::Abort {
+            let waiting = self
+                .switch
+                .as_ref()
+                .is_some_and(|sw| sw.early && sw.failing.as_ref() == Some(&master));
+            return if waiting {
+                self.lift_fence(channel, now)
+            } else {
+                Err(IgnoreReason::NotOurMaster(master))
+            };
+        }
+        let in_use = self.master.as_ref() == Some(&master);
+        let fenced_now = match self.switch.as_ref() {
+            None if in_use => {
+                let s = Some(sentinel.clone());
+                self.start_switch(DetectionPath::EarlySignal, s, true, &channel, now);
+                true
+            }
+            // Already fenced for this master's failover: only a candidate is news.
+            Some(sw) if sw.early && sw.failing.as_ref() == Some(&master) => false,
+            // The master we are moving to (or tried to, or use, or wait for as candidate) is
+            // failing over in turn.
+            Some(sw)
+                if sw.target.as_ref() == Some(&master)
+                    || (sw.target.is_none()
+                        && (in_use
+                            || sw.last_target.as_ref() == Some(&master)
+                            || sw.candidate.as_ref() == Some(&master))) =>
+            {
+                self.refence(master.clone(), sentinel, &channel, now);
+                true
+            }
+            _ => return Err(IgnoreReason::NotOurMaster(master)),
+        };
+        let Some(sw) = self.switch.as_mut() else {
+            return Ok(());
+        };
+        match replica {
+            Some(c)
+                if signal == Signal::Candidate
+                    && sw.target.is_none()
+                    && sw.candidate.as_ref() != Some(&c) =>
+            {
+                sw.candidate = Some(c.clone());
+                sw.candidate_poll = None;
+                self.timers.cancel(TimerReason::RolePoll);
+                self.emit(Event::CandidateNamed {
+                    candidate: c,
+                    sentinel: Some(sentinel.clone()),
+                });
+                self.drive_switch(now);
+                Ok(())
+            }
+            _ if fenced_now => Ok(()),
+            _ => Err(IgnoreReason::Duplicate),
+        }
+    }
+
+    /// A master the switch uses or moves to announced its own failover: wait for its successor.
+    fn refence(&mut self, failing: Addr, sentinel: &Addr, channel: &str, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        sw.target = None;
+        sw.failing = Some(failing.clone());
+        sw.verified = false;
+        sw.early = true;
+        sw.lifting = None;
+        sw.candidate = None;
+        sw.candidate_poll = None;
+        sw.connect = None;
+        sw.probe = None;
+        for t in [
+            TimerReason::ProbeTimeout,
+            TimerReason::ConnectTimeout,
+            TimerReason::RolePoll,
+        ] {
+            self.timers.cancel(t);
+        }
+        self.timers.set(
+            TimerReason::FenceTimeout,
+            after(now, self.cfg.fence_timeout),
+        );
+        self.push_action(Action::Fence);
+        self.emit(Event::Fenced {
+            master: failing,
+            path: DetectionPath::EarlySignal,
+            sentinel: Some(sentinel.clone()),
+            signal: channel.to_owned(),
+        });
+    }
+
+    /// The failover was aborted (or the fence timed out). If a candidate was named, poll it
+    /// once more (a late abort must not undo a promotion); then re-verify the master in use and
+    /// lift the fence if it still is master.
+    fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
+        let Some(sw) = self.switch.as_mut() else {
+            return Err(IgnoreReason::Duplicate);
+        };
+        if !sw.early || sw.target.is_some() {
+            return Err(IgnoreReason::Duplicate);
+        }
+        sw.early = false;
+        sw.lifting = Some(reason);
+        self.timers.cancel(TimerReason::FenceTimeout);
+        if sw.candidate.is_some() {
+            sw.candidate_poll = None;
+            self.timers.cancel(TimerReason::RolePoll);
+            self.role_poll_due(now);
+        } else {
+            self.lift_to_master(now);
+        }
+        Ok(())
+    }
+
+    /// Verifies the master whose failover was announced (normally the one in use) as the
+    /// switch's target, or discovers when there is none.
+    pub(crate) fn lift_to_master(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        let (path, sentinel) = (sw.path, sw.sentinel.clone());
+        match sw.failing.clone().or_else(|| self.master.clone()) {
+            Some(m) => self.set_target(m, path, sentinel, now),
+            None => self.drive_switch(now),
+        }
+    }
+
+    /// A discovery answer names a master whose failover was announced recently: do not use it;
+    /// fence early on it and follow its candidate instead. Returns whether it did.
+    pub(crate) fn follow_failover(&mut self, addr: &Addr, sentinel: &Addr, now: Instant) -> bool {
+        if !self.history.is_failing(addr, now) {
+            return false;
+        }
+        let candidate = self.history.candidate_of(addr, now);
+        if self.switch.is_none() {
+            let s = Some(sentinel.clone());
+            self.start_switch(
+                DetectionPath::EarlySignal,
+                s,
+                true,
+                "discovery during failover",
+                now,
+            );
+        }
+        self.refence(addr.clone(), sentinel, "discovery during failover", now);
+        if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
+            sw.candidate = Some(c.clone());
+            self.emit(Event::CandidateNamed {
+                candidate: c,
+                sentinel: Some(sentinel.clone()),
+            });
+        }
+        self.drive_switch(now);
+        true
+    }
+
+    pub(crate) fn fence_timed_out(&mut self, now: Instant) {
+        if let Some(sw) = &self.switch
+            && let Some(master) = sw.failing.clone().or_else(|| self.master.clone())
+        {
+            let waited = now.saturating_duration_since(sw.started);
+            self.emit(Event::FenceExpired { master, waited });
+        }
+        let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
+        let _ = self.lift_fence(reason, now);
+    }
+}
