@@ -50,8 +50,16 @@ impl Core {
         sentinel: &Addr,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
+        // A candidate that is itself failing over, and that we left or are leaving, makes this
+        // a late message of the failover that brought it. (A failover announced for a node we
+        // never left only proves sentinels see it as master: the message is news.)
         if let Some(c) = &replica
             && self.history.is_failing(c, now)
+            && (self.history.is_stale(c, now)
+                || self
+                    .switch
+                    .as_ref()
+                    .is_some_and(|sw| sw.failing.as_ref() == Some(c)))
         {
             return Err(IgnoreReason::Late(c.clone()));
         }
