@@ -375,3 +375,72 @@ fn repeated_transition_after_missed_events() {
         panic!("{e}");
     }
 }
+
+/// Known open case (found by an offline `SIM_SEED=random` run; not fixed yet): two sentinels
+/// partitioned in turn, two frozen masters, slow replies and a graceful failover back onto a
+/// node that was master seconds before. Messages delayed by the partitions reach the core after
+/// it followed the early signals of the newer failover, and telling those copies from news by
+/// what the core saw and by timing fails here: it moves to a master that is deposed moments
+/// later. Sentinel's config epochs would settle it; the core does not track them yet. Offline
+/// random runs meet such a case about once per 10^5 generated sequences. Run with
+/// `cargo test -p dramatiq-sentinel-core --test simulation -- --ignored`.
+#[test]
+#[ignore = "known open: late copies after partitions vs a fast fail-back (needs config epochs)"]
+fn known_open_late_copies_after_partitions() {
+    let settings = Settings {
+        nodes: 4,
+        sentinels: 3,
+        configured: 3,
+        down_after: ms(1059),
+        seed: 15044447658298992036,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        periodic_check: Some(ms(6042)),
+        refresh_sentinels: false,
+        min_backoff: ms(539),
+        max_backoff: ms(1385),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(10_292),
+        exit_on_timeout: false,
+        stale_master_ttl: ms(14_535),
+    };
+    let faults = |drop_pct, duplicate_pct, max_delay| {
+        Op::Faults(MessageFaults {
+            drop_pct,
+            duplicate_pct,
+            max_delay: ms(max_delay),
+        })
+    };
+    let ops = [
+        Op::OtherServiceFailover,
+        Op::Advance(ms(505)),
+        Op::FreezeMaster(ms(1185)),
+        faults(0, 12, 26),
+        Op::SentinelPartition(0),
+        Op::Advance(ms(888)),
+        Op::Advance(ms(1650)),
+        Op::Advance(ms(737)),
+        Op::Advance(ms(1828)),
+        faults(41, 0, 1),
+        Op::SlowReplies(ms(1)),
+        Op::Advance(ms(1441)),
+        Op::Advance(ms(2528)),
+        Op::Advance(ms(763)),
+        Op::SentinelPartition(1),
+        Op::SlowReplies(ms(668)),
+        Op::ConnectToReplica(1),
+        Op::FreezeMaster(ms(1322)),
+        Op::Advance(ms(1706)),
+        Op::Advance(ms(2970)),
+        Op::Advance(ms(2875)),
+        Op::SentinelUp(3),
+        Op::ConnectFailures(1),
+        Op::GracefulFailover,
+        Op::Advance(ms(1100)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
