@@ -73,7 +73,8 @@ pub enum SupervisorError {
     Panicked(String),
 }
 
-fn list(failures: &[(Addr, String)]) -> String {
+/// `addr: failure; addr: failure` for error messages.
+pub(crate) fn list(failures: &[(Addr, String)]) -> String {
     failures
         .iter()
         .map(|(a, e)| format!("{a}: {e}"))

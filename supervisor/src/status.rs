@@ -1,6 +1,7 @@
 //! The status query: master, replicas and sentinels with their flags, and the quorum, as the
 //! first sentinel that answers sees them, NAT-mapped.
 
+use crate::error::list;
 use crate::shared::{Input, Shared};
 use dramatiq_sentinel_core::{Addr, NatMap, Reply};
 use std::collections::BTreeMap;
@@ -77,14 +78,6 @@ pub enum StatusError {
         /// Each sentinel asked, with why it failed.
         failures: Vec<(Addr, String)>,
     },
-}
-
-fn list(failures: &[(Addr, String)]) -> String {
-    failures
-        .iter()
-        .map(|(a, e)| format!("{a}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn text(r: &Reply) -> Option<String> {
