@@ -40,7 +40,7 @@ async fn idle<R: Runtime + Default>(
 ) -> Result<()> {
     let sup = if supervised {
         let (sentinels, service) = ours::target(args)?;
-        let config = ours::config(&sentinels, &service, true)?;
+        let config = ours::config(&sentinels, &service, true, ours::DEFAULT_COMMAND_TIMEOUT)?;
         Some(Supervisor::<R>::builder(config).start().await?)
     } else {
         None
@@ -125,7 +125,7 @@ impl Permits {
 
 async fn gate_bench(args: &ChildArgs, sink: &Sink) -> Result<()> {
     let (sentinels, service) = ours::target(args)?;
-    let config = ours::config(&sentinels, &service, true)?;
+    let config = ours::config(&sentinels, &service, true, ours::DEFAULT_COMMAND_TIMEOUT)?;
     let sup = dramatiq_sentinel_tokio::Supervisor::start(config).await?;
     let gate = Permits::Gate(sup.gate());
     let sem = Permits::Semaphore(Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)));

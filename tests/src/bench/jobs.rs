@@ -203,7 +203,7 @@ async fn pool<R: Runtime + Default>(
     ctl: &Arc<Control>,
 ) -> Result<()> {
     let (sentinels, service) = ours::target(args)?;
-    let config = ours::config(&sentinels, &service, fencing)?;
+    let config = ours::config(&sentinels, &service, fencing, ours::DEFAULT_COMMAND_TIMEOUT)?;
     let builder =
         ours::report_events(Supervisor::<R>::builder(config), sink).workers(Reporter(sink.clone()));
     let sup = builder.start().await?;

@@ -92,13 +92,24 @@ pub(crate) fn on_smol<F: Future>(future: F) -> F::Output {
     smol::block_on(future)
 }
 
-/// The supervisor's configuration for a child: the deployment's sentinels and service, a
-/// 0.5 s command timeout (as the peers get), quick listener backoff, bounded startup.
-pub(crate) fn config(sentinels: &[String], service: &str, fencing: bool) -> Result<Config> {
+/// The command timeout of the writer workload: 0.5 s, as the peers get.
+pub(crate) const WRITER_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// The supervisor's default command timeout (5 s), for the job workload (it must exceed the
+/// timeout of its `WAIT 1 2000`) and the overhead children.
+pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The supervisor's configuration for a child: the deployment's sentinels and service, the
+/// command timeout, early fencing on or off, quick listener backoff, bounded startup.
+pub(crate) fn config(
+    sentinels: &[String],
+    service: &str,
+    fencing: bool,
+    command_timeout: Duration,
+) -> Result<Config> {
     Ok(Config::builder()
         .sentinels(sentinels.iter().cloned())
         .service_name(service.to_owned())
-        .command_timeout(Some(Duration::from_millis(500)))
+        .command_timeout(Some(command_timeout))
         .early_fencing(fencing)
         .min_backoff(Duration::from_millis(200))
         .max_backoff(Duration::from_secs(2))
