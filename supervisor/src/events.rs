@@ -169,6 +169,8 @@ pub(crate) fn log_event(event: &Event) {
             reason,
             held,
         } => info!(master = %master, reason = %reason, held_ms = ms(held), "fence lifted"),
+        Event::FenceExpired { master, waited } => warn!(master = %master,
+            waited_ms = ms(waited), "no promotion within fence_timeout; re-verifying the master"),
         Event::MasterConfirmed { master, path } => {
             debug!(master = %master, path = %path, "master confirmed")
         }
