@@ -200,8 +200,9 @@ settings! {
     /// a trigger to re-check the master. Must exceed the timeout of any blocking command you
     /// send. `None` disables it. Default 5 s.
     command_timeout: Option<Duration>,
-    /// How long an application command waits while the master is fenced or switching before it
-    /// fails with a clear error. Default 30 s.
+    /// How long an application command waits while the master is fenced or switching, or
+    /// unreachable before the command was sent, before it fails with a clear error. Default
+    /// 30 s.
     hold_timeout: Duration,
     /// First delay before a failed listener reconnects, reset after a successful subscribe.
     /// Default 3 s.

@@ -21,6 +21,28 @@ pub(crate) struct Endpoint {
     pub(crate) db: i64,
 }
 
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenError {
+    /// What went wrong, for error messages and logs.
+    pub(crate) message: String,
+    /// The server could not be reached (refused, reset, timed out), as opposed to refusing
+    /// us (authentication, a bad database, a malformed address): worth waiting and retrying.
+    pub(crate) unreachable: bool,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<OpenError> for String {
+    fn from(e: OpenError) -> Self {
+        e.message
+    }
+}
+
 /// Whether the `redis` crate was built with a TLS feature.
 pub(crate) fn tls_supported() -> bool {
     ConnectionAddr::TcpTls {
@@ -66,8 +88,11 @@ impl Endpoint {
         &self,
         rt: &dyn Runtime,
         addr: &Addr,
-    ) -> Result<MultiplexedConnection, String> {
-        let client = self.client(addr)?;
+    ) -> Result<MultiplexedConnection, OpenError> {
+        let client = self.client(addr).map_err(|message| OpenError {
+            message,
+            unreachable: false,
+        })?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(None);
@@ -79,8 +104,14 @@ impl Endpoint {
         .await;
         match opened {
             Some(Ok(conn)) => Ok(conn),
-            Some(Err(e)) => Err(describe(&e)),
-            None => Err(format!("no connection within {:?}", self.connect_timeout)),
+            Some(Err(e)) => Err(OpenError {
+                message: describe(&e),
+                unreachable: e.is_io_error() || e.is_timeout() || e.is_connection_dropped(),
+            }),
+            None => Err(OpenError {
+                message: format!("no connection within {:?}", self.connect_timeout),
+                unreachable: true,
+            }),
         }
     }
 

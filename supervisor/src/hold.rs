@@ -1,17 +1,17 @@
 //! The hold logic of the master handle, independent of Redis: a slot holding the current
 //! connection, closed while fenced; commands wait for it, bounded by the hold timeout.
 
-use crate::runtime::{Runtime, deadline_after, until};
+use crate::runtime::{Runtime, until};
 use crate::sync::lock;
-use event_listener::Event;
+use event_listener::{Event, EventListener};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::Instant;
 
 /// Why no connection could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HoldError {
-    /// Fenced (or no master yet) for longer than the hold timeout.
-    TimedOut(Duration),
+    /// Fenced (or no master yet) until the deadline.
+    TimedOut,
     /// The supervisor stopped.
     Stopped,
 }
@@ -86,9 +86,17 @@ impl<T: Clone> Slot<T> {
         s.fenced || s.current.is_none()
     }
 
-    /// Waits, at most `hold`, until the slot holds a value and is not fenced.
-    pub(crate) async fn acquire(&self, rt: &dyn Runtime, hold: Duration) -> Result<T, HoldError> {
-        let deadline = deadline_after(hold);
+    /// Notified at the next change (fence, install, release, stop).
+    pub(crate) fn watch(&self) -> EventListener {
+        self.changed.listen()
+    }
+
+    /// Waits, until `deadline` at most, until the slot holds a value and is not fenced.
+    pub(crate) async fn acquire(
+        &self,
+        rt: &dyn Runtime,
+        deadline: Instant,
+    ) -> Result<T, HoldError> {
         loop {
             let listener = {
                 let s = lock(&self.state);
@@ -101,7 +109,7 @@ impl<T: Clone> Slot<T> {
                 self.changed.listen()
             };
             if until(rt, deadline, listener).await.is_none() {
-                return Err(HoldError::TimedOut(hold));
+                return Err(HoldError::TimedOut);
             }
         }
     }
@@ -110,8 +118,8 @@ impl<T: Clone> Slot<T> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::runtime::BoxFuture;
-    use std::time::Instant;
+    use crate::runtime::{BoxFuture, deadline_after};
+    use std::time::Duration;
 
     /// A runtime for unit tests: tasks on their own threads, timers on async-io-free sleeps.
     pub(crate) struct ThreadRuntime;
@@ -140,8 +148,9 @@ pub(crate) mod tests {
     fn holds_until_installed() {
         let slot = std::sync::Arc::new(Slot::new());
         let s2 = slot.clone();
-        let waiter =
-            std::thread::spawn(move || run(s2.acquire(&ThreadRuntime, Duration::from_secs(60))));
+        let waiter = std::thread::spawn(move || {
+            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
+        });
         // No fixed sleep: install once the waiter is registered or not, the outcome is the same.
         slot.install(7);
         assert_eq!(waiter.join().expect("no panic"), Ok(7));
@@ -156,8 +165,8 @@ pub(crate) mod tests {
         let started = Instant::now();
         let hold = Duration::from_millis(50);
         assert_eq!(
-            run(slot.acquire(&ThreadRuntime, hold)),
-            Err(HoldError::TimedOut(hold))
+            run(slot.acquire(&ThreadRuntime, deadline_after(hold))),
+            Err(HoldError::TimedOut)
         );
         assert!(started.elapsed() >= hold);
         assert_eq!(slot.current(), Some(1), "the value stays while fenced");
@@ -169,8 +178,9 @@ pub(crate) mod tests {
         slot.install(1);
         slot.fence();
         let s2 = slot.clone();
-        let waiter =
-            std::thread::spawn(move || run(s2.acquire(&ThreadRuntime, Duration::from_secs(60))));
+        let waiter = std::thread::spawn(move || {
+            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
+        });
         assert_eq!(slot.install(2), Some(1));
         assert_eq!(waiter.join().expect("no panic"), Ok(2));
     }
@@ -182,7 +192,7 @@ pub(crate) mod tests {
         slot.fence();
         slot.release();
         assert_eq!(
-            run(slot.acquire(&ThreadRuntime, Duration::from_secs(60))),
+            run(slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60)))),
             Ok(1)
         );
     }
@@ -191,8 +201,9 @@ pub(crate) mod tests {
     fn stop_fails_waiters() {
         let slot = std::sync::Arc::new(Slot::<u8>::new());
         let s2 = slot.clone();
-        let waiter =
-            std::thread::spawn(move || run(s2.acquire(&ThreadRuntime, Duration::from_secs(60))));
+        let waiter = std::thread::spawn(move || {
+            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
+        });
         slot.stop();
         assert_eq!(waiter.join().expect("no panic"), Err(HoldError::Stopped));
     }

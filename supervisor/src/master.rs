@@ -4,7 +4,7 @@
 
 use crate::convert::{error_kind, has_readonly};
 use crate::hold::HoldError;
-use crate::runtime::timeout;
+use crate::runtime::{deadline_after, timeout, until};
 use crate::shared::{Input, Shared};
 use crate::sync::{Cancel, lock};
 use dramatiq_sentinel_core::{Addr, AppErrorKind};
@@ -13,7 +13,12 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::debug;
+
+/// How often a command held on an unreachable master retries the connection (a failover
+/// installing another master wakes it at once).
+const UNREACHABLE_RETRY: Duration = Duration::from_millis(100);
 
 /// The master in use, for one generation (one `Activate`).
 #[derive(Clone)]
@@ -94,6 +99,11 @@ impl Line {
 ///   verified and connected (or the fence is lifted), at most `hold_timeout`; then they fail
 ///   with a clear I/O error (kind `TimedOut`). Held commands go to the new master as soon as
 ///   it is in use, before the workers resume, so jobs in flight can acknowledge there.
+/// - A command that finds the master unreachable before it is sent (connection refused,
+///   reset, no answer to the handshake) is held too, retrying every 100 ms, until the master
+///   answers again or a failover installs another one, at most `hold_timeout`; then it fails
+///   with an I/O error of kind `ConnectionRefused` naming the master. A command already sent
+///   when the connection breaks fails at once (it may or may not have run).
 /// - Each command runs with `command_timeout` (if set). `READONLY` replies, I/O errors and
 ///   timeouts are reported to the supervisor, which re-checks the master.
 /// - When the master moves, commands still in flight on the old one (blocking ones included)
@@ -160,46 +170,76 @@ impl MasterConnection {
 
     /// Waits for the master (the hold), and returns it with the connection to use and its
     /// epoch, connecting this handle's line if it is empty.
+    ///
+    /// A master that cannot be reached (refused, reset, no answer) holds the command too: it
+    /// has not been sent, so it waits, within the same `hold_timeout`, until the connection
+    /// opens or a failover installs another master, retrying every [`UNREACHABLE_RETRY`].
     async fn acquire(&self) -> RedisResult<(Active, Arc<Line>, u64, MultiplexedConnection)> {
         let rt = &*self.shared.rt;
         let hold = self.shared.cfg.hold_timeout();
-        let active = self
-            .shared
-            .slot
-            .acquire(rt, hold)
-            .await
-            .map_err(|e| match e {
-                HoldError::TimedOut(hold) => io_error(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "dramatiq-sentinel: no verified master for {hold:?} (hold_timeout): \
-                     a failover is in progress"
+        let started = Instant::now();
+        let deadline = deadline_after(hold);
+        let mut reported = false;
+        loop {
+            let active = self
+                .shared
+                .slot
+                .acquire(rt, deadline)
+                .await
+                .map_err(|e| match e {
+                    HoldError::TimedOut => io_error(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "dramatiq-sentinel: no verified master for {hold:?} (hold_timeout): \
+                             a failover is in progress"
+                        ),
                     ),
-                ),
-                HoldError::Stopped => io_error(
-                    io::ErrorKind::NotConnected,
-                    "dramatiq-sentinel: the supervisor stopped".to_owned(),
-                ),
-            })?;
-        let line = self.own.clone().unwrap_or_else(|| Arc::clone(&active.line));
-        if let Some((epoch, conn)) = line.get(active.generation) {
-            return Ok((active, line, epoch, conn));
-        }
-        match self.shared.data.open(rt, &active.node).await {
-            Ok(conn) => {
-                let epoch = line.put(active.generation, conn.clone());
-                Ok((active, line, epoch, conn))
+                    HoldError::Stopped => io_error(
+                        io::ErrorKind::NotConnected,
+                        "dramatiq-sentinel: the supervisor stopped".to_owned(),
+                    ),
+                })?;
+            let line = self.own.clone().unwrap_or_else(|| Arc::clone(&active.line));
+            if let Some((epoch, conn)) = line.get(active.generation) {
+                return Ok((active, line, epoch, conn));
             }
-            Err(e) => {
+            // A fence or a new master while connecting: look again (the command is not sent).
+            let mut changed = self.shared.slot.watch();
+            let open = self.shared.data.open(rt, &active.node);
+            let opened = futures_lite::future::or(async { Some(open.await) }, async {
+                (&mut changed).await;
+                None
+            })
+            .await;
+            let e = match opened {
+                None => continue,
+                Some(Ok(conn)) => {
+                    let epoch = line.put(active.generation, conn.clone());
+                    return Ok((active, line, epoch, conn));
+                }
+                Some(Err(e)) => e,
+            };
+            if !reported {
                 self.report(&active.node, AppErrorKind::Io);
-                Err(io_error(
+                reported = true;
+            }
+            let retry = deadline_after(UNREACHABLE_RETRY).min(deadline);
+            if !e.unreachable || Instant::now() >= deadline {
+                let waited = if e.unreachable {
+                    format!(" (retried for {:?}, hold_timeout)", started.elapsed())
+                } else {
+                    String::new()
+                };
+                return Err(io_error(
                     io::ErrorKind::ConnectionRefused,
                     format!(
-                        "dramatiq-sentinel: cannot connect to master {}: {e}",
+                        "dramatiq-sentinel: cannot connect to master {}{waited}: {e}",
                         active.node
                     ),
-                ))
+                ));
             }
+            debug!(node = %active.node, error = %e, "master unreachable: command held");
+            until(rt, retry, changed).await;
         }
     }
 

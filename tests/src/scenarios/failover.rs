@@ -220,9 +220,37 @@ pub fn master_killed_with_a_worker_pool<R: TestRuntime>() {
     };
     let run = Running::<R>::start(&d, durable, |b| b);
     let killed = d.kill_master().expect("kill");
+    // A command issued now, on a handle that must connect, finds the master dead long before
+    // the sentinels notice (down-after 2 s): it is held, not failed, and lands on the new one.
+    let conn = run.sup.master().dedicated();
+    assert_eq!(
+        conn.node(),
+        Some(addr(d.addr(killed))),
+        "still the old master"
+    );
+    assert!(
+        !conn.is_held(),
+        "not fenced yet: the sentinels have not noticed"
+    );
+    let mut held = conn.clone();
+    let written = run.rt.block_on(async move {
+        redis::cmd("SET")
+            .arg("held-through-the-kill")
+            .arg(1)
+            .query_async::<()>(&mut held)
+            .await
+    });
+    assert!(written.is_ok(), "the held command failed: {written:?}");
     let new = d.wait_for_new_master(killed, WAIT).expect("new master");
     run.timeline.wait_count("the switch", 1, switched);
     wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
+    let on_master: Option<i64> = d
+        .query(
+            d.master().unwrap_or(new),
+            &redis::cmd("GET").arg("held-through-the-kill").clone(),
+        )
+        .expect("GET on the new master");
+    assert_eq!(on_master, Some(1), "the held command ran on the new master");
     run.finish(&d, true);
 }
 

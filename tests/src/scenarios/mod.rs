@@ -176,6 +176,7 @@ macro_rules! supervisor_suite {
             resilience::sentinel_restart_with_backoff,
             resilience::missed_failover_caught_by_the_poll,
             resilience::missed_failover_caught_on_reconnect,
+            resilience::unreachable_master_holds_commands_for_the_hold_timeout,
             escalation::pause_timeout_fails_with_the_fail_policy,
             escalation::pause_timeout_exits_the_process,
             escalation::pause_timeout_child,

@@ -4,9 +4,9 @@ use super::failover::{Running, switched, wait_master};
 use super::pool::PoolOptions;
 use super::startup::addr;
 use super::{TestRuntime, Timeline};
-use super::{WAIT, serial};
+use super::{WAIT, config_for, serial, start};
 use crate::harness::{Deployment, DeploymentOptions, redis};
-use dramatiq_sentinel_supervisor::{DetectionPath, Event};
+use dramatiq_sentinel_supervisor::{DetectionPath, Event, Supervisor};
 use std::time::{Duration, Instant};
 
 /// A sentinel is stopped: its listener retries with exponential backoff (200 ms doubling up to
@@ -170,4 +170,50 @@ impl Timeline {
             .cloned()
             .collect()
     }
+}
+
+/// The master dies and no failover can follow (every sentinel is stopped first): a command
+/// that must connect is held, retrying, for `hold_timeout`, then fails with an error naming
+/// the master and the setting; once the master is back, commands work again.
+pub fn unreachable_master_holds_commands_for_the_hold_timeout<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let rt = R::new();
+    let timeline = Timeline::default();
+    let hold = Duration::from_secs(1);
+    let config = config_for(&d).hold_timeout(hold).build().expect("config");
+    let sup = start(&rt, Supervisor::<R::Rt>::builder(config), &timeline);
+    let master = d.master().expect("the master");
+    for s in d.sentinels() {
+        d.stop_sentinel(s);
+    }
+    d.kill(master);
+    let node = addr(d.addr(master));
+    let conn = sup.master().dedicated();
+    let started = Instant::now();
+    let mut first = conn.clone();
+    let failed = rt
+        .block_on(async move { redis::cmd("PING").query_async::<String>(&mut first).await })
+        .expect_err("no master to reach");
+    let waited = started.elapsed();
+    let text = failed.to_string();
+    assert!(
+        waited >= hold,
+        "held {waited:?}, less than hold_timeout {hold:?}"
+    );
+    assert!(
+        text.contains(&node.to_string()) && text.contains("hold_timeout"),
+        "{text}"
+    );
+    assert!(failed.is_connection_refusal(), "{failed:?}");
+    d.revive(master).expect("revive the master");
+    let mut again = conn.clone();
+    let pong =
+        rt.block_on(async move { redis::cmd("PING").query_async::<String>(&mut again).await });
+    assert_eq!(
+        pong.ok().as_deref(),
+        Some("PONG"),
+        "the revived master answers"
+    );
+    rt.block_on(sup.shutdown()).expect("clean shutdown");
 }
