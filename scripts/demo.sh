@@ -24,6 +24,7 @@ source scripts/redis-env.sh
 command -v cargo >/dev/null || die "cargo not found; install Rust from https://rustup.rs"
 find_redis
 check_redis_version
+if [[ " $* " == *" --tls "* ]]; then find_openssl; fi
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dramatiq-sentinel-demo.XXXXXX")
 # The harness creates its deployment directory under TMPDIR. If the drill dies without

@@ -7,6 +7,9 @@
 #                        if missing, installs redis-server and redis-sentinel with apt-get when
 #                        running as root, otherwise prints the command to run and fails.
 #                        Exports REDIS_SERVER (the harness uses it).
+#   find_openssl         the `openssl` tool (the harness's TLS mode makes a throwaway CA with
+#                        it); installed with apt-get when missing and root, else fails with the
+#                        command to run
 #   check_redis_version  fails unless REDIS_SERVER is Redis ${MIN_REDIS_MAJOR}.0 or newer
 #   our_redis_pids       pids of Redis processes whose command line contains "$RUN_DIR/"
 #                        (the harness puts each process's config in a directory under TMPDIR)
@@ -53,6 +56,18 @@ find_redis() {
     command -v redis-server >/dev/null || die "redis-server is still not on PATH after installing"
     REDIS_SERVER=$(command -v redis-server)
     export REDIS_SERVER
+}
+
+find_openssl() {
+    command -v openssl >/dev/null && return
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        die "openssl not found (the TLS tests make a throwaway CA with it). On Debian/Ubuntu:
+    sudo apt-get install -y openssl"
+    fi
+    echo "==> installing openssl with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q openssl || { apt-get update -q && apt-get install -y -q openssl; } ||
+        die "apt-get install openssl failed"
 }
 
 check_redis_version() {

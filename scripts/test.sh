@@ -57,6 +57,7 @@ check_leftovers() {
 command -v cargo >/dev/null || die "cargo not found; install Rust from https://rustup.rs"
 find_redis
 check_redis_version
+find_openssl
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dramatiq-sentinel-run.XXXXXX")
 # The harness creates its deployment directories under TMPDIR.

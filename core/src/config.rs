@@ -28,6 +28,25 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A client certificate and its private key (PEM), for servers that require one
+/// (`tls-auth-clients yes`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The certificate chain (PEM).
+    pub cert: Vec<u8>,
+    /// The private key (PEM).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("cert", &format_args!("<{} bytes of PEM>", self.cert.len()))
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// What happens when workers do not pause within [`Config::pause_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseTimeoutPolicy {
@@ -78,6 +97,8 @@ pub struct Config {
     pub(crate) sentinel_auth: Option<Credentials>,
     pub(crate) redis_auth: Option<Credentials>,
     pub(crate) tls: bool,
+    pub(crate) tls_root_cert: Option<Vec<u8>>,
+    pub(crate) tls_client_cert: Option<ClientCert>,
     pub(crate) db: i64,
     pub(crate) query_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -139,6 +160,8 @@ impl Default for ConfigBuilder {
                 sentinel_auth: None,
                 redis_auth: None,
                 tls: false,
+                tls_root_cert: None,
+                tls_client_cert: None,
                 db: 0,
                 query_timeout: Duration::from_millis(500),
                 connect_timeout: Duration::from_secs(1),
@@ -189,6 +212,12 @@ settings! {
     redis_auth: Option<Credentials>,
     /// Use TLS for every connection (needs the shim's TLS feature). Default false.
     tls: bool,
+    /// CA certificates (PEM) that TLS connections trust instead of the system's trust store,
+    /// for servers with certificates of your own CA. Needs `tls`. Default none.
+    tls_root_cert: Option<Vec<u8>>,
+    /// The client certificate TLS connections present, for servers that require one
+    /// (`tls-auth-clients yes`). Needs `tls`. Default none.
+    tls_client_cert: Option<ClientCert>,
     /// Database number selected on data-node connections (`SELECT`), 0 or more. Default 0.
     db: i64,
     /// Timeout of one sentinel command, the seed's `socket_timeout`. Default 0.5 s.
@@ -439,6 +468,26 @@ impl ConfigBuilder {
                 ),
             ));
         }
+        let pem = |field: &str, bytes: &[u8], label: &str| {
+            let text = String::from_utf8_lossy(bytes);
+            if !text.contains("-----BEGIN ") || !text.contains(label) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("not PEM: no `-----BEGIN ...{label}` block"),
+                ));
+            }
+            if !cfg.tls {
+                return Err(ConfigError::new(field, "set, but `tls` is off"));
+            }
+            Ok(())
+        };
+        if let Some(root) = &cfg.tls_root_cert {
+            pem("tls_root_cert", root, "CERTIFICATE-----")?;
+        }
+        if let Some(client) = &cfg.tls_client_cert {
+            pem("tls_client_cert.cert", &client.cert, "CERTIFICATE-----")?;
+            pem("tls_client_cert.key", &client.key, "PRIVATE KEY-----")?;
+        }
         if cfg.db < 0 {
             return Err(ConfigError::new("db", format!("{} is negative", cfg.db)));
         }
@@ -569,10 +618,54 @@ mod tests {
             ("nonsense", b().set("nonsense", "1")),
             ("db", Ok(b().db(-1))),
             ("db", b().set("db", "x")),
+            (
+                "tls_root_cert",
+                Ok(b().tls(true).tls_root_cert(Some(b"junk".to_vec()))),
+            ),
+            (
+                "tls_root_cert",
+                Ok(b().tls_root_cert(Some(PEM_CERT.to_vec()))),
+            ),
+            (
+                "tls_client_cert.key",
+                Ok(b().tls(true).tls_client_cert(Some(ClientCert {
+                    cert: PEM_CERT.to_vec(),
+                    key: PEM_CERT.to_vec(),
+                }))),
+            ),
+            (
+                "tls_client_cert.cert",
+                Ok(b().tls_client_cert(Some(ClientCert {
+                    cert: PEM_CERT.to_vec(),
+                    key: PEM_KEY.to_vec(),
+                }))),
+            ),
         ];
         for (field, builder) in cases {
             assert_eq!(field_of(builder), field);
         }
+    }
+
+    const PEM_CERT: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const PEM_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn tls_certificates_need_tls_and_pem_and_stay_out_of_debug() {
+        let c = Config::builder()
+            .tls(true)
+            .tls_root_cert(Some(PEM_CERT.to_vec()))
+            .tls_client_cert(Some(ClientCert {
+                cert: PEM_CERT.to_vec(),
+                key: PEM_KEY.to_vec(),
+            }))
+            .build()
+            .expect("valid");
+        assert_eq!(c.tls_root_cert().as_deref(), Some(PEM_CERT));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("PRIVATE KEY") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

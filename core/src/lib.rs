@@ -33,7 +33,7 @@ mod timers;
 pub use action::{Action, OpId, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
 pub use config::{
-    Config, ConfigBuilder, ConfigError, Credentials, MAX_DURATION, PauseTimeoutPolicy,
+    ClientCert, Config, ConfigBuilder, ConfigError, Credentials, MAX_DURATION, PauseTimeoutPolicy,
 };
 pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 pub use machine::{Core, Deadline};

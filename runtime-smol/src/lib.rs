@@ -53,7 +53,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use dramatiq_sentinel_supervisor::{
-    Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
+    Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
     DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
     NatMap, NodeStatus, PauseTimeoutPolicy, Permit, Quorum, StartError, Status, StatusError,
     SupervisorError, WorkerGate, Workers, core_api, redis,

@@ -223,3 +223,21 @@ fn global_executor_starts_and_shuts_down() {
         sup.shutdown().await.expect("clean shutdown");
     });
 }
+
+/// TLS settings without a TLS feature of this crate: a clear error before any connection.
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+#[test]
+fn tls_without_a_tls_feature_names_the_field() {
+    let config = Config::builder()
+        .sentinels(["127.0.0.1:1"])
+        .tls(true)
+        .build()
+        .expect("valid");
+    match smol::block_on(Supervisor::start(config)) {
+        Err(dramatiq_sentinel_smol::StartError::InvalidConfig { field, problem }) => {
+            assert_eq!(field, "tls");
+            assert!(problem.contains("feature"), "{problem}");
+        }
+        other => panic!("expected InvalidConfig for `tls`, got {other:?}"),
+    }
+}

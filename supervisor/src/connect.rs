@@ -4,7 +4,7 @@
 use crate::convert::{describe, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, Credentials, Reply};
+use dramatiq_sentinel_core::{Addr, ClientCert, Credentials, Reply};
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use std::collections::HashMap;
@@ -16,6 +16,10 @@ use std::time::Duration;
 pub(crate) struct Endpoint {
     pub(crate) auth: Option<Credentials>,
     pub(crate) tls: bool,
+    /// With `tls`: CA certificates to trust instead of the system's (PEM).
+    pub(crate) root_cert: Option<Vec<u8>>,
+    /// With `tls`: the certificate to present.
+    pub(crate) client_cert: Option<ClientCert>,
     pub(crate) connect_timeout: Duration,
     /// The database selected on connect (data nodes; 0 for sentinels).
     pub(crate) db: i64,
@@ -79,7 +83,22 @@ impl Endpoint {
             .into_connection_info()
             .map_err(|e| describe(&e))?
             .set_redis_settings(settings);
+        if self.tls && (self.root_cert.is_some() || self.client_cert.is_some()) {
+            return with_certs(info, self.root_cert.clone(), self.client_cert.clone());
+        }
         Client::open(info).map_err(|e| describe(&e))
+    }
+
+    /// Checks the TLS certificates by building a client with them; the error names the field.
+    pub(crate) fn check_certs(&self) -> Result<(), (&'static str, String)> {
+        let field = if self.client_cert.is_some() {
+            "tls_client_cert"
+        } else {
+            "tls_root_cert"
+        };
+        self.client(&Addr::new("127.0.0.1", 1))
+            .map(drop)
+            .map_err(|e| (field, e))
     }
 
     /// Opens a multiplexed connection (authenticated), within the connect timeout. Commands on
@@ -136,6 +155,33 @@ impl Endpoint {
             None => Err(format!("no subscription within {:?}", self.connect_timeout)),
         }
     }
+}
+
+/// A client that trusts `root_cert` and presents `client_cert`.
+#[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+fn with_certs(
+    info: ConnectionInfo,
+    root_cert: Option<Vec<u8>>,
+    client_cert: Option<ClientCert>,
+) -> Result<Client, String> {
+    let certs = redis::TlsCertificates {
+        client_tls: client_cert.map(|c| redis::ClientTlsConfig {
+            client_cert: c.cert,
+            client_key: c.key,
+        }),
+        root_cert,
+    };
+    Client::build_with_tls(info, certs).map_err(|e| format!("TLS certificates: {}", describe(&e)))
+}
+
+/// Without a TLS feature of this crate, certificates cannot be used.
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+fn with_certs(
+    _: ConnectionInfo,
+    _: Option<Vec<u8>>,
+    _: Option<ClientCert>,
+) -> Result<Client, String> {
+    Err("TLS certificates need the shim's `tls-rustls` or `tls-native-tls` feature".to_owned())
 }
 
 /// One cached connection per address, for short commands (sentinel queries, `ROLE` probes).

@@ -42,7 +42,7 @@ mod supervisor;
 mod sync;
 
 pub use dramatiq_sentinel_core::{
-    Addr, AppErrorKind, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
+    Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
     DiscoveryError, Event, FatalError, IgnoreReason, NatMap, PauseTimeoutPolicy,
 };
 pub use error::{StartError, SupervisorError};

@@ -128,9 +128,23 @@ impl<R: Runtime> Builder<R> {
         let endpoint = |auth, db| Endpoint {
             auth,
             tls: config.tls(),
+            root_cert: config.tls_root_cert(),
+            client_cert: config.tls_client_cert(),
             connect_timeout: config.connect_timeout(),
             db,
         };
+        #[cfg(feature = "tls-rustls")]
+        if config.tls() && rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Without a process-wide provider, rustls cannot pick one when several are built
+            // in; ring is ours. An error means another thread installed one meanwhile.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        if let Err((field, problem)) = endpoint(None, 0).check_certs() {
+            return Err(StartError::InvalidConfig {
+                field: field.to_owned(),
+                problem,
+            });
+        }
         let rt: Arc<dyn Runtime> = Arc::new(runtime);
         let (inbox, inbox_rx) = async_channel::unbounded();
         let shared = Arc::new(Shared {

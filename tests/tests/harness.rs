@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use dramatiq_sentinel_tests::harness::{
-    Auth, Deployment, DeploymentOptions, HarnessError, Role, connect, redis,
+    Auth, Deployment, DeploymentOptions, HarnessError, ProcessId, Role, connect, redis,
 };
 
 /// Generous: the machine running the tests may be busy.
@@ -18,7 +18,7 @@ type TestResult = Result<(), HarnessError>;
 
 /// PING with these credentials.
 fn ping(addr: SocketAddr, auth: &Auth) -> redis::RedisResult<String> {
-    let mut connection = connect(addr, auth, Duration::from_secs(2))?;
+    let mut connection = connect(addr, auth, None, Duration::from_secs(2))?;
     redis::cmd("PING").query(&mut connection)
 }
 
@@ -204,6 +204,36 @@ fn assert_no_bytes(addr: SocketAddr) {
         Ok(0) | Err(_) => {}
         Ok(n) => panic!("{addr} sent {n} bytes"),
     }
+}
+
+#[test]
+fn tls_mode_requires_tls_and_a_client_certificate() -> TestResult {
+    let deployment = Deployment::start(DeploymentOptions::default().replicas(1).tls(true))?;
+    let tls = deployment.tls().expect("TLS material");
+    let nodes = deployment.nodes().into_iter().map(ProcessId::from);
+    for id in nodes.chain(deployment.sentinels().into_iter().map(ProcessId::from)) {
+        let addr = deployment.addr(id);
+        assert!(ping(addr, &Auth::None).is_err(), "{id}: plain TCP accepted");
+        let pong = connect(addr, &Auth::None, Some(tls), Duration::from_secs(2))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        assert_eq!(pong.as_deref().ok(), Some("PONG"), "{id}: {pong:?}");
+        let without_cert = redis::Client::build_with_tls(
+            format!("rediss://{addr}/"),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(tls.ca.clone()),
+            },
+        )
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        assert!(
+            without_cert.is_err(),
+            "{id}: no client certificate, yet {without_cert:?}"
+        );
+    }
+    let (old, new) = deployment.failover_and_wait(WAIT)?;
+    assert_ne!(old, new);
+    Ok(())
 }
 
 #[test]

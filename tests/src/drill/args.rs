@@ -32,6 +32,10 @@ DEPLOYMENT (not with --local)
     --redis-password PW       password for the data nodes (or DRILL_REDIS_PASSWORD)
     --redis-user NAME         ACL user for the data nodes (needs a password)
     --nat MAP                 announced=reachable,... address map (HOST:PORT=HOST:PORT)
+    --tls                     TLS for every connection, trusting the system's CAs
+    --tls-ca FILE             TLS, trusting the CA certificates in FILE (PEM) instead
+    --tls-cert FILE           TLS, presenting this client certificate (PEM; needs --tls-key)
+    --tls-key FILE            the client certificate's private key (PEM)
 
 LOCAL MODE
     --local                   start a deployment on 127.0.0.1 (1 master, 2 replicas,
@@ -41,6 +45,8 @@ LOCAL MODE
                               (SIGSTOP the master, thaw it after the failover)
                               (default: graceful,graceful,kill)
     --act-interval SECS       pause between acts, while the pool works (default: 4)
+    --tls                     the deployment speaks TLS only and requires client
+                              certificates (a throwaway CA made with `openssl`)
 
 WORKLOAD
     --runtime tokio|smol      executor of the supervisor and the pool (default: tokio)
@@ -135,6 +141,14 @@ pub struct Options {
     pub sentinel_auth: Option<Credentials>,
     /// Credentials for the data nodes.
     pub redis_auth: Option<Credentials>,
+    /// TLS for every connection (`--tls`, or implied by a certificate file).
+    pub tls: bool,
+    /// PEM files: CA certificates to trust, client certificate, its key.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM file).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM file).
+    pub tls_key: Option<std::path::PathBuf>,
     /// Number of workers.
     pub concurrency: usize,
     /// How long each job works.
@@ -167,6 +181,10 @@ impl Default for Options {
             settings: Vec::new(),
             sentinel_auth: None,
             redis_auth: None,
+            tls: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             concurrency: 8,
             job_time: Duration::from_millis(20),
             rate: 100.0,
@@ -256,6 +274,9 @@ fn known(flag: &str) -> bool {
         "--redis-user",
         "--set",
         "--service",
+        "--tls-ca",
+        "--tls-cert",
+        "--tls-key",
     ];
     let field = flag.trim_start_matches("--").replace('-', "_");
     DRILL.contains(&flag)
@@ -301,13 +322,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
                 "--verbose" => o.verbose = true,
                 "--durable" => o.durable = Some(true),
                 "--no-durable" => o.durable = Some(false),
+                "--tls" => o.tls = true,
                 _ => return Ok(false),
             }
             Ok(true)
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "--local" | "--json" | "--verbose" | "--durable" | "--no-durable" => {
+            "--local" | "--json" | "--verbose" | "--durable" | "--no-durable" | "--tls" => {
                 switch(&mut o)?;
                 continue;
             }
@@ -348,6 +370,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
             "--sentinel-user" => sentinel_user = Some(value),
             "--redis-password" => redis_pw = Some(value),
             "--redis-user" => redis_user = Some(value),
+            "--tls-ca" => o.tls_ca = Some(value.into()),
+            "--tls-cert" => o.tls_cert = Some(value.into()),
+            "--tls-key" => o.tls_key = Some(value.into()),
             "--set" => {
                 let (field, v) = v
                     .split_once('=')
@@ -380,6 +405,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
     }
     if redis_pw.is_some() || redis_user.is_some() {
         deployment_flags.push("--redis-password/--redis-user".to_owned());
+    }
+    if o.tls_ca.is_some() || o.tls_cert.is_some() || o.tls_key.is_some() {
+        deployment_flags.push("--tls-ca/--tls-cert/--tls-key".to_owned());
+        o.tls = true;
+    }
+    if o.tls_cert.is_some() != o.tls_key.is_some() {
+        return Err(usage("--tls-cert and --tls-key go together"));
     }
     if o.local {
         if let Some(flag) = deployment_flags.first() {
@@ -450,6 +482,14 @@ mod tests {
     }
 
     #[test]
+    fn certificate_files_imply_tls() {
+        let o = run(&["--sentinels", "a:1", "--tls-ca", "ca.pem"]).expect("valid");
+        assert!(o.tls);
+        assert_eq!(o.tls_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(run(&["--local", "--tls"]).expect("valid").tls);
+    }
+
+    #[test]
     fn local_mode_and_story() {
         let o = run(&[
             "--local",
@@ -486,6 +526,14 @@ mod tests {
             (&["--local", "--pause-timeout"][..], "needs a value"),
             (&["--local", "--bogus"][..], "unknown option --bogus"),
             (&["--local", "stray"][..], "unexpected argument"),
+            (
+                &["--local", "--tls-ca", "ca.pem"][..],
+                "--tls-ca/--tls-cert/--tls-key describes",
+            ),
+            (
+                &["--sentinels", "a:1", "--tls-cert", "c.pem"][..],
+                "--tls-cert and --tls-key go together",
+            ),
             (
                 &["--sentinels", "a:1", "--redis-user", "u"][..],
                 "needs --redis-password",

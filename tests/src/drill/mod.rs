@@ -92,7 +92,7 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
     if opts.local {
         // Reject invalid settings before starting any Redis process.
         session::config(opts, None)?;
-        deployment = Some(start_local(&out)?);
+        deployment = Some(start_local(&out, opts.tls)?);
     }
     let cx = Context {
         opts,
@@ -125,11 +125,16 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
 }
 
 /// Starts the `--local` deployment and describes it.
-fn start_local(out: &Out) -> Result<Deployment, DrillError> {
-    let options = DeploymentOptions::default();
+fn start_local(out: &Out, tls: bool) -> Result<Deployment, DrillError> {
+    let options = DeploymentOptions::default().tls(tls);
+    let over = if tls {
+        " (TLS only, client certificates required)"
+    } else {
+        ""
+    };
     out.now(
         "deployment",
-        "starting 1 master, 2 replicas and 3 sentinels on 127.0.0.1",
+        &format!("starting 1 master, 2 replicas and 3 sentinels on 127.0.0.1{over}"),
         json!({ "type": "deployment", "state": "starting" }),
     );
     let d = Deployment::start(options)?;

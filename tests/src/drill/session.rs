@@ -12,7 +12,7 @@ use super::timeline::Timeline;
 use crate::harness::Deployment;
 use crate::scenarios::pool::{Pool, PoolOptions, attach};
 use crate::scenarios::{TestRuntime, config_for, spawn};
-use dramatiq_sentinel_supervisor::{Config, Supervisor};
+use dramatiq_sentinel_supervisor::{ClientCert, Config, Supervisor};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +31,30 @@ const LOCAL_INTERRUPT_DRAIN: Duration = Duration::from_secs(3);
 pub(crate) fn config(opts: &Options, local: Option<&Deployment>) -> Result<Config, DrillError> {
     let mut builder = match local {
         Some(d) => config_for(d).set("on_pause_timeout", "fail")?,
-        None => Config::builder()
-            .sentinel_auth(opts.sentinel_auth.clone())
-            .redis_auth(opts.redis_auth.clone()),
+        None => {
+            let pem = |flag: &str, path: &Option<std::path::PathBuf>| {
+                path.as_ref()
+                    .map(|p| {
+                        std::fs::read(p).map_err(|e| {
+                            DrillError::Usage(format!("{flag}: cannot read {}: {e}", p.display()))
+                        })
+                    })
+                    .transpose()
+            };
+            let client = match (
+                pem("--tls-cert", &opts.tls_cert)?,
+                pem("--tls-key", &opts.tls_key)?,
+            ) {
+                (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+                _ => None,
+            };
+            Config::builder()
+                .sentinel_auth(opts.sentinel_auth.clone())
+                .redis_auth(opts.redis_auth.clone())
+                .tls(opts.tls)
+                .tls_root_cert(pem("--tls-ca", &opts.tls_ca)?)
+                .tls_client_cert(client)
+        }
     };
     for (field, value) in &opts.settings {
         builder = builder.set(field, value)?;

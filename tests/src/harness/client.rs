@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::error::{HarnessError, Result};
+use super::tls::TlsFiles;
 
 /// Credentials a client presents to the data nodes or to the sentinels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,8 +44,15 @@ impl Auth {
         }
     }
 
-    /// `redis` crate connection settings for `addr` with these credentials.
+    /// `redis` crate connection settings for `addr` with these credentials (plain TCP).
     pub fn connection_info(&self, addr: SocketAddr) -> redis::RedisResult<redis::ConnectionInfo> {
+        self.connection_info_over(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()))
+    }
+
+    fn connection_info_over(
+        &self,
+        target: ConnectionAddr,
+    ) -> redis::RedisResult<redis::ConnectionInfo> {
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(username) = self.username() {
             settings = settings.set_username(username);
@@ -52,21 +60,38 @@ impl Auth {
         if let Some(password) = self.password() {
             settings = settings.set_password(password);
         }
-        Ok(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port())
-            .into_connection_info()?
-            .set_redis_settings(settings))
+        Ok(target.into_connection_info()?.set_redis_settings(settings))
     }
 }
 
-/// Opens a connection to `addr` with these credentials, with a connect/handshake timeout and
-/// read/write timeouts of `timeout` (for addresses the harness does not own, e.g. from the NAT
-/// map; for processes of a deployment [`Deployment::connect`](super::Deployment::connect) is simpler).
+/// Opens a connection to `addr` with these credentials (and, for a deployment in TLS mode, its
+/// [`TlsFiles`]), with a connect/handshake timeout and read/write timeouts of `timeout` (for
+/// addresses the harness does not own, e.g. from the NAT map; for processes of a deployment
+/// [`Deployment::connect`](super::Deployment::connect) is simpler).
 pub fn connect(
     addr: SocketAddr,
     auth: &Auth,
+    tls: Option<&TlsFiles>,
     timeout: Duration,
 ) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(auth.connection_info(addr)?)?;
+    let client = match tls {
+        None => redis::Client::open(auth.connection_info(addr)?)?,
+        Some(tls) => redis::Client::build_with_tls(
+            auth.connection_info_over(ConnectionAddr::TcpTls {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                insecure: false,
+                tls_params: None,
+            })?,
+            redis::TlsCertificates {
+                client_tls: Some(redis::ClientTlsConfig {
+                    client_cert: tls.cert.clone(),
+                    client_key: tls.key.clone(),
+                }),
+                root_cert: Some(tls.ca.clone()),
+            },
+        )?,
+    };
     let connection = client.get_connection_with_timeout(timeout)?;
     connection.set_read_timeout(Some(timeout))?;
     connection.set_write_timeout(Some(timeout))?;
@@ -82,6 +107,8 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) addr: SocketAddr,
     /// The credentials to use.
     pub(crate) auth: &'a Auth,
+    /// TLS mode: the deployment's certificates.
+    pub(crate) tls: Option<&'a TlsFiles>,
     /// Its log file, for error messages.
     pub(crate) log: &'a Path,
     /// Connect, read and write timeout.
@@ -91,7 +118,7 @@ pub(crate) struct Endpoint<'a> {
 impl Endpoint<'_> {
     /// Opens a fresh connection.
     pub(crate) fn connect(&self, command: &str) -> Result<redis::Connection> {
-        connect(self.addr, self.auth, self.timeout).map_err(|e| self.error(command, e))
+        connect(self.addr, self.auth, self.tls, self.timeout).map_err(|e| self.error(command, e))
     }
 
     /// Runs one command on a fresh connection.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::client::Auth;
 use super::nat::INSIDE_SOURCE;
 use super::ports::LOOPBACK;
+use super::tls::TlsFiles;
 
 /// Settings of one data node's `redis.conf`.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub(crate) struct NodeConfig<'a> {
     pub(crate) replica_of: Option<SocketAddr>,
     /// NAT mode: the address it announces instead of its own.
     pub(crate) announce: Option<SocketAddr>,
+    /// TLS mode: its certificate.
+    pub(crate) tls: Option<&'a TlsFiles>,
 }
 
 /// One service (master name) the sentinels monitor.
@@ -60,6 +63,8 @@ pub(crate) struct SentinelConfig<'a> {
     pub(crate) id: &'a str,
     /// The other sentinels (`sentinel known-sentinel`).
     pub(crate) peers: &'a [Peer],
+    /// TLS mode: its certificate.
+    pub(crate) tls: Option<&'a TlsFiles>,
 }
 
 /// Another sentinel, as a sentinel's config names it.
@@ -72,12 +77,36 @@ pub(crate) struct Peer {
 }
 
 /// Settings shared by data nodes and sentinels.
-fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool) {
+fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool, tls: Option<&TlsFiles>) {
     let _ = writeln!(
         out,
         "# written by dramatiq-sentinel-tests; Redis rewrites it"
     );
-    let _ = writeln!(out, "port {port}");
+    match tls {
+        None => {
+            let _ = writeln!(out, "port {port}");
+        }
+        Some(tls) => {
+            // TLS only, for clients, replication and sentinel links alike.
+            let _ = writeln!(out, "port 0\ntls-port {port}");
+            let _ = writeln!(
+                out,
+                "tls-cert-file {}",
+                quote(&tls.cert_file.to_string_lossy())
+            );
+            let _ = writeln!(
+                out,
+                "tls-key-file {}",
+                quote(&tls.key_file.to_string_lossy())
+            );
+            let _ = writeln!(
+                out,
+                "tls-ca-cert-file {}",
+                quote(&tls.ca_file.to_string_lossy())
+            );
+            let _ = writeln!(out, "tls-auth-clients yes\ntls-replication yes");
+        }
+    }
     let _ = writeln!(out, "bind {LOOPBACK}");
     let _ = writeln!(out, "dir {}", quote(&dir.to_string_lossy()));
     let _ = writeln!(out, "protected-mode no");
@@ -97,7 +126,13 @@ fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool) {
 /// The `redis.conf` of a data node.
 pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
     let mut out = String::new();
-    common(&mut out, config.port, config.dir, config.announce.is_some());
+    common(
+        &mut out,
+        config.port,
+        config.dir,
+        config.announce.is_some(),
+        config.tls,
+    );
     out.push_str("save \"\"\nappendonly no\n");
     out.push_str("repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n");
     match config.auth {
@@ -126,7 +161,13 @@ pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
 /// The `sentinel.conf` of a sentinel.
 pub(crate) fn sentinel_config(config: &SentinelConfig<'_>) -> String {
     let mut out = String::new();
-    common(&mut out, config.port, config.dir, config.announce.is_some());
+    common(
+        &mut out,
+        config.port,
+        config.dir,
+        config.announce.is_some(),
+        config.tls,
+    );
     let _ = writeln!(out, "sentinel myid {}", config.id);
     if let Some(announce) = config.announce {
         let _ = writeln!(out, "sentinel announce-ip {}", announce.ip());

@@ -91,9 +91,12 @@ impl Deployment {
     /// (as Redis rewrote it) and waits until it answers. A no-op if it runs.
     pub fn revive(&self, id: impl Into<ProcessId>) -> Result<()> {
         let member = self.member(id);
-        let result = member
-            .process()
-            .start(member.addr, &member.auth, self.options.start_timeout);
+        let result = member.process().start(
+            member.addr,
+            &member.auth,
+            self.tls.as_ref(),
+            self.options.start_timeout,
+        );
         match result {
             Ok(()) => Ok(()),
             Err(StartError::Failed(error)) => Err(error),

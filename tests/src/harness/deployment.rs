@@ -13,6 +13,7 @@ use super::ids::{NodeId, ProcessId, SentinelId};
 use super::nat::NatProxy;
 use super::options::DeploymentOptions;
 use super::process::RedisProcess;
+use super::tls::TlsFiles;
 
 /// Set this environment variable (to anything) to keep the logs of every deployment, not only
 /// of failed tests.
@@ -42,6 +43,8 @@ pub struct Deployment {
     pub(crate) nodes: Vec<Member>,
     pub(crate) sentinels: Vec<Member>,
     pub(crate) services: Vec<Service>,
+    /// TLS mode: the certificates every process and client uses.
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 /// One monitored service: its name and its data nodes (the first is the initial master).
@@ -95,6 +98,7 @@ impl Deployment {
             nodes: Vec::new(),
             sentinels: Vec::new(),
             services: Vec::new(),
+            tls: None,
         };
         if let Err(error) = deployment.launch_all() {
             deployment.keep = true;
@@ -119,6 +123,7 @@ impl Deployment {
             name: &member.name,
             addr: member.addr,
             auth: &member.auth,
+            tls: self.tls.as_ref(),
             log: &member.log,
             timeout: self.options.command_timeout,
         }

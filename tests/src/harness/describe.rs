@@ -11,6 +11,7 @@ use super::deployment::Deployment;
 use super::error::Result;
 use super::ids::{NodeId, ProcessId, SentinelId};
 use super::options::DeploymentOptions;
+use super::tls::TlsFiles;
 
 impl Deployment {
     /// The name of the (first) service, e.g. `mymaster`.
@@ -104,6 +105,12 @@ impl Deployment {
             .chain(&self.sentinels)
             .map(|m| (m.announced.to_string(), m.addr.to_string()))
             .collect()
+    }
+
+    /// TLS mode: the CA, and the certificate every process serves and clients must present.
+    /// `None` when TLS mode is off.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The credentials the data nodes require.

@@ -14,6 +14,7 @@ use super::ids::{NodeId, ProcessId, SentinelId};
 use super::nat::NatProxy;
 use super::ports::{LOOPBACK, free_port};
 use super::process::{RedisProcess, StartError};
+use super::tls::TlsFiles;
 
 /// How many ports are tried before giving up on a process.
 const PORT_ATTEMPTS: usize = 5;
@@ -57,6 +58,9 @@ impl Pending {
 impl Deployment {
     /// Starts every data node, waits for replication, starts the sentinels, waits for health.
     pub(crate) fn launch_all(&mut self) -> Result<()> {
+        if self.options.tls {
+            self.tls = Some(TlsFiles::generate(&self.dir.join("tls"))?);
+        }
         let mut services = vec![(self.options.service_name.clone(), self.options.replicas)];
         if let Some(second) = &self.options.second_service {
             services.push((second.clone(), 1));
@@ -87,6 +91,7 @@ impl Deployment {
                 auth: &self.options.data_auth,
                 replica_of,
                 announce: pending.proxy.as_ref().map(NatProxy::announced),
+                tls: self.tls.as_ref(),
             });
             match self.try_start(&mut pending, port, &text) {
                 Ok(()) => {
@@ -132,10 +137,13 @@ impl Deployment {
             for i in 0..count {
                 let addr = SocketAddr::from((LOOPBACK, ports[i]));
                 let (auth, timeout) = (&self.options.sentinel_auth, self.options.start_timeout);
-                match pending[i]
-                    .process
-                    .wait_ready(addr, auth, timeout, log_starts[i])
-                {
+                match pending[i].process.wait_ready(
+                    addr,
+                    auth,
+                    self.tls.as_ref(),
+                    timeout,
+                    log_starts[i],
+                ) {
                     Ok(()) => {}
                     Err(StartError::PortInUse) => {
                         pending.iter_mut().for_each(|p| p.process.kill());
@@ -183,6 +191,7 @@ impl Deployment {
                 .filter(|&(i, _)| i != me)
                 .map(|(_, p)| p.clone())
                 .collect::<Vec<_>>(),
+            tls: self.tls.as_ref(),
         })
     }
 
@@ -224,6 +233,7 @@ impl Deployment {
         pending.process.wait_ready(
             SocketAddr::from((LOOPBACK, port)),
             &pending.auth,
+            self.tls.as_ref(),
             self.options.start_timeout,
             log_start,
         )

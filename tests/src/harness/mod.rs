@@ -103,6 +103,7 @@ mod options;
 mod ports;
 mod process;
 mod role;
+mod tls;
 mod wait;
 
 pub use binary::{REDIS_SERVER_ENV, RedisBinary};
@@ -113,3 +114,4 @@ pub use ids::{NodeId, ProcessId, SentinelId};
 pub use options::DeploymentOptions;
 pub use redis;
 pub use role::Role;
+pub use tls::TlsFiles;

@@ -31,6 +31,7 @@ pub struct DeploymentOptions {
     pub(crate) sentinel_auth: Auth,
     pub(crate) data_auth: Auth,
     pub(crate) nat: bool,
+    pub(crate) tls: bool,
     pub(crate) second_service: Option<String>,
     pub(crate) start_timeout: Duration,
     pub(crate) command_timeout: Duration,
@@ -38,7 +39,7 @@ pub struct DeploymentOptions {
 
 impl Default for DeploymentOptions {
     /// One master with two replicas, three sentinels with quorum two, service `mymaster`,
-    /// down-after 2000 ms, failover-timeout 6000 ms, no passwords, no NAT, no second service.
+    /// down-after 2000 ms, failover-timeout 6000 ms, no passwords, no NAT, no TLS, no second service.
     fn default() -> Self {
         Self {
             service_name: "mymaster".to_owned(),
@@ -50,6 +51,7 @@ impl Default for DeploymentOptions {
             sentinel_auth: Auth::None,
             data_auth: Auth::None,
             nat: false,
+            tls: false,
             second_service: None,
             start_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(2),
@@ -153,6 +155,15 @@ impl DeploymentOptions {
     #[must_use]
     pub fn nat(mut self, nat: bool) -> Self {
         self.nat = nat;
+        self
+    }
+
+    /// TLS mode: every process listens with TLS only (`port 0`, `tls-port`), replicates and
+    /// talks to the other processes over TLS, and requires clients to present a certificate of
+    /// the deployment's CA; see [`Deployment::tls`](super::Deployment::tls). Needs `openssl`.
+    #[must_use]
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
         self
     }
 

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use super::client::{Auth, connect};
 use super::error::{HarnessError, Result};
+use super::tls::TlsFiles;
 
 /// Why a start attempt failed.
 #[derive(Debug)]
@@ -89,13 +90,14 @@ impl RedisProcess {
         &mut self,
         addr: SocketAddr,
         auth: &Auth,
+        tls: Option<&TlsFiles>,
         timeout: Duration,
     ) -> Result<(), StartError> {
         if self.is_running() {
             return Ok(());
         }
         let log_start = self.spawn()?;
-        self.wait_ready(addr, auth, timeout, log_start)
+        self.wait_ready(addr, auth, tls, timeout, log_start)
     }
 
     /// Spawns the process without waiting; returns the log size before, for
@@ -132,10 +134,11 @@ impl RedisProcess {
         &mut self,
         addr: SocketAddr,
         auth: &Auth,
+        tls: Option<&TlsFiles>,
         timeout: Duration,
         log_start: u64,
     ) -> Result<(), StartError> {
-        let result = self.poll_ready(addr, auth, timeout, log_start);
+        let result = self.poll_ready(addr, auth, tls, timeout, log_start);
         if result.is_err() {
             self.kill();
         }
@@ -146,6 +149,7 @@ impl RedisProcess {
         &mut self,
         addr: SocketAddr,
         auth: &Auth,
+        tls: Option<&TlsFiles>,
         timeout: Duration,
         log_start: u64,
     ) -> Result<(), StartError> {
@@ -166,7 +170,7 @@ impl RedisProcess {
                     .into());
             }
             let pid = self.child.as_ref().map(Child::id);
-            let last = match connect(addr, auth, Duration::from_secs(1))
+            let last = match connect(addr, auth, tls, Duration::from_secs(1))
                 .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
             {
                 Ok(info) if info_field(&info, "process_id") == pid.map(|p| p.to_string()) => {

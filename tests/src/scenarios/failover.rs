@@ -171,6 +171,34 @@ pub fn nat_works_with_the_map_and_fails_clearly_without<R: TestRuntime>() {
     }
 }
 
+/// TLS only, with client certificates required (`tls-auth-clients yes`): with the deployment's
+/// CA and a client certificate a graceful failover works as usual; trusting only the system's
+/// store, startup fails naming each sentinel and the certificate problem.
+pub fn tls_with_client_certificates<R: TestRuntime>() {
+    graceful::<R>(DeploymentOptions::default().tls(true), |b| b);
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default().tls(true)).expect("deployment");
+    let rt = R::new();
+    let untrusted = config_for(&d)
+        .tls_root_cert(None)
+        .startup_timeout(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .expect("valid");
+    let e = super::try_start(
+        &rt,
+        Supervisor::<R::Rt>::builder(untrusted),
+        &Timeline::default(),
+    )
+    .expect_err("a CA the system does not trust");
+    let dramatiq_sentinel_supervisor::StartError::NoSentinelReachable { failures, .. } = &e else {
+        panic!("expected NoSentinelReachable, got {e:?}");
+    };
+    assert_eq!(failures.len(), d.sentinels().len(), "{e}");
+    for (sentinel, reason) in failures {
+        assert!(reason.contains("certificate"), "{sentinel}: {reason}");
+    }
+}
+
 /// ACL users on sentinels and data nodes: a graceful failover works; a wrong user name fails
 /// startup naming the sentinels.
 pub fn acl_users_work_and_wrong_ones_fail_clearly<R: TestRuntime>() {

@@ -15,7 +15,7 @@ pub mod startup;
 
 use crate::harness::{Auth, Deployment};
 use dramatiq_sentinel_supervisor::{
-    Builder, ConfigBuilder, Credentials, Event, Runtime, StartError, Supervisor,
+    Builder, ClientCert, ConfigBuilder, Credentials, Event, Runtime, StartError, Supervisor,
 };
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -82,7 +82,8 @@ fn credentials(auth: &Auth) -> Option<Credentials> {
 }
 
 /// A configuration for this deployment: its sentinels, service, credentials and NAT map, with
-/// timings suited to tests (quick listener backoff, bounded startup).
+/// timings suited to tests (quick listener backoff, bounded startup), and its TLS
+/// certificates in TLS mode.
 pub fn config_for(d: &Deployment) -> ConfigBuilder {
     let mut b = dramatiq_sentinel_supervisor::Config::builder()
         .sentinels(d.sentinel_addrs().iter().map(ToString::to_string))
@@ -95,6 +96,15 @@ pub fn config_for(d: &Deployment) -> ConfigBuilder {
         .pause_timeout(Duration::from_secs(60));
     for (announced, reachable) in d.nat_map() {
         b = b.nat(announced, reachable);
+    }
+    if let Some(tls) = d.tls() {
+        b = b
+            .tls(true)
+            .tls_root_cert(Some(tls.ca.clone()))
+            .tls_client_cert(Some(ClientCert {
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            }));
     }
     b
 }
@@ -173,6 +183,7 @@ macro_rules! supervisor_suite {
             failover::other_service_failover_causes_no_pause,
             failover::nat_works_with_the_map_and_fails_clearly_without,
             failover::acl_users_work_and_wrong_ones_fail_clearly,
+            failover::tls_with_client_certificates,
             resilience::sentinel_restart_with_backoff,
             resilience::missed_failover_caught_by_the_poll,
             resilience::missed_failover_caught_on_reconnect,

@@ -128,16 +128,19 @@ pub fn invalid_configuration_names_the_field<R: TestRuntime>() {
         assert_eq!(e.field(), field);
         assert!(e.to_string().contains(field), "{e}");
     }
-    // TLS needs a TLS feature of the shim; without one, start says so before connecting.
+    // A certificate that looks like PEM but is not one: start says so before connecting.
     let rt = R::new();
     let config = Config::builder()
         .sentinels(["127.0.0.1:1"])
         .tls(true)
+        .tls_root_cert(Some(
+            b"-----BEGIN CERTIFICATE-----\nbm9wZQ==\n-----END CERTIFICATE-----\n".to_vec(),
+        ))
         .build()
-        .expect("valid");
+        .expect("looks like PEM");
     match rt.block_on(Supervisor::<R::Rt>::start(config)) {
-        Err(StartError::InvalidConfig { field, .. }) => assert_eq!(field, "tls"),
-        other => panic!("expected an InvalidConfig error for `tls`, got {other:?}"),
+        Err(StartError::InvalidConfig { field, .. }) => assert_eq!(field, "tls_root_cert"),
+        other => panic!("expected an InvalidConfig error for `tls_root_cert`, got {other:?}"),
     }
 }
 
