@@ -2,12 +2,16 @@
 //! errors for bad options.
 
 use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::channel;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// One local drill at a time: each starts six Redis processes, and the machine has few cores.
 fn serial() -> MutexGuard<'static, ()> {
@@ -127,6 +131,156 @@ fn an_unreachable_deployment_is_a_clear_error() {
     );
 }
 
+/// A drill started as a child, its JSON lines collected by a reader thread.
+struct Watched {
+    child: Child,
+    lines: Vec<String>,
+    rx: Receiver<String>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Drop for Watched {
+    /// A drill still running when the test fails gets SIGTERM (it drains and removes its
+    /// deployment), then SIGKILL if it takes more than a minute.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Watched {
+    fn new(mut child: Child) -> Self {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines: Vec::new(),
+            rx,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits (at most 2 minutes) for a line containing `needle`; panics without one.
+    fn wait_for(&mut self, needle: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let found = line.contains(needle);
+            self.lines.push(line);
+            if found {
+                return;
+            }
+        }
+        panic!("timed out waiting for {what}: {:#?}", self.lines);
+    }
+
+    /// Waits (at most 2 minutes) for the drill to exit; its status and summary.
+    fn finish(mut self) -> (ExitStatus, Value) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the drill") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                panic!("the drill did not stop: {:#?}", self.lines);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread");
+        }
+        self.lines.extend(self.rx.try_iter());
+        let summary = self
+            .lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["type"] == "summary")
+            .unwrap_or_else(|| panic!("no summary ({status}): {:#?}", self.lines));
+        (status, summary)
+    }
+}
+
+/// The child processes of `parent` with their process groups (from `/proc/<pid>/stat`).
+fn children_groups(parent: i32) -> Vec<(i32, i32)> {
+    let entries = std::fs::read_dir("/proc").expect("/proc");
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the `(comm)` field: state, ppid, pgrp, ...
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            let ppid: i32 = fields.next()?.parse().ok()?;
+            let pgrp: i32 = fields.next()?.parse().ok()?;
+            (ppid == parent).then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+/// Ctrl-C in a terminal signals the whole foreground process group. The local deployment's
+/// Redis processes run in groups of their own, so only the drill stops: it drains, settles
+/// every job against the still running Redis, and removes the deployment.
+#[test]
+fn ctrl_c_in_local_mode_reaches_only_the_drill() {
+    let _serial = serial();
+    let child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
+        .args(["--local", "--story", "graceful", "--act-interval", "60"])
+        .args([
+            "--json",
+            "--progress",
+            "1",
+            "--concurrency",
+            "4",
+            "--rate",
+            "50",
+        ])
+        // Like a shell job: a process group of its own, the one a terminal's Ctrl-C signals.
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the failover-drill binary runs");
+    let group = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    let mut run = Watched::new(child);
+    // Interrupted while jobs flow, before the story's first act (60 s away).
+    run.wait_for(r#""type":"progress""#, "the pool to work");
+    let redis = children_groups(group.as_raw());
+    assert!(redis.len() >= 6, "the drill's Redis processes: {redis:?}");
+    assert!(
+        redis.iter().all(|&(_, pgrp)| pgrp != group.as_raw()),
+        "a Redis process is in the drill's process group: {redis:?}"
+    );
+    killpg(group, Signal::SIGINT).expect("SIGINT to the drill's process group");
+    let (status, s) = run.finish();
+    assert_eq!(status.code(), Some(0), "{s:#}");
+    assert!(
+        s["stopped"]
+            .as_str()
+            .is_some_and(|r| r.contains("interrupted")),
+        "{s:#}"
+    );
+    assert_eq!(s["checked"], true, "Redis still answered: {s:#}");
+    assert_eq!(s["lost"], 0, "{s:#}");
+    assert_eq!(s["run_twice"], 0, "{s:#}");
+    assert_eq!(s["done"], s["produced"], "{s:#}");
+    assert!(s["produced"].as_u64() > Some(0), "{s:#}");
+}
+
 /// Against a deployment it did not start (passwords and an ACL user), the drill stops by itself
 /// after the requested number of failovers, with every job accounted for.
 #[test]
@@ -139,7 +293,7 @@ fn against_a_given_deployment_it_stops_after_the_requested_failovers() {
     )
     .expect("a deployment");
     let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
+    let child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
         .args(["--sentinels", &sentinels.join(","), "--service", "mymaster"])
         .args(["--sentinel-password", "watch-pw"])
         .args(["--redis-user", "worker", "--redis-password", "work-pw"])
@@ -149,45 +303,11 @@ fn against_a_given_deployment_it_stops_after_the_requested_failovers() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the failover-drill binary runs");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let ready = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains(r#""event":"ready""#) => break true,
-            Ok(line) => lines.push(line),
-            Err(_) => break false,
-        }
-    };
-    if !ready {
-        let _ = child.kill();
-        panic!("the drill did not get ready: {lines:#?}");
-    }
+    let mut run = Watched::new(child);
+    run.wait_for(r#""event":"ready""#, "the drill to get ready");
     d.failover_and_wait(Duration::from_secs(60))
         .expect("a failover");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the drill") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the drill did not stop after the failover");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    reader.join().expect("the reader thread");
-    lines.extend(rx.try_iter());
-    let s: Value = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["type"] == "summary")
-        .unwrap_or_else(|| panic!("no summary: {lines:#?}"));
+    let (status, s) = run.finish();
     assert_eq!(status.code(), Some(0), "{s:#}");
     assert_eq!(s["stopped"], "1 failover(s) observed", "{s:#}");
     assert_eq!(s["lost"], 0, "{s:#}");

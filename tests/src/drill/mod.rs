@@ -26,8 +26,9 @@
 //! # Local mode
 //! `--local` starts one master, two replicas and three sentinels on 127.0.0.1 and plays a story
 //! (default: two graceful failovers, then the master killed), waiting by polling and pacing the
-//! acts, then removes the deployment. Ctrl-C in a terminal reaches the Redis processes too, so
-//! an interrupted local drill settles its accounts only if Redis still answers.
+//! acts, then removes the deployment. Its Redis processes run in process groups of their own,
+//! so Ctrl-C in a terminal reaches only the drill, which drains, settles its accounts and stops
+//! them.
 
 mod account;
 mod args;
@@ -126,7 +127,9 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
 
 /// Starts the `--local` deployment and describes it.
 fn start_local(out: &Out, tls: bool) -> Result<Deployment, DrillError> {
-    let options = DeploymentOptions::default().tls(tls);
+    let options = DeploymentOptions::default()
+        .tls(tls)
+        .own_process_groups(true);
     let over = if tls {
         " (TLS only, client certificates required)"
     } else {

@@ -22,8 +22,6 @@ use tracing::info;
 
 /// How long a worker sleeps when the queue is empty.
 const IDLE: Duration = Duration::from_millis(10);
-/// The drain after Ctrl-C in local mode: the terminal's SIGINT reached the Redis processes too.
-const LOCAL_INTERRUPT_DRAIN: Duration = Duration::from_secs(3);
 
 /// The supervisor's configuration: the local deployment's (with the `fail` policy on a pause
 /// timeout, so the deployment is cleaned up) or the one the command line describes, then every
@@ -210,9 +208,8 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, Drill
     });
     info!(reason = %reason.describe(), "settling the accounts");
 
-    let drain = match (&reason, local) {
-        (Stop::Supervisor(_), _) => Duration::ZERO,
-        (Stop::Signal, Some(_)) => opts.drain_timeout.min(LOCAL_INTERRUPT_DRAIN),
+    let drain = match &reason {
+        Stop::Supervisor(_) => Duration::ZERO,
         _ => opts.drain_timeout,
     };
     let conn = sup.master();

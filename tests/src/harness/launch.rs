@@ -217,6 +217,7 @@ impl Deployment {
             self.binary.path().to_path_buf(),
             &dir,
             sentinel,
+            self.options.own_process_groups,
         );
         Ok(Pending {
             name,

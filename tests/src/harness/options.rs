@@ -32,6 +32,7 @@ pub struct DeploymentOptions {
     pub(crate) data_auth: Auth,
     pub(crate) nat: bool,
     pub(crate) tls: bool,
+    pub(crate) own_process_groups: bool,
     pub(crate) second_service: Option<String>,
     pub(crate) start_timeout: Duration,
     pub(crate) command_timeout: Duration,
@@ -52,6 +53,7 @@ impl Default for DeploymentOptions {
             data_auth: Auth::None,
             nat: false,
             tls: false,
+            own_process_groups: false,
             second_service: None,
             start_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(2),
@@ -164,6 +166,16 @@ impl DeploymentOptions {
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Start every Redis process in a process group of its own, so that a terminal's Ctrl-C
+    /// (SIGINT to the foreground process group) reaches only this program, which then stops
+    /// them by dropping the deployment. Off by default: when a test run is interrupted, no drop
+    /// runs, and Ctrl-C taking the Redis processes down with it is the cleanup.
+    #[must_use]
+    pub fn own_process_groups(mut self, own: bool) -> Self {
+        self.own_process_groups = own;
         self
     }
 

@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,13 +38,23 @@ pub(crate) struct RedisProcess {
     conf: PathBuf,
     log: PathBuf,
     sentinel: bool,
+    /// Run in a process group of its own (see [`DeploymentOptions::own_process_groups`]).
+    ///
+    /// [`DeploymentOptions::own_process_groups`]: super::DeploymentOptions::own_process_groups
+    own_group: bool,
     child: Option<Child>,
     frozen: bool,
 }
 
 impl RedisProcess {
     /// A stopped process; call [`RedisProcess::start`] to run it.
-    pub(crate) fn new(name: String, binary: PathBuf, dir: &Path, sentinel: bool) -> Self {
+    pub(crate) fn new(
+        name: String,
+        binary: PathBuf,
+        dir: &Path,
+        sentinel: bool,
+        own_group: bool,
+    ) -> Self {
         let conf = dir.join(if sentinel {
             "sentinel.conf"
         } else {
@@ -55,6 +66,7 @@ impl RedisProcess {
             conf,
             log: dir.join("redis.log"),
             sentinel,
+            own_group,
             child: None,
             frozen: false,
         }
@@ -116,6 +128,9 @@ impl RedisProcess {
         command.arg(&self.conf);
         if self.sentinel {
             command.arg("--sentinel");
+        }
+        if self.own_group {
+            command.process_group(0);
         }
         let child = command
             .stdin(Stdio::null())
