@@ -30,8 +30,9 @@ pub(crate) struct Endpoint {
 pub(crate) struct OpenError {
     /// What went wrong, for error messages and logs.
     pub(crate) message: String,
-    /// The server could not be reached (refused, reset, timed out), as opposed to refusing
-    /// us (authentication, a bad database, a malformed address): worth waiting and retrying.
+    /// The server could not be reached (refused, reset, closed, timed out) or is still loading
+    /// its data, as opposed to refusing us (authentication, a bad database, a certificate, a
+    /// malformed address): worth waiting and retrying.
     pub(crate) unreachable: bool,
 }
 
@@ -89,16 +90,16 @@ impl Endpoint {
         Client::open(info).map_err(|e| describe(&e))
     }
 
-    /// Checks the TLS certificates by building a client with them; the error names the field.
+    /// Checks the TLS certificates by building a client with each; the error names the field.
     pub(crate) fn check_certs(&self) -> Result<(), (&'static str, String)> {
-        let field = if self.client_cert.is_some() {
-            "tls_client_cert"
-        } else {
-            "tls_root_cert"
+        let addr = Addr::new("127.0.0.1", 1);
+        let root_only = Self {
+            client_cert: None,
+            ..self.clone()
         };
-        self.client(&Addr::new("127.0.0.1", 1))
-            .map(drop)
-            .map_err(|e| (field, e))
+        root_only.client(&addr).map_err(|e| ("tls_root_cert", e))?;
+        self.client(&addr).map_err(|e| ("tls_client_cert", e))?;
+        Ok(())
     }
 
     /// Opens a multiplexed connection (authenticated), within the connect timeout. Commands on
@@ -125,7 +126,9 @@ impl Endpoint {
             Some(Ok(conn)) => Ok(conn),
             Some(Err(e)) => Err(OpenError {
                 message: describe(&e),
-                unreachable: e.is_io_error() || e.is_timeout() || e.is_connection_dropped(),
+                unreachable: e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
             }),
             None => Err(OpenError {
                 message: format!("no connection within {:?}", self.connect_timeout),

@@ -86,17 +86,14 @@ impl<T: Clone> Slot<T> {
         s.fenced || s.current.is_none()
     }
 
-    /// Notified at the next change (fence, install, release, stop).
-    pub(crate) fn watch(&self) -> EventListener {
-        self.changed.listen()
-    }
-
-    /// Waits, until `deadline` at most, until the slot holds a value and is not fenced.
+    /// Waits, until `deadline` at most, until the slot holds a value and is not fenced. Returns
+    /// it with a listener, registered while the value was read, that fires at the next change
+    /// (fence, install, release, stop).
     pub(crate) async fn acquire(
         &self,
         rt: &dyn Runtime,
         deadline: Instant,
-    ) -> Result<T, HoldError> {
+    ) -> Result<(T, EventListener), HoldError> {
         loop {
             let listener = {
                 let s = lock(&self.state);
@@ -104,7 +101,7 @@ impl<T: Clone> Slot<T> {
                     return Err(HoldError::Stopped);
                 }
                 if let (false, Some(v)) = (s.fenced, &s.current) {
-                    return Ok(v.clone());
+                    return Ok((v.clone(), self.changed.listen()));
                 }
                 self.changed.listen()
             };
@@ -140,17 +137,17 @@ pub(crate) mod tests {
         }
     }
 
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        futures_lite::future::block_on(f)
+    /// The slot's value, waiting at most `hold`.
+    fn get<T: Clone>(slot: &Slot<T>, hold: Duration) -> Result<T, HoldError> {
+        futures_lite::future::block_on(slot.acquire(&ThreadRuntime, deadline_after(hold)))
+            .map(|(v, _)| v)
     }
 
     #[test]
     fn holds_until_installed() {
         let slot = std::sync::Arc::new(Slot::new());
         let s2 = slot.clone();
-        let waiter = std::thread::spawn(move || {
-            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
-        });
+        let waiter = std::thread::spawn(move || get(&s2, Duration::from_secs(60)));
         // No fixed sleep: install once the waiter is registered or not, the outcome is the same.
         slot.install(7);
         assert_eq!(waiter.join().expect("no panic"), Ok(7));
@@ -164,10 +161,7 @@ pub(crate) mod tests {
         assert!(slot.is_fenced());
         let started = Instant::now();
         let hold = Duration::from_millis(50);
-        assert_eq!(
-            run(slot.acquire(&ThreadRuntime, deadline_after(hold))),
-            Err(HoldError::TimedOut)
-        );
+        assert_eq!(get(&slot, hold), Err(HoldError::TimedOut));
         assert!(started.elapsed() >= hold);
         assert_eq!(slot.current(), Some(1), "the value stays while fenced");
     }
@@ -178,9 +172,7 @@ pub(crate) mod tests {
         slot.install(1);
         slot.fence();
         let s2 = slot.clone();
-        let waiter = std::thread::spawn(move || {
-            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
-        });
+        let waiter = std::thread::spawn(move || get(&s2, Duration::from_secs(60)));
         assert_eq!(slot.install(2), Some(1));
         assert_eq!(waiter.join().expect("no panic"), Ok(2));
     }
@@ -191,19 +183,29 @@ pub(crate) mod tests {
         slot.install(1);
         slot.fence();
         slot.release();
-        assert_eq!(
-            run(slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60)))),
-            Ok(1)
+        assert_eq!(get(&slot, Duration::from_secs(60)), Ok(1));
+    }
+
+    #[test]
+    fn the_listener_fires_at_the_next_change() {
+        let slot = Slot::new();
+        slot.install(1);
+        let acquired = slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60)));
+        let (_, changed) = futures_lite::future::block_on(acquired).expect("a value");
+        slot.fence();
+        let woke = until(
+            &ThreadRuntime,
+            deadline_after(Duration::from_secs(60)),
+            changed,
         );
+        assert!(futures_lite::future::block_on(woke).is_some());
     }
 
     #[test]
     fn stop_fails_waiters() {
         let slot = std::sync::Arc::new(Slot::<u8>::new());
         let s2 = slot.clone();
-        let waiter = std::thread::spawn(move || {
-            run(s2.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))))
-        });
+        let waiter = std::thread::spawn(move || get(&s2, Duration::from_secs(60)));
         slot.stop();
         assert_eq!(waiter.join().expect("no panic"), Err(HoldError::Stopped));
     }

@@ -2,6 +2,7 @@
 //! current master, holds commands while fenced, is cancelled when the master moves, and reports
 //! what it sees to the supervisor.
 
+use crate::connect::OpenError;
 use crate::convert::{error_kind, has_readonly};
 use crate::hold::HoldError;
 use crate::runtime::{deadline_after, timeout, until};
@@ -99,11 +100,13 @@ impl Line {
 ///   verified and connected (or the fence is lifted), at most `hold_timeout`; then they fail
 ///   with a clear I/O error (kind `TimedOut`). Held commands go to the new master as soon as
 ///   it is in use, before the workers resume, so jobs in flight can acknowledge there.
-/// - A command that finds the master unreachable before it is sent (connection refused,
-///   reset, no answer to the handshake) is held too, retrying every 100 ms, until the master
-///   answers again or a failover installs another one, at most `hold_timeout`; then it fails
-///   with an I/O error of kind `ConnectionRefused` naming the master. A command already sent
-///   when the connection breaks fails at once (it may or may not have run).
+/// - A command that finds the master unreachable before it is sent (it must connect and the
+///   connection is refused, reset, unanswered, or the master is still loading) is held too,
+///   retrying every 100 ms, until the master answers again or a failover installs another
+///   one, within the same `hold_timeout`; then it fails with an I/O error of kind
+///   `ConnectionRefused` naming the master (or `TimedOut` as above if a failover holds it at
+///   the deadline). A command sent on a connection that breaks fails at once, also when the
+///   break was not noticed before sending (it may or may not have run).
 /// - Each command runs with `command_timeout` (if set). `READONLY` replies, I/O errors and
 ///   timeouts are reported to the supervisor, which re-checks the master.
 /// - When the master moves, commands still in flight on the old one (blocking ones included)
@@ -171,22 +174,18 @@ impl MasterConnection {
     /// Waits for the master (the hold), and returns it with the connection to use and its
     /// epoch, connecting this handle's line if it is empty.
     ///
-    /// A master that cannot be reached (refused, reset, no answer) holds the command too: it
-    /// has not been sent, so it waits, within the same `hold_timeout`, until the connection
-    /// opens or a failover installs another master, retrying every [`UNREACHABLE_RETRY`].
+    /// A master that cannot be reached (refused, reset, no answer, still loading) holds the
+    /// command too: it has not been sent, so it waits until the connection opens or the master
+    /// changes, retrying every [`UNREACHABLE_RETRY`], all within the same `hold_timeout`.
     async fn acquire(&self) -> RedisResult<(Active, Arc<Line>, u64, MultiplexedConnection)> {
         let rt = &*self.shared.rt;
         let hold = self.shared.cfg.hold_timeout();
         let started = Instant::now();
         let deadline = deadline_after(hold);
-        let mut reported = false;
+        let mut reported: Option<Addr> = None;
         loop {
-            let active = self
-                .shared
-                .slot
-                .acquire(rt, deadline)
-                .await
-                .map_err(|e| match e {
+            let (active, mut changed) = self.shared.slot.acquire(rt, deadline).await.map_err(
+                |e| match e {
                     HoldError::TimedOut => io_error(
                         io::ErrorKind::TimedOut,
                         format!(
@@ -198,32 +197,40 @@ impl MasterConnection {
                         io::ErrorKind::NotConnected,
                         "dramatiq-sentinel: the supervisor stopped".to_owned(),
                     ),
-                })?;
+                },
+            )?;
             let line = self.own.clone().unwrap_or_else(|| Arc::clone(&active.line));
             if let Some((epoch, conn)) = line.get(active.generation) {
                 return Ok((active, line, epoch, conn));
             }
-            // A fence or a new master while connecting: look again (the command is not sent).
-            let mut changed = self.shared.slot.watch();
+            // A fence or another master while connecting: look again (nothing was sent). The
+            // hold deadline bounds the connect too.
             let open = self.shared.data.open(rt, &active.node);
-            let opened = futures_lite::future::or(async { Some(open.await) }, async {
-                (&mut changed).await;
-                None
-            })
+            let opened = until(
+                rt,
+                deadline,
+                futures_lite::future::or(async { Some(open.await) }, async {
+                    (&mut changed).await;
+                    None
+                }),
+            )
             .await;
             let e = match opened {
-                None => continue,
-                Some(Ok(conn)) => {
+                Some(None) => continue,
+                Some(Some(Ok(conn))) => {
                     let epoch = line.put(active.generation, conn.clone());
                     return Ok((active, line, epoch, conn));
                 }
-                Some(Err(e)) => e,
+                Some(Some(Err(e))) => e,
+                None => OpenError {
+                    message: "no connection before the hold deadline".to_owned(),
+                    unreachable: true,
+                },
             };
-            if !reported {
+            if reported.as_ref() != Some(&active.node) {
                 self.report(&active.node, AppErrorKind::Io);
-                reported = true;
+                reported = Some(active.node.clone());
             }
-            let retry = deadline_after(UNREACHABLE_RETRY).min(deadline);
             if !e.unreachable || Instant::now() >= deadline {
                 let waited = if e.unreachable {
                     format!(" (retried for {:?}, hold_timeout)", started.elapsed())
@@ -239,6 +246,7 @@ impl MasterConnection {
                 ));
             }
             debug!(node = %active.node, error = %e, "master unreachable: command held");
+            let retry = deadline_after(UNREACHABLE_RETRY).min(deadline);
             until(rt, retry, changed).await;
         }
     }

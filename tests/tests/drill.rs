@@ -186,21 +186,29 @@ impl Watched {
                 return;
             }
         }
-        panic!("timed out waiting for {what}: {:#?}", self.lines);
+        panic!(
+            "no line for {what} (timed out, or the drill ended): {:#?}",
+            self.lines
+        );
     }
 
-    /// Waits (at most 2 minutes) for the drill to exit; its status and summary.
-    fn finish(mut self) -> (ExitStatus, Value) {
+    /// Waits (at most 2 minutes) for the drill to exit.
+    fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
+        loop {
             if let Some(status) = self.child.try_wait().expect("wait for the drill") {
-                break status;
+                return status;
             }
             if Instant::now() > deadline {
                 panic!("the drill did not stop: {:#?}", self.lines);
             }
             std::thread::sleep(Duration::from_millis(100));
-        };
+        }
+    }
+
+    /// Waits (at most 2 minutes) for the drill to exit; its status and summary.
+    fn finish(mut self) -> (ExitStatus, Value) {
+        let status = self.wait_exit();
         if let Some(reader) = self.reader.take() {
             reader.join().expect("the reader thread");
         }
@@ -232,14 +240,12 @@ fn children_groups(parent: i32) -> Vec<(i32, i32)> {
         .collect()
 }
 
-/// Ctrl-C in a terminal signals the whole foreground process group. The local deployment's
-/// Redis processes run in groups of their own, so only the drill stops: it drains, settles
-/// every job against the still running Redis, and removes the deployment.
-#[test]
-fn ctrl_c_in_local_mode_reaches_only_the_drill() {
-    let _serial = serial();
+/// A local drill with a story whose first act is a minute away, in a process group of its own
+/// like a shell job (the group a terminal's Ctrl-C signals).
+fn local_drill_in_own_group(extra: &[&str]) -> (Pid, Watched) {
     let child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
         .args(["--local", "--story", "graceful", "--act-interval", "60"])
+        .args(extra)
         .args([
             "--json",
             "--progress",
@@ -249,14 +255,22 @@ fn ctrl_c_in_local_mode_reaches_only_the_drill() {
             "--rate",
             "50",
         ])
-        // Like a shell job: a process group of its own, the one a terminal's Ctrl-C signals.
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the failover-drill binary runs");
     let group = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    let mut run = Watched::new(child);
+    (group, Watched::new(child))
+}
+
+/// Ctrl-C in a terminal signals the whole foreground process group. The local deployment's
+/// Redis processes run in groups of their own, so only the drill stops: it drains, settles
+/// every job against the still running Redis, and removes the deployment.
+#[test]
+fn ctrl_c_in_local_mode_reaches_only_the_drill() {
+    let _serial = serial();
+    let (group, mut run) = local_drill_in_own_group(&[]);
     // Interrupted while jobs flow, before the story's first act (60 s away).
     run.wait_for(r#""type":"progress""#, "the pool to work");
     let redis = children_groups(group.as_raw());
@@ -279,6 +293,61 @@ fn ctrl_c_in_local_mode_reaches_only_the_drill() {
     assert_eq!(s["run_twice"], 0, "{s:#}");
     assert_eq!(s["done"], s["produced"], "{s:#}");
     assert!(s["produced"].as_u64() > Some(0), "{s:#}");
+    assert_gone(&redis);
+}
+
+/// A second Ctrl-C exits at once (130), and the local deployment's Redis processes, which the
+/// terminal's signal does not reach, are killed anyway.
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_no_redis() {
+    let _serial = serial();
+    // Jobs of 3 s: after the first signal the drain waits for the jobs in flight.
+    let (group, mut run) = local_drill_in_own_group(&["--job-ms", "3000"]);
+    run.wait_for(r#""type":"progress""#, "the pool to work");
+    let redis = children_groups(group.as_raw());
+    assert!(redis.len() >= 6, "the drill's Redis processes: {redis:?}");
+    killpg(group, Signal::SIGINT).expect("SIGINT");
+    run.wait_for(r#""type":"draining""#, "the drain after the first signal");
+    killpg(group, Signal::SIGINT).expect("a second SIGINT");
+    let status = run.wait_exit();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_gone(&redis);
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (at most a minute) until none of `processes` runs.
+fn assert_gone(processes: &[(i32, i32)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<i32> = processes
+            .iter()
+            .map(|&(pid, _)| pid)
+            .filter(|&p| alive(p))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis processes left running: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Against a deployment it did not start (passwords and an ACL user), the drill stops by itself

@@ -38,7 +38,8 @@ impl Stop {
     }
 }
 
-/// Sends [`Stop::Signal`] on the first Ctrl-C or SIGTERM; exits with 130 on the second.
+/// Sends [`Stop::Signal`] on the first Ctrl-C or SIGTERM; on the second, kills the local
+/// deployment's Redis processes and exits with 130.
 /// Installed once per process.
 pub(crate) fn handle_signals(stop: Sender<Stop>) -> Result<(), DrillError> {
     let count = AtomicUsize::new(0);
@@ -48,6 +49,9 @@ pub(crate) fn handle_signals(stop: Sender<Stop>) -> Result<(), DrillError> {
             let _ = stop.send(Stop::Signal);
         } else {
             eprintln!("failover-drill: second interrupt, exiting without a summary");
+            // The local deployment runs in process groups of its own: stop it here, as no
+            // drop will run.
+            crate::harness::kill_detached();
             std::process::exit(130);
         }
     })?;

@@ -112,6 +112,7 @@ pub use deployment::{DIR_PREFIX, Deployment, KEEP_LOGS_ENV};
 pub use error::{HarnessError, Result};
 pub use ids::{NodeId, ProcessId, SentinelId};
 pub use options::DeploymentOptions;
+pub use process::kill_detached;
 pub use redis;
 pub use role::Role;
 pub use tls::TlsFiles;

@@ -246,7 +246,8 @@ pub fn master_killed_with_a_worker_pool<R: TestRuntime>() {
         durable: true,
         ..PoolOptions::default()
     };
-    let run = Running::<R>::start(&d, durable, |b| b);
+    // The held command below relies on the hold outlasting detection and promotion.
+    let run = Running::<R>::start(&d, durable, |b| b.hold_timeout(WAIT));
     let killed = d.kill_master().expect("kill");
     // A command issued now, on a handle that must connect, finds the master dead long before
     // the sentinels notice (down-after 2 s): it is held, not failed, and lands on the new one.

@@ -4,7 +4,7 @@ use super::failover::{Running, switched, wait_master};
 use super::pool::PoolOptions;
 use super::startup::addr;
 use super::{TestRuntime, Timeline};
-use super::{WAIT, config_for, serial, start};
+use super::{WAIT, config_for, serial, spawn, start};
 use crate::harness::{Deployment, DeploymentOptions, redis};
 use dramatiq_sentinel_supervisor::{DetectionPath, Event, Supervisor};
 use std::time::{Duration, Instant};
@@ -174,7 +174,7 @@ impl Timeline {
 
 /// The master dies and no failover can follow (every sentinel is stopped first): a command
 /// that must connect is held, retrying, for `hold_timeout`, then fails with an error naming
-/// the master and the setting; once the master is back, commands work again.
+/// the master and the setting; a command held while the master comes back is served.
 pub fn unreachable_master_holds_commands_for_the_hold_timeout<R: TestRuntime>() {
     let _serial = serial();
     let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
@@ -206,10 +206,16 @@ pub fn unreachable_master_holds_commands_for_the_hold_timeout<R: TestRuntime>() 
         "{text}"
     );
     assert!(failed.is_connection_refusal(), "{failed:?}");
-    d.revive(master).expect("revive the master");
+    // Issued while the master is still dead, held, and served once it is back within the hold.
+    let (tx, rx) = std::sync::mpsc::channel();
     let mut again = conn.clone();
-    let pong =
-        rt.block_on(async move { redis::cmd("PING").query_async::<String>(&mut again).await });
+    rt.block_on(async move {
+        spawn::<R>(async move {
+            let _ = tx.send(redis::cmd("PING").query_async::<String>(&mut again).await);
+        });
+    });
+    d.revive(master).expect("revive the master");
+    let pong = rx.recv_timeout(WAIT).expect("the held PING ends");
     assert_eq!(
         pong.ok().as_deref(),
         Some("PONG"),
