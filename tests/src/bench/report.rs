@@ -115,6 +115,59 @@ fn verdict(
     );
 }
 
+/// One figure of a run, for a table column.
+type Column<'a, T> = &'a dyn Fn(&T) -> Option<f64>;
+
+/// A workload's section: per scenario a table with a row per client (each column's
+/// median (min..max) over its runs) and the note about runs with a second failover, which
+/// `twice` describes (`None` for a run with one failover).
+fn workload_tables<T>(
+    out: &mut String,
+    runs: &[(Scenario, String, Result<T, String>)],
+    title: &str,
+    first_column: &str,
+    columns: &[(&str, Column<'_, T>)],
+    twice: &dyn Fn(&T) -> Option<String>,
+) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## {title}\n");
+    for scenario in scenarios_of(runs) {
+        let _ = writeln!(out, "### {}\n", scenario.label());
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let _ = writeln!(out, "| {first_column} | {} | runs |", names.join(" | "));
+        let _ = writeln!(out, "{}|", "|---".repeat(columns.len() + 2));
+        for client in clients_of(runs) {
+            let (ok, failed) = ok_runs(runs, scenario, &client);
+            if ok.is_empty() && failed == 0 {
+                continue;
+            }
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, f)| cell(&ok.iter().map(|r| f(r)).collect::<Vec<_>>()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                client_label(&client),
+                cells.join(" | "),
+                runs_cell(ok.len(), failed)
+            );
+        }
+        let seconds: Vec<String> = runs
+            .iter()
+            .filter(|(s, _, _)| *s == scenario)
+            .filter_map(|(_, c, r)| {
+                let what = twice(r.as_ref().ok()?)?;
+                Some(format!("{} ({what})", client_label(c)))
+            })
+            .collect();
+        second_failovers(out, &seconds);
+        let _ = writeln!(out);
+    }
+}
+
 /// The note under a table about runs in which the sentinels failed over twice.
 fn second_failovers(out: &mut String, runs: &[String]) {
     if !runs.is_empty() {
@@ -231,115 +284,71 @@ impl Report {
     }
 
     fn writer_tables(&self, out: &mut String) {
-        if self.writers.is_empty() {
-            return;
-        }
-        let _ = writeln!(
+        let columns: [(&str, Column<WriterResult>); 7] = [
+            ("writes/s", &|r| Some(r.rate.round())),
+            ("acked writes lost", &|r| Some(r.figures.lost as f64)),
+            ("errors surfaced", &|r| Some(r.errors as f64)),
+            ("longest gap, acked writes (ms)", &|r| {
+                Some(r.figures.ack_gap_ms)
+            }),
+            ("longest gap, durable writes (ms)", &|r| {
+                Some(r.figures.durable_gap_ms)
+            }),
+            (
+                "first `+switch-master` → first write on new master (ms)",
+                &|r| r.switch_to_write_ms,
+            ),
+            (
+                "candidate writable → first write on new master (ms)",
+                &|r| r.writable_to_write_ms,
+            ),
+        ];
+        workload_tables(
             out,
-            "## Writer workload: an `INCR` and an `RPUSH` every 1 ms, failover after 5 s\n"
-        );
-        for scenario in scenarios_of(&self.writers) {
-            let _ = writeln!(out, "### {}\n", scenario.label());
-            let _ = writeln!(
-                out,
-                "| client | writes/s | acked writes lost | errors surfaced | longest gap, acked writes (ms) | longest gap, durable writes (ms) | first `+switch-master` → first write on new master (ms) | candidate writable → first write on new master (ms) | runs |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-            for client in clients_of(&self.writers) {
-                let (ok, failed) = ok_runs(&self.writers, scenario, &client);
-                if ok.is_empty() && failed == 0 {
-                    continue;
-                }
-                let col = |f: &dyn Fn(&WriterResult) -> Option<f64>| {
-                    cell(&ok.iter().map(|r| f(r)).collect::<Vec<_>>())
-                };
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    client_label(&client),
-                    col(&|r| Some(r.rate.round())),
-                    col(&|r| Some(r.figures.lost as f64)),
-                    col(&|r| Some(r.errors as f64)),
-                    col(&|r| Some(r.figures.ack_gap_ms)),
-                    col(&|r| Some(r.figures.durable_gap_ms)),
-                    col(&|r| r.switch_to_write_ms),
-                    col(&|r| r.writable_to_write_ms),
-                    runs_cell(ok.len(), failed),
-                );
-            }
-            let twice: Vec<String> = self
-                .writers
-                .iter()
-                .filter(|(s, _, _)| *s == scenario)
-                .filter_map(|(_, c, r)| {
-                    let r = r.as_ref().ok().filter(|r| r.reference.failovers > 1)?;
-                    Some(format!(
-                        "{} ({} lost, durable gap {} ms)",
-                        client_label(c),
+            &self.writers,
+            "Writer workload: an `INCR` and an `RPUSH` every 1 ms, failover after 5 s",
+            "client",
+            &columns,
+            &|r| {
+                (r.reference.failovers > 1).then(|| {
+                    format!(
+                        "{} lost, durable gap {} ms",
                         r.figures.lost,
                         num(r.figures.durable_gap_ms)
-                    ))
+                    )
                 })
-                .collect();
-            second_failovers(out, &twice);
-            let _ = writeln!(out);
-        }
+            },
+        );
     }
 
     fn job_tables(&self, out: &mut String) {
-        if self.jobs.is_empty() {
-            return;
-        }
-        let _ = writeln!(
+        let columns: [(&str, Column<JobResult>); 7] = [
+            ("jobs produced", &|r| Some(r.figures.produced as f64)),
+            ("jobs lost", &|r| Some(r.figures.lost as f64)),
+            ("jobs run twice", &|r| Some(r.figures.run_twice as f64)),
+            ("requeued by the reaper", &|r| Some(r.requeued as f64)),
+            ("processing gap (ms)", &|r| Some(r.figures.gap_ms)),
+            ("first sentinel signal → workers resumed (ms)", &|r| {
+                r.signal_to_resumed_ms
+            }),
+            ("candidate writable → workers resumed (ms)", &|r| {
+                r.writable_to_resumed_ms
+            }),
+        ];
+        workload_tables(
             out,
-            "## Job workload: backlog of {BACKLOG} jobs of {JOB_MS} ms + {RATE} jobs/s, {WORKERS} workers through the supervisor, failover after 3 s\n"
+            &self.jobs,
+            &format!(
+                "Job workload: backlog of {BACKLOG} jobs of {JOB_MS} ms + {RATE} jobs/s, \
+                 {WORKERS} workers through the supervisor, failover after 3 s"
+            ),
+            "variant",
+            &columns,
+            &|r| {
+                (r.reference.failovers > 1)
+                    .then(|| format!("{} lost, {} run twice", r.figures.lost, r.figures.run_twice))
+            },
         );
-        for scenario in scenarios_of(&self.jobs) {
-            let _ = writeln!(out, "### {}\n", scenario.label());
-            let _ = writeln!(
-                out,
-                "| variant | jobs produced | jobs lost | jobs run twice | requeued by the reaper | processing gap (ms) | first sentinel signal → workers resumed (ms) | candidate writable → workers resumed (ms) | runs |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-            for variant in clients_of(&self.jobs) {
-                let (ok, failed) = ok_runs(&self.jobs, scenario, &variant);
-                if ok.is_empty() && failed == 0 {
-                    continue;
-                }
-                let col = |f: &dyn Fn(&JobResult) -> Option<f64>| {
-                    cell(&ok.iter().map(|r| f(r)).collect::<Vec<_>>())
-                };
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    client_label(&variant),
-                    col(&|r| Some(r.figures.produced as f64)),
-                    col(&|r| Some(r.figures.lost as f64)),
-                    col(&|r| Some(r.figures.run_twice as f64)),
-                    col(&|r| Some(r.requeued as f64)),
-                    col(&|r| Some(r.figures.gap_ms)),
-                    col(&|r| r.signal_to_resumed_ms),
-                    col(&|r| r.writable_to_resumed_ms),
-                    runs_cell(ok.len(), failed),
-                );
-            }
-            let twice: Vec<String> = self
-                .jobs
-                .iter()
-                .filter(|(s, _, _)| *s == scenario)
-                .filter_map(|(_, c, r)| {
-                    let r = r.as_ref().ok().filter(|r| r.reference.failovers > 1)?;
-                    Some(format!(
-                        "{} ({} lost, {} run twice)",
-                        client_label(c),
-                        r.figures.lost,
-                        r.figures.run_twice
-                    ))
-                })
-                .collect();
-            second_failovers(out, &twice);
-            let _ = writeln!(out);
-        }
     }
 
     fn deployment_table(&self, out: &mut String) {
