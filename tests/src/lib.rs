@@ -8,3 +8,4 @@ pub mod bench;
 pub mod drill;
 pub mod harness;
 pub mod scenarios;
+mod sync;

@@ -2,11 +2,12 @@
 //! JSON lines on stdout and takes commands on stdin.
 
 use super::error::{Result, err};
+use crate::sync::lock;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,9 +43,7 @@ impl Child {
                 let Ok(line) = line else { break };
                 let value = serde_json::from_str(&line)
                     .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(value);
+                lock(&sink).push(value);
             }
         });
         Ok(Self {
@@ -66,7 +65,7 @@ impl Child {
 
     /// Runs `f` on the lines received so far.
     pub(crate) fn with_lines<T>(&self, f: impl FnOnce(&[Value]) -> T) -> T {
-        f(&self.lines.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&lock(&self.lines))
     }
 
     /// Waits for the `{"ready": t}` line and returns `t`.
@@ -127,7 +126,7 @@ impl Child {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner));
+        let lines = std::mem::take(&mut *lock(&self.lines));
         match status {
             Some(s) if s.success() => Ok(lines),
             Some(s) => Err(err(format!(

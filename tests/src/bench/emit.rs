@@ -2,9 +2,10 @@
 //! per line on stdout, buffered and flushed every 20 ms by a thread (or at once on request), so
 //! writing a line costs no system call on the measured path.
 
+use crate::sync::lock;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A cheap-to-clone line sink on stdout.
@@ -35,7 +36,7 @@ impl Sink {
 
     /// Queues one line (`text` must not contain a newline).
     pub(crate) fn line(&self, text: &str) {
-        let mut buf = self.0.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buf = lock(&self.0.buf);
         buf.extend_from_slice(text.as_bytes());
         buf.push(b'\n');
     }
@@ -49,7 +50,7 @@ impl Sink {
     /// ends when its stdin closes.
     pub(crate) fn flush(&self) {
         let pending = {
-            let mut buf = self.0.buf.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut buf = lock(&self.0.buf);
             std::mem::take(&mut *buf)
         };
         if !pending.is_empty() {

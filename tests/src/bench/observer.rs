@@ -9,10 +9,11 @@
 use super::clock::now_ns;
 use super::error::{Result, err};
 use crate::harness::{Deployment, NodeId};
+use crate::sync::lock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -163,7 +164,7 @@ impl Observer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        std::mem::take(&mut *self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *lock(&self.seen))
     }
 }
 
@@ -203,14 +204,11 @@ fn subscribe(
                         continue;
                     }
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    seen.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .signals
-                        .push(Signal {
-                            t,
-                            channel,
-                            payload,
-                        });
+                    lock(seen).signals.push(Signal {
+                        t,
+                        channel,
+                        payload,
+                    });
                 }
                 Err(e) if e.is_timeout() => {}
                 Err(_) => break,
@@ -236,10 +234,7 @@ fn probe(addr: SocketAddr, list: &str, stop: &AtomicBool, seen: &Mutex<Seen>) {
         match redis::cmd("RPUSH").arg(list).arg(&marker).query::<i64>(c) {
             Ok(_) => {
                 let t = now_ns();
-                seen.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .writable
-                    .push((t, addr));
+                lock(seen).writable.push((t, addr));
                 return;
             }
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {

@@ -1,8 +1,9 @@
 //! Where the drill's lines go: aligned text for people, or JSON lines for programs.
 
+use crate::sync::lock;
 use serde_json::{Map, Value};
 use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The drill's output: every line carries the time since the drill started. Cheap to clone;
@@ -39,7 +40,7 @@ impl Out {
     }
 
     fn write(&self, text: &str) {
-        let _guard = self.0.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = lock(&self.0.lock);
         let mut stdout = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) must not stop the drill: ignore write errors.
         let _ = writeln!(stdout, "{text}");

@@ -6,9 +6,10 @@
 
 use crate::scenarios::pool::QUEUE;
 use crate::scenarios::{TestRuntime, sleep};
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -37,10 +38,6 @@ pub(crate) struct Produced {
     retries: AtomicUsize,
     stop: AtomicBool,
     finished: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Produced {

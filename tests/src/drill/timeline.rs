@@ -4,10 +4,11 @@
 use super::events::describe;
 use super::output::{Out, human, ms, secs};
 use super::stop::Stop;
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{Addr, Builder, DetectionPath, DiscoveryError, Event, Runtime};
 use serde_json::{Value, json};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::info;
 
@@ -293,7 +294,7 @@ impl Timeline {
     }
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
-        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.tracker)
     }
 
     /// The failovers completed so far.
@@ -322,7 +323,7 @@ fn print(
             out.line(at, d.label, &d.text, d.json);
         }
         let (completed, switches) = {
-            let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = lock(tracker);
             (t.observe(at, &event), t.switches)
         };
         if let Some(f) = completed {

@@ -1,8 +1,9 @@
 //! [`Deployment`]: starting, describing and tearing down a test deployment.
 
+use crate::sync::lock;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use tempfile::TempDir;
 
@@ -71,7 +72,7 @@ pub(crate) struct Member {
 
 impl Member {
     pub(crate) fn process(&self) -> MutexGuard<'_, RedisProcess> {
-        self.process.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.process)
     }
 }
 

@@ -3,11 +3,12 @@
 //! The forwarder behind NAT mode; the design is explained in the [NAT mode](super#nat-mode)
 //! section of the harness docs.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ impl Drop for NatProxy {
         {
             let _ = thread.join();
         }
-        let connections = std::mem::take(&mut *lock(&self.shared));
+        let connections = std::mem::take(&mut *lock(&self.shared.connections));
         for stream in connections.values().flatten() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -138,7 +139,7 @@ fn relay(downstream: TcpStream, port: u16, shared: &Arc<Shared>) {
         return;
     };
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
-    lock(shared).insert(id, [down_registered, up_registered]);
+    lock(&shared.connections).insert(id, [down_registered, up_registered]);
     if shared.stop.load(Ordering::SeqCst) {
         close(&downstream, &upstream);
     }
@@ -153,7 +154,7 @@ fn relay(downstream: TcpStream, port: u16, shared: &Arc<Shared>) {
         }
         Err(_) => close(&downstream, &upstream),
     }
-    lock(shared).remove(&id);
+    lock(&shared.connections).remove(&id);
 }
 
 /// Copies `from` to `to` until EOF or an error, then closes both.
@@ -175,11 +176,4 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
 fn close(a: &TcpStream, b: &TcpStream) {
     let _ = a.shutdown(Shutdown::Both);
     let _ = b.shutdown(Shutdown::Both);
-}
-
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<u64, [TcpStream; 2]>> {
-    shared
-        .connections
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
 }

@@ -6,9 +6,10 @@
 //! probe and the moment Redis binds it; the process starter detects that ("Address already in
 //! use" in the log) and retries with a new port.
 
+use crate::sync::lock;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use super::error::{HarnessError, Result};
 
@@ -47,7 +48,7 @@ pub(crate) fn bind_free() -> Result<(TcpListener, u16)> {
 
 /// Marks `port` as handed out; false if it already was.
 fn remember(port: u16) -> bool {
-    let mut guard = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut guard = lock(&HANDED_OUT);
     guard.get_or_insert_with(HashSet::new).insert(port)
 }
 

@@ -1,12 +1,13 @@
 //! One `redis-server` process (data node or sentinel): spawn, readiness, signals, kill.
 
+use crate::sync::lock;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -52,16 +53,12 @@ pub(crate) struct RedisProcess {
 /// deployments.
 static DETACHED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-fn lock_detached() -> MutexGuard<'static, Vec<u32>> {
-    DETACHED.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// SIGKILLs every Redis process this process started in a process group of its own
 /// ([`DeploymentOptions::own_process_groups`](super::DeploymentOptions::own_process_groups))
 /// and has not stopped yet. For an exit that skips dropping the deployments, such as a second
 /// Ctrl-C; deployments dropped later find their processes gone.
 pub fn kill_detached() {
-    for pid in lock_detached().drain(..) {
+    for pid in lock(&DETACHED).drain(..) {
         if let Ok(pid) = i32::try_from(pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -161,7 +158,7 @@ impl RedisProcess {
             .spawn()
             .map_err(|e| self.failed(format!("cannot spawn {}: {e}", self.binary.display())))?;
         if self.own_group {
-            lock_detached().push(child.id());
+            lock(&DETACHED).push(child.id());
         }
         self.child = Some(child);
         self.frozen = false;
@@ -234,7 +231,7 @@ impl RedisProcess {
             // An error means the child already exited; `wait` reaps it either way.
             let _ = child.kill();
             let _ = child.wait();
-            lock_detached().retain(|&pid| pid != child.id());
+            lock(&DETACHED).retain(|&pid| pid != child.id());
         }
         self.frozen = false;
     }

@@ -14,11 +14,12 @@ pub mod resilience;
 pub mod startup;
 
 use crate::harness::{Auth, Deployment};
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{
     Builder, ClientCert, ConfigBuilder, Credentials, Event, Runtime, StartError, Supervisor,
 };
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A runtime the scenarios run on.
@@ -42,7 +43,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     logs::init();
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+    lock(&LOCK)
 }
 
 /// Runs `future` on a background task of the runtime.
@@ -122,7 +123,7 @@ impl Timeline {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(Instant, Event)>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.0)
     }
 
     /// A copy of the events so far.

@@ -8,12 +8,13 @@
 
 use super::{TestRuntime, WAIT, sleep, spawn, wait_for};
 use crate::harness::{Deployment, redis};
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{
     BoxFuture, Event, MasterConnection, Supervisor, WorkerGate, Workers,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The list of jobs waiting to run.
@@ -68,10 +69,6 @@ pub struct Ledger {
     error_count: AtomicUsize,
     completed: AtomicUsize,
     stop: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Ledger {

@@ -162,9 +162,7 @@ pub fn missed_failover_caught_on_reconnect<R: TestRuntime>() {
 impl Timeline {
     /// The matching events with the time each was emitted.
     pub fn timed(&self, pred: impl Fn(&Event) -> bool) -> Vec<(Instant, Event)> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.lock()
             .iter()
             .filter(|(_, e)| pred(e))
             .cloned()
