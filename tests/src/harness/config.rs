@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::client::Auth;
@@ -10,21 +10,28 @@ use super::nat::INSIDE_SOURCE;
 use super::ports::LOOPBACK;
 use super::tls::TlsFiles;
 
-/// Settings of one data node's `redis.conf`.
+/// What data nodes and sentinels share: where they listen and how they are reached.
 #[derive(Debug)]
-pub(crate) struct NodeConfig<'a> {
+pub(crate) struct Listen<'a> {
     /// The port it listens on (127.0.0.1).
     pub(crate) port: u16,
     /// Its working directory.
-    pub(crate) dir: &'a Path,
-    /// Credentials clients, replicas and sentinels must present.
-    pub(crate) auth: &'a Auth,
-    /// The (announced) address of its master, for replicas.
-    pub(crate) replica_of: Option<SocketAddr>,
+    pub(crate) dir: PathBuf,
     /// NAT mode: the address it announces instead of its own.
     pub(crate) announce: Option<SocketAddr>,
     /// TLS mode: its certificate.
     pub(crate) tls: Option<&'a TlsFiles>,
+}
+
+/// Settings of one data node's `redis.conf`.
+#[derive(Debug)]
+pub(crate) struct NodeConfig<'a> {
+    /// Port, directory, NAT and TLS.
+    pub(crate) listen: Listen<'a>,
+    /// Credentials clients, replicas and sentinels must present.
+    pub(crate) auth: &'a Auth,
+    /// The (announced) address of its master, for replicas.
+    pub(crate) replica_of: Option<SocketAddr>,
 }
 
 /// One service (master name) the sentinels monitor.
@@ -41,10 +48,8 @@ pub(crate) struct MonitoredService<'a> {
 /// Settings of one sentinel's `sentinel.conf`.
 #[derive(Debug)]
 pub(crate) struct SentinelConfig<'a> {
-    /// The port it listens on (127.0.0.1).
-    pub(crate) port: u16,
-    /// Its working directory.
-    pub(crate) dir: &'a Path,
+    /// Port, directory, NAT and TLS.
+    pub(crate) listen: Listen<'a>,
     /// Credentials clients and other sentinels must present to it.
     pub(crate) auth: &'a Auth,
     /// Credentials it presents to the data nodes.
@@ -57,14 +62,10 @@ pub(crate) struct SentinelConfig<'a> {
     pub(crate) down_after: Duration,
     /// `failover-timeout`.
     pub(crate) failover_timeout: Duration,
-    /// NAT mode: the address it announces instead of its own.
-    pub(crate) announce: Option<SocketAddr>,
     /// Its sentinel id (`sentinel myid`).
     pub(crate) id: &'a str,
     /// The other sentinels (`sentinel known-sentinel`).
     pub(crate) peers: &'a [Peer],
-    /// TLS mode: its certificate.
-    pub(crate) tls: Option<&'a TlsFiles>,
 }
 
 /// Another sentinel, as a sentinel's config names it.
@@ -77,12 +78,13 @@ pub(crate) struct Peer {
 }
 
 /// Settings shared by data nodes and sentinels.
-fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool, tls: Option<&TlsFiles>) {
+fn common(out: &mut String, listen: &Listen<'_>) {
     let _ = writeln!(
         out,
         "# written by dramatiq-sentinel-tests; Redis rewrites it"
     );
-    match tls {
+    let port = listen.port;
+    match listen.tls {
         None => {
             let _ = writeln!(out, "port {port}");
         }
@@ -108,7 +110,7 @@ fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool, tls: Opti
         }
     }
     let _ = writeln!(out, "bind {LOOPBACK}");
-    let _ = writeln!(out, "dir {}", quote(&dir.to_string_lossy()));
+    let _ = writeln!(out, "dir {}", quote(&listen.dir.to_string_lossy()));
     let _ = writeln!(out, "protected-mode no");
     let _ = writeln!(out, "loglevel notice");
     // The config path in the process title lets `scripts/test.sh` find leftovers of its own run.
@@ -116,7 +118,7 @@ fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool, tls: Opti
         out,
         "proc-title-template \"{{title}} {{listen-addr}} {{server-mode}} {{config-file}}\""
     );
-    if announce_nat {
+    if listen.announce.is_some() {
         // Outgoing connections (replication, sentinel links) come from this address, which the
         // NAT proxies let through; connections from anywhere else are reset.
         let _ = writeln!(out, "bind-source-addr {INSIDE_SOURCE}");
@@ -126,13 +128,7 @@ fn common(out: &mut String, port: u16, dir: &Path, announce_nat: bool, tls: Opti
 /// The `redis.conf` of a data node.
 pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
     let mut out = String::new();
-    common(
-        &mut out,
-        config.port,
-        config.dir,
-        config.announce.is_some(),
-        config.tls,
-    );
+    common(&mut out, &config.listen);
     out.push_str("save \"\"\nappendonly no\n");
     out.push_str("repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n");
     match config.auth {
@@ -148,7 +144,7 @@ pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
             let _ = writeln!(out, "masterauth {}", quote(password));
         }
     }
-    if let Some(announce) = config.announce {
+    if let Some(announce) = config.listen.announce {
         let _ = writeln!(out, "replica-announce-ip {}", announce.ip());
         let _ = writeln!(out, "replica-announce-port {}", announce.port());
     }
@@ -161,15 +157,9 @@ pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
 /// The `sentinel.conf` of a sentinel.
 pub(crate) fn sentinel_config(config: &SentinelConfig<'_>) -> String {
     let mut out = String::new();
-    common(
-        &mut out,
-        config.port,
-        config.dir,
-        config.announce.is_some(),
-        config.tls,
-    );
+    common(&mut out, &config.listen);
     let _ = writeln!(out, "sentinel myid {}", config.id);
-    if let Some(announce) = config.announce {
+    if let Some(announce) = config.listen.announce {
         let _ = writeln!(out, "sentinel announce-ip {}", announce.ip());
         let _ = writeln!(out, "sentinel announce-port {}", announce.port());
     }

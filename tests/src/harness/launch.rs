@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::client::Auth;
 use super::config::{
-    MonitoredService, NodeConfig, Peer, SentinelConfig, node_config, sentinel_config,
+    Listen, MonitoredService, NodeConfig, Peer, SentinelConfig, node_config, sentinel_config,
 };
 use super::deployment::{Deployment, Member, Service};
 use super::error::{HarnessError, Result};
@@ -86,12 +86,9 @@ impl Deployment {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let text = node_config(&NodeConfig {
-                port,
-                dir: &self.dir.join(&pending.name),
+                listen: self.listen(&pending, port),
                 auth: &self.options.data_auth,
                 replica_of,
-                announce: pending.proxy.as_ref().map(NatProxy::announced),
-                tls: self.tls.as_ref(),
             });
             match self.try_start(&mut pending, port, &text) {
                 Ok(()) => {
@@ -175,15 +172,13 @@ impl Deployment {
             })
             .collect();
         sentinel_config(&SentinelConfig {
-            port,
-            dir: &self.dir.join(&pending.name),
+            listen: self.listen(pending, port),
             auth: &self.options.sentinel_auth,
             data_auth: &self.options.data_auth,
             services: &monitored,
             quorum: self.options.effective_quorum(),
             down_after: self.options.down_after,
             failover_timeout: self.options.failover_timeout,
-            announce: pending.proxy.as_ref().map(NatProxy::announced),
             id: &peers[me].id,
             peers: &peers
                 .iter()
@@ -191,8 +186,17 @@ impl Deployment {
                 .filter(|&(i, _)| i != me)
                 .map(|(_, p)| p.clone())
                 .collect::<Vec<_>>(),
-            tls: self.tls.as_ref(),
         })
+    }
+
+    /// Where a prepared process listens on `port`: its directory, NAT announcement and TLS.
+    fn listen(&self, pending: &Pending, port: u16) -> Listen<'_> {
+        Listen {
+            port,
+            dir: self.dir.join(&pending.name),
+            announce: pending.proxy.as_ref().map(NatProxy::announced),
+            tls: self.tls.as_ref(),
+        }
     }
 
     /// Creates the directory and, in NAT mode, the proxy of a process.
