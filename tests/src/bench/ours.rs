@@ -4,6 +4,8 @@
 use super::clock::now_ns;
 use super::emit::Sink;
 use super::error::{Result, err};
+use crate::scenarios::TestRuntime;
+use crate::scenarios::runtimes::TokioRuntime;
 use dramatiq_sentinel_supervisor::{Builder, Config, Event, PauseTimeoutPolicy, Runtime};
 use serde_json::json;
 use std::future::Future;
@@ -78,11 +80,7 @@ impl Ours {
 /// runtime features are built into this workspace).
 pub(crate) fn on_tokio<F: Future>(future: F) -> Result<F::Output> {
     let _ = redis::aio::prefer_tokio();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    Ok(rt.block_on(future))
+    Ok(TokioRuntime::try_new()?.block_on(future))
 }
 
 /// Runs `future` with `smol::block_on` (the supervisor's tasks go to smol's global executor),

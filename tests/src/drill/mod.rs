@@ -36,7 +36,6 @@ mod error;
 mod events;
 mod output;
 mod producer;
-mod runtime;
 mod session;
 mod stop;
 mod story;
@@ -47,6 +46,7 @@ pub use args::{Act, Command, HELP, Options, RuntimeChoice, parse};
 pub use error::DrillError;
 
 use crate::harness::{Deployment, DeploymentOptions};
+use crate::scenarios::runtimes::{SmolRuntime, TokioRuntime};
 use output::Out;
 use serde_json::json;
 use session::Context;
@@ -103,8 +103,14 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
         local: deployment.as_ref(),
     };
     let result = match opts.runtime {
-        RuntimeChoice::Tokio => session::run(runtime::TokioDrill::try_new()?, cx),
-        RuntimeChoice::Smol => session::run(runtime::SmolDrill, cx),
+        RuntimeChoice::Tokio => {
+            let rt = TokioRuntime::try_new().map_err(|source| DrillError::Runtime {
+                runtime: "tokio",
+                source,
+            })?;
+            session::run(rt, cx)
+        }
+        RuntimeChoice::Smol => session::run(SmolRuntime, cx),
     };
     if let Some(mut d) = deployment {
         // Keep the Redis logs of a drill that went wrong (not of one merely interrupted).

@@ -11,6 +11,7 @@ pub mod failover;
 pub mod logs;
 pub mod pool;
 pub mod resilience;
+pub mod runtimes;
 pub mod startup;
 
 use crate::harness::{Auth, Deployment};

@@ -1,33 +1,29 @@
-//! The executors the drill runs on (`--runtime`), as [`TestRuntime`]s so that the scenarios'
-//! worker pool runs unchanged on them. Only the chosen one is created.
+//! The executors scenarios, the drill and the benchmark run on, as [`TestRuntime`]s. (The smol
+//! scenario suite wraps smol in extra checks of its own, in `tests/tests/supervisor_smol.rs`.)
 
-use super::error::DrillError;
-use crate::scenarios::TestRuntime;
+use super::TestRuntime;
 use std::future::Future;
 
 /// A multi-threaded tokio runtime (two worker threads), for `dramatiq-sentinel-tokio`.
 #[derive(Debug)]
-pub(crate) struct TokioDrill(tokio::runtime::Runtime);
+pub struct TokioRuntime(tokio::runtime::Runtime);
 
-impl TokioDrill {
-    pub(crate) fn try_new() -> Result<Self, DrillError> {
+impl TokioRuntime {
+    /// A new runtime, or why it could not be created.
+    pub fn try_new() -> std::io::Result<Self> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map(Self)
-            .map_err(|source| DrillError::Runtime {
-                runtime: "tokio",
-                source,
-            })
     }
 }
 
-impl TestRuntime for TokioDrill {
+impl TestRuntime for TokioRuntime {
     type Rt = dramatiq_sentinel_tokio::Tokio;
     const NAME: &'static str = "tokio";
 
-    /// Panics if the runtime cannot be created; the drill uses [`TokioDrill::try_new`].
+    /// Panics if the runtime cannot be created; see [`TokioRuntime::try_new`].
     fn new() -> Self {
         Self::try_new().expect("a tokio runtime")
     }
@@ -38,12 +34,12 @@ impl TestRuntime for TokioDrill {
 }
 
 /// smol's global executor (`SMOL_THREADS` threads, default one) and `async-io` timers, for
-/// `dramatiq-sentinel-smol`. No tokio runtime exists in the process then, so the `redis`
-/// crate (built with both runtimes in this workspace) uses smol for every connection.
+/// `dramatiq-sentinel-smol`. Without a tokio runtime in the process, the `redis` crate (built
+/// with both runtimes in this workspace) uses smol for every connection.
 #[derive(Debug, Default)]
-pub(crate) struct SmolDrill;
+pub struct SmolRuntime;
 
-impl TestRuntime for SmolDrill {
+impl TestRuntime for SmolRuntime {
     type Rt = dramatiq_sentinel_smol::Smol;
     const NAME: &'static str = "smol";
 
