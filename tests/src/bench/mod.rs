@@ -153,6 +153,14 @@ fn locked_version(root: &Path, package: &str) -> Option<String> {
     None
 }
 
+/// Ends a run's progress line on stderr: its figures, or why it failed.
+fn outcome<T>(result: &std::result::Result<T, String>, figures: impl Fn(&T) -> String) {
+    match result {
+        Ok(r) => eprintln!("{}", figures(r)),
+        Err(e) => eprintln!("failed: {e}"),
+    }
+}
+
 fn bench(o: &Options) -> Result<()> {
     let started = Instant::now();
     let root = root();
@@ -200,23 +208,25 @@ fn bench(o: &Options) -> Result<()> {
     let mut writers = Vec::new();
     let mut jobs = Vec::new();
     for rep in 1..=o.reps {
+        let progress = |workload: &str, scenario: args::Scenario, client: &str| {
+            eprint!(
+                "failover-bench: [{rep}/{}] {workload}, {}, {client} (load {:.2}) ... ",
+                o.reps,
+                scenario.id(),
+                run::load1()
+            );
+        };
         if o.writers {
             for &scenario in &o.scenarios {
                 for client in &o.clients {
-                    eprint!(
-                        "failover-bench: [{rep}/{}] writer, {}, {client} (load {:.2}) ... ",
-                        o.reps,
-                        scenario.id(),
-                        run::load1()
-                    );
+                    progress("writer", scenario, client);
                     let result = run::writer_run(&ctx, scenario, client).map_err(|e| e.to_string());
-                    match &result {
-                        Ok(r) => eprintln!(
+                    outcome(&result, |r| {
+                        format!(
                             "{} acked, {} lost, {} errors, gap {:.0} ms",
                             r.figures.acked, r.figures.lost, r.errors, r.figures.durable_gap_ms
-                        ),
-                        Err(e) => eprintln!("failed: {e}"),
-                    }
+                        )
+                    });
                     writers.push((scenario, client.clone(), result));
                 }
             }
@@ -224,23 +234,17 @@ fn bench(o: &Options) -> Result<()> {
         if o.jobs {
             for &scenario in &o.job_scenarios {
                 for variant in &o.job_variants {
-                    eprint!(
-                        "failover-bench: [{rep}/{}] jobs, {}, {variant} (load {:.2}) ... ",
-                        o.reps,
-                        scenario.id(),
-                        run::load1()
-                    );
+                    progress("jobs", scenario, variant);
                     let result = run::jobs_run(&ctx, scenario, variant).map_err(|e| e.to_string());
-                    match &result {
-                        Ok(r) => eprintln!(
+                    outcome(&result, |r| {
+                        format!(
                             "{} produced, {} lost, {} run twice, gap {:.0} ms",
                             r.figures.produced,
                             r.figures.lost,
                             r.figures.run_twice,
                             r.figures.gap_ms
-                        ),
-                        Err(e) => eprintln!("failed: {e}"),
-                    }
+                        )
+                    });
                     jobs.push((scenario, variant.clone(), result));
                 }
             }
