@@ -230,14 +230,21 @@ fn children_groups(parent: i32) -> Vec<(i32, i32)> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the `(comm)` field: state, ppid, pgrp, ...
-            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
-            let ppid: i32 = fields.next()?.parse().ok()?;
-            let pgrp: i32 = fields.next()?.parse().ok()?;
+            let (_, ppid, pgrp) = stat(pid)?;
             (ppid == parent).then_some((pid, pgrp))
         })
         .collect()
+}
+
+/// State, parent pid and process group of `pid`, from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(String, i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the `(comm)` field: state, ppid, pgrp, ...
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_owned();
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
 }
 
 /// A local drill with a story whose first act is a minute away, in a process group of its own
@@ -316,18 +323,7 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_redis() {
 
 /// Whether `pid` runs (a zombie does not).
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z")
-        })
-        .unwrap_or(false)
+    stat(pid).is_some_and(|(state, _, _)| state != "Z")
 }
 
 /// Waits (at most a minute) until none of `processes` runs.
