@@ -168,6 +168,39 @@ fn workload_tables<T>(
     }
 }
 
+/// Per scenario and client, the first three distinct error messages its runs surfaced, one
+/// line each, prefixed with `prefix`.
+fn error_samples<T>(
+    out: &mut String,
+    runs: &[(Scenario, String, Result<T, String>)],
+    prefix: &str,
+    samples: impl Fn(&T) -> &[String],
+) {
+    for scenario in scenarios_of(runs) {
+        for client in clients_of(runs) {
+            let (ok, _) = ok_runs(runs, scenario, &client);
+            let mut msgs: Vec<&String> = Vec::new();
+            for m in ok.iter().flat_map(|r| samples(r)) {
+                if !msgs.contains(&m) && msgs.len() < 3 {
+                    msgs.push(m);
+                }
+            }
+            if !msgs.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "- {prefix}{}, {}: {}",
+                    scenario.id(),
+                    client_label(&client),
+                    msgs.iter()
+                        .map(|m| format!("`{}`", m.replace('`', "'")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+        }
+    }
+}
+
 /// The note under a table about runs in which the sentinels failed over twice.
 fn second_failovers(out: &mut String, runs: &[String]) {
     if !runs.is_empty() {
@@ -604,56 +637,8 @@ impl Report {
             out,
             "## Errors the clients surfaced (first distinct messages per scenario and client)\n"
         );
-        for scenario in scenarios_of(&self.writers) {
-            for client in clients_of(&self.writers) {
-                let (ok, _) = ok_runs(&self.writers, scenario, &client);
-                let mut msgs: Vec<String> = Vec::new();
-                for r in &ok {
-                    for m in &r.error_samples {
-                        if !msgs.contains(m) && msgs.len() < 3 {
-                            msgs.push(m.clone());
-                        }
-                    }
-                }
-                if !msgs.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "- {}, {}: {}",
-                        scenario.id(),
-                        client_label(&client),
-                        msgs.iter()
-                            .map(|m| format!("`{}`", m.replace('`', "'")))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    );
-                }
-            }
-        }
-        for scenario in scenarios_of(&self.jobs) {
-            for variant in clients_of(&self.jobs) {
-                let (ok, _) = ok_runs(&self.jobs, scenario, &variant);
-                let mut msgs: Vec<String> = Vec::new();
-                for r in &ok {
-                    for m in &r.error_samples {
-                        if !msgs.contains(m) && msgs.len() < 3 {
-                            msgs.push(m.clone());
-                        }
-                    }
-                }
-                if !msgs.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "- jobs, {}, {}: {}",
-                        scenario.id(),
-                        client_label(&variant),
-                        msgs.iter()
-                            .map(|m| format!("`{}`", m.replace('`', "'")))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    );
-                }
-            }
-        }
+        error_samples(out, &self.writers, "", |r| &r.error_samples);
+        error_samples(out, &self.jobs, "jobs, ", |r| &r.error_samples);
         let _ = writeln!(out);
         let _ = writeln!(out, "<details><summary>Every run</summary>\n");
         let _ = writeln!(
