@@ -33,6 +33,7 @@ mod events;
 mod exec;
 mod gate;
 mod hold;
+mod host;
 mod listener;
 mod master;
 mod runtime;
@@ -48,6 +49,7 @@ pub use dramatiq_sentinel_core::{
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
 pub use gate::{GateStopped, Permit, WorkerGate, Workers};
+pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
 pub use master::MasterConnection;
 pub use runtime::{BoxFuture, Runtime};
 pub use status::{NodeStatus, Quorum, Status, StatusError};
