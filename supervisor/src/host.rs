@@ -209,191 +209,194 @@ impl EventRecord {
     /// The record of `event`, with the level, message and fields the supervisor logs it with.
     pub fn of(event: &Event) -> Self {
         use EventLevel::{Debug, Error, Info, Warn};
-        let (name, level, message, fields): (_, _, _, Vec<(&'static str, FieldValue)>) =
-            match event {
-                Event::Ready { master, elapsed } => (
-                    "Ready",
-                    Info,
-                    "master verified; ready",
-                    vec![("master", addr(master)), ("elapsed_ms", ms(elapsed))],
-                ),
-                Event::Fenced {
-                    master,
-                    path,
-                    sentinel,
-                    signal,
-                } => (
-                    "Fenced",
-                    Warn,
-                    "failover announced: work fenced",
-                    vec![
-                        ("master", addr(master)),
-                        ("path", text(path)),
-                        ("sentinel", opt_addr(sentinel)),
-                        ("signal", text(signal)),
-                    ],
-                ),
-                Event::CandidateNamed {
-                    candidate,
-                    sentinel,
-                } => (
-                    "CandidateNamed",
-                    Info,
-                    "failover candidate named",
-                    vec![("candidate", addr(candidate)), ("sentinel", opt_addr(sentinel))],
-                ),
-                Event::SwitchDetected {
-                    old,
-                    new,
-                    sentinel,
-                    path,
-                } => (
-                    "SwitchDetected",
-                    Warn,
-                    "master switch detected",
-                    vec![
-                        ("old", opt_addr(old)),
-                        ("new", addr(new)),
-                        ("sentinel", opt_addr(sentinel)),
-                        ("path", text(path)),
-                    ],
-                ),
-                Event::BeforeReset { old, new } => (
-                    "BeforeReset",
-                    Info,
-                    "moving the master connection",
-                    vec![("old", opt_addr(old)), ("new", addr(new))],
-                ),
-                Event::AfterReset { old, new } => (
-                    "AfterReset",
-                    Info,
-                    "master connection moved; old connections closed",
-                    vec![("old", opt_addr(old)), ("new", addr(new))],
-                ),
-                Event::SwitchCompleted {
-                    old,
-                    new,
-                    path,
-                    to_paused,
-                    to_connected,
-                    total,
-                } => (
-                    "SwitchCompleted",
-                    Info,
-                    "switch completed; workers resumed",
-                    vec![
-                        ("old", opt_addr(old)),
-                        ("new", addr(new)),
-                        ("path", text(path)),
-                        (
-                            "to_paused_ms",
-                            FieldValue::Millis(to_paused.map(|d| d.as_secs_f64() * 1000.0)),
-                        ),
-                        ("to_connected_ms", ms(to_connected)),
-                        ("total_ms", ms(total)),
-                    ],
-                ),
-                Event::FenceLifted {
-                    master,
-                    reason,
-                    held,
-                } => (
-                    "FenceLifted",
-                    Info,
-                    "fence lifted",
-                    vec![
-                        ("master", addr(master)),
-                        ("reason", text(reason)),
-                        ("held_ms", ms(held)),
-                    ],
-                ),
-                Event::FenceExpired { master, waited } => (
-                    "FenceExpired",
-                    Warn,
-                    "no promotion within fence_timeout; re-verifying the master",
-                    vec![("master", addr(master)), ("waited_ms", ms(waited))],
-                ),
-                Event::MasterConfirmed { master, path } => (
-                    "MasterConfirmed",
-                    Debug,
-                    "master confirmed",
-                    vec![("master", addr(master)), ("path", text(path))],
-                ),
-                Event::ListenerUp { sentinel } => (
-                    "ListenerUp",
-                    Info,
-                    "listener subscribed",
-                    vec![("sentinel", addr(sentinel))],
-                ),
-                Event::ListenerDown {
-                    sentinel,
-                    reason,
-                    retry_in,
-                } => (
-                    "ListenerDown",
-                    Warn,
-                    "listener down",
-                    vec![
-                        ("sentinel", addr(sentinel)),
-                        ("reason", text(reason)),
-                        ("retry_in_ms", ms(retry_in)),
-                    ],
-                ),
-                Event::MessageIgnored {
-                    sentinel,
-                    channel,
-                    reason,
-                } => (
-                    "MessageIgnored",
-                    if matches!(reason, IgnoreReason::Malformed(_)) {
-                        Warn
-                    } else {
-                        Debug
-                    },
-                    "sentinel message ignored",
-                    vec![
-                        ("sentinel", addr(sentinel)),
-                        ("channel", text(channel)),
-                        ("reason", text(reason)),
-                    ],
-                ),
-                Event::DiscoveryFailed { error, retry_in } => (
-                    "DiscoveryFailed",
-                    Warn,
-                    "discovery failed",
-                    vec![("error", text(error)), ("retry_in_ms", ms(retry_in))],
-                ),
-                Event::VerificationFailed { node, reason } => (
-                    "VerificationFailed",
-                    Warn,
-                    "node failed verification",
-                    vec![("node", addr(node)), ("reason", text(reason))],
-                ),
-                Event::SentinelAdded { sentinel } => (
-                    "SentinelAdded",
-                    Info,
-                    "sentinel learned",
-                    vec![("sentinel", addr(sentinel))],
-                ),
-                Event::PauseTimedOut { waited } => (
-                    "PauseTimedOut",
-                    Error,
-                    "workers did not pause in time; stopping them",
-                    vec![("waited_ms", ms(waited))],
-                ),
-                Event::Stopped { error } => (
-                    "Stopped",
-                    Error,
-                    "supervisor stopped",
-                    vec![("error", text(error))],
-                ),
-                other => (
-                    "Other",
-                    Info,
-                    "event",
-                    vec![("event", text(format!("{other:?}")))],
-                ),
-            };
+        let (name, level, message, fields): (_, _, _, Vec<(&'static str, FieldValue)>) = match event
+        {
+            Event::Ready { master, elapsed } => (
+                "Ready",
+                Info,
+                "master verified; ready",
+                vec![("master", addr(master)), ("elapsed_ms", ms(elapsed))],
+            ),
+            Event::Fenced {
+                master,
+                path,
+                sentinel,
+                signal,
+            } => (
+                "Fenced",
+                Warn,
+                "failover announced: work fenced",
+                vec![
+                    ("master", addr(master)),
+                    ("path", text(path)),
+                    ("sentinel", opt_addr(sentinel)),
+                    ("signal", text(signal)),
+                ],
+            ),
+            Event::CandidateNamed {
+                candidate,
+                sentinel,
+            } => (
+                "CandidateNamed",
+                Info,
+                "failover candidate named",
+                vec![
+                    ("candidate", addr(candidate)),
+                    ("sentinel", opt_addr(sentinel)),
+                ],
+            ),
+            Event::SwitchDetected {
+                old,
+                new,
+                sentinel,
+                path,
+            } => (
+                "SwitchDetected",
+                Warn,
+                "master switch detected",
+                vec![
+                    ("old", opt_addr(old)),
+                    ("new", addr(new)),
+                    ("sentinel", opt_addr(sentinel)),
+                    ("path", text(path)),
+                ],
+            ),
+            Event::BeforeReset { old, new } => (
+                "BeforeReset",
+                Info,
+                "moving the master connection",
+                vec![("old", opt_addr(old)), ("new", addr(new))],
+            ),
+            Event::AfterReset { old, new } => (
+                "AfterReset",
+                Info,
+                "master connection moved; old connections closed",
+                vec![("old", opt_addr(old)), ("new", addr(new))],
+            ),
+            Event::SwitchCompleted {
+                old,
+                new,
+                path,
+                to_paused,
+                to_connected,
+                total,
+            } => (
+                "SwitchCompleted",
+                Info,
+                "switch completed; workers resumed",
+                vec![
+                    ("old", opt_addr(old)),
+                    ("new", addr(new)),
+                    ("path", text(path)),
+                    (
+                        "to_paused_ms",
+                        FieldValue::Millis(to_paused.map(|d| d.as_secs_f64() * 1000.0)),
+                    ),
+                    ("to_connected_ms", ms(to_connected)),
+                    ("total_ms", ms(total)),
+                ],
+            ),
+            Event::FenceLifted {
+                master,
+                reason,
+                held,
+            } => (
+                "FenceLifted",
+                Info,
+                "fence lifted",
+                vec![
+                    ("master", addr(master)),
+                    ("reason", text(reason)),
+                    ("held_ms", ms(held)),
+                ],
+            ),
+            Event::FenceExpired { master, waited } => (
+                "FenceExpired",
+                Warn,
+                "no promotion within fence_timeout; re-verifying the master",
+                vec![("master", addr(master)), ("waited_ms", ms(waited))],
+            ),
+            Event::MasterConfirmed { master, path } => (
+                "MasterConfirmed",
+                Debug,
+                "master confirmed",
+                vec![("master", addr(master)), ("path", text(path))],
+            ),
+            Event::ListenerUp { sentinel } => (
+                "ListenerUp",
+                Info,
+                "listener subscribed",
+                vec![("sentinel", addr(sentinel))],
+            ),
+            Event::ListenerDown {
+                sentinel,
+                reason,
+                retry_in,
+            } => (
+                "ListenerDown",
+                Warn,
+                "listener down",
+                vec![
+                    ("sentinel", addr(sentinel)),
+                    ("reason", text(reason)),
+                    ("retry_in_ms", ms(retry_in)),
+                ],
+            ),
+            Event::MessageIgnored {
+                sentinel,
+                channel,
+                reason,
+            } => (
+                "MessageIgnored",
+                if matches!(reason, IgnoreReason::Malformed(_)) {
+                    Warn
+                } else {
+                    Debug
+                },
+                "sentinel message ignored",
+                vec![
+                    ("sentinel", addr(sentinel)),
+                    ("channel", text(channel)),
+                    ("reason", text(reason)),
+                ],
+            ),
+            Event::DiscoveryFailed { error, retry_in } => (
+                "DiscoveryFailed",
+                Warn,
+                "discovery failed",
+                vec![("error", text(error)), ("retry_in_ms", ms(retry_in))],
+            ),
+            Event::VerificationFailed { node, reason } => (
+                "VerificationFailed",
+                Warn,
+                "node failed verification",
+                vec![("node", addr(node)), ("reason", text(reason))],
+            ),
+            Event::SentinelAdded { sentinel } => (
+                "SentinelAdded",
+                Info,
+                "sentinel learned",
+                vec![("sentinel", addr(sentinel))],
+            ),
+            Event::PauseTimedOut { waited } => (
+                "PauseTimedOut",
+                Error,
+                "workers did not pause in time; stopping them",
+                vec![("waited_ms", ms(waited))],
+            ),
+            Event::Stopped { error } => (
+                "Stopped",
+                Error,
+                "supervisor stopped",
+                vec![("error", text(error))],
+            ),
+            other => (
+                "Other",
+                Info,
+                "event",
+                vec![("event", text(format!("{other:?}")))],
+            ),
+        };
         Self {
             name,
             level,

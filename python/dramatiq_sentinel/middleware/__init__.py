@@ -1,0 +1,1 @@
+"""The dramatiq middleware (`dramatiq_sentinel.middleware.sentinel.Sentinel`)."""

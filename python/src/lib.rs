@@ -1,0 +1,40 @@
+//! `dramatiq_sentinel._native`: the Rust supervisor (`dramatiq-sentinel-tokio`), hosted for
+//! Python. It runs on a tokio runtime of its own (background threads owned by this module)
+//! and makes every failover decision; the Python package performs what it is told (pause,
+//! resume or stop the dramatiq worker, run hooks, exit) and asks it, before each Redis
+//! connection, for the verified master (waiting while commands are held).
+//!
+//! Nothing here panics across the FFI boundary: every failure is a Python exception whose
+//! message names the setting, the sentinel or the master concerned.
+
+mod config;
+mod records;
+mod supervisor;
+mod workers;
+
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    _native,
+    StartError,
+    pyo3::exceptions::PyException,
+    "The supervisor found no verified master (each sentinel's failure is named)."
+);
+pyo3::create_exception!(
+    _native,
+    MasterUnavailable,
+    pyo3::exceptions::PyException,
+    "No verified master within hold_timeout, or the supervisor stopped."
+);
+
+/// The module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("StartError", py.get_type::<StartError>())?;
+    m.add("MasterUnavailable", py.get_type::<MasterUnavailable>())?;
+    m.add_class::<config::NativeConfig>()?;
+    m.add_class::<supervisor::NativeSupervisor>()?;
+    m.add_class::<supervisor::NativePermit>()?;
+    Ok(())
+}
