@@ -72,6 +72,24 @@ pub enum Action {
         /// The data node.
         node: Addr,
     },
+    /// Watch a failover candidate: open a connection to the data node (like a probe, never the
+    /// application's), send `ROLE` and report the reply (or the failure) with
+    /// [`crate::Core::handle_node_reply`]; then keep that connection open, sending nothing,
+    /// and report [`crate::Core::handle_watch_closed`] when it closes. Sentinel closes every
+    /// client connection of the replica it promotes, so the closing announces the promotion
+    /// with one connection per process instead of a `ROLE` poll every few milliseconds. Close
+    /// it on [`Action::Unwatch`].
+    Watch {
+        /// Correlation id of the `ROLE` reply and of the closing.
+        op: OpId,
+        /// The candidate.
+        node: Addr,
+    },
+    /// Close the watch connection `op`, if it is still open. Report nothing.
+    Unwatch {
+        /// The watch.
+        op: OpId,
+    },
     /// Open a new broker connection to the node, authenticate, send `ROLE`, keep the connection
     /// aside under `op`, and report the `ROLE` reply (or the failure) with
     /// [`crate::Core::handle_node_reply`]. The core follows with [`Action::Activate`] or
@@ -86,7 +104,8 @@ pub enum Action {
     /// and close every connection to `old`, blocking and pub/sub ones included. Commands held
     /// by [`Action::Fence`] go out now, to the new master: jobs in flight may be waiting on
     /// them, and the pause completes only when they finish. Report with
-    /// [`crate::Core::handle_reset_done`].
+    /// [`crate::Core::handle_reset_done`], or [`crate::Core::handle_reset_failed`] if it could
+    /// not be done (no prepared connection under `op`).
     Activate {
         /// The prepared connection.
         op: OpId,

@@ -1,5 +1,8 @@
-//! Exponential backoff: `min`, then `×factor` after each failure, capped at `max`.
+//! Exponential backoff with jitter: the base delay is `min`, then `×factor` after each failure,
+//! capped at `max`; each delay actually used is drawn uniformly from `[base / 2, base]`
+//! ("equal jitter"), so processes that failed at the same moment do not retry in lockstep.
 
+use crate::rng::Rng;
 use std::time::Duration;
 
 /// The delay sequence of one retrying activity (a listener, the discovery loop).
@@ -21,17 +24,22 @@ impl Backoff {
         }
     }
 
-    /// The delay before the next attempt, then counts one more failure.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = delay(self.min, self.max, self.factor, self.failures);
+    /// The jittered delay before the next attempt, then counts one more failure.
+    pub(crate) fn next_delay(&mut self, rng: &mut Rng) -> Duration {
+        let base = delay(self.min, self.max, self.factor, self.failures);
         self.failures = self.failures.saturating_add(1);
-        d
+        jitter(base, rng)
     }
 
     /// Back to `min` after a success.
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
+}
+
+/// A delay drawn uniformly from `[base / 2, base]`.
+pub(crate) fn jitter(base: Duration, rng: &mut Rng) -> Duration {
+    rng.between(base / 2, base)
 }
 
 /// `min × factor^failures`, capped at `max`; never panics (inputs validated by the config).
@@ -47,27 +55,47 @@ fn delay(min: Duration, max: Duration, factor: f64, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, proptest};
 
     #[test]
-    fn seed_sequence() {
+    fn seed_sequence_with_jitter() {
+        let mut rng = Rng::new(7);
         let mut b = Backoff::new(Duration::from_secs(3), Duration::from_secs(60), 2.0);
-        let got: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
-        assert_eq!(got, [3, 6, 12, 24, 48, 60, 60]);
+        for base in [3, 6, 12, 24, 48, 60, 60] {
+            let d = b.next_delay(&mut rng).as_secs_f64();
+            assert!(d >= base as f64 / 2.0 && d <= base as f64, "{d} for {base}");
+        }
         b.reset();
-        assert_eq!(b.next_delay(), Duration::from_secs(3));
+        let d = b.next_delay(&mut rng);
+        assert!(d >= Duration::from_millis(1500) && d <= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_fleet_failing_together_spreads_its_retries() {
+        // 500 processes with different seeds fail at the same instant: their first retries
+        // cover the window [min/2, min] instead of landing on one instant.
+        let min = Duration::from_secs(3);
+        let delays: Vec<Duration> = (0..500u64)
+            .map(|seed| Backoff::new(min, min * 20, 2.0).next_delay(&mut Rng::new(seed)))
+            .collect();
+        let buckets = delays.iter().fold([0usize; 10], |mut b, d| {
+            let i = ((d.as_secs_f64() - 1.5) / 0.15).floor().clamp(0.0, 9.0) as usize;
+            b[i] += 1;
+            b
+        });
+        assert!(buckets.iter().all(|&n| n > 20 && n < 90), "{buckets:?}");
     }
 
     proptest! {
         #[test]
-        fn within_bounds_and_monotonic(min_ms in 1u64..10_000, extra in 0u64..100_000, factor in 1.0f64..10.0, n in 0usize..2000) {
+        fn within_bounds(min_ms in 1u64..10_000, extra in 0u64..100_000, factor in 1.0f64..10.0, n in 0usize..2000, seed in any::<u64>()) {
             let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(min_ms + extra));
             let mut b = Backoff::new(min, max, factor);
-            let mut last = Duration::ZERO;
-            for _ in 0..n {
-                let d = b.next_delay();
-                prop_assert!(d >= min && d <= max && d >= last);
-                last = d;
+            let mut rng = Rng::new(seed);
+            for i in 0..n {
+                let d = b.next_delay(&mut rng);
+                let base = delay(min, max, factor, i as u32);
+                prop_assert!(d >= base / 2 && d <= base && d >= min / 2 && d <= max);
             }
         }
     }

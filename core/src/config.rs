@@ -122,6 +122,8 @@ pub struct Config {
     pub(crate) refresh_sentinels: bool,
     pub(crate) max_sentinels: usize,
     pub(crate) stale_master_ttl: Duration,
+    pub(crate) forget_sentinel_after: Duration,
+    pub(crate) jitter_seed: Option<u64>,
 }
 
 impl Config {
@@ -138,6 +140,13 @@ impl Config {
     /// The NAT map applied to every address a sentinel reports.
     pub fn nat(&self) -> &NatMap {
         &self.nat
+    }
+
+    /// The same configuration with `jitter_seed` set: runtimes use it to give each process
+    /// a seed of its own when the user set none.
+    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
     }
 }
 
@@ -179,12 +188,14 @@ impl Default for ConfigBuilder {
                 nat: NatMap::new(),
                 early_fencing: true,
                 fence_timeout: Duration::from_secs(15),
-                role_poll_interval: Duration::from_millis(5),
+                role_poll_interval: Duration::from_millis(100),
                 health_check_interval: Duration::from_secs(2),
                 startup_timeout: Some(Duration::from_secs(60)),
                 refresh_sentinels: true,
                 max_sentinels: 32,
                 stale_master_ttl: Duration::from_secs(15),
+                forget_sentinel_after: Duration::from_secs(300),
+                jitter_seed: None,
             },
         }
     }
@@ -261,7 +272,10 @@ settings! {
     /// How long an early fence waits for a promotion before it re-verifies the old master and
     /// lifts itself. Default 15 s.
     fence_timeout: Duration,
-    /// Interval of `ROLE` polls of a failover candidate. Default 5 ms.
+    /// Interval of the fallback `ROLE` polls of a failover candidate (each drawn from
+    /// `[interval / 2, interval]`). The switch does not wait for them: a watch connection on
+    /// the candidate notices its promotion at once (Sentinel closes every client connection of
+    /// the replica it promotes). Default 100 ms.
     role_poll_interval: Duration,
     /// Silence on a listener after which it is pinged; no answer within `query_timeout` marks it
     /// failed. Default 2 s.
@@ -277,6 +291,15 @@ settings! {
     /// within about 2 s; a deposed master keeps answering `ROLE` master for about 11 s until
     /// Sentinel reconfigures it. Default 15 s.
     stale_master_ttl: Duration,
+    /// A learned sentinel (not a configured one) whose listener has failed for this long
+    /// without a successful subscription is forgotten (its listener stops); it is learned
+    /// again if a sentinel still lists it. Default 300 s.
+    forget_sentinel_after: Duration,
+    /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
+    /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
+    /// process, so a fleet never retries in lockstep (the core itself, which never draws
+    /// randomness, uses 0). Set it to replay a run exactly. Default `None`.
+    jitter_seed: Option<u64>,
 }
 
 impl ConfigBuilder {
@@ -299,7 +322,7 @@ impl ConfigBuilder {
     /// Sets one field from text, as a command line or environment would give it: durations in
     /// seconds (`0.5`), `off`/`none` for optional durations, booleans `true`/`false`, lists
     /// comma-separated (`sentinels`), NAT as `announced=reachable,...`, `on_pause_timeout` as
-    /// `exit:<code>` or `fail`.
+    /// `exit:<code>` or `fail`, `jitter_seed` as a number or `off`.
     pub fn set(mut self, field: &str, value: &str) -> Result<Self, ConfigError> {
         let v = value.trim();
         let c = &mut self.cfg;
@@ -362,6 +385,15 @@ impl ConfigBuilder {
             "health_check_interval" => c.health_check_interval = parse_secs(field, v)?,
             "startup_timeout" => c.startup_timeout = parse_opt_secs(field, v)?,
             "stale_master_ttl" => c.stale_master_ttl = parse_secs(field, v)?,
+            "forget_sentinel_after" => c.forget_sentinel_after = parse_secs(field, v)?,
+            "jitter_seed" => {
+                c.jitter_seed = match v {
+                    "off" | "none" | "" => None,
+                    _ => Some(v.parse().map_err(|_| {
+                        ConfigError::new(field, format!("`{v}` is not a number 0..2^64"))
+                    })?),
+                }
+            }
             _ => return Err(ConfigError::new(field, "unknown setting")),
         }
         Ok(self)
@@ -437,6 +469,7 @@ impl ConfigBuilder {
             ("health_check_interval", Some(cfg.health_check_interval)),
             ("startup_timeout", cfg.startup_timeout),
             ("stale_master_ttl", Some(cfg.stale_master_ttl)),
+            ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
         ];
         for (name, d) in durations {
             match d {

@@ -79,7 +79,9 @@ impl Core {
         let Discovery::Running(round) = &mut self.discovery else {
             return;
         };
-        let Some(i) = round.queue.pop_front() else {
+        let next = std::iter::from_fn(|| round.queue.pop_front())
+            .find(|&i| !self.sentinels[i].is_forgotten());
+        let Some(i) = next else {
             return self.round_failed(now);
         };
         round.current = Some((op, i));
@@ -152,9 +154,11 @@ impl Core {
         self.discovery = Discovery::Idle;
         self.discovery_backoff.reset();
         self.last_discovery_error = None;
-        self.order.retain(|&j| j != i);
-        self.order.insert(0, i);
-        self.refresh_sentinels(i);
+        if !self.sentinels[i].is_forgotten() {
+            self.order.retain(|&j| j != i);
+            self.order.insert(0, i);
+            self.refresh_sentinels(i);
+        }
         let sentinel = self.sentinels[i].addr.clone();
         if self.switch.is_some() {
             return self.discovered_during_switch(addr, path, sentinel, now);
@@ -223,7 +227,7 @@ impl Core {
         now: Instant,
     ) -> std::time::Duration {
         self.last_discovery_error = Some(error);
-        let retry_in = self.discovery_backoff.next_delay();
+        let retry_in = self.discovery_backoff.next_delay(&mut self.rng);
         self.discovery = Discovery::Waiting { path, verify };
         self.timers
             .set(TimerReason::DiscoveryRetry, after(now, retry_in));

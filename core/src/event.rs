@@ -290,6 +290,15 @@ pub enum Event {
         /// Its address (NAT-mapped).
         sentinel: Addr,
     },
+    /// A learned sentinel was forgotten: it stayed unreachable for `forget_sentinel_after`, a
+    /// sentinel no longer lists it, or a newly listed one took its place at `max_sentinels`.
+    /// Its listener stopped. Configured sentinels are never forgotten.
+    SentinelForgotten {
+        /// Its address (NAT-mapped).
+        sentinel: Addr,
+        /// Why.
+        reason: String,
+    },
     /// Workers did not pause in time; escalation follows.
     PauseTimedOut {
         /// How long the core waited.

@@ -24,6 +24,7 @@ mod listeners;
 mod machine;
 mod parse;
 mod reply;
+mod rng;
 mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -37,7 +38,7 @@ pub use config::{
 };
 pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 pub use machine::{Core, Deadline};
-pub use parse::Role;
+pub use parse::{Role, message_concerns};
 pub use reply::Reply;
 pub use timers::TimerReason;
 

@@ -17,29 +17,48 @@ pub(crate) struct Sentinel {
     pub(crate) addr: Addr,
     pub(crate) listener: Listener,
     backoff: Backoff,
+    /// Configured (kept for good) or learned from `SENTINEL SENTINELS` (forgotten when it
+    /// stays unreachable or is no longer listed).
+    configured: bool,
+    /// Since when its listener has failed without a successful subscription in between.
+    failing_since: Option<Instant>,
 }
 
 /// Listener state; the `Listener(i)` timer means: reconnect (Waiting), subscribe deadline
 /// (Connecting), health-check ping (Up, not pinging) or ping deadline (Up, pinging).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Listener {
+    /// A learned sentinel that was forgotten: its slot in the table is free for the next one.
+    Forgotten,
     Waiting,
-    Connecting { op: OpId },
-    Up { op: OpId, pinging: bool },
+    Connecting {
+        op: OpId,
+    },
+    Up {
+        op: OpId,
+        pinging: bool,
+    },
 }
 
 impl Sentinel {
-    pub(crate) fn new(addr: Addr, cfg: &Config) -> Self {
+    pub(crate) fn new(addr: Addr, cfg: &Config, configured: bool) -> Self {
         Self {
             addr,
             listener: Listener::Waiting,
             backoff: Backoff::new(cfg.min_backoff, cfg.max_backoff, cfg.backoff_factor),
+            configured,
+            failing_since: None,
         }
+    }
+
+    /// Whether this slot holds a forgotten sentinel.
+    pub(crate) fn is_forgotten(&self) -> bool {
+        self.listener == Listener::Forgotten
     }
 
     fn op(&self) -> Option<OpId> {
         match self.listener {
-            Listener::Waiting => None,
+            Listener::Waiting | Listener::Forgotten => None,
             Listener::Connecting { op } | Listener::Up { op, .. } => Some(op),
         }
     }
@@ -71,6 +90,7 @@ impl Core {
         let s = &mut self.sentinels[i];
         s.listener = Listener::Up { op, pinging: false };
         s.backoff.reset();
+        s.failing_since = None;
         let sentinel = s.addr.clone();
         self.timers.set(
             TimerReason::Listener(i),
@@ -104,14 +124,23 @@ impl Core {
     fn fail_listener(&mut self, i: usize, reason: String, close: bool, now: Instant) {
         let s = &mut self.sentinels[i];
         let op = s.op();
-        s.listener = Listener::Waiting;
-        let retry_in = s.backoff.next_delay();
-        let sentinel = s.addr.clone();
-        self.timers
-            .set(TimerReason::Listener(i), after(now, retry_in));
         if close && let Some(op) = op {
             self.push_action(Action::CloseListener { op });
         }
+        let s = &mut self.sentinels[i];
+        let since = *s.failing_since.get_or_insert(now);
+        if !s.configured && now.saturating_duration_since(since) >= self.cfg.forget_sentinel_after {
+            let reason = format!(
+                "unreachable for {:?} (forget_sentinel_after): {reason}",
+                now.saturating_duration_since(since)
+            );
+            return self.forget_sentinel(i, reason);
+        }
+        s.listener = Listener::Waiting;
+        let retry_in = s.backoff.next_delay(&mut self.rng);
+        let sentinel = s.addr.clone();
+        self.timers
+            .set(TimerReason::Listener(i), after(now, retry_in));
         self.emit(Event::ListenerDown {
             sentinel,
             reason,
@@ -119,11 +148,27 @@ impl Core {
         });
     }
 
+    /// Stops listening to a learned sentinel and frees its slot.
+    fn forget_sentinel(&mut self, i: usize, reason: String) {
+        if let Some(op) = self.sentinels[i].op() {
+            self.push_action(Action::CloseListener { op });
+        }
+        self.sentinels[i].listener = Listener::Forgotten;
+        self.timers.cancel(TimerReason::Listener(i));
+        self.order.retain(|&j| j != i);
+        if self.refresh.is_some_and(|(_, from)| from == i) {
+            self.refresh = None;
+        }
+        let sentinel = self.sentinels[i].addr.clone();
+        self.emit(Event::SentinelForgotten { sentinel, reason });
+    }
+
     pub(crate) fn listener_timer(&mut self, i: usize, now: Instant) {
         let Some(s) = self.sentinels.get(i) else {
             return;
         };
         match s.listener {
+            Listener::Forgotten => {}
             Listener::Waiting => self.start_listener(i, now),
             Listener::Connecting { .. } => {
                 let reason = format!("no subscription within {:?}", self.cfg.connect_timeout);
@@ -203,7 +248,7 @@ impl Core {
         }
         // A newer query supersedes one still in flight (its late reply is ignored).
         let op = self.op();
-        self.refresh = Some(op);
+        self.refresh = Some((op, from));
         self.push_action(Action::QuerySentinels {
             op,
             sentinel: self.sentinels[from].addr.clone(),
@@ -211,21 +256,71 @@ impl Core {
         });
     }
 
-    pub(crate) fn sentinels_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
-        // A failed refresh is harmless: the configured sentinels are still used.
+    /// `SENTINEL SENTINELS` from sentinel `from`: forget learned sentinels it no longer lists,
+    /// learn the new ones (making room, at `max_sentinels`, by forgetting the learned sentinel
+    /// that has been unreachable the longest).
+    pub(crate) fn sentinels_reply(
+        &mut self,
+        from: Option<usize>,
+        reply: Result<Reply, String>,
+        now: Instant,
+    ) {
+        // A failed refresh is harmless: the sentinels known so far are still used.
         let Ok(Ok(found)) = reply.map(|r| parse_sentinels_reply(&r)) else {
             return;
         };
-        for addr in found {
-            let addr = self.cfg.nat.map(&addr);
-            if self.sentinels.len() >= self.cfg.max_sentinels {
-                break;
+        let found: Vec<Addr> = found.iter().map(|a| self.cfg.nat.map(a)).collect();
+        let from_addr = from
+            .and_then(|i| self.sentinels.get(i))
+            .map(|s| s.addr.clone());
+        // A sentinel that knows no peer yet (just started) proves nothing about the others.
+        if !found.is_empty()
+            && let Some(from_addr) = &from_addr
+        {
+            let unlisted: Vec<usize> = (0..self.sentinels.len())
+                .filter(|&i| {
+                    let s = &self.sentinels[i];
+                    !s.configured
+                        && !s.is_forgotten()
+                        && s.addr != *from_addr
+                        && !found.contains(&s.addr)
+                })
+                .collect();
+            for i in unlisted {
+                self.forget_sentinel(i, format!("no longer listed by sentinel {from_addr}"));
             }
-            if self.sentinels.iter().any(|s| s.addr == addr) {
+        }
+        for addr in found {
+            if self
+                .sentinels
+                .iter()
+                .any(|s| s.addr == addr && !s.is_forgotten())
+            {
                 continue;
             }
-            self.sentinels.push(Sentinel::new(addr.clone(), &self.cfg));
-            let i = self.sentinels.len() - 1;
+            let live = self.sentinels.iter().filter(|s| !s.is_forgotten()).count();
+            if live >= self.cfg.max_sentinels {
+                let longest = (0..self.sentinels.len())
+                    .filter(|&i| !self.sentinels[i].configured && !self.sentinels[i].is_forgotten())
+                    .filter_map(|i| self.sentinels[i].failing_since.map(|t| (t, i)))
+                    .min();
+                let Some((_, i)) = longest else {
+                    break; // every sentinel tracked is reachable: keep them
+                };
+                let reason = format!("unreachable, replaced by {addr} (max_sentinels)");
+                self.forget_sentinel(i, reason);
+            }
+            let sentinel = Sentinel::new(addr.clone(), &self.cfg, false);
+            let i = match self.sentinels.iter().position(Sentinel::is_forgotten) {
+                Some(i) => {
+                    self.sentinels[i] = sentinel;
+                    i
+                }
+                None => {
+                    self.sentinels.push(sentinel);
+                    self.sentinels.len() - 1
+                }
+            };
             self.order.push(i);
             self.emit(Event::SentinelAdded { sentinel: addr });
             self.start_listener(i, now);

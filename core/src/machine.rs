@@ -10,6 +10,7 @@ use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
 use crate::history::History;
 use crate::listeners::Sentinel;
 use crate::reply::Reply;
+use crate::rng::Rng;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
 use std::collections::{BTreeSet, VecDeque};
@@ -62,13 +63,18 @@ pub struct Core {
     pub(crate) discovery_backoff: Backoff,
     /// A `ROLE` probe of the master in use (steady-state verification), if any.
     pub(crate) verify_probe: Option<(OpId, Addr)>,
-    /// A `SENTINEL SENTINELS` query in flight.
-    pub(crate) refresh: Option<OpId>,
+    /// A `SENTINEL SENTINELS` query in flight, and the index of the sentinel asked.
+    pub(crate) refresh: Option<(OpId, usize)>,
     /// What the core remembers about recent masters (stale, failing, transitions seen).
     pub(crate) history: History,
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
+    /// The watch connection on the switch's candidate: its op, node, and whether its `ROLE`
+    /// answered (the connection is open and its closing means a promotion).
+    pub(crate) watch: Option<(OpId, Addr)>,
+    /// Jitter for every backoff and poll delay, seeded from the configuration.
+    pub(crate) rng: Rng,
     pub(crate) ready: bool,
     stopped: bool,
 }
@@ -82,7 +88,7 @@ impl Core {
         let sentinels: Vec<Sentinel> = cfg
             .sentinels
             .iter()
-            .map(|a| Sentinel::new(a.clone(), &cfg))
+            .map(|a| Sentinel::new(a.clone(), &cfg, true))
             .collect();
         let mut core = Core {
             order: (0..sentinels.len()).collect(),
@@ -101,6 +107,8 @@ impl Core {
             history: History::new(cfg.fence_timeout, cfg.stale_master_ttl),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
+            watch: None,
+            rng: Rng::new(cfg.jitter_seed.unwrap_or(0)),
             ready: false,
             stopped: false,
             cfg,
@@ -139,7 +147,10 @@ impl Core {
 
     /// The sentinels known to the core (configured, then learned), in table order.
     pub fn sentinels(&self) -> impl Iterator<Item = &Addr> {
-        self.sentinels.iter().map(|s| &s.addr)
+        self.sentinels
+            .iter()
+            .filter(|s| !s.is_forgotten())
+            .map(|s| &s.addr)
     }
 
     /// The sentinels in discovery order: the one that answered last first.
@@ -190,12 +201,14 @@ impl Core {
                 TimerReason::Listener(i) => self.listener_timer(i, now),
             }
         }
+        self.after_input();
     }
 
     /// A listener connection subscribed.
     pub fn handle_listener_subscribed(&mut self, now: Instant, op: OpId) {
         if !self.stopped {
             self.listener_subscribed(op, now);
+            self.after_input();
         }
     }
 
@@ -209,6 +222,7 @@ impl Core {
     ) {
         if !self.stopped {
             self.listener_message(op, channel, payload, now);
+            self.after_input();
         }
     }
 
@@ -223,6 +237,7 @@ impl Core {
     pub fn handle_listener_failed(&mut self, now: Instant, op: OpId, reason: &str) {
         if !self.stopped {
             self.listener_failed(op, reason, now);
+            self.after_input();
         }
     }
 
@@ -232,12 +247,13 @@ impl Core {
         if self.stopped {
             return;
         }
-        if self.refresh == Some(op) {
-            self.refresh = None;
-            self.sentinels_reply(reply, now);
+        if self.refresh.is_some_and(|(r, _)| r == op) {
+            let from = self.refresh.take().map(|(_, from)| from);
+            self.sentinels_reply(from, reply, now);
         } else {
             self.master_reply(op, reply, now);
         }
+        self.after_input();
     }
 
     /// A data node answered a [`Action::PollRole`] or [`Action::Connect`] with its `ROLE`
@@ -247,18 +263,45 @@ impl Core {
         if self.stopped {
             return;
         }
+        if self.watch.as_ref().is_some_and(|(w, _)| *w == op) && reply.is_err() {
+            self.watch = None; // the watch connection could not be opened
+        }
         if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply, now);
         } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
             // A prepared connection nobody waits for any more.
             self.push_action(Action::Discard { op });
         }
+        self.after_input();
+    }
+
+    /// The server closed the watch connection of an [`Action::Watch`] (or it broke). Sentinel
+    /// closes every client connection of the replica it promotes, so this usually means the
+    /// candidate was just promoted: its `ROLE` is polled at once.
+    pub fn handle_watch_closed(&mut self, now: Instant, op: OpId) {
+        if self.stopped || self.watch.as_ref().is_none_or(|(w, _)| *w != op) {
+            return;
+        }
+        self.watch = None;
+        self.candidate_watch_closed(now);
+        self.after_input();
     }
 
     /// The runtime executed [`Action::Activate`]: the master connection points at the new node.
     pub fn handle_reset_done(&mut self, now: Instant, op: OpId) {
         if !self.stopped {
             self.reset_done(op, now);
+            self.after_input();
+        }
+    }
+
+    /// The runtime could not execute [`Action::Activate`] (for example, the prepared connection
+    /// was gone). The core does not use that node until it is verified again: it re-asks the
+    /// sentinels and connects anew.
+    pub fn handle_reset_failed(&mut self, now: Instant, op: OpId, reason: &str) {
+        if !self.stopped {
+            self.reset_failed(op, reason, now);
+            self.after_input();
         }
     }
 
@@ -266,6 +309,7 @@ impl Core {
     pub fn handle_workers_paused(&mut self, now: Instant, op: OpId) {
         if !self.stopped {
             self.workers_paused(op, now);
+            self.after_input();
         }
     }
 
@@ -284,6 +328,24 @@ impl Core {
             AppErrorKind::Io | AppErrorKind::Timeout => {
                 self.start_recheck(DetectionPath::AppError, true, now);
             }
+        }
+        self.after_input();
+    }
+
+    /// Closes the candidate's watch connection once the switch no longer waits for that
+    /// candidate (it was promoted, replaced, or the switch ended).
+    fn after_input(&mut self) {
+        let Some((op, node)) = &self.watch else {
+            return;
+        };
+        let wanted = self
+            .switch
+            .as_ref()
+            .is_some_and(|sw| sw.target.is_none() && sw.candidate.as_ref() == Some(node));
+        if !wanted && !self.stopped {
+            let op = *op;
+            self.watch = None;
+            self.push_action(Action::Unwatch { op });
         }
     }
 
@@ -359,5 +421,6 @@ impl Core {
         self.push_action(Action::Shutdown(shutdown));
         self.stopped = true;
         self.timers = Timers::default();
+        self.watch = None; // the runtime closes every connection at shutdown
     }
 }

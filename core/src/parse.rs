@@ -115,6 +115,22 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
     parse_instance_payload(signal, channel, &tokens).map(Some)
 }
 
+/// Whether a sentinel pub/sub message may matter to a core that watches `service`: `false` for
+/// channels the core never acts on (`+sdown`, hello messages, ...) and for messages about
+/// another service; `true` for the rest, malformed ones included (the core reports them).
+///
+/// A runtime may drop the messages this rejects before they reach its queue to the core (a
+/// sentinel busy with many services publishes a lot): the core's decisions are the same,
+/// only the [`crate::Event::MessageIgnored`] events for other services are not emitted, and
+/// listener health checks `PING` after `health_check_interval` of relevant silence.
+pub fn message_concerns(service: &str, channel: &[u8], payload: &[u8]) -> bool {
+    match parse_message(channel, payload) {
+        Ok(Some(message)) => message.service() == service,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 fn addr(host: &str, port: &str) -> Result<Addr, Malformed> {
     Addr::from_tokens(host, port).map_err(|e| malformed(e.to_string()))
 }
@@ -393,6 +409,33 @@ mod tests {
     }
 
     #[test]
+    fn only_messages_about_the_service_concern_it() {
+        let concerns = |c: &str, p: &str| message_concerns("svc", c.as_bytes(), p.as_bytes());
+        assert!(concerns(
+            "+switch-master",
+            "svc 10.0.0.1 6379 10.0.0.2 6379"
+        ));
+        assert!(!concerns(
+            "+switch-master",
+            "other 10.0.0.1 6379 10.0.0.2 6379"
+        ));
+        assert!(concerns("+try-failover", "master svc 10.0.0.1 6379"));
+        assert!(!concerns(
+            "+selected-slave",
+            "slave 10.0.0.2:6379 10.0.0.2 6379 @ other 10.0.0.1 6379"
+        ));
+        assert!(!concerns("+sdown", "master svc 10.0.0.1 6379"));
+        assert!(!concerns(
+            "__sentinel__:hello",
+            "10.0.0.9,26379,abc,1,svc,10.0.0.1,6379,1"
+        ));
+        assert!(
+            concerns("+odown", "garbage"),
+            "malformed messages reach the core"
+        );
+    }
+
+    #[test]
     fn role_reply() {
         let master = Reply::Array(vec![data("master"), Reply::Int(10), Reply::Array(vec![])]);
         assert_eq!(parse_role(&master), Ok(Role::Master));
@@ -444,6 +487,7 @@ mod tests {
         fn messages_never_panic(channel in proptest::collection::vec(any::<u8>(), 0..24),
                                 payload in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_message(&channel, &payload);
+            let _ = message_concerns("svc", &channel, &payload);
         }
 
         #[test]

@@ -4,6 +4,7 @@
 
 use crate::action::{Action, OpId};
 use crate::addr::Addr;
+use crate::backoff::jitter;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::machine::Core;
 use crate::parse::{Role, parse_role};
@@ -294,10 +295,10 @@ impl Core {
                     sw.candidate = None;
                     self.lift_to_master(now);
                 }
-                _ => self.timers.set(
-                    TimerReason::RolePoll,
-                    after(now, self.cfg.role_poll_interval),
-                ),
+                _ => {
+                    let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
+                    self.timers.set(TimerReason::RolePoll, after(now, next));
+                }
             }
             return true;
         }
@@ -361,7 +362,43 @@ impl Core {
         sw.candidate_poll = Some(op);
         self.timers
             .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
-        self.push_action(Action::PollRole { op, node });
+        // While no watch connection is open on the candidate, each poll opens one: its `ROLE`
+        // reply is the poll, and its closing announces the promotion.
+        if self.watch.as_ref().is_some_and(|(_, n)| *n == node) {
+            self.push_action(Action::PollRole { op, node });
+        } else {
+            if let Some((old, _)) = self.watch.take() {
+                self.push_action(Action::Unwatch { op: old });
+            }
+            self.watch = Some((op, node.clone()));
+            self.push_action(Action::Watch { op, node });
+        }
+    }
+
+    /// The candidate's watch connection closed: it was probably just promoted. Poll it now
+    /// (a poll still in flight may have been answered before the promotion).
+    pub(crate) fn candidate_watch_closed(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        if sw.target.is_some() || sw.candidate.is_none() {
+            return;
+        }
+        sw.candidate_poll = None;
+        self.timers.cancel(TimerReason::RolePoll);
+        self.role_poll_due(now);
+    }
+
+    /// The runtime could not activate the prepared connection `op`: do not use its node
+    /// before it is verified again.
+    pub(crate) fn reset_failed(&mut self, op: OpId, reason: &str, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+            return;
+        };
+        self.verification_failed(node, format!("activation failed: {reason}"), now);
     }
 
     pub(crate) fn reset_done(&mut self, op: OpId, now: Instant) {

@@ -209,13 +209,16 @@ fn early_signal_switches_before_switch_master() {
         b"+selected-slave",
         b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
     );
+    // The candidate is watched: one connection, its ROLE reply is the first poll.
     let a = h.actions();
-    let [Action::PollRole { op, node }] = a.as_slice() else {
+    let [Action::Watch { op: watch, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
+    let watch = *watch;
     assert_eq!(*node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, *op, Ok(role(false)));
+    h.core.handle_node_reply(h.now, watch, Ok(role(false)));
     assert!(h.actions().is_empty());
+    // A slow fallback poll runs on the open watch's node meanwhile.
     let t = h.core.poll_timeout().expect("deadline");
     h.now = t.at;
     h.core.handle_timeout(h.now);
@@ -223,11 +226,30 @@ fn early_signal_switches_before_switch_master() {
     let [Action::PollRole { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.core.handle_node_reply(h.now, *op, Ok(role(false)));
+    assert!(h.actions().is_empty());
+    // Sentinel promotes the candidate and closes its client connections: the watch closes,
+    // and the candidate is asked again at once (a new watch).
+    h.advance(3);
+    h.core.handle_watch_closed(h.now, watch);
     let a = h.actions();
-    let [Action::Connect { op, .. }] = a.as_slice() else {
+    let [Action::Watch { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
+    let watch = *op;
+    h.core.handle_node_reply(h.now, watch, Ok(role(true)));
+    let a = h.actions();
+    let [
+        Action::Connect { op, .. },
+        Action::Unwatch { op: unwatched },
+    ] = a.as_slice()
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        *unwatched, watch,
+        "the watch closes once the candidate is the target"
+    );
     h.core.handle_node_reply(h.now, *op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
@@ -296,4 +318,261 @@ fn other_service_is_ignored() {
     );
     assert!(h.actions().is_empty());
     assert!(!h.core.is_fenced());
+}
+
+/// Runs every deadline up to `until`, collecting the actions.
+fn run_until(h: &mut Harness, until: Instant) -> Vec<Action> {
+    let mut out = h.actions();
+    while let Some(t) = h.core.poll_timeout().filter(|t| t.at <= until) {
+        h.now = t.at;
+        h.core.handle_timeout(h.now);
+        out.extend(h.actions());
+    }
+    h.now = until;
+    out
+}
+
+#[test]
+fn a_failed_activation_is_verified_again_not_waited_on() {
+    let mut h = Harness::new(config());
+    let a = h.actions();
+    let Some(query) = a.iter().find_map(|a| match a {
+        Action::QueryMaster { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    h.core
+        .handle_sentinel_reply(h.now, query, Ok(master_reply("127.0.0.1", 7000)));
+    let a = h.actions();
+    let [Action::Connect { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    let a = h.actions();
+    let [Action::Activate { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core
+        .handle_reset_failed(h.now, *op, "no prepared connection");
+    assert!(h.actions().is_empty(), "nothing until the retry delay");
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::VerificationFailed { reason, .. } if reason.contains("activation failed")
+    )));
+    assert!(h.core.is_fenced() && h.core.master().is_none());
+    // The sentinels are asked again after the (jittered) retry delay, and the node connected anew.
+    let until = h.now + Duration::from_millis(200);
+    let a = run_until(&mut h, until);
+    let Some(query) = a.iter().find_map(|a| match a {
+        Action::QueryMaster { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    h.core
+        .handle_sentinel_reply(h.now, query, Ok(master_reply("127.0.0.1", 7000)));
+    let a = h.actions();
+    let [Action::Connect { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    let a = h.actions();
+    let [Action::Activate { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core.handle_reset_done(h.now, *op);
+    assert_eq!(h.actions(), vec![Action::Resume]);
+}
+
+fn sentinels_reply(ports: &[u16]) -> Reply {
+    Reply::Array(
+        ports
+            .iter()
+            .map(|p| {
+                Reply::Array(vec![
+                    data("ip"),
+                    data("127.0.0.1"),
+                    data("port"),
+                    data(&p.to_string()),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// Answers a `QueryMaster` with the master 7000 and a `Connect` with `ROLE` master, and
+/// completes activations; returns the other actions.
+fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
+    let mut rest = vec![];
+    let mut queue: std::collections::VecDeque<Action> = actions.into();
+    while let Some(a) = queue.pop_front() {
+        match a {
+            Action::QueryMaster { op, .. } => {
+                h.core
+                    .handle_sentinel_reply(h.now, op, Ok(master_reply("127.0.0.1", 7000)));
+            }
+            Action::Connect { op, .. } => h.core.handle_node_reply(h.now, op, Ok(role(true))),
+            Action::Activate { op, .. } => h.core.handle_reset_done(h.now, op),
+            other => rest.push(other),
+        }
+        queue.extend(h.actions());
+    }
+    rest
+}
+
+/// A started core with one configured sentinel (whose listener is up) that lists `learned`:
+/// the harness and the learned sentinels' listener ops.
+fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId, Addr)>) {
+    let cfg = Config::builder()
+        .sentinels(["127.0.0.1:26379"])
+        .service_name("svc".into())
+        .max_sentinels(max_sentinels)
+        .forget_sentinel_after(Duration::from_secs(60))
+        .min_backoff(Duration::from_secs(1))
+        .max_backoff(Duration::from_secs(8))
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(cfg);
+    let first = h.actions();
+    let rest = serve(&mut h, first);
+    for a in &rest {
+        if let Action::Subscribe { op, .. } = a {
+            h.core.handle_listener_subscribed(h.now, *op);
+        }
+    }
+    let refresh = rest.iter().find_map(|a| match a {
+        Action::QuerySentinels { op, .. } => Some(*op),
+        _ => None,
+    });
+    assert!(h.core.master().is_some() && !h.core.is_fenced());
+    h.core.handle_sentinel_reply(
+        h.now,
+        refresh.expect("refresh"),
+        Ok(sentinels_reply(learned)),
+    );
+    // (the configured listener's subscription started a re-check: answer it too)
+    let next = h.actions();
+    let subs = serve(&mut h, next)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Subscribe { op, sentinel } => Some((op, sentinel)),
+            _ => None,
+        })
+        .collect();
+    (h, subs)
+}
+
+/// A listener (re)subscribes: the core re-checks the master with the sentinels, which
+/// refreshes the sentinel list; answers the refresh with `listed`.
+fn refresh_through(h: &mut Harness, subscribed: OpId, listed: &[u16]) -> Vec<Action> {
+    h.core.handle_listener_subscribed(h.now, subscribed);
+    let first = h.actions();
+    let rest = serve(h, first);
+    let Some(refresh) = rest.iter().find_map(|a| match a {
+        Action::QuerySentinels { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("no refresh: {rest:?}")
+    };
+    h.core
+        .handle_sentinel_reply(h.now, refresh, Ok(sentinels_reply(listed)));
+    h.actions()
+}
+
+fn forgotten(h: &Harness) -> Vec<(Addr, String)> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SentinelForgotten { sentinel, reason } => {
+                Some((sentinel.clone(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn learned_sentinels_no_longer_listed_are_forgotten() {
+    let (mut h, subs) = start_learning(8, &[26380, 26381]);
+    assert_eq!(subs.len(), 2);
+    assert_eq!(h.core.sentinels().count(), 3);
+    // An operator replaced 26381 by 26382: a refresh lists 26380 and 26382 only.
+    let a = refresh_through(&mut h, subs[0].0, &[26380, 26382]);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::CloseListener { op } if *op == subs[1].0)),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Subscribe { sentinel, .. } if sentinel.port() == 26382))
+    );
+    let gone = forgotten(&h);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0].0, Addr::new("127.0.0.1", 26381));
+    let ports: Vec<u16> = h.core.sentinels().map(Addr::port).collect();
+    assert_eq!(ports, vec![26379, 26380, 26382], "the freed slot is reused");
+    // A sentinel that lists nobody (just started) proves nothing: no one is forgotten.
+    let (mut h, subs) = start_learning(8, &[26380]);
+    let _ = refresh_through(&mut h, subs[0].0, &[]);
+    assert!(forgotten(&h).is_empty());
+}
+
+#[test]
+fn learned_sentinels_unreachable_for_long_are_forgotten() {
+    let (mut h, subs) = start_learning(8, &[26380]);
+    let (op, sentinel) = subs[0].clone();
+    h.core
+        .handle_listener_failed(h.now, op, "connection refused");
+    // It keeps failing: retried with backoff until forget_sentinel_after (60 s), then forgotten.
+    let mut attempts = 1;
+    let end = h.now + Duration::from_secs(120);
+    while h.now < end && forgotten(&h).is_empty() {
+        let Some(t) = h.core.poll_timeout() else {
+            break;
+        };
+        h.now = t.at;
+        h.core.handle_timeout(h.now);
+        for a in h.actions() {
+            if let Action::Subscribe { op, sentinel: s } = a
+                && s == sentinel
+            {
+                attempts += 1;
+                h.core
+                    .handle_listener_failed(h.now, op, "connection refused");
+            }
+        }
+        let _ = h.actions();
+    }
+    let gone = forgotten(&h);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(gone[0].1.contains("forget_sentinel_after"), "{gone:?}");
+    assert!(attempts >= 5, "retried {attempts} times first");
+    // Only the configured sentinel is left: it is never forgotten, however long it fails.
+    let left: Vec<Addr> = h.core.sentinels().cloned().collect();
+    assert_eq!(left, vec![Addr::new("127.0.0.1", 26379)]);
+    assert!(!h.core.is_stopped());
+}
+
+#[test]
+fn at_max_sentinels_an_unreachable_learned_one_makes_room() {
+    let (mut h, subs) = start_learning(3, &[26380, 26381]);
+    assert_eq!(h.core.sentinels().count(), 3);
+    // 26381 cannot be reached; 26380 subscribes. A refresh then lists a new one, 26382.
+    h.core
+        .handle_listener_failed(h.now, subs[1].0, "connection refused");
+    let _ = h.actions();
+    let _ = refresh_through(&mut h, subs[0].0, &[26380, 26381, 26382]);
+    let gone = forgotten(&h);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0].0.port(), 26381);
+    assert!(gone[0].1.contains("max_sentinels"), "{gone:?}");
+    let ports: Vec<u16> = h.core.sentinels().map(Addr::port).collect();
+    assert_eq!(ports, vec![26379, 26380, 26382]);
+    // With every tracked sentinel reachable, a new one is not learned at the limit.
+    let (mut h, subs) = start_learning(2, &[26380]);
+    let _ = refresh_through(&mut h, subs[0].0, &[26380, 26381]);
+    assert!(forgotten(&h).is_empty());
+    assert_eq!(h.core.sentinels().count(), 2);
 }

@@ -208,6 +208,7 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(Op::Pause),
         1 => (0u32..4).prop_map(Op::ConnectFailures),
         1 => (0u32..3).prop_map(Op::ConnectToReplica),
+        1 => (0u32..3).prop_map(Op::ActivateFailures),
         1 => prop_oneof![
             Just(AppErrorKind::ReadOnly),
             Just(AppErrorKind::Io),

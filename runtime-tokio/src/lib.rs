@@ -43,16 +43,56 @@ pub use dramatiq_sentinel_supervisor::{
     SupervisorError, WorkerGate, Workers, core_api, redis,
 };
 
-/// The tokio [`Runtime`]: tasks on the current tokio runtime, tokio timers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tokio;
+/// The tokio [`Runtime`]: tasks and timers on one tokio runtime, held by its handle, so the
+/// supervisor's handles ([`MasterConnection`], [`WorkerGate`], ...) work from any thread, also
+/// one outside that runtime.
+///
+/// [`Tokio::default`] (what [`Supervisor::start`] and [`Supervisor::builder`] use) holds the
+/// runtime of its first use, the one [`Builder::start`] runs in; [`Tokio::current`] the one it
+/// is called in; [`Tokio::with_handle`] names one explicitly.
+#[derive(Debug, Clone, Default)]
+pub struct Tokio {
+    handle: std::sync::OnceLock<tokio::runtime::Handle>,
+}
+
+impl Tokio {
+    /// The runtime of `handle`.
+    pub fn with_handle(handle: tokio::runtime::Handle) -> Self {
+        Self {
+            handle: handle.into(),
+        }
+    }
+
+    /// The runtime this is called in.
+    pub fn current() -> Self {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => Self::with_handle(handle),
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// The runtime held, or else the current one (held from then on).
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.handle.get_or_init(|| {
+            tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
+                // A programming error, named as such: there is no runtime to run on.
+                panic!(
+                    "dramatiq-sentinel-tokio: no tokio runtime: start the supervisor inside \
+                     one, or build it with `Builder::new(Tokio::with_handle(handle), config)`"
+                )
+            })
+        })
+    }
+}
 
 impl Runtime for Tokio {
     fn spawn(&self, future: BoxFuture<'static, ()>) {
-        drop(tokio::spawn(future));
+        drop(self.handle().spawn(future));
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        // A tokio timer registers with the runtime that is current when it is created.
+        let _entered = self.handle().enter();
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 }

@@ -4,7 +4,7 @@
 use crate::convert::{describe, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, ClientCert, Credentials, Reply};
+use dramatiq_sentinel_core::{Addr, ClientCert, Config, Credentials, Reply};
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use std::collections::HashMap;
@@ -60,7 +60,24 @@ pub(crate) fn tls_supported() -> bool {
 }
 
 impl Endpoint {
+    /// How to reach servers with `auth`, selecting `db`, with the TLS and timeout settings of
+    /// `config`.
+    pub(crate) fn of(config: &Config, auth: Option<Credentials>, db: i64) -> Self {
+        Endpoint {
+            auth,
+            tls: config.tls(),
+            root_cert: config.tls_root_cert(),
+            client_cert: config.tls_client_cert(),
+            connect_timeout: config.connect_timeout(),
+            db,
+        }
+    }
+
     fn client(&self, addr: &Addr) -> Result<Client, String> {
+        self.client_with(addr, redis::ProtocolVersion::RESP2)
+    }
+
+    fn client_with(&self, addr: &Addr, protocol: redis::ProtocolVersion) -> Result<Client, String> {
         let target = if self.tls {
             ConnectionAddr::TcpTls {
                 host: addr.host().to_owned(),
@@ -73,6 +90,7 @@ impl Endpoint {
         };
         let mut settings = redis::RedisConnectionInfo::default()
             .set_skip_set_lib_name()
+            .set_protocol(protocol)
             .set_db(self.db);
         if let Some(c) = &self.auth {
             if let Some(user) = &c.username {
@@ -109,13 +127,70 @@ impl Endpoint {
         rt: &dyn Runtime,
         addr: &Addr,
     ) -> Result<MultiplexedConnection, OpenError> {
-        let client = self.client(addr).map_err(|message| OpenError {
-            message,
-            unreachable: false,
-        })?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
+        self.open_with(rt, addr, None, redis::ProtocolVersion::RESP2, |c| c)
+            .await
+    }
+
+    /// Opens a multiplexed connection whose commands time out after `response_timeout` (the
+    /// `redis` crate's own per-request timer), for the application's master connection.
+    pub(crate) async fn open_timed(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+        response_timeout: Option<Duration>,
+    ) -> Result<MultiplexedConnection, OpenError> {
+        self.open_with(
+            rt,
+            addr,
+            response_timeout,
+            redis::ProtocolVersion::RESP2,
+            |c| c,
+        )
+        .await
+    }
+
+    /// Opens a connection that reports its own closing: the returned receiver completes (with
+    /// an error) when the server closes the connection or it breaks. RESP3, whose push channel
+    /// carries the `redis` crate's disconnection notice.
+    pub(crate) async fn open_watched(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+    ) -> Result<(MultiplexedConnection, async_channel::Receiver<()>), OpenError> {
+        let (closed_tx, closed_rx) = async_channel::bounded::<()>(1);
+        let notify = move |info: redis::PushInfo| {
+            if info.kind == redis::PushKind::Disconnection {
+                closed_tx.close();
+            }
+            Ok::<(), redis::aio::SendError>(())
+        };
+        let conn = self
+            .open_with(rt, addr, None, redis::ProtocolVersion::RESP3, |c| {
+                c.set_push_sender(notify)
+            })
+            .await?;
+        Ok((conn, closed_rx))
+    }
+
+    async fn open_with(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+        response_timeout: Option<Duration>,
+        protocol: redis::ProtocolVersion,
+        configure: impl FnOnce(AsyncConnectionConfig) -> AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, OpenError> {
+        let client = self
+            .client_with(addr, protocol)
+            .map_err(|message| OpenError {
+                message,
+                unreachable: false,
+            })?;
+        let config = configure(
+            AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(response_timeout),
+        );
         let opened = timeout(
             rt,
             self.connect_timeout,
@@ -209,6 +284,11 @@ impl ConnCache {
         let conn = self.endpoint.open(rt, addr).await?;
         lock(&self.conns).insert(addr.clone(), conn.clone());
         Ok(conn)
+    }
+
+    /// How this cache reaches its servers.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Drops the cached connection to `addr`, if any (its socket closes once unused).

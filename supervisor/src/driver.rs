@@ -7,10 +7,12 @@ use crate::events::log_event;
 use crate::listener::ListenerHandle;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
+use crate::watch::WatchHandle;
+use crate::workers::Want;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Core, Event, FatalError, OpId};
 use futures_lite::FutureExt;
-use futures_lite::future::{or, zip};
+use futures_lite::future::or;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -31,6 +33,8 @@ pub(crate) struct Driver {
     inbox: Receiver<Input>,
     /// Listener tasks by op; dropping a handle ends its task.
     pub(crate) listeners: HashMap<OpId, ListenerHandle>,
+    /// Watch connections on candidates by op; dropping a handle closes the connection.
+    pub(crate) watches: HashMap<OpId, WatchHandle>,
     /// Connections opened by `Connect`, until `Activate` or `Discard`.
     pub(crate) prepared: HashMap<OpId, MultiplexedConnection>,
     /// The generation of the master connection in use (one per `Activate`).
@@ -39,8 +43,10 @@ pub(crate) struct Driver {
 }
 
 enum Wake {
-    Input(Option<Input>),
+    Input(Input),
     Deadline,
+    /// The application asked for a shutdown (or every sender is gone).
+    Stop,
 }
 
 impl Driver {
@@ -55,6 +61,7 @@ impl Driver {
             shared,
             inbox,
             listeners: HashMap::new(),
+            watches: HashMap::new(),
             prepared: HashMap::new(),
             generation: 0,
             startup: Some(startup),
@@ -83,6 +90,7 @@ impl Driver {
     async fn run_inner(mut self) -> Result<(), FatalError> {
         let result = self.drive().await;
         self.listeners.clear();
+        self.watches.clear();
         self.prepared.clear();
         if let (Some(tx), Err(e)) = (self.startup.take(), &result) {
             let _ = tx.try_send(Startup::Failed(e.clone()));
@@ -105,15 +113,27 @@ impl Driver {
             let deadline = self.core.poll_timeout();
             let wake = match deadline {
                 Some(d) if d.at <= Instant::now() => Wake::Deadline,
-                Some(d) => {
-                    let sleep = self.shared.rt.sleep_until(d.at);
-                    or(async { Wake::Input(self.inbox.recv().await.ok()) }, async {
-                        sleep.await;
+                _ => {
+                    let sleep = deadline.map(|d| self.shared.rt.sleep_until(d.at));
+                    let input = async {
+                        match self.inbox.recv().await {
+                            Ok(input) => Wake::Input(input),
+                            Err(_) => Wake::Stop,
+                        }
+                    };
+                    let stop = async {
+                        self.shared.stop_requested.cancelled().await;
+                        Wake::Stop
+                    };
+                    let timer = async {
+                        match sleep {
+                            Some(sleep) => sleep.await,
+                            None => std::future::pending().await,
+                        }
                         Wake::Deadline
-                    })
-                    .await
+                    };
+                    or(stop, or(input, timer)).await
                 }
-                None => Wake::Input(self.inbox.recv().await.ok()),
             };
             let now = Instant::now();
             match wake {
@@ -123,8 +143,12 @@ impl Driver {
                     }
                     self.core.handle_timeout(now);
                 }
-                Wake::Input(None | Some(Input::Shutdown)) => return self.shutdown().await,
-                Wake::Input(Some(input)) => self.dispatch(input, now),
+                Wake::Stop => return self.shutdown().await,
+                Wake::Input(input) => self.dispatch(input, now),
+            }
+            for (node, kind) in self.shared.take_app_errors() {
+                debug!(node = %node, ?kind, "application error reported");
+                self.core.handle_app_error(now, &node, kind);
             }
         }
     }
@@ -161,11 +185,14 @@ impl Driver {
                 core.handle_node_reply(now, op, Ok(reply));
             }
             Input::Connected(op, Err(e)) => core.handle_node_reply(now, op, Err(e)),
-            Input::WorkersPaused(op) => core.handle_workers_paused(now, op),
-            Input::AppError(node, kind) => {
-                debug!(node = %node, ?kind, "application error reported");
-                core.handle_app_error(now, &node, kind);
+            Input::WatchClosed(op) => {
+                self.watches.remove(&op);
+                debug!(op = %op, "watch connection closed by the server");
+                core.handle_watch_closed(now, op);
             }
+            Input::WorkersPaused(op) => core.handle_workers_paused(now, op),
+            // Drained after every input.
+            Input::AppErrors => {}
             Input::Snapshot(tx) => {
                 let _ = tx.try_send(Snapshot {
                     sentinels: core.sentinels().cloned().collect(),
@@ -173,7 +200,6 @@ impl Driver {
                     fenced: core.is_fenced(),
                 });
             }
-            Input::Shutdown => {}
         }
     }
 
@@ -184,20 +210,19 @@ impl Driver {
         Ok(())
     }
 
-    /// Closes the gate for good and waits, at most `grace`, for jobs in flight and the pool.
+    /// Has the worker task close the gate for good and stop the pool, and waits for it (at
+    /// most `grace`, and a little more for a pool call already running).
     pub(crate) async fn stop_workers(&self, grace: std::time::Duration) {
         let shared = &self.shared;
-        shared.gate.stop();
-        let pool = async {
-            if let Some(w) = &shared.workers {
-                w.stop(grace).await;
-            }
-        };
-        let stopped = timeout(&*shared.rt, grace, zip(shared.gate.drained(), pool)).await;
-        if stopped.is_none() {
+        shared.workers_calls.want(Want::Stop(grace));
+        let limit = grace + std::time::Duration::from_secs(1);
+        if timeout(&*shared.rt, limit, shared.workers_calls.wait_stopped())
+            .await
+            .is_none()
+        {
             info!(
                 grace_ms = grace.as_millis() as u64,
-                "workers still busy after the grace period"
+                "a worker pool call is still running after the grace period"
             );
         }
     }

@@ -7,13 +7,13 @@ use crate::master::{Active, Line};
 use crate::runtime::timeout;
 use crate::shared::Input;
 use crate::sync::{Cancel, lock};
+use crate::workers::Want;
 use dramatiq_sentinel_core::{Action, Addr, FatalError, OpId, Shutdown};
-use futures_lite::future::or;
 use redis::aio::ConnectionLike;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 impl Driver {
     /// Executes one action. Returns how the supervisor ends, for `Shutdown`.
@@ -40,6 +40,13 @@ impl Driver {
                 service,
             } => self.query_sentinel(op, sentinel, "SENTINELS", service),
             Action::PollRole { op, node } => self.poll_role(op, node),
+            Action::Watch { op, node } => {
+                let handle = crate::watch::start(&self.shared, op, node);
+                self.watches.insert(op, handle);
+            }
+            Action::Unwatch { op } => {
+                self.watches.remove(&op);
+            }
             Action::Connect { op, node } => self.connect(op, node),
             Action::Activate { op, node, old } => self.activate(op, node, old),
             Action::Discard { op } => {
@@ -52,13 +59,13 @@ impl Driver {
                 shared.slot.fence();
                 shared.gate.close();
             }
-            Action::PauseWorkers { op } => self.pause_workers(op),
+            // The worker task drains the gate, pauses the pool and reports, in order with
+            // every other pool call.
+            Action::PauseWorkers { op } => shared.workers_calls.want(Want::Pause(op)),
             Action::Resume => {
                 shared.slot.release();
                 shared.gate.open();
-                if let Some(w) = shared.workers.clone() {
-                    shared.rt.spawn(Box::pin(async move { w.resume().await }));
-                }
+                shared.workers_calls.want(Want::Run);
             }
             Action::StopWorkers { grace } => self.stop_workers(grace).await,
             Action::Shutdown(Shutdown::Exit { code }) => self.exit(code),
@@ -78,6 +85,7 @@ impl Driver {
             endpoint: shared.sentinel.clone(),
             ping_timeout: shared.cfg.query_timeout(),
             inbox: shared.inbox.clone(),
+            service: shared.cfg.service_name(),
         };
         shared.rt.spawn(Box::pin(listener.run(rx)));
     }
@@ -92,7 +100,7 @@ impl Driver {
                 .sentinels
                 .query(&*shared.rt, &sentinel, &cmd, limit)
                 .await;
-            let _ = shared.inbox.try_send(Input::SentinelReply(op, reply));
+            let _ = shared.inbox.send(Input::SentinelReply(op, reply)).await;
         }));
     }
 
@@ -104,7 +112,7 @@ impl Driver {
                 .probes
                 .query(&*shared.rt, &node, &redis::cmd("ROLE"), limit)
                 .await;
-            let _ = shared.inbox.try_send(Input::NodeReply(op, reply));
+            let _ = shared.inbox.send(Input::NodeReply(op, reply)).await;
         }));
     }
 
@@ -115,7 +123,8 @@ impl Driver {
             let rt = &*shared.rt;
             let limit = shared.cfg.connect_timeout();
             let result = timeout(rt, limit, async {
-                let mut conn = shared.data.open(rt, &node).await?;
+                let response_timeout = shared.cfg.command_timeout();
+                let mut conn = shared.data.open_timed(rt, &node, response_timeout).await?;
                 let role = conn
                     .req_packed_command(&redis::cmd("ROLE"))
                     .await
@@ -124,7 +133,7 @@ impl Driver {
             })
             .await
             .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
-            let _ = shared.inbox.try_send(Input::Connected(op, result));
+            let _ = shared.inbox.send(Input::Connected(op, result)).await;
         }));
     }
 
@@ -133,18 +142,20 @@ impl Driver {
     /// to it dropped.
     fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>) {
         let Some(conn) = self.prepared.remove(&op) else {
-            error!(op = %op, node = %node, "activate: no prepared connection under this op");
+            let reason = "no prepared connection under this op";
+            warn!(op = %op, node = %node, reason, "activation failed");
+            self.core.handle_reset_failed(Instant::now(), op, reason);
             return;
         };
         self.generation += 1;
         let generation = self.generation;
         let shared = &self.shared;
-        let previous = shared.slot.install(Active {
+        let previous = shared.slot.install(Arc::new(Active {
             generation,
             node: node.clone(),
             line: Arc::new(Line::new(generation, conn)),
             cancel: Arc::new(Cancel::default()),
-        });
+        }));
         if let Some(previous) = previous {
             previous.cancel.cancel();
             previous.line.clear_unless(None);
@@ -160,27 +171,6 @@ impl Driver {
         }
         info!(node = %node, generation, "master connection installed");
         self.core.handle_reset_done(Instant::now(), op);
-    }
-
-    /// Waits for the gate to drain, then for the pool's own pause, and reports.
-    fn pause_workers(&self, op: OpId) {
-        let shared = Arc::clone(&self.shared);
-        self.shared.rt.spawn(Box::pin(async move {
-            let paused = async {
-                shared.gate.drained().await;
-                if let Some(w) = &shared.workers {
-                    w.pause().await;
-                }
-                true
-            };
-            let ended = async {
-                let _ = shared.done.wait().await;
-                false
-            };
-            if or(paused, ended).await {
-                let _ = shared.inbox.try_send(Input::WorkersPaused(op));
-            }
-        }));
     }
 
     /// The pause timed out and the policy is to exit: run the before-exit hooks, flush, exit.

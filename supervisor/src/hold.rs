@@ -80,6 +80,16 @@ impl<T: Clone> Slot<T> {
         lock(&self.state).current.clone()
     }
 
+    /// The current value if commands may use it now (not fenced, not stopped): the
+    /// steady-state path, one lock and no waiting.
+    pub(crate) fn get(&self) -> Option<T> {
+        let s = lock(&self.state);
+        if s.fenced || s.stopped {
+            return None;
+        }
+        s.current.clone()
+    }
+
     /// Whether commands are held now.
     pub(crate) fn is_fenced(&self) -> bool {
         let s = lock(&self.state);
@@ -113,29 +123,11 @@ impl<T: Clone> Slot<T> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::runtime::{BoxFuture, deadline_after};
+    use crate::runtime::deadline_after;
+    use crate::testing::ThreadRuntime;
     use std::time::Duration;
-
-    /// A runtime for unit tests: tasks on their own threads, timers on async-io-free sleeps.
-    pub(crate) struct ThreadRuntime;
-
-    impl Runtime for ThreadRuntime {
-        fn spawn(&self, future: BoxFuture<'static, ()>) {
-            std::thread::spawn(move || futures_lite::future::block_on(future));
-        }
-        fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-            let (tx, rx) = async_channel::bounded::<()>(1);
-            std::thread::spawn(move || {
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                let _ = tx.try_send(());
-            });
-            Box::pin(async move {
-                let _ = rx.recv().await;
-            })
-        }
-    }
 
     /// The slot's value, waiting at most `hold`.
     fn get<T: Clone>(slot: &Slot<T>, hold: Duration) -> Result<T, HoldError> {

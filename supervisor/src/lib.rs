@@ -41,6 +41,10 @@ mod shared;
 mod status;
 mod supervisor;
 mod sync;
+#[cfg(test)]
+mod testing;
+mod watch;
+mod workers;
 
 pub use dramatiq_sentinel_core::{
     Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,

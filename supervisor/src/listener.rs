@@ -5,7 +5,7 @@ use crate::connect::Endpoint;
 use crate::runtime::{Runtime, timeout};
 use crate::shared::Input;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, OpId};
+use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, OpId, message_concerns};
 use futures_lite::StreamExt;
 use futures_lite::future::or;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub(crate) struct Listener {
     pub(crate) endpoint: Endpoint,
     pub(crate) ping_timeout: Duration,
     pub(crate) inbox: Sender<Input>,
+    /// The service the core watches: messages about others are dropped here.
+    pub(crate) service: String,
 }
 
 enum Step {
@@ -60,14 +62,18 @@ impl Listener {
         {
             None => return,
             Some(Err(reason)) => {
-                let _ = self.inbox.try_send(Input::ListenerFailed(self.op, reason));
+                let _ = self
+                    .inbox
+                    .send(Input::ListenerFailed(self.op, reason))
+                    .await;
                 return;
             }
             Some(Ok(pubsub)) => pubsub,
         };
         if self
             .inbox
-            .try_send(Input::ListenerSubscribed(self.op))
+            .send(Input::ListenerSubscribed(self.op))
+            .await
             .is_err()
         {
             return;
@@ -81,15 +87,23 @@ impl Listener {
             match step {
                 Step::Message(Some(msg)) => {
                     let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
-                    let payload = msg.get_payload_bytes().to_vec();
-                    let input = Input::ListenerMessage(self.op, channel, payload);
-                    if self.inbox.try_send(input).is_err() {
+                    let payload = msg.get_payload_bytes();
+                    // Sentinel chatter and other services' events never reach the queue.
+                    if !message_concerns(&self.service, &channel, payload) {
+                        continue;
+                    }
+                    let input = Input::ListenerMessage(self.op, channel, payload.to_vec());
+                    // Waits for room: a message is never dropped.
+                    if self.inbox.send(input).await.is_err() {
                         return;
                     }
                 }
                 Step::Message(None) => {
                     let reason = "connection closed".to_owned();
-                    let _ = self.inbox.try_send(Input::ListenerFailed(self.op, reason));
+                    let _ = self
+                        .inbox
+                        .send(Input::ListenerFailed(self.op, reason))
+                        .await;
                     return;
                 }
                 Step::Cmd(Some(ListenerCmd::Ping)) => {
@@ -105,7 +119,7 @@ impl Listener {
                     self.rt.spawn(Box::pin(async move {
                         let pong = timeout(&*rt2, limit, sink.ping::<redis::Value>()).await;
                         if let Some(Ok(_)) = pong {
-                            let _ = inbox.try_send(Input::ListenerPong(op));
+                            let _ = inbox.send(Input::ListenerPong(op)).await;
                         }
                     }));
                 }

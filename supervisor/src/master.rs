@@ -5,10 +5,11 @@
 use crate::connect::OpenError;
 use crate::convert::{error_kind, has_readonly};
 use crate::hold::HoldError;
-use crate::runtime::{deadline_after, timeout, until};
-use crate::shared::{Input, Shared};
+use crate::runtime::{deadline_after, until};
+use crate::shared::Shared;
 use crate::sync::{Cancel, lock};
 use dramatiq_sentinel_core::{Addr, AppErrorKind};
+use event_listener::Event;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
@@ -17,12 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
-/// How often a command held on an unreachable master retries the connection (a failover
-/// installing another master wakes it at once).
-const UNREACHABLE_RETRY: Duration = Duration::from_millis(100);
+/// First delay before a line retries a master it could not connect to; it doubles after each
+/// failure up to [`MAX_RETRY`], and each delay is drawn from `[d / 2, d]` (a failover that
+/// installs another master wakes the waiting commands at once).
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Longest delay between two connection attempts of one line.
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// The master in use, for one generation (one `Activate`).
-#[derive(Clone)]
 pub(crate) struct Active {
     pub(crate) generation: u64,
     pub(crate) node: Addr,
@@ -33,10 +36,14 @@ pub(crate) struct Active {
 }
 
 /// A connection slot that is refilled when its connection breaks: the shared connection of a
-/// generation, or the connection of a [`MasterConnection::dedicated`] handle.
+/// generation, or the connection of a [`MasterConnection::dedicated`] handle. At most one
+/// connection attempt per line is in flight: the other commands that need the line wait for
+/// its outcome, and a failed attempt is retried after a jittered, growing delay, so the number
+/// of connects to a dead master does not grow with the number of commands waiting.
 #[derive(Default)]
 pub(crate) struct Line {
     state: Mutex<LineState>,
+    changed: Event,
 }
 
 #[derive(Default)]
@@ -45,6 +52,30 @@ struct LineState {
     /// Counts the connections put in this line, so a failure only empties the one it saw.
     epoch: u64,
     conn: Option<MultiplexedConnection>,
+    /// The generation a connection attempt is in flight for.
+    connecting: Option<u64>,
+    /// The last failed attempt, for its generation.
+    failed: Option<Failed>,
+}
+
+struct Failed {
+    generation: u64,
+    error: OpenError,
+    retry_at: Instant,
+    failures: u32,
+}
+
+/// What a command finds in its line.
+enum Found {
+    Ready(u64, MultiplexedConnection),
+    /// This command makes the (one) connection attempt.
+    Connect,
+    /// Another attempt is in flight, or the next one is due at `retry_at`; the last error, if
+    /// the last attempt failed.
+    Wait {
+        retry_at: Option<Instant>,
+        error: Option<OpenError>,
+    },
 }
 
 impl Line {
@@ -54,11 +85,14 @@ impl Line {
                 generation,
                 epoch: 1,
                 conn: Some(conn),
+                connecting: None,
+                failed: None,
             }),
+            changed: Event::new(),
         }
     }
 
-    /// The connection of this generation, with its epoch, if the line holds one.
+    /// The connection of this generation, if the line holds one (the steady-state path).
     fn get(&self, generation: u64) -> Option<(u64, MultiplexedConnection)> {
         let s = lock(&self.state);
         match &s.conn {
@@ -67,13 +101,66 @@ impl Line {
         }
     }
 
-    /// Puts a new connection for this generation; returns its epoch.
-    fn put(&self, generation: u64, conn: MultiplexedConnection) -> u64 {
+    /// The connection, or who connects, or how long to wait.
+    fn find(&self, generation: u64, now: Instant) -> Found {
         let mut s = lock(&self.state);
-        s.generation = generation;
-        s.epoch += 1;
-        s.conn = Some(conn);
-        s.epoch
+        if let Some(c) = &s.conn
+            && s.generation == generation
+        {
+            return Found::Ready(s.epoch, c.clone());
+        }
+        let failed = s.failed.as_ref().filter(|f| f.generation == generation);
+        let error = failed.map(|f| f.error.clone());
+        let retry_at = failed.map(|f| f.retry_at).filter(|t| *t > now);
+        if s.connecting == Some(generation) || retry_at.is_some() {
+            return Found::Wait { retry_at, error };
+        }
+        s.connecting = Some(generation);
+        Found::Connect
+    }
+
+    /// Records the outcome of this line's connection attempt for `generation`.
+    fn finish(
+        &self,
+        generation: u64,
+        result: Result<MultiplexedConnection, OpenError>,
+        jitter: &Mutex<fastrand::Rng>,
+    ) {
+        {
+            let mut s = lock(&self.state);
+            if s.connecting == Some(generation) {
+                s.connecting = None;
+            }
+            match result {
+                // A late connection for a generation the line has moved past is dropped.
+                Ok(_) if generation < s.generation => {}
+                Ok(conn) => {
+                    s.generation = generation;
+                    s.epoch += 1;
+                    s.conn = Some(conn);
+                    s.failed = None;
+                }
+                Err(error) => {
+                    let failures = s
+                        .failed
+                        .as_ref()
+                        .filter(|f| f.generation == generation)
+                        .map_or(0, |f| f.failures)
+                        + 1;
+                    let base = FIRST_RETRY
+                        .saturating_mul(1 << (failures - 1).min(8))
+                        .min(MAX_RETRY);
+                    let delay = base / 2 + base.mul_f64(lock(jitter).f64() / 2.0);
+                    s.failed = Some(Failed {
+                        generation,
+                        error,
+                        retry_at: Instant::now() + delay,
+                        failures,
+                    });
+                }
+            }
+        }
+        self.changed.notify(usize::MAX);
     }
 
     /// The connection of `epoch` broke: drop it, the next command reconnects.
@@ -102,11 +189,13 @@ impl Line {
 ///   it is in use, before the workers resume, so jobs in flight can acknowledge there.
 /// - A command that finds the master unreachable before it is sent (it must connect and the
 ///   connection is refused, reset, unanswered, or the master is still loading) is held too,
-///   retrying every 100 ms, until the master answers again or a failover installs another
-///   one, within the same `hold_timeout`; then it fails with an I/O error of kind
-///   `ConnectionRefused` naming the master (or `TimedOut` as above if a failover holds it at
-///   the deadline). A command sent on a connection that breaks fails at once, also when the
-///   break was not noticed before sending (it may or may not have run).
+///   until the master answers again or a failover installs another one, within the same
+///   `hold_timeout`; then it fails with an I/O error of kind `ConnectionRefused` naming the
+///   master (or `TimedOut` as above if a failover holds it at the deadline). Only one
+///   connection attempt per connection is in flight, however many commands wait: retries
+///   come after a jittered delay growing from 100 ms to 1 s. A command sent on a connection
+///   that breaks fails at once, also when the break was not noticed before sending (it may or
+///   may not have run).
 /// - Each command runs with `command_timeout` (if set). `READONLY` replies, I/O errors and
 ///   timeouts are reported to the supervisor, which re-checks the master.
 /// - When the master moves, commands still in flight on the old one (blocking ones included)
@@ -116,7 +205,8 @@ impl Line {
 /// A connection that breaks is replaced on the next command (to the same master).
 /// Clones share one multiplexed connection. Blocking commands (`BLMOVE`, `BLPOP`, ...) stall
 /// every other command of a shared connection, so send them on a [`MasterConnection::dedicated`]
-/// handle.
+/// handle. The handle may be used from any thread, also outside the executor the supervisor
+/// runs on: connections are opened on the supervisor's runtime.
 #[derive(Clone)]
 pub struct MasterConnection {
     shared: Arc<Shared>,
@@ -143,7 +233,7 @@ impl MasterConnection {
 
     /// The master commands go to now (the last verified one, also while fenced).
     pub fn node(&self) -> Option<Addr> {
-        self.shared.slot.current().map(|a| a.node)
+        self.shared.slot.current().map(|a| a.node.clone())
     }
 
     /// Whether new commands are held now (a failover is in progress).
@@ -164,28 +254,32 @@ impl MasterConnection {
         }
     }
 
-    fn report(&self, node: &Addr, kind: AppErrorKind) {
-        let _ = self
-            .shared
-            .inbox
-            .try_send(Input::AppError(node.clone(), kind));
+    /// The line this handle's commands use for `active`.
+    fn line<'a>(&'a self, active: &'a Active) -> &'a Arc<Line> {
+        self.own.as_ref().unwrap_or(&active.line)
+    }
+
+    /// The master and its connection when no wait is needed: not fenced, connected.
+    fn ready(&self) -> Option<(Arc<Active>, u64, MultiplexedConnection)> {
+        let active = self.shared.slot.get()?;
+        let (epoch, conn) = self.line(&active).get(active.generation)?;
+        Some((active, epoch, conn))
     }
 
     /// Waits for the master (the hold), and returns it with the connection to use and its
-    /// epoch, connecting this handle's line if it is empty.
-    ///
-    /// A master that cannot be reached (refused, reset, no answer, still loading) holds the
-    /// command too: it has not been sent, so it waits until the connection opens or the master
-    /// changes, retrying every [`UNREACHABLE_RETRY`], all within the same `hold_timeout`.
-    async fn acquire(&self) -> RedisResult<(Active, Arc<Line>, u64, MultiplexedConnection)> {
+    /// epoch, connecting this handle's line if it is empty (one attempt in flight per line).
+    async fn acquire(&self) -> RedisResult<(Arc<Active>, u64, MultiplexedConnection)> {
+        if let Some(ready) = self.ready() {
+            return Ok(ready);
+        }
         let rt = &*self.shared.rt;
         let hold = self.shared.cfg.hold_timeout();
         let started = Instant::now();
         let deadline = deadline_after(hold);
         let mut reported: Option<Addr> = None;
         loop {
-            let (active, mut changed) = self.shared.slot.acquire(rt, deadline).await.map_err(
-                |e| match e {
+            let (active, changed) = self.shared.slot.acquire(rt, deadline).await.map_err(|e| {
+                match e {
                     HoldError::TimedOut => io_error(
                         io::ErrorKind::TimedOut,
                         format!(
@@ -197,73 +291,67 @@ impl MasterConnection {
                         io::ErrorKind::NotConnected,
                         "dramatiq-sentinel: the supervisor stopped".to_owned(),
                     ),
-                },
-            )?;
-            let line = self.own.clone().unwrap_or_else(|| Arc::clone(&active.line));
-            if let Some((epoch, conn)) = line.get(active.generation) {
-                return Ok((active, line, epoch, conn));
-            }
-            // A fence or another master while connecting: look again (nothing was sent). The
-            // hold deadline bounds the connect too.
-            let open = self.shared.data.open(rt, &active.node);
-            let opened = until(
-                rt,
-                deadline,
-                futures_lite::future::or(async { Some(open.await) }, async {
-                    (&mut changed).await;
-                    None
-                }),
-            )
-            .await;
-            let e = match opened {
-                Some(None) => continue,
-                Some(Some(Ok(conn))) => {
-                    let epoch = line.put(active.generation, conn.clone());
-                    return Ok((active, line, epoch, conn));
                 }
-                Some(Some(Err(e))) => e,
-                None => OpenError {
-                    message: "no connection before the hold deadline".to_owned(),
-                    unreachable: true,
-                },
+            })?;
+            let line = Arc::clone(self.line(&active));
+            let line_changed = line.changed.listen();
+            let (retry_at, error) = match line.find(active.generation, Instant::now()) {
+                Found::Ready(epoch, conn) => return Ok((active, epoch, conn)),
+                Found::Connect => {
+                    self.connect(&active, &line);
+                    (None, None)
+                }
+                Found::Wait { retry_at, error } => (retry_at, error),
             };
-            if reported.as_ref() != Some(&active.node) {
-                self.report(&active.node, AppErrorKind::Io);
-                reported = Some(active.node.clone());
+            if let Some(e) = error {
+                if reported.as_ref() != Some(&active.node) {
+                    self.shared.report(&active.node, AppErrorKind::Io);
+                    reported = Some(active.node.clone());
+                }
+                if !e.unreachable || Instant::now() >= deadline {
+                    let waited = if e.unreachable {
+                        format!(" (retried for {:?}, hold_timeout)", started.elapsed())
+                    } else {
+                        String::new()
+                    };
+                    return Err(io_error(
+                        io::ErrorKind::ConnectionRefused,
+                        format!(
+                            "dramatiq-sentinel: cannot connect to master {}{waited}: {e}",
+                            active.node
+                        ),
+                    ));
+                }
+                debug!(node = %active.node, error = %e, "master unreachable: command held");
             }
-            if !e.unreachable || Instant::now() >= deadline {
-                let waited = if e.unreachable {
-                    format!(" (retried for {:?}, hold_timeout)", started.elapsed())
-                } else {
-                    String::new()
-                };
-                return Err(io_error(
-                    io::ErrorKind::ConnectionRefused,
-                    format!(
-                        "dramatiq-sentinel: cannot connect to master {}{waited}: {e}",
-                        active.node
-                    ),
-                ));
-            }
-            debug!(node = %active.node, error = %e, "master unreachable: command held");
-            let retry = deadline_after(UNREACHABLE_RETRY).min(deadline);
-            until(rt, retry, changed).await;
+            // Wait for the attempt in flight, the next attempt, or another master / a fence.
+            let wake = retry_at.map_or(deadline, |t| t.min(deadline));
+            until(rt, wake, futures_lite::future::or(line_changed, changed)).await;
         }
     }
 
-    /// Runs one call on the current master's connection, with the hold, the command timeout,
-    /// the cancellation of its generation, and error reporting.
+    /// Opens the line's connection on the supervisor's runtime (so a handle used from any
+    /// thread connects within it) and records the outcome in the line.
+    fn connect(&self, active: &Active, line: &Arc<Line>) {
+        let shared = Arc::clone(&self.shared);
+        let line = Arc::clone(line);
+        let (generation, node) = (active.generation, active.node.clone());
+        self.shared.rt.spawn(Box::pin(async move {
+            let rt = &*shared.rt;
+            let response_timeout = shared.cfg.command_timeout();
+            let result = shared.data.open_timed(rt, &node, response_timeout).await;
+            line.finish(generation, result, &shared.jitter);
+        }));
+    }
+
+    /// Runs one call on the current master's connection, with the hold, the command timeout
+    /// (the connection's own), the cancellation of its generation, and error reporting.
     async fn run<T, F, Fut>(&self, call: F, readonly: impl Fn(&T) -> bool) -> RedisResult<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        enum Outcome<T> {
-            Done(RedisResult<T>),
-            Cancelled,
-            TimedOut(Duration),
-        }
-        let (active, line, epoch, conn) = self.acquire().await?;
+        let (active, epoch, conn) = self.acquire().await?;
         let node = &active.node;
         let moved = || {
             io_error(
@@ -274,48 +362,37 @@ impl MasterConnection {
                 ),
             )
         };
-        if active.cancel.is_cancelled() {
-            return Err(moved());
-        }
-        let raced = futures_lite::future::or(async { Outcome::Done(call(conn).await) }, async {
-            active.cancel.cancelled().await;
-            Outcome::Cancelled
-        });
-        let outcome = match self.shared.cfg.command_timeout() {
-            Some(limit) => timeout(&*self.shared.rt, limit, raced)
-                .await
-                .unwrap_or(Outcome::TimedOut(limit)),
-            None => raced.await,
-        };
+        let outcome = active.cancel.run(call(conn)).await;
         match outcome {
-            Outcome::Done(Ok(v)) => {
+            Some(Ok(v)) => {
                 if readonly(&v) {
-                    self.report(node, AppErrorKind::ReadOnly);
+                    self.shared.report(node, AppErrorKind::ReadOnly);
                 }
                 Ok(v)
             }
-            Outcome::Done(Err(e)) => {
+            Some(Err(e)) => {
                 if e.is_unrecoverable_error() {
-                    line.broken(active.generation, epoch);
+                    self.line(&active).broken(active.generation, epoch);
                 }
-                if let Some(kind) = error_kind(&e)
-                    && !active.cancel.is_cancelled()
-                {
-                    self.report(node, kind);
+                if active.cancel.is_cancelled() {
+                    return Err(moved());
                 }
-                Err(e)
+                let kind = error_kind(&e);
+                if let Some(kind) = kind {
+                    self.shared.report(node, kind);
+                }
+                match (kind, self.shared.cfg.command_timeout()) {
+                    (Some(AppErrorKind::Timeout), Some(limit)) => Err(io_error(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "dramatiq-sentinel: no answer from master {node} within {limit:?} \
+                             (command_timeout)"
+                        ),
+                    )),
+                    _ => Err(e),
+                }
             }
-            Outcome::Cancelled => Err(moved()),
-            Outcome::TimedOut(limit) => {
-                self.report(node, AppErrorKind::Timeout);
-                Err(io_error(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "dramatiq-sentinel: no answer from master {node} within {limit:?} \
-                         (command_timeout)"
-                    ),
-                ))
-            }
+            None => Err(moved()),
         }
     }
 }
@@ -342,5 +419,82 @@ impl ConnectionLike for MasterConnection {
 
     fn get_db(&self) -> i64 {
         self.shared.data.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TokioRuntime, shared_on};
+    use dramatiq_sentinel_core::Config;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A master that cannot be reached: it accepts TCP connections and closes them at once
+    /// (the client's `SELECT` fails), counting them.
+    fn dead_master() -> (Addr, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                count.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        (Addr::new("127.0.0.1", port), accepted)
+    }
+
+    /// 200 commands held on an unreachable master make one connection attempt at a time,
+    /// retried after a jittered delay growing to 1 s: the connects per second do not grow
+    /// with the number of commands waiting (each command retrying every 100 ms on its own,
+    /// as before, made about 200 × 10 = 2000 per second here).
+    #[test]
+    fn commands_held_on_a_dead_master_share_one_connection_attempt() {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio");
+        let hold = Duration::from_secs(3);
+        let config = Config::builder()
+            .db(1) // so that opening a connection sends SELECT, which the dead master fails
+            .hold_timeout(hold)
+            .build()
+            .expect("valid");
+        let (shared, _inbox) = shared_on(Arc::new(TokioRuntime(runtime.handle().clone())), config);
+        let (node, accepted) = dead_master();
+        shared.slot.install(Arc::new(Active {
+            generation: 1,
+            node: node.clone(),
+            line: Arc::new(Line::default()),
+            cancel: Arc::new(Cancel::default()),
+        }));
+        let started = Instant::now();
+        let results = runtime.block_on(async {
+            let tasks: Vec<_> = (0..200)
+                .map(|_| {
+                    let mut conn = MasterConnection::new(Arc::clone(&shared));
+                    tokio::spawn(async move { conn.req_packed_command(&redis::cmd("PING")).await })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.expect("task"));
+            }
+            results
+        });
+        let elapsed = started.elapsed();
+        let connects = accepted.load(Ordering::SeqCst);
+        for r in &results {
+            let e = r.as_ref().expect_err("unreachable");
+            assert!(e.to_string().contains(&node.to_string()), "{e}");
+        }
+        assert!(elapsed >= hold, "held for the hold timeout: {elapsed:?}");
+        // Delays of [50, 100], [100, 200], [200, 400], [400, 800], then [500, 1000] ms: at most
+        // about 12 attempts in 3 s (plus slack for a slow machine); never one per command.
+        eprintln!("{connects} connects in {elapsed:?} for 200 held commands");
+        assert!(
+            (2..=20).contains(&connects),
+            "{connects} connects in {elapsed:?}"
+        );
+        // Every command saw the failure once: one report, coalesced.
+        assert_eq!(shared.take_app_errors(), vec![(node, AppErrorKind::Io)]);
     }
 }

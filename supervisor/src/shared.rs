@@ -8,11 +8,19 @@ use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
 use crate::master::{Active, Line};
 use crate::runtime::Runtime;
-use crate::sync::Done;
-use async_channel::Sender;
+use crate::sync::{Cancel, Done, lock};
+use crate::workers::WorkerCalls;
+use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Addr, AppErrorKind, Config, OpId, Reply};
 use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex, Weak};
+
+/// How many completions may wait for the supervisor's task. Every sender awaits room (so
+/// nothing is dropped, and a task blocked by a slow hook slows the senders down instead of
+/// growing the queue): listeners, completions of the core's actions (bounded by the actions in
+/// flight), the worker task, status queries. Application errors do not queue here: they
+/// coalesce in [`Shared::app_errors`].
+pub(crate) const INBOX_CAPACITY: usize = 256;
 
 /// A completion or request for the supervisor's task.
 pub(crate) enum Input {
@@ -24,11 +32,13 @@ pub(crate) enum Input {
     NodeReply(OpId, Result<Reply, String>),
     /// A `Connect` completed: the `ROLE` reply and the prepared connection.
     Connected(OpId, Result<(Reply, MultiplexedConnection), String>),
+    /// The watch connection `op` was closed by the server.
+    WatchClosed(OpId),
     WorkersPaused(OpId),
-    AppError(Addr, AppErrorKind),
+    /// Application errors are waiting in [`Shared::app_errors`].
+    AppErrors,
     /// A status query wants the sentinels and the master in use.
     Snapshot(Sender<Snapshot>),
-    Shutdown,
 }
 
 /// What the supervisor's task knows, for a status query.
@@ -44,12 +54,21 @@ pub(crate) struct Shared {
     pub(crate) rt: Arc<dyn Runtime>,
     pub(crate) cfg: Config,
     pub(crate) inbox: Sender<Input>,
+    /// Errors the application saw, not yet given to the core: one entry per node and kind, so
+    /// a thousand failing commands make one report.
+    pub(crate) app_errors: Mutex<Vec<(Addr, AppErrorKind)>>,
+    /// Set by [`crate::Supervisor::shutdown`] (and a dropped `start`).
+    pub(crate) stop_requested: Cancel,
+    /// Jitter of the connection retries of master handles, seeded from the configuration.
+    pub(crate) jitter: Mutex<fastrand::Rng>,
     /// The application's master connection, held while fenced.
-    pub(crate) slot: Slot<Active>,
+    pub(crate) slot: Slot<Arc<Active>>,
     /// The dedicated connections of `MasterConnection::dedicated` handles.
     pub(crate) dedicated: Mutex<Vec<Weak<Line>>>,
     pub(crate) gate: WorkerGate,
     pub(crate) workers: Option<Arc<dyn Workers>>,
+    /// What the worker task should do next.
+    pub(crate) workers_calls: WorkerCalls,
     pub(crate) events: Broadcast,
     pub(crate) hooks: Hooks,
     /// Cached connections for sentinel queries.
@@ -65,6 +84,62 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared state of a supervisor on `rt` with `cfg` (whose `jitter_seed` is set), and
+    /// the receiving end of its inbox.
+    pub(crate) fn new(
+        rt: Arc<dyn Runtime>,
+        cfg: Config,
+        workers: Option<Arc<dyn Workers>>,
+        events: Broadcast,
+        hooks: Hooks,
+    ) -> (Arc<Self>, Receiver<Input>) {
+        let (inbox, inbox_rx) = async_channel::bounded(INBOX_CAPACITY);
+        let seed = cfg.jitter_seed().unwrap_or(0);
+        let shared = Shared {
+            rt,
+            inbox,
+            app_errors: Mutex::new(Vec::new()),
+            stop_requested: Cancel::default(),
+            jitter: Mutex::new(fastrand::Rng::with_seed(seed.rotate_left(17))),
+            slot: Slot::new(),
+            dedicated: Mutex::new(Vec::new()),
+            gate: WorkerGate::new(),
+            workers,
+            workers_calls: WorkerCalls::default(),
+            events,
+            hooks,
+            sentinels: ConnCache::new(Endpoint::of(&cfg, cfg.sentinel_auth(), 0)),
+            probes: ConnCache::new(Endpoint::of(&cfg, cfg.redis_auth(), 0)),
+            data: Endpoint::of(&cfg, cfg.redis_auth(), cfg.db()),
+            sentinel: Endpoint::of(&cfg, cfg.sentinel_auth(), 0),
+            done: Done::new(),
+            cfg,
+        };
+        (Arc::new(shared), inbox_rx)
+    }
+
+    /// Records an error the application saw on `node`, for the core; wakes the supervisor's
+    /// task only for the first pending one.
+    pub(crate) fn report(&self, node: &Addr, kind: AppErrorKind) {
+        let first = {
+            let mut pending = lock(&self.app_errors);
+            if pending.iter().any(|(n, k)| n == node && *k == kind) {
+                return;
+            }
+            pending.push((node.clone(), kind));
+            pending.len() == 1
+        };
+        // A full inbox is fine: the task drains the pending errors after every input.
+        if first {
+            let _ = self.inbox.try_send(Input::AppErrors);
+        }
+    }
+
+    /// Takes the pending application errors.
+    pub(crate) fn take_app_errors(&self) -> Vec<(Addr, AppErrorKind)> {
+        std::mem::take(&mut *lock(&self.app_errors))
+    }
+
     /// Closes everything the handles use: the gate for good, the master connection (commands
     /// in flight are cancelled, later ones fail), dedicated and cached connections, and the
     /// event streams.
@@ -82,5 +157,36 @@ impl Shared {
         self.sentinels.clear();
         self.probes.clear();
         self.events.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shared::Input;
+    use crate::testing;
+    use dramatiq_sentinel_core::{Addr, AppErrorKind, Config};
+
+    /// A thousand failing commands make one entry and one wake-up of the supervisor's task,
+    /// whatever the inbox holds; after the task took them, the next error wakes it again.
+    #[test]
+    fn application_errors_coalesce() {
+        let config = Config::builder().build().expect("valid");
+        let (shared, inbox) = testing::shared(config, None);
+        let node = Addr::new("127.0.0.1", 6379);
+        for _ in 0..1000 {
+            shared.report(&node, AppErrorKind::Io);
+            shared.report(&node, AppErrorKind::Timeout);
+        }
+        assert_eq!(inbox.len(), 1);
+        assert!(matches!(inbox.try_recv(), Ok(Input::AppErrors)));
+        assert_eq!(
+            shared.take_app_errors(),
+            vec![
+                (node.clone(), AppErrorKind::Io),
+                (node.clone(), AppErrorKind::Timeout)
+            ]
+        );
+        shared.report(&node, AppErrorKind::ReadOnly);
+        assert!(matches!(inbox.try_recv(), Ok(Input::AppErrors)));
     }
 }

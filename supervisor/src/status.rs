@@ -190,7 +190,8 @@ pub(crate) async fn query(shared: &Shared) -> Result<Status, StatusError> {
     let (tx, rx) = async_channel::bounded(1);
     shared
         .inbox
-        .try_send(Input::Snapshot(tx))
+        .send(Input::Snapshot(tx))
+        .await
         .map_err(|_| StatusError::Stopped)?;
     let snapshot = rx.recv().await.map_err(|_| StatusError::Stopped)?;
     let mut failures = Vec::new();

@@ -1,20 +1,17 @@
 //! [`Builder`] and [`Supervisor`]: starting, using and stopping a supervisor.
 
-use crate::connect::{ConnCache, Endpoint, tls_supported};
+use crate::connect::{Endpoint, tls_supported};
 use crate::driver::{Driver, Startup};
 use crate::error::{StartError, SupervisorError};
 use crate::events::{Broadcast, EventStream, Hooks};
 use crate::gate::{WorkerGate, Workers};
-use crate::hold::Slot;
 use crate::master::MasterConnection;
 use crate::runtime::Runtime;
-use crate::shared::{Input, Shared};
+use crate::shared::Shared;
 use crate::status::{self, Status, StatusError};
-use crate::sync::Done;
-use async_channel::Sender;
 use dramatiq_sentinel_core::{Addr, Config, Core, Event};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Configures and starts a [`Supervisor`]: the worker pool, hooks and event subscriptions that
@@ -117,6 +114,12 @@ impl<R: Runtime> Builder<R> {
             hooks,
             events,
         } = self;
+        // Without a seed of the user's, every process draws its own: a fleet started together
+        // must not retry in lockstep.
+        let seed = config
+            .jitter_seed()
+            .unwrap_or_else(|| fastrand::Rng::new().u64(..));
+        let config = config.with_jitter_seed(seed);
         if config.tls() && !tls_supported() {
             return Err(StartError::InvalidConfig {
                 field: "tls".to_owned(),
@@ -125,44 +128,21 @@ impl<R: Runtime> Builder<R> {
                     .to_owned(),
             });
         }
-        let endpoint = |auth, db| Endpoint {
-            auth,
-            tls: config.tls(),
-            root_cert: config.tls_root_cert(),
-            client_cert: config.tls_client_cert(),
-            connect_timeout: config.connect_timeout(),
-            db,
-        };
         #[cfg(feature = "tls-rustls")]
         if config.tls() && rustls::crypto::CryptoProvider::get_default().is_none() {
             // Without a process-wide provider, rustls cannot pick one when several are built
             // in; ring is ours. An error means another thread installed one meanwhile.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        if let Err((field, problem)) = endpoint(None, 0).check_certs() {
+        if let Err((field, problem)) = Endpoint::of(&config, None, 0).check_certs() {
             return Err(StartError::InvalidConfig {
                 field: field.to_owned(),
                 problem,
             });
         }
         let rt: Arc<dyn Runtime> = Arc::new(runtime);
-        let (inbox, inbox_rx) = async_channel::unbounded();
-        let shared = Arc::new(Shared {
-            rt: Arc::clone(&rt),
-            inbox: inbox.clone(),
-            slot: Slot::new(),
-            dedicated: Mutex::new(Vec::new()),
-            gate: WorkerGate::new(),
-            workers,
-            events,
-            hooks,
-            sentinels: ConnCache::new(endpoint(config.sentinel_auth(), 0)),
-            probes: ConnCache::new(endpoint(config.redis_auth(), 0)),
-            data: endpoint(config.redis_auth(), config.db()),
-            sentinel: endpoint(config.sentinel_auth(), 0),
-            done: Done::new(),
-            cfg: config.clone(),
-        });
+        let (shared, inbox_rx) =
+            Shared::new(Arc::clone(&rt), config.clone(), workers, events, hooks);
         let (started, verdict) = async_channel::bounded(1);
         let driver = Driver::new(
             Core::new(config, Instant::now()),
@@ -171,7 +151,8 @@ impl<R: Runtime> Builder<R> {
             started,
         );
         rt.spawn(Box::pin(driver.run()));
-        let guard = StopOnDrop(Some(inbox));
+        rt.spawn(Box::pin(crate::workers::run(Arc::clone(&shared))));
+        let guard = StopOnDrop(Some(Arc::clone(&shared)));
         let verdict = verdict.recv().await;
         guard.disarm();
         match verdict {
@@ -186,7 +167,7 @@ impl<R: Runtime> Builder<R> {
 }
 
 /// Stops the supervisor if `start` is dropped before it returns.
-struct StopOnDrop(Option<Sender<Input>>);
+struct StopOnDrop(Option<Arc<Shared>>);
 
 impl StopOnDrop {
     fn disarm(mut self) {
@@ -196,8 +177,8 @@ impl StopOnDrop {
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(inbox) = self.0.take() {
-            let _ = inbox.try_send(Input::Shutdown);
+        if let Some(shared) = self.0.take() {
+            shared.stop_requested.cancel();
         }
     }
 }
@@ -260,7 +241,7 @@ impl<R> Supervisor<R> {
 
     /// The master in use.
     pub fn current_master(&self) -> Option<Addr> {
-        self.shared.slot.current().map(|a| a.node)
+        self.shared.slot.current().map(|a| a.node.clone())
     }
 
     /// The configuration.
@@ -288,7 +269,7 @@ impl<R> Supervisor<R> {
     /// is stopped), then every task ends and every connection closes. Returns how it ended
     /// (the fatal error if it had already failed).
     pub async fn shutdown(&self) -> Result<(), SupervisorError> {
-        let _ = self.shared.inbox.try_send(Input::Shutdown);
+        self.shared.stop_requested.cancel();
         self.wait().await
     }
 }

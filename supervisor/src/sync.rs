@@ -27,6 +27,29 @@ impl Cancel {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// Runs `future` until it completes (`Some`) or this is cancelled (`None`). The wake-up
+    /// for a cancellation is registered only once the future is pending.
+    pub(crate) async fn run<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let mut future = std::pin::pin!(future);
+        let mut listener: Option<event_listener::EventListener> = None;
+        std::future::poll_fn(|cx| {
+            if self.is_cancelled() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(v) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            let listener = listener.get_or_insert_with(|| self.event.listen());
+            if self.is_cancelled() {
+                return Poll::Ready(None);
+            }
+            std::pin::Pin::new(listener).poll(cx).map(|()| None)
+        })
+        .await
+    }
+
     pub(crate) async fn cancelled(&self) {
         loop {
             if self.is_cancelled() {

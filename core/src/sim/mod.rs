@@ -23,7 +23,6 @@
 //! ```
 
 mod oracle;
-mod rng;
 mod runtime;
 mod world;
 
@@ -33,8 +32,8 @@ use crate::config::{Config, ConfigBuilder, ConfigError};
 use crate::event::AppErrorKind;
 use crate::machine::Core;
 use crate::reply::Reply;
+use crate::rng::Rng;
 use oracle::Oracle;
-use rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -140,6 +139,8 @@ pub enum Op {
     ConnectFailures(u32),
     /// The next `n` broker connections land on a replica (their `ROLE` says slave).
     ConnectToReplica(u32),
+    /// The runtime fails the next `n` activations (the prepared connection is gone).
+    ActivateFailures(u32),
     /// The application reports an error on the master connection.
     AppError(AppErrorKind),
 }
@@ -193,6 +194,8 @@ enum Input {
     SentinelReply(OpId, Result<Reply, String>),
     NodeReply(OpId, Result<Reply, String>),
     ResetDone(OpId),
+    ResetFailed(OpId),
+    WatchClosed(OpId),
     Paused(OpId),
     AppError(Addr, AppErrorKind),
 }
@@ -233,7 +236,10 @@ pub struct Sim {
     pause: PauseBehaviour,
     connect_failures: u32,
     connect_to_replica: u32,
+    activate_failures: u32,
     prepared: BTreeSet<OpId>,
+    /// Open watch connections: op → node.
+    watches: BTreeMap<OpId, usize>,
     oracle: Oracle,
     stats: Stats,
     trace: Vec<String>,
@@ -295,7 +301,9 @@ impl Sim {
             pause: PauseBehaviour::Takes(Duration::from_millis(20)),
             connect_failures: 0,
             connect_to_replica: 0,
+            activate_failures: 0,
             prepared: BTreeSet::new(),
+            watches: BTreeMap::new(),
             stats: Stats::default(),
             trace: Vec::new(),
             trace_window: 60,
@@ -352,6 +360,9 @@ impl Sim {
                             Health::Hung
                         };
                         node.down_since = Some(self.now);
+                        if matches!(op, Op::CrashMaster) {
+                            self.close_watches(m);
+                        }
                         let detect = self.world.down_after + self.rng.between(ms(0), ms(300));
                         let thaw = match op {
                             Op::FreezeMaster(d) => Some(*d),
@@ -430,6 +441,7 @@ impl Sim {
             Op::Pause(p) => self.pause = *p,
             Op::ConnectFailures(n) => self.connect_failures = *n,
             Op::ConnectToReplica(n) => self.connect_to_replica = *n,
+            Op::ActivateFailures(n) => self.activate_failures = *n,
             Op::AppError(kind) => {
                 if let Some(node) = self.app.node.clone() {
                     self.schedule(Duration::ZERO, Due::Input(Input::AppError(node, *kind)));
@@ -449,6 +461,7 @@ impl Sim {
         self.slow_replies = Duration::ZERO;
         self.connect_failures = 0;
         self.connect_to_replica = 0;
+        self.activate_failures = 0;
         if self.pause != PauseBehaviour::Stuck {
             self.pause = PauseBehaviour::Takes(Duration::from_millis(20));
         }
@@ -589,6 +602,13 @@ impl Sim {
                         .reported
                         .insert(self.world.nodes[c].reachable.clone());
                 }
+                match step {
+                    // Sentinel closes every client connection of the replica it promotes and
+                    // of the master it reconfigures as a replica.
+                    Script::Promote { f } => self.close_watches(self.world.failovers[f].candidate),
+                    Script::Demote { node } => self.close_watches(node),
+                    _ => {}
+                }
                 if let Some((s, ch, payload)) = self.world.apply(&step, self.now) {
                     let f = match step {
                         Script::Adopt { f, .. } => Some(f),
@@ -605,6 +625,21 @@ impl Sim {
             Due::Input(input) => self.feed(input)?,
         }
         Ok(())
+    }
+
+    /// The node closes the watch connections open on it.
+    fn close_watches(&mut self, node: usize) {
+        let closed: Vec<OpId> = self
+            .watches
+            .iter()
+            .filter(|(_, n)| **n == node)
+            .map(|(op, _)| *op)
+            .collect();
+        for op in closed {
+            self.watches.remove(&op);
+            let d = self.latency();
+            self.schedule(d, Due::Input(Input::WatchClosed(op)));
+        }
     }
 
     /// Records the addresses a message names (candidate, new master) as sentinel-reported.

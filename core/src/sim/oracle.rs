@@ -88,7 +88,9 @@ impl Oracle {
                 }
                 self.pause_pending = Some((*op, now));
             }
-            Action::Connect { node, .. } | Action::PollRole { node, .. }
+            Action::Connect { node, .. }
+            | Action::PollRole { node, .. }
+            | Action::Watch { node, .. }
                 if !self.reported.contains(node) =>
             {
                 return Err(format!("{a:?}: no sentinel reported {node}"));
@@ -135,13 +137,14 @@ impl Oracle {
             return Err(format!("event after shutdown: {e:?}"));
         }
         match e {
+            // Each delay is drawn from [base / 2, base] (jitter).
             Event::ListenerDown { retry_in, .. }
-                if *retry_in < self.cfg.min_backoff || *retry_in > self.cfg.max_backoff =>
+                if *retry_in < self.cfg.min_backoff / 2 || *retry_in > self.cfg.max_backoff =>
             {
                 return Err(format!("listener backoff {retry_in:?} out of bounds"));
             }
             Event::DiscoveryFailed { retry_in, .. }
-                if *retry_in < self.cfg.retry_delay || *retry_in > self.cfg.max_retry_delay =>
+                if *retry_in < self.cfg.retry_delay / 2 || *retry_in > self.cfg.max_retry_delay =>
             {
                 return Err(format!("discovery backoff {retry_in:?} out of bounds"));
             }

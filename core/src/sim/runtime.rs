@@ -60,6 +60,16 @@ impl Sim {
                 self.oracle.reset_done(op);
                 self.core.handle_reset_done(now, op);
             }
+            Input::ResetFailed(op) => {
+                self.log(format!("in  reset failed {op}"));
+                self.oracle.reset_done(op);
+                self.core
+                    .handle_reset_failed(now, op, "no prepared connection (injected)");
+            }
+            Input::WatchClosed(op) => {
+                self.log(format!("in  watch closed {op}"));
+                self.core.handle_watch_closed(now, op);
+            }
             Input::Paused(op) => {
                 self.log(format!("in  paused {op}"));
                 self.oracle.paused(op);
@@ -189,6 +199,23 @@ impl Sim {
                     }
                     self.reply_later(Input::NodeReply(op, reply));
                 }
+            }
+            Action::Watch { op, node } => {
+                let reply = self.role(&node);
+                if let (Some(Ok(_)), Some(n)) = (&reply, self.world.node_at(&node)) {
+                    self.watches.insert(op, n);
+                }
+                if let Some(reply) = reply {
+                    self.reply_later(Input::NodeReply(op, reply));
+                }
+            }
+            Action::Unwatch { op } => {
+                self.watches.remove(&op);
+            }
+            Action::Activate { op, .. } if self.activate_failures > 0 => {
+                self.activate_failures -= 1;
+                self.prepared.remove(&op);
+                self.schedule(Duration::ZERO, Due::Input(Input::ResetFailed(op)));
             }
             Action::Activate { op, node, .. } => {
                 self.prepared.remove(&op);

@@ -1,8 +1,8 @@
 //! The simulated deployment: data nodes with roles, sentinels with their view of the master,
 //! and the scripts of failovers as Redis 7.0 plays them (timings measured on real Redis).
 
-use super::rng::Rng;
 use crate::addr::Addr;
+use crate::rng::Rng;
 use std::time::{Duration, Instant};
 
 /// Whether a simulated process answers.

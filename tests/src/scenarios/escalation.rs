@@ -104,7 +104,7 @@ pub fn pause_timeout_child<R: TestRuntime>() {
         std::env::var(SENTINELS_ENV),
         std::env::var(SERVICE_ENV),
     ) else {
-        return; // only runs as the child of `pause_timeout_exits_the_process`
+        panic!("only runs as the child process of `pause_timeout_exits_the_process`");
     };
     let config = short_pause(Config::builder())
         .set("sentinels", &sentinels)
@@ -139,6 +139,7 @@ pub fn pause_timeout_exits_the_process<R: TestRuntime>() {
     let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
+            "--ignored",
             "--exact",
             "pause_timeout_child",
             "--nocapture",

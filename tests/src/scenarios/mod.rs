@@ -192,8 +192,14 @@ macro_rules! supervisor_suite {
             resilience::unreachable_master_holds_commands_for_the_hold_timeout,
             escalation::pause_timeout_fails_with_the_fail_policy,
             escalation::pause_timeout_exits_the_process,
-            escalation::pause_timeout_child,
         );
+        /// Not a test of its own: the child process of `pause_timeout_exits_the_process`,
+        /// which runs it with `--ignored --exact`.
+        #[test]
+        #[ignore = "child process of pause_timeout_exits_the_process"]
+        fn pause_timeout_child() {
+            $crate::scenarios::escalation::pause_timeout_child::<$rt>();
+        }
     };
     (@tests $rt:ty; $($module:ident :: $name:ident),* $(,)?) => {
         $(

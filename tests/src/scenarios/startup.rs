@@ -26,8 +26,9 @@ fn clients(d: &Deployment) -> usize {
         .expect("connected_clients")
 }
 
-/// Starts on a healthy deployment: ready with the right master, commands and status work,
-/// and shutdown ends every task and closes every connection.
+/// Starts on a healthy deployment: ready with the right master, commands and status work (also
+/// from a thread outside the runtime), and shutdown ends every task and closes every
+/// connection.
 pub fn starts_on_a_healthy_deployment<R: TestRuntime>() {
     let _serial = serial();
     let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
@@ -79,6 +80,31 @@ pub fn starts_on_a_healthy_deployment<R: TestRuntime>() {
         assert_eq!(sup.gate().in_flight(), 1);
         drop(permit);
     });
+    // The handles work from a thread outside the runtime too: a dedicated handle opens its
+    // connection there (on the supervisor's runtime) and waits for it on the runtime's timer.
+    let (conn, gate) = (sup.master(), sup.gate());
+    let outside = std::thread::spawn(move || {
+        futures_lite::future::block_on(async move {
+            let _permit = gate.enter().await.expect("the gate is open");
+            let mut own = conn.dedicated();
+            let n: i64 = redis::cmd("INCR")
+                .arg("outside")
+                .query_async(&mut own)
+                .await
+                .expect("INCR on a dedicated handle");
+            let mut shared = conn.clone();
+            let m: i64 = redis::cmd("INCR")
+                .arg("outside")
+                .query_async(&mut shared)
+                .await
+                .expect("INCR on the shared handle");
+            (n, m)
+        })
+    });
+    assert_eq!(
+        outside.join().expect("no panic outside the runtime"),
+        (1, 2)
+    );
     rt.block_on(sup.shutdown()).expect("clean shutdown");
     assert!(sup.is_stopped());
     rt.block_on(async {

@@ -1,4 +1,5 @@
-//! A tiny seeded generator (SplitMix64): the simulator's only source of variation.
+//! A tiny seeded generator (SplitMix64): the core's jitter and the simulator's only source of
+//! variation. Deterministic: the same seed gives the same numbers.
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ impl Rng {
     }
 
     /// True with probability `pct` percent.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn chance(&mut self, pct: u8) -> bool {
         self.below(100) < u64::from(pct)
     }

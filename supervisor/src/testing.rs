@@ -1,0 +1,70 @@
+//! Helpers of the unit tests: a runtime made of threads, and a supervisor's shared state
+//! without a supervisor's task.
+
+use crate::events::{Broadcast, Hooks};
+use crate::gate::Workers;
+use crate::runtime::{BoxFuture, Runtime};
+use crate::shared::{Input, Shared};
+use async_channel::Receiver;
+use dramatiq_sentinel_core::Config;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A runtime for unit tests: tasks on their own threads (truly parallel), timers on sleeping
+/// threads.
+pub(crate) struct ThreadRuntime;
+
+impl Runtime for ThreadRuntime {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        std::thread::spawn(move || futures_lite::future::block_on(future));
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let (tx, rx) = async_channel::bounded::<()>(1);
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            let _ = tx.try_send(());
+        });
+        Box::pin(async move {
+            let _ = rx.recv().await;
+        })
+    }
+}
+
+/// The shared state of a supervisor with `config` on [`ThreadRuntime`], and its inbox.
+pub(crate) fn shared(
+    config: Config,
+    workers: Option<Arc<dyn Workers>>,
+) -> (Arc<Shared>, Receiver<Input>) {
+    Shared::new(
+        Arc::new(ThreadRuntime),
+        config.with_jitter_seed(7),
+        workers,
+        Broadcast::default(),
+        Hooks::default(),
+    )
+}
+
+/// A runtime for unit tests that open Redis connections: a multi-thread tokio runtime (the
+/// `redis` crate of the unit tests is built with `tokio-comp`).
+pub(crate) struct TokioRuntime(pub(crate) tokio::runtime::Handle);
+
+impl Runtime for TokioRuntime {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        drop(self.0.spawn(future));
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let _entered = self.0.enter();
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
+
+/// Like [`shared`], on a tokio runtime.
+pub(crate) fn shared_on(rt: Arc<dyn Runtime>, config: Config) -> (Arc<Shared>, Receiver<Input>) {
+    Shared::new(
+        rt,
+        config.with_jitter_seed(7),
+        None,
+        Broadcast::default(),
+        Hooks::default(),
+    )
+}

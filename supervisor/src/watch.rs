@@ -1,0 +1,67 @@
+//! Watch connections on failover candidates ([`Action::Watch`]): one connection per candidate
+//! that answers `ROLE` once, then stays open and silent. Sentinel closes every client
+//! connection of the replica it promotes, so the closing reaches the core the moment the
+//! candidate becomes master, with one connection per process instead of a `ROLE` poll every
+//! few milliseconds.
+//!
+//! [`Action::Watch`]: dramatiq_sentinel_core::Action::Watch
+
+use crate::runtime::timeout;
+use crate::shared::{Input, Shared};
+use async_channel::Sender;
+use dramatiq_sentinel_core::{Addr, OpId};
+use futures_lite::future::or;
+use redis::aio::ConnectionLike;
+use std::sync::Arc;
+
+/// Owned by the supervisor's task; dropping it closes the watch connection.
+pub(crate) struct WatchHandle {
+    _open: Sender<()>,
+}
+
+/// Opens the watch on its own task and returns its handle.
+pub(crate) fn start(shared: &Arc<Shared>, op: OpId, node: Addr) -> WatchHandle {
+    let (open, unwatched) = async_channel::bounded::<()>(1);
+    let shared2 = Arc::clone(shared);
+    shared.rt.spawn(Box::pin(async move {
+        let shared = shared2;
+        let rt = &*shared.rt;
+        let limit = shared.cfg.connect_timeout();
+        let watched = timeout(rt, limit, async {
+            let (mut conn, closed) = shared.probes.endpoint().open_watched(rt, &node).await?;
+            let role = conn
+                .req_packed_command(&redis::cmd("ROLE"))
+                .await
+                .map_err(|e| crate::convert::describe(&e))?;
+            Ok::<_, String>((crate::convert::to_reply(role), conn, closed))
+        })
+        .await
+        .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
+        let (reply, conn, closed) = match watched {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = shared.inbox.send(Input::NodeReply(op, Err(e))).await;
+                return;
+            }
+        };
+        if shared
+            .inbox
+            .send(Input::NodeReply(op, Ok(reply)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // Closed by the server (or broken), or no longer wanted (the handle was dropped).
+        let server_closed = or(async { closed.recv().await.is_err() }, async {
+            let _ = unwatched.recv().await;
+            false
+        })
+        .await;
+        drop(conn);
+        if server_closed {
+            let _ = shared.inbox.send(Input::WatchClosed(op)).await;
+        }
+    }));
+    WatchHandle { _open: open }
+}
