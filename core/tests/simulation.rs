@@ -236,21 +236,57 @@ fn run(settings: &Settings, knobs: &Knobs, ops: &[Op]) -> Result<Sim, String> {
     Ok(sim)
 }
 
+/// Arbitrary failover sequences with faults: no oracle breaks, and the core converges on the
+/// true master within bounded virtual time once the world is quiet. The run must also cover
+/// what it claims to: enough failovers, switches and worker pauses across the cases (a
+/// generator or simulator change that stopped producing them would otherwise pass vacuously).
+#[test]
+fn failover_sequences_keep_every_rule() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let config = runner(4000);
+    let cases = u64::from(config.cases);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let totals: [AtomicU64; 5] = Default::default();
+    let strategy = (settings(), knobs(), proptest::collection::vec(op(), 1..40));
+    let result = runner.run(&strategy, |(settings, knobs, ops)| {
+        let sim = run(&settings, &knobs, &ops).map_err(TestCaseError::fail)?;
+        let s = sim.stats();
+        for (total, n) in totals
+            .iter()
+            .zip([1, s.failovers, s.switches, s.pauses, s.writes_acked])
+        {
+            total.fetch_add(n, Relaxed);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let [ran, failovers, switches, pauses, writes] = totals.map(|t| t.load(Relaxed));
+    eprintln!(
+        "{ran} cases: {failovers} failovers, {switches} switches, {pauses} pauses, {writes} writes"
+    );
+    assert!(ran >= cases, "{ran} cases run of {cases}");
+    assert!(
+        failovers >= cases,
+        "too few failovers: {failovers} in {cases} cases"
+    );
+    assert!(
+        switches >= cases / 2,
+        "too few switches: {switches} in {cases} cases"
+    );
+    assert!(
+        pauses >= cases / 2,
+        "too few pauses: {pauses} in {cases} cases"
+    );
+    assert!(
+        writes >= cases * 10,
+        "too few writes: {writes} in {cases} cases"
+    );
+}
+
 proptest! {
     #![proptest_config(runner(4000))]
-
-    /// Arbitrary failover sequences with faults: no oracle breaks, and the core converges on
-    /// the true master within bounded virtual time once the world is quiet.
-    #[test]
-    fn failover_sequences_keep_every_rule(
-        settings in settings(),
-        knobs in knobs(),
-        ops in proptest::collection::vec(op(), 1..40),
-    ) {
-        if let Err(e) = run(&settings, &knobs, &ops) {
-            prop_assert!(false, "{}", e);
-        }
-    }
 
     /// Graceful failovers without faults lose no acknowledged write when fencing early.
     #[test]
@@ -299,6 +335,41 @@ proptest! {
             (Err(a), Err(b)) => prop_assert_eq!(a, b),
             (a, b) => prop_assert!(false, "runs differ: {:?} vs {:?}", a.is_ok(), b.is_ok()),
         }
+    }
+}
+
+/// The candidate of a graceful failover is watched, not polled every few milliseconds: with
+/// the default settings each failover costs it a handful of `ROLE` requests per process
+/// (polling every 5 ms over the ~100 ms between `+selected-slave` and the promotion cost 20+).
+#[test]
+fn candidates_are_watched_not_hammered() {
+    let knobs = Knobs {
+        early_fencing: true,
+        periodic_check: None,
+        refresh_sentinels: true,
+        min_backoff: ms(3000),
+        max_backoff: ms(60_000),
+        pause_timeout: ms(600_000),
+        fence_timeout: ms(15_000),
+        exit_on_timeout: true,
+        stale_master_ttl: ms(15_000),
+    };
+    for seed in 0..50 {
+        let settings = Settings {
+            seed,
+            ..Settings::default()
+        };
+        let ops = [
+            Op::GracefulFailover,
+            Op::Advance(ms(8000)),
+            Op::GracefulFailover,
+            Op::Advance(ms(8000)),
+        ];
+        let sim = run(&settings, &knobs, &ops).expect("rules hold");
+        let s = sim.stats();
+        assert_eq!(s.switches, 2, "seed {seed}: {s:?}");
+        assert!(s.watches >= 2, "seed {seed}: {s:?}");
+        assert!(s.role_requests <= 2 * 4, "seed {seed}: {s:?}");
     }
 }
 

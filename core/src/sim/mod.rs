@@ -183,6 +183,12 @@ pub struct Stats {
     pub switches: u64,
     /// Failovers the world played.
     pub failovers: u64,
+    /// Worker pauses the core asked for and the workers completed.
+    pub pauses: u64,
+    /// `ROLE` requests to failover candidates and masters (`PollRole` and `Watch` actions).
+    pub role_requests: u64,
+    /// Watch connections opened on candidates.
+    pub watches: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +237,8 @@ pub struct Sim {
     /// Delivery time of the last message per listener connection (FIFO order).
     fifo: BTreeMap<OpId, Instant>,
     app: App,
+    /// A stuck pause was injected: a stop on a pause timeout is expected.
+    stuck_injected: bool,
     faults: MessageFaults,
     slow_replies: Duration,
     pause: PauseBehaviour,
@@ -296,6 +304,7 @@ impl Sim {
                 fenced: true,
                 ..App::default()
             },
+            stuck_injected: false,
             faults: MessageFaults::default(),
             slow_replies: Duration::ZERO,
             pause: PauseBehaviour::Takes(Duration::from_millis(20)),
@@ -429,8 +438,7 @@ impl Sim {
                 payload,
             } => {
                 let s = sentinel % self.world.sentinels.len();
-                // Whatever a sentinel channel names counts as sentinel-reported, garbage too.
-                self.note_reported(channel, payload);
+                // Whatever a delivered message names counts as sentinel-reported, garbage too.
                 self.publish(s, channel.clone(), payload.clone(), None);
             }
             Op::OtherServiceFailover => {
@@ -438,7 +446,10 @@ impl Sim {
                 self.play(script);
             }
             Op::SlowReplies(d) => self.slow_replies = *d,
-            Op::Pause(p) => self.pause = *p,
+            Op::Pause(p) => {
+                self.pause = *p;
+                self.stuck_injected |= *p == PauseBehaviour::Stuck;
+            }
             Op::ConnectFailures(n) => self.connect_failures = *n,
             Op::ConnectToReplica(n) => self.connect_to_replica = *n,
             Op::ActivateFailures(n) => self.activate_failures = *n,
@@ -454,7 +465,8 @@ impl Sim {
     /// Makes the world quiet (faults off, sentinels up, frozen nodes thawed, killed nodes
     /// restarted, pauses quick) and runs until the core uses the true master, unfenced, or
     /// `limit` passes (a [`Violation`]). Returns the virtual time it took. A core stopped by
-    /// a pause timeout counts as settled.
+    /// a pause timeout counts as settled only when a stuck pause was injected
+    /// ([`PauseBehaviour::Stuck`]); any other stop is a [`Violation`].
     pub fn settle(&mut self, limit: Duration) -> Result<Duration, Violation> {
         self.log("settle".into());
         self.faults = MessageFaults::default();
@@ -481,7 +493,16 @@ impl Sim {
         let deadline = self.now + limit;
         while self.now < deadline {
             self.run_until(self.now + Duration::from_millis(100))?;
-            if self.oracle.stopped || (self.converged() && !self.world.busy(self.now)) {
+            if self.oracle.stopped {
+                if self.stuck_injected && self.oracle.stopped_on_pause_timeout() {
+                    return Ok(self.now.saturating_duration_since(start));
+                }
+                return Err(self.violation(format!(
+                    "the core stopped without a stuck pause (pause timed out: {})",
+                    self.oracle.stopped_on_pause_timeout()
+                )));
+            }
+            if self.converged() && !self.world.busy(self.now) {
                 return Ok(self.now.saturating_duration_since(start));
             }
         }
@@ -582,7 +603,6 @@ impl Sim {
                 payload,
                 f,
             }) => {
-                self.note_reported(channel.as_bytes(), payload.as_bytes());
                 self.publish(sentinel, channel.into_bytes(), payload.into_bytes(), f);
             }
             Due::World(step) => {
@@ -595,12 +615,6 @@ impl Sim {
                         .rng
                         .between(Duration::from_millis(100), Duration::from_millis(300));
                     self.schedule(d, Due::World(Script::Demote { node }));
-                }
-                if let Script::Adopt { f, .. } = step {
-                    let c = self.world.failovers[f].candidate;
-                    self.oracle
-                        .reported
-                        .insert(self.world.nodes[c].reachable.clone());
                 }
                 match step {
                     // Sentinel closes every client connection of the replica it promotes and
@@ -642,8 +656,9 @@ impl Sim {
         }
     }
 
-    /// Records the addresses a message names (candidate, new master) as sentinel-reported.
-    fn note_reported(&mut self, channel: &[u8], payload: &[u8]) {
+    /// Records the addresses a message delivered to the core names (master, candidate, new
+    /// master) as sentinel-reported.
+    pub(super) fn note_reported(&mut self, channel: &[u8], payload: &[u8]) {
         use crate::parse::{Message, parse_message};
         let named = match parse_message(channel, payload) {
             Ok(Some(Message::Failover {

@@ -18,7 +18,8 @@ pub(crate) struct Oracle {
     cfg: Config,
     fenced: bool,
     pause_pending: Option<(OpId, Instant)>,
-    activating: Option<OpId>,
+    /// The activation in flight, and its node.
+    activating: Option<(OpId, Addr)>,
     /// `Connect` ops whose `ROLE` reply said master, with their node.
     verified: BTreeMap<OpId, Addr>,
     /// Every address a sentinel named as master or candidate (reachable form).
@@ -28,6 +29,11 @@ pub(crate) struct Oracle {
     /// When a fence was lifted by its timeout (writes may reach a deposed master afterwards).
     pub(crate) fence_expired_at: Option<Instant>,
     recent: VecDeque<Instant>,
+    /// The master the application's connection points at.
+    in_use: Option<Addr>,
+    /// Since the fence: the connection moved away from a master, and the workers paused.
+    moved_away: bool,
+    paused_since_fence: bool,
 }
 
 impl Oracle {
@@ -44,7 +50,15 @@ impl Oracle {
             stopped: false,
             fence_expired_at: None,
             recent: VecDeque::new(),
+            in_use: None,
+            moved_away: false,
+            paused_since_fence: false,
         }
+    }
+
+    /// Whether the core stopped on a pause timeout.
+    pub(crate) fn stopped_on_pause_timeout(&self) -> bool {
+        self.stopped && self.pause_timed_out
     }
 
     pub(crate) fn connect_verified(&mut self, op: OpId, node: Addr) {
@@ -54,12 +68,20 @@ impl Oracle {
     pub(crate) fn paused(&mut self, op: OpId) {
         if self.pause_pending.is_some_and(|(p, _)| p == op) {
             self.pause_pending = None;
+            self.paused_since_fence = true;
         }
     }
 
-    pub(crate) fn reset_done(&mut self, op: OpId) {
-        if self.activating == Some(op) {
-            self.activating = None;
+    /// The runtime reported an activation: done, or failed.
+    pub(crate) fn reset_done(&mut self, op: OpId, done: bool) {
+        let Some((_, node)) = self.activating.take_if(|(a, _)| *a == op) else {
+            return;
+        };
+        if done {
+            if self.in_use.as_ref().is_some_and(|m| *m != node) {
+                self.moved_away = true;
+            }
+            self.in_use = Some(node);
         }
     }
 
@@ -81,7 +103,13 @@ impl Oracle {
             ));
         }
         match a {
-            Action::Fence => self.fenced = true,
+            Action::Fence => {
+                if !self.fenced {
+                    self.moved_away = false;
+                    self.paused_since_fence = false;
+                }
+                self.fenced = true;
+            }
             Action::PauseWorkers { op } => {
                 if !self.fenced {
                     return Err("pause without fence".into());
@@ -105,7 +133,7 @@ impl Oracle {
                 if self.activating.is_some() {
                     return Err("activate while another activation is pending".into());
                 }
-                self.activating = Some(*op);
+                self.activating = Some((*op, node.clone()));
             }
             Action::Resume => {
                 if !self.fenced {
@@ -116,6 +144,9 @@ impl Oracle {
                 }
                 if self.activating.is_some() {
                     return Err("resume before the reset completed".into());
+                }
+                if self.moved_away && !self.paused_since_fence {
+                    return Err("resume after a switch away from a master, without a pause".into());
                 }
                 self.fenced = false;
             }

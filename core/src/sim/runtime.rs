@@ -36,6 +36,7 @@ impl Sim {
                 if let Some(f) = f {
                     self.note_signal(f, &channel, &payload);
                 }
+                self.note_reported(&channel, &payload);
                 self.core
                     .handle_listener_message(now, op, &channel, &payload);
             }
@@ -50,6 +51,12 @@ impl Sim {
             }
             Input::SentinelReply(op, reply) => {
                 self.log(format!("in  sentinel reply {op} {reply:?}"));
+                if let Ok(Ok(crate::parse::MasterAnswer::Known(info))) =
+                    reply.as_ref().map(crate::parse::parse_master_reply)
+                {
+                    let addr = self.core.config().nat.map(&info.addr);
+                    self.oracle.reported.insert(addr);
+                }
                 self.core.handle_sentinel_reply(now, op, reply);
             }
             Input::NodeReply(op, reply) => {
@@ -57,12 +64,12 @@ impl Sim {
                 self.core.handle_node_reply(now, op, reply);
             }
             Input::ResetDone(op) => {
-                self.oracle.reset_done(op);
+                self.oracle.reset_done(op, true);
                 self.core.handle_reset_done(now, op);
             }
             Input::ResetFailed(op) => {
                 self.log(format!("in  reset failed {op}"));
-                self.oracle.reset_done(op);
+                self.oracle.reset_done(op, false);
                 self.core
                     .handle_reset_failed(now, op, "no prepared connection (injected)");
             }
@@ -72,6 +79,7 @@ impl Sim {
             }
             Input::Paused(op) => {
                 self.log(format!("in  paused {op}"));
+                self.stats.pauses += 1;
                 self.oracle.paused(op);
                 self.core.handle_workers_paused(now, op);
             }
@@ -118,6 +126,14 @@ impl Sim {
                 return Ok(());
             };
             self.stats.actions += 1;
+            match &a {
+                Action::PollRole { .. } => self.stats.role_requests += 1,
+                Action::Watch { .. } => {
+                    self.stats.role_requests += 1;
+                    self.stats.watches += 1;
+                }
+                _ => {}
+            }
             self.log(format!("act {a:?}"));
             if let Err(what) = self.oracle.action(&a, self.now) {
                 return Err(self.violation(what));
@@ -153,11 +169,6 @@ impl Sim {
             } => match self.sentinel(&sentinel) {
                 Some((s, Health::Up)) => {
                     let reply = self.world.master_reply(s, &service, self.now);
-                    if service == self.world.service {
-                        let view = self.world.sentinels[s].view;
-                        let addr = self.world.nodes[view].reachable.clone();
-                        self.oracle.reported.insert(addr);
-                    }
                     let slow = self.rng.between(Duration::ZERO, self.slow_replies);
                     let d = self.latency() + self.latency() + slow;
                     self.schedule(d, Due::Input(Input::SentinelReply(op, Ok(reply))));
