@@ -196,8 +196,10 @@ class Sentinel(dramatiq.Middleware):
         self._runtime.ensure()
 
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
-        if not self._runtime.workers.escalating.is_set():
-            self._runtime.shutdown(self._settings.config.stop_grace + 5.0)
+        if self._runtime.workers.escalating.is_set():
+            return  # the supervisor is stopping this worker itself, then exits
+        self._runtime.workers.worker = None  # already stopped: nothing for the supervisor
+        self._runtime.shutdown(self._settings.config.stop_grace + 5.0)
 
     def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
         self._attach(broker)

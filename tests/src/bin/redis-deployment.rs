@@ -6,7 +6,7 @@
 //! JSON line (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`). When stdin closes (or
 //! on `quit`, SIGINT or SIGTERM) it kills every process of the deployment and exits.
 //!
-//! Options: `--replicas N`, `--sentinels N`, `--down-after-ms N`, `--failover-timeout-ms N`,
+//! Options: `--service-name NAME`, `--replicas N`, `--sentinels N`, `--down-after-ms N`, `--failover-timeout-ms N`,
 //! `--sentinel-password P`, `--data-password P`, `--nat`, `--second-service NAME`.
 //!
 //! Commands (addresses are `host:port` as the client reaches them):
@@ -41,6 +41,7 @@ fn options(args: &[String]) -> Result<DeploymentOptions, String> {
         };
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: `{v}`"));
         o = match flag.as_str() {
+            "--service-name" => o.service_name(value()?),
             "--replicas" => o.replicas(number(value()?)? as usize),
             "--sentinels" => o.sentinels(number(value()?)? as usize),
             "--down-after-ms" => o.down_after(Duration::from_millis(number(value()?)?)),
