@@ -400,7 +400,7 @@ impl MasterConnection {
 impl ConnectionLike for MasterConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(self.run(
-            move |mut conn| async move { conn.req_packed_command(cmd).await },
+            move |mut conn| async move { conn.send_packed_command(cmd).await },
             has_readonly,
         ))
     }
@@ -412,7 +412,10 @@ impl ConnectionLike for MasterConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(self.run(
-            move |mut conn| async move { conn.req_packed_commands(pipeline, offset, count).await },
+            move |mut conn| async move {
+                conn.send_packed_commands(pipeline, offset, count)
+                    .await
+            },
             |values: &Vec<Value>| values.iter().any(has_readonly),
         ))
     }

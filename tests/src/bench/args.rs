@@ -22,6 +22,11 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --skip-writers       no writer workload
   --skip-jobs          no job workload
   --skip-overhead      no idle CPU/RSS, worker-gate or core measurements
+  --skip-commands      no per-command overhead (MasterConnection vs a plain connection)
+  --skip-fleet         no fleet runs (many supervisors on one deployment)
+  --only LIST          only these parts: writers,jobs,overhead,commands,fleet
+  --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
+  --command-rounds N   rounds of the per-command overhead (default 5, 2 s per client and case)
   --skip-core-bench    do not run `cargo bench -p dramatiq-sentinel-core --bench core_inputs`
   --overhead-secs N    idle measurement window in seconds (default 60)
   --out PATH           where to write the report (default BENCHMARKS.md at the repo root)
@@ -97,6 +102,10 @@ pub(crate) struct Options {
     pub(crate) writers: bool,
     pub(crate) jobs: bool,
     pub(crate) overhead: bool,
+    pub(crate) commands: bool,
+    pub(crate) fleet: bool,
+    pub(crate) fleet_sizes: Vec<usize>,
+    pub(crate) command_rounds: usize,
     pub(crate) core_bench: bool,
     pub(crate) overhead_window: Duration,
     pub(crate) out: Option<PathBuf>,
@@ -143,6 +152,10 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         writers: true,
         jobs: true,
         overhead: true,
+        commands: true,
+        fleet: true,
+        fleet_sizes: super::fleet::SIZES.to_vec(),
+        command_rounds: 5,
         core_bench: true,
         overhead_window: Duration::from_secs(60),
         out: None,
@@ -197,6 +210,34 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
             "--skip-writers" => o.writers = false,
             "--skip-jobs" => o.jobs = false,
             "--skip-overhead" => o.overhead = false,
+            "--skip-commands" => o.commands = false,
+            "--skip-fleet" => o.fleet = false,
+            "--only" => {
+                let parts = list(&value("--only")?);
+                let known = ["writers", "jobs", "overhead", "commands", "fleet"];
+                if let Some(bad) = parts.iter().find(|p| !known.contains(&p.as_str())) {
+                    return Err(err(format!("unknown part `{bad}` (one of {known:?})")));
+                }
+                let has = |p: &str| parts.iter().any(|x| x == p);
+                (o.writers, o.jobs, o.overhead) = (has("writers"), has("jobs"), has("overhead"));
+                (o.commands, o.fleet) = (has("commands"), has("fleet"));
+            }
+            "--fleet-sizes" => {
+                o.fleet_sizes = list(&value("--fleet-sizes")?)
+                    .iter()
+                    .map(|v| match v.parse::<usize>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(err(format!("--fleet-sizes: `{v}` is not a count above 0"))),
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--command-rounds" => {
+                let v = value("--command-rounds")?;
+                o.command_rounds = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(err(format!("--command-rounds {v}: not a count above 0"))),
+                };
+            }
             "--skip-core-bench" => o.core_bench = false,
             "--overhead-secs" => {
                 let v = value("--overhead-secs")?;
@@ -216,6 +257,8 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         o.job_scenarios = vec![Scenario::Graceful];
         o.overhead_window = Duration::from_secs(10);
         o.core_bench = false;
+        o.fleet_sizes = vec![1, 50];
+        o.command_rounds = 1;
     }
     if let Some(n) = reps {
         o.reps = n;
@@ -241,6 +284,8 @@ pub(crate) enum Role {
     Idle,
     /// The worker-gate micro-benchmark.
     Gate,
+    /// Many supervisors in one process (the fleet benchmark).
+    Fleet,
 }
 
 /// The arguments of a child process: `child <role> --key value ...`.
@@ -255,6 +300,8 @@ pub(crate) struct ChildArgs {
     pub(crate) job_time: Duration,
     pub(crate) rate: u32,
     pub(crate) iterations: u64,
+    /// Supervisors in a fleet child.
+    pub(crate) supervisors: usize,
 }
 
 impl ChildArgs {
@@ -264,6 +311,7 @@ impl ChildArgs {
             Some("jobs") => Role::Jobs,
             Some("idle") => Role::Idle,
             Some("gate") => Role::Gate,
+            Some("fleet") => Role::Fleet,
             other => return Err(err(format!("unknown child role {other:?}"))),
         };
         let mut c = ChildArgs {
@@ -276,6 +324,7 @@ impl ChildArgs {
             job_time: Duration::from_millis(10),
             rate: 100,
             iterations: 1_000_000,
+            supervisors: 1,
         };
         let mut rest = args[1..].iter();
         while let Some(key) = rest.next() {
@@ -296,6 +345,7 @@ impl ChildArgs {
                 "--job-ms" => c.job_time = Duration::from_millis(number()?),
                 "--rate" => c.rate = number()? as u32,
                 "--iterations" => c.iterations = number()?,
+                "--supervisors" => c.supervisors = number()? as usize,
                 other => return Err(err(format!("unknown child option `{other}`"))),
             }
         }

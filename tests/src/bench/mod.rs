@@ -25,8 +25,11 @@
 mod args;
 mod child;
 mod clock;
+mod commands;
 mod emit;
 mod error;
+mod fleet;
+mod fleet_child;
 mod idle;
 mod jobs;
 mod metrics;
@@ -36,6 +39,7 @@ mod overhead;
 mod peers;
 mod report;
 mod run;
+mod scale_report;
 mod writer;
 
 pub use args::HELP;
@@ -68,6 +72,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             Role::Jobs => jobs::run(&c),
             Role::Idle => idle::run_idle(&c),
             Role::Gate => idle::run_gate(&c),
+            Role::Fleet => fleet_child::run(&c),
         },
         Command::Bench(o) => bench(&o),
     };
@@ -250,6 +255,38 @@ fn bench(o: &Options) -> Result<()> {
             }
         }
     }
+    let fleet = o.fleet.then(|| {
+        let mut runs = Vec::new();
+        for rep in 1..=o.reps {
+            for &n in &o.fleet_sizes {
+                for scenario in fleet::FleetScenario::ALL
+                    .into_iter()
+                    .filter(|s| s.runs_with(n))
+                {
+                    eprint!(
+                        "failover-bench: [{rep}/{}] fleet of {n}, {} (load {:.2}) ... ",
+                        o.reps,
+                        scenario.label(),
+                        run::load1()
+                    );
+                    let result = fleet::fleet_run(&ctx, n, scenario).map_err(|e| e.to_string());
+                    outcome(&result, |r| {
+                        let worst = r.resumed_ms.iter().chain(&r.reconnect_ms).fold(0.0, |a: f64, &b| a.max(b));
+                        format!("{} done, {} missing, worst {worst:.0} ms", n - r.missing, r.missing)
+                    });
+                    runs.push((n, scenario, result));
+                }
+            }
+        }
+        runs
+    });
+    let commands = o.commands.then(|| {
+        eprint!("failover-bench: per-command overhead, {} rounds ", o.command_rounds);
+        let result = commands::measure(o.command_rounds, std::time::Duration::from_secs(2))
+            .map_err(|e| e.to_string());
+        outcome(&result, |_| " done".to_owned());
+        result
+    });
     let overhead = o.overhead.then(|| {
         let iterations = if o.quick { 200_000 } else { 2_000_000 };
         overhead::measure(&ctx, &root, o.overhead_window, iterations, o.core_bench)
@@ -279,6 +316,8 @@ fn bench(o: &Options) -> Result<()> {
         writers,
         jobs,
         overhead,
+        commands,
+        fleet,
     };
     print!("{}", report.tables());
     let out = o.out.clone().unwrap_or_else(|| {

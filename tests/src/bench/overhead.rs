@@ -56,7 +56,7 @@ fn clock_ticks() -> f64 {
 
 /// CPU time of a process in ns: the sum of its threads' `schedstat` run time (ns precision),
 /// or utime + stime from `stat` (clock ticks) where schedstat is unavailable.
-fn cpu_ns(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ns(pid: u32) -> Result<u64> {
     let mut total = 0_u64;
     let mut any = false;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {

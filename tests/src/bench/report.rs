@@ -34,6 +34,8 @@ pub(crate) struct Report {
     pub(crate) writers: Vec<WriterRun>,
     pub(crate) jobs: Vec<JobRun>,
     pub(crate) overhead: Option<Overhead>,
+    pub(crate) commands: Option<Result<super::commands::Commands, String>>,
+    pub(crate) fleet: Option<Vec<super::scale_report::FleetRun>>,
 }
 
 /// A target: its text, every run's value, when a value meets it, and what limits it.
@@ -312,6 +314,12 @@ impl Report {
         self.job_tables(&mut out);
         self.deployment_table(&mut out);
         self.overhead_tables(&mut out);
+        if let Some(c) = &self.commands {
+            super::scale_report::command_table(&mut out, c);
+        }
+        if let Some(f) = &self.fleet {
+            super::scale_report::fleet_tables(&mut out, f);
+        }
         self.targets(&mut out);
         out
     }

@@ -132,7 +132,7 @@ impl Ctx {
 
 /// Starts the scenario on `old` (the master) and returns when it was triggered. A frozen master
 /// is thawed before this returns.
-fn trigger(d: &Deployment, scenario: Scenario, old: NodeId) -> Result<u64> {
+pub(crate) fn trigger(d: &Deployment, scenario: Scenario, old: NodeId) -> Result<u64> {
     match scenario {
         Scenario::Graceful => {
             let deadline = Instant::now() + Duration::from_secs(20);

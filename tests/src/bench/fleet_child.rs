@@ -1,0 +1,99 @@
+//! The fleet child: `--supervisors` supervisors in one process (one two-thread tokio runtime),
+//! each with its own worker gate and `--workers` worker tasks that take a permit, `INCR` a
+//! counter through their supervisor's master handle, and rest 100 ms. Stdout: `{"sup", "ev",
+//! "t", ...}` for each switch completed (`resumed`), listener up or down (`up`, `down`, with
+//! the sentinel `s`), then `{"ready"}` once every supervisor started, `{"end"}`. Stdin: `quit`
+//! (or EOF).
+
+use super::args::ChildArgs;
+use super::clock::now_ns;
+use super::emit::{Sink, watch_stdin};
+use super::error::Result;
+use super::ours::{self, DEFAULT_COMMAND_TIMEOUT};
+use dramatiq_sentinel_tokio::Config;
+use dramatiq_sentinel_tokio::{Event, Supervisor, redis::AsyncCommands};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The database the fleet works in: not 0, so that every new connection sends `SELECT` and a
+/// dead master's counting stand-in (which closes what it accepts) fails the connection.
+pub(crate) const FLEET_DB: i64 = 1;
+
+fn report(sink: &Sink, sup: usize, e: &Event) {
+    let t = now_ns();
+    let line = match e {
+        Event::SwitchCompleted {
+            old: Some(_), path, ..
+        } => json!({ "sup": sup, "ev": "resumed", "t": t, "path": path.to_string() }),
+        Event::ListenerUp { sentinel } => {
+            json!({ "sup": sup, "ev": "up", "t": t, "s": sentinel.to_string() })
+        }
+        Event::ListenerDown { sentinel, .. } => {
+            json!({ "sup": sup, "ev": "down", "t": t, "s": sentinel.to_string() })
+        }
+        _ => return,
+    };
+    sink.json(&line);
+}
+
+/// Runs the fleet child.
+pub(crate) fn run(args: &ChildArgs) -> Result<()> {
+    let sink = Sink::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (on_line, on_end) = (Arc::clone(&stop), Arc::clone(&stop));
+    watch_stdin(
+        move |line| {
+            if line == "quit" {
+                on_line.store(true, Ordering::SeqCst);
+            }
+        },
+        move || on_end.store(true, Ordering::SeqCst),
+    );
+    let result = ours::on_tokio(fleet(args, &sink, &stop))?;
+    sink.close();
+    result
+}
+
+async fn fleet(args: &ChildArgs, sink: &Sink, stop: &Arc<AtomicBool>) -> Result<()> {
+    let mut sups = Vec::new();
+    for i in 0..args.supervisors {
+        // The defaults a user gets, in a database of its own.
+        let config = Config::builder()
+            .sentinels(args.sentinels.iter().cloned())
+            .service_name(args.service.clone())
+            .command_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+            .db(FLEET_DB)
+            .build()?;
+        let hook_sink = sink.clone();
+        let sup = Supervisor::builder(config)
+            .on_event(move |e| report(&hook_sink, i, e))
+            .start()
+            .await?;
+        for _ in 0..args.workers {
+            let (gate, mut conn, stop) = (sup.gate(), sup.master(), Arc::clone(stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(permit) = gate.enter().await else {
+                        break;
+                    };
+                    let _: redis::RedisResult<i64> = conn.incr("fleet:ctr", 1).await;
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        sups.push(sup);
+    }
+    sink.json(&json!({ "ready": now_ns() }));
+    sink.flush();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for sup in &sups {
+        let _ = sup.shutdown().await;
+    }
+    sink.json(&json!({ "end": now_ns() }));
+    Ok(())
+}
