@@ -139,6 +139,7 @@ impl Core {
         sw.candidate = None;
         sw.candidate_poll = None;
         sw.connect = None;
+        sw.speculative = false;
         sw.probe = None;
         for t in [
             TimerReason::ProbeTimeout,

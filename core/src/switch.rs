@@ -45,6 +45,9 @@ pub(crate) struct Switch {
     pub(crate) candidate: Option<Addr>,
     pub(crate) candidate_poll: Option<OpId>,
     pub(crate) connect: Option<(OpId, Addr)>,
+    /// `connect` goes to the candidate whose watch just closed, before its `ROLE` was seen as
+    /// master: a master reply makes it the target at once, anything else resumes the polls.
+    pub(crate) speculative: bool,
     /// A `ROLE` check of `target` when it is the master already in use.
     pub(crate) probe: Option<(OpId, Addr)>,
     pub(crate) activating: Option<(OpId, Addr)>,
@@ -74,6 +77,7 @@ impl Switch {
             candidate: None,
             candidate_poll: None,
             connect: None,
+            speculative: false,
             probe: None,
             activating: None,
             pause,
@@ -149,6 +153,7 @@ impl Core {
         sw.verified = false;
         sw.early = false;
         sw.connect = None; // a late result is discarded through `open_connects`
+        sw.speculative = false;
         sw.probe = None;
         sw.candidate_poll = None;
         for t in [
@@ -201,7 +206,10 @@ impl Core {
             }
         } else if sw.candidate.is_some() && (sw.early || sw.lifting.is_some()) {
             // Candidate polls are bounded by the fence timeout (or end the lifting).
-            if sw.candidate_poll.is_none() && !self.timers.is_set(TimerReason::RolePoll) {
+            if sw.connect.is_none()
+                && sw.candidate_poll.is_none()
+                && !self.timers.is_set(TimerReason::RolePoll)
+            {
                 self.role_poll_due(now);
             }
         } else if !sw.early {
@@ -249,8 +257,15 @@ impl Core {
         };
         if let Some((_, target)) = sw.connect.take_if(|(c, _)| *c == op) {
             self.timers.cancel(TimerReason::ConnectTimeout);
+            let speculative = std::mem::take(&mut sw.speculative);
             match role() {
                 Ok(Role::Master) => {
+                    if speculative {
+                        self.adopt_candidate(target.clone());
+                    }
+                    let Some(sw) = self.switch.as_mut() else {
+                        return true;
+                    };
                     sw.activating = Some((op, target.clone()));
                     let old = self.master.clone();
                     self.emit(Event::BeforeReset {
@@ -267,7 +282,12 @@ impl Core {
                     if reply.is_ok() {
                         self.push_action(Action::Discard { op });
                     }
-                    self.verification_failed(target, describe(other), now);
+                    if speculative {
+                        // Not promoted (yet): back to watching and polling it.
+                        self.role_poll_due(now);
+                    } else {
+                        self.verification_failed(target, describe(other), now);
+                    }
                 }
             }
             return true;
@@ -331,7 +351,14 @@ impl Core {
     }
 
     pub(crate) fn connect_timed_out(&mut self, now: Instant) {
-        if let Some((_, node)) = self.switch.as_mut().and_then(|s| s.connect.take()) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let speculative = std::mem::take(&mut sw.speculative);
+        if let Some((_, node)) = sw.connect.take() {
+            if speculative {
+                return self.role_poll_due(now);
+            }
             let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
             self.verification_failed(node, reason, now);
         }
@@ -375,18 +402,59 @@ impl Core {
         }
     }
 
-    /// The candidate's watch connection closed: it was probably just promoted. Poll it now
-    /// (a poll still in flight may have been answered before the promotion).
+    /// The candidate's watch connection closed: it was probably just promoted. Open the broker
+    /// connection to it at once; its `ROLE` reply decides (a poll still in flight may have been
+    /// answered before the promotion, and connecting directly saves a round of connection,
+    /// `ROLE` and connection again on a node that every process reaches at this moment).
     pub(crate) fn candidate_watch_closed(&mut self, now: Instant) {
+        let op = self.op();
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        if sw.target.is_some() || sw.candidate.is_none() {
+        let (None, Some(candidate), None) = (&sw.target, sw.candidate.clone(), &sw.connect) else {
             return;
+        };
+        if sw.lifting.is_some() {
+            sw.candidate_poll = None;
+            self.timers.cancel(TimerReason::RolePoll);
+            return self.role_poll_due(now);
         }
         sw.candidate_poll = None;
+        sw.connect = Some((op, candidate.clone()));
+        sw.speculative = true;
         self.timers.cancel(TimerReason::RolePoll);
-        self.role_poll_due(now);
+        self.open_connects.insert(op);
+        self.timers.set(
+            TimerReason::ConnectTimeout,
+            after(now, self.cfg.connect_timeout),
+        );
+        self.push_action(Action::Connect {
+            op,
+            node: candidate,
+        });
+    }
+
+    /// The candidate a speculative connection found promoted becomes the target (what a
+    /// promoted `ROLE` poll does, the connection already open).
+    fn adopt_candidate(&mut self, candidate: Addr) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        sw.target = Some(candidate.clone());
+        sw.last_target = Some(candidate.clone());
+        sw.early = false;
+        let (path, sentinel) = (DetectionPath::EarlySignal, sw.sentinel.clone());
+        for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
+            self.timers.cancel(t);
+        }
+        if self.master.as_ref() != Some(&candidate) {
+            self.emit(Event::SwitchDetected {
+                old: self.master.clone(),
+                new: candidate,
+                sentinel,
+                path,
+            });
+        }
     }
 
     /// The runtime could not activate the prepared connection `op`: do not use its node

@@ -229,27 +229,14 @@ fn early_signal_switches_before_switch_master() {
     h.core.handle_node_reply(h.now, *op, Ok(role(false)));
     assert!(h.actions().is_empty());
     // Sentinel promotes the candidate and closes its client connections: the watch closes,
-    // and the candidate is asked again at once (a new watch).
+    // and the broker connection to the candidate opens at once (its ROLE reply decides).
     h.advance(3);
     h.core.handle_watch_closed(h.now, watch);
     let a = h.actions();
-    let [Action::Watch { op, .. }] = a.as_slice() else {
+    let [Action::Connect { op, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    let watch = *op;
-    h.core.handle_node_reply(h.now, watch, Ok(role(true)));
-    let a = h.actions();
-    let [
-        Action::Connect { op, .. },
-        Action::Unwatch { op: unwatched },
-    ] = a.as_slice()
-    else {
-        panic!("{a:?}")
-    };
-    assert_eq!(
-        *unwatched, watch,
-        "the watch closes once the candidate is the target"
-    );
+    assert_eq!(*node, Addr::new("127.0.0.1", 7001));
     h.core.handle_node_reply(h.now, *op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
@@ -575,4 +562,55 @@ fn at_max_sentinels_an_unreachable_learned_one_makes_room() {
     let _ = refresh_through(&mut h, subs[0].0, &[26380, 26381]);
     assert!(forgotten(&h).is_empty());
     assert_eq!(h.core.sentinels().count(), 2);
+}
+
+#[test]
+fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
+    let mut h = Harness::new(config());
+    let listeners = start(&mut h);
+    h.core.handle_listener_message(
+        h.now,
+        listeners[0],
+        b"+selected-slave",
+        b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
+    );
+    let a = h.actions();
+    let Some(watch) = a.iter().find_map(|a| match a {
+        Action::Watch { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    h.core.handle_node_reply(h.now, watch, Ok(role(false)));
+    let _ = h.actions();
+    // The watch connection breaks, but the candidate is still a replica (a network blip).
+    h.core.handle_watch_closed(h.now, watch);
+    let a = h.actions();
+    let [Action::Connect { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core.handle_node_reply(h.now, *op, Ok(role(false)));
+    let a = h.actions();
+    let [Action::Discard { .. }, Action::Watch { op, node }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*node, Addr::new("127.0.0.1", 7001), "watched again");
+    assert!(
+        !h.events.iter().any(|e| matches!(
+            e,
+            Event::VerificationFailed { .. } | Event::SwitchDetected { old: Some(_), .. }
+        )),
+        "{:?}",
+        h.events
+    );
+    // Promoted later: the new watch's ROLE says master, the switch goes on as usual.
+    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    let a = h.actions();
+    assert!(
+        matches!(
+            a.as_slice(),
+            [Action::Connect { .. }, Action::Unwatch { .. }]
+        ),
+        "{a:?}"
+    );
 }

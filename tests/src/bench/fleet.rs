@@ -117,7 +117,9 @@ fn counters(d: &Deployment, id: impl Into<ProcessId>) -> Option<Counters> {
     let mut c = Counters::default();
     for line in stats.lines() {
         // cmdstat_role:calls=12,usec=...
-        if let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':'))
+        if let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
             && let Some(calls) = rest
                 .split(',')
                 .find_map(|kv| kv.strip_prefix("calls="))
@@ -149,7 +151,9 @@ fn delta(before: Option<&Counters>, after: &Counters) -> (u64, Vec<(String, u64)
         .filter(|(_, n)| *n > 0)
         .collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1));
-    let total = after.commands.saturating_sub(before.map_or(0, |b| b.commands));
+    let total = after
+        .commands
+        .saturating_sub(before.map_or(0, |b| b.commands));
     (total, rows)
 }
 
@@ -166,7 +170,9 @@ impl DeadMaster {
             match TcpListener::bind(addr) {
                 Ok(l) => break l,
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(err(format!("cannot bind the dead master's port {addr}: {e}")));
+                    return Err(err(format!(
+                        "cannot bind the dead master's port {addr}: {e}"
+                    )));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
@@ -281,8 +287,10 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
         FleetScenario::SentinelRestart => {
             d.stop_sentinel(restarted);
             std::thread::sleep(Duration::from_secs(2));
+            // Measured from the start command: listeners may reconnect before it returns.
+            let t0 = now_ns();
             d.start_sentinel(restarted)?;
-            (now_ns(), "up", Some(d.addr(restarted).to_string()))
+            (t0, "up", Some(d.addr(restarted).to_string()))
         }
     };
     let started = Instant::now();
@@ -309,20 +317,22 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
         FleetScenario::SentinelRestart => None,
         _ => d.wait_for_new_master(old, Duration::from_secs(30)).ok(),
     };
-    let (candidate_cmds, candidate_top, candidate_connects) = match candidate
-        .and_then(|c| Some((before_nodes.get(&c), after_nodes.get(&c)?)))
-    {
-        Some((b, a)) => {
-            let (total, top) = delta(b, a);
-            let connects = a.connections - b.map_or(0, |b| b.connections);
-            (Some(total as f64 / window_s), top, Some(connects))
-        }
-        None => (None, Vec::new(), None),
-    };
+    let (candidate_cmds, candidate_top, candidate_connects) =
+        match candidate.and_then(|c| Some((before_nodes.get(&c), after_nodes.get(&c)?))) {
+            Some((b, a)) => {
+                let (total, top) = delta(b, a);
+                let connects = a.connections - b.map_or(0, |b| b.connections);
+                (Some(total as f64 / window_s), top, Some(connects))
+            }
+            None => (None, Vec::new(), None),
+        };
     let sentinel_cmds = before_sentinels
         .iter()
         .zip(&after_sentinels)
-        .map(|(b, a)| a.as_ref().map_or(f64::NAN, |a| delta(b.as_ref(), a).0 as f64 / window_s))
+        .map(|(b, a)| {
+            a.as_ref()
+                .map_or(f64::NAN, |a| delta(b.as_ref(), a).0 as f64 / window_s)
+        })
         .collect();
     let sentinel_cpu = cpu_before
         .iter()
@@ -330,7 +340,9 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
         .enumerate()
         .map(|(i, (b, a))| match (b, a) {
             // The restarted sentinel's counters started again with its new process.
-            (_, Some(a)) if sentinels[i] == restarted && scenario == FleetScenario::SentinelRestart => {
+            (_, Some(a))
+                if sentinels[i] == restarted && scenario == FleetScenario::SentinelRestart =>
+            {
                 *a as f64 / 1e9 / window_s * 100.0
             }
             (Some(b), Some(a)) => a.saturating_sub(*b) as f64 / 1e9 / window_s * 100.0,
