@@ -264,7 +264,20 @@ impl Core {
             return;
         }
         if self.watch.as_ref().is_some_and(|(w, _)| *w == op) && reply.is_err() {
-            self.watch = None; // the watch connection could not be opened
+            // The watch connection could not be opened, or it was closed before its `ROLE`
+            // answer: by the promotion itself (Sentinel closes every client connection of the
+            // replica it promotes), or the candidate is down. Connect at once: the `ROLE`
+            // reply of that connection decides.
+            self.watch = None;
+            if self
+                .switch
+                .as_ref()
+                .is_some_and(|sw| sw.candidate_poll == Some(op))
+            {
+                self.candidate_watch_closed(now);
+                self.after_input();
+                return;
+            }
         }
         if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply, now);

@@ -283,8 +283,10 @@ impl Core {
                         self.push_action(Action::Discard { op });
                     }
                     if speculative {
-                        // Not promoted (yet): back to watching and polling it.
-                        self.role_poll_due(now);
+                        // Not promoted (yet), or unreachable: back to polling (and watching) it
+                        // at the poll interval.
+                        let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
+                        self.timers.set(TimerReason::RolePoll, after(now, next));
                     } else {
                         self.verification_failed(target, describe(other), now);
                     }
@@ -357,7 +359,8 @@ impl Core {
         let speculative = std::mem::take(&mut sw.speculative);
         if let Some((_, node)) = sw.connect.take() {
             if speculative {
-                return self.role_poll_due(now);
+                let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
+                return self.timers.set(TimerReason::RolePoll, after(now, next));
             }
             let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
             self.verification_failed(node, reason, now);

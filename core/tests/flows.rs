@@ -591,7 +591,16 @@ fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
     };
     h.core.handle_node_reply(h.now, *op, Ok(role(false)));
     let a = h.actions();
-    let [Action::Discard { .. }, Action::Watch { op, node }] = a.as_slice() else {
+    let [Action::Discard { .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    // At the next poll (within the poll interval) it is watched again.
+    let t = h.core.poll_timeout().expect("the next poll");
+    assert!(t.at <= h.now + Duration::from_millis(100), "{t:?}");
+    h.now = t.at;
+    h.core.handle_timeout(h.now);
+    let a = h.actions();
+    let [Action::Watch { op, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7001), "watched again");
@@ -613,4 +622,70 @@ fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
         ),
         "{a:?}"
     );
+}
+
+#[test]
+fn a_watch_killed_before_its_role_answer_connects_at_once() {
+    let mut h = Harness::new(config());
+    let listeners = start(&mut h);
+    h.core.handle_listener_message(
+        h.now,
+        listeners[0],
+        b"+selected-slave",
+        b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
+    );
+    let a = h.actions();
+    let Some(watch) = a.iter().find_map(|a| match a {
+        Action::Watch { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    // The promotion closed the watch connection before it answered ROLE.
+    h.core
+        .handle_node_reply(h.now, watch, Err("connection closed".into()));
+    let a = h.actions();
+    let [Action::Connect { op, node }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*node, Addr::new("127.0.0.1", 7001));
+    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    let a = h.actions();
+    assert!(matches!(a.as_slice(), [Action::Activate { .. }]), "{a:?}");
+    // A candidate that refuses connections is not retried in a loop: one watch and one
+    // connection per poll interval at most.
+    let mut h = Harness::new(config());
+    let listeners = start(&mut h);
+    h.core.handle_listener_message(
+        h.now,
+        listeners[0],
+        b"+selected-slave",
+        b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
+    );
+    let mut attempts = 0;
+    let end = h.now + Duration::from_secs(1);
+    let mut pending: Vec<Action> = h.actions();
+    while h.now < end {
+        for a in std::mem::take(&mut pending) {
+            if let Action::Watch { op, .. }
+            | Action::Connect { op, .. }
+            | Action::PollRole { op, .. } = a
+            {
+                attempts += 1;
+                h.core
+                    .handle_node_reply(h.now, op, Err("connection refused".into()));
+            }
+        }
+        pending = h.actions();
+        if pending.is_empty() {
+            let Some(t) = h.core.poll_timeout() else {
+                break;
+            };
+            h.now = t.at.max(h.now);
+            h.core.handle_timeout(h.now);
+            pending = h.actions();
+        }
+    }
+    assert!(attempts <= 2 * 21, "{attempts} attempts in 1 s");
+    assert!(attempts >= 10, "{attempts} attempts in 1 s");
 }

@@ -26,6 +26,8 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --skip-fleet         no fleet runs (many supervisors on one deployment)
   --only LIST          only these parts: writers,jobs,overhead,commands,fleet
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
+  --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
+                       runs: numbers or `default` (Redis's 511; the default)
   --command-rounds N   rounds of the per-command overhead (default 5, 2 s per client and case)
   --skip-core-bench    do not run `cargo bench -p dramatiq-sentinel-core --bench core_inputs`
   --overhead-secs N    idle measurement window in seconds (default 60)
@@ -105,6 +107,7 @@ pub(crate) struct Options {
     pub(crate) commands: bool,
     pub(crate) fleet: bool,
     pub(crate) fleet_sizes: Vec<usize>,
+    pub(crate) fleet_backlogs: Vec<Option<u32>>,
     pub(crate) command_rounds: usize,
     pub(crate) core_bench: bool,
     pub(crate) overhead_window: Duration,
@@ -155,6 +158,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         commands: true,
         fleet: true,
         fleet_sizes: super::fleet::SIZES.to_vec(),
+        fleet_backlogs: vec![None],
         command_rounds: 5,
         core_bench: true,
         overhead_window: Duration::from_secs(60),
@@ -228,6 +232,17 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                     .map(|v| match v.parse::<usize>() {
                         Ok(n) if n > 0 => Ok(n),
                         _ => Err(err(format!("--fleet-sizes: `{v}` is not a count above 0"))),
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--fleet-tcp-backlog" => {
+                o.fleet_backlogs = list(&value("--fleet-tcp-backlog")?)
+                    .iter()
+                    .map(|v| match v.as_str() {
+                        "default" => Ok(None),
+                        _ => v.parse().map(Some).map_err(|_| {
+                            err(format!("--fleet-tcp-backlog: `{v}` is not a number"))
+                        }),
                     })
                     .collect::<Result<_>>()?;
             }

@@ -8,8 +8,8 @@ use super::error::{Result, err};
 use super::metrics::stats;
 use super::ours::{DEFAULT_COMMAND_TIMEOUT, on_tokio};
 use super::run::deployment;
-use redis::aio::ConnectionLike;
 use dramatiq_sentinel_tokio::Supervisor;
+use redis::aio::ConnectionLike;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,9 +45,16 @@ impl Case {
     /// The label in the table.
     pub(crate) fn label(self) -> String {
         if self.pipeline == 1 {
-            format!("{} task{}, `INCR`", self.tasks, if self.tasks == 1 { "" } else { "s" })
+            format!(
+                "{} task{}, `INCR`",
+                self.tasks,
+                if self.tasks == 1 { "" } else { "s" }
+            )
         } else {
-            format!("{} tasks, pipelines of {} `INCR`", self.tasks, self.pipeline)
+            format!(
+                "{} tasks, pipelines of {} `INCR`",
+                self.tasks, self.pipeline
+            )
         }
     }
 }
@@ -116,7 +123,8 @@ pub(crate) fn measure(rounds: usize, round_time: Duration) -> Result<Commands> {
                 let ours_first = round % 2 == 0;
                 for first in [ours_first, !ours_first] {
                     if first {
-                        r.ours.push(run_case(ours.clone(), r.case, round_time).await?);
+                        r.ours
+                            .push(run_case(ours.clone(), r.case, round_time).await?);
                     } else {
                         r.plain
                             .push(run_case(plain.clone(), r.case, round_time).await?);

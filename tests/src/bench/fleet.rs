@@ -12,8 +12,8 @@ use super::clock::{ms_between, now_ns};
 use super::error::{Result, err};
 use super::observer::Observer;
 use super::overhead::cpu_ns;
-use super::run::{Ctx, deployment, load1, trigger};
-use crate::harness::{Deployment, NodeId, ProcessId, SentinelId};
+use super::run::{Ctx, load1, trigger};
+use crate::harness::{Deployment, DeploymentOptions, NodeId, ProcessId, SentinelId};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -66,6 +66,15 @@ impl FleetScenario {
         }
     }
 
+    /// The id in file names.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            FleetScenario::Failover(s) => s.id(),
+            FleetScenario::KillBusy => "kill-busy",
+            FleetScenario::SentinelRestart => "sentinel-restart",
+        }
+    }
+
     /// The label in the tables.
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -98,6 +107,11 @@ pub(crate) struct FleetResult {
     pub(crate) dead_connects_per_s: Option<f64>,
     /// Sentinel restart: restart to each supervisor's listener up again (ms).
     pub(crate) reconnect_ms: Vec<f64>,
+    /// Connections the kernel dropped because a listen queue was full (`ListenOverflows` of
+    /// `/proc/net/netstat`, the whole machine) during the window.
+    pub(crate) listen_overflows: Option<u64>,
+    /// The data nodes' `tcp-backlog` (`None`: Redis's default, 511).
+    pub(crate) backlog: Option<u32>,
     pub(crate) load: f64,
 }
 
@@ -257,9 +271,18 @@ fn first_events(
 }
 
 /// One fleet run of `n` supervisors in `scenario`.
-pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<FleetResult> {
+pub(crate) fn fleet_run(
+    ctx: &Ctx,
+    n: usize,
+    scenario: FleetScenario,
+    backlog: Option<u32>,
+) -> Result<FleetResult> {
     let load = load1();
-    let d = deployment()?;
+    let mut options = DeploymentOptions::default().down_after(Duration::from_millis(1000));
+    if let Some(b) = backlog {
+        options = options.tcp_backlog(b);
+    }
+    let d = Deployment::start(options)?;
     let old = d.master()?;
     let observer = Observer::start(&d, old, "bench:probe")?;
     let mut children = start_fleet(ctx, &d, n, scenario.tasks())?;
@@ -275,6 +298,7 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
         sentinels.iter().map(|&s| counters(&d, s)).collect();
     let cpu = |s: SentinelId| d.pid(s).and_then(|pid| cpu_ns(pid).ok());
     let cpu_before: Vec<Option<u64>> = sentinels.iter().map(|&s| cpu(s)).collect();
+    let overflows_before = listen_overflows();
     let mut dead = None;
     let (t0, waited_ev, about) = match scenario {
         FleetScenario::Failover(Scenario::Kill) | FleetScenario::KillBusy => {
@@ -305,6 +329,9 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
     let t_end = done.values().max().copied().unwrap_or_else(now_ns);
     let window_s = (ms_between(t0, t_end) / 1e3).max(0.001);
     let dead_connects = dead.as_ref().map(DeadMaster::count);
+    let overflows = listen_overflows()
+        .zip(overflows_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let after_nodes: BTreeMap<NodeId, Counters> = nodes
         .iter()
         .filter_map(|&id| Some((id, counters(&d, id)?)))
@@ -364,9 +391,16 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
             done.values().map(|&t| ms_between(t0, t)).collect(),
         ),
     };
-    for (_, child) in children.drain(..) {
-        child.finish("quit", Duration::from_secs(60))?;
+    let mut lines = Vec::new();
+    for (offset, child) in children.drain(..) {
+        for mut v in child.finish("quit", Duration::from_secs(60))? {
+            if let Some(sup) = v.get("sup").and_then(Value::as_u64) {
+                v["sup"] = Value::from(offset as u64 + sup);
+            }
+            lines.push(v);
+        }
     }
+    ctx.keep_raw(&format!("fleet-{n}-{}", scenario.id()), t0, &lines, &seen);
     Ok(FleetResult {
         processes: n.div_ceil(PER_PROCESS),
         missing: n.saturating_sub(done.len()),
@@ -379,6 +413,19 @@ pub(crate) fn fleet_run(ctx: &Ctx, n: usize, scenario: FleetScenario) -> Result<
         sentinel_cpu_pct: sentinel_cpu,
         dead_connects_per_s: dead_connects.map(|c| c as f64 / window_s),
         reconnect_ms,
+        listen_overflows: overflows,
+        backlog,
         load,
     })
+}
+
+/// `TcpExt: ListenOverflows` of `/proc/net/netstat`.
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }

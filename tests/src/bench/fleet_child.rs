@@ -33,6 +33,13 @@ fn report(sink: &Sink, sup: usize, e: &Event) {
         Event::ListenerDown { sentinel, .. } => {
             json!({ "sup": sup, "ev": "down", "t": t, "s": sentinel.to_string() })
         }
+        // The steps of a switch, for `--raw` timelines.
+        Event::Fenced { signal, .. } => json!({ "sup": sup, "ev": "fenced", "t": t, "d": signal }),
+        Event::CandidateNamed { .. } => json!({ "sup": sup, "ev": "candidate", "t": t }),
+        Event::SwitchDetected { path, .. } => {
+            json!({ "sup": sup, "ev": "detected", "t": t, "path": path.to_string() })
+        }
+        Event::AfterReset { .. } => json!({ "sup": sup, "ev": "moved", "t": t }),
         _ => return,
     };
     sink.json(&line);

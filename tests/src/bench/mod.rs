@@ -258,30 +258,38 @@ fn bench(o: &Options) -> Result<()> {
     let fleet = o.fleet.then(|| {
         let mut runs = Vec::new();
         for rep in 1..=o.reps {
-            for &n in &o.fleet_sizes {
-                for scenario in fleet::FleetScenario::ALL
-                    .into_iter()
-                    .filter(|s| s.runs_with(n))
-                {
-                    eprint!(
-                        "failover-bench: [{rep}/{}] fleet of {n}, {} (load {:.2}) ... ",
-                        o.reps,
-                        scenario.label(),
-                        run::load1()
-                    );
-                    let result = fleet::fleet_run(&ctx, n, scenario).map_err(|e| e.to_string());
-                    outcome(&result, |r| {
-                        let worst = r.resumed_ms.iter().chain(&r.reconnect_ms).fold(0.0, |a: f64, &b| a.max(b));
-                        format!("{} done, {} missing, worst {worst:.0} ms", n - r.missing, r.missing)
-                    });
-                    runs.push((n, scenario, result));
+            for &backlog in &o.fleet_backlogs {
+                for &n in &o.fleet_sizes {
+                    for scenario in fleet::FleetScenario::ALL
+                        .into_iter()
+                        .filter(|s| s.runs_with(n))
+                    {
+                        eprint!(
+                            "failover-bench: [{rep}/{}] fleet of {n}, {}, tcp-backlog {} (load {:.2}) ... ",
+                            o.reps,
+                            scenario.label(),
+                            backlog.map_or("default".to_owned(), |b| b.to_string()),
+                            run::load1()
+                        );
+                        let result = fleet::fleet_run(&ctx, n, scenario, backlog)
+                            .map_err(|e| e.to_string());
+                        outcome(&result, |r| {
+                            let all = r.resumed_ms.iter().chain(&r.reconnect_ms);
+                            let worst = all.fold(0.0, |a: f64, &b| a.max(b));
+                            format!("{} missing, worst {worst:.0} ms", r.missing)
+                        });
+                        runs.push((n, scenario, result));
+                    }
                 }
             }
         }
         runs
     });
     let commands = o.commands.then(|| {
-        eprint!("failover-bench: per-command overhead, {} rounds ", o.command_rounds);
+        eprint!(
+            "failover-bench: per-command overhead, {} rounds ",
+            o.command_rounds
+        );
         let result = commands::measure(o.command_rounds, std::time::Duration::from_secs(2))
             .map_err(|e| e.to_string());
         outcome(&result, |_| " done".to_owned());

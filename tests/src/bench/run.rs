@@ -55,7 +55,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Writes a run's raw observations (the child's lines, then the observer's signals and
     /// probe results, one JSON object per line) when `--raw` asked for it.
-    fn keep_raw(&self, name: &str, t0: u64, lines: &[Value], seen: &Seen) {
+    pub(crate) fn keep_raw(&self, name: &str, t0: u64, lines: &[Value], seen: &Seen) {
         let Some(dir) = &self.raw else { return };
         let n = self.runs.get() + 1;
         self.runs.set(n);

@@ -32,6 +32,8 @@ pub(crate) struct NodeConfig<'a> {
     pub(crate) auth: &'a Auth,
     /// The (announced) address of its master, for replicas.
     pub(crate) replica_of: Option<SocketAddr>,
+    /// `tcp-backlog`, when not Redis's default (511).
+    pub(crate) tcp_backlog: Option<u32>,
 }
 
 /// One service (master name) the sentinels monitor.
@@ -131,6 +133,9 @@ pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
     common(&mut out, &config.listen);
     out.push_str("save \"\"\nappendonly no\n");
     out.push_str("repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n");
+    if let Some(backlog) = config.tcp_backlog {
+        let _ = writeln!(out, "tcp-backlog {backlog}");
+    }
     match config.auth {
         Auth::None => {}
         Auth::Password(password) => {

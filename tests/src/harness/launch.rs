@@ -89,6 +89,7 @@ impl Deployment {
                 listen: self.listen(&pending, port),
                 auth: &self.options.data_auth,
                 replica_of,
+                tcp_backlog: self.options.tcp_backlog,
             });
             match self.try_start(&mut pending, port, &text) {
                 Ok(()) => {

@@ -36,6 +36,7 @@ pub struct DeploymentOptions {
     pub(crate) second_service: Option<String>,
     pub(crate) start_timeout: Duration,
     pub(crate) command_timeout: Duration,
+    pub(crate) tcp_backlog: Option<u32>,
 }
 
 impl Default for DeploymentOptions {
@@ -57,6 +58,7 @@ impl Default for DeploymentOptions {
             second_service: None,
             start_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(2),
+            tcp_backlog: None,
         }
     }
 }
@@ -198,6 +200,15 @@ impl DeploymentOptions {
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// `tcp-backlog` of the data nodes (default: Redis's own, 511; the kernel caps it at
+    /// `net.core.somaxconn`). Hundreds of clients reconnecting at once to a new master
+    /// overflow a short accept queue: connections then stall for a TCP retransmission.
+    #[must_use]
+    pub fn tcp_backlog(mut self, backlog: u32) -> Self {
+        self.tcp_backlog = Some(backlog);
         self
     }
 
