@@ -164,7 +164,7 @@ fn delta(before: Option<&Counters>, after: &Counters) -> (u64, Vec<(String, u64)
         })
         .filter(|(_, n)| *n > 0)
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     let total = after
         .commands
         .saturating_sub(before.map_or(0, |b| b.commands));
