@@ -17,13 +17,15 @@ import redis
 from redis.connection import Connection, SSLConnection
 from redis.exceptions import ReadOnlyError, TimeoutError
 
-from .errors import MasterMoved
+from .errors import CommandTimedOut, MasterMoved
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
 Address = tuple[str, int]
 
+#: Whether redis-py opens connections through `connect_check_health` (redis-py >= 6).
+_CHECK_HEALTH = hasattr(Connection, "connect_check_health")
 #: Reports of the same kind about the same node within this interval are sent once.
 REPORT_INTERVAL = 0.05
 #: How often a connect that found the master unreachable waits for it (through the
@@ -66,6 +68,13 @@ def _kind(error: BaseException) -> str:
     return "timeout" if isinstance(error, (TimeoutError, socket.timeout)) else "io"
 
 
+def _reraise(error: BaseException) -> None:
+    """Raises `error`, a redis-py timeout as `CommandTimedOut` (see there)."""
+    if isinstance(error, TimeoutError) and not isinstance(error, CommandTimedOut):
+        raise CommandTimedOut(*error.args) from error
+    raise error
+
+
 class _Fenced:
     """The mixin of our connection classes."""
 
@@ -80,32 +89,45 @@ class _Fenced:
     def address(self) -> Address:
         return (self.host, int(self.port))
 
-    def connect(self) -> None:
+    def _open(self, opener: Any, *args: Any, **kwargs: Any) -> Any:
+        """Opens the connection with `opener` (redis-py's own), to the verified master."""
         if getattr(self, "_sock", None):
-            return
+            return None
         probe = False
         for attempt in range(CONNECT_ATTEMPTS):
             self.host, self.port = self.fence.wait_master(probe=probe)
             try:
-                super().connect()  # type: ignore[misc]
-                return
+                return opener(*args, **kwargs)
             except redis.exceptions.AuthenticationError:
                 raise
-            except (redis.exceptions.ConnectionError, OSError) as e:
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
                 self.fence.report(self.address, _kind(e))
                 if attempt == CONNECT_ATTEMPTS - 1:
-                    raise
+                    _reraise(e)
                 # Wait as the supervisor's own connection waits on an unreachable master
                 # (retrying until it answers or another master is in use, within
                 # hold_timeout); its failure is the clear error raised.
                 probe = True
+        return None
+
+    # redis-py >= 6 reconnects through `connect_check_health` (also when it retries a
+    # command on the same connection object), older versions through `connect`.
+    if _CHECK_HEALTH:
+
+        def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
+            return self._open(super().connect_check_health, *args, **kwargs)  # type: ignore[misc]
+
+    else:
+
+        def connect(self) -> Any:
+            return self._open(super().connect)  # type: ignore[misc]
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             self.fence.report(self.address, _kind(e))
-            raise
+            _reraise(e)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -120,7 +142,7 @@ class _Fenced:
             ) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             self.fence.report(self.address, _kind(e))
-            raise
+            _reraise(e)
 
     def abort(self) -> None:
         """Makes a command in flight on this connection fail now (from another thread)."""

@@ -14,16 +14,26 @@ _BrokerConnectionError: type[Exception] = getattr(
 ) or getattr(dramatiq.errors, "ConnectionError")
 
 
-class SentinelStartError(_BrokerConnectionError, redis.exceptions.ConnectionError):  # type: ignore[misc,valid-type]
+class SentinelStartError(redis.exceptions.ConnectionError, _BrokerConnectionError):  # type: ignore[misc,valid-type]
     """The supervisor found no verified master at startup; the message names each sentinel's
     failure (unreachable, wrong password, unknown service name, ...)."""
 
 
-class MasterUnavailable(_BrokerConnectionError, redis.exceptions.ConnectionError):  # type: ignore[misc,valid-type]
+class MasterUnavailable(redis.exceptions.ConnectionError, _BrokerConnectionError):  # type: ignore[misc,valid-type]
     """No verified master within ``hold_timeout`` (a failover is still in progress, or the
     master stayed unreachable), or the supervisor stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class MasterMoved(redis.exceptions.ConnectionError):
     """The node answered ``READONLY``: it is a replica now. The command did not run; the
     supervisor was told and moves to the new master."""
+
+
+class CommandTimedOut(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+    """The master did not answer within the socket timeout (``command_timeout`` by default).
+    Both a redis-py ``TimeoutError`` and a ``ConnectionError`` (the connection is closed), so
+    dramatiq retries an acknowledgement instead of dropping it (it only retries connection
+    errors); the supervisor was told."""

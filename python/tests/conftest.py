@@ -143,6 +143,7 @@ class Run:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=TESTS,
+            start_new_session=True,  # its worker processes can be killed as a group
         )
         log.close()
         self.workers.append(proc)
@@ -214,8 +215,13 @@ class Run:
             try:
                 codes.append(proc.wait(timeout=timeout))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self.dump_stacks()
+                os.killpg(proc.pid, signal.SIGKILL)
                 codes.append(proc.wait())
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # worker processes left behind, if any
+            except ProcessLookupError:
+                pass
         return codes
 
     def log_text(self) -> str:
@@ -245,7 +251,15 @@ class Run:
                     "set": client.scard}.get(kind, lambda k: -1)(key)
             if size:
                 left[name] = size
-        assert not left, f"left on the master {master}: {left}"
+        if left:
+            bodies = []
+            for name in left:
+                if name.endswith(".msgs"):
+                    for mid, body in client.hgetall(name).items():
+                        args = json.loads(body).get("args")
+                        seq = args[0] if args else None
+                        bodies.append(f"{mid.decode()}: args {args}, ran {self.runs()[seq]}x")
+            raise AssertionError(f"left on the master {master}: {left}; {bodies[:5]}")
 
     def close(self) -> None:
         for p in self.producers:
