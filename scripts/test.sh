@@ -26,6 +26,9 @@ run_tests() {
     # Each runtime shim on its own: `redis` built with only that shim's runtime feature.
     step cargo test -p dramatiq-sentinel-smol
     step cargo test -p dramatiq-sentinel-tokio
+    # The Python package: wheel built with maturin, pytest against real deployments and real
+    # dramatiq workers, on the newest and the oldest supported dramatiq/redis-py (PyPI).
+    step bash python/scripts/test.sh
 }
 
 failures=0
