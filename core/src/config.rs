@@ -110,6 +110,7 @@ pub struct Config {
     pub(crate) retry_delay: Duration,
     pub(crate) max_retry_delay: Duration,
     pub(crate) periodic_check: Option<Duration>,
+    pub(crate) drain: bool,
     pub(crate) pause_timeout: Duration,
     pub(crate) stop_grace: Duration,
     pub(crate) on_pause_timeout: PauseTimeoutPolicy,
@@ -140,6 +141,13 @@ impl Config {
     /// The NAT map applied to every address a sentinel reports.
     pub fn nat(&self) -> &NatMap {
         &self.nat
+    }
+
+    /// The same configuration with `drain` on: runtimes use it when the worker pool asks for
+    /// a drain.
+    pub fn with_drain(mut self) -> Self {
+        self.drain = true;
+        self
     }
 
     /// The same configuration with `jitter_seed` set: runtimes use it to give each process
@@ -182,6 +190,7 @@ impl Default for ConfigBuilder {
                 retry_delay: Duration::from_millis(100),
                 max_retry_delay: Duration::from_secs(5),
                 periodic_check: None,
+                drain: false,
                 pause_timeout: Duration::from_secs(600),
                 stop_grace: Duration::from_secs(10),
                 on_pause_timeout: PauseTimeoutPolicy::Exit { code: 69 },
@@ -258,8 +267,14 @@ settings! {
     max_retry_delay: Duration,
     /// Re-discover the master on this interval, in case every event was missed. Default off.
     periodic_check: Option<Duration>,
-    /// How long workers may take to pause (the seed's `worker_pausing_timeout_before_exit`).
-    /// Default 600 s.
+    /// Drain the workers at each switch: after the fence, wait until the jobs in flight are
+    /// done (and the pool's own `pause` completed) before resuming on the new master, within
+    /// `pause_timeout`. Off by default: jobs in flight keep running, their commands held by
+    /// the fence and sent to the verified new master once it is active, and new jobs start as
+    /// soon as it is; only pools that need a moment with no job running need a drain.
+    drain: bool,
+    /// How long a drain may take (the seed's `worker_pausing_timeout_before_exit`); after it,
+    /// `on_pause_timeout`. Only applies with `drain`. Default 600 s.
     pause_timeout: Duration,
     /// Grace period for workers stopped after a pause timeout. Default 10 s.
     stop_grace: Duration,
@@ -346,6 +361,7 @@ impl ConfigBuilder {
                     .map_err(|_| ConfigError::new(field, format!("`{v}` is not a number")))?
             }
             "early_fencing" => c.early_fencing = parse_bool(field, v)?,
+            "drain" => c.drain = parse_bool(field, v)?,
             "refresh_sentinels" => c.refresh_sentinels = parse_bool(field, v)?,
             "backoff_factor" => c.backoff_factor = parse_f64(field, v)?,
             "max_sentinels" => {

@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Whether the workers still need to drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pause {
-    /// No workers run yet (startup).
+    /// No drain: startup (no workers run yet), or `drain` is off.
     NotNeeded,
     Pending(OpId),
     Done(Instant),
@@ -91,7 +91,7 @@ impl Switch {
 }
 
 impl Core {
-    /// Fences and starts pausing the workers.
+    /// Fences, and starts draining the workers when `drain` is configured.
     pub(crate) fn start_switch(
         &mut self,
         path: DetectionPath,
@@ -101,23 +101,25 @@ impl Core {
         now: Instant,
     ) {
         self.cancel_verify_probe();
-        let op = self.op();
-        let mut sw = Switch::new(
-            path,
-            sentinel.clone(),
-            self.master.clone(),
-            Pause::Pending(op),
-            now,
-        );
+        // Without a drain, jobs in flight keep running: the fence holds their commands and
+        // they go to the new master once it is active. A drain waits for them first.
+        let pause = if self.cfg.drain {
+            Pause::Pending(self.op())
+        } else {
+            Pause::NotNeeded
+        };
+        let mut sw = Switch::new(path, sentinel.clone(), self.master.clone(), pause, now);
         sw.early = early;
         sw.failing = if early { self.master.clone() } else { None };
         self.switch = Some(sw);
         self.push_action(Action::Fence);
-        self.push_action(Action::PauseWorkers { op });
-        self.timers.set(
-            TimerReason::PauseTimeout,
-            after(now, self.cfg.pause_timeout),
-        );
+        if let Pause::Pending(op) = pause {
+            self.push_action(Action::PauseWorkers { op });
+            self.timers.set(
+                TimerReason::PauseTimeout,
+                after(now, self.cfg.pause_timeout),
+            );
+        }
         if early {
             self.timers.set(
                 TimerReason::FenceTimeout,

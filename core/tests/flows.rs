@@ -126,9 +126,18 @@ fn start(h: &mut Harness) -> Vec<OpId> {
     listeners
 }
 
-#[test]
-fn startup_then_switch_master() {
-    let mut h = Harness::new(config());
+/// A `+switch-master`: fence, connect, activate, resume. Without a drain (the default) the
+/// workers resume the moment the new master is active; with `drain`, only once the jobs in
+/// flight are done.
+fn switch_master_flow(drain: bool) {
+    let cfg = Config::builder()
+        .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
+        .service_name("svc".into())
+        .refresh_sentinels(false)
+        .drain(drain)
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(cfg);
     let listeners = start(&mut h);
     h.advance(10);
     h.core.handle_listener_message(
@@ -138,22 +147,16 @@ fn startup_then_switch_master() {
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
     );
     let a = h.actions();
-    assert!(
-        matches!(
-            a.as_slice(),
-            [
-                Action::Fence,
-                Action::PauseWorkers { .. },
-                Action::Connect { .. }
-            ]
-        ),
-        "{a:?}"
-    );
-    let (Action::PauseWorkers { op: pause }, Action::Connect { op: conn, node }) = (&a[1], &a[2])
-    else {
-        unreachable!()
+    let (pause, conn, node) = match a.as_slice() {
+        [
+            Action::Fence,
+            Action::PauseWorkers { op: pause },
+            Action::Connect { op, node },
+        ] if drain => (Some(*pause), *op, node.clone()),
+        [Action::Fence, Action::Connect { op, node }] if !drain => (None, *op, node.clone()),
+        other => panic!("drain {drain}: {other:?}"),
     };
-    assert_eq!(*node, Addr::new("127.0.0.1", 7001));
+    assert_eq!(node, Addr::new("127.0.0.1", 7001));
     // The same event from the second sentinel coalesces.
     h.core.handle_listener_message(
         h.now,
@@ -162,7 +165,7 @@ fn startup_then_switch_master() {
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
     );
     assert!(h.actions().is_empty());
-    h.core.handle_node_reply(h.now, *conn, Ok(role(true)));
+    h.core.handle_node_reply(h.now, conn, Ok(role(true)));
     let a = h.actions();
     let [
         Action::Activate {
@@ -174,18 +177,31 @@ fn startup_then_switch_master() {
     };
     assert_eq!(*old, Addr::new("127.0.0.1", 7000));
     h.core.handle_reset_done(h.now, *op);
-    assert!(
-        h.actions().is_empty(),
-        "no resume before the workers paused"
-    );
-    h.advance(5);
-    h.core.handle_workers_paused(h.now, *pause);
+    if let Some(pause) = pause {
+        assert!(h.actions().is_empty(), "no resume before the drain");
+        h.advance(5);
+        h.core.handle_workers_paused(h.now, pause);
+    }
     assert_eq!(h.actions(), vec![Action::Resume]);
-    assert!(
-        h.events
-            .iter()
-            .any(|e| matches!(e, Event::SwitchCompleted { .. }))
-    );
+    let to_paused = h.events.iter().find_map(|e| match e {
+        Event::SwitchCompleted {
+            old: Some(_),
+            to_paused,
+            ..
+        } => Some(*to_paused),
+        _ => None,
+    });
+    assert_eq!(to_paused.expect("switch completed").is_some(), drain);
+}
+
+#[test]
+fn startup_then_switch_master() {
+    switch_master_flow(false);
+}
+
+#[test]
+fn startup_then_switch_master_with_a_drain() {
+    switch_master_flow(true);
 }
 
 #[test]
@@ -199,10 +215,9 @@ fn early_signal_switches_before_switch_master() {
         b"master svc 127.0.0.1 7000",
     );
     let a = h.actions();
-    let [Action::Fence, Action::PauseWorkers { op: pause }] = a.as_slice() else {
+    let [Action::Fence] = a.as_slice() else {
         panic!("{a:?}")
     };
-    let pause = *pause;
     h.core.handle_listener_message(
         h.now,
         listeners[1],
@@ -243,7 +258,6 @@ fn early_signal_switches_before_switch_master() {
         panic!("{a:?}")
     };
     h.core.handle_reset_done(h.now, *op);
-    h.core.handle_workers_paused(h.now, pause);
     assert_eq!(h.actions(), vec![Action::Resume]);
     // The late +switch-master is a duplicate.
     h.core.handle_listener_message(
@@ -266,11 +280,9 @@ fn aborted_failover_lifts_the_fence() {
         b"master svc 127.0.0.1 7000 #quorum 2/2",
     );
     let a = h.actions();
-    let [Action::Fence, Action::PauseWorkers { op: pause }] = a.as_slice() else {
+    let [Action::Fence] = a.as_slice() else {
         panic!("{a:?}")
     };
-    let pause = *pause;
-    h.core.handle_workers_paused(h.now, pause);
     h.core
         .handle_listener_message(h.now, listeners[0], b"-odown", b"master svc 127.0.0.1 7000");
     let a = h.actions();

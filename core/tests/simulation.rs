@@ -60,6 +60,7 @@ fn ms(n: u64) -> Duration {
 #[derive(Debug, Clone)]
 struct Knobs {
     early_fencing: bool,
+    drain: bool,
     periodic_check: Option<Duration>,
     refresh_sentinels: bool,
     min_backoff: Duration,
@@ -73,6 +74,7 @@ struct Knobs {
 impl Knobs {
     fn apply(&self, b: ConfigBuilder) -> ConfigBuilder {
         b.early_fencing(self.early_fencing)
+            .drain(self.drain)
             .periodic_check(self.periodic_check)
             .refresh_sentinels(self.refresh_sentinels)
             .min_backoff(self.min_backoff)
@@ -98,7 +100,7 @@ impl Knobs {
 
 fn knobs() -> impl Strategy<Value = Knobs> {
     (
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         prop_oneof![Just(None), (1000u64..10_000).prop_map(|m| Some(ms(m)))],
         any::<bool>(),
         50u64..1000,
@@ -109,8 +111,9 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         5000u64..20_000,
     )
         .prop_map(
-            |(early, periodic, refresh, min, max, pause, fence, exit, ttl)| Knobs {
+            |((early, drain), periodic, refresh, min, max, pause, fence, exit, ttl)| Knobs {
                 early_fencing: early,
+                drain,
                 periodic_check: periodic,
                 refresh_sentinels: refresh,
                 min_backoff: ms(min),
@@ -296,6 +299,7 @@ proptest! {
     ) {
         let knobs = Knobs {
             early_fencing: true,
+            drain: false,
             periodic_check: None,
             refresh_sentinels: true,
             min_backoff: ms(200),
@@ -345,6 +349,7 @@ proptest! {
 fn candidates_are_watched_not_hammered() {
     let knobs = Knobs {
         early_fencing: true,
+        drain: false,
         periodic_check: None,
         refresh_sentinels: true,
         min_backoff: ms(3000),
@@ -378,6 +383,7 @@ fn candidates_are_watched_not_hammered() {
 fn stuck_pause_exits_once() {
     let knobs = Knobs {
         early_fencing: true,
+        drain: true,
         periodic_check: None,
         refresh_sentinels: false,
         min_backoff: ms(100),
@@ -412,6 +418,7 @@ fn repeated_transition_after_missed_events() {
     };
     let knobs = Knobs {
         early_fencing: true,
+        drain: false,
         periodic_check: None,
         refresh_sentinels: false,
         min_backoff: ms(886),
@@ -469,6 +476,7 @@ fn known_open_late_copies_after_partitions() {
     };
     let knobs = Knobs {
         early_fencing: true,
+        drain: false,
         periodic_check: Some(ms(6042)),
         refresh_sentinels: false,
         min_backoff: ms(539),

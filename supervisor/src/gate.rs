@@ -11,8 +11,8 @@ use std::time::Duration;
 ///
 /// A worker takes a [`Permit`] per job with [`WorkerGate::enter`] and drops it when the job is
 /// done (acknowledged). When the supervisor fences (a failover was announced), the gate closes:
-/// `enter` waits, jobs in flight go on, and the pause completes once every permit is back. The
-/// gate reopens when workers resume on the verified master. Cheap to clone.
+/// `enter` waits and jobs in flight go on. The gate reopens as soon as the verified new master
+/// is in use (with a drain, once every permit is back). Cheap to clone.
 ///
 /// Take the permit *before* fetching a job, so that no job is fetched while paused.
 #[derive(Clone, Debug)]
@@ -147,12 +147,22 @@ impl Drop for Permit {
 /// A worker pool that pauses, resumes and stops itself, for pools that do not (only) use the
 /// [`WorkerGate`]. Every method has a no-op default.
 ///
-/// The supervisor calls [`Workers::pause`] when a failover needs the workers paused, after the
-/// gate has closed and drained; [`Workers::resume`] when work may go on (on the new master);
-/// [`Workers::stop`] when the pause timed out, before the process exits or the supervisor fails.
+/// By default a switch does not drain the workers: jobs in flight keep running (their commands
+/// are held by the fence and go to the verified new master), so [`Workers::pause`] and
+/// [`Workers::resume`] are not called. With a drain (the `drain` setting, or
+/// [`Workers::needs_drain`]), the supervisor calls [`Workers::pause`] after the gate has
+/// closed and drained, and [`Workers::resume`] when work may go on (on the new master).
+/// [`Workers::stop`] comes at shutdown, and when a drain timed out, before the process exits
+/// or the supervisor fails. The calls run on one task, in order, never two at once.
 pub trait Workers: Send + Sync + 'static {
-    /// Start no new job, and complete once the jobs in flight are done. The supervisor bounds
-    /// the wait with `pause_timeout`.
+    /// Whether this pool needs a moment with no job running at each switch (a drain), for
+    /// example because it must not hold a connection across it. Default `false`.
+    fn needs_drain(&self) -> bool {
+        false
+    }
+
+    /// Start no new job, and complete once the jobs in flight are done (with a drain only). The
+    /// supervisor bounds the wait with `pause_timeout`.
     fn pause(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
@@ -170,6 +180,10 @@ pub trait Workers: Send + Sync + 'static {
 }
 
 impl<W: Workers + ?Sized> Workers for Arc<W> {
+    fn needs_drain(&self) -> bool {
+        (**self).needs_drain()
+    }
+
     fn pause(&self) -> BoxFuture<'_, ()> {
         (**self).pause()
     }

@@ -412,10 +412,7 @@ impl ConnectionLike for MasterConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(self.run(
-            move |mut conn| async move {
-                conn.send_packed_commands(pipeline, offset, count)
-                    .await
-            },
+            move |mut conn| async move { conn.send_packed_commands(pipeline, offset, count).await },
             |values: &Vec<Value>| values.iter().any(has_readonly),
         ))
     }

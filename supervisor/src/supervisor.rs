@@ -119,7 +119,10 @@ impl<R: Runtime> Builder<R> {
         let seed = config
             .jitter_seed()
             .unwrap_or_else(|| fastrand::Rng::new().u64(..));
-        let config = config.with_jitter_seed(seed);
+        let mut config = config.with_jitter_seed(seed);
+        if workers.as_ref().is_some_and(|w| w.needs_drain()) {
+            config = config.with_drain();
+        }
         if config.tls() && !tls_supported() {
             return Err(StartError::InvalidConfig {
                 field: "tls".to_owned(),

@@ -338,3 +338,26 @@ fn deployments_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Deployment>();
 }
+
+#[test]
+fn monitor_sees_the_commands_a_node_runs() -> TestResult {
+    let d = Deployment::start(DeploymentOptions::default())?;
+    let master = d.master()?;
+    let monitor = dramatiq_sentinel_tests::harness::Monitor::start(&d, master)?;
+    let before = dramatiq_sentinel_tests::harness::unix_now();
+    // Some time with nothing to read first: the monitor keeps reading after read timeouts.
+    std::thread::sleep(Duration::from_millis(300));
+    d.query::<()>(master, redis::cmd("SET").arg("monitored").arg(1))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = monitor.seen();
+        if let Some(e) = seen.iter().find(|e| e.command == "set") {
+            assert!(e.at >= before - 1.0, "{e:?} at the server's time");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no SET seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(monitor.stop().iter().any(|e| e.command == "set"));
+    Ok(())
+}

@@ -213,11 +213,13 @@ enum Due {
     WriteTick,
 }
 
-/// The application's view: where its connection points and whether it is fenced.
+/// The application's view: where its connection points and whether its commands are held
+/// (from a fence until the new master is activated or the fence is lifted). Jobs in flight
+/// write whenever commands are not held, also while new jobs wait for `Resume`.
 #[derive(Debug, Default)]
 struct App {
     node: Option<Addr>,
-    fenced: bool,
+    held: bool,
     blocked_until: Option<Instant>,
 }
 
@@ -301,7 +303,7 @@ impl Sim {
             subs: BTreeMap::new(),
             fifo: BTreeMap::new(),
             app: App {
-                fenced: true,
+                held: true,
                 ..App::default()
             },
             stuck_injected: false,
@@ -705,7 +707,7 @@ impl Sim {
     }
 
     fn write(&mut self) -> Result<(), Violation> {
-        if self.app.fenced
+        if self.app.held
             || self.oracle.stopped
             || self.app.blocked_until.is_some_and(|t| t > self.now)
         {

@@ -111,6 +111,9 @@ impl Oracle {
                 self.fenced = true;
             }
             Action::PauseWorkers { op } => {
+                if !self.cfg.drain {
+                    return Err("a drain without `drain` configured".into());
+                }
                 if !self.fenced {
                     return Err("pause without fence".into());
                 }
@@ -145,8 +148,10 @@ impl Oracle {
                 if self.activating.is_some() {
                     return Err("resume before the reset completed".into());
                 }
-                if self.moved_away && !self.paused_since_fence {
-                    return Err("resume after a switch away from a master, without a pause".into());
+                if self.cfg.drain && self.moved_away && !self.paused_since_fence {
+                    return Err(
+                        "resume after a switch away from a master, without the drain".into(),
+                    );
                 }
                 self.fenced = false;
             }

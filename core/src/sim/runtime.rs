@@ -231,19 +231,21 @@ impl Sim {
             Action::Activate { op, node, .. } => {
                 self.prepared.remove(&op);
                 self.app.node = Some(node);
+                // Held commands go to the new master now, before `Resume`.
+                self.app.held = false;
                 self.app.blocked_until = None;
                 self.schedule(Duration::ZERO, Due::Input(Input::ResetDone(op)));
             }
             Action::Discard { op } => {
                 self.prepared.remove(&op);
             }
-            Action::Fence => self.app.fenced = true,
+            Action::Fence => self.app.held = true,
             Action::PauseWorkers { op } => {
                 if let PauseBehaviour::Takes(d) = self.pause {
                     self.schedule(d, Due::Input(Input::Paused(op)));
                 }
             }
-            Action::Resume => self.app.fenced = false,
+            Action::Resume => self.app.held = false,
             Action::StopWorkers { .. } | Action::Shutdown(_) => {}
         }
     }

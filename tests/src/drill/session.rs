@@ -155,6 +155,7 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, Drill
         job_time: opts.job_time,
         durable,
         idle: IDLE,
+        ..PoolOptions::default()
     };
     let pool = Pool::start(&rt, Arc::clone(&ledger), &sup, pool_options);
     let produced = Arc::new(Produced::new(prefix()));

@@ -43,7 +43,8 @@ fn stuck_job<R: TestRuntime>(sup: &Supervisor<R::Rt>) {
 fn short_pause(
     b: dramatiq_sentinel_supervisor::ConfigBuilder,
 ) -> dramatiq_sentinel_supervisor::ConfigBuilder {
-    b.pause_timeout(Duration::from_secs(2))
+    b.drain(true)
+        .pause_timeout(Duration::from_secs(2))
         .stop_grace(Duration::from_millis(300))
 }
 

@@ -58,6 +58,9 @@ impl<R: TestRuntime> Running<R> {
             &timeline,
         );
         let mut pool = Pool::start(&rt, ledger, &sup, options);
+        if options.long_jobs > 0 {
+            pool.produce(d, "long", options.long_jobs);
+        }
         pool.produce(d, "before", 3000);
         pool.wait_completed(100);
         Self {
@@ -70,13 +73,18 @@ impl<R: TestRuntime> Running<R> {
     }
 
     /// More jobs (they run on the current master), then the checks, then a clean shutdown.
-    pub fn finish(mut self, d: &Deployment, expect_pause: bool) {
+    /// With `drain` configured, each switch paused the pool; without (the default), none did.
+    pub fn finish(mut self, d: &Deployment) {
         self.pool.produce(d, "after", 200);
         let requeued = self.pool.finish_and_check(d);
-        if expect_pause {
-            assert!(self.pool.ledger.pauses() >= 1, "the workers were paused");
+        let switches = self.timeline.count(switched);
+        if self.sup.config().drain() {
+            assert!(
+                self.pool.ledger.pauses() >= switches.min(1),
+                "the workers were drained"
+            );
         } else {
-            assert_eq!(self.pool.ledger.pauses(), 0, "the workers were not paused");
+            assert_eq!(self.pool.ledger.pauses(), 0, "no drain without `drain`");
         }
         assert_eq!(
             self.timeline
@@ -149,12 +157,18 @@ fn graceful<R: TestRuntime>(
         })
         .collect();
     assert_eq!(paths, [DetectionPath::EarlySignal], "detection paths");
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// `SENTINEL FAILOVER` while the pool works.
 pub fn graceful_failover_with_a_worker_pool<R: TestRuntime>() {
     graceful::<R>(DeploymentOptions::default(), |b| b);
+}
+
+/// The same with the opt-in drain: the pool is paused once its jobs in flight are done, and no
+/// job starts until it resumes on the new master.
+pub fn graceful_failover_with_a_drain<R: TestRuntime>() {
+    graceful::<R>(DeploymentOptions::default(), |b| b.drain(true));
 }
 
 /// NAT: every address the sentinels announce resets client connections; with the NAT map the
@@ -294,7 +308,7 @@ pub fn master_killed_with_a_worker_pool<R: TestRuntime>() {
         )
         .expect("GET on the new master");
     assert_eq!(on_master, Some(1), "the held command ran on the new master");
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// Client connections of a data node other than sentinels, replication links and the
@@ -340,7 +354,7 @@ pub fn master_frozen_then_thawed<R: TestRuntime>() {
             Err(format!("{clients:#?}"))
         }
     });
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// Two graceful failovers in quick succession.
@@ -361,7 +375,7 @@ pub fn two_failovers_in_quick_succession<R: TestRuntime>() {
     assert_ne!(first, second);
     run.timeline.wait_count("two switches", 2, switched);
     wait_master::<R>(&run.sup, &d, d.master().unwrap_or(second));
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// A failover of another service monitored by the same sentinels: no fence, no pause. (Its
@@ -413,5 +427,5 @@ pub fn other_service_failover_causes_no_pause<R: TestRuntime>() {
         [addr(d.addr(ours))],
         "only our failover was acted on"
     );
-    run.finish(&d, true);
+    run.finish(&d);
 }

@@ -9,6 +9,7 @@
 pub mod escalation;
 pub mod failover;
 pub mod logs;
+pub mod long_jobs;
 pub mod pool;
 pub mod resilience;
 pub mod runtimes;
@@ -179,6 +180,10 @@ macro_rules! supervisor_suite {
             startup::wrong_sentinel_password_names_the_sentinel,
             startup::unknown_service_name_is_its_own_error,
             failover::graceful_failover_with_a_worker_pool,
+            failover::graceful_failover_with_a_drain,
+            long_jobs::long_jobs_through_a_graceful_failover,
+            long_jobs::long_jobs_through_a_master_kill,
+            long_jobs::long_jobs_through_a_frozen_master,
             failover::master_killed_with_a_worker_pool,
             failover::master_frozen_then_thawed,
             failover::two_failovers_in_quick_succession,

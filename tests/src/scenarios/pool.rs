@@ -38,6 +38,10 @@ pub struct PoolOptions {
     pub durable: bool,
     /// How long a worker sleeps when the queue is empty.
     pub idle: Duration,
+    /// Long jobs (`long-0`, `long-1`, ...), queued before the others.
+    pub long_jobs: usize,
+    /// How long each long job works.
+    pub long_time: Duration,
 }
 
 impl Default for PoolOptions {
@@ -47,6 +51,8 @@ impl Default for PoolOptions {
             job_time: Duration::from_millis(2),
             durable: false,
             idle: Duration::from_millis(5),
+            long_jobs: 0,
+            long_time: Duration::ZERO,
         }
     }
 }
@@ -63,6 +69,10 @@ struct Pause {
 #[derive(Debug, Default)]
 pub struct Ledger {
     starts: Mutex<BTreeMap<String, Vec<Instant>>>,
+    /// Per job: when it was fetched and from which master (as the handle saw it), when it
+    /// ended (acknowledged).
+    fetches: Mutex<BTreeMap<String, (Instant, Option<dramatiq_sentinel_supervisor::Addr>)>>,
+    ends: Mutex<BTreeMap<String, Instant>>,
     pauses: Mutex<Vec<Pause>>,
     failed_fetches: AtomicUsize,
     errors: Mutex<Vec<String>>,
@@ -93,6 +103,35 @@ impl Ledger {
     /// Whether a worker started `job`.
     pub fn started(&self, job: &str) -> bool {
         lock(&self.starts).contains_key(job)
+    }
+
+    /// When `job` first started and when it ended.
+    pub fn job(&self, job: &str) -> (Option<Instant>, Option<Instant>) {
+        let start = lock(&self.starts).get(job).and_then(|s| s.first().copied());
+        let end = lock(&self.ends).get(job).copied();
+        (start, end)
+    }
+
+    /// Every fetch: job, when, and from which master.
+    pub fn fetches(&self) -> Vec<(String, Instant, Option<dramatiq_sentinel_supervisor::Addr>)> {
+        lock(&self.fetches)
+            .iter()
+            .map(|(j, (t, n))| (j.clone(), *t, n.clone()))
+            .collect()
+    }
+
+    /// The jobs fetched from `node` in `(from, to)`.
+    pub fn fetched_between(
+        &self,
+        node: &dramatiq_sentinel_supervisor::Addr,
+        from: Instant,
+        to: Instant,
+    ) -> Vec<String> {
+        lock(&self.fetches)
+            .iter()
+            .filter(|(_, (t, n))| *t > from && *t < to && n.as_ref() == Some(node))
+            .map(|(j, _)| j.clone())
+            .collect()
     }
 
     /// The jobs workers started more than once, with how many times each.
@@ -186,7 +225,10 @@ async fn worker<R: TestRuntime>(
             .arg("LEFT")
             .clone();
         let job = match query::<Option<String>>(&mut conn, &fetch).await {
-            Ok(Some(job)) => job,
+            Ok(Some(job)) => {
+                lock(&ledger.fetches).insert(job.clone(), (Instant::now(), conn.node()));
+                job
+            }
             Ok(None) => {
                 drop(permit);
                 sleep::<R>(idle).await;
@@ -213,7 +255,12 @@ async fn worker<R: TestRuntime>(
             .entry(job.clone())
             .or_default()
             .push(Instant::now());
-        sleep::<R>(options.job_time).await;
+        let time = if job.starts_with("long-") {
+            options.long_time
+        } else {
+            options.job_time
+        };
+        sleep::<R>(time).await;
         loop {
             let acked: Result<(), String> = async {
                 query::<()>(&mut conn, redis::cmd("SADD").arg(DONE).arg(&job))
@@ -243,6 +290,7 @@ async fn worker<R: TestRuntime>(
                 }
             }
         }
+        lock(&ledger.ends).insert(job, Instant::now());
         ledger.completed.fetch_add(1, Ordering::SeqCst);
         drop(permit);
     }

@@ -71,7 +71,7 @@ pub fn sentinel_restart_with_backoff<R: TestRuntime>() {
     let (_, new) = d.failover_and_wait(WAIT).expect("failover");
     run.timeline.wait_count("the switch", 1, switched);
     wait_master::<R>(&run.sup, &d, d.master().unwrap_or(new));
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// Breaks every listener connection (`CLIENT KILL TYPE pubsub` on each sentinel).
@@ -139,7 +139,7 @@ fn missed<R: TestRuntime>(
             "detected by {path}, expected one of {paths:?}"
         );
     }
-    run.finish(&d, true);
+    run.finish(&d);
 }
 
 /// A failover while every listener is disconnected (reconnecting only after 30 s) is caught by
