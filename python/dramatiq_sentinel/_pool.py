@@ -221,11 +221,11 @@ class FencedConnectionPool(redis.ConnectionPool):
             raise
         return conn
 
-    def release(self, connection: Connection) -> None:
+    def release(self, connection: Any) -> None:
         current = self.runtime.current_master()
         if isinstance(connection, _Fenced) and getattr(connection, "_sock", None):
             if current is not None and connection.address != current:
-                connection.disconnect()
+                connection.disconnect()  # type: ignore[attr-defined]
         super().release(connection)
 
     def switched(self, master: Address) -> None:

@@ -218,7 +218,8 @@ class Settings:
         except ValueError as e:
             message, field = (e.args + (None,))[:2] if e.args else (str(e), None)
             keyword = self._keyword(str(field or ""))
-            raise _fail(keyword, str(message).replace(f"`{field}`", f"`{keyword}`")) from None
+            problem = str(message).split(f"`{field}`: ", 1)[-1]
+            raise _fail(keyword, problem.replace(f"`{field}`", f"`{keyword}`")) from None
 
     def _keyword(self, field: str) -> str:
         base = field.split("[", 1)[0].split(".", 1)[0]

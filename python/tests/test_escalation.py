@@ -1,7 +1,10 @@
 """A pause that never completes: the worker is stopped with the grace and the process exits
-with 69, as the original did (here decided and timed by the Rust core)."""
+with 69, as the original did (here decided and timed by the Rust core). The core drains
+workers on a switch (the gate waits for the jobs in flight); the stuck job never ends."""
 
 from __future__ import annotations
+
+import dramatiq
 
 from conftest import Run, wait_for
 
@@ -9,15 +12,11 @@ from conftest import Run, wait_for
 def test_a_pause_that_never_completes_exits_69(run_factory) -> None:
     run: Run = run_factory(worker_pausing_timeout_before_exit=2.0, stop_grace=1.0)
     producer = run.producer()
-    producer.send("stuck-1")
-    producer.job.broker.get_actor("job")  # declared
-    stuck = producer.broker.declare_actor  # noqa: F841 (the app declares `stuck`)
-    import dramatiq
 
-    def stuck_job(seq: str) -> None:
+    def stuck(seq: str) -> None:  # the app's `stuck` actor never finishes
         raise AssertionError("runs in the worker")
 
-    dramatiq.actor(stuck_job, actor_name="stuck", broker=producer.broker, max_retries=0).send("s")
+    dramatiq.actor(stuck, actor_name="stuck", broker=producer.broker, max_retries=0).send("s")
     proc = run.start_workers(processes=1, threads=2)
     wait_for("the stuck job to start", lambda: run.runs()["s"] >= 1)
     run.deployment.failover()
