@@ -27,7 +27,7 @@ python_at_least_310() {
 
 find_python() { # find_python 3.10 -> a python3.10 interpreter, else python3
     local candidate
-    for candidate in "python$1" "$(command -v pyenv >/dev/null && pyenv root)/versions/$1"*/bin/python3; do
+    for candidate in "python$1" "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1"*/bin/python3; do
         if command -v "$candidate" >/dev/null 2>&1 && python_at_least_310 "$candidate"; then
             command -v "$candidate"
             return
