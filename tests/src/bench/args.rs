@@ -21,10 +21,12 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --job-variants LIST  our variants for the job workload (default all four ours-*)
   --skip-writers       no writer workload
   --skip-jobs          no job workload
+  --skip-long-jobs     no long-job rows (a 1 s and a 30 s job in flight at the failover,
+                       with and without the drain)
   --skip-overhead      no idle CPU/RSS, worker-gate or core measurements
   --skip-commands      no per-command overhead (MasterConnection vs a plain connection)
   --skip-fleet         no fleet runs (many supervisors on one deployment)
-  --only LIST          only these parts: writers,jobs,overhead,commands,fleet
+  --only LIST          only these parts: writers,jobs,long-jobs,overhead,commands,fleet
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
   --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
                        runs: numbers or `default` (Redis's 511; the default)
@@ -103,6 +105,7 @@ pub(crate) struct Options {
     pub(crate) job_variants: Vec<String>,
     pub(crate) writers: bool,
     pub(crate) jobs: bool,
+    pub(crate) long_jobs: bool,
     pub(crate) overhead: bool,
     pub(crate) commands: bool,
     pub(crate) fleet: bool,
@@ -154,6 +157,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
             .collect(),
         writers: true,
         jobs: true,
+        long_jobs: true,
         overhead: true,
         commands: true,
         fleet: true,
@@ -213,17 +217,19 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
             }
             "--skip-writers" => o.writers = false,
             "--skip-jobs" => o.jobs = false,
+            "--skip-long-jobs" => o.long_jobs = false,
             "--skip-overhead" => o.overhead = false,
             "--skip-commands" => o.commands = false,
             "--skip-fleet" => o.fleet = false,
             "--only" => {
                 let parts = list(&value("--only")?);
-                let known = ["writers", "jobs", "overhead", "commands", "fleet"];
+                let known = ["writers", "jobs", "long-jobs", "overhead", "commands", "fleet"];
                 if let Some(bad) = parts.iter().find(|p| !known.contains(&p.as_str())) {
                     return Err(err(format!("unknown part `{bad}` (one of {known:?})")));
                 }
                 let has = |p: &str| parts.iter().any(|x| x == p);
                 (o.writers, o.jobs, o.overhead) = (has("writers"), has("jobs"), has("overhead"));
+                o.long_jobs = has("long-jobs");
                 (o.commands, o.fleet) = (has("commands"), has("fleet"));
             }
             "--fleet-sizes" => {
@@ -317,6 +323,10 @@ pub(crate) struct ChildArgs {
     pub(crate) iterations: u64,
     /// Supervisors in a fleet child.
     pub(crate) supervisors: usize,
+    /// How long a job named `long-*` works.
+    pub(crate) long_time: Duration,
+    /// The supervisor drains the workers at each switch.
+    pub(crate) drain: bool,
 }
 
 impl ChildArgs {
@@ -340,6 +350,8 @@ impl ChildArgs {
             rate: 100,
             iterations: 1_000_000,
             supervisors: 1,
+            long_time: Duration::ZERO,
+            drain: false,
         };
         let mut rest = args[1..].iter();
         while let Some(key) = rest.next() {
@@ -361,6 +373,8 @@ impl ChildArgs {
                 "--rate" => c.rate = number()? as u32,
                 "--iterations" => c.iterations = number()?,
                 "--supervisors" => c.supervisors = number()? as usize,
+                "--long-ms" => c.long_time = Duration::from_millis(number()?),
+                "--drain" => c.drain = number()? != 0,
                 other => return Err(err(format!("unknown child option `{other}`"))),
             }
         }

@@ -87,6 +87,7 @@ struct Worker {
     ctl: Arc<Control>,
     keys: Keys,
     job_time: Duration,
+    long_time: Duration,
 }
 
 impl Worker {
@@ -123,7 +124,12 @@ impl Worker {
             };
             self.sink
                 .line(&format!("{{\"s\":\"{job}\",\"t\":{}}}", now_ns()));
-            ours::sleep_until::<R>(Instant::now() + self.job_time).await;
+            let time = if job.starts_with("long-") {
+                self.long_time
+            } else {
+                self.job_time
+            };
+            ours::sleep_until::<R>(Instant::now() + time).await;
             loop {
                 let effect = redis::cmd("SADD").arg(&k.done).arg(&job).clone();
                 let ack = redis::cmd("LREM")
@@ -203,7 +209,10 @@ async fn pool<R: Runtime + Default>(
     ctl: &Arc<Control>,
 ) -> Result<()> {
     let (sentinels, service) = ours::target(args)?;
-    let config = ours::config(&sentinels, &service, fencing, ours::DEFAULT_COMMAND_TIMEOUT)?;
+    let mut config = ours::config(&sentinels, &service, fencing, ours::DEFAULT_COMMAND_TIMEOUT)?;
+    if args.drain {
+        config = config.with_drain();
+    }
     let builder =
         ours::report_events(Supervisor::<R>::builder(config), sink).workers(Reporter(sink.clone()));
     let sup = builder.start().await?;
@@ -218,6 +227,7 @@ async fn pool<R: Runtime + Default>(
             ctl: Arc::clone(ctl),
             keys: keys.clone(),
             job_time: args.job_time,
+            long_time: args.long_time,
         };
         rt.spawn(Box::pin(w.run::<R>()));
     }

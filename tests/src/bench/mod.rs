@@ -240,7 +240,8 @@ fn bench(o: &Options) -> Result<()> {
             for &scenario in &o.job_scenarios {
                 for variant in &o.job_variants {
                     progress("jobs", scenario, variant);
-                    let result = run::jobs_run(&ctx, scenario, variant).map_err(|e| e.to_string());
+                    let result =
+                        run::jobs_run(&ctx, scenario, variant, None).map_err(|e| e.to_string());
                     outcome(&result, |r| {
                         format!(
                             "{} produced, {} lost, {} run twice, gap {:.0} ms",
@@ -251,6 +252,35 @@ fn bench(o: &Options) -> Result<()> {
                         )
                     });
                     jobs.push((scenario, variant.clone(), result));
+                }
+            }
+        }
+    }
+    let mut long_jobs = Vec::new();
+    if o.long_jobs {
+        for rep in 1..=o.reps {
+            for &scenario in &o.job_scenarios {
+                for long in run::LONG_JOBS {
+                    eprint!(
+                        "failover-bench: [{rep}/{}] long job of {} s{}, {} (load {:.2}) ... ",
+                        o.reps,
+                        long.time.as_secs(),
+                        if long.drain { ", drain" } else { "" },
+                        scenario.id(),
+                        run::load1()
+                    );
+                    let result = run::jobs_run(&ctx, scenario, "ours-tokio", Some(long))
+                        .map_err(|e| e.to_string());
+                    outcome(&result, |r| {
+                        format!(
+                            "{} lost, {} run twice, gap {:.0} ms, new job {:.0} ms after writable",
+                            r.figures.lost,
+                            r.figures.run_twice,
+                            r.figures.gap_ms,
+                            r.writable_to_new_job_ms.unwrap_or(f64::NAN)
+                        )
+                    });
+                    long_jobs.push((scenario, long, result));
                 }
             }
         }
@@ -323,6 +353,7 @@ fn bench(o: &Options) -> Result<()> {
         facts,
         writers,
         jobs,
+        long_jobs,
         overhead,
         commands,
         fleet,

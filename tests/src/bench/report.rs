@@ -33,6 +33,7 @@ pub(crate) struct Report {
     pub(crate) facts: Facts,
     pub(crate) writers: Vec<WriterRun>,
     pub(crate) jobs: Vec<JobRun>,
+    pub(crate) long_jobs: Vec<super::scale_report::LongJobRun>,
     pub(crate) overhead: Option<Overhead>,
     pub(crate) commands: Option<Result<super::commands::Commands, String>>,
     pub(crate) fleet: Option<Vec<super::scale_report::FleetRun>>,
@@ -312,6 +313,7 @@ impl Report {
         let mut out = String::new();
         self.writer_tables(&mut out);
         self.job_tables(&mut out);
+        super::scale_report::long_job_table(&mut out, &self.long_jobs);
         self.deployment_table(&mut out);
         self.overhead_tables(&mut out);
         if let Some(c) = &self.commands {

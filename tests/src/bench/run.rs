@@ -353,6 +353,8 @@ pub(crate) struct JobResult {
     pub(crate) signal_to_resumed_ms: Option<f64>,
     /// Candidate writable (probe) to workers resumed, ms.
     pub(crate) writable_to_resumed_ms: Option<f64>,
+    /// Candidate writable to the first job started after it (not the long one), ms.
+    pub(crate) writable_to_new_job_ms: Option<f64>,
     pub(crate) reference: Reference,
     pub(crate) switch_event: Option<String>,
     pub(crate) load: f64,
@@ -430,8 +432,45 @@ fn drain(d: &Deployment) -> Result<usize> {
     }
 }
 
-/// One run of the job workload on our `variant` in `scenario`.
-pub(crate) fn jobs_run(ctx: &Ctx, scenario: Scenario, variant: &str) -> Result<JobResult> {
+/// A long job in flight at the failover: how long it works, and whether the supervisor drains
+/// (waits for it) before resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LongJob {
+    pub(crate) time: Duration,
+    pub(crate) drain: bool,
+}
+
+/// The long jobs of a full run: 1 s and 30 s, each without and with the drain.
+pub(crate) const LONG_JOBS: [LongJob; 4] = [
+    LongJob {
+        time: Duration::from_secs(1),
+        drain: false,
+    },
+    LongJob {
+        time: Duration::from_secs(1),
+        drain: true,
+    },
+    LongJob {
+        time: Duration::from_secs(30),
+        drain: false,
+    },
+    LongJob {
+        time: Duration::from_secs(30),
+        drain: true,
+    },
+];
+
+/// The name of the long job the driver queues just before the failover.
+const LONG_JOB: &str = "long-0";
+
+/// One run of the job workload on our `variant` in `scenario`; with `long`, a long job is
+/// started (queued first, and its start awaited) right before the failover.
+pub(crate) fn jobs_run(
+    ctx: &Ctx,
+    scenario: Scenario,
+    variant: &str,
+    long: Option<LongJob>,
+) -> Result<JobResult> {
     let load = load1();
     let d = deployment()?;
     let old = d.master()?;
@@ -444,11 +483,51 @@ pub(crate) fn jobs_run(ctx: &Ctx, scenario: Scenario, variant: &str) -> Result<J
         .arg(JOB_MS.to_string())
         .arg("--rate")
         .arg(RATE.to_string());
-    let mut child = Child::spawn(&format!("jobs-{variant}-{}", scenario.id()), cmd, &ctx.logs)?;
+    if let Some(l) = long {
+        cmd.arg("--long-ms")
+            .arg(l.time.as_millis().to_string())
+            .arg("--drain")
+            .arg(u8::from(l.drain).to_string());
+    }
+    let name = match long {
+        Some(l) => format!(
+            "jobs-{variant}-{}-long{}s{}",
+            scenario.id(),
+            l.time.as_secs(),
+            if l.drain { "-drain" } else { "" }
+        ),
+        None => format!("jobs-{variant}-{}", scenario.id()),
+    };
+    let mut child = Child::spawn(&name, cmd, &ctx.logs)?;
     let ready = child.wait_ready(Duration::from_secs(30))?;
     sleep_until_ns(ready + JOBS_TRIGGER);
+    if long.is_some() {
+        // Next in line (the workers take from the right), then wait until a worker runs it.
+        let mut conn = d.connect(old)?;
+        redis::cmd("RPUSH")
+            .arg("bench:queue")
+            .arg(LONG_JOB)
+            .query::<i64>(&mut conn)?;
+        redis::cmd("WAIT").arg(2).arg(1000).query::<i64>(&mut conn)?;
+        produced.insert(LONG_JOB.to_owned());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !child.with_lines(|lines| {
+            lines
+                .iter()
+                .any(|v| v.get("s").and_then(Value::as_str) == Some(LONG_JOB))
+        }) {
+            if Instant::now() >= deadline {
+                return Err(err("the long job did not start within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     let t0 = trigger(&d, scenario, old)?;
-    let settled = settle(&d, old, ready + MIN_RUN);
+    // The run lasts until the long job is done, at least.
+    let min_run = long.map_or(MIN_RUN, |l| {
+        MIN_RUN.max(now_ns().saturating_sub(ready) + l.time.as_nanos() as u64 + 5 * SEC)
+    });
+    let settled = settle(&d, old, ready + min_run);
     child.send("stop-producing");
     let producing_until = now_ns();
     settled?;
@@ -481,6 +560,14 @@ pub(crate) fn jobs_run(ctx: &Ctx, scenario: Scenario, variant: &str) -> Result<J
         uncertain: lines.iter().filter(|v| v.get("pu").is_some()).count(),
         errors: lines.iter().filter(|v| v.get("e").is_some()).count(),
         error_samples: samples(lines.iter().filter_map(|v| text(v, "e"))),
+        writable_to_new_job_ms: writable.and_then(|w| {
+            starts
+                .iter()
+                .filter(|(j, t)| *t >= w && j != LONG_JOB)
+                .map(|(_, t)| *t)
+                .min()
+                .map(|t| ms_between(w, t))
+        }),
         signal_to_resumed_ms: resumed
             .as_ref()
             .zip(first)

@@ -5,6 +5,83 @@ use super::commands::Commands;
 use super::fleet::{FleetResult, FleetScenario};
 use std::fmt::Write as _;
 
+/// One long-job run: its scenario, long job, and result or why it failed.
+pub(crate) type LongJobRun = (
+    super::args::Scenario,
+    super::run::LongJob,
+    Result<super::run::JobResult, String>,
+);
+
+/// The long-job table: per job length and drain, per scenario, median (min..max) of the runs.
+pub(crate) fn long_job_table(out: &mut String, runs: &[LongJobRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Long jobs
+");
+    let _ = writeln!(
+        out,
+        "The job workload (backlog of 2000 short jobs plus 100/s, 4 workers, ours on tokio), with \
+         one long job started right before the failover: without the drain (the default) and \
+         with `drain` (the workers resume only once it is done). *New job*: the candidate \
+         writable (probe) to the first job started after it. Target without the drain: a new \
+         job within 10 ms of the new master becoming writable, whatever the job length; 0 lost, \
+         0 run twice. Median (min..max) over the runs.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| long job | drain | scenario | runs | jobs lost | run twice | processing gap (ms) | writable → new job (ms) | writable → resumed (ms) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let mut keys: Vec<(u64, bool, super::args::Scenario)> = runs
+        .iter()
+        .map(|(s, l, _)| (l.time.as_secs(), l.drain, *s))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for (secs, drain, scenario) in keys {
+        let mine: Vec<&super::run::JobResult> = runs
+            .iter()
+            .filter(|(s, l, _)| *s == scenario && l.time.as_secs() == secs && l.drain == drain)
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .collect();
+        let failed = runs
+            .iter()
+            .filter(|(s, l, r)| {
+                *s == scenario && l.time.as_secs() == secs && l.drain == drain && r.is_err()
+            })
+            .count();
+        let col = |f: &dyn Fn(&super::run::JobResult) -> Option<f64>| {
+            let v: Vec<f64> = mine.iter().filter_map(|r| f(r)).collect();
+            super::metrics::stats(&v).map_or("–".to_owned(), |s| {
+                if s.n == 1 {
+                    format!("{:.0}", s.median)
+                } else {
+                    format!("{:.0} ({:.0}..{:.0})", s.median, s.min, s.max)
+                }
+            })
+        };
+        let _ = writeln!(
+            out,
+            "| {secs} s | {} | {} | {}{} | {} | {} | {} | {} | {} |",
+            if drain { "yes" } else { "no" },
+            scenario.id(),
+            mine.len(),
+            if failed > 0 {
+                format!(" (+{failed} failed)")
+            } else {
+                String::new()
+            },
+            col(&|r| Some(r.figures.lost as f64)),
+            col(&|r| Some(r.figures.run_twice as f64)),
+            col(&|r| Some(r.figures.gap_ms)),
+            col(&|r| r.writable_to_new_job_ms),
+            col(&|r| r.writable_to_resumed_ms),
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// One fleet run: its size, scenario, and result or why it failed.
 pub(crate) type FleetRun = (usize, FleetScenario, Result<FleetResult, String>);
 
