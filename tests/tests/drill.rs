@@ -48,9 +48,9 @@ fn summary(output: &Output) -> (Vec<Value>, Value) {
 }
 
 /// `--local` with one graceful failover: the pool loses no job and runs none twice.
-fn local_graceful_failover(runtime: &str) {
+fn local_graceful_failover(runtime: &str, extra: &[&str]) {
     let _serial = serial();
-    let output = drill(&[
+    let mut args = vec![
         "--local",
         "--runtime",
         runtime,
@@ -61,7 +61,9 @@ fn local_graceful_failover(runtime: &str) {
         "--progress",
         "0",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let output = drill(&args);
     let (lines, s) = summary(&output);
     let context = format!(
         "{s:#}\nstderr:\n{}",
@@ -96,12 +98,23 @@ fn local_graceful_failover(runtime: &str) {
 
 #[test]
 fn local_drill_with_a_graceful_failover_on_tokio() {
-    local_graceful_failover("tokio");
+    local_graceful_failover("tokio", &[]);
 }
 
 #[test]
 fn local_drill_with_a_graceful_failover_on_smol() {
-    local_graceful_failover("smol");
+    local_graceful_failover("smol", &[]);
+}
+
+/// Long jobs: one worker, 20 s jobs, one job produced every 25 s. The story starts once the
+/// worker is busy (it used to wait for 20 completed jobs, which took minutes and timed out),
+/// and the failover does not wait for the job in flight.
+#[test]
+fn local_drill_with_long_jobs() {
+    local_graceful_failover(
+        "tokio",
+        &["--job-ms", "20000", "--concurrency", "1", "--rate", "0.04"],
+    );
 }
 
 #[test]

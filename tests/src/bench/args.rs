@@ -223,7 +223,14 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
             "--skip-fleet" => o.fleet = false,
             "--only" => {
                 let parts = list(&value("--only")?);
-                let known = ["writers", "jobs", "long-jobs", "overhead", "commands", "fleet"];
+                let known = [
+                    "writers",
+                    "jobs",
+                    "long-jobs",
+                    "overhead",
+                    "commands",
+                    "fleet",
+                ];
                 if let Some(bad) = parts.iter().find(|p| !known.contains(&p.as_str())) {
                     return Err(err(format!("unknown part `{bad}` (one of {known:?})")));
                 }

@@ -508,7 +508,10 @@ pub(crate) fn jobs_run(
             .arg("bench:queue")
             .arg(LONG_JOB)
             .query::<i64>(&mut conn)?;
-        redis::cmd("WAIT").arg(2).arg(1000).query::<i64>(&mut conn)?;
+        redis::cmd("WAIT")
+            .arg(2)
+            .arg(1000)
+            .query::<i64>(&mut conn)?;
         produced.insert(LONG_JOB.to_owned());
         let deadline = Instant::now() + Duration::from_secs(30);
         while !child.with_lines(|lines| {

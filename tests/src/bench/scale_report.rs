@@ -17,8 +17,11 @@ pub(crate) fn long_job_table(out: &mut String, runs: &[LongJobRun]) {
     if runs.is_empty() {
         return;
     }
-    let _ = writeln!(out, "## Long jobs
-");
+    let _ = writeln!(
+        out,
+        "## Long jobs
+"
+    );
     let _ = writeln!(
         out,
         "The job workload (backlog of 2000 short jobs plus 100/s, 4 workers, ours on tokio), with \

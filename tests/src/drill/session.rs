@@ -180,7 +180,7 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, Drill
             let (stopping, sup, ledger) = (&stopping, &sup, &ledger);
             scope.spawn(move || {
                 let master = || sup.current_master();
-                let completed = || ledger.completed();
+                let started = || ledger.started_count();
                 let story = Story {
                     d,
                     acts: &opts.story,
@@ -188,7 +188,8 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, Drill
                     out,
                     stopping,
                     supervisor_master: &master,
-                    completed: &completed,
+                    started: &started,
+                    workers: opts.concurrency,
                 };
                 match story.play() {
                     Ok(()) => drop(story_tx.send(Stop::StoryDone)),

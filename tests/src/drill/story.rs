@@ -17,7 +17,8 @@ use tracing::info;
 
 /// How often conditions are re-checked.
 const POLL: Duration = Duration::from_millis(50);
-/// Jobs the pool completes before the first act.
+/// Jobs the pool starts before the first act (at most one per worker: with long jobs, the
+/// first ones complete only after the job time).
 const WARM_UP_JOBS: usize = 20;
 
 /// Why the story did not play to its end.
@@ -38,8 +39,10 @@ pub(crate) struct Story<'a> {
     pub(crate) stopping: &'a AtomicBool,
     /// The master the supervisor uses now.
     pub(crate) supervisor_master: &'a (dyn Fn() -> Option<Addr> + Sync),
-    /// Jobs the pool completed so far.
-    pub(crate) completed: &'a (dyn Fn() -> usize + Sync),
+    /// Jobs the pool started so far.
+    pub(crate) started: &'a (dyn Fn() -> usize + Sync),
+    /// The pool's workers.
+    pub(crate) workers: usize,
 }
 
 /// The address the supervisor uses for a node of the deployment.
@@ -74,12 +77,13 @@ impl Story<'_> {
             ),
             json!({ "type": "story", "acts": names, "interval_s": self.interval.as_secs_f64() }),
         );
-        self.wait(None, "the pool to complete its first jobs", WAIT, || {
-            let c = (self.completed)();
-            if c >= WARM_UP_JOBS {
+        let warm_up = WARM_UP_JOBS.min(self.workers.max(1));
+        self.wait(None, "the pool to start its first jobs", WAIT, || {
+            let c = (self.started)();
+            if c >= warm_up {
                 Ok(())
             } else {
-                Err(format!("{c} of {WARM_UP_JOBS} jobs completed"))
+                Err(format!("{c} of {warm_up} jobs started"))
             }
         })?;
         for (i, &act) in self.acts.iter().enumerate() {

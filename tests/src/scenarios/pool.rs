@@ -100,6 +100,11 @@ impl Ledger {
         lock(&self.pauses).len()
     }
 
+    /// How many jobs workers started so far.
+    pub fn started_count(&self) -> usize {
+        lock(&self.starts).len()
+    }
+
     /// Whether a worker started `job`.
     pub fn started(&self, job: &str) -> bool {
         lock(&self.starts).contains_key(job)
