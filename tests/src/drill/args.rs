@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const HELP: &str = "\
 failover-drill: run a worker pool and a producer on a reliable Redis queue behind a Sentinel
 supervisor, print a live timeline of its events, and on exit a summary: jobs produced, done,
-lost, run twice, the longest pause and, per failover, the time from the first signal to resume.
+lost, run twice, the longest fence and, per failover, the time from the first signal to resume.
 
 USAGE
     failover-drill --sentinels HOST:PORT,... [OPTIONS]   against a deployment you run

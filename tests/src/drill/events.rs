@@ -75,7 +75,7 @@ pub(crate) fn describe(event: &Event) -> Described {
         } => d(
             "candidate",
             format!(
-                "{candidate} is being promoted{}; polling its ROLE",
+                "{candidate} is being promoted{}; watching it (Sentinel closes its connections at the promotion)",
                 from(sentinel.as_ref())
             ),
             json!({ "candidate": addr(candidate), "sentinel": opt(sentinel.as_ref()) }),
@@ -122,12 +122,14 @@ pub(crate) fn describe(event: &Event) -> Described {
         } => d(
             "resumed",
             format!(
-                "{} -> {new} via {path}: workers paused after {}, new master in use after {}, \
-                 resumed after {}",
+                "{} -> {new} via {path}: new master in use after {}, resumed after {}{}",
                 name(old.as_ref()),
-                to_paused.map_or_else(|| "-".to_owned(), super::output::human),
                 super::output::human(*to_connected),
-                super::output::human(*total)
+                super::output::human(*total),
+                to_paused.map_or_else(String::new, |p| format!(
+                    " (drain: workers paused after {})",
+                    super::output::human(p)
+                )),
             ),
             json!({ "old": opt(old.as_ref()), "new": addr(new), "path": path.to_string(),
                     "to_paused_ms": to_paused.map_or(Value::Null, ms),

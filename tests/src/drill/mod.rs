@@ -21,7 +21,7 @@
 //! (*lost*). A job started more than once is *run twice*. A push still failing when the drill
 //! stops is *uncertain* and not counted. Per failover the timeline gives the time from the
 //! first signal (such as `+try-failover`) to the workers' resume, and how long no job could
-//! start (the gate closed); the longest of those is the *longest pause*.
+//! start (the gate closed); the longest of those is the *longest fence*.
 //!
 //! # Local mode
 //! `--local` starts one master, two replicas and three sentinels on 127.0.0.1 and plays a story

@@ -154,11 +154,11 @@ impl Summary<'_> {
         match self.longest_pause() {
             Some(f) => row(
                 &mut s,
-                "longest pause",
+                "longest fence",
                 human(f.paused),
-                &format!("workers paused, failover #{}{durable}", f.n),
+                &format!("no new job could start, failover #{}{durable}", f.n),
             ),
-            None => row(&mut s, "longest pause", "-".into(), "no failover"),
+            None => row(&mut s, "longest fence", "-".into(), "no failover"),
         }
         row(
             &mut s,

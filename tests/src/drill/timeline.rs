@@ -43,7 +43,8 @@ pub(crate) struct Failover {
     pub(crate) outcome: Outcome,
     /// From the first signal to the workers' resume.
     pub(crate) signal_to_resume: Duration,
-    /// From the gate closing (fence or switch detected) to its reopening: workers paused.
+    /// From the gate closing (fence or switch detected) to its reopening: no new job could
+    /// start (with a drain, the workers were also paused).
     pub(crate) paused: Duration,
     /// The core's own figures: trigger to paused, to connected, to resumed.
     pub(crate) core: Option<(Option<Duration>, Duration, Duration)>,
@@ -88,7 +89,7 @@ impl Failover {
             _ => "?".to_owned(),
         };
         format!(
-            "{route}: first signal {} at {:.3}s, resumed {} later; workers paused {}",
+            "{route}: first signal {} at {:.3}s, resumed {} later; new jobs waited {}",
             self.first_signal,
             out.since(self.signal_at).as_secs_f64(),
             human(self.signal_to_resume),
