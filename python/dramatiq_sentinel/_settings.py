@@ -32,7 +32,7 @@ DURATIONS = {
     "startup_timeout", "stale_master_ttl",
 }
 OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout"}
-BOOLEANS = {"tls", "early_fencing", "refresh_sentinels"}
+BOOLEANS = {"tls", "early_fencing", "refresh_sentinels", "drain"}
 INTEGERS = {"db", "max_sentinels"}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {
@@ -211,7 +211,11 @@ class Settings:
             settings.append((name, str(value)))
         # Anything else goes to the Rust configuration as text; it rejects unknown names.
         for name, value in kw.items():
-            settings.append((name, value if isinstance(value, str) else repr(value)))
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = value if isinstance(value, str) else repr(value)
+            settings.append((name, text))
 
         try:
             self.config = _native.Config(settings, self.sentinel_auth, self.redis_auth, root, client)

@@ -1,6 +1,7 @@
 """A pause that never completes: the worker is stopped with the grace and the process exits
-with 69, as the original did (here decided and timed by the Rust core). The core drains
-workers on a switch (the gate waits for the jobs in flight); the stuck job never ends."""
+with 69, as the original did (here decided and timed by the Rust core). With `drain=True` the
+core drains workers on a switch (the gate waits for the jobs in flight, as the original
+paused them); the stuck job never ends."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from conftest import Run, wait_for
 
 
 def test_a_pause_that_never_completes_exits_69(run_factory) -> None:
-    run: Run = run_factory(worker_pausing_timeout_before_exit=2.0, stop_grace=1.0)
+    run: Run = run_factory(drain=True, worker_pausing_timeout_before_exit=2.0, stop_grace=1.0)
     producer = run.producer()
 
     def stuck(seq: str) -> None:  # the app's `stuck` actor never finishes
