@@ -28,16 +28,22 @@ impl Cancel {
     }
 
     /// Runs `future` until it completes (`Some`) or this is cancelled (`None`). The wake-up
-    /// for a cancellation is registered only once the future is pending.
+    /// for a cancellation is registered only once the future is pending. A future that was
+    /// cancelled before its first poll is never polled (a command is not sent on a connection
+    /// of a replaced master); once started, a future that is ready wins over a cancellation:
+    /// a command whose reply arrived before the master moved returns that reply, also when its
+    /// caller polls it only later.
     pub(crate) async fn run<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
         use std::future::Future as _;
         use std::task::Poll;
         let mut future = std::pin::pin!(future);
         let mut listener: Option<event_listener::EventListener> = None;
+        let mut started = false;
         std::future::poll_fn(|cx| {
-            if self.is_cancelled() {
+            if !started && self.is_cancelled() {
                 return Poll::Ready(None);
             }
+            started = true;
             if let Poll::Ready(v) = future.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));
             }

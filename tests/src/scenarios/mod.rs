@@ -6,6 +6,7 @@
 //! `#[test]` of that file. Scenarios drive the deployment (blocking harness calls) from the
 //! test thread while the supervisor and a worker pool run on the runtime's own threads.
 
+pub mod apalis;
 pub mod escalation;
 pub mod failover;
 pub mod logs;
@@ -197,6 +198,9 @@ macro_rules! supervisor_suite {
             resilience::unreachable_master_holds_commands_for_the_hold_timeout,
             escalation::pause_timeout_fails_with_the_fail_policy,
             escalation::pause_timeout_exits_the_process,
+            apalis::apalis_through_a_graceful_failover_with_a_drain,
+            apalis::apalis_through_a_master_kill,
+            apalis::apalis_through_a_frozen_master,
         );
         /// Not a test of its own: the child process of `pause_timeout_exits_the_process`,
         /// which runs it with `--ignored --exact`.

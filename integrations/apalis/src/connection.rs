@@ -1,0 +1,174 @@
+//! [`ApalisConnection`]: the connection apalis-redis storage runs on.
+
+use dramatiq_sentinel_supervisor::MasterConnection;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use std::future::Future;
+use std::io;
+use tracing::debug;
+
+/// How many times one command is sent again after a failover cut it.
+const RESENDS: usize = 2;
+
+/// A [`MasterConnection`] for apalis-redis: `RedisStorage<Args, ApalisConnection>`.
+///
+/// Everything the master handle does applies (commands held while a failover is in progress,
+/// sent to the verified new master, every connection to the old one closed). In addition, a
+/// command that a failover cut after it was sent is sent again, at most twice, through the
+/// hold (so to the new master): one that was in flight on the old master when the supervisor
+/// switched (`ConnectionAborted`), or on a connection that broke before the reply (a killed
+/// master). apalis-redis stops a worker for good at its first Redis error, and leaves the
+/// tasks that worker had fetched in its in-flight set until another worker declares it dead
+/// (`heartbeat_interval × missed_heartbeats`, five minutes by default), so without the resend
+/// every master kill or freeze under load would stop workers and strand tasks.
+///
+/// Why a resend is safe for apalis-redis's commands (Lua scripts): a command cut by a switch
+/// did not take effect on the data the new master has. During `SENTINEL FAILOVER` the old
+/// master pauses writes before the promotion, so a write in flight at the switch never ran;
+/// a frozen master that runs its buffered commands when thawed is demoted and resynchronised
+/// from the new master, which drops them. Only a master killed in the instant between running
+/// a command and sending its reply, with that write already replicated, makes a resend run it
+/// twice (apalis-redis would then see a fetched batch twice in the in-flight set, or fail the
+/// second acknowledgement); Redis sends the reply and the replication stream together, so that
+/// window is a few microseconds.
+///
+/// Not resent: errors the server returned, timeouts (`command_timeout`: the command may still
+/// run), a failover that held the command for the whole `hold_timeout`, a master unreachable
+/// for `hold_timeout`, and commands after the supervisor stopped. Those reach apalis, which
+/// stops the worker. Keep `command_timeout` above the time your sentinels take to fail over
+/// a frozen master (`down-after-milliseconds` plus a second or two) if workers must survive a
+/// freeze; the default 5 s covers a `down-after` of up to about 3 s.
+#[derive(Clone, Debug)]
+pub struct ApalisConnection {
+    master: MasterConnection,
+}
+
+impl ApalisConnection {
+    /// apalis-redis's connection on `master` (a clone of the supervisor's master handle: every
+    /// storage shares its multiplexed connection).
+    pub fn new(master: MasterConnection) -> Self {
+        Self { master }
+    }
+
+    /// The master handle underneath.
+    pub fn master(&self) -> &MasterConnection {
+        &self.master
+    }
+}
+
+impl From<MasterConnection> for ApalisConnection {
+    fn from(master: MasterConnection) -> Self {
+        Self::new(master)
+    }
+}
+
+/// Whether `error` says the command was cut by a failover after it was sent: cancelled by the
+/// switch (`ConnectionAborted`), or the connection broke before the reply. Not: the supervisor
+/// stopped (`NotConnected`), or the master stayed unreachable for the hold timeout
+/// (`ConnectionRefused`), or anything else.
+pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
+    let io_kind = std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    match io_kind {
+        Some(io::ErrorKind::NotConnected | io::ErrorKind::ConnectionRefused) => false,
+        Some(io::ErrorKind::TimedOut) => false,
+        _ => error.is_connection_dropped() && !error.is_timeout(),
+    }
+}
+
+/// Runs `send` and sends again, at most [`RESENDS`] times, while a failover cut it.
+async fn resend<T, F, Fut>(what: &str, mut send: F) -> RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    let mut resent = 0;
+    loop {
+        match send().await {
+            Err(e) if resent < RESENDS && cut_by_failover(&e) => {
+                resent += 1;
+                debug!(error = %e, resent, what, "apalis command cut by a failover: sent again");
+            }
+            other => return other,
+        }
+    }
+}
+
+impl ConnectionLike for ApalisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let master = &self.master;
+            resend("command", || {
+                let mut conn = master.clone();
+                async move { conn.req_packed_command(cmd).await }
+            })
+            .await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let master = &self.master;
+            resend("pipeline", || {
+                let mut conn = master.clone();
+                async move { conn.req_packed_commands(pipeline, offset, count).await }
+            })
+            .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.master.get_db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: io::ErrorKind) -> RedisError {
+        io::Error::new(kind, "test").into()
+    }
+
+    #[test]
+    fn resends_only_what_a_failover_cut() {
+        assert!(cut_by_failover(&io(io::ErrorKind::ConnectionAborted)));
+        assert!(cut_by_failover(&io(io::ErrorKind::ConnectionReset)));
+        assert!(cut_by_failover(&io(io::ErrorKind::BrokenPipe)));
+        assert!(cut_by_failover(&io(io::ErrorKind::UnexpectedEof)));
+        assert!(!cut_by_failover(&io(io::ErrorKind::NotConnected)));
+        assert!(!cut_by_failover(&io(io::ErrorKind::ConnectionRefused)));
+        assert!(!cut_by_failover(&io(io::ErrorKind::TimedOut)));
+        let server: RedisError = (redis::ErrorKind::Client, "nope").into();
+        assert!(!cut_by_failover(&server));
+    }
+
+    #[test]
+    fn gives_up_after_two_resends() {
+        let mut calls = 0;
+        let result: RedisResult<()> = futures_executor(resend("test", || {
+            calls += 1;
+            async { Err(io(io::ErrorKind::ConnectionAborted)) }
+        }));
+        assert!(result.is_err());
+        assert_eq!(calls, 1 + RESENDS);
+    }
+
+    /// Polls a future that never waits to completion.
+    fn futures_executor<F: Future>(future: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+}
