@@ -309,4 +309,20 @@ pub enum Event {
         /// Why.
         error: FatalError,
     },
+    /// An application pub/sub handle (the supervisor's `MasterConnection::pubsub`) subscribed
+    /// again after it lost its subscriptions: the master moved (`old` is the previous master)
+    /// or its connection broke (`old` is the same master). Messages published during `gap`
+    /// were not received by it. Emitted by the supervisor's pub/sub task, not by the core.
+    PubSubResubscribed {
+        /// The master the subscriptions were on, if they were active before.
+        old: Option<Addr>,
+        /// The master they are on now.
+        new: Addr,
+        /// Channels subscribed.
+        channels: usize,
+        /// Patterns subscribed.
+        patterns: usize,
+        /// From the loss of the old subscriptions to the new ones being active.
+        gap: Duration,
+    },
 }

@@ -39,8 +39,8 @@ use std::time::Instant;
 pub use dramatiq_sentinel_supervisor::{
     Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
     DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
-    NatMap, NodeStatus, PauseTimeoutPolicy, Permit, Quorum, StartError, Status, StatusError,
-    SupervisorError, WorkerGate, Workers, core_api, redis,
+    NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum, StartError, Status,
+    StatusError, SupervisorError, WorkerGate, Workers, core_api, redis,
 };
 
 /// The tokio [`Runtime`]: tasks and timers on one tokio runtime, held by its handle, so the

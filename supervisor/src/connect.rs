@@ -73,7 +73,7 @@ impl Endpoint {
         }
     }
 
-    fn client(&self, addr: &Addr) -> Result<Client, String> {
+    pub(crate) fn client(&self, addr: &Addr) -> Result<Client, String> {
         self.client_with(addr, redis::ProtocolVersion::RESP2)
     }
 

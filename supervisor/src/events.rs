@@ -205,6 +205,14 @@ pub(crate) fn log_event(event: &Event) {
             )
         }
         Event::Stopped { error } => error!(error = %error, "supervisor stopped"),
+        Event::PubSubResubscribed {
+            old,
+            new,
+            channels,
+            patterns,
+            gap,
+        } => warn!(old = %opt(old), new = %new, channels, patterns, gap_ms = ms(gap),
+            "pub/sub subscriptions active again; messages published in the gap were missed"),
         other => info!(event = ?other, "event"),
     }
 }

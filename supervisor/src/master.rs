@@ -231,6 +231,11 @@ impl MasterConnection {
         Self { shared, own: None }
     }
 
+    /// The supervisor's shared state (for the pub/sub handle).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The master commands go to now (the last verified one, also while fenced).
     pub fn node(&self) -> Option<Addr> {
         self.shared.slot.current().map(|a| a.node.clone())

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod logs;
 pub mod long_jobs;
 pub mod pool;
+pub mod pubsub;
 pub mod resilience;
 pub mod runtimes;
 pub mod startup;
@@ -201,6 +202,7 @@ macro_rules! supervisor_suite {
             apalis::apalis_through_a_graceful_failover_with_a_drain,
             apalis::apalis_through_a_master_kill,
             apalis::apalis_through_a_frozen_master,
+            pubsub::pubsub_subscriptions_follow_the_master,
         );
         /// Not a test of its own: the child process of `pause_timeout_exits_the_process`,
         /// which runs it with `--ignored --exact`.
