@@ -7,6 +7,7 @@
 //! test thread while the supervisor and a worker pool run on the runtime's own threads.
 
 pub mod apalis;
+pub mod deadpool;
 pub mod escalation;
 pub mod failover;
 pub mod logs;
@@ -203,6 +204,7 @@ macro_rules! supervisor_suite {
             apalis::apalis_through_a_master_kill,
             apalis::apalis_through_a_frozen_master,
             pubsub::pubsub_subscriptions_follow_the_master,
+            deadpool::deadpool_pool_through_a_failover,
         );
         /// Not a test of its own: the child process of `pause_timeout_exits_the_process`,
         /// which runs it with `--ignored --exact`.
