@@ -390,6 +390,24 @@ impl EventRecord {
                 "supervisor stopped",
                 vec![("error", text(error))],
             ),
+            Event::PubSubResubscribed {
+                old,
+                new,
+                channels,
+                patterns,
+                gap,
+            } => (
+                "PubSubResubscribed",
+                Warn,
+                "pub/sub subscriptions active again; messages published in the gap were missed",
+                vec![
+                    ("old", opt_addr(old)),
+                    ("new", addr(new)),
+                    ("channels", text(channels)),
+                    ("patterns", text(patterns)),
+                    ("gap_ms", ms(gap)),
+                ],
+            ),
             other => (
                 "Other",
                 Info,
