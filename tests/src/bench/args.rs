@@ -26,7 +26,9 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --skip-overhead      no idle CPU/RSS, worker-gate or core measurements
   --skip-commands      no per-command overhead (MasterConnection vs a plain connection)
   --skip-fleet         no fleet runs (many supervisors on one deployment)
-  --only LIST          only these parts: writers,jobs,long-jobs,overhead,commands,fleet
+  --skip-apalis        no apalis job workload (apalis workers on apalis-redis: ours on tokio
+                       and smol, and on a `ConnectionManager` from `redis::sentinel`)
+  --only LIST          only these parts: writers,jobs,long-jobs,overhead,commands,fleet,apalis
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
   --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
                        runs: numbers or `default` (Redis's 511; the default)
@@ -109,6 +111,8 @@ pub(crate) struct Options {
     pub(crate) overhead: bool,
     pub(crate) commands: bool,
     pub(crate) fleet: bool,
+    /// The apalis job workload (issue 14).
+    pub(crate) apalis: bool,
     pub(crate) fleet_sizes: Vec<usize>,
     pub(crate) fleet_backlogs: Vec<Option<u32>>,
     pub(crate) command_rounds: usize,
@@ -161,6 +165,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         overhead: true,
         commands: true,
         fleet: true,
+        apalis: true,
         fleet_sizes: super::fleet::SIZES.to_vec(),
         fleet_backlogs: vec![None],
         command_rounds: 5,
@@ -221,6 +226,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
             "--skip-overhead" => o.overhead = false,
             "--skip-commands" => o.commands = false,
             "--skip-fleet" => o.fleet = false,
+            "--skip-apalis" => o.apalis = false,
             "--only" => {
                 let parts = list(&value("--only")?);
                 let known = [
@@ -230,6 +236,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                     "overhead",
                     "commands",
                     "fleet",
+                    "apalis",
                 ];
                 if let Some(bad) = parts.iter().find(|p| !known.contains(&p.as_str())) {
                     return Err(err(format!("unknown part `{bad}` (one of {known:?})")));
@@ -238,6 +245,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                 (o.writers, o.jobs, o.overhead) = (has("writers"), has("jobs"), has("overhead"));
                 o.long_jobs = has("long-jobs");
                 (o.commands, o.fleet) = (has("commands"), has("fleet"));
+                o.apalis = has("apalis");
             }
             "--fleet-sizes" => {
                 o.fleet_sizes = list(&value("--fleet-sizes")?)
@@ -314,6 +322,8 @@ pub(crate) enum Role {
     Gate,
     /// Many supervisors in one process (the fleet benchmark).
     Fleet,
+    /// apalis workers on apalis-redis (ours or a `ConnectionManager`).
+    Apalis,
 }
 
 /// The arguments of a child process: `child <role> --key value ...`.
@@ -344,6 +354,7 @@ impl ChildArgs {
             Some("idle") => Role::Idle,
             Some("gate") => Role::Gate,
             Some("fleet") => Role::Fleet,
+            Some("apalis") => Role::Apalis,
             other => return Err(err(format!("unknown child role {other:?}"))),
         };
         let mut c = ChildArgs {

@@ -22,6 +22,7 @@
 //! - Overhead (`overhead`): idle CPU and RSS of a supervisor watching 3 sentinels, the worker
 //!   gate against a bare semaphore permit, and the core benchmark's inputs per second.
 
+mod apalis;
 mod args;
 mod child;
 mod clock;
@@ -73,6 +74,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             Role::Idle => idle::run_idle(&c),
             Role::Gate => idle::run_gate(&c),
             Role::Fleet => fleet_child::run(&c),
+            Role::Apalis => apalis::run_child(&c),
         },
         Command::Bench(o) => bench(&o),
     };
@@ -285,6 +287,35 @@ fn bench(o: &Options) -> Result<()> {
             }
         }
     }
+    let mut apalis_runs = Vec::new();
+    if o.apalis {
+        for rep in 1..=o.reps {
+            for &scenario in &o.job_scenarios {
+                for variant in apalis::VARIANTS {
+                    eprint!(
+                        "failover-bench: [{rep}/{}] apalis, {}, {variant} (load {:.2}) ... ",
+                        o.reps,
+                        scenario.id(),
+                        run::load1()
+                    );
+                    let result =
+                        apalis::apalis_run(&ctx, scenario, variant).map_err(|e| e.to_string());
+                    outcome(&result, |r| {
+                        format!(
+                            "{} produced, {} lost, {} run twice, {} stranded, {} restarts, gap {:.0} ms",
+                            r.figures.produced,
+                            r.figures.lost,
+                            r.figures.run_twice,
+                            r.stranded,
+                            r.restarts,
+                            r.figures.gap_ms
+                        )
+                    });
+                    apalis_runs.push((scenario, variant.to_owned(), result));
+                }
+            }
+        }
+    }
     let fleet = o.fleet.then(|| {
         let mut runs = Vec::new();
         for rep in 1..=o.reps {
@@ -354,6 +385,7 @@ fn bench(o: &Options) -> Result<()> {
         writers,
         jobs,
         long_jobs,
+        apalis: apalis_runs,
         overhead,
         commands,
         fleet,

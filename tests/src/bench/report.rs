@@ -34,6 +34,7 @@ pub(crate) struct Report {
     pub(crate) writers: Vec<WriterRun>,
     pub(crate) jobs: Vec<JobRun>,
     pub(crate) long_jobs: Vec<super::scale_report::LongJobRun>,
+    pub(crate) apalis: Vec<super::apalis::ApalisRun>,
     pub(crate) overhead: Option<Overhead>,
     pub(crate) commands: Option<Result<super::commands::Commands, String>>,
     pub(crate) fleet: Option<Vec<super::scale_report::FleetRun>>,
@@ -119,12 +120,12 @@ fn verdict(
 }
 
 /// One figure of a run, for a table column.
-type Column<'a, T> = &'a dyn Fn(&T) -> Option<f64>;
+pub(crate) type Column<'a, T> = &'a dyn Fn(&T) -> Option<f64>;
 
 /// A workload's section: per scenario a table with a row per client (each column's
 /// median (min..max) over its runs) and the note about runs with a second failover, which
 /// `twice` describes (`None` for a run with one failover).
-fn workload_tables<T>(
+pub(crate) fn workload_tables<T>(
     out: &mut String,
     runs: &[(Scenario, String, Result<T, String>)],
     title: &str,
@@ -221,6 +222,9 @@ pub(crate) fn client_label(id: &str) -> String {
     if let Some(o) = Ours::from_id(id) {
         return o.label().to_owned();
     }
+    if id.starts_with("apalis-") {
+        return super::apalis::label(id).to_owned();
+    }
     match id {
         "redis-py" => "redis-py `Sentinel.master_for`".to_owned(),
         "ioredis" => "ioredis (sentinels)".to_owned(),
@@ -314,6 +318,7 @@ impl Report {
         self.writer_tables(&mut out);
         self.job_tables(&mut out);
         super::scale_report::long_job_table(&mut out, &self.long_jobs);
+        super::apalis::apalis_table(&mut out, &self.apalis);
         self.deployment_table(&mut out);
         self.overhead_tables(&mut out);
         if let Some(c) = &self.commands {

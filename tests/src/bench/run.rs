@@ -16,14 +16,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SEC: u64 = 1_000_000_000;
+pub(crate) const SEC: u64 = 1_000_000_000;
 /// The writer workload's failover comes this long after the client is ready.
 const WRITER_TRIGGER: u64 = 5 * SEC;
 /// The job workload's failover comes this long after the pool is ready (the backlog is then
 /// about half done).
 const JOBS_TRIGGER: u64 = 3 * SEC;
 /// Every run lasts at least this long from the client's readiness.
-const MIN_RUN: u64 = 15 * SEC;
+pub(crate) const MIN_RUN: u64 = 15 * SEC;
 /// After the deployment settled (new master agreed, old one demoted or dead), clients get
 /// this long to show that they moved.
 const AFTER_SETTLED: Duration = Duration::from_secs(2);
@@ -176,7 +176,7 @@ pub(crate) fn trigger(d: &Deployment, scenario: Scenario, old: NodeId) -> Result
 /// Waits until `not_before`, for the sentinels to agree on a master other than `old`, and for
 /// `old` (if it runs) to be a replica; then [`AFTER_SETTLED`]. A second failover in between
 /// (redis/redis#8607) is fine.
-fn settle(d: &Deployment, old: NodeId, not_before: u64) -> Result<NodeId> {
+pub(crate) fn settle(d: &Deployment, old: NodeId, not_before: u64) -> Result<NodeId> {
     sleep_until_ns(not_before);
     let new = d.wait_for_new_master(old, Duration::from_secs(60))?;
     if d.is_running(old) {
@@ -211,7 +211,7 @@ pub(crate) struct Reference {
 }
 
 impl Reference {
-    fn new(seen: &Seen, t0: u64) -> Self {
+    pub(crate) fn new(seen: &Seen, t0: u64) -> Self {
         let first = seen.first_signal(t0);
         Self {
             signal_ms: first.map(|s| ms_between(t0, s.t)),
@@ -244,7 +244,7 @@ pub(crate) struct WriterResult {
     pub(crate) load: f64,
 }
 
-fn events_after<'a>(
+pub(crate) fn events_after<'a>(
     lines: &'a [Value],
     kind: &'a str,
     t0: u64,
@@ -260,7 +260,7 @@ fn events_after<'a>(
     })
 }
 
-fn samples(messages: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn samples(messages: impl Iterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in messages {
         let short: String = m.chars().take(120).collect();
