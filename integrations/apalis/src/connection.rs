@@ -4,7 +4,6 @@ use dramatiq_sentinel_supervisor::MasterConnection;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
-use std::io;
 use tracing::debug;
 
 /// How many times one command is sent again after a failover cut it.
@@ -63,22 +62,15 @@ impl From<MasterConnection> for ApalisConnection {
 }
 
 /// Whether `error` says the command was cut by a failover after it was sent: cancelled by the
-/// switch (`ConnectionAborted`), or the connection broke before the reply. Not: the supervisor
-/// stopped (`NotConnected`), or the master stayed unreachable for the hold timeout
-/// (`ConnectionRefused`), or anything else.
+/// switch (`ConnectionAborted`), or the connection broke before the reply. Not: the master
+/// stayed unreachable for the hold timeout (`ConnectionRefused`), a timeout, or anything else.
+/// (A stopped supervisor, `NotConnected`, is ruled out by the caller: it has no master.)
 pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
-    let io_kind = std::error::Error::source(error)
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .map(io::Error::kind);
-    match io_kind {
-        Some(io::ErrorKind::NotConnected | io::ErrorKind::ConnectionRefused) => false,
-        Some(io::ErrorKind::TimedOut) => false,
-        _ => error.is_connection_dropped() && !error.is_timeout(),
-    }
+    error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
 }
 
 /// Runs `send` and sends again, at most [`RESENDS`] times, while a failover cut it.
-async fn resend<T, F, Fut>(what: &str, mut send: F) -> RedisResult<T>
+async fn resend<T, F, Fut>(what: &str, stopped: impl Fn() -> bool, mut send: F) -> RedisResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = RedisResult<T>>,
@@ -86,7 +78,7 @@ where
     let mut resent = 0;
     loop {
         match send().await {
-            Err(e) if resent < RESENDS && cut_by_failover(&e) => {
+            Err(e) if resent < RESENDS && cut_by_failover(&e) && !stopped() => {
                 resent += 1;
                 debug!(error = %e, resent, what, "apalis command cut by a failover: sent again");
             }
@@ -99,10 +91,14 @@ impl ConnectionLike for ApalisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let master = &self.master;
-            resend("command", || {
-                let mut conn = master.clone();
-                async move { conn.req_packed_command(cmd).await }
-            })
+            resend(
+                "command",
+                || master.node().is_none(),
+                || {
+                    let mut conn = master.clone();
+                    async move { conn.req_packed_command(cmd).await }
+                },
+            )
             .await
         })
     }
@@ -115,10 +111,14 @@ impl ConnectionLike for ApalisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let master = &self.master;
-            resend("pipeline", || {
-                let mut conn = master.clone();
-                async move { conn.req_packed_commands(pipeline, offset, count).await }
-            })
+            resend(
+                "pipeline",
+                || master.node().is_none(),
+                || {
+                    let mut conn = master.clone();
+                    async move { conn.req_packed_commands(pipeline, offset, count).await }
+                },
+            )
             .await
         })
     }
@@ -131,6 +131,7 @@ impl ConnectionLike for ApalisConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     fn io(kind: io::ErrorKind) -> RedisError {
         io::Error::new(kind, "test").into()
@@ -142,7 +143,6 @@ mod tests {
         assert!(cut_by_failover(&io(io::ErrorKind::ConnectionReset)));
         assert!(cut_by_failover(&io(io::ErrorKind::BrokenPipe)));
         assert!(cut_by_failover(&io(io::ErrorKind::UnexpectedEof)));
-        assert!(!cut_by_failover(&io(io::ErrorKind::NotConnected)));
         assert!(!cut_by_failover(&io(io::ErrorKind::ConnectionRefused)));
         assert!(!cut_by_failover(&io(io::ErrorKind::TimedOut)));
         let server: RedisError = (redis::ErrorKind::Client, "nope").into();
@@ -152,10 +152,14 @@ mod tests {
     #[test]
     fn gives_up_after_two_resends() {
         let mut calls = 0;
-        let result: RedisResult<()> = futures_executor(resend("test", || {
-            calls += 1;
-            async { Err(io(io::ErrorKind::ConnectionAborted)) }
-        }));
+        let result: RedisResult<()> = futures_executor(resend(
+            "test",
+            || false,
+            || {
+                calls += 1;
+                async { Err(io(io::ErrorKind::ConnectionAborted)) }
+            },
+        ));
         assert!(result.is_err());
         assert_eq!(calls, 1 + RESENDS);
     }
