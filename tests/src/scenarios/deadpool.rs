@@ -80,6 +80,29 @@ pub fn deadpool_pool_through_a_failover<R: TestRuntime>() {
             Err(format!("{n} acknowledged"))
         }
     });
+    // Everything written so far reaches both replicas before the failover (right after a
+    // start a replica may be linked but not streaming yet: promoting it would lose what it
+    // missed, which no client can prevent without `WAIT`). `WAIT` on a connection of our own
+    // after a write of our own covers every earlier write.
+    let master = d.master().expect("master");
+    let mut conn = d.connect(master).expect("connect to the master");
+    wait_for("the writes so far to reach both replicas", WAIT, || {
+        redis::cmd("SET")
+            .arg("pool-marker")
+            .arg(1)
+            .query::<()>(&mut conn)
+            .map_err(|e| e.to_string())?;
+        let replicas: usize = redis::cmd("WAIT")
+            .arg(2)
+            .arg(1000)
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if replicas >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{replicas} of 2 replicas"))
+        }
+    });
     let (old, new) = d.failover_and_wait(WAIT).expect("failover");
     timeline.wait_count("the switch", 1, switched);
     let new = d.master().unwrap_or(new);
