@@ -3,6 +3,8 @@ nothing is left in the queues or acknowledgement sets."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import Run, wait_for
@@ -59,6 +61,7 @@ def test_master_killed(run_factory) -> None:
     started(run)
     run.deployment.wait_replicated()
     killed = run.deployment.cmd("kill-master")["killed"]
+    killed_at = time.time()
     new = run.deployment.cmd(f"wait-new-master {killed}")["master"]
     assert new != killed
     count = len(producer.sent)
@@ -71,7 +74,7 @@ def test_master_killed(run_factory) -> None:
     assert run.stop_workers() == [0]
     run.check_exactly_once(producer.sent, maybe)
     run.deployment.cmd(f"revive {killed}")
-    run.check_redis_clean()
+    run.check_redis_clean(killed_at=killed_at)
 
 
 def test_master_frozen_then_thawed(run_factory) -> None:
