@@ -122,7 +122,6 @@ pub struct Config {
     pub(crate) startup_timeout: Option<Duration>,
     pub(crate) refresh_sentinels: bool,
     pub(crate) max_sentinels: usize,
-    pub(crate) stale_master_ttl: Duration,
     pub(crate) forget_sentinel_after: Duration,
     pub(crate) jitter_seed: Option<u64>,
 }
@@ -202,7 +201,6 @@ impl Default for ConfigBuilder {
                 startup_timeout: Some(Duration::from_secs(60)),
                 refresh_sentinels: true,
                 max_sentinels: 32,
-                stale_master_ttl: Duration::from_secs(15),
                 forget_sentinel_after: Duration::from_secs(300),
                 jitter_seed: None,
             },
@@ -301,11 +299,6 @@ settings! {
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.
     max_sentinels: usize,
-    /// How long a master that a `+switch-master` (or a completed switch) replaced is treated as
-    /// stale, so a lagging sentinel that still names it is not believed. Sentinels catch up
-    /// within about 2 s; a deposed master keeps answering `ROLE` master for about 11 s until
-    /// Sentinel reconfigures it. Default 15 s.
-    stale_master_ttl: Duration,
     /// A learned sentinel (not a configured one) whose listener has failed for this long
     /// without a successful subscription is forgotten (its listener stops); it is learned
     /// again if a sentinel still lists it. Default 300 s.
@@ -400,7 +393,6 @@ impl ConfigBuilder {
             "role_poll_interval" => c.role_poll_interval = parse_secs(field, v)?,
             "health_check_interval" => c.health_check_interval = parse_secs(field, v)?,
             "startup_timeout" => c.startup_timeout = parse_opt_secs(field, v)?,
-            "stale_master_ttl" => c.stale_master_ttl = parse_secs(field, v)?,
             "forget_sentinel_after" => c.forget_sentinel_after = parse_secs(field, v)?,
             "jitter_seed" => {
                 c.jitter_seed = match v {
@@ -484,7 +476,6 @@ impl ConfigBuilder {
             ("role_poll_interval", Some(cfg.role_poll_interval)),
             ("health_check_interval", Some(cfg.health_check_interval)),
             ("startup_timeout", cfg.startup_timeout),
-            ("stale_master_ttl", Some(cfg.stale_master_ttl)),
             ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
         ];
         for (name, d) in durations {

@@ -4,6 +4,7 @@
 
 use crate::action::{Action, OpId};
 use crate::addr::Addr;
+use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::machine::Core;
 use crate::parse::{MasterAnswer, Role, parse_master_reply, parse_role};
@@ -35,8 +36,9 @@ pub(crate) struct Round {
     failures: Vec<(Addr, String)>,
     unknown: Vec<Addr>,
     down: Option<(Addr, String)>,
-    /// Answers naming a master a `+switch-master` replaced: address, votes, first sentinel.
-    stale: Vec<(Addr, usize, usize)>,
+    /// An answer naming another master at a configuration epoch not newer than the one in
+    /// use: a sentinel that has not caught up.
+    older: Option<Addr>,
 }
 
 impl Core {
@@ -69,7 +71,7 @@ impl Core {
             failures: Vec::new(),
             unknown: Vec::new(),
             down: None,
-            stale: Vec::new(),
+            older: None,
         });
         self.next_query(now);
     }
@@ -108,15 +110,22 @@ impl Core {
     }
 
     pub(crate) fn master_reply(&mut self, op: OpId, reply: Result<Reply, String>, now: Instant) {
+        let current = match &self.discovery {
+            Discovery::Running(round) => round.current,
+            _ => None,
+        };
+        let Some(i) = current.and_then(|(c, i)| (c == op).then_some(i)) else {
+            // A late answer decides nothing, but the configuration it names existed.
+            if let Ok(Ok(MasterAnswer::Known(info))) = reply.as_ref().map(parse_master_reply)
+                && let Some(c) = info.config_epoch
+            {
+                self.epochs.existed(&self.cfg.nat.map(&info.addr), c);
+            }
+            return;
+        };
         let Discovery::Running(round) = &mut self.discovery else {
             return;
         };
-        let Some((current, i)) = round.current else {
-            return;
-        };
-        if current != op {
-            return;
-        }
         round.current = None;
         self.timers.cancel(TimerReason::QueryTimeout);
         let sentinel = self.sentinels[i].addr.clone();
@@ -126,17 +135,28 @@ impl Core {
             Ok(MasterAnswer::UnknownName) => round.unknown.push(sentinel),
             Ok(MasterAnswer::Known(info)) => {
                 let addr = self.cfg.nat.map(&info.addr);
-                let stale = self.history.is_stale(&addr, now);
+                let epoch = info.config_epoch;
+                // A sentinel naming an older configuration has not caught up: not believed.
+                // One naming the master in use tells its epoch.
+                if let Some(c) = epoch {
+                    self.epochs.named(&sentinel, op, &addr, c);
+                }
+                let older =
+                    epoch.is_some_and(|c| self.epochs.older(&addr, c, self.master.as_ref()));
+                if let Some(c) = epoch
+                    && self.master.as_ref() == Some(&addr)
+                    && !older
+                {
+                    self.epochs.confirmed(c);
+                }
                 if !info.is_up() {
                     round.down = Some((addr, info.flags.join(",")));
-                } else if stale {
-                    match round.stale.iter_mut().find(|(a, _, _)| *a == addr) {
-                        Some((_, votes, _)) => *votes += 1,
-                        None => round.stale.push((addr, 1, i)),
-                    }
+                } else if older {
+                    round.older.get_or_insert(addr);
                 } else {
                     let (path, verify) = (round.path, round.verify);
-                    return self.discovered(i, addr, path, verify, now);
+                    let known = epoch.map_or(Known::Unknown, Known::Exact);
+                    return self.discovered(i, addr, known, path, verify, now);
                 }
             }
         }
@@ -147,6 +167,7 @@ impl Core {
         &mut self,
         i: usize,
         addr: Addr,
+        epoch: Known,
         path: DetectionPath,
         verify: bool,
         now: Instant,
@@ -161,7 +182,7 @@ impl Core {
         }
         let sentinel = self.sentinels[i].addr.clone();
         if self.switch.is_some() {
-            return self.discovered_during_switch(addr, path, sentinel, now);
+            return self.discovered_during_switch(addr, epoch, path, sentinel, now);
         }
         if self.master.as_ref() == Some(&addr) {
             if verify {
@@ -171,11 +192,11 @@ impl Core {
             }
             return;
         }
-        if self.follow_failover(&addr, &sentinel, now) {
+        if self.follow_failover(&addr, epoch, &sentinel, now) {
             return;
         }
         self.start_switch(path, Some(sentinel.clone()), false, "discovery", now);
-        self.set_target(addr, path, Some(sentinel), now);
+        self.set_target(addr, epoch, path, Some(sentinel), now);
     }
 
     fn round_failed(&mut self, now: Instant) {
@@ -183,26 +204,9 @@ impl Core {
         else {
             return;
         };
-        // During a failover every sentinel may still name the master it replaces for a couple
-        // of seconds, so a stale answer is not believed at first. But when a switch is looking
-        // for a master (the one in use failed: READONLY, ROLE, unreachable), a majority of all
-        // known sentinels naming a master replaced more than a few seconds ago is a fail-back
-        // whose events were missed: believe it (it is still verified with ROLE).
-        let looking = self
-            .switch
-            .as_ref()
-            .is_some_and(|sw| !sw.early && sw.target.is_none() && sw.candidate.is_none());
-        if let [(addr, votes, i)] = round.stale.as_slice()
-            && looking
-            && *votes > self.sentinels.len() / 2
-            && !self.history.replaced_recently(addr, now)
-        {
-            self.history.unstale(addr);
-            return self.discovered(*i, addr.clone(), round.path, round.verify, now);
-        }
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
-        } else if let Some((master, _, _)) = round.stale.into_iter().next() {
+        } else if let Some(master) = round.older {
             DiscoveryError::StaleAnswer { master }
         } else if !round.unknown.is_empty() {
             DiscoveryError::MasterNameUnknown {

@@ -73,8 +73,9 @@ pub enum DiscoveryError {
         /// Its flags.
         flags: String,
     },
-    /// The sentinels still name a master that a `+switch-master` replaced.
-    #[error("sentinels still name {master}, which a +switch-master replaced")]
+    /// The sentinels still name a master that was replaced: a configuration older than the one
+    /// in use (its `config-epoch`), or, without epochs, one a `+switch-master` replaced.
+    #[error("sentinels still name {master}, which a newer configuration replaced")]
     StaleAnswer {
         /// The replaced master.
         master: Addr,
@@ -133,9 +134,12 @@ pub enum IgnoreReason {
     NotOurMaster(Addr),
     /// It repeats what is already being handled (N sentinels publish the same event).
     Duplicate,
-    /// A late message of an earlier failover: it names as new master or candidate a node that
-    /// has been replaced since, or is failing over itself.
-    Late(Addr),
+    /// It names a new master or a candidate that its epoch does not show newer than what the
+    /// core knows: sent at an epoch not above the configuration in use (a late copy), naming a
+    /// master a newer configuration replaced or whose own failover is under way, or on a
+    /// connection whose epoch is not known yet. The core does not follow it; it fences and
+    /// asks the sentinels, whose answers carry configuration epochs.
+    Unproven(Addr),
 }
 
 impl fmt::Display for IgnoreReason {
@@ -145,7 +149,10 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::Malformed(m) => write!(f, "malformed: {m}"),
             IgnoreReason::NotOurMaster(a) => write!(f, "about {a}, not the master in use"),
             IgnoreReason::Duplicate => f.write_str("duplicate"),
-            IgnoreReason::Late(a) => write!(f, "late: {a} was replaced or is failing over"),
+            IgnoreReason::Unproven(a) => write!(
+                f,
+                "names {a}, not shown newer than the configuration in use; asking the sentinels"
+            ),
         }
     }
 }

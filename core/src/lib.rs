@@ -18,6 +18,7 @@ mod addr;
 mod backoff;
 mod config;
 mod discovery;
+mod epochs;
 mod event;
 mod history;
 mod listeners;

@@ -22,6 +22,9 @@ pub(crate) struct Sentinel {
     configured: bool,
     /// Since when its listener has failed without a successful subscription in between.
     failing_since: Option<Instant>,
+    /// The sentinel's epoch as its current connection announced it (`+new-epoch`): every
+    /// later message on that connection was sent at this epoch or a newer one.
+    epoch: Option<u64>,
 }
 
 /// Listener state; the `Listener(i)` timer means: reconnect (Waiting), subscribe deadline
@@ -48,6 +51,7 @@ impl Sentinel {
             backoff: Backoff::new(cfg.min_backoff, cfg.max_backoff, cfg.backoff_factor),
             configured,
             failing_since: None,
+            epoch: None,
         }
     }
 
@@ -91,6 +95,7 @@ impl Core {
         s.listener = Listener::Up { op, pinging: false };
         s.backoff.reset();
         s.failing_since = None;
+        s.epoch = None; // a new connection: nothing announced on it yet
         let sentinel = s.addr.clone();
         self.timers.set(
             TimerReason::Listener(i),
@@ -219,14 +224,18 @@ impl Core {
             Ok(None) => return,
             Err(e) => return self.emit(ignored(IgnoreReason::Malformed(e.0))),
         };
-        if message.service() != self.cfg.service_name {
-            return self.emit(ignored(IgnoreReason::OtherService(
-                message.service().to_owned(),
-            )));
+        if let Some(other) = message.service().filter(|s| *s != self.cfg.service_name) {
+            return self.emit(ignored(IgnoreReason::OtherService(other.to_owned())));
         }
+        let tag = self.sentinels[i].epoch;
         let outcome = match message {
+            Message::Epoch { epoch } => {
+                self.sentinels[i].epoch = Some(tag.map_or(epoch, |t| t.max(epoch)));
+                self.history.epoch_learned(&sentinel, epoch);
+                return;
+            }
             Message::SwitchMaster { old, new, .. } => {
-                self.on_switch_master(old, new, &sentinel, now)
+                self.on_switch_master(old, new, &sentinel, tag, now)
             }
             Message::Failover {
                 signal,
@@ -234,7 +243,7 @@ impl Core {
                 master,
                 replica,
                 ..
-            } => self.on_failover_signal(signal, channel, master, replica, &sentinel, now),
+            } => self.on_failover_signal(signal, channel, master, replica, &sentinel, tag, now),
         };
         if let Err(reason) = outcome {
             self.emit(ignored(reason));

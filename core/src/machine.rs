@@ -6,6 +6,7 @@ use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
 use crate::discovery::Discovery;
+use crate::epochs::Epochs;
 use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
 use crate::history::History;
 use crate::listeners::Sentinel;
@@ -57,6 +58,9 @@ pub struct Core {
     pub(crate) order: Vec<usize>,
     /// The master the application's connection points at (verified when it was chosen).
     pub(crate) master: Option<Addr>,
+    /// What the core knows of configuration epochs: no configuration older than the one in
+    /// use is believed or moved to.
+    pub(crate) epochs: Epochs,
     /// A switch or fence in progress (startup counts as a switch from no master).
     pub(crate) switch: Option<Switch>,
     pub(crate) discovery: Discovery,
@@ -65,7 +69,7 @@ pub struct Core {
     pub(crate) verify_probe: Option<(OpId, Addr)>,
     /// A `SENTINEL SENTINELS` query in flight, and the index of the sentinel asked.
     pub(crate) refresh: Option<(OpId, usize)>,
-    /// What the core remembers about recent masters (stale, failing, transitions seen).
+    /// Failovers announced recently (masters failing over, their candidates).
     pub(crate) history: History,
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
@@ -99,12 +103,13 @@ impl Core {
             events: VecDeque::new(),
             timers: Timers::default(),
             master: None,
+            epochs: Epochs::default(),
             switch: None,
             discovery: Discovery::Idle,
             discovery_backoff,
             verify_probe: None,
             refresh: None,
-            history: History::new(cfg.fence_timeout, cfg.stale_master_ttl),
+            history: History::new(cfg.fence_timeout),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
             watch: None,
@@ -133,6 +138,11 @@ impl Core {
     /// The master the application's connection points at, once startup verified one.
     pub fn master(&self) -> Option<&Addr> {
         self.master.as_ref()
+    }
+
+    /// The configuration epoch of the master in use, when known.
+    pub fn master_epoch(&self) -> Option<u64> {
+        self.epochs.in_use()
     }
 
     /// Whether work is fenced (startup, a failover announced, or a switch in progress).
@@ -365,6 +375,11 @@ impl Core {
     pub(crate) fn op(&mut self) -> OpId {
         self.next_op += 1;
         OpId(self.next_op)
+    }
+
+    /// The id the next operation will take (every later one is higher).
+    pub(crate) fn next_op(&self) -> OpId {
+        OpId(self.next_op + 1)
     }
 
     pub(crate) fn push_action(&mut self, a: Action) {

@@ -26,6 +26,11 @@ pub(crate) enum Message {
         old: Addr,
         new: Addr,
     },
+    /// A sentinel's current epoch moved to `epoch` (`+new-epoch <epoch>`, or
+    /// `+vote-for-leader <runid> <epoch>`). The epoch is the sentinel's, shared by every
+    /// service it monitors; every later message of that connection was sent at that epoch or
+    /// a newer one.
+    Epoch { epoch: u64 },
     /// A failover-related event about a master or one of its replicas.
     Failover {
         signal: Signal,
@@ -39,10 +44,14 @@ pub(crate) enum Message {
 }
 
 impl Message {
-    /// The service (master name) the message is about.
-    pub(crate) fn service(&self) -> &str {
+    /// The service (master name) the message is about; `None` for epoch messages, which
+    /// concern every service of the sentinel.
+    pub(crate) fn service(&self) -> Option<&str> {
         match self {
-            Message::SwitchMaster { service, .. } | Message::Failover { service, .. } => service,
+            Message::SwitchMaster { service, .. } | Message::Failover { service, .. } => {
+                Some(service)
+            }
+            Message::Epoch { .. } => None,
         }
     }
 
@@ -67,6 +76,7 @@ impl Message {
                 master: nat.map(&master),
                 replica: replica.map(|r| nat.map(&r)),
             },
+            epoch @ Message::Epoch { .. } => epoch,
         }
     }
 }
@@ -103,11 +113,19 @@ fn classify(channel: &str) -> Option<Signal> {
 /// (`+sdown`, `+new-epoch`, hello messages, ...).
 pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Message>, Malformed> {
     let channel = std::str::from_utf8(channel).map_err(|_| malformed("channel is not UTF-8"))?;
-    if channel != "+switch-master" && classify(channel).is_none() {
+    let epoch_channel = matches!(channel, "+new-epoch" | "+vote-for-leader");
+    if channel != "+switch-master" && !epoch_channel && classify(channel).is_none() {
         return Ok(None);
     }
     let payload = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
     let tokens: Vec<&str> = payload.split(' ').filter(|t| !t.is_empty()).collect();
+    if epoch_channel {
+        // `+new-epoch <epoch>`, `+vote-for-leader <leader-runid> <epoch>`.
+        return match tokens.last().map(|t| t.parse::<u64>()) {
+            Some(Ok(epoch)) => Ok(Some(Message::Epoch { epoch })),
+            _ => Err(malformed(format!("{channel} payload has no epoch"))),
+        };
+    }
     if channel == "+switch-master" {
         return parse_switch_master(&tokens).map(Some);
     }
@@ -125,7 +143,7 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
 /// listener health checks `PING` after `health_check_interval` of relevant silence.
 pub fn message_concerns(service: &str, channel: &[u8], payload: &[u8]) -> bool {
     match parse_message(channel, payload) {
-        Ok(Some(message)) => message.service() == service,
+        Ok(Some(message)) => message.service().is_none_or(|s| s == service),
         Ok(None) => false,
         Err(_) => true,
     }
@@ -185,6 +203,8 @@ fn parse_instance_payload(
 pub(crate) struct MasterInfo {
     pub(crate) addr: Addr,
     pub(crate) flags: Vec<String>,
+    /// The configuration epoch of this master (`config-epoch`), if the reply has one.
+    pub(crate) config_epoch: Option<u64>,
 }
 
 impl MasterInfo {
@@ -228,7 +248,15 @@ pub(crate) fn parse_master_reply(reply: &Reply) -> Result<MasterAnswer, Malforme
                 .filter(|f| !f.is_empty())
                 .map(str::to_owned)
                 .collect();
-            Ok(MasterAnswer::Known(MasterInfo { addr, flags }))
+            let config_epoch = reply
+                .field("config-epoch")
+                .and_then(Reply::text)
+                .and_then(|t| t.parse().ok());
+            Ok(MasterAnswer::Known(MasterInfo {
+                addr,
+                flags,
+                config_epoch,
+            }))
         }
         other => Err(malformed(format!(
             "SENTINEL MASTER replied {}",
@@ -307,6 +335,24 @@ pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
     }
 }
 
+/// The replication offset in a `ROLE` reply: a master's `master_repl_offset`, a replica's
+/// processed offset. `None` for other roles or when the reply has none.
+#[allow(dead_code)] // the lost-write check uses it next
+pub(crate) fn role_offset(reply: &Reply) -> Option<u64> {
+    let Reply::Array(items) = reply else {
+        return None;
+    };
+    let at = match items.first().and_then(Reply::text).as_deref() {
+        Some("master") => 1,
+        Some("slave") | Some("replica") => 4,
+        _ => return None,
+    };
+    match items.get(at)? {
+        Reply::Int(n) => u64::try_from(*n).ok(),
+        other => other.text()?.parse().ok(),
+    }
+}
+
 fn describe(reply: &Reply) -> &'static str {
     match reply {
         Reply::Nil => "nil",
@@ -373,7 +419,51 @@ mod tests {
             }
         ));
         assert_eq!(parse_message(b"+sdown", b"whatever"), Ok(None));
-        assert_eq!(parse_message(b"+new-epoch", b"12"), Ok(None));
+    }
+
+    #[test]
+    fn epochs_and_offsets() {
+        assert_eq!(
+            parse_message(b"+new-epoch", b"12"),
+            Ok(Some(Message::Epoch { epoch: 12 }))
+        );
+        assert_eq!(
+            parse_message(
+                b"+vote-for-leader",
+                b"b7bb026a8126c42880dd824a2129289affb5e5b9 7"
+            ),
+            Ok(Some(Message::Epoch { epoch: 7 }))
+        );
+        assert!(parse_message(b"+new-epoch", b"x").is_err());
+        // Epochs are the sentinel's, for every service.
+        assert!(message_concerns("svc", b"+new-epoch", b"3"));
+        let reply = Reply::Array(vec![
+            data("name"),
+            data("svc"),
+            data("ip"),
+            data("10.0.0.1"),
+            data("port"),
+            data("6379"),
+            data("flags"),
+            data("master"),
+            data("config-epoch"),
+            data("4"),
+        ]);
+        let Ok(MasterAnswer::Known(info)) = parse_master_reply(&reply) else {
+            panic!("a known master");
+        };
+        assert_eq!(info.config_epoch, Some(4));
+        let master = Reply::Array(vec![data("master"), Reply::Int(3120), Reply::Array(vec![])]);
+        assert_eq!(role_offset(&master), Some(3120));
+        let replica = Reply::Array(vec![
+            data("slave"),
+            data("10.0.0.1"),
+            Reply::Int(6379),
+            data("connected"),
+            Reply::Int(3000),
+        ]);
+        assert_eq!(role_offset(&replica), Some(3000));
+        assert_eq!(role_offset(&data("sentinel")), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::action::Action;
 use crate::addr::Addr;
+use crate::epochs::Known;
 use crate::event::{DetectionPath, Event, IgnoreReason};
 use crate::machine::Core;
 use crate::parse::Signal;
@@ -11,36 +12,66 @@ use crate::timers::{TimerReason, after};
 use std::time::Instant;
 
 impl Core {
-    /// `+switch-master` for our service (addresses already NAT-mapped).
+    /// `+switch-master` for our service (addresses already NAT-mapped), sent at the
+    /// connection epoch `tag`. It moves the switch to `new`, unless it may be old news (sent
+    /// at an epoch not above the configuration in use): then the core fences and asks the
+    /// sentinels, whose answers carry configuration epochs.
     pub(crate) fn on_switch_master(
         &mut self,
         old: Addr,
         new: Addr,
         sentinel: &Addr,
+        tag: Option<u64>,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
-        if self.history.is_late_switch(&old, &new, now) {
-            return Err(IgnoreReason::Late(new));
+        let late = self.epochs.possibly_late(tag, Some(&new));
+        if !late {
+            // Whatever the core does next, `old` was replaced.
+            let next = self.next_op();
+            self.epochs
+                .switched(&old, &new, self.master.as_ref(), tag, (sentinel, next));
         }
-        self.history.moved(Some(old), &new, now);
-        let already = self.master.as_ref() == Some(&new)
-            || self
-                .switch
-                .as_ref()
-                .is_some_and(|sw| sw.target.as_ref() == Some(&new));
+        let already = match &self.switch {
+            None => self.master.as_ref() == Some(&new),
+            Some(sw) => sw.target.as_ref() == Some(&new),
+        };
         if already {
             return Err(IgnoreReason::Duplicate);
         }
-        if self.switch.is_none() {
-            let s = Some(sentinel.clone());
-            self.start_switch(DetectionPath::Event, s, false, "+switch-master", now);
+        // A failover of `new` is under way (newer than the announcement, or of an epoch the
+        // core cannot compare): the sentinels' answers, with their epochs, decide.
+        let s = Some(sentinel.clone());
+        if late || self.history.is_failing(&new, None, now) {
+            if self.switch.is_none() {
+                self.start_switch(DetectionPath::Event, s, false, "+switch-master", now);
+            }
+            let path = self
+                .switch
+                .as_ref()
+                .map_or(DetectionPath::Event, |sw| sw.path);
+            self.ensure_discovery(path, now);
+            self.drive_switch(now);
+            return Err(IgnoreReason::Unproven(new));
         }
-        self.set_target(new, DetectionPath::Event, Some(sentinel.clone()), now);
+        self.history.moved(&old, &new);
+        if self.switch.is_none() {
+            self.start_switch(
+                DetectionPath::Event,
+                s.clone(),
+                false,
+                "+switch-master",
+                now,
+            );
+        }
+        self.set_target(new, Known::Announced(tag), DetectionPath::Event, s, now);
         Ok(())
     }
 
     /// An early failover signal, a candidate announcement, or an abort for our service, about
-    /// `master` (the failing master, NAT-mapped).
+    /// `master` (the failing master, NAT-mapped), sent at the connection epoch `tag`. Signals
+    /// about the master in use fence it (a fence is always safe); a candidate is not followed
+    /// when the signal may be old news (sent at an epoch not above the configuration in use).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_failover_signal(
         &mut self,
         signal: Signal,
@@ -48,23 +79,13 @@ impl Core {
         master: Addr,
         replica: Option<Addr>,
         sentinel: &Addr,
+        tag: Option<u64>,
         now: Instant,
     ) -> Result<(), IgnoreReason> {
-        // A candidate that is itself failing over, and that we left or are leaving, makes this
-        // a late message of the failover that brought it. (A failover announced for a node we
-        // never left only proves sentinels see it as master: the message is news.)
-        if let Some(c) = &replica
-            && self.history.is_failing(c, now)
-            && (self.history.is_stale(c, now)
-                || self
-                    .switch
-                    .as_ref()
-                    .is_some_and(|sw| sw.failing.as_ref() == Some(c)))
-        {
-            return Err(IgnoreReason::Late(c.clone()));
-        }
+        let proven = !self.epochs.possibly_late(tag, replica.as_ref());
+        let candidate = replica.clone().filter(|_| proven);
         self.history
-            .note_signal(signal, &master, replica.as_ref(), now);
+            .note_signal(signal, &master, candidate.as_ref(), (sentinel, tag), now);
         if !self.cfg.early_fencing {
             return Ok(());
         }
@@ -111,7 +132,16 @@ impl Core {
                     && sw.target.is_none()
                     && sw.candidate.as_ref() != Some(&c) =>
             {
+                if !proven {
+                    // Maybe a late copy: do not follow it (the sentinels will tell).
+                    return if fenced_now {
+                        Ok(())
+                    } else {
+                        Err(IgnoreReason::Unproven(c))
+                    };
+                }
                 sw.candidate = Some(c.clone());
+                sw.candidate_epoch = Known::Announced(tag);
                 sw.candidate_poll = None;
                 self.timers.cancel(TimerReason::RolePoll);
                 self.emit(Event::CandidateNamed {
@@ -132,6 +162,7 @@ impl Core {
             return;
         };
         sw.target = None;
+        sw.target_epoch = Known::Unknown;
         sw.failing = Some(failing.clone());
         sw.verified = false;
         sw.early = true;
@@ -192,18 +223,28 @@ impl Core {
         };
         let (path, sentinel) = (sw.path, sw.sentinel.clone());
         match sw.failing.clone().or_else(|| self.master.clone()) {
-            Some(m) => self.set_target(m, path, sentinel, now),
+            Some(m) => self.set_target(m, Known::Unknown, path, sentinel, now),
             None => self.drive_switch(now),
         }
     }
 
     /// A discovery answer names a master whose failover was announced recently: do not use it;
     /// fence early on it and follow its candidate instead. Returns whether it did.
-    pub(crate) fn follow_failover(&mut self, addr: &Addr, sentinel: &Addr, now: Instant) -> bool {
-        if !self.history.is_failing(addr, now) {
+    pub(crate) fn follow_failover(
+        &mut self,
+        addr: &Addr,
+        epoch: Known,
+        sentinel: &Addr,
+        now: Instant,
+    ) -> bool {
+        let config_epoch = match epoch {
+            Known::Exact(e) => Some(e),
+            Known::Announced(_) | Known::Unknown => None,
+        };
+        if !self.history.is_failing(addr, config_epoch, now) {
             return false;
         }
-        let candidate = self.history.candidate_of(addr, now);
+        let candidate = self.history.candidate_of(addr, config_epoch);
         if self.switch.is_none() {
             let s = Some(sentinel.clone());
             self.start_switch(
@@ -217,6 +258,7 @@ impl Core {
         self.refence(addr.clone(), sentinel, "discovery during failover", now);
         if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
             sw.candidate = Some(c.clone());
+            sw.candidate_epoch = Known::Unknown;
             self.emit(Event::CandidateNamed {
                 candidate: c,
                 sentinel: Some(sentinel.clone()),

@@ -5,6 +5,7 @@
 use crate::action::{Action, OpId};
 use crate::addr::Addr;
 use crate::backoff::jitter;
+use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::machine::Core;
 use crate::parse::{Role, parse_role};
@@ -39,6 +40,11 @@ pub(crate) struct Switch {
     pub(crate) lifting: Option<String>,
     /// The master to use, as a sentinel or a promoted candidate named it.
     pub(crate) target: Option<Addr>,
+    /// What is known of the epoch of `target`.
+    pub(crate) target_epoch: Known,
+    /// What is known of the epoch of `candidate`: `Announced` when a message that is not old
+    /// news named it, `Unknown` when remembered from history.
+    pub(crate) candidate_epoch: Known,
     /// The application's connection points at `target`, verified as master.
     pub(crate) verified: bool,
     pub(crate) connected_at: Option<Instant>,
@@ -72,6 +78,8 @@ impl Switch {
             last_target: None,
             lifting: None,
             target: None,
+            target_epoch: Known::Unknown,
+            candidate_epoch: Known::Unknown,
             verified: false,
             connected_at: None,
             candidate: None,
@@ -140,17 +148,36 @@ impl Core {
     pub(crate) fn set_target(
         &mut self,
         addr: Addr,
+        epoch: Known,
         path: DetectionPath,
         sentinel: Option<Addr>,
         now: Instant,
     ) {
+        // Never to a configuration older than the one in use, nor without news to a master
+        // that a newer configuration replaced: ask the sentinels instead.
+        let refused = match epoch {
+            Known::Exact(e) => self.epochs.older(&addr, e, self.master.as_ref()),
+            Known::Announced(_) => false,
+            Known::Unknown => self.epochs.maybe_older(&addr, self.master.as_ref()),
+        };
+        if refused {
+            let path = self.switch.as_ref().map_or(path, |sw| sw.path);
+            if self.switch.as_ref().is_some_and(|sw| sw.target.is_none()) {
+                self.ensure_discovery(path, now);
+            }
+            return;
+        }
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
         if sw.target.as_ref() == Some(&addr) {
+            if let Known::Exact(_) = epoch {
+                sw.target_epoch = epoch;
+            }
             return;
         }
         sw.target = Some(addr.clone());
+        sw.target_epoch = epoch;
         sw.last_target = Some(addr.clone());
         sw.verified = false;
         sw.early = false;
@@ -226,6 +253,7 @@ impl Core {
     pub(crate) fn discovered_during_switch(
         &mut self,
         addr: Addr,
+        epoch: Known,
         path: DetectionPath,
         sentinel: Addr,
         now: Instant,
@@ -234,13 +262,19 @@ impl Core {
             return;
         };
         let failing = sw.failing.as_ref().or(self.master.as_ref());
-        if sw.target.is_some() || (sw.early && failing == Some(&addr)) {
+        // Fenced early on `addr`: wait for the promotion, unless the answer names it at an
+        // epoch above the failover's (a newer configuration: the failover is over).
+        let superseded = match epoch {
+            Known::Exact(e) => !self.history.is_failing(&addr, Some(e), now),
+            Known::Announced(_) | Known::Unknown => false,
+        };
+        if sw.target.is_some() || (sw.early && failing == Some(&addr) && !superseded) {
             return self.drive_switch(now);
         }
-        if self.follow_failover(&addr, &sentinel, now) {
+        if self.follow_failover(&addr, epoch, &sentinel, now) {
             return;
         }
-        self.set_target(addr, path, Some(sentinel), now);
+        self.set_target(addr, epoch, path, Some(sentinel), now);
     }
 
     /// Returns whether the reply belonged to the switch.
@@ -313,7 +347,8 @@ impl Core {
             match (role(), sw.candidate.clone()) {
                 (Ok(Role::Master), Some(candidate)) => {
                     let sentinel = sw.sentinel.clone();
-                    self.set_target(candidate, DetectionPath::EarlySignal, sentinel, now);
+                    let epoch = sw.candidate_epoch;
+                    self.set_target(candidate, epoch, DetectionPath::EarlySignal, sentinel, now);
                 }
                 _ if sw.lifting.is_some() => {
                     sw.candidate = None;
@@ -446,6 +481,7 @@ impl Core {
             return;
         };
         sw.target = Some(candidate.clone());
+        sw.target_epoch = sw.candidate_epoch;
         sw.last_target = Some(candidate.clone());
         sw.early = false;
         let (path, sentinel) = (DetectionPath::EarlySignal, sw.sentinel.clone());
@@ -485,8 +521,16 @@ impl Core {
         if sw.verified {
             sw.connected_at = Some(now);
         }
+        let known = if sw.verified {
+            sw.target_epoch
+        } else {
+            Known::Unknown
+        };
+        self.epochs.moved(self.master.as_ref(), &node, known);
         let old = self.master.replace(node.clone());
-        self.history.moved(old.clone(), &node, now);
+        if let Some(old) = &old {
+            self.history.moved(old, &node);
+        }
         self.emit(Event::AfterReset { old, new: node });
         self.drive_switch(now);
     }

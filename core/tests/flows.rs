@@ -95,6 +95,10 @@ fn start(h: &mut Harness) -> Vec<OpId> {
     assert_eq!(listeners.len(), 2);
     for op in &listeners {
         h.core.handle_listener_subscribed(h.now, *op);
+        // The sentinels' epoch: every message of a failover follows its `+new-epoch` (sent by
+        // the leader when it starts the attempt, by the others when they vote or learn it).
+        h.core
+            .handle_listener_message(h.now, *op, b"+new-epoch", b"1");
     }
     h.core.handle_sentinel_reply(
         h.now,
@@ -700,4 +704,90 @@ fn a_watch_killed_before_its_role_answer_connects_at_once() {
     }
     assert!(attempts <= 2 * 21, "{attempts} attempts in 1 s");
     assert!(attempts >= 10, "{attempts} attempts in 1 s");
+}
+
+fn master_reply_at(host: &str, port: u16, config_epoch: u64) -> Reply {
+    let Reply::Array(mut fields) = master_reply(host, port) else {
+        unreachable!("an array")
+    };
+    fields.extend([data("config-epoch"), data(&config_epoch.to_string())]);
+    Reply::Array(fields)
+}
+
+/// A `+switch-master` on a connection whose epoch the core does not know yet (subscribed
+/// after the sentinel's last `+new-epoch`) may be old news: the core fences and asks the
+/// sentinels, whose answers carry the configuration epoch, instead of following it. An answer
+/// naming an older configuration than one already named is not believed either.
+#[test]
+fn unknown_epochs_are_asked_not_followed() {
+    let mut h = Harness::new(config());
+    let listeners = start(&mut h);
+    // The first listener reconnects: its epoch is unknown again.
+    h.core
+        .handle_listener_failed(h.now, listeners[0], "connection reset");
+    let until = h.now + Duration::from_secs(2);
+    let a = run_until(&mut h, until);
+    let Some(resubscribe) = a.iter().find_map(|a| match a {
+        Action::Subscribe { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    h.core.handle_listener_subscribed(h.now, resubscribe);
+    // After a reconnection the core checks the master: confirmed at epoch 1.
+    let a = h.actions();
+    let Some(check) = a.iter().find_map(|a| match a {
+        Action::QueryMaster { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    h.core
+        .handle_sentinel_reply(h.now, check, Ok(master_reply_at("127.0.0.1", 7000, 1)));
+    let _ = h.actions();
+    assert_eq!(h.core.master_epoch(), Some(1));
+    h.core.handle_listener_message(
+        h.now,
+        resubscribe,
+        b"+switch-master",
+        b"svc 127.0.0.1 7000 127.0.0.1 7001",
+    );
+    let a = h.actions();
+    assert!(a.contains(&Action::Fence), "{a:?}");
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Connect { .. })),
+        "not followed: {a:?}"
+    );
+    let Some(query) = a.iter().find_map(|a| match a {
+        Action::QueryMaster { op, .. } => Some(*op),
+        _ => None,
+    }) else {
+        panic!("the sentinels are asked: {a:?}")
+    };
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::MessageIgnored {
+            reason: dramatiq_sentinel_core::IgnoreReason::Unproven(_),
+            ..
+        }
+    )));
+    // A sentinel names 7001 at epoch 3: the core moves there.
+    h.core
+        .handle_sentinel_reply(h.now, query, Ok(master_reply_at("127.0.0.1", 7001, 3)));
+    let a = h.actions();
+    let Some((op, node)) = a.iter().find_map(|a| match a {
+        Action::Connect { op, node } => Some((*op, node.clone())),
+        _ => None,
+    }) else {
+        panic!("{a:?}")
+    };
+    assert_eq!(node, Addr::new("127.0.0.1", 7001));
+    h.core.handle_node_reply(h.now, op, Ok(role(true)));
+    let a = h.actions();
+    let [Action::Activate { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.core.handle_reset_done(h.now, *op);
+    assert_eq!(h.actions(), vec![Action::Resume]);
+    assert_eq!(h.core.master_epoch(), Some(3));
 }

@@ -29,11 +29,11 @@ DURATIONS = {
     "query_timeout", "connect_timeout", "command_timeout", "hold_timeout", "min_backoff",
     "max_backoff", "retry_delay", "max_retry_delay", "periodic_check", "pause_timeout",
     "stop_grace", "fence_timeout", "role_poll_interval", "health_check_interval",
-    "startup_timeout", "stale_master_ttl",
+    "startup_timeout", "forget_sentinel_after",
 }
 OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout"}
 BOOLEANS = {"tls", "early_fencing", "refresh_sentinels", "drain"}
-INTEGERS = {"db", "max_sentinels"}
+INTEGERS = {"db", "max_sentinels", "jitter_seed"}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {
     "sentinels", "nat", "sentinel_password", "sentinel_username", "redis_password",

@@ -79,7 +79,7 @@ impl Default for Settings {
 /// Faults applied to every pub/sub message a sentinel publishes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MessageFaults {
-    /// Percent of messages dropped.
+    /// Percent of messages lost with their connection (the listener hears of the break).
     pub drop_pct: u8,
     /// Percent of messages delivered twice.
     pub duplicate_pct: u8,
@@ -238,6 +238,8 @@ pub struct Sim {
     subs: BTreeMap<OpId, usize>,
     /// Delivery time of the last message per listener connection (FIFO order).
     fifo: BTreeMap<OpId, Instant>,
+    /// The last epoch a `+new-epoch` delivered on each listener connection announced.
+    conn_epochs: BTreeMap<OpId, u64>,
     app: App,
     /// A stuck pause was injected: a stop on a pause timeout is expected.
     stuck_injected: bool,
@@ -302,6 +304,7 @@ impl Sim {
             queue: BTreeMap::new(),
             subs: BTreeMap::new(),
             fifo: BTreeMap::new(),
+            conn_epochs: BTreeMap::new(),
             app: App {
                 held: true,
                 ..App::default()
@@ -534,7 +537,7 @@ impl Sim {
         let from = self.trace.len().saturating_sub(self.trace_window);
         Violation {
             at: self.elapsed(),
-            what,
+            what: format!("{what} (core epochs: {:?})", self.core.epochs),
             trace: self.trace[from..].to_vec(),
         }
     }
@@ -687,6 +690,13 @@ impl Sim {
             .collect();
         for op in ops {
             if self.rng.chance(self.faults.drop_pct) {
+                // A pub/sub connection loses nothing while it lives: a lost message means a
+                // broken connection, which its listener hears of after the messages before.
+                self.subs.remove(&op);
+                let at = (self.now + self.latency())
+                    .max(self.fifo.get(&op).copied().unwrap_or(self.now));
+                let failed = Input::ListenerFailed(op, "connection reset".into());
+                self.schedule(at.saturating_duration_since(self.now), Due::Input(failed));
                 continue;
             }
             let copies = if self.rng.chance(self.faults.duplicate_pct) {

@@ -31,6 +31,9 @@ pub(crate) struct Oracle {
     recent: VecDeque<Instant>,
     /// The master the application's connection points at.
     in_use: Option<Addr>,
+    /// The highest configuration epoch delivered to the core (`config-epoch` of a sentinel's
+    /// answer, or the failover of a delivered `+switch-master`).
+    pub(crate) seen_config_epoch: u64,
     /// Since the fence: the connection moved away from a master, and the workers paused.
     moved_away: bool,
     paused_since_fence: bool,
@@ -51,6 +54,7 @@ impl Oracle {
             fence_expired_at: None,
             recent: VecDeque::new(),
             in_use: None,
+            seen_config_epoch: 0,
             moved_away: false,
             paused_since_fence: false,
         }

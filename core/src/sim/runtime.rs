@@ -33,8 +33,22 @@ impl Sim {
                     String::from_utf8_lossy(&channel),
                     String::from_utf8_lossy(&payload)
                 ));
+                if channel == b"+new-epoch"
+                    && let Some(e) = std::str::from_utf8(&payload)
+                        .ok()
+                        .and_then(|p| p.parse::<u64>().ok())
+                {
+                    let last = self.conn_epochs.entry(op).or_insert(e);
+                    *last = (*last).max(e);
+                }
                 if let Some(f) = f {
                     self.note_signal(f, &channel, &payload);
+                    // The core sees the epoch of a `+switch-master` when its connection
+                    // announced it (`+new-epoch`) just before.
+                    let epoch = self.world.failovers[f].epoch;
+                    if channel == b"+switch-master" && self.conn_epochs.get(&op) == Some(&epoch) {
+                        self.oracle.seen_config_epoch = self.oracle.seen_config_epoch.max(epoch);
+                    }
                 }
                 self.note_reported(&channel, &payload);
                 self.core
@@ -50,17 +64,19 @@ impl Sim {
                 }
             }
             Input::SentinelReply(op, reply) => {
-                self.log(format!("in  sentinel reply {op} {reply:?}"));
+                self.log(format!("in  sentinel reply {op} {}", show(&reply)));
                 if let Ok(Ok(crate::parse::MasterAnswer::Known(info))) =
                     reply.as_ref().map(crate::parse::parse_master_reply)
                 {
                     let addr = self.core.config().nat.map(&info.addr);
                     self.oracle.reported.insert(addr);
+                    let epoch = info.config_epoch.unwrap_or(0);
+                    self.oracle.seen_config_epoch = self.oracle.seen_config_epoch.max(epoch);
                 }
                 self.core.handle_sentinel_reply(now, op, reply);
             }
             Input::NodeReply(op, reply) => {
-                self.log(format!("in  node reply {op} {reply:?}"));
+                self.log(format!("in  node reply {op} {}", show(&reply)));
                 self.core.handle_node_reply(now, op, reply);
             }
             Input::ResetDone(op) => {
@@ -126,6 +142,17 @@ impl Sim {
                 return Ok(());
             };
             self.stats.actions += 1;
+            // Never back to a configuration older than one the core already saw.
+            if let Action::Activate { node, .. } = &a
+                && let Some(n) = self.world.node_at(node)
+                && self.world.nodes[n].config_epoch < self.oracle.seen_config_epoch
+            {
+                let what = format!(
+                    "activate {node} (configuration epoch {}) after the core saw epoch {}",
+                    self.world.nodes[n].config_epoch, self.oracle.seen_config_epoch
+                );
+                return Err(self.violation(what));
+            }
             match &a {
                 Action::PollRole { .. } => self.stats.role_requests += 1,
                 Action::Watch { .. } => {
@@ -147,7 +174,10 @@ impl Sim {
             Action::Subscribe { op, sentinel } => match self.sentinel(&sentinel) {
                 Some((s, Health::Up)) => {
                     self.subs.insert(op, s);
-                    self.reply_later(Input::Subscribed(op));
+                    // The confirmation is the connection's first reply: messages follow it.
+                    let d = self.latency() + self.latency();
+                    self.fifo.insert(op, self.now + d);
+                    self.schedule(d, Due::Input(Input::Subscribed(op)));
                 }
                 Some((_, Health::Hung)) => {}
                 _ => self.reply_later(Input::ListenerFailed(op, REFUSED.into())),
@@ -193,11 +223,14 @@ impl Sim {
                 let reply = if self.connect_failures > 0 {
                     self.connect_failures -= 1;
                     Some(Err(format!("{REFUSED} (injected)")))
-                } else if self.connect_to_replica > 0 {
+                } else if self.connect_to_replica > 0
+                    && let Some(replica) = (0..self.world.nodes.len()).find(|&n| {
+                        !self.world.nodes[n].master && self.world.nodes[n].health == Health::Up
+                    })
+                {
+                    // The connection lands on a replica (a stale address, a NAT mix-up).
                     self.connect_to_replica -= 1;
-                    Some(Ok(self
-                        .world
-                        .role_reply(usize::from(self.world.true_master() == 0))))
+                    Some(Ok(self.world.role_reply(replica)))
                 } else {
                     self.role(&node)
                 };
@@ -276,5 +309,23 @@ impl Sim {
     /// Open prepared connections (for leak checks).
     pub fn prepared_connections(&self) -> impl Iterator<Item = &OpId> {
         self.prepared.iter()
+    }
+}
+
+/// A reply as text, for the trace.
+fn show(reply: &Result<Reply, String>) -> String {
+    fn one(r: &Reply) -> String {
+        match r {
+            Reply::Data(d) => String::from_utf8_lossy(d).into_owned(),
+            Reply::Array(items) => {
+                let inner: Vec<String> = items.iter().map(one).collect();
+                format!("[{}]", inner.join(" "))
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    match reply {
+        Ok(r) => one(r),
+        Err(e) => format!("error: {e}"),
     }
 }

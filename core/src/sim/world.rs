@@ -25,6 +25,8 @@ pub(crate) struct Node {
     pub(crate) deposed_by: Option<usize>,
     /// Since when it has not answered (killed or frozen).
     pub(crate) down_since: Option<Instant>,
+    /// The configuration epoch of its last promotion (0 for the first master).
+    pub(crate) config_epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -32,8 +34,11 @@ pub(crate) struct Sentinel {
     pub(crate) announced: Addr,
     pub(crate) reachable: Addr,
     pub(crate) health: Health,
-    /// The node it names as master.
+    /// The node it names as master, and the configuration epoch of that view.
     pub(crate) view: usize,
+    pub(crate) view_epoch: u64,
+    /// Its current epoch: it only grows, and each growth is announced (`+new-epoch`).
+    pub(crate) current_epoch: u64,
 }
 
 /// A failover the world is playing.
@@ -46,6 +51,8 @@ pub(crate) struct Failover {
     pub(crate) signal_seen_at: Option<Instant>,
     /// Every sentinel adopted the new master.
     pub(crate) done: bool,
+    /// The epoch of this failover attempt (the promoted configuration's `config-epoch`).
+    pub(crate) epoch: u64,
 }
 
 /// Something the world does at a scheduled time.
@@ -65,6 +72,15 @@ pub(crate) enum Script {
     Adopt { f: usize, s: usize },
     /// The node becomes a replica (sentinels reconfigured it).
     Demote { node: usize },
+    /// Sentinel `sentinel` reaches a new epoch and announces it (`+new-epoch`): with
+    /// `attempt`, it starts a failover attempt (of `f`, or of another kind) with the next
+    /// epoch of the world; otherwise it learns the epoch of failover `f`. A sentinel's epoch
+    /// never goes back, so nothing is announced when it is already there.
+    Epoch {
+        sentinel: usize,
+        f: Option<usize>,
+        attempt: bool,
+    },
     /// A frozen node resumes.
     Thaw { node: usize },
 }
@@ -78,6 +94,9 @@ pub(crate) struct World {
     pub(crate) down_after: Duration,
     /// After an aborted attempt, Sentinel waits (2 × failover-timeout) before trying again.
     pub(crate) retry_after: Option<Instant>,
+    /// The highest epoch any sentinel reached (each failover attempt takes the next one, when
+    /// it starts).
+    pub(crate) epoch: u64,
 }
 
 impl World {
@@ -104,6 +123,7 @@ impl World {
                         health: Health::Up,
                         deposed_by: None,
                         down_since: None,
+                        config_epoch: 0,
                     }
                 })
                 .collect(),
@@ -116,12 +136,15 @@ impl World {
                         reachable,
                         health: Health::Up,
                         view: 0,
+                        view_epoch: 0,
+                        current_epoch: 0,
                     }
                 })
                 .collect(),
             failovers: Vec::new(),
             down_after,
             retry_after: None,
+            epoch: 0,
         }
     }
 
@@ -200,6 +223,7 @@ impl World {
             promoted_at: None,
             signal_seen_at: None,
             done: false,
+            epoch: 0, // taken when the attempt starts
         });
         let ms = Duration::from_millis;
         let pub_ = |s: usize, ch: &str, payload: String| Script::Publish {
@@ -224,7 +248,18 @@ impl World {
         } else {
             detect + ms(110)
         };
+        // Each sentinel announces the new epoch on its connections before any message of
+        // the attempt: the leader when it starts it, the others when they learn the new
+        // configuration (just before their `+switch-master`).
         script.extend([
+            (
+                t + ms(19),
+                Script::Epoch {
+                    sentinel: leader,
+                    f: Some(f),
+                    attempt: true,
+                },
+            ),
             (t + ms(20), pub_(leader, "+try-failover", m.clone())),
             (t + ms(41), pub_(leader, "+elected-leader", m.clone())),
             (
@@ -241,7 +276,14 @@ impl World {
             (t + ms(1101), Script::Adopt { f, s: leader }),
         ]);
         for s in (0..self.sentinels.len()).filter(|&s| s != leader) {
-            script.push((t + rng.between(ms(1100), ms(2200)), Script::Adopt { f, s }));
+            let at = t + rng.between(ms(1100), ms(2200));
+            let learn = Script::Epoch {
+                sentinel: s,
+                f: Some(f),
+                attempt: false,
+            };
+            script.push((at, learn));
+            script.push((at, Script::Adopt { f, s }));
         }
         // The old master, if it still runs, is reconfigured as a replica about 11 s later.
         script.push((
@@ -272,7 +314,13 @@ impl World {
             payload,
             f: None,
         };
+        let attempt = Script::Epoch {
+            sentinel: leader,
+            f: None,
+            attempt: true,
+        };
         vec![
+            (ms(19), attempt),
             (ms(20), p("+try-failover", m.clone())),
             (ms(41), p("+elected-leader", m.clone())),
             (ms(44), p("+failover-state-select-slave", m.clone())),
@@ -280,7 +328,8 @@ impl World {
         ]
     }
 
-    /// The same story for a service this process does not use.
+    /// The same story for a service this process does not use (its attempt takes the next
+    /// epoch too: epochs belong to the sentinels, not to a service).
     pub(crate) fn other_service_failover(&self, rng: &mut Rng) -> Vec<(Duration, Script)> {
         let Some(s) = self.up_sentinel(rng) else {
             return Vec::new();
@@ -292,7 +341,13 @@ impl World {
             payload: payload.to_owned(),
             f: None,
         };
+        let attempt = Script::Epoch {
+            sentinel: s,
+            f: None,
+            attempt: true,
+        };
         vec![
+            (ms(19), attempt),
             (ms(20), p("+try-failover", "master other 10.9.9.9 6379")),
             (
                 ms(123),
@@ -312,10 +367,32 @@ impl World {
     pub(crate) fn apply(&mut self, step: &Script, now: Instant) -> Option<(usize, String, String)> {
         match *step {
             Script::Publish { .. } => None,
+            Script::Epoch {
+                sentinel,
+                f,
+                attempt,
+            } => {
+                let epoch = if attempt {
+                    self.epoch += 1;
+                    if let Some(f) = f {
+                        self.failovers[f].epoch = self.epoch;
+                    }
+                    self.epoch
+                } else {
+                    f.map_or(0, |f| self.failovers[f].epoch)
+                };
+                let current = &mut self.sentinels[sentinel].current_epoch;
+                if *current >= epoch {
+                    return None;
+                }
+                *current = epoch;
+                Some((sentinel, "+new-epoch".to_owned(), epoch.to_string()))
+            }
             Script::Promote { f } => {
                 let (old, candidate) = (self.failovers[f].old, self.failovers[f].candidate);
                 self.failovers[f].promoted_at = Some(now);
                 self.nodes[candidate].master = true;
+                self.nodes[candidate].config_epoch = self.failovers[f].epoch;
                 self.nodes[candidate].deposed_by = None;
                 if self.nodes[old].master {
                     self.nodes[old].deposed_by = Some(candidate);
@@ -325,6 +402,7 @@ impl World {
             Script::Adopt { f, s } => {
                 let (old, candidate) = (self.failovers[f].old, self.failovers[f].candidate);
                 self.sentinels[s].view = candidate;
+                self.sentinels[s].view_epoch = self.failovers[f].epoch;
                 if self.sentinels.iter().all(|x| x.view == candidate) {
                     self.failovers[f].done = true;
                 }
@@ -392,6 +470,8 @@ impl World {
             data(&node.announced.port().to_string()),
             data("flags"),
             data(flags),
+            data("config-epoch"),
+            data(&self.sentinels[s].view_epoch.to_string()),
         ])
     }
 

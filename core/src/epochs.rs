@@ -1,0 +1,285 @@
+//! What the core knows of Sentinel's configuration epochs for its service, to tell a late
+//! message or a lagging sentinel from news without timing rules.
+//!
+//! Every failover attempt takes a new epoch (shared by all services of a sentinel), and the
+//! configuration it promotes carries that epoch as its `config-epoch`; sentinels that learn a
+//! newer configuration adopt it. Sources:
+//! - `SENTINEL MASTER` answers give the exact `config-epoch` of the master a sentinel names;
+//! - every change of a sentinel's epoch is announced on its pub/sub connection
+//!   (`+new-epoch`) before any message sent at that epoch, so the last epoch announced on a
+//!   connection (its *tag*) is at least the epoch of what a later message announces: a
+//!   message whose tag is not above the configuration in use announces nothing newer. (A
+//!   missed `+new-epoch` makes a tag too low, which only makes the core more careful, so a
+//!   tag is never used as an upper bound);
+//! - a `+switch-master old new`, or a switch of the core itself, tells that `old`'s
+//!   configuration is older than `new`'s.
+//!
+//! The epoch of the master in use is kept as an interval: at least `lo`, at most `hi` when
+//! known; a sentinel's answer naming it makes it exact.
+
+use crate::action::OpId;
+use crate::addr::Addr;
+use std::collections::BTreeMap;
+
+/// What a switch knows of the epoch of the master it moves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// A sentinel's answer named it at this `config-epoch`.
+    Exact(u64),
+    /// A message not older than the configuration in use announced it, sent at this
+    /// connection epoch when known (the sentinel's current epoch then: an upper bound of the
+    /// configuration's).
+    Announced(Option<u64>),
+    /// Nothing: the master the core re-verifies, or a candidate it remembered.
+    Unknown,
+}
+
+/// A master a newer configuration replaced.
+#[derive(Debug, Clone)]
+struct Replaced {
+    /// Answers naming it at an epoch up to this one name an older configuration (`None`: at
+    /// any epoch, as far as the core knows).
+    bound: Option<u64>,
+    /// Without a bound: the sentinel that announced the replacement, and the first query
+    /// sent after the announcement. That sentinel naming it again in an answer to a later
+    /// query has moved on to a newer configuration of it (a sentinel's view only moves to
+    /// newer configurations).
+    announcer: Option<(Addr, OpId)>,
+}
+
+/// The core's epoch knowledge.
+#[derive(Debug, Default)]
+pub(crate) struct Epochs {
+    /// The `config-epoch` of the master in use is at least this...
+    lo: u64,
+    /// ... and at most this, when known.
+    hi: Option<u64>,
+    /// Masters a newer configuration replaced.
+    replaced: BTreeMap<Addr, Replaced>,
+    /// The highest `config-epoch` a sentinel's answer gave each master (configurations that
+    /// existed; as many entries as the service has had masters).
+    named: BTreeMap<Addr, u64>,
+}
+
+impl Epochs {
+    /// The exact epoch of the master in use, when known.
+    pub(crate) fn in_use(&self) -> Option<u64> {
+        (self.hi == Some(self.lo)).then_some(self.lo)
+    }
+
+    /// Whether a message sent at the connection epoch `tag` that names `named` (the new master
+    /// or a candidate) may be old news: what it announces is not newer than the configuration
+    /// in use, or names a master a newer configuration replaced at an epoch up to its bound
+    /// (at any epoch when the bound is unknown), or the connection's epoch is unknown.
+    pub(crate) fn possibly_late(&self, tag: Option<u64>, named: Option<&Addr>) -> bool {
+        let replaced = named.and_then(|a| self.replaced.get(a));
+        match tag {
+            Some(t) => t <= self.lo || replaced.is_some_and(|r| r.bound.is_none_or(|b| t <= b)),
+            // A connection's epoch is unknown from its subscription to the sentinel's next
+            // `+new-epoch`.
+            None => true,
+        }
+    }
+
+    /// Whether a sentinel naming `addr` at `config_epoch` has not caught up: a configuration
+    /// of another master at a higher epoch existed; or `addr` is a master a newer
+    /// configuration replaced, named at an epoch up to its bound; or another master than the
+    /// one in use, at an epoch not above the one in use.
+    pub(crate) fn older(&self, addr: &Addr, config_epoch: u64, in_use: Option<&Addr>) -> bool {
+        let newer_elsewhere = self
+            .named
+            .iter()
+            .any(|(a, e)| a != addr && *e > config_epoch);
+        let replaced = self
+            .replaced
+            .get(addr)
+            .is_some_and(|r| r.bound.is_none_or(|b| config_epoch <= b));
+        let behind_in_use = in_use.is_some_and(|m| m != addr) && config_epoch <= self.lo;
+        newer_elsewhere || replaced || behind_in_use
+    }
+
+    /// A sentinel's answer to query `op` named `addr` at `config_epoch`: such a configuration
+    /// existed. When that sentinel announced the replacement of `addr` before the query, it
+    /// has moved on to a newer configuration of `addr` since.
+    pub(crate) fn named(&mut self, sentinel: &Addr, op: OpId, addr: &Addr, config_epoch: u64) {
+        self.existed(addr, config_epoch);
+        let moved_on = self.replaced.get(addr).is_some_and(|r| {
+            r.announcer
+                .as_ref()
+                .is_some_and(|(s, after)| s == sentinel && op.0 >= after.0)
+        });
+        if moved_on {
+            self.replaced.remove(addr);
+        }
+    }
+
+    /// A configuration naming `addr` at `config_epoch` existed.
+    pub(crate) fn existed(&mut self, addr: &Addr, config_epoch: u64) {
+        let e = self.named.entry(addr.clone()).or_insert(config_epoch);
+        *e = (*e).max(config_epoch);
+    }
+
+    /// Whether `addr`, at an epoch the core does not know, may be older than what it knows:
+    /// a newer configuration replaced it, or another master was named at a higher epoch
+    /// than the one the core knows of `addr` (the sentinels, asked, will tell).
+    pub(crate) fn maybe_older(&self, addr: &Addr, in_use: Option<&Addr>) -> bool {
+        let known = self
+            .named
+            .get(addr)
+            .copied()
+            .max((in_use == Some(addr)).then_some(self.lo));
+        self.replaced.contains_key(addr)
+            || known.is_some_and(|k| self.named.iter().any(|(a, e)| a != addr && *e > k))
+    }
+
+    /// A sentinel named the master in use at `config_epoch`: the configurations it
+    /// replaced are older (their unknown bounds become known).
+    pub(crate) fn confirmed(&mut self, config_epoch: u64) {
+        if config_epoch >= self.lo && self.hi.is_none_or(|h| config_epoch <= h) {
+            self.lo = config_epoch;
+            self.hi = Some(config_epoch);
+            for r in self.replaced.values_mut().filter(|r| r.bound.is_none()) {
+                r.bound = Some(config_epoch.saturating_sub(1));
+            }
+        }
+    }
+
+    /// A `+switch-master old new` not older than the configuration in use, sent by
+    /// `sentinel` at the connection epoch `tag` and received before query `next_op`: `old`'s
+    /// configuration is older than `new`'s, whose epoch is at most `tag` (bounded too by the
+    /// epoch in use when `old` is the master in use).
+    pub(crate) fn switched(
+        &mut self,
+        old: &Addr,
+        new: &Addr,
+        in_use: Option<&Addr>,
+        tag: Option<u64>,
+        (sentinel, next_op): (&Addr, OpId),
+    ) {
+        let in_use_bound = if in_use == Some(old) { self.hi } else { None };
+        let bound = in_use_bound.max(tag.map(|t| t.saturating_sub(1)));
+        self.replace(old, bound, Some((sentinel.clone(), next_op)));
+        self.replaced.remove(new);
+    }
+
+    /// Records that a newer configuration replaced `addr`, whose configuration then had an
+    /// epoch of at most `bound` (`None`: unknown, which refuses it at any epoch). The latest
+    /// replacement decides, except that of two known bounds the higher one wins.
+    fn replace(&mut self, addr: &Addr, bound: Option<u64>, announcer: Option<(Addr, OpId)>) {
+        // The replaced configuration is at least as new as any the sentinels named it at.
+        let floor = self.named.get(addr).copied().unwrap_or(0);
+        let replaced = match (self.replaced.get(addr).and_then(|r| r.bound), bound) {
+            (Some(a), Some(b)) => Replaced {
+                bound: Some(a.max(b).max(floor)),
+                announcer: None,
+            },
+            (_, Some(b)) => Replaced {
+                bound: Some(b.max(floor)),
+                announcer: None,
+            },
+            (_, None) => Replaced {
+                bound: None,
+                announcer,
+            },
+        };
+        self.replaced.insert(addr.clone(), replaced);
+    }
+
+    /// The master in use moved from `old` to `new`, whose epoch is `known`.
+    pub(crate) fn moved(&mut self, old: Option<&Addr>, new: &Addr, known: Known) {
+        if let Some(old) = old.filter(|o| *o != new) {
+            // Older than the new configuration, which is at most its announcement's epoch
+            // (and may have replaced a newer configuration of `old` than the core knew).
+            let bound = match known {
+                Known::Exact(e) | Known::Announced(Some(e)) => Some(e.saturating_sub(1)),
+                Known::Announced(None) | Known::Unknown => None,
+            };
+            self.replace(old, self.hi.max(bound), None);
+        }
+        self.replaced.remove(new);
+        (self.lo, self.hi) = match known {
+            Known::Exact(e) => (e, Some(e)),
+            // Newer than the configuration it replaces.
+            Known::Announced(hi) => {
+                let lo = self.lo + u64::from(old.is_some());
+                (lo, hi.filter(|h| *h >= lo))
+            }
+            Known::Unknown => (self.lo + u64::from(old.is_some()), None),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(port: u16) -> Addr {
+        Addr::new("127.0.0.1", port)
+    }
+
+    #[test]
+    fn lagging_answers_and_late_messages() {
+        let mut e = Epochs::default();
+        e.moved(None, &a(1), Known::Exact(3));
+        assert_eq!(e.in_use(), Some(3));
+        // Another master at an epoch not above ours: a sentinel that has not caught up.
+        assert!(e.older(&a(2), 2, Some(&a(1))));
+        assert!(e.older(&a(2), 3, Some(&a(1))));
+        assert!(!e.older(&a(2), 4, Some(&a(1))));
+        assert!(
+            !e.older(&a(1), 1, Some(&a(1))),
+            "the master in use, at any epoch"
+        );
+        // Messages sent at an epoch not above ours.
+        assert!(e.possibly_late(Some(3), None));
+        assert!(!e.possibly_late(Some(4), None));
+        assert!(e.possibly_late(None, None));
+        // An early switch to 2, announced at epoch 4.
+        e.moved(Some(&a(1)), &a(2), Known::Announced(Some(4)));
+        assert_eq!(e.in_use(), Some(4), "above 3, at most 4");
+        assert!(
+            e.older(&a(1), 3, Some(&a(2))),
+            "the replaced master at its epoch"
+        );
+        assert!(e.possibly_late(Some(4), None));
+        // A fail-back to 1 at a newer epoch is news.
+        assert!(!e.older(&a(1), 5, Some(&a(2))));
+        // A `+switch-master` away from the master in use, then back: the first is replaced
+        // up to the epoch in use, the second is no longer replaced.
+        e.switched(&a(2), &a(1), Some(&a(2)), None, (&a(26379), OpId(1)));
+        assert!(e.older(&a(2), 4, Some(&a(2))));
+        assert!(!e.maybe_older(&a(1), Some(&a(2))));
+    }
+
+    #[test]
+    fn unknown_bounds_until_confirmed_or_the_announcer_moves_on() {
+        let s = a(26379);
+        let mut u = Epochs::default();
+        u.moved(None, &a(1), Known::Exact(1));
+        u.moved(Some(&a(1)), &a(2), Known::Announced(None));
+        u.switched(&a(2), &a(3), None, None, (&s, OpId(10)));
+        assert!(
+            u.older(&a(2), 9, Some(&a(1))),
+            "replaced at an unknown epoch"
+        );
+        // Another sentinel naming 2 again proves nothing; the announcer answering a query sent
+        // before its announcement neither.
+        u.named(&a(26380), OpId(11), &a(2), 9);
+        u.named(&s, OpId(9), &a(2), 9);
+        assert!(u.older(&a(2), 9, Some(&a(1))));
+        // The announcer naming 2 in a later answer has moved on to a newer configuration.
+        u.named(&s, OpId(12), &a(2), 9);
+        assert!(!u.older(&a(2), 9, Some(&a(1))));
+        // A configuration named at a higher epoch makes every other master's lower ones older.
+        assert!(u.older(&a(3), 8, Some(&a(1))));
+        // The master in use confirmed: unknown bounds become known.
+        let mut c = Epochs::default();
+        c.moved(None, &a(1), Known::Exact(1));
+        c.moved(Some(&a(1)), &a(2), Known::Unknown);
+        c.moved(Some(&a(2)), &a(3), Known::Unknown);
+        assert!(c.older(&a(2), 9, Some(&a(3))));
+        c.confirmed(5);
+        assert!(c.older(&a(2), 4, Some(&a(3))));
+        assert!(!c.older(&a(2), 6, Some(&a(3))));
+    }
+}
