@@ -7,7 +7,7 @@ use crate::addr::Addr;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::machine::Core;
-use crate::parse::{MasterAnswer, Role, parse_master_reply, parse_role};
+use crate::parse::{MasterAnswer, Role, master_offset, parse_master_reply, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::collections::VecDeque;
@@ -119,7 +119,7 @@ impl Core {
             if let Ok(Ok(MasterAnswer::Known(info))) = reply.as_ref().map(parse_master_reply)
                 && let Some(c) = info.config_epoch
             {
-                self.epochs.existed(&self.cfg.nat.map(&info.addr), c);
+                self.epochs.named(&self.cfg.nat.map(&info.addr), c);
             }
             return;
         };
@@ -139,7 +139,7 @@ impl Core {
                 // A sentinel naming an older configuration has not caught up: not believed.
                 // One naming the master in use tells its epoch.
                 if let Some(c) = epoch {
-                    self.epochs.named(&sentinel, op, &addr, c);
+                    self.epochs.named(&addr, c);
                 }
                 let older =
                     epoch.is_some_and(|c| self.epochs.older(&addr, c, self.master.as_ref()));
@@ -266,6 +266,9 @@ impl Core {
             return;
         };
         self.timers.cancel(TimerReason::ProbeTimeout);
+        if let Some(offset) = reply.as_ref().ok().and_then(master_offset) {
+            self.offsets.observed(&node, offset);
+        }
         let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
         match role {
             Ok(Role::Master) => self.emit(Event::MasterConfirmed {

@@ -17,7 +17,6 @@
 //! The epoch of the master in use is kept as an interval: at least `lo`, at most `hi` when
 //! known; a sentinel's answer naming it makes it exact.
 
-use crate::action::OpId;
 use crate::addr::Addr;
 use std::collections::BTreeMap;
 
@@ -34,19 +33,6 @@ pub(crate) enum Known {
     Unknown,
 }
 
-/// A master a newer configuration replaced.
-#[derive(Debug, Clone)]
-struct Replaced {
-    /// Answers naming it at an epoch up to this one name an older configuration (`None`: at
-    /// any epoch, as far as the core knows).
-    bound: Option<u64>,
-    /// Without a bound: the sentinel that announced the replacement, and the first query
-    /// sent after the announcement. That sentinel naming it again in an answer to a later
-    /// query has moved on to a newer configuration of it (a sentinel's view only moves to
-    /// newer configurations).
-    announcer: Option<(Addr, OpId)>,
-}
-
 /// The core's epoch knowledge.
 #[derive(Debug, Default)]
 pub(crate) struct Epochs {
@@ -54,8 +40,9 @@ pub(crate) struct Epochs {
     lo: u64,
     /// ... and at most this, when known.
     hi: Option<u64>,
-    /// Masters a newer configuration replaced.
-    replaced: BTreeMap<Addr, Replaced>,
+    /// Masters a newer configuration replaced: answers naming one at an epoch up to its
+    /// bound name an older configuration (`None`: at any epoch, as far as the core knows).
+    replaced: BTreeMap<Addr, Option<u64>>,
     /// The highest `config-epoch` a sentinel's answer gave each master (configurations that
     /// existed; as many entries as the service has had masters).
     named: BTreeMap<Addr, u64>,
@@ -74,7 +61,7 @@ impl Epochs {
     pub(crate) fn possibly_late(&self, tag: Option<u64>, named: Option<&Addr>) -> bool {
         let replaced = named.and_then(|a| self.replaced.get(a));
         match tag {
-            Some(t) => t <= self.lo || replaced.is_some_and(|r| r.bound.is_none_or(|b| t <= b)),
+            Some(t) => t <= self.lo || replaced.is_some_and(|b| b.is_none_or(|b| t <= b)),
             // A connection's epoch is unknown from its subscription to the sentinel's next
             // `+new-epoch`.
             None => true,
@@ -93,28 +80,13 @@ impl Epochs {
         let replaced = self
             .replaced
             .get(addr)
-            .is_some_and(|r| r.bound.is_none_or(|b| config_epoch <= b));
+            .is_some_and(|b| b.is_none_or(|b| config_epoch <= b));
         let behind_in_use = in_use.is_some_and(|m| m != addr) && config_epoch <= self.lo;
         newer_elsewhere || replaced || behind_in_use
     }
 
-    /// A sentinel's answer to query `op` named `addr` at `config_epoch`: such a configuration
-    /// existed. When that sentinel announced the replacement of `addr` before the query, it
-    /// has moved on to a newer configuration of `addr` since.
-    pub(crate) fn named(&mut self, sentinel: &Addr, op: OpId, addr: &Addr, config_epoch: u64) {
-        self.existed(addr, config_epoch);
-        let moved_on = self.replaced.get(addr).is_some_and(|r| {
-            r.announcer
-                .as_ref()
-                .is_some_and(|(s, after)| s == sentinel && op.0 >= after.0)
-        });
-        if moved_on {
-            self.replaced.remove(addr);
-        }
-    }
-
-    /// A configuration naming `addr` at `config_epoch` existed.
-    pub(crate) fn existed(&mut self, addr: &Addr, config_epoch: u64) {
+    /// A sentinel's answer named `addr` at `config_epoch`: such a configuration existed.
+    pub(crate) fn named(&mut self, addr: &Addr, config_epoch: u64) {
         let e = self.named.entry(addr.clone()).or_insert(config_epoch);
         *e = (*e).max(config_epoch);
     }
@@ -138,51 +110,32 @@ impl Epochs {
         if config_epoch >= self.lo && self.hi.is_none_or(|h| config_epoch <= h) {
             self.lo = config_epoch;
             self.hi = Some(config_epoch);
-            for r in self.replaced.values_mut().filter(|r| r.bound.is_none()) {
-                r.bound = Some(config_epoch.saturating_sub(1));
+            for bound in self.replaced.values_mut().filter(|b| b.is_none()) {
+                *bound = Some(config_epoch.saturating_sub(1));
             }
         }
     }
 
-    /// A `+switch-master old new` not older than the configuration in use, sent by
-    /// `sentinel` at the connection epoch `tag` and received before query `next_op`: `old`'s
-    /// configuration is older than `new`'s, whose epoch is at most `tag` (bounded too by the
-    /// epoch in use when `old` is the master in use).
-    pub(crate) fn switched(
-        &mut self,
-        old: &Addr,
-        new: &Addr,
-        in_use: Option<&Addr>,
-        tag: Option<u64>,
-        (sentinel, next_op): (&Addr, OpId),
-    ) {
+    /// A `+switch-master old new` not older than the configuration in use, sent at the
+    /// connection epoch `tag`: `old`'s configuration is older than `new`'s, whose epoch is at
+    /// most `tag` (bounded too by the epoch in use when `old` is the master in use).
+    pub(crate) fn switched(&mut self, old: &Addr, new: &Addr, in_use: Option<&Addr>, tag: u64) {
         let in_use_bound = if in_use == Some(old) { self.hi } else { None };
-        let bound = in_use_bound.max(tag.map(|t| t.saturating_sub(1)));
-        self.replace(old, bound, Some((sentinel.clone(), next_op)));
+        self.replace(old, in_use_bound.max(Some(tag.saturating_sub(1))));
         self.replaced.remove(new);
     }
 
     /// Records that a newer configuration replaced `addr`, whose configuration then had an
     /// epoch of at most `bound` (`None`: unknown, which refuses it at any epoch). The latest
     /// replacement decides, except that of two known bounds the higher one wins.
-    fn replace(&mut self, addr: &Addr, bound: Option<u64>, announcer: Option<(Addr, OpId)>) {
+    fn replace(&mut self, addr: &Addr, bound: Option<u64>) {
         // The replaced configuration is at least as new as any the sentinels named it at.
         let floor = self.named.get(addr).copied().unwrap_or(0);
-        let replaced = match (self.replaced.get(addr).and_then(|r| r.bound), bound) {
-            (Some(a), Some(b)) => Replaced {
-                bound: Some(a.max(b).max(floor)),
-                announcer: None,
-            },
-            (_, Some(b)) => Replaced {
-                bound: Some(b.max(floor)),
-                announcer: None,
-            },
-            (_, None) => Replaced {
-                bound: None,
-                announcer,
-            },
+        let bound = match (self.replaced.get(addr).copied().flatten(), bound) {
+            (Some(a), Some(b)) => Some(a.max(b).max(floor)),
+            (_, b) => b.map(|b| b.max(floor)),
         };
-        self.replaced.insert(addr.clone(), replaced);
+        self.replaced.insert(addr.clone(), bound);
     }
 
     /// The master in use moved from `old` to `new`, whose epoch is `known`.
@@ -194,7 +147,7 @@ impl Epochs {
                 Known::Exact(e) | Known::Announced(Some(e)) => Some(e.saturating_sub(1)),
                 Known::Announced(None) | Known::Unknown => None,
             };
-            self.replace(old, self.hi.max(bound), None);
+            self.replace(old, self.hi.max(bound));
         }
         self.replaced.remove(new);
         (self.lo, self.hi) = match known {
@@ -246,40 +199,29 @@ mod tests {
         assert!(!e.older(&a(1), 5, Some(&a(2))));
         // A `+switch-master` away from the master in use, then back: the first is replaced
         // up to the epoch in use, the second is no longer replaced.
-        e.switched(&a(2), &a(1), Some(&a(2)), None, (&a(26379), OpId(1)));
+        e.switched(&a(2), &a(1), Some(&a(2)), 4);
         assert!(e.older(&a(2), 4, Some(&a(2))));
         assert!(!e.maybe_older(&a(1), Some(&a(2))));
     }
 
     #[test]
-    fn unknown_bounds_until_confirmed_or_the_announcer_moves_on() {
-        let s = a(26379);
+    fn unknown_bounds_until_confirmed() {
         let mut u = Epochs::default();
         u.moved(None, &a(1), Known::Exact(1));
         u.moved(Some(&a(1)), &a(2), Known::Announced(None));
-        u.switched(&a(2), &a(3), None, None, (&s, OpId(10)));
+        u.moved(Some(&a(2)), &a(3), Known::Unknown);
         assert!(
-            u.older(&a(2), 9, Some(&a(1))),
+            u.older(&a(2), 9, Some(&a(3))),
             "replaced at an unknown epoch"
         );
-        // Another sentinel naming 2 again proves nothing; the announcer answering a query sent
-        // before its announcement neither.
-        u.named(&a(26380), OpId(11), &a(2), 9);
-        u.named(&s, OpId(9), &a(2), 9);
-        assert!(u.older(&a(2), 9, Some(&a(1))));
-        // The announcer naming 2 in a later answer has moved on to a newer configuration.
-        u.named(&s, OpId(12), &a(2), 9);
-        assert!(!u.older(&a(2), 9, Some(&a(1))));
+        assert!(u.maybe_older(&a(2), Some(&a(3))));
         // A configuration named at a higher epoch makes every other master's lower ones older.
-        assert!(u.older(&a(3), 8, Some(&a(1))));
+        u.named(&a(4), 8);
+        assert!(u.older(&a(1), 7, Some(&a(3))));
+        assert!(!u.older(&a(4), 8, Some(&a(3))));
         // The master in use confirmed: unknown bounds become known.
-        let mut c = Epochs::default();
-        c.moved(None, &a(1), Known::Exact(1));
-        c.moved(Some(&a(1)), &a(2), Known::Unknown);
-        c.moved(Some(&a(2)), &a(3), Known::Unknown);
-        assert!(c.older(&a(2), 9, Some(&a(3))));
-        c.confirmed(5);
-        assert!(c.older(&a(2), 4, Some(&a(3))));
-        assert!(!c.older(&a(2), 6, Some(&a(3))));
+        u.confirmed(5);
+        assert!(u.older(&a(2), 4, Some(&a(3))));
+        assert!(!u.older(&a(2), 9, Some(&a(3))));
     }
 }

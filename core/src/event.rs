@@ -169,6 +169,24 @@ pub enum Event {
         /// Time since the core was created.
         elapsed: Duration,
     },
+    /// The new master was verified at a lower replication offset than the old master last
+    /// reported (at the fence, or before it when the old master no longer answered): at least
+    /// `bytes` bytes of the old master's replication stream, writes it acknowledged, are not
+    /// on the new master. Redis replicates asynchronously; Sentinel promoted a replica that
+    /// lagged. Never reported when it cannot be proven (nothing known of the old master's
+    /// offset, or the new master already past it).
+    WritesLost {
+        /// The master the switch left.
+        old: Addr,
+        /// The master it moved to.
+        new: Addr,
+        /// The old master's last reported `master_repl_offset`.
+        old_offset: u64,
+        /// The new master's `master_repl_offset` when it was verified.
+        new_offset: u64,
+        /// `old_offset - new_offset`: bytes of replication stream lost in the promotion.
+        bytes: u64,
+    },
     /// A failover of the master in use was announced: new work stopped, writes held.
     Fenced {
         /// The master in use.

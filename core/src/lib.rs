@@ -23,6 +23,7 @@ mod event;
 mod history;
 mod listeners;
 mod machine;
+mod offsets;
 mod parse;
 mod reply;
 mod rng;

@@ -10,6 +10,8 @@ use crate::epochs::Epochs;
 use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
 use crate::history::History;
 use crate::listeners::Sentinel;
+use crate::offsets::Offsets;
+use crate::parse::master_offset;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use crate::switch::Switch;
@@ -61,6 +63,8 @@ pub struct Core {
     /// What the core knows of configuration epochs: no configuration older than the one in
     /// use is believed or moved to.
     pub(crate) epochs: Epochs,
+    /// Replication offsets of the old and new masters of a switch (lost writes).
+    pub(crate) offsets: Offsets,
     /// A switch or fence in progress (startup counts as a switch from no master).
     pub(crate) switch: Option<Switch>,
     pub(crate) discovery: Discovery,
@@ -104,6 +108,7 @@ impl Core {
             timers: Timers::default(),
             master: None,
             epochs: Epochs::default(),
+            offsets: Offsets::default(),
             switch: None,
             discovery: Discovery::Idle,
             discovery_backoff,
@@ -289,7 +294,12 @@ impl Core {
                 return;
             }
         }
-        if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
+        if self.offsets.is_fence_probe(op) {
+            let offset = reply.as_ref().ok().and_then(master_offset);
+            if let Some(lost) = self.offsets.fence_probe_done(offset) {
+                self.emit(lost);
+            }
+        } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply, now);
         } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
             // A prepared connection nobody waits for any more.
@@ -375,11 +385,6 @@ impl Core {
     pub(crate) fn op(&mut self) -> OpId {
         self.next_op += 1;
         OpId(self.next_op)
-    }
-
-    /// The id the next operation will take (every later one is higher).
-    pub(crate) fn next_op(&self) -> OpId {
-        OpId(self.next_op + 1)
     }
 
     pub(crate) fn push_action(&mut self, a: Action) {

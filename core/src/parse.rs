@@ -335,19 +335,16 @@ pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
     }
 }
 
-/// The replication offset in a `ROLE` reply: a master's `master_repl_offset`, a replica's
-/// processed offset. `None` for other roles or when the reply has none.
-#[allow(dead_code)] // the lost-write check uses it next
-pub(crate) fn role_offset(reply: &Reply) -> Option<u64> {
+/// The replication offset in a master's `ROLE` reply (`master_repl_offset`); `None` for
+/// other roles or when the reply has none.
+pub(crate) fn master_offset(reply: &Reply) -> Option<u64> {
     let Reply::Array(items) = reply else {
         return None;
     };
-    let at = match items.first().and_then(Reply::text).as_deref() {
-        Some("master") => 1,
-        Some("slave") | Some("replica") => 4,
-        _ => return None,
-    };
-    match items.get(at)? {
+    if items.first().and_then(Reply::text).as_deref() != Some("master") {
+        return None;
+    }
+    match items.get(1)? {
         Reply::Int(n) => u64::try_from(*n).ok(),
         other => other.text()?.parse().ok(),
     }
@@ -454,7 +451,7 @@ mod tests {
         };
         assert_eq!(info.config_epoch, Some(4));
         let master = Reply::Array(vec![data("master"), Reply::Int(3120), Reply::Array(vec![])]);
-        assert_eq!(role_offset(&master), Some(3120));
+        assert_eq!(master_offset(&master), Some(3120));
         let replica = Reply::Array(vec![
             data("slave"),
             data("10.0.0.1"),
@@ -462,8 +459,14 @@ mod tests {
             data("connected"),
             Reply::Int(3000),
         ]);
-        assert_eq!(role_offset(&replica), Some(3000));
-        assert_eq!(role_offset(&data("sentinel")), None);
+        assert_eq!(
+            master_offset(&replica),
+            None,
+            "a replica's offset is not a master's"
+        );
+        assert_eq!(master_offset(&data("sentinel")), None);
+        let text = Reply::Array(vec![data("master"), data("77"), Reply::Array(vec![])]);
+        assert_eq!(master_offset(&text), Some(77));
     }
 
     #[test]

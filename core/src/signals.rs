@@ -25,11 +25,9 @@ impl Core {
         now: Instant,
     ) -> Result<(), IgnoreReason> {
         let late = self.epochs.possibly_late(tag, Some(&new));
-        if !late {
+        if let Some(tag) = tag.filter(|_| !late) {
             // Whatever the core does next, `old` was replaced.
-            let next = self.next_op();
-            self.epochs
-                .switched(&old, &new, self.master.as_ref(), tag, (sentinel, next));
+            self.epochs.switched(&old, &new, self.master.as_ref(), tag);
         }
         let already = match &self.switch {
             None => self.master.as_ref() == Some(&new),

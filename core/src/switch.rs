@@ -8,7 +8,7 @@ use crate::backoff::jitter;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::machine::Core;
-use crate::parse::{Role, parse_role};
+use crate::parse::{Role, master_offset, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::Instant;
@@ -56,7 +56,8 @@ pub(crate) struct Switch {
     pub(crate) speculative: bool,
     /// A `ROLE` check of `target` when it is the master already in use.
     pub(crate) probe: Option<(OpId, Addr)>,
-    pub(crate) activating: Option<(OpId, Addr)>,
+    /// The connection being activated, its node and the replication offset its `ROLE` said.
+    pub(crate) activating: Option<(OpId, Addr, Option<u64>)>,
     pub(crate) pause: Pause,
 }
 
@@ -121,6 +122,12 @@ impl Core {
         sw.failing = if early { self.master.clone() } else { None };
         self.switch = Some(sw);
         self.push_action(Action::Fence);
+        if let Some(master) = self.master.clone() {
+            // The old master's replication offset at the fence, to compare with the new one's.
+            let op = self.op();
+            self.offsets.fenced(op, master.clone());
+            self.push_action(Action::PollRole { op, node: master });
+        }
         if let Pause::Pending(op) = pause {
             self.push_action(Action::PauseWorkers { op });
             self.timers.set(
@@ -302,7 +309,8 @@ impl Core {
                     let Some(sw) = self.switch.as_mut() else {
                         return true;
                     };
-                    sw.activating = Some((op, target.clone()));
+                    let offset = reply.as_ref().ok().and_then(master_offset);
+                    sw.activating = Some((op, target.clone(), offset));
                     let old = self.master.clone();
                     self.emit(Event::BeforeReset {
                         old: old.clone(),
@@ -504,7 +512,7 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+        let Some((_, node, _)) = sw.activating.take_if(|(a, _, _)| *a == op) else {
             return;
         };
         self.verification_failed(node, format!("activation failed: {reason}"), now);
@@ -514,7 +522,7 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+        let Some((_, node, offset)) = sw.activating.take_if(|(a, _, _)| *a == op) else {
             return;
         };
         sw.verified = sw.target.as_ref() == Some(&node);
@@ -531,7 +539,11 @@ impl Core {
         if let Some(old) = &old {
             self.history.moved(old, &node);
         }
+        let lost = self.offsets.activated(old.as_ref(), &node, offset);
         self.emit(Event::AfterReset { old, new: node });
+        if let Some(lost) = lost {
+            self.emit(lost);
+        }
         self.drive_switch(now);
     }
 

@@ -151,16 +151,23 @@ fn switch_master_flow(drain: bool) {
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
     );
     let a = h.actions();
-    let (pause, conn, node) = match a.as_slice() {
+    // Fence, ask the old master its replication offset, (drain,) connect to the new one.
+    let (probe, pause, conn, node) = match a.as_slice() {
         [
             Action::Fence,
+            Action::PollRole { op: probe, .. },
             Action::PauseWorkers { op: pause },
             Action::Connect { op, node },
-        ] if drain => (Some(*pause), *op, node.clone()),
-        [Action::Fence, Action::Connect { op, node }] if !drain => (None, *op, node.clone()),
+        ] if drain => (*probe, Some(*pause), *op, node.clone()),
+        [
+            Action::Fence,
+            Action::PollRole { op: probe, .. },
+            Action::Connect { op, node },
+        ] if !drain => (*probe, None, *op, node.clone()),
         other => panic!("drain {drain}: {other:?}"),
     };
     assert_eq!(node, Addr::new("127.0.0.1", 7001));
+    h.core.handle_node_reply(h.now, probe, Ok(role(true)));
     // The same event from the second sentinel coalesces.
     h.core.handle_listener_message(
         h.now,
@@ -196,6 +203,12 @@ fn switch_master_flow(drain: bool) {
         _ => None,
     });
     assert_eq!(to_paused.expect("switch completed").is_some(), drain);
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::WritesLost { .. })),
+        "nothing lost"
+    );
 }
 
 #[test]
@@ -219,7 +232,7 @@ fn early_signal_switches_before_switch_master() {
         b"master svc 127.0.0.1 7000",
     );
     let a = h.actions();
-    let [Action::Fence] = a.as_slice() else {
+    let [Action::Fence, Action::PollRole { .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
     h.core.handle_listener_message(
@@ -284,7 +297,7 @@ fn aborted_failover_lifts_the_fence() {
         b"master svc 127.0.0.1 7000 #quorum 2/2",
     );
     let a = h.actions();
-    let [Action::Fence] = a.as_slice() else {
+    let [Action::Fence, Action::PollRole { .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
     h.core
@@ -790,4 +803,74 @@ fn unknown_epochs_are_asked_not_followed() {
     h.core.handle_reset_done(h.now, *op);
     assert_eq!(h.actions(), vec![Action::Resume]);
     assert_eq!(h.core.master_epoch(), Some(3));
+}
+
+fn master_role_at(offset: i64) -> Reply {
+    Reply::Array(vec![
+        data("master"),
+        Reply::Int(offset),
+        Reply::Array(vec![]),
+    ])
+}
+
+/// The old master answers the fence's `ROLE` at offset 5000; the new master is verified at
+/// 4200: 800 bytes of replication stream it acknowledged never reached the promoted replica.
+/// Reported once, after the switch, with both offsets; nothing when the new master is ahead.
+#[test]
+fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
+    for (new_offset, lost) in [(4200, Some(800)), (5000, None), (6100, None)] {
+        let mut h = Harness::new(config());
+        let listeners = start(&mut h);
+        h.core.handle_listener_message(
+            h.now,
+            listeners[0],
+            b"+switch-master",
+            b"svc 127.0.0.1 7000 127.0.0.1 7001",
+        );
+        let a = h.actions();
+        let [
+            Action::Fence,
+            Action::PollRole { op: probe, node },
+            Action::Connect { op: conn, .. },
+        ] = a.as_slice()
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            *node,
+            Addr::new("127.0.0.1", 7000),
+            "the old master is asked"
+        );
+        // The new master answers first; the old one's answer completes the check.
+        h.core
+            .handle_node_reply(h.now, *conn, Ok(master_role_at(new_offset)));
+        let a = h.actions();
+        let [Action::Activate { op, .. }] = a.as_slice() else {
+            panic!("{a:?}")
+        };
+        h.core.handle_reset_done(h.now, *op);
+        assert_eq!(h.actions(), vec![Action::Resume]);
+        h.core
+            .handle_node_reply(h.now, *probe, Ok(master_role_at(5000)));
+        let _ = h.actions();
+        let reported: Vec<_> = h
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::WritesLost {
+                    old,
+                    new,
+                    old_offset: 5000,
+                    new_offset: n,
+                    bytes,
+                } if *n == new_offset as u64 => Some((old.port(), new.port(), *bytes)),
+                Event::WritesLost { .. } => panic!("wrong offsets: {e:?}"),
+                _ => None,
+            })
+            .collect();
+        match lost {
+            Some(bytes) => assert_eq!(reported, vec![(7000, 7001, bytes)]),
+            None => assert!(reported.is_empty(), "{reported:?}"),
+        }
+    }
 }

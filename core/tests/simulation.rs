@@ -245,15 +245,19 @@ fn failover_sequences_keep_every_rule() {
     let config = runner(4000);
     let cases = u64::from(config.cases);
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let totals: [AtomicU64; 5] = Default::default();
+    let totals: [AtomicU64; 6] = Default::default();
     let strategy = (settings(), knobs(), proptest::collection::vec(op(), 1..40));
     let result = runner.run(&strategy, |(settings, knobs, ops)| {
         let sim = run(&settings, &knobs, &ops).map_err(TestCaseError::fail)?;
         let s = sim.stats();
-        for (total, n) in totals
-            .iter()
-            .zip([1, s.failovers, s.switches, s.pauses, s.writes_acked])
-        {
+        for (total, n) in totals.iter().zip([
+            1,
+            s.failovers,
+            s.switches,
+            s.pauses,
+            s.writes_acked,
+            s.writes_lost_events,
+        ]) {
             total.fetch_add(n, Relaxed);
         }
         Ok(())
@@ -261,9 +265,10 @@ fn failover_sequences_keep_every_rule() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    let [ran, failovers, switches, pauses, writes] = totals.map(|t| t.load(Relaxed));
+    let [ran, failovers, switches, pauses, writes, lost_events] = totals.map(|t| t.load(Relaxed));
     eprintln!(
-        "{ran} cases: {failovers} failovers, {switches} switches, {pauses} pauses, {writes} writes"
+        "{ran} cases: {failovers} failovers, {switches} switches, {pauses} pauses, {writes} writes, \
+         {lost_events} lost-write reports"
     );
     assert!(ran >= cases, "{ran} cases run of {cases}");
     assert!(
@@ -281,6 +286,10 @@ fn failover_sequences_keep_every_rule() {
     assert!(
         writes >= cases * 10,
         "too few writes: {writes} in {cases} cases"
+    );
+    assert!(
+        lost_events >= cases / 100,
+        "too few lost-write reports: {lost_events} in {cases} cases"
     );
 }
 

@@ -213,6 +213,14 @@ pub(crate) fn log_event(event: &Event) {
             gap,
         } => warn!(old = %opt(old), new = %new, channels, patterns, gap_ms = ms(gap),
             "pub/sub subscriptions active again; messages published in the gap were missed"),
+        Event::WritesLost {
+            old,
+            new,
+            old_offset,
+            new_offset,
+            bytes,
+        } => warn!(old = %old, new = %new, old_offset, new_offset, bytes,
+            "the new master was promoted behind the old one: acknowledged writes lost"),
         other => info!(event = ?other, "event"),
     }
 }

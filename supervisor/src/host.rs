@@ -187,6 +187,8 @@ pub enum FieldValue {
     Text(Option<String>),
     /// A duration in milliseconds; `None` when absent.
     Millis(Option<f64>),
+    /// A count (bytes, offsets).
+    Count(u64),
 }
 
 fn addr(a: &Addr) -> FieldValue {
@@ -406,6 +408,24 @@ impl EventRecord {
                     ("channels", text(channels)),
                     ("patterns", text(patterns)),
                     ("gap_ms", ms(gap)),
+                ],
+            ),
+            Event::WritesLost {
+                old,
+                new,
+                old_offset,
+                new_offset,
+                bytes,
+            } => (
+                "WritesLost",
+                Warn,
+                "the new master was promoted behind the old one: acknowledged writes lost",
+                vec![
+                    ("old", addr(old)),
+                    ("new", addr(new)),
+                    ("old_offset", FieldValue::Count(*old_offset)),
+                    ("new_offset", FieldValue::Count(*new_offset)),
+                    ("bytes", FieldValue::Count(*bytes)),
                 ],
             ),
             other => (

@@ -189,6 +189,8 @@ pub struct Stats {
     pub role_requests: u64,
     /// Watch connections opened on candidates.
     pub watches: u64,
+    /// `WritesLost` events the core emitted.
+    pub writes_lost_events: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -734,6 +736,15 @@ impl Sim {
         {
             Some((n, Health::Up)) if self.world.nodes[n].master => {
                 self.stats.writes_acked += 1;
+                self.world.nodes[n].offset += 1;
+                if n == self.world.true_master() {
+                    let offset = self.world.nodes[n].offset;
+                    for r in &mut self.world.nodes {
+                        if !r.master && r.health == Health::Up {
+                            r.offset = offset;
+                        }
+                    }
+                }
                 if let Some(by) = self.world.nodes[n].deposed_by {
                     self.stats.writes_lost += 1;
                     return self.check_lost_write(n, by);

@@ -134,6 +134,12 @@ impl Sim {
                 if let Event::SwitchCompleted { old: Some(_), .. } = e {
                     self.stats.switches += 1;
                 }
+                if let Event::WritesLost { .. } = e {
+                    self.stats.writes_lost_events += 1;
+                    if let Err(what) = self.check_writes_lost(&e) {
+                        return Err(self.violation(what));
+                    }
+                }
                 if let Err(what) = self.oracle.event(&e, self.now) {
                     return Err(self.violation(what));
                 }
@@ -304,6 +310,43 @@ impl Sim {
     fn reply_later(&mut self, input: Input) {
         let d = self.latency() + self.latency();
         self.schedule(d, Due::Input(input));
+    }
+
+    /// A reported loss is real: the offsets are ones the two nodes had, and the new master
+    /// was promoted no further than the offset reported for it.
+    fn check_writes_lost(&self, e: &Event) -> Result<(), String> {
+        let Event::WritesLost {
+            old,
+            new,
+            old_offset,
+            new_offset,
+            bytes,
+        } = e
+        else {
+            return Ok(());
+        };
+        let (Some(o), Some(n)) = (self.world.node_at(old), self.world.node_at(new)) else {
+            return Err(format!(
+                "lost writes reported for unknown nodes {old}, {new}"
+            ));
+        };
+        let promoted = self
+            .world
+            .failovers
+            .iter()
+            .rev()
+            .find(|f| f.candidate == n && f.promoted_at.is_some())
+            .map(|f| f.promoted_offset);
+        if old_offset.checked_sub(*new_offset) != Some(*bytes)
+            || *old_offset > self.world.nodes[o].offset
+            || promoted.is_none_or(|p| p > *new_offset)
+        {
+            return Err(format!(
+                "lost writes reported that did not happen: {e:?} (old at {}, new promoted at {promoted:?})",
+                self.world.nodes[o].offset
+            ));
+        }
+        Ok(())
     }
 
     /// Open prepared connections (for leak checks).

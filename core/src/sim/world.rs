@@ -27,6 +27,10 @@ pub(crate) struct Node {
     pub(crate) down_since: Option<Instant>,
     /// The configuration epoch of its last promotion (0 for the first master).
     pub(crate) config_epoch: u64,
+    /// Its replication offset: a master's grows with each write it acknowledges, a replica
+    /// that is up holds the true master's (replication is instant; a replica down or frozen
+    /// during writes lags, and is promoted behind).
+    pub(crate) offset: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ pub(crate) struct Failover {
     pub(crate) done: bool,
     /// The epoch of this failover attempt (the promoted configuration's `config-epoch`).
     pub(crate) epoch: u64,
+    /// The candidate's replication offset when it was promoted.
+    pub(crate) promoted_offset: u64,
 }
 
 /// Something the world does at a scheduled time.
@@ -124,6 +130,7 @@ impl World {
                         deposed_by: None,
                         down_since: None,
                         config_epoch: 0,
+                        offset: 0,
                     }
                 })
                 .collect(),
@@ -224,6 +231,7 @@ impl World {
             signal_seen_at: None,
             done: false,
             epoch: 0, // taken when the attempt starts
+            promoted_offset: 0,
         });
         let ms = Duration::from_millis;
         let pub_ = |s: usize, ch: &str, payload: String| Script::Publish {
@@ -393,6 +401,7 @@ impl World {
                 self.failovers[f].promoted_at = Some(now);
                 self.nodes[candidate].master = true;
                 self.nodes[candidate].config_epoch = self.failovers[f].epoch;
+                self.failovers[f].promoted_offset = self.nodes[candidate].offset;
                 self.nodes[candidate].deposed_by = None;
                 if self.nodes[old].master {
                     self.nodes[old].deposed_by = Some(candidate);
@@ -497,8 +506,13 @@ impl World {
     /// `ROLE` of node `n`.
     pub(crate) fn role_reply(&self, n: usize) -> crate::reply::Reply {
         use crate::reply::Reply;
+        let offset = i64::try_from(self.nodes[n].offset).unwrap_or(i64::MAX);
         if self.nodes[n].master {
-            Reply::Array(vec![data("master"), Reply::Int(0), Reply::Array(vec![])])
+            Reply::Array(vec![
+                data("master"),
+                Reply::Int(offset),
+                Reply::Array(vec![]),
+            ])
         } else {
             let m = &self.nodes[self.true_master()].announced;
             Reply::Array(vec![
@@ -506,7 +520,7 @@ impl World {
                 data(m.host()),
                 Reply::Int(i64::from(m.port())),
                 data("connected"),
-                Reply::Int(0),
+                Reply::Int(offset),
             ])
         }
     }

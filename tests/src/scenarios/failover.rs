@@ -157,6 +157,13 @@ fn graceful<R: TestRuntime>(
         })
         .collect();
     assert_eq!(paths, [DetectionPath::EarlySignal], "detection paths");
+    // The replica kept up: no loss to report.
+    assert_eq!(
+        run.timeline
+            .count(|e| matches!(e, Event::WritesLost { .. })),
+        0,
+        "a graceful failover onto a replica that kept up loses nothing"
+    );
     run.finish(&d);
 }
 

@@ -12,6 +12,7 @@ pub mod escalation;
 pub mod failover;
 pub mod logs;
 pub mod long_jobs;
+pub mod lost_writes;
 pub mod pool;
 pub mod pubsub;
 pub mod resilience;
@@ -184,6 +185,7 @@ macro_rules! supervisor_suite {
             startup::unknown_service_name_is_its_own_error,
             failover::graceful_failover_with_a_worker_pool,
             failover::graceful_failover_with_a_drain,
+            lost_writes::lost_writes_are_reported_when_the_replica_lags,
             long_jobs::long_jobs_through_a_graceful_failover,
             long_jobs::long_jobs_through_a_master_kill,
             long_jobs::long_jobs_through_a_frozen_master,
