@@ -48,7 +48,7 @@
 //! # }
 //! ```
 //!
-//! See `examples/worker.rs` (tokio) and `examples/worker_smol.rs` for complete programs.
+//! See `examples/apalis_worker.rs` (tokio) and `examples/apalis_worker_smol.rs` for complete programs.
 
 mod connection;
 mod workers;

@@ -1,7 +1,7 @@
 //! apalis workers on apalis-redis storage that survive Sentinel failovers (tokio).
 //!
 //! ```text
-//! cargo run -p dramatiq-sentinel-apalis --features tokio --example worker -- \
+//! cargo run -p dramatiq-sentinel-apalis --features tokio --example apalis_worker -- \
 //!     127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381 mymaster
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! A worker pool on a reliable Redis queue that survives Sentinel failovers, on smol.
 //!
 //! ```text
-//! cargo run -p dramatiq-sentinel-smol --example worker -- \
+//! cargo run -p dramatiq-sentinel-smol --example smol_worker -- \
 //!     127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381 mymaster
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! The apalis example on smol: the same program as `worker.rs` with smol's executor.
 //!
 //! ```text
-//! cargo run -p dramatiq-sentinel-apalis --features smol --example worker_smol -- \
+//! cargo run -p dramatiq-sentinel-apalis --features smol --example apalis_worker_smol -- \
 //!     127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381 mymaster
 //! ```
 //!
