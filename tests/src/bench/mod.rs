@@ -401,10 +401,24 @@ fn bench(o: &Options) -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&out, report.markdown())?;
+    // Sections other benchmarks write (the Python one) follow KEEP_MARKER: kept as they are.
+    let kept = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| old.find(KEEP_MARKER).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    let mut markdown = report.markdown();
+    if !kept.is_empty() {
+        markdown.push('\n');
+        markdown.push_str(&kept);
+    }
+    std::fs::write(&out, markdown)?;
     eprintln!("failover-bench: wrote {}", out.display());
     Ok(())
 }
+
+/// Where the sections of other benchmarks begin in `BENCHMARKS.md`; a new report keeps them.
+const KEEP_MARKER: &str =
+    "<!-- sections below: written by other benchmarks, kept by failover-bench -->";
 
 #[cfg(test)]
 mod tests {
