@@ -10,8 +10,9 @@
 //! See [`Core`] for the drive loop.
 //!
 //! The runtime shims `dramatiq-sentinel-tokio` and `dramatiq-sentinel-smol` drive it with real
-//! Redis connections. With the `sim` feature, [`sim`] drives it against a simulated world of
-//! sentinels, data nodes and workers on a virtual clock, to fuzz a configuration offline.
+//! Redis connections. With the `sim` feature, the module `sim` drives it against a simulated
+//! world of sentinels, data nodes and workers on a virtual clock, to fuzz a configuration
+//! offline.
 
 mod action;
 mod addr;

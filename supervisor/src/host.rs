@@ -1,31 +1,4 @@
-//! [`Host`]: what a host outside Rust's async world needs from a running supervisor when it
-//! does its own Redis I/O (a Python extension whose client library opens its own sockets, a C
-//! API): the verified master to connect to, the hold while a failover is in progress, a way to
-//! tell the supervisor about errors its own connections saw, and each [`Event`] as a flat
-//! record for a foreign logging system.
-//!
-//! The host keeps no failover logic of its own. Before each command (or each new connection)
-//! it asks [`Host::master_now`] (no waiting) and, when that says `None`, awaits
-//! [`Host::wait_master`], which waits exactly as a command on the supervisor's own
-//! [`MasterConnection`] does (the same hold, the same `hold_timeout`, the same retries on an
-//! unreachable master, the same errors). Errors the host's connections see go to
-//! [`Host::check_error`], which re-checks them through the supervisor's own connection, so the
-//! core receives them as application errors and decides.
-//!
-//! ```no_run
-//! # async fn run(supervisor: dramatiq_sentinel_supervisor::Supervisor<impl dramatiq_sentinel_supervisor::Runtime>)
-//! # -> Result<(), dramatiq_sentinel_supervisor::HostError> {
-//! use dramatiq_sentinel_supervisor::{AppErrorKind, Host};
-//!
-//! let host = Host::new(&supervisor);
-//! let master = match host.master_now() {
-//!     Some(master) => master,
-//!     None => host.wait_master().await?, // held while a failover is in progress
-//! };
-//! // ... connect to `master` with your own client; if it answers READONLY:
-//! host.check_error(&master, AppErrorKind::ReadOnly).await;
-//! # Ok(()) }
-//! ```
+//! [`Host`]: the supervisor as a host outside Rust's async world sees it (see its docs).
 
 use crate::gate::WorkerGate;
 use crate::master::MasterConnection;
@@ -66,8 +39,36 @@ fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
     None
 }
 
-/// A running supervisor as a foreign host sees it. Cheap to clone; see the [module
-/// docs](self) for the protocol.
+/// A running supervisor as a foreign host sees it. Cheap to clone.
+///
+/// It gives what a host outside Rust's async world needs from a running supervisor when it
+/// does its own Redis I/O (a Python extension whose client library opens its own sockets, a C
+/// API): the verified master to connect to, the hold while a failover is in progress, a way to
+/// tell the supervisor about errors its own connections saw, and each [`Event`] as a flat
+/// record for a foreign logging system.
+///
+/// The host keeps no failover logic of its own. Before each command (or each new connection)
+/// it asks [`Host::master_now`] (no waiting) and, when that says `None`, awaits
+/// [`Host::wait_master`], which waits exactly as a command on the supervisor's own
+/// [`MasterConnection`] does (the same hold, the same `hold_timeout`, the same retries on an
+/// unreachable master, the same errors). Errors the host's connections see go to
+/// [`Host::check_error`], which re-checks them through the supervisor's own connection, so the
+/// core receives them as application errors and decides.
+///
+/// ```no_run
+/// # async fn run(supervisor: dramatiq_sentinel_supervisor::Supervisor<impl dramatiq_sentinel_supervisor::Runtime>)
+/// # -> Result<(), dramatiq_sentinel_supervisor::HostError> {
+/// use dramatiq_sentinel_supervisor::{AppErrorKind, Host};
+///
+/// let host = Host::new(&supervisor);
+/// let master = match host.master_now() {
+///     Some(master) => master,
+///     None => host.wait_master().await?, // held while a failover is in progress
+/// };
+/// // ... connect to `master` with your own client; if it answers READONLY:
+/// host.check_error(&master, AppErrorKind::ReadOnly).await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Host {
     /// The supervisor's master handle: its hold is the one hosts wait in.

@@ -16,8 +16,8 @@
 //!   stop with a grace period). It does not ask for a drain: see its documentation.
 //!
 //! Features `tokio` and `smol` pick the executor, like the runtime shims: they enable
-//! apalis-redis's matching `redis` runtime and re-export the shim as [`tokio`](crate::tokio)
-//! or [`smol`](crate::smol). Nothing else differs: this crate does no I/O of its own.
+//! apalis-redis's matching `redis` runtime and re-export the shim as the module `tokio`
+//! or `smol`. Nothing else differs: this crate does no I/O of its own.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
