@@ -31,6 +31,7 @@ mod driver;
 mod error;
 mod events;
 mod exec;
+mod failure;
 mod gate;
 mod hold;
 mod host;
@@ -53,6 +54,7 @@ pub use dramatiq_sentinel_core::{
 };
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
+pub use failure::Failure;
 pub use gate::{GateStopped, Permit, WorkerGate, Workers};
 pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
 pub use master::MasterConnection;

@@ -4,6 +4,7 @@
 
 use crate::connect::OpenError;
 use crate::convert::{error_kind, has_readonly};
+use crate::failure;
 use crate::hold::HoldError;
 use crate::runtime::{deadline_after, until};
 use crate::shared::Shared;
@@ -11,9 +12,8 @@ use crate::sync::{Cancel, lock};
 use dramatiq_sentinel_core::{Addr, AppErrorKind};
 use event_listener::Event;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use std::future::Future;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -222,10 +222,6 @@ impl std::fmt::Debug for MasterConnection {
     }
 }
 
-fn io_error(kind: io::ErrorKind, message: String) -> RedisError {
-    io::Error::new(kind, message).into()
-}
-
 impl MasterConnection {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared, own: None }
@@ -283,21 +279,15 @@ impl MasterConnection {
         let deadline = deadline_after(hold);
         let mut reported: Option<Addr> = None;
         loop {
-            let (active, changed) = self.shared.slot.acquire(rt, deadline).await.map_err(|e| {
-                match e {
-                    HoldError::TimedOut => io_error(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "dramatiq-sentinel: no verified master for {hold:?} (hold_timeout): \
-                             a failover is in progress"
-                        ),
-                    ),
-                    HoldError::Stopped => io_error(
-                        io::ErrorKind::NotConnected,
-                        "dramatiq-sentinel: the supervisor stopped".to_owned(),
-                    ),
-                }
-            })?;
+            let (active, changed) =
+                self.shared
+                    .slot
+                    .acquire(rt, deadline)
+                    .await
+                    .map_err(|e| match e {
+                        HoldError::TimedOut => failure::held_too_long(hold),
+                        HoldError::Stopped => failure::stopped(),
+                    })?;
             let line = Arc::clone(self.line(&active));
             let line_changed = line.changed.listen();
             let (retry_at, error) = match line.find(active.generation, Instant::now()) {
@@ -314,18 +304,8 @@ impl MasterConnection {
                     reported = Some(active.node.clone());
                 }
                 if !e.unreachable || Instant::now() >= deadline {
-                    let waited = if e.unreachable {
-                        format!(" (retried for {:?}, hold_timeout)", started.elapsed())
-                    } else {
-                        String::new()
-                    };
-                    return Err(io_error(
-                        io::ErrorKind::ConnectionRefused,
-                        format!(
-                            "dramatiq-sentinel: cannot connect to master {}{waited}: {e}",
-                            active.node
-                        ),
-                    ));
+                    let waited = e.unreachable.then(|| started.elapsed());
+                    return Err(failure::unreachable(&active.node, waited, &e.to_string()));
                 }
                 debug!(node = %active.node, error = %e, "master unreachable: command held");
             }
@@ -358,15 +338,6 @@ impl MasterConnection {
     {
         let (active, epoch, conn) = self.acquire().await?;
         let node = &active.node;
-        let moved = || {
-            io_error(
-                io::ErrorKind::ConnectionAborted,
-                format!(
-                    "dramatiq-sentinel: the master moved away from {node}; \
-                     this command on the old master was cancelled"
-                ),
-            )
-        };
         let outcome = active.cancel.run(call(conn)).await;
         match outcome {
             Some(Ok(v)) => {
@@ -380,24 +351,23 @@ impl MasterConnection {
                     self.line(&active).broken(active.generation, epoch);
                 }
                 if active.cancel.is_cancelled() {
-                    return Err(moved());
+                    return Err(failure::moved(node));
                 }
                 let kind = error_kind(&e);
                 if let Some(kind) = kind {
                     self.shared.report(node, kind);
                 }
                 match (kind, self.shared.cfg.command_timeout()) {
-                    (Some(AppErrorKind::Timeout), Some(limit)) => Err(io_error(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "dramatiq-sentinel: no answer from master {node} within {limit:?} \
-                             (command_timeout)"
-                        ),
-                    )),
+                    (Some(AppErrorKind::Timeout), Some(limit)) => {
+                        Err(failure::no_answer(node, limit))
+                    }
+                    _ if e.is_io_error() || e.is_connection_dropped() => {
+                        Err(failure::broke(node, &e))
+                    }
                     _ => Err(e),
                 }
             }
-            None => Err(moved()),
+            None => Err(failure::moved(node)),
         }
     }
 }

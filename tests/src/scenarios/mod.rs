@@ -200,6 +200,7 @@ macro_rules! supervisor_suite {
             resilience::missed_failover_caught_by_the_poll,
             resilience::missed_failover_caught_on_reconnect,
             resilience::unreachable_master_holds_commands_for_the_hold_timeout,
+            resilience::a_command_in_flight_when_the_master_dies_may_have_run,
             escalation::pause_timeout_fails_with_the_fail_policy,
             escalation::pause_timeout_exits_the_process,
             apalis::apalis_through_a_graceful_failover_with_a_drain,

@@ -4,9 +4,9 @@ use super::failover::{Running, switched, wait_master};
 use super::pool::PoolOptions;
 use super::startup::addr;
 use super::{TestRuntime, Timeline};
-use super::{WAIT, config_for, serial, spawn, start};
+use super::{WAIT, config_for, serial, spawn, start, wait_for};
 use crate::harness::{Deployment, DeploymentOptions, redis};
-use dramatiq_sentinel_supervisor::{DetectionPath, Event, Supervisor};
+use dramatiq_sentinel_supervisor::{DetectionPath, Event, Failure, Supervisor};
 use std::time::{Duration, Instant};
 
 /// A sentinel is stopped: its listener retries with exponential backoff (200 ms doubling up to
@@ -212,6 +212,7 @@ pub fn unreachable_master_holds_commands_for_the_hold_timeout<R: TestRuntime>() 
         "{text}"
     );
     assert!(failed.is_connection_refusal(), "{failed:?}");
+    assert_eq!(Failure::of(&failed), Some(Failure::NotSent), "{failed}");
     // Issued while the master is still dead, held, and served once it is back within the hold.
     let (tx, rx) = std::sync::mpsc::channel();
     let mut again = conn.clone();
@@ -227,5 +228,62 @@ pub fn unreachable_master_holds_commands_for_the_hold_timeout<R: TestRuntime>() 
         Some("PONG"),
         "the revived master answers"
     );
+    rt.block_on(sup.shutdown()).expect("clean shutdown");
+}
+
+/// A command in flight when the master is killed (a `BLPOP` blocked on it) fails with an I/O
+/// error of kind `ConnectionAborted` that names the old master, which [`Failure::of`] tells
+/// apart as `InFlight` (it may have run), not a raw `Connection reset by peer`; the supervisor
+/// then switches and the same handle works on the new master.
+pub fn a_command_in_flight_when_the_master_dies_may_have_run<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let rt = R::new();
+    let timeline = Timeline::default();
+    let sup = start(
+        &rt,
+        Supervisor::<R::Rt>::builder(config_for(&d).build().expect("config")),
+        &timeline,
+    );
+    let master = d.master().expect("the master");
+    let conn = sup.master().dedicated();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut blocked = conn.clone();
+    rt.block_on(async move {
+        spawn::<R>(async move {
+            let reply = redis::cmd("BLPOP")
+                .arg("nothing-comes")
+                .arg(60)
+                .query_async::<Option<(String, String)>>(&mut blocked)
+                .await;
+            let _ = tx.send(reply);
+        });
+    });
+    wait_for("the BLPOP to block on the master", WAIT, || {
+        let info: String = d
+            .query(master, redis::cmd("INFO").arg("clients"))
+            .map_err(|e| e.to_string())?;
+        if info.contains("blocked_clients:0") {
+            Err(info)
+        } else {
+            Ok(())
+        }
+    });
+    d.kill(master);
+    let failed = rx
+        .recv_timeout(WAIT)
+        .expect("the BLPOP ends")
+        .expect_err("its master died");
+    let text = failed.to_string();
+    assert_eq!(Failure::of(&failed), Some(Failure::InFlight), "{text}");
+    assert!(Failure::InFlight.may_have_run());
+    assert!(text.contains(&addr(d.addr(master)).to_string()), "{text}");
+    assert!(failed.is_connection_dropped(), "{failed:?}");
+    timeline.wait_count("the switch", 1, switched);
+    let mut again = conn.clone();
+    let pong = rt
+        .block_on(async move { redis::cmd("PING").query_async::<String>(&mut again).await })
+        .expect("the handle works on the new master");
+    assert_eq!(pong, "PONG");
     rt.block_on(sup.shutdown()).expect("clean shutdown");
 }
