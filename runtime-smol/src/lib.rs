@@ -45,7 +45,7 @@
 //! it uses tokio for connections made while a tokio runtime is entered: run the supervisor
 //! on smol threads only, as the two executors above do.
 //!
-//! See `examples/worker.rs` for a complete program.
+//! See `examples/smol_worker.rs` for a complete program.
 
 use dramatiq_sentinel_supervisor::{BoxFuture, Runtime};
 use smol::Executor;
