@@ -3,15 +3,17 @@
 #
 # Set SCRIPT to the calling script's path (for messages) before sourcing. Defines:
 #   die MESSAGE          print "SCRIPT: MESSAGE" to stderr and exit 1
-#   find_redis           REDIS_SERVER=/path/to/redis-server if set, else redis-server on PATH;
+#   find_redis           REDIS_SERVER=/path/to/redis-server (or valkey-server) if set, else
+#                        redis-server on PATH;
 #                        if missing, installs redis-server and redis-sentinel with apt-get when
 #                        running as root, otherwise prints the command to run and fails.
 #                        Exports REDIS_SERVER (the harness uses it).
 #   find_openssl         the `openssl` tool (the harness's TLS mode makes a throwaway CA with
 #                        it); installed with apt-get when missing and root, else fails with the
 #                        command to run
-#   check_redis_version  fails unless REDIS_SERVER is Redis ${MIN_REDIS_MAJOR}.0 or newer
-#   our_redis_pids       pids of Redis processes whose command line contains "$RUN_DIR/"
+#   check_redis_version  fails unless REDIS_SERVER is Redis ${MIN_REDIS_MAJOR}.0 or newer, or a
+#                        Valkey (every Valkey release is 7.2 or newer)
+#   our_redis_pids       pids of Redis/Valkey processes whose command line contains "$RUN_DIR/"
 #                        (the harness puts each process's config in a directory under TMPDIR)
 
 MIN_REDIS_MAJOR=7
@@ -26,7 +28,7 @@ install_redis() {
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
         die "redis-server not found. Install Redis ${MIN_REDIS_MAJOR}.0 or newer, on Debian/Ubuntu with:
     ${INSTALL_COMMAND}
-or point REDIS_SERVER at a redis-server binary:
+or point REDIS_SERVER at a redis-server (or valkey-server) binary:
     REDIS_SERVER=/path/to/redis-server bash ${SCRIPT:-$0}"
     fi
     echo "==> installing redis-server and redis-sentinel with apt-get"
@@ -71,14 +73,20 @@ find_openssl() {
 }
 
 check_redis_version() {
-    local version
-    version=$("$REDIS_SERVER" --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
+    local banner server version
+    banner=$("$REDIS_SERVER" --version) || die "$REDIS_SERVER --version failed"
+    case $banner in
+    "Redis server "*) server=Redis ;;
+    "Valkey server "*) server=Valkey ;;
+    *) die "$REDIS_SERVER is neither a Redis nor a Valkey server: $banner" ;;
+    esac
+    version=$(sed -n 's/.* v=\([0-9.]*\).*/\1/p' <<<"$banner")
     [[ -n $version ]] || die "$REDIS_SERVER --version did not print a version"
     if ((${version%%.*} < MIN_REDIS_MAJOR)); then
-        die "$REDIS_SERVER is Redis $version; ${MIN_REDIS_MAJOR}.0 or newer is needed \
+        die "$REDIS_SERVER is $server $version; ${MIN_REDIS_MAJOR}.0 or newer is needed \
 (Debian 12, Ubuntu 24.04, or https://redis.io/docs/latest/operate/oss_and_stack/install/)"
     fi
-    echo "==> using $REDIS_SERVER (Redis $version)"
+    echo "==> using $REDIS_SERVER ($server $version)"
 }
 
 our_redis_pids() {

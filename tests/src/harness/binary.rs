@@ -1,4 +1,5 @@
-//! Finding the `redis-server` binary (`REDIS_SERVER` or `PATH`).
+//! Finding the server binary: `REDIS_SERVER` (a `redis-server` or a `valkey-server`), else
+//! `redis-server` on `PATH`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -7,13 +8,36 @@ use std::sync::OnceLock;
 
 use super::error::{HarnessError, Result};
 
-/// Environment variable that points the harness at a specific `redis-server` binary.
+/// Environment variable that points the harness at a specific server binary: a
+/// `redis-server` (Redis 7.0 or newer) or a `valkey-server` (any Valkey). Data nodes and
+/// sentinels (`<binary> <conf> --sentinel`) are both started from it.
 pub const REDIS_SERVER_ENV: &str = "REDIS_SERVER";
 
-/// A `redis-server` binary that was found and answered `--version`.
+/// Which server a binary is, from its `--version` banner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerKind {
+    /// `Redis server v=...`
+    Redis,
+    /// `Valkey server v=...` (the Redis 7.2 fork; speaks the same protocol and Sentinel).
+    Valkey,
+}
+
+impl ServerKind {
+    /// `Redis` or `Valkey`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "Redis",
+            Self::Valkey => "Valkey",
+        }
+    }
+}
+
+/// A `redis-server` or `valkey-server` binary that was found and answered `--version`.
 #[derive(Clone, Debug)]
 pub struct RedisBinary {
     path: PathBuf,
+    kind: ServerKind,
     version: String,
 }
 
@@ -35,8 +59,12 @@ impl RedisBinary {
 
     fn locate_uncached() -> Result<Self> {
         let path = find(std::env::var_os(REDIS_SERVER_ENV), std::env::var_os("PATH"))?;
-        let version = version_of(&path)?;
-        Ok(Self { path, version })
+        let (kind, version) = version_of(&path)?;
+        Ok(Self {
+            path,
+            kind,
+            version,
+        })
     }
 
     /// The binary's path.
@@ -44,9 +72,19 @@ impl RedisBinary {
         &self.path
     }
 
-    /// The version it reports, e.g. `7.0.15`.
+    /// The version it reports, e.g. `7.0.15` (Redis) or `8.1.8` (Valkey).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Redis or Valkey.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// Server and version for people, e.g. `Redis 7.0.15` or `Valkey 8.1.8`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.kind.name(), self.version)
     }
 }
 
@@ -76,7 +114,7 @@ fn find(env: Option<OsString>, path: Option<OsString>) -> Result<PathBuf> {
         })
 }
 
-fn version_of(path: &Path) -> Result<String> {
+fn version_of(path: &Path) -> Result<(ServerKind, String)> {
     let unusable = |detail: String| HarnessError::RedisServerUnusable {
         binary: path.to_path_buf(),
         detail,
@@ -87,13 +125,30 @@ fn version_of(path: &Path) -> Result<String> {
         .output()
         .map_err(|e| unusable(format!("cannot run `--version`: {e}")))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || !text.contains("Redis server") {
+    if !output.status.success() {
         return Err(unusable(format!(
             "`--version` printed {:?} ({})",
             text.trim(),
             output.status
         )));
     }
+    parse_version(&text).map_err(unusable)
+}
+
+/// Parses a `--version` banner: `Redis server v=7.0.15 sha=...` or
+/// `Valkey server v=8.1.8 sha=...`. Redis must be 7.0 or newer (the harness uses
+/// `bind-source-addr` and sentinel ACL users); every Valkey release (7.2 and later) has both.
+fn parse_version(text: &str) -> Result<(ServerKind, String), String> {
+    let kind = if text.contains("Redis server") {
+        ServerKind::Redis
+    } else if text.contains("Valkey server") {
+        ServerKind::Valkey
+    } else {
+        return Err(format!(
+            "`--version` printed {:?}, neither a Redis nor a Valkey server",
+            text.trim()
+        ));
+    };
     let version = text
         .split_whitespace()
         .find_map(|word| word.strip_prefix("v="))
@@ -104,12 +159,13 @@ fn version_of(path: &Path) -> Result<String> {
         .next()
         .and_then(|m| m.parse::<u32>().ok());
     if major.is_some_and(|m| m < 7) {
-        return Err(unusable(format!(
-            "version {version} is too old, the harness needs Redis 7.0 or newer \
-             (bind-source-addr, sentinel ACL users)"
-        )));
+        return Err(format!(
+            "{} {version} is too old, the harness needs Redis 7.0 or newer or Valkey \
+             (bind-source-addr, sentinel ACL users)",
+            kind.name()
+        ));
     }
-    Ok(version)
+    Ok((kind, version))
 }
 
 #[cfg(test)]
@@ -149,5 +205,34 @@ mod tests {
             Some("/nonexistent".into()),
         );
         assert_eq!(found.ok(), Some(this));
+    }
+
+    #[test]
+    fn redis_and_valkey_banners_are_parsed() {
+        let cases = [
+            (
+                "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=e08dbad3e06f3fb\n",
+                Ok((ServerKind::Redis, "7.0.15".to_owned())),
+            ),
+            (
+                "Valkey server v=8.1.8 sha=00000000:1 malloc=libc bits=64 build=7eb4ebc9d7e91f4e\n",
+                Ok((ServerKind::Valkey, "8.1.8".to_owned())),
+            ),
+            (
+                "Redis server v=6.2.14 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1\n",
+                Err("too old"),
+            ),
+            (
+                "KeyDB server v=6.3.4\n",
+                Err("neither a Redis nor a Valkey"),
+            ),
+        ];
+        for (banner, expected) in cases {
+            match (parse_version(banner), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{banner}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{banner}: {got}"),
+                (got, want) => panic!("{banner}: got {got:?}, expected {want:?}"),
+            }
+        }
     }
 }

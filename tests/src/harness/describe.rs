@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::binary::RedisBinary;
 use super::client::Auth;
 use super::deployment::Deployment;
 use super::error::Result;
@@ -39,9 +40,19 @@ impl Deployment {
         self.options.failover_timeout
     }
 
-    /// The Redis version in use, e.g. `7.0.15`.
+    /// The server version in use, e.g. `7.0.15` (see [`Deployment::server`] for which server).
     pub fn redis_version(&self) -> &str {
         self.binary.version()
+    }
+
+    /// The server in use with its version, e.g. `Redis 7.0.15` or `Valkey 8.1.8`.
+    pub fn server(&self) -> String {
+        self.binary.describe()
+    }
+
+    /// The server binary every process of this deployment runs.
+    pub fn server_binary(&self) -> &RedisBinary {
+        &self.binary
     }
 
     /// The data nodes of the first service; the first one is the initial master.

@@ -17,7 +17,7 @@ pub enum HarnessError {
     #[error(
         "redis-server not found: {detail}. On Debian/Ubuntu install it with \
          `sudo apt-get install redis-server redis-sentinel` (or run `bash scripts/test.sh` as root, \
-         which installs it), or set REDIS_SERVER=/path/to/redis-server"
+         which installs it), or set REDIS_SERVER=/path/to/redis-server (a valkey-server works too)"
     )]
     RedisServerNotFound {
         /// Where the harness looked and what it found.

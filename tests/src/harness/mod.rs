@@ -51,7 +51,8 @@
 //!   `spawn_blocking`), sharing the deployment through an `Arc`.
 //! - A missing `redis-server` is an error that says how to install it
 //!   ([`HarnessError::RedisServerNotFound`]), never a skipped test. Set [`REDIS_SERVER_ENV`] to
-//!   use a specific binary.
+//!   use a specific binary: a `redis-server` (7.0 or newer) or a `valkey-server`; data nodes and
+//!   sentinels are both started from it (`valkey-server <conf> --sentinel` runs a sentinel).
 //!
 //! # Timing
 //! With down-after 1000 ms a sentinel sometimes marks the freshly promoted master down and fails
@@ -107,7 +108,7 @@ mod role;
 mod tls;
 mod wait;
 
-pub use binary::{REDIS_SERVER_ENV, RedisBinary};
+pub use binary::{REDIS_SERVER_ENV, RedisBinary, ServerKind};
 pub use client::{Auth, connect};
 pub use deployment::{DIR_PREFIX, Deployment, KEEP_LOGS_ENV};
 pub use error::{HarnessError, Result};
