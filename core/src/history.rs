@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 struct Failing {
     since: Instant,
-    candidate: Option<Addr>,
+    /// The candidate named, with the connection epoch of the message that named it (the
+    /// leader's: the failover's own epoch).
+    candidate: Option<(Addr, Option<u64>)>,
     /// For each sentinel that announced it: an upper bound of its epoch then (`None` until
     /// the core learns one: a sentinel's epoch only grows, so any epoch it announces later
     /// bounds its earlier messages).
@@ -67,8 +69,8 @@ impl History {
         entry.since = now;
         let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
         *bound = tag.map(|t| bound.map_or(t, |b| b.max(t)));
-        if signal == Signal::Candidate && candidate.is_some() {
-            entry.candidate = candidate.cloned();
+        if let Some(c) = candidate.filter(|_| signal == Signal::Candidate) {
+            entry.candidate = Some((c.clone(), tag));
         }
     }
 
@@ -93,14 +95,12 @@ impl History {
         })
     }
 
-    /// The candidate announced for `addr`'s failover, unless it is failing over itself, or the
-    /// master is named at `config_epoch` while the epoch of an announcement is unknown (the
-    /// failover may be older than that configuration, and its candidate with it).
+    /// The candidate announced for `addr`'s failover, unless it is failing over itself, or
+    /// the master is named at `config_epoch` and the failover is not known to be newer (the
+    /// epoch of the message that named the candidate, the failover's, is not above it).
     pub(crate) fn candidate_of(&self, addr: &Addr, config_epoch: Option<u64>) -> Option<Addr> {
-        self.failing
-            .get(addr)
-            .filter(|f| config_epoch.is_none() || f.epochs.values().all(Option::is_some))
-            .and_then(|f| f.candidate.clone())
-            .filter(|c| !self.failing.contains_key(c))
+        let (candidate, tag) = self.failing.get(addr)?.candidate.as_ref()?;
+        let newer = config_epoch.is_none_or(|e| tag.is_some_and(|t| t > e));
+        (newer && !self.failing.contains_key(candidate)).then(|| candidate.clone())
     }
 }

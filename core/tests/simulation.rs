@@ -522,3 +522,56 @@ fn late_copies_after_partitions_vs_a_fast_fail_back() {
         panic!("{e}");
     }
 }
+
+/// Regression (offline run, seed 1006 of the 10^7-sequence run): a crash, then two graceful
+/// failovers back onto the first master while listener connections keep breaking. A sentinel
+/// names the first master at a newer epoch than the failover of it the core remembered; that
+/// failover's candidate, deposed since, must not be followed: a remembered candidate is only
+/// followed when its failover's epoch is above the answer's.
+#[test]
+fn a_remembered_candidate_older_than_the_answer_is_not_followed() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 2,
+        configured: 2,
+        down_after: ms(1104),
+        seed: 10_806_555_293_119_740_088,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: false,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: true,
+        min_backoff: ms(960),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(7757),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::Advance(ms(913)),
+        Op::AppError(AppErrorKind::Io),
+        Op::Advance(ms(2629)),
+        Op::CrashMaster,
+        Op::RestartNode(3),
+        Op::SentinelDown(0),
+        Op::AppError(AppErrorKind::ReadOnly),
+        Op::SentinelUp(0),
+        Op::Advance(ms(1688)),
+        Op::Faults(MessageFaults {
+            drop_pct: 23,
+            duplicate_pct: 0,
+            max_delay: ms(170),
+        }),
+        Op::Advance(ms(2286)),
+        Op::GracefulFailover,
+        Op::Advance(ms(1137)),
+        Op::Advance(ms(850)),
+        Op::GracefulFailover,
+        Op::Advance(ms(41)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
