@@ -1,4 +1,4 @@
-//! The validated configuration: the seed's settings and defaults plus what the core adds.
+//! The validated configuration: the original middleware's settings and defaults plus what the core adds.
 //!
 //! Build it with [`Config::builder`]; [`ConfigBuilder::build`] rejects every invalid value with a
 //! [`ConfigError`] naming the field. Nothing is clamped silently.
@@ -51,7 +51,7 @@ impl fmt::Debug for ClientCert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseTimeoutPolicy {
     /// Stop the workers with [`Config::stop_grace`], then exit the process with `code`
-    /// (the seed's behaviour, code 69 = `EX_UNAVAILABLE`).
+    /// (the original middleware's behaviour, code 69 = `EX_UNAVAILABLE`).
     Exit {
         /// The process exit code, 1 to 255.
         code: u8,
@@ -127,7 +127,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// A builder holding the seed's defaults.
+    /// A builder holding the original middleware's defaults.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder::default()
     }
@@ -157,7 +157,7 @@ impl Config {
     }
 }
 
-/// Builds a [`Config`]. Defaults are the seed's where it had the setting.
+/// Builds a [`Config`]. Defaults are the original middleware's where it had the setting.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     sentinels: Vec<String>,
@@ -238,7 +238,7 @@ settings! {
     tls_client_cert: Option<ClientCert>,
     /// Database number selected on data-node connections (`SELECT`), 0 or more. Default 0.
     db: i64,
-    /// Timeout of one sentinel command, the seed's `socket_timeout`. Default 0.5 s.
+    /// Timeout of one sentinel command, the original middleware's `socket_timeout`. Default 0.5 s.
     query_timeout: Duration,
     /// Timeout to open a connection to a sentinel or data node and get its first answer
     /// (subscription, `ROLE`). Default 1 s.
@@ -271,7 +271,7 @@ settings! {
     /// the fence and sent to the verified new master once it is active, and new jobs start as
     /// soon as it is; only pools that need a moment with no job running need a drain.
     drain: bool,
-    /// How long a drain may take (the seed's `worker_pausing_timeout_before_exit`); after it,
+    /// How long a drain may take (the original middleware's `worker_pausing_timeout_before_exit`); after it,
     /// `on_pause_timeout`. Only applies with `drain`. Default 600 s.
     pause_timeout: Duration,
     /// Grace period for workers stopped after a pause timeout. Default 10 s.

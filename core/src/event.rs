@@ -205,7 +205,7 @@ pub enum Event {
         /// The sentinel that named it.
         sentinel: Option<Addr>,
     },
-    /// A master change was detected (the seed's `redis_master_switch_detected` hook).
+    /// A master change was detected (the original middleware's `redis_master_switch_detected` hook).
     SwitchDetected {
         /// The master in use, if any.
         old: Option<Addr>,
@@ -216,14 +216,14 @@ pub enum Event {
         /// Which path detected it.
         path: DetectionPath,
     },
-    /// The master connection is about to move (the seed's `before_redis_connection_reset`).
+    /// The master connection is about to move (the original middleware's `before_redis_connection_reset`).
     BeforeReset {
         /// The master in use, if any.
         old: Option<Addr>,
         /// The verified new master.
         new: Addr,
     },
-    /// The master connection moved and every connection to the old one is closed (the seed's
+    /// The master connection moved and every connection to the old one is closed (the original middleware's
     /// `after_redis_connection_reset`).
     AfterReset {
         /// The previous master, if any.

@@ -21,6 +21,7 @@ mod config;
 mod discovery;
 mod epochs;
 mod event;
+mod event_text;
 mod history;
 mod listeners;
 mod machine;

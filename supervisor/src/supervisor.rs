@@ -57,7 +57,7 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// The seed's `redis_master_switch_detected(old, new, sentinel)` hook.
+    /// The original middleware's `redis_master_switch_detected(old, new, sentinel)` hook.
     pub fn on_switch_detected(
         self,
         hook: impl Fn(Option<&Addr>, &Addr, Option<&Addr>) + Send + Sync + 'static,
@@ -72,7 +72,7 @@ impl<R: Runtime> Builder<R> {
         })
     }
 
-    /// The seed's `before_redis_connection_reset(old, new)` hook: runs before the master
+    /// The original middleware's `before_redis_connection_reset(old, new)` hook: runs before the master
     /// connection moves to the verified new master.
     pub fn before_reset(self, hook: impl Fn(Option<&Addr>, &Addr) + Send + Sync + 'static) -> Self {
         self.on_event(move |e| {
@@ -82,7 +82,7 @@ impl<R: Runtime> Builder<R> {
         })
     }
 
-    /// The seed's `after_redis_connection_reset(old, new)` hook: runs once the master
+    /// The original middleware's `after_redis_connection_reset(old, new)` hook: runs once the master
     /// connection moved and every connection to the old master is closed.
     pub fn after_reset(self, hook: impl Fn(Option<&Addr>, &Addr) + Send + Sync + 'static) -> Self {
         self.on_event(move |e| {
