@@ -17,7 +17,7 @@ fn data(s: &str) -> Reply {
 fn ready_core(now: Instant) -> (Core, Vec<dramatiq_sentinel_core::OpId>) {
     let cfg = Config::builder()
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"])
-        .service_name("svc".into())
+        .service_name("svc")
         .refresh_sentinels(false)
         .build()
         .expect("valid config");

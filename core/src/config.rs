@@ -4,48 +4,11 @@
 //! [`ConfigError`] naming the field. Nothing is clamped silently.
 
 use crate::addr::{Addr, NatMap};
-use std::fmt;
+use crate::setting;
 use std::time::Duration;
 
 /// The longest duration any setting accepts (365 days), so deadline arithmetic never overflows.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Username (for Redis ACL) and password for sentinels or data nodes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// ACL username; `None` authenticates as the default user (`AUTH <password>`).
-    pub username: Option<String>,
-    /// The password.
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// A client certificate and its private key (PEM), for servers that require one
-/// (`tls-auth-clients yes`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    /// The certificate chain (PEM).
-    pub cert: Vec<u8>,
-    /// The private key (PEM).
-    pub key: Vec<u8>,
-}
-
-impl fmt::Debug for ClientCert {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCert")
-            .field("cert", &format_args!("<{} bytes of PEM>", self.cert.len()))
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
 
 /// What happens when workers do not pause within [`Config::pause_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +33,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    /// An error about `field` (the setting's name, such as `min_backoff` or `sentinels[2]`).
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -88,22 +52,17 @@ impl ConfigError {
     }
 }
 
-/// The validated configuration of a supervisor. Every field has a getter of the same name;
-/// see [`ConfigBuilder`] for the meaning and default of each.
+/// The validated configuration of the core: what it decides with (the sentinels, the service,
+/// timings of its own operations, the failover policy). The runtimes add the settings of their
+/// I/O (credentials, TLS, database, command and hold timeouts) in their own configuration,
+/// built with one builder. Every field has a getter of the same name; see [`ConfigBuilder`]
+/// for the meaning and default of each.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) sentinels: Vec<Addr>,
     pub(crate) service_name: String,
-    pub(crate) sentinel_auth: Option<Credentials>,
-    pub(crate) redis_auth: Option<Credentials>,
-    pub(crate) tls: bool,
-    pub(crate) tls_root_cert: Option<Vec<u8>>,
-    pub(crate) tls_client_cert: Option<ClientCert>,
-    pub(crate) db: i64,
     pub(crate) query_timeout: Duration,
     pub(crate) connect_timeout: Duration,
-    pub(crate) command_timeout: Option<Duration>,
-    pub(crate) hold_timeout: Duration,
     pub(crate) min_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) backoff_factor: f64,
@@ -142,6 +101,11 @@ impl Config {
         &self.nat
     }
 
+    /// Name of the master the sentinels monitor.
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
     /// The same configuration with `drain` on: runtimes use it when the worker pool asks for
     /// a drain.
     pub fn with_drain(mut self) -> Self {
@@ -173,16 +137,8 @@ impl Default for ConfigBuilder {
             cfg: Config {
                 sentinels: Vec::new(),
                 service_name: "redis".to_owned(),
-                sentinel_auth: None,
-                redis_auth: None,
-                tls: false,
-                tls_root_cert: None,
-                tls_client_cert: None,
-                db: 0,
                 query_timeout: Duration::from_millis(500),
                 connect_timeout: Duration::from_secs(1),
-                command_timeout: Some(Duration::from_secs(5)),
-                hold_timeout: Duration::from_secs(30),
                 min_backoff: Duration::from_secs(3),
                 max_backoff: Duration::from_secs(60),
                 backoff_factor: 2.0,
@@ -222,35 +178,11 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Name of the master the sentinels monitor. Default `"redis"`.
-    service_name: String,
-    /// Credentials for sentinels (`requirepass`, optionally an ACL user). Default none.
-    sentinel_auth: Option<Credentials>,
-    /// Credentials for data nodes. Default none.
-    redis_auth: Option<Credentials>,
-    /// Use TLS for every connection (needs the shim's TLS feature). Default false.
-    tls: bool,
-    /// CA certificates (PEM) that TLS connections trust instead of the system's trust store,
-    /// for servers with certificates of your own CA. Needs `tls`. Default none.
-    tls_root_cert: Option<Vec<u8>>,
-    /// The client certificate TLS connections present, for servers that require one
-    /// (`tls-auth-clients yes`). Needs `tls`. Default none.
-    tls_client_cert: Option<ClientCert>,
-    /// Database number selected on data-node connections (`SELECT`), 0 or more. Default 0.
-    db: i64,
     /// Timeout of one sentinel command, the original middleware's `socket_timeout`. Default 0.5 s.
     query_timeout: Duration,
     /// Timeout to open a connection to a sentinel or data node and get its first answer
     /// (subscription, `ROLE`). Default 1 s.
     connect_timeout: Duration,
-    /// Timeout of one application command on the master connection; a timeout is reported as
-    /// a trigger to re-check the master. Must exceed the timeout of any blocking command you
-    /// send. `None` disables it. Default 5 s.
-    command_timeout: Option<Duration>,
-    /// How long an application command waits while the master is fenced or switching, or
-    /// unreachable before the command was sent, before it fails with a clear error. Default
-    /// 30 s.
-    hold_timeout: Duration,
     /// First delay before a failed listener reconnects, reset after a successful subscribe.
     /// Default 3 s.
     min_backoff: Duration,
@@ -321,6 +253,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Name of the master the sentinels monitor. Default `"redis"`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.cfg.service_name = name.into();
+        self
+    }
+
     /// Adds a NAT rule: the address a sentinel announces, and where to reach it instead.
     pub fn nat(mut self, announced: impl Into<String>, reachable: impl Into<String>) -> Self {
         self.nat.push((announced.into(), reachable.into()));
@@ -347,16 +285,10 @@ impl ConfigBuilder {
                 }
             }
             "service_name" => c.service_name = v.to_owned(),
-            "tls" => c.tls = parse_bool(field, v)?,
-            "db" => {
-                c.db = v
-                    .parse()
-                    .map_err(|_| ConfigError::new(field, format!("`{v}` is not a number")))?
-            }
-            "early_fencing" => c.early_fencing = parse_bool(field, v)?,
-            "drain" => c.drain = parse_bool(field, v)?,
-            "refresh_sentinels" => c.refresh_sentinels = parse_bool(field, v)?,
-            "backoff_factor" => c.backoff_factor = parse_f64(field, v)?,
+            "early_fencing" => c.early_fencing = setting::boolean(field, v)?,
+            "drain" => c.drain = setting::boolean(field, v)?,
+            "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
+            "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
             "max_sentinels" => {
                 c.max_sentinels = v
                     .parse()
@@ -378,22 +310,20 @@ impl ConfigBuilder {
                     }
                 }
             }
-            "query_timeout" => c.query_timeout = parse_secs(field, v)?,
-            "connect_timeout" => c.connect_timeout = parse_secs(field, v)?,
-            "command_timeout" => c.command_timeout = parse_opt_secs(field, v)?,
-            "hold_timeout" => c.hold_timeout = parse_secs(field, v)?,
-            "min_backoff" => c.min_backoff = parse_secs(field, v)?,
-            "max_backoff" => c.max_backoff = parse_secs(field, v)?,
-            "retry_delay" => c.retry_delay = parse_secs(field, v)?,
-            "max_retry_delay" => c.max_retry_delay = parse_secs(field, v)?,
-            "periodic_check" => c.periodic_check = parse_opt_secs(field, v)?,
-            "pause_timeout" => c.pause_timeout = parse_secs(field, v)?,
-            "stop_grace" => c.stop_grace = parse_secs(field, v)?,
-            "fence_timeout" => c.fence_timeout = parse_secs(field, v)?,
-            "role_poll_interval" => c.role_poll_interval = parse_secs(field, v)?,
-            "health_check_interval" => c.health_check_interval = parse_secs(field, v)?,
-            "startup_timeout" => c.startup_timeout = parse_opt_secs(field, v)?,
-            "forget_sentinel_after" => c.forget_sentinel_after = parse_secs(field, v)?,
+            "query_timeout" => c.query_timeout = setting::seconds(field, v)?,
+            "connect_timeout" => c.connect_timeout = setting::seconds(field, v)?,
+            "min_backoff" => c.min_backoff = setting::seconds(field, v)?,
+            "max_backoff" => c.max_backoff = setting::seconds(field, v)?,
+            "retry_delay" => c.retry_delay = setting::seconds(field, v)?,
+            "max_retry_delay" => c.max_retry_delay = setting::seconds(field, v)?,
+            "periodic_check" => c.periodic_check = setting::optional_seconds(field, v)?,
+            "pause_timeout" => c.pause_timeout = setting::seconds(field, v)?,
+            "stop_grace" => c.stop_grace = setting::seconds(field, v)?,
+            "fence_timeout" => c.fence_timeout = setting::seconds(field, v)?,
+            "role_poll_interval" => c.role_poll_interval = setting::seconds(field, v)?,
+            "health_check_interval" => c.health_check_interval = setting::seconds(field, v)?,
+            "startup_timeout" => c.startup_timeout = setting::optional_seconds(field, v)?,
+            "forget_sentinel_after" => c.forget_sentinel_after = setting::seconds(field, v)?,
             "jitter_seed" => {
                 c.jitter_seed = match v {
                     "off" | "none" | "" => None,
@@ -447,24 +377,9 @@ impl ConfigBuilder {
                 "must be non-empty and contain no whitespace",
             ));
         }
-        for (name, creds) in [
-            ("sentinel_auth", &cfg.sentinel_auth),
-            ("redis_auth", &cfg.redis_auth),
-        ] {
-            if let Some(c) = creds
-                && c.username.as_deref() == Some("")
-            {
-                return Err(ConfigError::new(
-                    name,
-                    "username is empty (use None for the default user)",
-                ));
-            }
-        }
         let durations = [
             ("query_timeout", Some(cfg.query_timeout)),
             ("connect_timeout", Some(cfg.connect_timeout)),
-            ("command_timeout", cfg.command_timeout),
-            ("hold_timeout", Some(cfg.hold_timeout)),
             ("min_backoff", Some(cfg.min_backoff)),
             ("max_backoff", Some(cfg.max_backoff)),
             ("retry_delay", Some(cfg.retry_delay)),
@@ -479,16 +394,7 @@ impl ConfigBuilder {
             ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
         ];
         for (name, d) in durations {
-            match d {
-                Some(d) if d.is_zero() => return Err(ConfigError::new(name, "must be above zero")),
-                Some(d) if d > MAX_DURATION => {
-                    return Err(ConfigError::new(
-                        name,
-                        format!("{d:?} is longer than the maximum of 365 days"),
-                    ));
-                }
-                _ => {}
-            }
+            setting::check_duration(name, d)?;
         }
         if cfg.min_backoff > cfg.max_backoff {
             return Err(ConfigError::new(
@@ -507,29 +413,6 @@ impl ConfigBuilder {
                     cfg.retry_delay, cfg.max_retry_delay
                 ),
             ));
-        }
-        let pem = |field: &str, bytes: &[u8], label: &str| {
-            let text = String::from_utf8_lossy(bytes);
-            if !text.contains("-----BEGIN ") || !text.contains(label) {
-                return Err(ConfigError::new(
-                    field,
-                    format!("not PEM: no `-----BEGIN ...{label}` block"),
-                ));
-            }
-            if !cfg.tls {
-                return Err(ConfigError::new(field, "set, but `tls` is off"));
-            }
-            Ok(())
-        };
-        if let Some(root) = &cfg.tls_root_cert {
-            pem("tls_root_cert", root, "CERTIFICATE-----")?;
-        }
-        if let Some(client) = &cfg.tls_client_cert {
-            pem("tls_client_cert.cert", &client.cert, "CERTIFICATE-----")?;
-            pem("tls_client_cert.key", &client.key, "PRIVATE KEY-----")?;
-        }
-        if cfg.db < 0 {
-            return Err(ConfigError::new("db", format!("{} is negative", cfg.db)));
         }
         if !cfg.backoff_factor.is_finite() || cfg.backoff_factor < 1.0 {
             return Err(ConfigError::new(
@@ -557,45 +440,6 @@ impl ConfigBuilder {
     }
 }
 
-fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
-    match v {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(ConfigError::new(field, format!("`{v}` is not a boolean"))),
-    }
-}
-
-fn parse_f64(field: &str, v: &str) -> Result<f64, ConfigError> {
-    let x: f64 = v
-        .parse()
-        .map_err(|_| ConfigError::new(field, format!("`{v}` is not a number")))?;
-    if !x.is_finite() {
-        return Err(ConfigError::new(field, format!("`{v}` is not finite")));
-    }
-    Ok(x)
-}
-
-fn parse_secs(field: &str, v: &str) -> Result<Duration, ConfigError> {
-    let secs = parse_f64(field, v)?;
-    if secs < 0.0 {
-        return Err(ConfigError::new(field, format!("`{v}` is negative")));
-    }
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(ConfigError::new(
-            field,
-            format!("`{v}` s is longer than the maximum of 365 days"),
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn parse_opt_secs(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
-    match v {
-        "off" | "none" | "" => Ok(None),
-        _ => parse_secs(field, v).map(Some),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_seeds() {
+    fn defaults_are_the_original_middlewares() {
         let c = Config::builder().build().expect("defaults are valid");
         assert_eq!(c.sentinels(), &[Addr::new("localhost", 26379)]);
         assert_eq!(c.service_name(), "redis");
@@ -629,8 +473,8 @@ mod tests {
             ("sentinels", Ok(b().sentinels(Vec::<String>::new()))),
             ("sentinels[1]", Ok(b().sentinels(["a:1", "a:1"]))),
             ("sentinels[0]", Ok(b().sentinels(["nope"]))),
-            ("service_name", Ok(b().service_name(String::new()))),
-            ("service_name", Ok(b().service_name("a b".into()))),
+            ("service_name", Ok(b().service_name(""))),
+            ("service_name", Ok(b().service_name("a b"))),
             (
                 "min_backoff",
                 Ok(b()
@@ -656,56 +500,10 @@ mod tests {
                 Ok(b().sentinels(["a:1", "b:1"]).max_sentinels(1)),
             ),
             ("nonsense", b().set("nonsense", "1")),
-            ("db", Ok(b().db(-1))),
-            ("db", b().set("db", "x")),
-            (
-                "tls_root_cert",
-                Ok(b().tls(true).tls_root_cert(Some(b"junk".to_vec()))),
-            ),
-            (
-                "tls_root_cert",
-                Ok(b().tls_root_cert(Some(PEM_CERT.to_vec()))),
-            ),
-            (
-                "tls_client_cert.key",
-                Ok(b().tls(true).tls_client_cert(Some(ClientCert {
-                    cert: PEM_CERT.to_vec(),
-                    key: PEM_CERT.to_vec(),
-                }))),
-            ),
-            (
-                "tls_client_cert.cert",
-                Ok(b().tls_client_cert(Some(ClientCert {
-                    cert: PEM_CERT.to_vec(),
-                    key: PEM_KEY.to_vec(),
-                }))),
-            ),
         ];
         for (field, builder) in cases {
             assert_eq!(field_of(builder), field);
         }
-    }
-
-    const PEM_CERT: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    const PEM_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
-
-    #[test]
-    fn tls_certificates_need_tls_and_pem_and_stay_out_of_debug() {
-        let c = Config::builder()
-            .tls(true)
-            .tls_root_cert(Some(PEM_CERT.to_vec()))
-            .tls_client_cert(Some(ClientCert {
-                cert: PEM_CERT.to_vec(),
-                key: PEM_KEY.to_vec(),
-            }))
-            .build()
-            .expect("valid");
-        assert_eq!(c.tls_root_cert().as_deref(), Some(PEM_CERT));
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("PRIVATE KEY") && shown.contains("<redacted>"),
-            "{shown}"
-        );
     }
 
     #[test]

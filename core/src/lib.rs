@@ -29,6 +29,7 @@ mod offsets;
 mod parse;
 mod reply;
 mod rng;
+pub mod setting;
 mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -37,9 +38,7 @@ mod timers;
 
 pub use action::{Action, OpId, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
-pub use config::{
-    ClientCert, Config, ConfigBuilder, ConfigError, Credentials, MAX_DURATION, PauseTimeoutPolicy,
-};
+pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
 pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 pub use machine::{Core, Deadline};
 pub use parse::{Role, message_concerns};

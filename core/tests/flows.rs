@@ -66,7 +66,7 @@ impl Harness {
 fn config() -> Config {
     Config::builder()
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
-        .service_name("svc".into())
+        .service_name("svc")
         .refresh_sentinels(false)
         .build()
         .expect("valid")
@@ -136,7 +136,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
 fn switch_master_flow(drain: bool) {
     let cfg = Config::builder()
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
-        .service_name("svc".into())
+        .service_name("svc")
         .refresh_sentinels(false)
         .drain(drain)
         .build()
@@ -442,7 +442,7 @@ fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
 fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId, Addr)>) {
     let cfg = Config::builder()
         .sentinels(["127.0.0.1:26379"])
-        .service_name("svc".into())
+        .service_name("svc")
         .max_sentinels(max_sentinels)
         .forget_sentinel_after(Duration::from_secs(60))
         .min_backoff(Duration::from_secs(1))

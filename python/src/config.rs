@@ -77,7 +77,7 @@ impl NativeConfig {
 
     /// `db`.
     #[getter]
-    fn db(&self) -> i64 {
+    fn db(&self) -> u32 {
         self.config.db()
     }
 
@@ -89,7 +89,7 @@ impl NativeConfig {
 
     /// `service_name`.
     #[getter]
-    fn service_name(&self) -> String {
+    fn service_name(&self) -> &str {
         self.config.service_name()
     }
 

@@ -15,7 +15,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::builder()
 //!     .sentinels(["127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"])
-//!     .service_name("mymaster".into())
+//!     .service_name("mymaster")
 //!     .build()?;
 //! let supervisor = Supervisor::start(config).await?;
 //! let mut redis = supervisor.master();

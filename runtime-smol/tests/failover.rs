@@ -106,7 +106,7 @@ impl Deployment {
     fn config(&self) -> Config {
         Config::builder()
             .sentinels([format!("127.0.0.1:{}", self.sentinel)])
-            .service_name("svc".into())
+            .service_name("svc")
             .min_backoff(Duration::from_millis(200))
             .startup_timeout(Some(Duration::from_secs(30)))
             .build()

@@ -1,10 +1,11 @@
 //! Opening connections to sentinels and data nodes, and the small per-address caches used for
 //! sentinel queries and `ROLE` probes (never for the application's master connection).
 
+use crate::config::{ClientCert, Config, Credentials};
 use crate::convert::{describe, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, ClientCert, Config, Credentials, Reply};
+use dramatiq_sentinel_core::{Addr, Reply};
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use std::collections::HashMap;
@@ -62,14 +63,14 @@ pub(crate) fn tls_supported() -> bool {
 impl Endpoint {
     /// How to reach servers with `auth`, selecting `db`, with the TLS and timeout settings of
     /// `config`.
-    pub(crate) fn of(config: &Config, auth: Option<Credentials>, db: i64) -> Self {
+    pub(crate) fn of(config: &Config, auth: Option<&Credentials>, db: u32) -> Self {
         Endpoint {
-            auth,
+            auth: auth.cloned(),
             tls: config.tls(),
-            root_cert: config.tls_root_cert(),
-            client_cert: config.tls_client_cert(),
+            root_cert: config.tls_root_cert().map(<[u8]>::to_vec),
+            client_cert: config.tls_client_cert().cloned(),
             connect_timeout: config.connect_timeout(),
-            db,
+            db: i64::from(db),
         }
     }
 

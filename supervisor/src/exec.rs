@@ -85,7 +85,7 @@ impl Driver {
             endpoint: shared.sentinel.clone(),
             ping_timeout: shared.cfg.query_timeout(),
             inbox: shared.inbox.clone(),
-            service: shared.cfg.service_name(),
+            service: shared.cfg.service_name().to_owned(),
         };
         shared.rt.spawn(Box::pin(listener.run(rx)));
     }

@@ -14,6 +14,7 @@
 //! - a [`WorkerGate`] (a [`Permit`] per job) and the [`Workers`] trait for self-managed pools;
 //! - [`Event`]s as an [`EventStream`] or as hooks, each also logged with `tracing`;
 //! - a [`Status`] query (master, replicas, sentinels, quorum).
+//! - [`metrics`] through the `metrics` facade, for the exporter the application installs.
 //!
 //! # How the loop runs
 //! One task owns the core. It repeats:
@@ -25,6 +26,7 @@
 //!
 //! Every decision is the core's; this crate only executes actions and reports results.
 
+mod config;
 mod connect;
 mod convert;
 mod driver;
@@ -48,9 +50,10 @@ mod testing;
 mod watch;
 mod workers;
 
+pub use config::{ClientCert, Config, ConfigBuilder, Credentials};
 pub use dramatiq_sentinel_core::{
-    Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
-    DiscoveryError, Event, FatalError, IgnoreReason, NatMap, PauseTimeoutPolicy,
+    Addr, AppErrorKind, ConfigError, DetectionPath, DiscoveryError, Event, FatalError,
+    IgnoreReason, NatMap, PauseTimeoutPolicy,
 };
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;

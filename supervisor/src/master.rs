@@ -400,8 +400,8 @@ impl ConnectionLike for MasterConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::testing::{TokioRuntime, shared_on};
-    use dramatiq_sentinel_core::Config;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A master that cannot be reached: it accepts TCP connections and closes them at once

@@ -1,6 +1,7 @@
 //! State shared by the supervisor's task, its helper tasks and the user's handles, and the
 //! messages the helper tasks send to the supervisor's task.
 
+use crate::config::Config;
 use crate::connect::{ConnCache, Endpoint};
 use crate::error::SupervisorError;
 use crate::events::{Broadcast, Hooks};
@@ -11,7 +12,7 @@ use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
 use crate::workers::WorkerCalls;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Addr, AppErrorKind, Config, OpId, Reply};
+use dramatiq_sentinel_core::{Addr, AppErrorKind, OpId, Reply};
 use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -162,9 +163,10 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Config;
     use crate::shared::Input;
     use crate::testing;
-    use dramatiq_sentinel_core::{Addr, AppErrorKind, Config};
+    use dramatiq_sentinel_core::{Addr, AppErrorKind};
 
     /// A thousand failing commands make one entry and one wake-up of the supervisor's task,
     /// whatever the inbox holds; after the task took them, the next error wakes it again.

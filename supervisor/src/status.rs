@@ -139,7 +139,7 @@ fn nodes(r: &Reply, nat: &NatMap) -> Result<Vec<NodeStatus>, String> {
 
 /// Asks one sentinel every status query.
 async fn ask(shared: &Shared, sentinel: &Addr) -> Result<Status, String> {
-    let service = shared.cfg.service_name();
+    let service = shared.cfg.service_name().to_owned();
     let nat = shared.cfg.nat();
     let limit = shared.cfg.query_timeout();
     let query = |sub: &'static str| {

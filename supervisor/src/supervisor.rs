@@ -1,5 +1,6 @@
 //! [`Builder`] and [`Supervisor`]: starting, using and stopping a supervisor.
 
+use crate::config::Config;
 use crate::connect::{Endpoint, tls_supported};
 use crate::driver::{Driver, Startup};
 use crate::error::{StartError, SupervisorError};
@@ -9,7 +10,7 @@ use crate::master::MasterConnection;
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::status::{self, Status, StatusError};
-use dramatiq_sentinel_core::{Addr, Config, Core, Event};
+use dramatiq_sentinel_core::{Addr, Core, Event};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,7 +149,7 @@ impl<R: Runtime> Builder<R> {
             Shared::new(Arc::clone(&rt), config.clone(), workers, events, hooks);
         let (started, verdict) = async_channel::bounded(1);
         let driver = Driver::new(
-            Core::new(config, Instant::now()),
+            Core::new(config.core().clone(), Instant::now()),
             Arc::clone(&shared),
             inbox_rx,
             started,

@@ -1,12 +1,12 @@
 //! Helpers of the unit tests: a runtime made of threads, and a supervisor's shared state
 //! without a supervisor's task.
 
+use crate::config::Config;
 use crate::events::{Broadcast, Hooks};
 use crate::gate::Workers;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::shared::{Input, Shared};
 use async_channel::Receiver;
-use dramatiq_sentinel_core::Config;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -178,10 +178,10 @@ async fn stop(shared: &Shared, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::gate::Workers;
     use crate::runtime::BoxFuture;
     use crate::testing;
-    use dramatiq_sentinel_core::Config;
     use futures_lite::future::block_on;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;

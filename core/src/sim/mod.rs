@@ -753,11 +753,8 @@ impl Sim {
             }
             Some((_, Health::Up)) => AppErrorKind::ReadOnly,
             Some((_, Health::Hung)) => {
-                let timeout = self
-                    .core
-                    .config()
-                    .command_timeout
-                    .unwrap_or(Duration::from_secs(5));
+                // The application's command timeout (the runtimes' default).
+                let timeout = Duration::from_secs(5);
                 self.app.blocked_until = Some(self.now + timeout);
                 self.schedule(
                     timeout,

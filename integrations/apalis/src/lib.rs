@@ -34,7 +34,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::builder()
 //!     .sentinels(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"])
-//!     .service_name("mymaster".into())
+//!     .service_name("mymaster")
 //!     .build()?;
 //! let pool = ApalisWorkers::new();
 //! let supervisor = Supervisor::builder(config).workers(pool.clone()).start().await?;

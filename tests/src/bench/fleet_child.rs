@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// The database the fleet works in: not 0, so that every new connection sends `SELECT` and a
 /// dead master's counting stand-in (which closes what it accepts) fails the connection.
-pub(crate) const FLEET_DB: i64 = 1;
+pub(crate) const FLEET_DB: u32 = 1;
 
 fn report(sink: &Sink, sup: usize, e: &Event) {
     let t = now_ns();

@@ -216,7 +216,7 @@ pub fn unknown_service_name_is_its_own_error<R: TestRuntime>() {
     let d = Deployment::start(DeploymentOptions::default().replicas(1)).expect("deployment");
     let rt = R::new();
     let config = config_for(&d)
-        .service_name("nope".into())
+        .service_name("nope")
         .startup_timeout(Some(Duration::from_secs(3)))
         .build()
         .expect("valid");
