@@ -47,16 +47,17 @@
 //!
 //! See `examples/smol_worker.rs` for a complete program.
 
-use dramatiq_sentinel_supervisor::{BoxFuture, Runtime};
+use dramatiq_sentinel_supervisor::Runtime;
 use smol::Executor;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use dramatiq_sentinel_supervisor::{
-    Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
-    DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
-    NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum, StartError, Status,
-    StatusError, SupervisorError, WorkerGate, Workers, core_api, redis,
+    Addr, AppErrorKind, BoxFuture, ClientCert, Config, ConfigBuilder, ConfigError, Credentials,
+    DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError, GateStopped,
+    IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum,
+    StartError, Status, StatusError, SupervisorError, WorkerGate, Workers, core_api, metrics,
+    redis,
 };
 
 /// The smol [`Runtime`]: detached smol tasks (on smol's global executor, or on the one given

@@ -33,14 +33,15 @@
 //!
 //! See `examples/worker.rs` for a complete program.
 
-use dramatiq_sentinel_supervisor::{BoxFuture, Runtime};
+use dramatiq_sentinel_supervisor::Runtime;
 use std::time::Instant;
 
 pub use dramatiq_sentinel_supervisor::{
-    Addr, AppErrorKind, ClientCert, Config, ConfigBuilder, ConfigError, Credentials, DetectionPath,
-    DiscoveryError, Event, EventStream, FatalError, GateStopped, IgnoreReason, MasterConnection,
-    NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum, StartError, Status,
-    StatusError, SupervisorError, WorkerGate, Workers, core_api, redis,
+    Addr, AppErrorKind, BoxFuture, ClientCert, Config, ConfigBuilder, ConfigError, Credentials,
+    DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError, GateStopped,
+    IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum,
+    StartError, Status, StatusError, SupervisorError, WorkerGate, Workers, core_api, metrics,
+    redis,
 };
 
 /// The tokio [`Runtime`]: tasks and timers on one tokio runtime, held by its handle, so the

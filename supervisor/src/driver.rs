@@ -5,6 +5,7 @@
 use crate::error::SupervisorError;
 use crate::events::log_event;
 use crate::listener::ListenerHandle;
+use crate::metrics::EventMetrics;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
 use crate::watch::WatchHandle;
@@ -40,6 +41,8 @@ pub(crate) struct Driver {
     /// The generation of the master connection in use (one per `Activate`).
     pub(crate) generation: u64,
     startup: Option<Sender<Startup>>,
+    /// The metrics derived from the events (the sentinels-up gauge drops to 0 with it).
+    metrics: EventMetrics,
 }
 
 enum Wake {
@@ -57,6 +60,7 @@ impl Driver {
         startup: Sender<Startup>,
     ) -> Self {
         Self {
+            metrics: EventMetrics::new(shared.cfg.service_name()),
             core,
             shared,
             inbox,
@@ -156,6 +160,7 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            self.metrics.record(&event);
             self.shared.hooks.run(&event);
             self.shared.events.send(&event);
             if let Event::Ready { .. } = &event

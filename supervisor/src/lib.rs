@@ -13,7 +13,7 @@
 //!   the verified master (commands are held during a failover, cancelled on the old master);
 //! - a [`WorkerGate`] (a [`Permit`] per job) and the [`Workers`] trait for self-managed pools;
 //! - [`Event`]s as an [`EventStream`] or as hooks, each also logged with `tracing`;
-//! - a [`Status`] query (master, replicas, sentinels, quorum).
+//! - a [`Status`] query (master, replicas, sentinels, quorum);
 //! - [`metrics`] through the `metrics` facade, for the exporter the application installs.
 //!
 //! # How the loop runs
@@ -39,6 +39,7 @@ mod hold;
 mod host;
 mod listener;
 mod master;
+pub mod metrics;
 mod pubsub;
 mod runtime;
 mod shared;

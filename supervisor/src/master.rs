@@ -6,6 +6,7 @@ use crate::connect::OpenError;
 use crate::convert::{error_kind, has_readonly};
 use crate::failure;
 use crate::hold::HoldError;
+use crate::metrics;
 use crate::runtime::{deadline_after, until};
 use crate::shared::Shared;
 use crate::sync::{Cancel, lock};
@@ -278,16 +279,21 @@ impl MasterConnection {
         let started = Instant::now();
         let deadline = deadline_after(hold);
         let mut reported: Option<Addr> = None;
+        let mut held = metrics::Hold::new(self.shared.cfg.service_name(), started);
         loop {
-            let (active, changed) =
-                self.shared
-                    .slot
-                    .acquire(rt, deadline)
-                    .await
-                    .map_err(|e| match e {
-                        HoldError::TimedOut => failure::held_too_long(hold),
-                        HoldError::Stopped => failure::stopped(),
-                    })?;
+            let acquiring = self.shared.slot.acquire(rt, deadline);
+            let mut acquiring = std::pin::pin!(acquiring);
+            let acquired = match futures_lite::future::poll_once(&mut acquiring).await {
+                Some(acquired) => acquired,
+                None => {
+                    held.waiting(); // fenced, or no verified master yet
+                    acquiring.await
+                }
+            };
+            let (active, changed) = acquired.map_err(|e| match e {
+                HoldError::TimedOut => failure::held_too_long(hold),
+                HoldError::Stopped => failure::stopped(),
+            })?;
             let line = Arc::clone(self.line(&active));
             let line_changed = line.changed.listen();
             let (retry_at, error) = match line.find(active.generation, Instant::now()) {
@@ -308,6 +314,7 @@ impl MasterConnection {
                     return Err(failure::unreachable(&active.node, waited, &e.to_string()));
                 }
                 debug!(node = %active.node, error = %e, "master unreachable: command held");
+                held.waiting();
             }
             // Wait for the attempt in flight, the next attempt, or another master / a fence.
             let wake = retry_at.map_or(deadline, |t| t.min(deadline));
@@ -330,8 +337,22 @@ impl MasterConnection {
     }
 
     /// Runs one call on the current master's connection, with the hold, the command timeout
-    /// (the connection's own), the cancellation of its generation, and error reporting.
+    /// (the connection's own), the cancellation of its generation, and error reporting; counts
+    /// the failover errors it returns (metrics).
     async fn run<T, F, Fut>(&self, call: F, readonly: impl Fn(&T) -> bool) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let result = self.send(call, readonly).await;
+        if let Err(e) = &result {
+            metrics::command_failed(self.shared.cfg.service_name(), e);
+        }
+        result
+    }
+
+    /// [`MasterConnection::run`] without the metrics.
+    async fn send<T, F, Fut>(&self, call: F, readonly: impl Fn(&T) -> bool) -> RedisResult<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,

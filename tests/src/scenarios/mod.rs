@@ -13,6 +13,7 @@ pub mod failover;
 pub mod logs;
 pub mod long_jobs;
 pub mod lost_writes;
+pub mod metrics;
 pub mod pool;
 pub mod pubsub;
 pub mod resilience;
@@ -208,6 +209,7 @@ macro_rules! supervisor_suite {
             apalis::apalis_through_a_frozen_master,
             pubsub::pubsub_subscriptions_follow_the_master,
             deadpool::deadpool_pool_through_a_failover,
+            metrics::metrics_through_a_graceful_failover,
         );
         /// Not a test of its own: the child process of `pause_timeout_exits_the_process`,
         /// which runs it with `--ignored --exact`.
