@@ -196,7 +196,10 @@ class Runtime:
     def _pump_events(self) -> None:
         native = self._native
         while native is not None:
-            event = native.next_event(EVENT_POLL)
+            try:
+                event = native.next_event(EVENT_POLL)
+            except _native.MasterUnavailable:
+                return  # closed (shut down) while this thread waited: no event will come
             if event is None:
                 if self._stop_pump.is_set() or native.is_stopped():
                     return

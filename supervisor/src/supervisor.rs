@@ -14,6 +14,7 @@ use dramatiq_sentinel_core::{Addr, Core, Event};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::debug;
 
 /// Configures and starts a [`Supervisor`]: the worker pool, hooks and event subscriptions that
 /// must exist before startup.
@@ -156,12 +157,11 @@ impl<R: Runtime> Builder<R> {
         );
         rt.spawn(Box::pin(driver.run()));
         rt.spawn(Box::pin(crate::workers::run(Arc::clone(&shared))));
-        let guard = StopOnDrop(Some(Arc::clone(&shared)));
-        let verdict = verdict.recv().await;
-        guard.disarm();
-        match verdict {
+        let guard = StopOnDrop(Arc::clone(&shared));
+        match verdict.recv().await {
             Ok(Startup::Ready) => Ok(Supervisor {
                 shared,
+                _alive: Arc::new(guard),
                 _runtime: PhantomData,
             }),
             Ok(Startup::Failed(e)) => Err(e.into()),
@@ -170,29 +170,31 @@ impl<R: Runtime> Builder<R> {
     }
 }
 
-/// Stops the supervisor if `start` is dropped before it returns.
-struct StopOnDrop(Option<Arc<Shared>>);
-
-impl StopOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
+/// Stops the supervisor when dropped: the `start` future dropped before it returns, then the
+/// last [`Supervisor`] clone (they share it).
+struct StopOnDrop(Arc<Shared>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            shared.stop_requested.cancel();
+        if self.0.done.get().is_none() {
+            debug!("the last Supervisor handle was dropped: stopping");
         }
+        self.0.stop_requested.cancel();
     }
 }
 
 /// A running supervisor: it watches the sentinels, moves the [`MasterConnection`] to each new
 /// master, and pauses and resumes the workers around each switch.
 ///
-/// Cheap to clone. Dropping it does not stop it: call [`Supervisor::shutdown`].
+/// Cheap to clone. Dropping the last clone stops it as [`Supervisor::shutdown`] does, without
+/// waiting: the [`MasterConnection`]s and [`WorkerGate`]s it gave do not keep it running (they
+/// fail with [`Failure::Stopped`](crate::Failure::Stopped) once it stopped), so keep a clone
+/// for as long as they should follow failovers, and call [`Supervisor::shutdown`] to wait for
+/// the end.
 pub struct Supervisor<R> {
     shared: Arc<Shared>,
+    /// Shared by the clones: the last one dropped stops the supervisor.
+    _alive: Arc<StopOnDrop>,
     _runtime: PhantomData<fn() -> R>,
 }
 
@@ -200,6 +202,7 @@ impl<R> Clone for Supervisor<R> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            _alive: Arc::clone(&self._alive),
             _runtime: PhantomData,
         }
     }

@@ -181,6 +181,7 @@ macro_rules! supervisor_suite {
     ($rt:ty) => {
         $crate::supervisor_suite!(@tests $rt;
             startup::starts_on_a_healthy_deployment,
+            startup::dropping_the_last_handle_stops_the_supervisor,
             startup::invalid_configuration_names_the_field,
             startup::wrong_sentinel_password_names_the_sentinel,
             startup::unknown_service_name_is_its_own_error,

@@ -4,7 +4,8 @@
 use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, try_start, wait_for};
 use crate::harness::{Deployment, DeploymentOptions, redis};
 use dramatiq_sentinel_supervisor::{
-    Addr, Config, Credentials, Event, StartError, StatusError, Supervisor,
+    Addr, Config, Credentials, Event, Failure, MasterConnection, StartError, StatusError,
+    Supervisor,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -118,6 +119,48 @@ pub fn starts_on_a_healthy_deployment<R: TestRuntime>() {
         assert_eq!(sup.status().await, Err(StatusError::Stopped));
         while events.recv().await.is_some() {}
     });
+    wait_for("the supervisor's connections to close", WAIT, || {
+        let now = clients(&d);
+        if now <= baseline {
+            Ok(())
+        } else {
+            Err(format!("{now} clients, {baseline} before"))
+        }
+    });
+}
+
+/// Dropping the last `Supervisor` clone stops it: a clone dropped changes nothing, the last
+/// one dropped stops it although its master handle and gate are still held (they fail with
+/// `Failure::Stopped`), and every connection of the supervisor closes.
+pub fn dropping_the_last_handle_stops_the_supervisor<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let baseline = clients(&d);
+    let rt = R::new();
+    let timeline = Timeline::default();
+    let config = config_for(&d).build().expect("valid config");
+    let sup = start(&rt, Supervisor::<R::Rt>::builder(config), &timeline);
+    let (conn, gate, other) = (sup.master(), sup.gate(), sup.clone());
+    drop(sup);
+    let ping = |mut conn: MasterConnection| {
+        rt.block_on(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+    };
+    assert_eq!(
+        ping(conn.clone()).expect("a clone is still held: running"),
+        "PONG"
+    );
+    assert!(!other.is_stopped());
+    drop(other);
+    wait_for("the supervisor to stop", WAIT, || {
+        match ping(conn.clone()) {
+            Err(e) if Failure::of(&e) == Some(Failure::Stopped) => Ok(()),
+            other => Err(format!("PING: {other:?}")),
+        }
+    });
+    assert!(
+        rt.block_on(gate.enter()).is_err(),
+        "the gate of a stopped supervisor is closed"
+    );
     wait_for("the supervisor's connections to close", WAIT, || {
         let now = clients(&d);
         if now <= baseline {
