@@ -11,6 +11,9 @@ use super::ids::{NodeId, ProcessId, SentinelId};
 use super::role::Role;
 use super::wait::poll;
 
+/// The key written (and deleted) at start-up to see every replica acknowledge a write.
+const SYNC_MARKER: &str = "dramatiq-sentinel-harness:synced";
+
 /// A `SENTINEL MASTER/REPLICAS/SENTINELS` entry.
 type Fields = HashMap<String, String>;
 
@@ -159,6 +162,35 @@ impl Deployment {
                 Ok(())
             })
             .map_err(|detail| self.timeout("replicas to link", start, detail, &service.name))?;
+            // Linked is not yet streaming: after a diskless sync the master sends its write
+            // stream to a replica only after that replica's first acknowledgement, up to a
+            // second later, and Sentinel may promote a replica that has nothing yet. Wait until
+            // every replica acknowledged a write (the marker key is deleted again after).
+            let replicas = service.nodes.len() - 1;
+            if replicas > 0 {
+                let master = service.nodes[0];
+                poll(timeout.saturating_sub(start.elapsed()), || {
+                    let err = |e: HarnessError| e.to_string();
+                    let () = self
+                        .query(master, redis::cmd("SET").arg(SYNC_MARKER).arg(1))
+                        .map_err(err)?;
+                    let acked: usize = self
+                        .query(master, redis::cmd("WAIT").arg(replicas).arg(200))
+                        .map_err(err)?;
+                    if acked < replicas {
+                        return Err(format!(
+                            "{acked} of {replicas} replicas acknowledged a write"
+                        ));
+                    }
+                    let _: i64 = self
+                        .query(master, redis::cmd("DEL").arg(SYNC_MARKER))
+                        .map_err(err)?;
+                    Ok(())
+                })
+                .map_err(|detail| {
+                    self.timeout("replicas to stream", start, detail, &service.name)
+                })?;
+            }
         }
         Ok(())
     }
