@@ -22,9 +22,12 @@ const RESENDS: usize = 2;
 /// every master kill or freeze under load would stop workers and strand tasks.
 ///
 /// Why a resend is safe for apalis-redis's commands (Lua scripts): a command cut by a switch
-/// did not take effect on the data the new master has. During `SENTINEL FAILOVER` the old
-/// master pauses writes before the promotion, so a write in flight at the switch never ran;
-/// a frozen master that runs its buffered commands when thawed is demoted and resynchronised
+/// did not take effect on the data the new master has. Sentinel does not pause the old
+/// master during `SENTINEL FAILOVER`; the supervisor's fence does the work: from the first
+/// early signal no command is sent to it, and the ones sent before are answered within
+/// milliseconds, long before the switch (hundreds of milliseconds later) could cut them, so a
+/// write still unanswered at the switch is one the old master did not run in time to
+/// replicate before the promotion; a frozen master that runs its buffered commands when thawed is demoted and resynchronised
 /// from the new master, which drops them. Only a master killed in the instant between running
 /// a command and sending its reply, with that write already replicated, makes a resend run it
 /// twice (apalis-redis would then see a fetched batch twice in the in-flight set, or fail the
