@@ -10,9 +10,9 @@
 #  2. each crate's packaged size (compressed .crate and unpacked) and file count, from the
 #     .crate files of `cargo package --no-verify` (the same contents as the dry run's);
 #  3. license files and README inside each .crate;
-#  4. `cargo doc --no-deps` with RUSTDOCFLAGS=-D warnings for each crate alone, with the
-#     features docs.rs builds it with (`[package.metadata.docs.rs]` of its Cargo.toml) and,
-#     for the crates that build without features, with the default features too;
+#  4. `cargo doc --no-deps` with RUSTDOCFLAGS=-D warnings, with the features docs.rs builds
+#     each crate with (`[package.metadata.docs.rs]` of its Cargo.toml) and, for the crates
+#     that build without features, with the default features too;
 #  5. the MSRV check, scripts/msrv.sh (installs the MSRV toolchains with rustup if missing).
 #
 # Usage: bash scripts/package-check.sh
@@ -39,8 +39,9 @@ for entry in "${crates[@]}"; do
 done
 failures=()
 fail() { echo "package-check: FAILED: $*" >&2; failures+=("$*"); }
+step() { echo "==> $* [$((SECONDS - start)) s]"; }
 
-echo "==> cargo publish --dry-run ${packages[*]}"
+step "cargo publish --dry-run ${packages[*]}"
 rm -f "$target"/package/dramatiq-sentinel-*.crate
 if ! cargo publish --dry-run --locked --allow-dirty "${packages[@]}" \
     --features redis/tokio-comp,dramatiq-sentinel-apalis/tokio,dramatiq-sentinel-deadpool/tokio; then
@@ -49,9 +50,9 @@ fi
 
 # The dry run keeps its .crate files in a scratch folder of cargo's: package again, without the
 # verify build, to have them where `cargo package` documents them (target/package).
-echo "==> cargo package --no-verify ${packages[*]}"
+step "cargo package --no-verify ${packages[*]}"
 cargo package --no-verify --locked --allow-dirty --quiet "${packages[@]}" || fail "cargo package --no-verify"
-echo "==> packaged crates"
+step "packaged crates"
 printf '%-30s %10s %10s %6s\n' crate ".crate" unpacked files
 for entry in "${crates[@]}"; do
     IFS=: read -r dir name _ <<<"$entry"
@@ -71,22 +72,46 @@ for entry in "${crates[@]}"; do
     done
 done
 
-echo "==> cargo doc --no-deps, RUSTDOCFLAGS=-D warnings"
+# docs.rs builds each crate alone with the features of its `[package.metadata.docs.rs]`. Here
+# one build takes the union of those lists: for each of our crates that is its own list (the
+# supervisor's `redis/tokio-rustls-comp` comes from the tokio shim's `tls-rustls`), and one
+# build compiles the dependencies once. A second build, with default features, catches links
+# to items that only exist with a feature, in the crates that build without one. A crate whose
+# list enables a dependency's feature (the supervisor) is also documented alone with its list,
+# as docs.rs will, so that a list that does not build is caught here.
+docs_features=() alone=()
 for entry in "${crates[@]}"; do
-    IFS=: read -r dir name plain <<<"$entry"
+    IFS=: read -r dir name _ <<<"$entry"
     # features = [..] of [package.metadata.docs.rs], as a comma-separated list
-    docs_features=$(sed -n '/^\[package.metadata.docs.rs\]/,/^\[/ s/^features[[:space:]]*=[[:space:]]*\[\(.*\)\]/\1/p' \
+    list=$(sed -n '/^\[package.metadata.docs.rs\]/,/^\[/ s/^features[[:space:]]*=[[:space:]]*\[\(.*\)\]/\1/p' \
         "$dir/Cargo.toml" | tr -d ' "')
-    echo "--> $name (docs.rs features: ${docs_features:-none})"
-    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p "$name" ${docs_features:+--features "$docs_features"} \
-        || fail "cargo doc -p $name --features '$docs_features'"
-    if [[ $plain == plain && -n $docs_features ]]; then
-        echo "--> $name (default features)"
-        RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p "$name" || fail "cargo doc -p $name"
-    fi
+    for feature in ${list//,/ }; do
+        # a feature of a dependency (`redis/x`) is enabled through the crates that enable it
+        [[ $feature == */* ]] || docs_features+=("$name/$feature")
+    done
+    # a crate whose list names a dependency's feature is documented alone too, as docs.rs does
+    [[ $list == */* ]] && alone+=("$name:$list")
+done
+joined=$(IFS=,; echo "${docs_features[*]}")
+step "cargo doc --no-deps ${packages[*]} --features $joined, RUSTDOCFLAGS=-D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet "${packages[@]}" --features "$joined" \
+    || fail "cargo doc with the docs.rs features"
+plain=()
+for entry in "${crates[@]}"; do
+    IFS=: read -r _ name kind <<<"$entry"
+    [[ $kind == plain ]] && plain+=(-p "$name")
+done
+step "cargo doc --no-deps ${plain[*]} (default features), RUSTDOCFLAGS=-D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet "${plain[@]}" \
+    || fail "cargo doc with default features"
+for entry in "${alone[@]}"; do
+    name=${entry%%:*} list=${entry#*:}
+    step "cargo doc --no-deps -p $name --features $list, RUSTDOCFLAGS=-D warnings"
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet -p "$name" --features "$list" \
+        || fail "cargo doc -p $name --features $list"
 done
 
-echo "==> bash scripts/msrv.sh"
+step "bash scripts/msrv.sh"
 bash scripts/msrv.sh || fail "MSRV check (scripts/msrv.sh)"
 
 duration=$((SECONDS - start))
