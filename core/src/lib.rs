@@ -41,7 +41,7 @@ pub use addr::{Addr, AddrError, NatMap};
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
 pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 pub use machine::{Core, Deadline};
-pub use parse::{Role, message_concerns};
+pub use parse::{FailoverSignal, Role, SentinelMessage, decode_message, message_concerns};
 pub use reply::Reply;
 pub use timers::TimerReason;
 

@@ -149,6 +149,96 @@ pub fn message_concerns(service: &str, channel: &[u8], payload: &[u8]) -> bool {
     }
 }
 
+/// What a sentinel pub/sub message says, as the core reads it ([`decode_message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SentinelMessage {
+    /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`: the sentinels replaced
+    /// the master of `service`.
+    SwitchMaster {
+        /// The master name.
+        service: String,
+        /// The master before.
+        old: Addr,
+        /// The master after.
+        new: Addr,
+    },
+    /// `+new-epoch <epoch>` or `+vote-for-leader <runid> <epoch>`: the sentinel's current
+    /// epoch, shared by every service it monitors.
+    Epoch {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// A failover-related event about a master or one of its replicas: `+odown`,
+    /// `+try-failover`, `+elected-leader`, `+failover-state-*`, `+selected-slave`,
+    /// `+promoted-slave`, `-odown`, `-failover-abort-*`, `+failover-end-for-timeout`.
+    Failover {
+        /// What the event means for the failover logic.
+        signal: FailoverSignal,
+        /// The channel, e.g. `+try-failover`.
+        channel: String,
+        /// The master name.
+        service: String,
+        /// The master the event is about.
+        master: Addr,
+        /// The replica the event names, for replica-type payloads.
+        replica: Option<Addr>,
+    },
+    /// A channel the core does not act on (`+sdown`, `+reboot`, `+slave`, `+tilt`, ...).
+    Unused,
+}
+
+/// What a failover-related sentinel event means for the core ([`SentinelMessage::Failover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailoverSignal {
+    /// A failover of the master is under way: with `early_fencing` the core fences at once.
+    Failover,
+    /// A failover is under way and the event names the replica being promoted: the core
+    /// watches it and switches once its `ROLE` says master.
+    Candidate,
+    /// The failover stopped without a promotion, or the master is back: the core lifts its
+    /// fence if the master did not change.
+    Abort,
+}
+
+impl From<Signal> for FailoverSignal {
+    fn from(s: Signal) -> Self {
+        match s {
+            Signal::Failover => FailoverSignal::Failover,
+            Signal::Candidate => FailoverSignal::Candidate,
+            Signal::Abort => FailoverSignal::Abort,
+        }
+    }
+}
+
+/// Decodes a sentinel pub/sub message (its channel and payload) with the parser the core
+/// uses, for tools that show sentinel events (the addresses are as the sentinel announced
+/// them, before any NAT map). `Err` describes why a message of a channel the core acts on
+/// could not be read (the core reports such a message as ignored).
+pub fn decode_message(channel: &[u8], payload: &[u8]) -> Result<SentinelMessage, String> {
+    Ok(match parse_message(channel, payload).map_err(|e| e.0)? {
+        None => SentinelMessage::Unused,
+        Some(Message::SwitchMaster { service, old, new }) => {
+            SentinelMessage::SwitchMaster { service, old, new }
+        }
+        Some(Message::Epoch { epoch }) => SentinelMessage::Epoch { epoch },
+        Some(Message::Failover {
+            signal,
+            channel,
+            service,
+            master,
+            replica,
+        }) => SentinelMessage::Failover {
+            signal: signal.into(),
+            channel,
+            service,
+            master,
+            replica,
+        },
+    })
+}
+
 fn addr(host: &str, port: &str) -> Result<Addr, Malformed> {
     Addr::from_tokens(host, port).map_err(|e| malformed(e.to_string()))
 }
@@ -369,6 +459,32 @@ mod tests {
 
     fn data(s: &str) -> Reply {
         Reply::Data(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn decoded_messages_are_public() {
+        assert_eq!(
+            decode_message(b"+switch-master", b"svc 10.0.0.1 6379 10.0.0.2 6380"),
+            Ok(SentinelMessage::SwitchMaster {
+                service: "svc".into(),
+                old: Addr::new("10.0.0.1", 6379),
+                new: Addr::new("10.0.0.2", 6380),
+            })
+        );
+        assert_eq!(
+            decode_message(b"+new-epoch", b"7"),
+            Ok(SentinelMessage::Epoch { epoch: 7 })
+        );
+        assert!(matches!(
+            decode_message(b"+selected-slave", b"slave x 10.0.0.2 6380 @ svc 10.0.0.1 6379"),
+            Ok(SentinelMessage::Failover { signal: FailoverSignal::Candidate, replica: Some(r), .. })
+                if r == Addr::new("10.0.0.2", 6380)
+        ));
+        assert_eq!(
+            decode_message(b"+sdown", b"master svc 10.0.0.1 6379"),
+            Ok(SentinelMessage::Unused)
+        );
+        assert!(decode_message(b"+odown", b"nonsense").is_err());
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
 pub use master::MasterConnection;
 pub use pubsub::PubSub;
 pub use runtime::{BoxFuture, Runtime};
-pub use status::{NodeStatus, Quorum, Status, StatusError};
+pub use status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
 pub use supervisor::{Builder, Supervisor};
 
 /// The core crate, for everything this crate does not re-export.

@@ -1,9 +1,13 @@
 //! The status query: master, replicas and sentinels with their flags, and the quorum, as the
-//! first sentinel that answers sees them, NAT-mapped.
+//! first sentinel that answers sees them, NAT-mapped. [`read_status`] and
+//! [`subscribe_sentinel`] give operator tools the same view without a supervisor.
 
+use crate::config::Config;
+use crate::connect::{ConnCache, Endpoint};
 use crate::error::list;
+use crate::runtime::Runtime;
 use crate::shared::{Input, Shared};
-use dramatiq_sentinel_core::{Addr, NatMap, Reply};
+use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply};
 use std::collections::BTreeMap;
 
 /// A data node or a sentinel as a sentinel reports it.
@@ -137,18 +141,22 @@ fn nodes(r: &Reply, nat: &NatMap) -> Result<Vec<NodeStatus>, String> {
     }
 }
 
-/// Asks one sentinel every status query.
-async fn ask(shared: &Shared, sentinel: &Addr) -> Result<Status, String> {
-    let service = shared.cfg.service_name().to_owned();
-    let nat = shared.cfg.nat();
-    let limit = shared.cfg.query_timeout();
+/// Asks one sentinel every status query, through `sentinels` (connections to sentinels).
+async fn ask(
+    rt: &dyn Runtime,
+    sentinels: &ConnCache,
+    cfg: &Config,
+    sentinel: &Addr,
+) -> Result<Status, String> {
+    let service = cfg.service_name().to_owned();
+    let nat = cfg.nat();
+    let limit = cfg.query_timeout();
     let query = |sub: &'static str| {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg(sub).arg(&service);
         async move {
-            shared
-                .sentinels
-                .query(&*shared.rt, sentinel, &cmd, limit)
+            sentinels
+                .query(rt, sentinel, &cmd, limit)
                 .await
                 .map_err(|e| format!("SENTINEL {sub}: {e}"))
         }
@@ -196,7 +204,7 @@ pub(crate) async fn query(shared: &Shared) -> Result<Status, StatusError> {
     let snapshot = rx.recv().await.map_err(|_| StatusError::Stopped)?;
     let mut failures = Vec::new();
     for sentinel in &snapshot.sentinels {
-        match ask(shared, sentinel).await {
+        match ask(&*shared.rt, &shared.sentinels, &shared.cfg, sentinel).await {
             Ok(status) => {
                 return Ok(Status {
                     in_use: snapshot.master,
@@ -209,6 +217,52 @@ pub(crate) async fn query(shared: &Shared) -> Result<Status, StatusError> {
         }
     }
     Err(StatusError::NoSentinel { failures })
+}
+
+/// Reads the status without starting a supervisor, for operator tools: the sentinels of
+/// `config` are asked in order (with its sentinel credentials, TLS settings, `query_timeout`
+/// and NAT map) and the first that answers every query gives the [`Status`]; those asked
+/// before it are listed in [`Status::unreachable`]. No data node is contacted, so
+/// [`Status::in_use`] is `None` and [`Status::fenced`] is `false`. The connections are closed
+/// when it returns.
+///
+/// Errors with [`StatusError::NoSentinel`] (each sentinel and why) when none answered, a
+/// sentinel that does not monitor the service included (`SENTINEL MASTER: ERR No such master
+/// with that name`).
+pub async fn read_status(runtime: &dyn Runtime, config: &Config) -> Result<Status, StatusError> {
+    let sentinels = ConnCache::new(Endpoint::of(config, config.sentinel_auth(), 0));
+    let mut failures = Vec::new();
+    for sentinel in config.sentinels() {
+        match ask(runtime, &sentinels, config, sentinel).await {
+            Ok(status) => {
+                return Ok(Status {
+                    unreachable: failures,
+                    ..status
+                });
+            }
+            Err(e) => failures.push((sentinel.clone(), e)),
+        }
+    }
+    Err(StatusError::NoSentinel { failures })
+}
+
+/// Opens a pub/sub connection to `sentinel` (with the sentinel credentials, TLS settings and
+/// `connect_timeout` of `config`) subscribed to every channel (`PSUBSCRIBE *`), as the
+/// supervisor's listeners are, for operator tools that show a sentinel's events without
+/// starting a supervisor. Decode the messages with
+/// [`decode_message`](dramatiq_sentinel_core::decode_message). Errors with
+/// [`StatusError::NoSentinel`] naming the sentinel and why.
+pub async fn subscribe_sentinel(
+    runtime: &dyn Runtime,
+    config: &Config,
+    sentinel: &Addr,
+) -> Result<redis::aio::PubSub, StatusError> {
+    Endpoint::of(config, config.sentinel_auth(), 0)
+        .subscribe(runtime, sentinel, LISTENER_PATTERN)
+        .await
+        .map_err(|e| StatusError::NoSentinel {
+            failures: vec![(sentinel.clone(), e)],
+        })
 }
 
 #[cfg(test)]

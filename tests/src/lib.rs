@@ -5,7 +5,6 @@
 //! benchmarks of this workspace.
 
 pub mod bench;
-pub mod drill;
 pub mod harness;
 pub mod scenarios;
 mod sync;

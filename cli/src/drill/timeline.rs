@@ -1,9 +1,9 @@
 //! The live timeline: a hook timestamps every supervisor event on the supervisor's task; a
 //! thread prints it and follows each failover from its first signal to the workers' resume.
 
-use super::events::describe;
-use super::output::{Out, human, ms, secs};
 use super::stop::Stop;
+use crate::events::describe;
+use crate::output::{Out, human, ms, secs};
 use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{Addr, Builder, DetectionPath, DiscoveryError, Event, Runtime};
 use serde_json::{Value, json};

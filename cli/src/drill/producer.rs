@@ -4,10 +4,10 @@
 //! A push is idempotent (a script adds the id to the set `produced` and pushes it only if it
 //! was new), so retrying a push whose reply was lost never queues a job twice.
 
-use crate::scenarios::pool::QUEUE;
-use crate::scenarios::{TestRuntime, sleep};
 use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
+use dramatiq_sentinel_tests::scenarios::pool::QUEUE;
+use dramatiq_sentinel_tests::scenarios::{TestRuntime, sleep};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The `failover-drill` binary end to end: a local deployment with a short story, and its
+//! `dramatiq-sentinel drill` end to end: a local deployment with a short story, and its
 //! errors for bad options.
 
 use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions};
@@ -19,11 +19,18 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `dramatiq-sentinel drill`, ready for its options.
+fn drill_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dramatiq-sentinel"));
+    command.arg("drill");
+    command
+}
+
 fn drill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_failover-drill"))
+    drill_command()
         .args(args)
         .output()
-        .expect("the failover-drill binary runs")
+        .expect("the dramatiq-sentinel binary runs")
 }
 
 /// The JSON lines the drill printed, and its summary.
@@ -127,7 +134,14 @@ fn an_invalid_setting_is_rejected_naming_the_field() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("`no_such_setting`: unknown setting"),
+        stderr.contains("unknown option --no-such-setting"),
+        "{stderr}"
+    );
+    let output = drill(&["--sentinels", "127.0.0.1:1", "--query-timeout", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid --query-timeout (setting `query_timeout`)"),
         "{stderr}"
     );
 }
@@ -137,7 +151,7 @@ fn an_unreachable_deployment_is_a_clear_error() {
     // Port 1 on loopback: nothing listens there.
     let output = drill(&["--sentinels", "127.0.0.1:1", "--startup-timeout", "1"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains("did not start") && stderr.contains("127.0.0.1:1"),
         "{stderr}"
@@ -263,7 +277,7 @@ fn stat(pid: i32) -> Option<(String, i32, i32)> {
 /// A local drill with a story whose first act is a minute away, in a process group of its own
 /// like a shell job (the group a terminal's Ctrl-C signals).
 fn local_drill_in_own_group(extra: &[&str]) -> (Pid, Watched) {
-    let child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
+    let child = drill_command()
         .args(["--local", "--story", "graceful", "--act-interval", "60"])
         .args(extra)
         .args([
@@ -279,7 +293,7 @@ fn local_drill_in_own_group(extra: &[&str]) -> (Pid, Watched) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("the failover-drill binary runs");
+        .expect("the dramatiq-sentinel binary runs");
     let group = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
     (group, Watched::new(child))
 }
@@ -371,8 +385,13 @@ fn against_a_given_deployment_it_stops_after_the_requested_failovers() {
     )
     .expect("a deployment");
     let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_failover-drill"))
-        .args(["--sentinels", &sentinels.join(","), "--service", "mymaster"])
+    let mut sentinel_flags = Vec::new();
+    for s in &sentinels {
+        sentinel_flags.extend(["--sentinel", s.as_str()]);
+    }
+    let child = drill_command()
+        .args(&sentinel_flags)
+        .args(["--service", "mymaster"])
         .args(["--sentinel-password", "watch-pw"])
         .args(["--redis-user", "worker", "--redis-password", "work-pw"])
         .args(["--failovers", "1", "--json", "--progress", "0"])
@@ -380,7 +399,7 @@ fn against_a_given_deployment_it_stops_after_the_requested_failovers() {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("the failover-drill binary runs");
+        .expect("the dramatiq-sentinel binary runs");
     let mut run = Watched::new(child);
     run.wait_for(r#""event":"ready""#, "the drill to get ready");
     d.failover_and_wait(Duration::from_secs(60))

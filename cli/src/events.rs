@@ -1,6 +1,6 @@
 //! How each supervisor event reads in the timeline, as text and as JSON.
 
-use super::output::ms;
+use crate::output::ms;
 use dramatiq_sentinel_supervisor::{Addr, Event, IgnoreReason};
 use serde_json::{Value, json};
 
@@ -124,11 +124,11 @@ pub(crate) fn describe(event: &Event) -> Described {
             format!(
                 "{} -> {new} via {path}: new master in use after {}, resumed after {}{}",
                 name(old.as_ref()),
-                super::output::human(*to_connected),
-                super::output::human(*total),
+                crate::output::human(*to_connected),
+                crate::output::human(*total),
                 to_paused.map_or_else(String::new, |p| format!(
                     " (drain: workers paused after {})",
-                    super::output::human(p)
+                    crate::output::human(p)
                 )),
             ),
             json!({ "old": opt(old.as_ref()), "new": addr(new), "path": path.to_string(),
@@ -144,7 +144,7 @@ pub(crate) fn describe(event: &Event) -> Described {
             "fence-lifted",
             format!(
                 "{master} still master ({reason}); resumed after {}",
-                super::output::human(*held)
+                crate::output::human(*held)
             ),
             json!({ "master": addr(master), "reason": reason, "held_ms": ms(*held) }),
             false,
@@ -153,7 +153,7 @@ pub(crate) fn describe(event: &Event) -> Described {
             "fence-expired",
             format!(
                 "no promotion within {}; re-verifying {master}",
-                super::output::human(*waited)
+                crate::output::human(*waited)
             ),
             json!({ "master": addr(master), "waited_ms": ms(*waited) }),
             false,
@@ -178,7 +178,7 @@ pub(crate) fn describe(event: &Event) -> Described {
             "listener-down",
             format!(
                 "sentinel {sentinel}: {reason}; retry in {}",
-                super::output::human(*retry_in)
+                crate::output::human(*retry_in)
             ),
             json!({ "sentinel": addr(sentinel), "reason": reason, "retry_in_ms": ms(*retry_in) }),
             false,
@@ -198,7 +198,7 @@ pub(crate) fn describe(event: &Event) -> Described {
         ),
         Event::DiscoveryFailed { error, retry_in } => d(
             "discovery-failed",
-            format!("{error}; retry in {}", super::output::human(*retry_in)),
+            format!("{error}; retry in {}", crate::output::human(*retry_in)),
             json!({ "error": error.to_string(), "retry_in_ms": ms(*retry_in) }),
             false,
         ),
@@ -218,7 +218,7 @@ pub(crate) fn describe(event: &Event) -> Described {
             "pause-timeout",
             format!(
                 "workers did not pause within {}; stopping them",
-                super::output::human(*waited)
+                crate::output::human(*waited)
             ),
             json!({ "waited_ms": ms(*waited) }),
             false,

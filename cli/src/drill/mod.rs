@@ -1,10 +1,14 @@
 //! The failover drill: an operator's check that failovers cost no job.
 //!
-//! Against a deployment (yours, or one it starts with [`crate::harness`] in `--local` mode),
-//! the drill runs the scenarios' worker pool ([`crate::scenarios::pool`]) and a producer on a
+//! Against a deployment (yours, or one it starts with `dramatiq_sentinel_tests::harness` in
+//! `--local` mode), the drill runs the scenario suite's worker pool
+//! (`dramatiq_sentinel_tests::scenarios::pool`) and a producer on a
 //! reliable queue behind a supervisor, prints a live timeline of the supervisor's events, and
-//! when it stops prints a summary. The binary `failover-drill` calls [`main`]; `--help` lists
+//! when it stops prints a summary. `dramatiq-sentinel drill` calls [`main`]; `--help` lists
 //! the options ([`HELP`]).
+//!
+//! It needs the crate's `drill` feature (on by default): the worker pool of the scenario
+//! suite and the real-Redis deployment harness come from `dramatiq-sentinel-tests`.
 //!
 //! # The workload
 //! The producer pushes jobs with unique ids (`drill-<run>-<n>`) to the list `queue` at a
@@ -33,8 +37,6 @@
 mod account;
 mod args;
 mod error;
-mod events;
-mod output;
 mod producer;
 mod session;
 mod stop;
@@ -45,25 +47,19 @@ mod timeline;
 pub use args::{Act, Command, HELP, Options, RuntimeChoice, parse};
 pub use error::DrillError;
 
-use crate::harness::{Deployment, DeploymentOptions};
-use crate::scenarios::runtimes::{SmolRuntime, TokioRuntime};
-use output::Out;
+use crate::output::Out;
+use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions};
+use dramatiq_sentinel_tests::scenarios::runtimes::{SmolRuntime, TokioRuntime};
 use serde_json::json;
 use session::Context;
 use std::process::ExitCode;
 use std::sync::mpsc::channel;
-use tracing_subscriber::EnvFilter;
 
 /// Runs the drill with the command-line arguments `args` (without the program name) and
-/// returns the process exit status: 0 every job done exactly once, 1 jobs lost or run twice
-/// (or an error), 2 bad options or configuration, 3 the accounting could not be completed.
+/// returns the process exit status ([`crate::exit`]): 0 every job done exactly once, 1 jobs
+/// lost or run twice (or an error), 2 bad options or configuration, 3 no sentinel reachable,
+/// 4 the service unknown or its master not verified, 5 the accounting could not be completed.
 pub fn main<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let opts = match parse(args) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
@@ -79,7 +75,7 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
 }
 
 fn fail(e: &DrillError) -> ExitCode {
-    eprintln!("failover-drill: {e}");
+    eprintln!("dramatiq-sentinel drill: {e}");
     ExitCode::from(e.exit_code())
 }
 

@@ -39,7 +39,7 @@ impl Stop {
 }
 
 /// Sends [`Stop::Signal`] on the first Ctrl-C or SIGTERM; on the second, kills the local
-/// deployment's Redis processes and exits with 130.
+/// deployment's Redis processes and exits with 130 ([`crate::exit::INTERRUPTED`]).
 /// Installed once per process.
 pub(crate) fn handle_signals(stop: Sender<Stop>) -> Result<(), DrillError> {
     let count = AtomicUsize::new(0);
@@ -48,11 +48,11 @@ pub(crate) fn handle_signals(stop: Sender<Stop>) -> Result<(), DrillError> {
             warn!("stop requested by a signal; a second one exits at once");
             let _ = stop.send(Stop::Signal);
         } else {
-            eprintln!("failover-drill: second interrupt, exiting without a summary");
+            eprintln!("dramatiq-sentinel drill: second interrupt, exiting without a summary");
             // The local deployment runs in process groups of its own: stop it here, as no
             // drop will run.
-            crate::harness::kill_detached();
-            std::process::exit(130);
+            dramatiq_sentinel_tests::harness::kill_detached();
+            std::process::exit(i32::from(crate::exit::INTERRUPTED));
         }
     })?;
     Ok(())

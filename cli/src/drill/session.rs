@@ -3,16 +3,17 @@
 use super::account::Settle;
 use super::args::Options;
 use super::error::DrillError;
-use super::output::{Out, human};
 use super::producer::{Produced, produce};
 use super::stop::Stop;
 use super::story::{Halt, Story};
 use super::summary::Summary;
 use super::timeline::Timeline;
-use crate::harness::Deployment;
-use crate::scenarios::pool::{Pool, PoolOptions, attach};
-use crate::scenarios::{TestRuntime, config_for, spawn};
-use dramatiq_sentinel_supervisor::{ClientCert, Config, Supervisor};
+use crate::output::{Out, human};
+use crate::target::{client_cert, read_pem};
+use dramatiq_sentinel_supervisor::{Config, Supervisor};
+use dramatiq_sentinel_tests::harness::Deployment;
+use dramatiq_sentinel_tests::scenarios::pool::{Pool, PoolOptions, attach};
+use dramatiq_sentinel_tests::scenarios::{TestRuntime, config_for, spawn};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,30 +30,15 @@ const IDLE: Duration = Duration::from_millis(10);
 pub(crate) fn config(opts: &Options, local: Option<&Deployment>) -> Result<Config, DrillError> {
     let mut builder = match local {
         Some(d) => config_for(d).set("on_pause_timeout", "fail")?,
-        None => {
-            let pem = |flag: &str, path: &Option<std::path::PathBuf>| {
-                path.as_ref()
-                    .map(|p| {
-                        std::fs::read(p).map_err(|e| {
-                            DrillError::Usage(format!("{flag}: cannot read {}: {e}", p.display()))
-                        })
-                    })
-                    .transpose()
-            };
-            let client = match (
-                pem("--tls-cert", &opts.tls_cert)?,
-                pem("--tls-key", &opts.tls_key)?,
-            ) {
-                (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
-                _ => None,
-            };
-            Config::builder()
-                .sentinel_auth(opts.sentinel_auth.clone())
-                .redis_auth(opts.redis_auth.clone())
-                .tls(opts.tls)
-                .tls_root_cert(pem("--tls-ca", &opts.tls_ca)?)
-                .tls_client_cert(client)
-        }
+        None => Config::builder()
+            .sentinel_auth(opts.sentinel_auth.clone())
+            .redis_auth(opts.redis_auth.clone())
+            .tls(opts.tls)
+            .tls_root_cert(read_pem("--tls-ca", opts.tls_ca.as_deref()).map_err(DrillError::Usage)?)
+            .tls_client_cert(
+                client_cert(opts.tls_cert.as_deref(), opts.tls_key.as_deref())
+                    .map_err(DrillError::Usage)?,
+            ),
     };
     for (field, value) in &opts.settings {
         builder = builder.set(field, value)?;
@@ -240,6 +226,7 @@ pub(crate) fn run<R: TestRuntime>(rt: R, cx: Context<'_>) -> Result<Ended, Drill
             (Stop::Supervisor(Err(_)), Err(_)) => Ok(()),
             (_, s) => s,
         },
+        failed: matches!(reason, Stop::StoryFailed(_) | Stop::Supervisor(Err(_))),
     };
     summary.print(out);
     match reason {
@@ -258,7 +245,7 @@ fn wait_for_stop(
     opts: &Options,
     out: &Out,
     produced: &Produced,
-    ledger: &crate::scenarios::pool::Ledger,
+    ledger: &dramatiq_sentinel_tests::scenarios::pool::Ledger,
     started: Instant,
 ) -> Stop {
     let end = opts.duration.map(|d| started + d);

@@ -5,10 +5,10 @@
 
 use super::args::Act;
 use super::error::DrillError;
-use super::output::{Out, human};
-use crate::harness::{Deployment, NodeId, redis};
-use crate::scenarios::WAIT;
+use crate::output::{Out, human};
 use dramatiq_sentinel_supervisor::Addr;
+use dramatiq_sentinel_tests::harness::{Deployment, NodeId, redis};
+use dramatiq_sentinel_tests::scenarios::WAIT;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,9 @@
 //! Why the drill could not run.
 
-use crate::harness::HarnessError;
+use crate::error::start_error_code;
+use crate::exit;
 use dramatiq_sentinel_supervisor::{ConfigError, StartError, SupervisorError};
+use dramatiq_sentinel_tests::harness::HarnessError;
 
 /// Everything that stops the drill before it can print a summary.
 #[derive(Debug, thiserror::Error)]
@@ -10,8 +12,8 @@ pub enum DrillError {
     /// The command line is wrong.
     #[error("{0} (see --help)")]
     Usage(String),
-    /// A supervisor setting is invalid (the error names the field).
-    #[error(transparent)]
+    /// A supervisor setting is invalid (the error names the option and the field).
+    #[error("{}", crate::error::config_error(.0))]
     Config(#[from] ConfigError),
     /// The supervisor found no verified master.
     #[error("the supervisor did not start: {0}")]
@@ -45,13 +47,14 @@ pub enum DrillError {
 }
 
 impl DrillError {
-    /// The process exit code for this error: 2 for bad options or configuration, else 1.
+    /// The process exit code for this error ([`crate::exit`]): 2 for bad options or
+    /// configuration, 3 when no sentinel could be reached, 4 when the sentinels do not know
+    /// the service or its master failed verification, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DrillError::Usage(_)
-            | DrillError::Config(_)
-            | DrillError::Start(StartError::InvalidConfig { .. }) => 2,
-            _ => 1,
+            DrillError::Usage(_) | DrillError::Config(_) => exit::USAGE,
+            DrillError::Start(e) => start_error_code(e),
+            _ => exit::FAILED,
         }
     }
 }

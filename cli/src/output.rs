@@ -1,4 +1,5 @@
-//! Where the drill's lines go: aligned text for people, or JSON lines for programs.
+//! Where the lines of `watch` and the drill go: aligned text for people, or JSON lines for
+//! programs.
 
 use crate::sync::lock;
 use serde_json::{Map, Value};
@@ -69,6 +70,7 @@ impl Out {
     }
 
     /// A block of text (such as the summary) for people, or one JSON object for programs.
+    #[cfg_attr(not(feature = "drill"), allow(dead_code))]
     pub(crate) fn block(&self, text: &str, json: Value) {
         if self.0.json {
             self.write(&json.to_string());

@@ -1,8 +1,8 @@
 //! The summary printed when the drill ends, and the exit status it implies.
 
 use super::account::Accounts;
-use super::output::{Out, human, ms, secs};
 use super::timeline::{Failover, Outcome};
+use crate::output::{Out, human, ms, secs};
 use serde_json::{Value, json};
 use std::fmt::Write;
 use std::time::Duration;
@@ -21,14 +21,17 @@ pub(crate) struct Summary<'a> {
     pub(crate) push_retries: usize,
     /// How the supervisor's shutdown went.
     pub(crate) shutdown: Result<(), String>,
+    /// The run itself failed (an act of the story, or the supervisor stopped with an error):
+    /// the process exits with 1 ([`crate::exit::FAILED`]) even when every job is accounted for.
+    pub(crate) failed: bool,
 }
 
 /// Exit status: every job accounted for and clean.
-pub(crate) const CLEAN: u8 = 0;
+pub(crate) const CLEAN: u8 = crate::exit::OK;
 /// Exit status: jobs lost or run twice.
-pub(crate) const DAMAGE: u8 = 1;
+pub(crate) const DAMAGE: u8 = crate::exit::FAILED;
 /// Exit status: the accounting could not be completed.
-pub(crate) const INCOMPLETE: u8 = 3;
+pub(crate) const INCOMPLETE: u8 = crate::exit::INCOMPLETE;
 
 impl Summary<'_> {
     /// The longest time no job could start, and the failover it belongs to.
@@ -36,12 +39,21 @@ impl Summary<'_> {
         self.failovers.iter().max_by_key(|f| f.paused)
     }
 
+    fn damage(&self) -> bool {
+        !self.accounts.lost.is_empty() || !self.accounts.run_twice.is_empty()
+    }
+
+    fn incomplete(&self) -> bool {
+        self.accounts.unchecked.is_some() || self.accounts.unfinished > 0
+    }
+
     /// The exit status this summary implies.
     pub(crate) fn exit_code(&self) -> u8 {
-        let a = self.accounts;
-        if !a.lost.is_empty() || !a.run_twice.is_empty() {
+        if self.damage() {
             DAMAGE
-        } else if a.unchecked.is_some() || a.unfinished > 0 {
+        } else if self.failed {
+            crate::exit::FAILED
+        } else if self.incomplete() {
             INCOMPLETE
         } else {
             CLEAN
@@ -50,10 +62,12 @@ impl Summary<'_> {
 
     /// The verdict in a few words.
     fn verdict(&self) -> &'static str {
-        match self.exit_code() {
-            CLEAN => "every job done exactly once",
-            DAMAGE => "JOBS LOST OR RUN TWICE",
-            _ => "accounting incomplete",
+        match (self.damage(), self.failed, self.incomplete()) {
+            (true, _, _) => "JOBS LOST OR RUN TWICE",
+            (false, true, true) => "THE DRILL FAILED, accounting incomplete",
+            (false, true, false) => "THE DRILL FAILED, though no job was lost or run twice",
+            (false, false, true) => "accounting incomplete",
+            (false, false, false) => "every job done exactly once",
         }
     }
 
@@ -74,7 +88,8 @@ impl Summary<'_> {
             self.reason
         );
         let row = |s: &mut String, name: &str, value: String, note: &str| {
-            let _ = writeln!(s, "  {name:<16}{value:>8}  {note}");
+            let line = format!("  {name:<16}{value:>8}  {note}");
+            let _ = writeln!(s, "{}", line.trim_end());
         };
         if let Some(why) = &a.unchecked {
             let _ = writeln!(s, "  Redis could not be checked at the end: {why}");
@@ -221,5 +236,57 @@ impl Summary<'_> {
             "failovers": self.failovers.iter().map(|f| f.json(out)).collect::<Vec<_>>(),
             "shutdown_error": self.shutdown.as_ref().err(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(accounts: &Accounts, failed: bool) -> Summary<'_> {
+        Summary {
+            runtime: "tokio",
+            elapsed: Duration::from_secs(1),
+            reason: "test".to_owned(),
+            durable: false,
+            accounts,
+            failovers: &[],
+            worker_errors: 0,
+            push_retries: 0,
+            shutdown: Ok(()),
+            failed,
+        }
+    }
+
+    #[test]
+    fn the_exit_status_and_the_verdict_agree() {
+        let clean = Accounts::default();
+        assert_eq!(summary(&clean, false).exit_code(), crate::exit::OK);
+        assert_eq!(
+            summary(&clean, false).verdict(),
+            "every job done exactly once"
+        );
+        // A failed story exits with 1 even when every job is accounted for, and says so.
+        let s = summary(&clean, true);
+        assert_eq!(s.exit_code(), crate::exit::FAILED);
+        assert!(
+            s.verdict().starts_with("THE DRILL FAILED"),
+            "{}",
+            s.verdict()
+        );
+        let unfinished = Accounts {
+            unfinished: 1,
+            ..Accounts::default()
+        };
+        assert_eq!(
+            summary(&unfinished, false).exit_code(),
+            crate::exit::INCOMPLETE
+        );
+        let lost = Accounts {
+            lost: vec!["drill-1-1".to_owned()],
+            ..Accounts::default()
+        };
+        assert_eq!(summary(&lost, true).exit_code(), crate::exit::FAILED);
+        assert_eq!(summary(&lost, true).verdict(), "JOBS LOST OR RUN TWICE");
     }
 }

@@ -2,11 +2,11 @@
 //! whose fetch failed after the server had moved them), then every acknowledged job is looked
 //! up in Redis: done, still queued or processing (unfinished), or nowhere (lost).
 
-use super::output::{Out, human};
 use super::producer::Produced;
-use crate::scenarios::pool::{DONE, Ledger, PROCESSING, QUEUE};
-use crate::scenarios::{TestRuntime, sleep};
+use crate::output::{Out, human};
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
+use dramatiq_sentinel_tests::scenarios::pool::{DONE, Ledger, PROCESSING, QUEUE};
+use dramatiq_sentinel_tests::scenarios::{TestRuntime, sleep};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -115,7 +115,7 @@ impl<R: TestRuntime> Settle<'_, R> {
                     accounts.requeued,
                     human(*took)
                 ),
-                json!({ "type": "drained", "requeued": accounts.requeued, "took_ms": super::output::ms(*took) }),
+                json!({ "type": "drained", "requeued": accounts.requeued, "took_ms": crate::output::ms(*took) }),
             ),
             Some(Err(e)) => self.out.now(
                 "not drained",

@@ -7,29 +7,34 @@
 //! [`ConfigBuilder::set`]: dramatiq_sentinel_supervisor::ConfigBuilder::set
 
 use super::error::DrillError;
-use dramatiq_sentinel_supervisor::{Config, Credentials};
+use crate::target::{REDIS_PASSWORD_ENV, SENTINEL_PASSWORD_ENV, credentials, is_setting};
+use dramatiq_sentinel_supervisor::Credentials;
 use std::time::Duration;
 
 /// The usage text (`--help`).
 pub const HELP: &str = "\
-failover-drill: run a worker pool and a producer on a reliable Redis queue behind a Sentinel
-supervisor, print a live timeline of its events, and on exit a summary: jobs produced, done,
-lost, run twice, the longest fence and, per failover, the time from the first signal to resume.
+dramatiq-sentinel drill: run a worker pool and a producer on a reliable Redis queue behind a
+Sentinel supervisor, print a live timeline of its events, and on exit a summary: jobs produced,
+done, lost, run twice, the longest fence and, per failover, the time from the first signal to
+resume.
 
 USAGE
-    failover-drill --sentinels HOST:PORT,... [OPTIONS]   against a deployment you run
-    failover-drill --local [--story ACTS] [OPTIONS]      against a deployment it starts itself
+    dramatiq-sentinel drill --sentinels HOST:PORT,... [OPTIONS]   against a deployment you run
+    dramatiq-sentinel drill --local [--story ACTS] [OPTIONS]      against one it starts itself
 
 It stops on Ctrl-C or SIGTERM (a second one exits at once), after --failovers switches, after
 --duration, or when the --local story ends; it then stops producing, lets the workers finish
 the queue (--drain-timeout) and prints the summary.
 
 DEPLOYMENT (not with --local)
-    --sentinels LIST          sentinel addresses, HOST:PORT,HOST:PORT,...
+    --sentinels LIST          sentinel addresses, HOST:PORT,HOST:PORT,... (or --sentinel
+                              HOST:PORT once per sentinel)
     --service NAME            monitored master name (default: redis)
-    --sentinel-password PW    password for the sentinels (or DRILL_SENTINEL_PASSWORD)
+    --sentinel-password PW    password for the sentinels (or DRILL_SENTINEL_PASSWORD, or
+                              DRAMATIQ_SENTINEL_SENTINEL_PASSWORD)
     --sentinel-user NAME      ACL user for the sentinels (needs a password)
-    --redis-password PW       password for the data nodes (or DRILL_REDIS_PASSWORD)
+    --redis-password PW       password for the data nodes (or DRILL_REDIS_PASSWORD, or
+                              DRAMATIQ_SENTINEL_REDIS_PASSWORD)
     --redis-user NAME         ACL user for the data nodes (needs a password)
     --nat MAP                 announced=reachable,... address map (HOST:PORT=HOST:PORT)
     --tls                     TLS for every connection, trusting the system's CAs
@@ -79,8 +84,10 @@ KEYS
     queues a job twice. Ids are `drill-<run>-<n>`, so several runs can share a deployment.
 
 EXIT STATUS
-    0 every job accounted for, none lost or run twice; 1 jobs lost or run twice, or an error;
-    2 bad options or configuration; 3 the accounting could not be completed.
+    0 every job accounted for, none lost or run twice; 1 jobs lost or run twice, or an error
+    after the start (an act of the story, the supervisor stopping); 2 bad options or
+    configuration; 3 no sentinel reachable; 4 the sentinels do not know the service or its
+    master failed verification; 5 the accounting could not be completed; 130 a second Ctrl-C.
 ";
 
 /// The executor the drill runs on.
@@ -254,10 +261,10 @@ fn story(v: &str) -> Result<Vec<Act>, DrillError> {
         .collect()
 }
 
-/// Whether `flag` is a drill option or names a supervisor setting (the core's builder is the
-/// one list of settings: it answers "unknown setting" for any other name).
+/// Whether `flag` is a drill option or names a supervisor setting.
 fn known(flag: &str) -> bool {
     const DRILL: &[&str] = &[
+        "--sentinel",
         "--runtime",
         "--story",
         "--act-interval",
@@ -278,26 +285,7 @@ fn known(flag: &str) -> bool {
         "--tls-cert",
         "--tls-key",
     ];
-    let field = flag.trim_start_matches("--").replace('-', "_");
-    DRILL.contains(&flag)
-        || !matches!(Config::builder().set(&field, ""), Err(e) if e.problem() == "unknown setting")
-}
-
-/// Credentials from a password (flag, else environment variable) and an optional user.
-fn credentials(
-    who: &str,
-    password: Option<String>,
-    env: &str,
-    user: Option<String>,
-) -> Result<Option<Credentials>, DrillError> {
-    let password = password.or_else(|| std::env::var(env).ok().filter(|p| !p.is_empty()));
-    match (password, user) {
-        (Some(password), username) => Ok(Some(Credentials { username, password })),
-        (None, Some(_)) => Err(usage(format!(
-            "--{who}-user needs --{who}-password (or {env})"
-        ))),
-        (None, None) => Ok(None),
-    }
+    DRILL.contains(&flag) || is_setting(&flag.trim_start_matches("--").replace('-', "_"))
 }
 
 /// Parses the arguments (without the program name).
@@ -306,6 +294,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
     let (mut sentinel_pw, mut sentinel_user, mut redis_pw, mut redis_user) =
         (None, None, None, None);
     let mut deployment_flags = Vec::new();
+    let mut sentinel_list: Vec<String> = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -366,6 +355,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
             "--duration" => o.duration = Some(secs(&flag, v)?),
             "--drain-timeout" => o.drain_timeout = secs(&flag, v)?,
             "--progress" => o.progress = Some(secs(&flag, v)?).filter(|d| !d.is_zero()),
+            "--sentinel" | "--sentinels" => {
+                if !deployment_flags.contains(&flag) {
+                    deployment_flags.push(flag.clone());
+                }
+                sentinel_list.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+            }
             "--sentinel-password" => sentinel_pw = Some(value),
             "--sentinel-user" => sentinel_user = Some(value),
             "--redis-password" => redis_pw = Some(value),
@@ -381,11 +381,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
                     .push((field.trim().replace('-', "_"), v.to_owned()));
             }
             other => {
+                if !known(other) && other != "--service" {
+                    return Err(usage(format!("unknown option {other}")));
+                }
                 let field = match other {
                     "--service" => "service_name".to_owned(),
                     _ => other.trim_start_matches("--").replace('-', "_"),
                 };
-                if matches!(field.as_str(), "sentinels" | "service_name" | "nat") {
+                if matches!(field.as_str(), "service_name" | "nat") {
                     deployment_flags.push(other.to_owned());
                 }
                 o.settings.push((field, value));
@@ -399,6 +402,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
         if o.concurrency == 0 || o.concurrency > 10_000 {
             return Err(usage("--concurrency: must be between 1 and 10000"));
         }
+    }
+    if !sentinel_list.is_empty() {
+        o.settings
+            .push(("sentinels".to_owned(), sentinel_list.join(",")));
     }
     if sentinel_pw.is_some() || sentinel_user.is_some() {
         deployment_flags.push("--sentinel-password/--sentinel-user".to_owned());
@@ -431,10 +438,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, DrillEr
         o.sentinel_auth = credentials(
             "sentinel",
             sentinel_pw,
-            "DRILL_SENTINEL_PASSWORD",
+            &["DRILL_SENTINEL_PASSWORD", SENTINEL_PASSWORD_ENV],
             sentinel_user,
-        )?;
-        o.redis_auth = credentials("redis", redis_pw, "DRILL_REDIS_PASSWORD", redis_user)?;
+        )
+        .map_err(usage)?;
+        o.redis_auth = credentials(
+            "redis",
+            redis_pw,
+            &["DRILL_REDIS_PASSWORD", REDIS_PASSWORD_ENV],
+            redis_user,
+        )
+        .map_err(usage)?;
     }
     Ok(Command::Run(Box::new(o)))
 }
@@ -468,10 +482,10 @@ mod tests {
         assert_eq!(
             o.settings,
             [
-                ("sentinels".into(), "a:1,b:2".into()),
                 ("service_name".into(), "svc".into()),
                 ("pause_timeout".into(), "30".into()),
                 ("fence_timeout".into(), "2".into()),
+                ("sentinels".into(), "a:1,b:2".into()),
             ]
         );
         assert_eq!(
@@ -479,6 +493,18 @@ mod tests {
             Some("pw")
         );
         assert!(!o.durable());
+        let merged = run(&[
+            "--sentinel",
+            "a:1",
+            "--sentinels",
+            "b:2,c:3",
+            "--sentinel=d:4",
+        ])
+        .expect("valid");
+        assert_eq!(
+            merged.settings,
+            [("sentinels".into(), "a:1,b:2,c:3,d:4".into())]
+        );
     }
 
     #[test]
@@ -525,6 +551,11 @@ mod tests {
             (&["--local", "--failovers"][..], "needs a value"),
             (&["--local", "--pause-timeout"][..], "needs a value"),
             (&["--local", "--bogus"][..], "unknown option --bogus"),
+            (&["--local", "--bogus", "1"][..], "unknown option --bogus"),
+            (
+                &["--local", "--sentinel", "a:1"][..],
+                "--sentinel describes",
+            ),
             (&["--local", "stray"][..], "unexpected argument"),
             (
                 &["--local", "--tls-ca", "ca.pem"][..],
