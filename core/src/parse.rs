@@ -3,6 +3,7 @@
 //! describing the problem, never a panic.
 
 use crate::addr::{Addr, NatMap};
+use crate::entry::{SentinelEntry, flags_healthy};
 use crate::reply::Reply;
 use std::fmt;
 
@@ -300,11 +301,7 @@ pub(crate) struct MasterInfo {
 impl MasterInfo {
     /// The sentinel considers the master up: flags say `master` and neither `s_down` nor `o_down`.
     pub(crate) fn is_up(&self) -> bool {
-        self.flags.iter().any(|f| f == "master")
-            && !self
-                .flags
-                .iter()
-                .any(|f| f == "s_down" || f == "o_down" || f == "disconnected")
+        self.flags.iter().any(|f| f == "master") && flags_healthy(&self.flags)
     }
 }
 
@@ -326,25 +323,18 @@ pub(crate) fn parse_master_reply(reply: &Reply) -> Result<MasterAnswer, Malforme
         Reply::Error(e) if e.contains("No such master") => Ok(MasterAnswer::UnknownName),
         Reply::Error(e) => Ok(MasterAnswer::Error(e.clone())),
         Reply::Array(_) | Reply::Map(_) => {
-            let text = |k: &str| {
-                reply
-                    .field(k)
-                    .and_then(Reply::text)
-                    .ok_or_else(|| malformed(format!("SENTINEL MASTER reply has no `{k}` field")))
-            };
-            let addr = addr(&text("ip")?, &text("port")?)?;
-            let flags = text("flags")?
-                .split(',')
-                .filter(|f| !f.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let config_epoch = reply
-                .field("config-epoch")
-                .and_then(Reply::text)
+            let entry = SentinelEntry::parse(reply)
+                .map_err(|e| malformed(format!("SENTINEL MASTER reply: {e}")))?;
+            if !entry.fields.contains_key("flags") {
+                return Err(malformed("SENTINEL MASTER reply: no `flags` field"));
+            }
+            let config_epoch = entry
+                .fields
+                .get("config-epoch")
                 .and_then(|t| t.parse().ok());
             Ok(MasterAnswer::Known(MasterInfo {
-                addr,
-                flags,
+                addr: entry.announced,
+                flags: entry.flags,
                 config_epoch,
             }))
         }
@@ -361,11 +351,7 @@ pub(crate) fn parse_sentinels_reply(reply: &Reply) -> Result<Vec<Addr>, Malforme
     match reply {
         Reply::Array(entries) => Ok(entries
             .iter()
-            .filter_map(|e| {
-                let ip = e.field("ip")?.text()?;
-                let port = e.field("port")?.text()?;
-                Addr::from_tokens(&ip, &port).ok()
-            })
+            .filter_map(|e| SentinelEntry::parse(e).ok().map(|e| e.announced))
             .collect()),
         Reply::Error(e) => Err(malformed(format!("SENTINEL SENTINELS failed: {e}"))),
         other => Err(malformed(format!(

@@ -7,7 +7,7 @@ use crate::connect::{ConnCache, Endpoint};
 use crate::error::list;
 use crate::runtime::Runtime;
 use crate::shared::{Input, Shared};
-use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply};
+use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply, SentinelEntry, flags_healthy};
 use std::collections::BTreeMap;
 
 /// A data node or a sentinel as a sentinel reports it.
@@ -28,10 +28,7 @@ pub struct NodeStatus {
 impl NodeStatus {
     /// No `s_down`, `o_down` or `disconnected` flag.
     pub fn is_healthy(&self) -> bool {
-        !self
-            .flags
-            .iter()
-            .any(|f| matches!(f.as_str(), "s_down" | "o_down" | "disconnected"))
+        flags_healthy(&self.flags)
     }
 }
 
@@ -84,47 +81,14 @@ pub enum StatusError {
     },
 }
 
-fn text(r: &Reply) -> Option<String> {
-    match r {
-        Reply::Data(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Reply::Status(s) | Reply::Error(s) => Some(s.clone()),
-        Reply::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// The fields of one entry: a RESP3 map or a RESP2 flat `[key, value, ...]` array.
-fn fields(r: &Reply) -> Option<BTreeMap<String, String>> {
-    let pairs: Vec<(&Reply, &Reply)> = match r {
-        Reply::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
-        Reply::Array(items) => items.chunks_exact(2).map(|kv| (&kv[0], &kv[1])).collect(),
-        _ => return None,
-    };
-    Some(
-        pairs
-            .into_iter()
-            .filter_map(|(k, v)| Some((text(k)?, text(v).unwrap_or_default())))
-            .collect(),
-    )
-}
-
+/// One entry, read by the core's parser and NAT-mapped.
 fn node(r: &Reply, nat: &NatMap) -> Result<NodeStatus, String> {
-    let fields = fields(r).ok_or_else(|| format!("unexpected reply {r:?}"))?;
-    let get = |k: &str| {
-        fields
-            .get(k)
-            .cloned()
-            .ok_or_else(|| format!("no `{k}` field"))
-    };
-    let port = get("port")?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("bad port `{port}`"))?;
-    let announced = Addr::new(get("ip")?, port);
-    let flags = fields
-        .get("flags")
-        .map(|f| f.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
+    let SentinelEntry {
+        announced,
+        flags,
+        fields,
+        ..
+    } = SentinelEntry::parse(r)?;
     Ok(NodeStatus {
         addr: nat.map(&announced),
         announced,
@@ -177,7 +141,7 @@ async fn ask(
         },
         other => Quorum {
             reachable: true,
-            message: text(&other).unwrap_or_default(),
+            message: other.text().map(|t| t.into_owned()).unwrap_or_default(),
         },
     };
     Ok(Status {
