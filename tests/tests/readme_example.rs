@@ -77,7 +77,10 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
 fn push(d: &Deployment, master: NodeId, jobs: std::ops::Range<u32>) {
     for n in jobs {
         let _: i64 = d
-            .query(master, redis::cmd("LPUSH").arg("queue").arg(format!("job-{n}")))
+            .query(
+                master,
+                redis::cmd("LPUSH").arg("queue").arg(format!("job-{n}")),
+            )
             .expect("LPUSH");
     }
 }
