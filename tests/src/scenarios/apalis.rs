@@ -556,6 +556,12 @@ pub fn apalis_through_a_graceful_failover_with_a_drain<R: TestRuntime>() {
     apalis_through::<R>(Fault::Graceful, true);
 }
 
+/// apalis workers through `SENTINEL FAILOVER` with the default (no drain): never paused,
+/// resumed on the new master as soon as it is verified, every task exactly once.
+pub fn apalis_through_a_graceful_failover<R: TestRuntime>() {
+    apalis_through::<R>(Fault::Graceful, false);
+}
+
 /// apalis workers through a master kill (no drain: the default).
 pub fn apalis_through_a_master_kill<R: TestRuntime>() {
     apalis_through::<R>(Fault::Kill, false);

@@ -205,6 +205,7 @@ macro_rules! supervisor_suite {
             resilience::a_command_in_flight_when_the_master_dies_may_have_run,
             escalation::pause_timeout_fails_with_the_fail_policy,
             escalation::pause_timeout_exits_the_process,
+            apalis::apalis_through_a_graceful_failover,
             apalis::apalis_through_a_graceful_failover_with_a_drain,
             apalis::apalis_through_a_master_kill,
             apalis::apalis_through_a_frozen_master,
