@@ -238,11 +238,15 @@ class FencedConnectionPool(redis.ConnectionPool):
         if lock is None:
             return
         with lock:
-            idle = list(getattr(self, "_available_connections", []))
+            # Idle connections are disconnected under the pool's lock: once out of it, another
+            # thread may take one from the pool and check it (`can_read`) while it is being
+            # closed here, which redis-py answers with a ValueError it does not catch ("I/O
+            # operation on closed file"). Busy ones are only shut down (`abort`), which their
+            # owner sees as a connection error.
+            for conn in list(getattr(self, "_available_connections", [])):
+                if getattr(conn, "_sock", None) and conn.address != master:
+                    conn.disconnect()
             busy = list(getattr(self, "_in_use_connections", [])) if in_use else []
-        for conn in idle:
-            if getattr(conn, "_sock", None) and conn.address != master:
-                conn.disconnect()
         for conn in busy:
             if getattr(conn, "_sock", None) and conn.address != master:
                 conn.abort()

@@ -34,7 +34,28 @@ def test_graceful_failover_under_a_backlog(run_factory) -> None:
     run.check_redis_clean()
     log = run.log_text()
     assert "switch completed; workers resumed" in log, log[-3000:]
+    assert "worker threads paused" not in log, "no drain by default: " + log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_graceful_failover_with_the_drain(run_factory) -> None:
+    """`drain=True` (opt-in): the worker threads are paused at the switch, once the jobs in
+    flight finished, and resumed on the new master; without it they never are (above)."""
+    run = run_factory(drain=True, **OPTIONS)
+    producer = run.producer()
+    for i in range(300):
+        producer.send(f"d-{i}", work_ms=10)
+    assert not producer.failed
+    run.start_workers(processes=1, threads=4)
+    started(run)
+    run.deployment.failover()
+    run.wait_processed(producer.sent)
+    assert run.stop_workers() == [0]
+    run.check_exactly_once(producer.sent)
+    run.check_redis_clean()
+    log = run.log_text()
+    assert "worker threads paused" in log, log[-3000:]
+    assert "switch completed; workers resumed" in log, log[-3000:]
 
 
 def test_graceful_failover_under_a_stream_with_delayed_messages(run_factory) -> None:
