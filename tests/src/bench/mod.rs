@@ -362,9 +362,10 @@ fn bench(o: &Options) -> Result<()> {
     });
 
     let probe = run::deployment()?;
-    facts
-        .versions
-        .push(("Redis".into(), probe.redis_version().to_owned()));
+    facts.versions.push((
+        probe.server_binary().kind().name().into(),
+        probe.redis_version().to_owned(),
+    ));
     drop(probe);
     facts.versions.push((
         "redis crate".into(),
