@@ -6,10 +6,9 @@
 //! them too). Every metric carries the label [`LABEL_SERVICE`], the Sentinel service name
 //! (`Config::service_name`), so supervisors of several services in one process keep apart.
 //!
-//! Most metrics are derived from the supervisor's [`Event`]s, in one place
-//! ([`EventMetrics::record`], called for each event as it is logged). The master handle adds
-//! two hooks: the hold ([`Hold`], only on the slow path a command takes when it cannot be sent
-//! at once) and the errors it returns ([`command_failed`]); a command sent at once records
+//! Most metrics are derived from the supervisor's [`Event`]s, in one place, as each event is
+//! logged. The master handle adds two hooks: the hold (only on the slow path a command takes
+//! when it cannot be sent at once) and the errors it returns; a command sent at once records
 //! nothing.
 
 use crate::convert::error_kind;
