@@ -93,15 +93,37 @@ impl Epochs {
 
     /// Whether `addr`, at an epoch the core does not know, may be older than what it knows:
     /// a newer configuration replaced it, or another master was named at a higher epoch
-    /// than the one the core knows of `addr` (the sentinels, asked, will tell).
+    /// than the one the core knows of `addr` (the sentinels, asked, will tell). Of a master
+    /// no answer named and not in use, the core knows no more than of the one in use (`lo`):
+    /// another master named above it may be newer.
     pub(crate) fn maybe_older(&self, addr: &Addr, in_use: Option<&Addr>) -> bool {
-        let known = self
-            .named
-            .get(addr)
-            .copied()
-            .max((in_use == Some(addr)).then_some(self.lo));
+        let named = self.named.get(addr).copied();
+        let known = if in_use == Some(addr) {
+            named.max(Some(self.lo))
+        } else {
+            named.or(Some(self.lo))
+        };
         self.replaced.contains_key(addr)
             || known.is_some_and(|k| self.named.iter().any(|(a, e)| a != addr && *e > k))
+    }
+
+    /// Whether a switch must not move to (or activate) `addr`, whose epoch is `known`: an
+    /// answer naming it at an older configuration than one the core knows of ([`older`]);
+    /// an announcement sent at a connection epoch below a configuration an answer named for
+    /// another master (the announced configuration is at most that epoch; a tag too low from
+    /// a missed `+new-epoch` only makes the core ask the sentinels); or, unknown, a master
+    /// that may be older ([`maybe_older`]). Checked again when the connection is
+    /// ready, as answers learned meanwhile may name newer configurations.
+    ///
+    /// [`older`]: Epochs::older
+    /// [`maybe_older`]: Epochs::maybe_older
+    pub(crate) fn refuses(&self, addr: &Addr, known: Known, in_use: Option<&Addr>) -> bool {
+        match known {
+            Known::Exact(e) => self.older(addr, e, in_use),
+            Known::Announced(Some(h)) => self.named.iter().any(|(a, e)| a != addr && *e > h),
+            Known::Announced(None) => false,
+            Known::Unknown => self.maybe_older(addr, in_use),
+        }
     }
 
     /// A sentinel named the master in use at `config_epoch`: the configurations it
@@ -223,5 +245,30 @@ mod tests {
         u.confirmed(5);
         assert!(u.older(&a(2), 4, Some(&a(3))));
         assert!(!u.older(&a(2), 9, Some(&a(3))));
+    }
+
+    #[test]
+    fn refusals_with_what_answers_named_since() {
+        let mut e = Epochs::default();
+        e.moved(None, &a(1), Known::Exact(0));
+        // Nothing named above the epoch in use: an unnamed master may be followed.
+        assert!(!e.refuses(&a(3), Known::Unknown, Some(&a(1))));
+        // A (late) answer names 2 at epoch 2: an unnamed master, known no better than the
+        // one in use, may be older; one announced at an epoch up to 1 is; 2 itself is not.
+        e.named(&a(2), 2);
+        assert!(e.refuses(&a(3), Known::Unknown, Some(&a(1))));
+        assert!(e.refuses(&a(3), Known::Announced(Some(1)), Some(&a(1))));
+        assert!(!e.refuses(&a(3), Known::Announced(Some(2)), Some(&a(1))));
+        assert!(!e.refuses(&a(2), Known::Exact(2), Some(&a(1))));
+        assert!(!e.refuses(&a(2), Known::Unknown, Some(&a(1))));
+        // A target chosen at epoch 1 is refused once 2 is known (re-checked before use).
+        assert!(e.refuses(&a(3), Known::Exact(1), Some(&a(1))));
+        // The master in use is known at its epoch: re-verified while nothing newer is named
+        // elsewhere.
+        assert!(e.maybe_older(&a(1), Some(&a(1))));
+        let mut f = Epochs::default();
+        f.moved(None, &a(1), Known::Exact(3));
+        f.named(&a(1), 3);
+        assert!(!f.maybe_older(&a(1), Some(&a(1))));
     }
 }

@@ -116,7 +116,11 @@ impl Core {
                             || sw.last_target.as_ref() == Some(&master)
                             || sw.candidate.as_ref() == Some(&master))) =>
             {
-                self.refence(master.clone(), sentinel, &channel, now);
+                let known = match sw.target.as_ref() {
+                    Some(t) if *t == master => sw.target_epoch,
+                    _ => Known::Unknown,
+                };
+                self.refence(master.clone(), known, sentinel, &channel, now);
                 true
             }
             _ => return Err(IgnoreReason::NotOurMaster(master)),
@@ -154,11 +158,20 @@ impl Core {
         }
     }
 
-    /// A master the switch uses or moves to announced its own failover: wait for its successor.
-    fn refence(&mut self, failing: Addr, sentinel: &Addr, channel: &str, now: Instant) {
+    /// A master the switch uses or moves to announced its own failover (`known`: what the core
+    /// knows of its epoch): wait for its successor.
+    fn refence(
+        &mut self,
+        failing: Addr,
+        known: Known,
+        sentinel: &Addr,
+        channel: &str,
+        now: Instant,
+    ) {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
+        sw.failing_epoch = known;
         sw.target = None;
         sw.target_epoch = Known::Unknown;
         sw.failing = Some(failing.clone());
@@ -220,8 +233,11 @@ impl Core {
             return;
         };
         let (path, sentinel) = (sw.path, sw.sentinel.clone());
-        match sw.failing.clone().or_else(|| self.master.clone()) {
-            Some(m) => self.set_target(m, Known::Unknown, path, sentinel, now),
+        // The failing master at the epoch an answer named it, if one did (the configuration
+        // it replaces is then bounded); the master in use is probed, its epoch kept.
+        let failing = sw.failing.clone().map(|m| (m, sw.failing_epoch));
+        match failing.or_else(|| self.master.clone().map(|m| (m, Known::Unknown))) {
+            Some((m, known)) => self.set_target(m, known, path, sentinel, now),
             None => self.drive_switch(now),
         }
     }
@@ -253,7 +269,13 @@ impl Core {
                 now,
             );
         }
-        self.refence(addr.clone(), sentinel, "discovery during failover", now);
+        self.refence(
+            addr.clone(),
+            epoch,
+            sentinel,
+            "discovery during failover",
+            now,
+        );
         if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
             sw.candidate = Some(c.clone());
             sw.candidate_epoch = Known::Unknown;

@@ -34,6 +34,9 @@ pub(crate) struct Switch {
     pub(crate) early: bool,
     /// The master whose failover the early fence waits for.
     pub(crate) failing: Option<Addr>,
+    /// What is known of the epoch of `failing` (re-verified when the fence is lifted): exact
+    /// when a sentinel's answer named it.
+    pub(crate) failing_epoch: Known,
     /// The last target, kept after it failed verification (it may be failing over in turn).
     pub(crate) last_target: Option<Addr>,
     /// Why the old master is being re-verified (failover aborted, fence timed out).
@@ -76,6 +79,7 @@ impl Switch {
             old,
             early: false,
             failing: None,
+            failing_epoch: Known::Unknown,
             last_target: None,
             lifting: None,
             target: None,
@@ -162,12 +166,7 @@ impl Core {
     ) {
         // Never to a configuration older than the one in use, nor without news to a master
         // that a newer configuration replaced: ask the sentinels instead.
-        let refused = match epoch {
-            Known::Exact(e) => self.epochs.older(&addr, e, self.master.as_ref()),
-            Known::Announced(_) => false,
-            Known::Unknown => self.epochs.maybe_older(&addr, self.master.as_ref()),
-        };
-        if refused {
+        if self.epochs.refuses(&addr, epoch, self.master.as_ref()) {
             let path = self.switch.as_ref().map_or(path, |sw| sw.path);
             if self.switch.as_ref().is_some_and(|sw| sw.target.is_none()) {
                 self.ensure_discovery(path, now);
@@ -305,6 +304,20 @@ impl Core {
                 Ok(Role::Master) => {
                     if speculative {
                         self.adopt_candidate(target.clone());
+                    }
+                    let Some(sw) = self.switch.as_mut() else {
+                        return true;
+                    };
+                    // An answer that came while connecting may name a newer configuration
+                    // than the target's: a deposed master still says master until the
+                    // sentinels reconfigure it. Ask the sentinels instead.
+                    let (epoch, path) = (sw.target_epoch, sw.path);
+                    if self.epochs.refuses(&target, epoch, self.master.as_ref()) {
+                        self.push_action(Action::Discard { op });
+                        self.ensure_discovery(path, now);
+                        let reason = "a sentinel named a newer configuration".to_owned();
+                        self.verification_failed(target, reason, now);
+                        return true;
                     }
                     let Some(sw) = self.switch.as_mut() else {
                         return true;

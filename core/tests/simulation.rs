@@ -575,3 +575,235 @@ fn a_remembered_candidate_older_than_the_answer_is_not_followed() {
         panic!("{e}");
     }
 }
+
+/// Regression (offline run, seed 1117 of the 10^7-sequence run): a sentinel answers with a
+/// deposed master (7002, configuration epoch 2) and the core starts connecting to it; before
+/// the connection is ready, an unproven `+switch-master` makes it ask again and the answer
+/// names 7001 at epoch 3. The deposed master still says `master` (the sentinels have not
+/// reconfigured it yet), and the core activated it: the target's epoch must be checked again
+/// against what the core learned when the connection is ready, not only when it was chosen.
+#[test]
+fn a_newer_answer_while_connecting_stops_the_activation() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 1,
+        configured: 1,
+        down_after: ms(1097),
+        seed: 13_541_125_815_908_478_461,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: false,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: ms(657),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::Advance(ms(483)),
+        Op::GracefulFailover,
+        Op::ConnectFailures(2),
+        Op::Advance(ms(1253)),
+        Op::SlowReplies(ms(794)),
+        Op::FreezeMaster(ms(2337)),
+        Op::ActivateFailures(1),
+        Op::Faults(MessageFaults {
+            drop_pct: 40,
+            duplicate_pct: 0,
+            max_delay: Duration::ZERO,
+        }),
+        Op::Garbage {
+            sentinel: 0,
+            channel: Vec::new(),
+            payload: Vec::new(),
+        },
+        Op::AppError(AppErrorKind::ReadOnly),
+        Op::Advance(ms(2735)),
+        Op::GracefulFailover,
+        Op::Advance(ms(614)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Regression (offline run, seed 1322 of the 10^7-sequence run): the same as
+/// `a_newer_answer_while_connecting_stops_the_activation` with a fail-back: the core connects
+/// to 7001 (epoch 2), a `+switch-master` back to the master in use (7000) is unproven while
+/// 7000's failover is announced, and the answer naming 7000 at epoch 3 came while the
+/// connection to 7001 was opening. 7001 must not be activated.
+#[test]
+fn a_fail_back_answered_while_connecting_stops_the_activation() {
+    let settings = Settings {
+        nodes: 2,
+        sentinels: 3,
+        configured: 2,
+        down_after: ms(1964),
+        seed: 8_379_508_421_311_680_791,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: false,
+        drain: false,
+        periodic_check: Some(ms(4716)),
+        refresh_sentinels: false,
+        min_backoff: ms(815),
+        max_backoff: ms(1332),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(8062),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::Advance(ms(75)),
+        Op::Advance(ms(389)),
+        Op::SentinelPartition(0),
+        Op::SlowReplies(ms(206)),
+        Op::Faults(MessageFaults {
+            drop_pct: 49,
+            duplicate_pct: 0,
+            max_delay: Duration::ZERO,
+        }),
+        Op::OtherServiceFailover,
+        Op::Advance(ms(1314)),
+        Op::Faults(MessageFaults {
+            drop_pct: 0,
+            duplicate_pct: 25,
+            max_delay: ms(456),
+        }),
+        Op::FreezeMaster(ms(5023)),
+        Op::Advance(ms(2840)),
+        Op::SentinelDown(1),
+        Op::Advance(ms(855)),
+        Op::Advance(ms(2871)),
+        Op::Advance(ms(2649)),
+        Op::GracefulFailover,
+        Op::SentinelPartition(0),
+        Op::AbortedFailover,
+        Op::OtherServiceFailover,
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Regression (offline run, seed 1154 of the 10^7-sequence run): an early fence on a failover
+/// of 7002 (a former target, never named by an answer) announced by an unproven message;
+/// meanwhile a late answer names 7001 at epoch 2, above the epoch in use (0). When the fence
+/// expires, the core re-verified 7002 at an unknown epoch and activated it (epoch 1). A master
+/// no answer named, at an unknown epoch, is known no better than the one in use: another
+/// master named above that may be newer, and the sentinels are asked instead.
+#[test]
+fn an_unnamed_master_is_not_lifted_to_past_a_newer_answer() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 1,
+        configured: 1,
+        down_after: ms(1041),
+        seed: 17_897_273_123_468_524_145,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: true,
+        min_backoff: ms(50),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::Faults(MessageFaults {
+            drop_pct: 0,
+            duplicate_pct: 18,
+            max_delay: ms(395),
+        }),
+        Op::Advance(ms(648)),
+        Op::SentinelPartition(0),
+        Op::SentinelUp(0),
+        Op::ConnectFailures(2),
+        Op::CrashMaster,
+        Op::Advance(ms(107)),
+        Op::Advance(ms(374)),
+        Op::Advance(ms(1570)),
+        Op::SlowReplies(ms(636)),
+        Op::SentinelPartition(0),
+        Op::SentinelPartition(0),
+        Op::Advance(ms(1537)),
+        Op::SentinelUp(0),
+        Op::GracefulFailover,
+        Op::Advance(ms(2740)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Regression (offline run, seed 1218 of the 10^7-sequence run): an answer names 7002 at
+/// epoch 3 while its failover is announced; the core fences and, when the fence expires,
+/// moves to 7002 — at an unknown epoch, so the master it replaced (7001) was recorded as
+/// replaced at any epoch. 7001, promoted again at epoch 4, was then named by every sentinel
+/// and refused forever (only an answer naming the master in use settles an unknown bound,
+/// and 7002 had been deposed): no convergence. Lifting the fence keeps the epoch the answer
+/// gave the failing master.
+#[test]
+fn a_lifted_fence_keeps_the_answered_epoch_of_the_failing_master() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 2,
+        configured: 2,
+        down_after: ms(1359),
+        seed: 17_948_657_135_477_217_992,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: ms(128),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+    };
+    let faults = |drop_pct, max_delay| {
+        Op::Faults(MessageFaults {
+            drop_pct,
+            duplicate_pct: 0,
+            max_delay: ms(max_delay),
+        })
+    };
+    let ops = [
+        Op::Advance(ms(1042)),
+        Op::Advance(ms(2657)),
+        Op::SlowReplies(ms(1)),
+        Op::Advance(ms(2820)),
+        Op::ConnectFailures(3),
+        Op::Garbage {
+            sentinel: 0,
+            channel: Vec::new(),
+            payload: Vec::new(),
+        },
+        Op::GracefulFailover,
+        Op::OtherServiceFailover,
+        Op::Advance(ms(2286)),
+        Op::Advance(ms(728)),
+        Op::Advance(ms(904)),
+        Op::FreezeMaster(ms(1785)),
+        faults(8, 210),
+        Op::Advance(ms(1807)),
+        faults(48, 1),
+        Op::Advance(ms(1733)),
+        Op::GracefulFailover,
+        Op::Advance(ms(1514)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
