@@ -55,13 +55,15 @@ impl Epochs {
     }
 
     /// Whether a message sent at the connection epoch `tag` that names `named` (the new master
-    /// or a candidate) may be old news: what it announces is not newer than the configuration
-    /// in use, or names a master a newer configuration replaced at an epoch up to its bound
-    /// (at any epoch when the bound is unknown), or the connection's epoch is unknown.
+    /// or a candidate) may be old news: what it announces may not be newer than the
+    /// configuration in use (the tag is not above its upper bound when one is known, else its
+    /// lower bound), or names a master a newer configuration replaced at an epoch up to its
+    /// bound (at any epoch when the bound is unknown), or the connection's epoch is unknown.
     pub(crate) fn possibly_late(&self, tag: Option<u64>, named: Option<&Addr>) -> bool {
         let replaced = named.and_then(|a| self.replaced.get(a));
+        let in_use = self.hi.unwrap_or(self.lo).max(self.lo);
         match tag {
-            Some(t) => t <= self.lo || replaced.is_some_and(|b| b.is_none_or(|b| t <= b)),
+            Some(t) => t <= in_use || replaced.is_some_and(|b| b.is_none_or(|b| t <= b)),
             // A connection's epoch is unknown from its subscription to the sentinel's next
             // `+new-epoch`.
             None => true,
@@ -270,5 +272,24 @@ mod tests {
         f.moved(None, &a(1), Known::Exact(3));
         f.named(&a(1), 3);
         assert!(!f.maybe_older(&a(1), Some(&a(1))));
+    }
+
+    #[test]
+    fn news_is_above_the_upper_bound_in_use() {
+        let mut e = Epochs::default();
+        e.moved(None, &a(1), Known::Exact(0));
+        // The master in use promoted again by a failover announced at epoch 3: at 1..=3.
+        e.moved(Some(&a(1)), &a(1), Known::Announced(Some(3)));
+        assert_eq!(e.in_use(), None);
+        // A message sent at 2 may be a late copy of an older failover; at 4 it is news.
+        assert!(e.possibly_late(Some(2), None));
+        assert!(e.possibly_late(Some(3), None));
+        assert!(!e.possibly_late(Some(4), None));
+        // Without an upper bound, the lower one decides.
+        let mut u = Epochs::default();
+        u.moved(None, &a(1), Known::Exact(1));
+        u.moved(Some(&a(1)), &a(2), Known::Unknown);
+        assert!(u.possibly_late(Some(2), None));
+        assert!(!u.possibly_late(Some(3), None));
     }
 }

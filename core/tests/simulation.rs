@@ -807,3 +807,111 @@ fn a_lifted_fence_keeps_the_answered_epoch_of_the_failing_master() {
         panic!("{e}");
     }
 }
+
+/// Regression (seed 1103, found while verifying the fixes of seeds 1117-1322; the shrunk case
+/// fails on the code before them too). The core stays on 7000 (epoch 0) through a failover
+/// to 7001 (epoch 2) it could not connect to; a failover back promotes 7000 at epoch 3, and
+/// the core re-activates it knowing its epoch only as 1..=3 (announced at 3). A late
+/// `+switch-master 7000 7001` of the failover at epoch 2 then arrived on a lagging sentinel's
+/// connection: its tag (2) above the lower bound was taken as news, and 7000 — the master in
+/// use — was recorded as replaced up to epoch 3, so every answer naming it at 3 was refused
+/// as stale: no convergence. A message is news only when its tag is above the upper bound of
+/// the epoch in use (when one is known).
+#[test]
+fn a_late_switch_away_from_a_re_promoted_master_is_not_news() {
+    let settings = Settings {
+        nodes: 2,
+        sentinels: 3,
+        configured: 2,
+        down_after: ms(1696),
+        seed: 1_562_263_652_865_184_015,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: Some(ms(4762)),
+        refresh_sentinels: true,
+        min_backoff: ms(50),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+    };
+    let delay = |max_delay| {
+        Op::Faults(MessageFaults {
+            drop_pct: 0,
+            duplicate_pct: 0,
+            max_delay: ms(max_delay),
+        })
+    };
+    let ops = [
+        Op::Advance(ms(2583)),
+        Op::AbortedFailover,
+        delay(1),
+        Op::Advance(ms(655)),
+        Op::Advance(ms(697)),
+        Op::Advance(ms(2307)),
+        Op::Advance(ms(272)),
+        Op::SlowReplies(ms(479)),
+        Op::ConnectFailures(2),
+        Op::FreezeMaster(ms(2719)),
+        Op::Advance(ms(547)),
+        Op::ConnectToReplica(1),
+        delay(391),
+        Op::Advance(ms(447)),
+        Op::Advance(ms(2825)),
+        Op::GracefulFailover,
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Regression (seed 1121, found with `a_late_switch_away_from_a_re_promoted_master_is_not_news`):
+/// the same late `+switch-master` away from a master in use that a failover back had
+/// re-promoted, after an application error and connection failures; no convergence.
+#[test]
+fn a_late_switch_after_a_fail_back_onto_the_master_in_use() {
+    let settings = Settings {
+        nodes: 2,
+        sentinels: 3,
+        configured: 3,
+        down_after: ms(1880),
+        seed: 9_877_526_253_746_156_846,
+        ..Settings::default()
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: true,
+        min_backoff: ms(341),
+        max_backoff: ms(1000),
+        pause_timeout: ms(2000),
+        fence_timeout: ms(3000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::FreezeMaster(ms(3669)),
+        Op::ConnectFailures(2),
+        Op::Advance(ms(1229)),
+        Op::OtherServiceFailover,
+        Op::AppError(AppErrorKind::ReadOnly),
+        Op::OtherServiceFailover,
+        Op::Advance(ms(1789)),
+        Op::Faults(MessageFaults {
+            drop_pct: 4,
+            duplicate_pct: 0,
+            max_delay: ms(366),
+        }),
+        Op::SlowReplies(ms(476)),
+        Op::ConnectFailures(1),
+        Op::OtherServiceFailover,
+        Op::Advance(ms(1025)),
+        Op::GracefulFailover,
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
