@@ -28,7 +28,7 @@ source scripts/valkey-env.sh
 # The test steps. Add per-package runs here (features are unified in a workspace build, so
 # each runtime shim is also tested on its own).
 run_tests() {
-    step cargo test --workspace --all-targets -- "${TLS_SKIP[@]}"
+    step cargo test --workspace --all-targets --no-fail-fast -- "${TLS_SKIP[@]}"
     step cargo test --workspace --doc
     # Each runtime shim on its own: `redis` built with only that shim's runtime feature.
     step cargo test -p dramatiq-sentinel-smol
@@ -86,7 +86,7 @@ run_valkey() {
     local suite
     for suite in harness supervisor_tokio supervisor_smol; do
         step env REDIS_SERVER="$valkey" \
-            cargo test -p dramatiq-sentinel-tests --test "$suite" -- "${skip[@]}"
+            cargo test -p dramatiq-sentinel-tests --test "$suite" --no-fail-fast -- "${skip[@]}"
     done
     echo "==> Valkey: done in $((SECONDS - started)) s"
 }
