@@ -28,6 +28,9 @@ source scripts/valkey-env.sh
 # The test steps. Add per-package runs here (features are unified in a workspace build, so
 # each runtime shim is also tested on its own).
 run_tests() {
+    # The example programs as programs (`cargo test` builds examples as test harnesses):
+    # tests/tests/readme_example.rs runs the README's example through a failover.
+    step cargo build --workspace --examples
     step cargo test --workspace --all-targets --no-fail-fast -- "${TLS_SKIP[@]}"
     step cargo test --workspace --doc
     # Each runtime shim on its own: `redis` built with only that shim's runtime feature.

@@ -3,9 +3,10 @@
 //! real deployment, it runs every job pushed before and after a `SENTINEL FAILOVER` exactly
 //! once, prints the switch, and ends with status 0 on Ctrl-C (SIGINT).
 //!
-//! The example binary is built by `cargo test --workspace --all-targets` (what
-//! `scripts/test.sh` runs); with `-p dramatiq-sentinel-tests` alone, build it first with
-//! `cargo build -p dramatiq-sentinel-tokio --example worker`.
+//! The example program is built by `cargo build --workspace --examples`, which
+//! `scripts/test.sh` runs first (`cargo test` builds examples as test harnesses, not as the
+//! programs); on its own, build it with `cargo build -p dramatiq-sentinel-tokio --example
+//! worker`.
 
 use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId, redis};
 use std::io::{BufRead, BufReader};
@@ -45,7 +46,7 @@ fn example_binary() -> PathBuf {
     assert!(
         binary.is_file(),
         "{} is missing: build it with `cargo build -p dramatiq-sentinel-tokio --example worker` \
-         (`cargo test --workspace --all-targets` does)",
+         (`scripts/test.sh` does, with `cargo build --workspace --examples`)",
         binary.display()
     );
     binary
