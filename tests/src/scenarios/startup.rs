@@ -27,6 +27,19 @@ fn clients(d: &Deployment) -> usize {
         .expect("connected_clients")
 }
 
+/// Waits until the deployment has no more client connections than `baseline` (the count
+/// before the supervisor started): every connection of the supervisor closed.
+fn wait_connections_closed(d: &Deployment, baseline: usize) {
+    wait_for("the supervisor's connections to close", WAIT, || {
+        let now = clients(d);
+        if now <= baseline {
+            Ok(())
+        } else {
+            Err(format!("{now} clients, {baseline} before"))
+        }
+    });
+}
+
 /// Starts on a healthy deployment: ready with the right master, commands and status work (also
 /// from a thread outside the runtime), and shutdown ends every task and closes every
 /// connection.
@@ -119,14 +132,7 @@ pub fn starts_on_a_healthy_deployment<R: TestRuntime>() {
         assert_eq!(sup.status().await, Err(StatusError::Stopped));
         while events.recv().await.is_some() {}
     });
-    wait_for("the supervisor's connections to close", WAIT, || {
-        let now = clients(&d);
-        if now <= baseline {
-            Ok(())
-        } else {
-            Err(format!("{now} clients, {baseline} before"))
-        }
-    });
+    wait_connections_closed(&d, baseline);
 }
 
 /// Dropping the last `Supervisor` clone stops it: a clone dropped changes nothing, the last
@@ -161,14 +167,7 @@ pub fn dropping_the_last_handle_stops_the_supervisor<R: TestRuntime>() {
         rt.block_on(gate.enter()).is_err(),
         "the gate of a stopped supervisor is closed"
     );
-    wait_for("the supervisor's connections to close", WAIT, || {
-        let now = clients(&d);
-        if now <= baseline {
-            Ok(())
-        } else {
-            Err(format!("{now} clients, {baseline} before"))
-        }
-    });
+    wait_connections_closed(&d, baseline);
 }
 
 /// Invalid settings are rejected with the name of the field, before any I/O.
