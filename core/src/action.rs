@@ -2,6 +2,8 @@
 
 use crate::addr::Addr;
 use crate::event::FatalError;
+#[cfg(doc)]
+use crate::input::Input;
 use std::fmt;
 use std::time::Duration;
 
@@ -17,14 +19,14 @@ impl fmt::Display for OpId {
 }
 
 /// An instruction for the runtime. Execute them in the order [`crate::Core::poll_action`]
-/// returns them; report completions through the `handle_*` method named on each variant.
+/// returns them; report each completion to [`crate::Core::handle`] as the [`Input`] named on each
+/// variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Action {
     /// Connect to the sentinel, authenticate, and subscribe to every channel (`PSUBSCRIBE *`).
-    /// Report [`crate::Core::handle_listener_subscribed`], then each message with
-    /// [`crate::Core::handle_listener_message`], and a broken connection with
-    /// [`crate::Core::handle_listener_failed`].
+    /// Report [`Input::Subscribed`], then each message as [`Input::Message`], and a broken
+    /// connection as [`Input::ListenerFailed`].
     Subscribe {
         /// Identifies this listener connection in every later report and action.
         op: OpId,
@@ -32,7 +34,7 @@ pub enum Action {
         sentinel: Addr,
     },
     /// Send `PING` on the listener connection `op`; report the answer with
-    /// [`crate::Core::handle_listener_pong`]. No answer needs no report: the core times out.
+    /// [`Input::Pong`]. No answer needs no report: the core times out.
     PingListener {
         /// The listener connection.
         op: OpId,
@@ -42,8 +44,8 @@ pub enum Action {
         /// The listener connection.
         op: OpId,
     },
-    /// Ask the sentinel `SENTINEL MASTER <service>`; report the reply or the failure with
-    /// [`crate::Core::handle_sentinel_reply`].
+    /// Ask the sentinel `SENTINEL MASTER <service>`; report the reply or the failure as
+    /// [`Input::SentinelReply`].
     QueryMaster {
         /// Correlation id.
         op: OpId,
@@ -52,8 +54,7 @@ pub enum Action {
         /// The master name.
         service: String,
     },
-    /// Ask the sentinel `SENTINEL SENTINELS <service>`; report with
-    /// [`crate::Core::handle_sentinel_reply`]. The core sets no deadline for it (a newer query
+    /// Ask the sentinel `SENTINEL SENTINELS <service>`; report as [`Input::SentinelReply`]. The core sets no deadline for it (a newer query
     /// supersedes it): bound it with `query_timeout` in the runtime.
     QuerySentinels {
         /// Correlation id.
@@ -64,7 +65,7 @@ pub enum Action {
         service: String,
     },
     /// Send `ROLE` to the data node (a short-lived or cached probe connection, never the
-    /// application's); report with [`crate::Core::handle_node_reply`]. The core times it out
+    /// application's); report as [`Input::NodeReply`]. The core times it out
     /// after `connect_timeout`; the runtime should bound it the same way so tasks end.
     PollRole {
         /// Correlation id.
@@ -74,8 +75,8 @@ pub enum Action {
     },
     /// Watch a failover candidate: open a connection to the data node (like a probe, never the
     /// application's), send `ROLE` and report the reply (or the failure) with
-    /// [`crate::Core::handle_node_reply`]; then keep that connection open, sending nothing,
-    /// and report [`crate::Core::handle_watch_closed`] when it closes. Sentinel closes every
+    /// [`Input::NodeReply`]; then keep that connection open, sending nothing, and report
+    /// [`Input::WatchClosed`] when it closes. Sentinel closes every
     /// client connection of the replica it promotes, so the closing announces the promotion
     /// with one connection per process instead of a `ROLE` poll every few milliseconds. Close
     /// it on [`Action::Unwatch`].
@@ -92,7 +93,7 @@ pub enum Action {
     },
     /// Open a new broker connection to the node, authenticate, send `ROLE`, keep the connection
     /// aside under `op`, and report the `ROLE` reply (or the failure) with
-    /// [`crate::Core::handle_node_reply`]. The core follows with [`Action::Activate`] or
+    /// [`Input::NodeReply`]. The core follows with [`Action::Activate`] or
     /// [`Action::Discard`] for every connection that was opened.
     Connect {
         /// Correlation id, and the name of the prepared connection.
@@ -104,7 +105,7 @@ pub enum Action {
     /// and close every connection to `old`, blocking and pub/sub ones included. Commands held
     /// by [`Action::Fence`] go out now, to the new master: jobs in flight may be waiting on
     /// them, and the pause completes only when they finish. Report with
-    /// [`crate::Core::handle_reset_done`], or [`crate::Core::handle_reset_failed`] if it could
+    /// [`Input::Activated`], or [`Input::ActivationFailed`] if it could
     /// not be done (no prepared connection under `op`).
     Activate {
         /// The prepared connection.
@@ -123,7 +124,7 @@ pub enum Action {
     /// (up to `hold_timeout`) instead of reaching the master. Jobs in flight go on. Report nothing.
     Fence,
     /// Wait until the jobs in flight are done (the fence already stops new ones); report with
-    /// [`crate::Core::handle_workers_paused`]. The core enforces `pause_timeout`.
+    /// [`Input::Paused`]. The core enforces `pause_timeout`.
     PauseWorkers {
         /// Correlation id.
         op: OpId,

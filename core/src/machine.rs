@@ -9,6 +9,7 @@ use crate::discovery::Discovery;
 use crate::epochs::Epochs;
 use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
 use crate::history::History;
+use crate::input::Input;
 use crate::listeners::Sentinel;
 use crate::offsets::Offsets;
 use crate::parse::master_offset;
@@ -36,10 +37,12 @@ pub struct Deadline {
 ///    (subscribe to every sentinel, ask the first one for the master).
 /// 2. Drain [`Core::poll_event`] (log them, call hooks), then drain [`Core::poll_action`] and
 ///    start each action, in order. Events first: a [`Event::BeforeReset`] must be seen before the
-///    [`Action::Activate`] queued with it runs.
+///    [`Action::Activate`] queued with it runs. Starting an action only starts it: its outcome
+///    is an input for step 4, also when it is known at once (as for `Activate`), never a call
+///    into the core while draining.
 /// 3. Wait until the earliest of: an I/O completion, an application error, or
 ///    [`Core::poll_timeout`]'s deadline.
-/// 4. Feed what happened with the matching `handle_*` method and the current time (for a
+/// 4. Feed what happened to [`Core::handle`] as an [`Input`] with the current time (for a
 ///    deadline, [`Core::handle_timeout`]), then go back to step 2.
 ///
 /// Every completion carries the [`OpId`] of its action; the core ignores ids it no longer
@@ -219,65 +222,53 @@ impl Core {
         self.after_input();
     }
 
-    /// A listener connection subscribed.
-    pub fn handle_listener_subscribed(&mut self, now: Instant, op: OpId) {
-        if !self.stopped {
-            self.listener_subscribed(op, now);
-            self.after_input();
-        }
-    }
-
-    /// A message arrived on a listener connection (raw channel and payload).
-    pub fn handle_listener_message(
-        &mut self,
-        now: Instant,
-        op: OpId,
-        channel: &[u8],
-        payload: &[u8],
-    ) {
-        if !self.stopped {
-            self.listener_message(op, channel, payload, now);
-            self.after_input();
-        }
-    }
-
-    /// A listener connection answered a [`Action::PingListener`].
-    pub fn handle_listener_pong(&mut self, now: Instant, op: OpId) {
-        if !self.stopped {
-            self.listener_pong(op, now);
-        }
-    }
-
-    /// A listener connection could not be opened, or broke.
-    pub fn handle_listener_failed(&mut self, now: Instant, op: OpId, reason: &str) {
-        if !self.stopped {
-            self.listener_failed(op, reason, now);
-            self.after_input();
-        }
-    }
-
-    /// A sentinel answered a [`Action::QueryMaster`] or [`Action::QuerySentinels`], or the
-    /// query failed (`Err` with a description: refused, timed out, authentication failed, ...).
-    pub fn handle_sentinel_reply(&mut self, now: Instant, op: OpId, reply: Result<Reply, String>) {
+    /// Handles one input: a completion of an action, a listener message, or an error the
+    /// application saw (see [`Input`]). Ignored once stopped.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        // A prepared connection is answered once, stopped or not.
+        let was_connect =
+            matches!(&input, Input::NodeReply { op, .. } if self.open_connects.remove(op));
         if self.stopped {
             return;
         }
-        if self.refresh.is_some_and(|(r, _)| r == op) {
-            let from = self.refresh.take().map(|(_, from)| from);
-            self.sentinels_reply(from, reply, now);
-        } else {
-            self.master_reply(op, reply, now);
+        match input {
+            Input::Subscribed { op } => self.listener_subscribed(op, now),
+            Input::Message {
+                op,
+                channel,
+                payload,
+            } => self.listener_message(op, &channel, &payload, now),
+            Input::Pong { op } => self.listener_pong(op, now),
+            Input::ListenerFailed { op, error } => self.listener_failed(op, error.message(), now),
+            Input::SentinelReply { op, reply } => {
+                let reply = reply.map_err(String::from);
+                if self.refresh.is_some_and(|(r, _)| r == op) {
+                    let from = self.refresh.take().map(|(_, from)| from);
+                    self.sentinels_reply(from, reply, now);
+                } else {
+                    self.master_reply(op, reply, now);
+                }
+            }
+            Input::NodeReply { op, reply } => {
+                self.node_reply(op, reply.map_err(String::from), was_connect, now)
+            }
+            Input::WatchClosed { op } => self.watch_closed(op, now),
+            Input::Activated { op } => self.reset_done(op, now),
+            Input::ActivationFailed { op, reason } => self.reset_failed(op, &reason, now),
+            Input::Paused { op } => self.workers_paused(op, now),
+            Input::AppError { node, kind } => self.app_error(&node, kind, now),
         }
         self.after_input();
     }
 
-    /// A data node answered a [`Action::PollRole`] or [`Action::Connect`] with its `ROLE`
-    /// reply, or the attempt failed.
-    pub fn handle_node_reply(&mut self, now: Instant, op: OpId, reply: Result<Reply, String>) {
-        let was_connect = self.open_connects.remove(&op);
-        if self.stopped {
-            return;
-        }
+    /// A data node answered a `ROLE` (or the attempt failed).
+    fn node_reply(
+        &mut self,
+        op: OpId,
+        reply: Result<Reply, String>,
+        was_connect: bool,
+        now: Instant,
+    ) {
         if self.watch.as_ref().is_some_and(|(w, _)| *w == op) && reply.is_err() {
             // The watch connection could not be opened, or it was closed before its `ROLE`
             // answer: by the promotion itself (Sentinel closes every client connection of the
@@ -289,9 +280,7 @@ impl Core {
                 .as_ref()
                 .is_some_and(|sw| sw.candidate_poll == Some(op))
             {
-                self.candidate_watch_closed(now);
-                self.after_input();
-                return;
+                return self.candidate_watch_closed(now);
             }
         }
         if self.offsets.is_fence_probe(op) {
@@ -305,52 +294,21 @@ impl Core {
             // A prepared connection nobody waits for any more.
             self.push_action(Action::Discard { op });
         }
-        self.after_input();
     }
 
-    /// The server closed the watch connection of an [`Action::Watch`] (or it broke). Sentinel
-    /// closes every client connection of the replica it promotes, so this usually means the
-    /// candidate was just promoted: its `ROLE` is polled at once.
-    pub fn handle_watch_closed(&mut self, now: Instant, op: OpId) {
-        if self.stopped || self.watch.as_ref().is_none_or(|(w, _)| *w != op) {
+    /// The server closed the watch connection `op` (or it broke). Sentinel closes every client
+    /// connection of the replica it promotes, so this usually means the candidate was just
+    /// promoted: its `ROLE` is asked at once.
+    fn watch_closed(&mut self, op: OpId, now: Instant) {
+        if self.watch.as_ref().is_none_or(|(w, _)| *w != op) {
             return;
         }
         self.watch = None;
         self.candidate_watch_closed(now);
-        self.after_input();
     }
 
-    /// The runtime executed [`Action::Activate`]: the master connection points at the new node.
-    pub fn handle_reset_done(&mut self, now: Instant, op: OpId) {
-        if !self.stopped {
-            self.reset_done(op, now);
-            self.after_input();
-        }
-    }
-
-    /// The runtime could not execute [`Action::Activate`] (for example, the prepared connection
-    /// was gone). The core does not use that node until it is verified again: it re-asks the
-    /// sentinels and connects anew.
-    pub fn handle_reset_failed(&mut self, now: Instant, op: OpId, reason: &str) {
-        if !self.stopped {
-            self.reset_failed(op, reason, now);
-            self.after_input();
-        }
-    }
-
-    /// The workers paused ([`Action::PauseWorkers`] completed).
-    pub fn handle_workers_paused(&mut self, now: Instant, op: OpId) {
-        if !self.stopped {
-            self.workers_paused(op, now);
-            self.after_input();
-        }
-    }
-
-    /// The application saw an error on its connection to `node`. Errors about a node that is not
-    /// the master in use, or during a switch, are ignored; repeated errors coalesce into one
-    /// re-check, paced by the retry backoff.
-    pub fn handle_app_error(&mut self, now: Instant, node: &Addr, kind: AppErrorKind) {
-        if self.stopped || self.switch.is_some() || self.master.as_ref() != Some(node) {
+    fn app_error(&mut self, node: &Addr, kind: AppErrorKind, now: Instant) {
+        if self.switch.is_some() || self.master.as_ref() != Some(node) {
             return;
         }
         match kind {
@@ -362,7 +320,6 @@ impl Core {
                 self.start_recheck(DetectionPath::AppError, true, now);
             }
         }
-        self.after_input();
     }
 
     /// Closes the candidate's watch connection once the switch no longer waits for that

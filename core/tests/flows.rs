@@ -1,7 +1,7 @@
 //! Hand-written flows through the core: startup, a `+switch-master`, an early-signal switch,
 //! an aborted failover. They document the action sequence a runtime sees.
 
-use dramatiq_sentinel_core::{Action, Addr, Config, Core, Event, OpId, Reply};
+use dramatiq_sentinel_core::{Action, Addr, Config, Core, Event, Input, IoError, OpId, Reply};
 use std::time::{Duration, Instant};
 
 fn data(s: &str) -> Reply {
@@ -61,6 +61,44 @@ impl Harness {
     fn advance(&mut self, ms: u64) {
         self.now += Duration::from_millis(ms);
     }
+    fn feed(&mut self, input: Input) {
+        self.core.handle(self.now, input);
+    }
+    fn subscribed(&mut self, op: OpId) {
+        self.feed(Input::Subscribed { op });
+    }
+    fn message(&mut self, op: OpId, channel: &[u8], payload: &[u8]) {
+        self.feed(Input::Message {
+            op,
+            channel: channel.to_vec(),
+            payload: payload.to_vec(),
+        });
+    }
+    fn listener_failed(&mut self, op: OpId, reason: &str) {
+        let error = IoError::unreachable(reason);
+        self.feed(Input::ListenerFailed { op, error });
+    }
+    fn sentinel_reply(&mut self, op: OpId, reply: Result<Reply, &str>) {
+        let reply = reply.map_err(IoError::unreachable);
+        self.feed(Input::SentinelReply { op, reply });
+    }
+    fn node_reply(&mut self, op: OpId, reply: Result<Reply, &str>) {
+        let reply = reply.map_err(IoError::unreachable);
+        self.feed(Input::NodeReply { op, reply });
+    }
+    fn watch_closed(&mut self, op: OpId) {
+        self.feed(Input::WatchClosed { op });
+    }
+    fn activated(&mut self, op: OpId) {
+        self.feed(Input::Activated { op });
+    }
+    fn activation_failed(&mut self, op: OpId, reason: &str) {
+        let reason = reason.to_owned();
+        self.feed(Input::ActivationFailed { op, reason });
+    }
+    fn paused(&mut self, op: OpId) {
+        self.feed(Input::Paused { op });
+    }
 }
 
 fn config() -> Config {
@@ -94,23 +132,18 @@ fn start(h: &mut Harness) -> Vec<OpId> {
     }
     assert_eq!(listeners.len(), 2);
     for op in &listeners {
-        h.core.handle_listener_subscribed(h.now, *op);
+        h.subscribed(*op);
         // The sentinels' epoch: every message of a failover follows its `+new-epoch` (sent by
         // the leader when it starts the attempt, by the others when they vote or learn it).
-        h.core
-            .handle_listener_message(h.now, *op, b"+new-epoch", b"1");
+        h.message(*op, b"+new-epoch", b"1");
     }
-    h.core.handle_sentinel_reply(
-        h.now,
-        query.expect("queried"),
-        Ok(master_reply("127.0.0.1", 7000)),
-    );
+    h.sentinel_reply(query.expect("queried"), Ok(master_reply("127.0.0.1", 7000)));
     let a = h.actions();
     let [Action::Connect { op, node }] = a.as_slice() else {
         panic!("connect expected: {a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7000));
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     let [
         Action::Activate {
@@ -123,7 +156,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
         panic!("activate expected: {a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7000));
-    h.core.handle_reset_done(h.now, *op);
+    h.activated(*op);
     assert_eq!(h.actions(), vec![Action::Resume]);
     assert!(h.events.iter().any(|e| matches!(e, Event::Ready { .. })));
     assert_eq!(h.core.master(), Some(&Addr::new("127.0.0.1", 7000)));
@@ -144,8 +177,7 @@ fn switch_master_flow(drain: bool) {
     let mut h = Harness::new(cfg);
     let listeners = start(&mut h);
     h.advance(10);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+switch-master",
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
@@ -167,16 +199,15 @@ fn switch_master_flow(drain: bool) {
         other => panic!("drain {drain}: {other:?}"),
     };
     assert_eq!(node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, probe, Ok(role(true)));
+    h.node_reply(probe, Ok(role(true)));
     // The same event from the second sentinel coalesces.
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[1],
         b"+switch-master",
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
     );
     assert!(h.actions().is_empty());
-    h.core.handle_node_reply(h.now, conn, Ok(role(true)));
+    h.node_reply(conn, Ok(role(true)));
     let a = h.actions();
     let [
         Action::Activate {
@@ -187,11 +218,11 @@ fn switch_master_flow(drain: bool) {
         panic!("{a:?}")
     };
     assert_eq!(*old, Addr::new("127.0.0.1", 7000));
-    h.core.handle_reset_done(h.now, *op);
+    h.activated(*op);
     if let Some(pause) = pause {
         assert!(h.actions().is_empty(), "no resume before the drain");
         h.advance(5);
-        h.core.handle_workers_paused(h.now, pause);
+        h.paused(pause);
     }
     assert_eq!(h.actions(), vec![Action::Resume]);
     let to_paused = h.events.iter().find_map(|e| match e {
@@ -225,18 +256,12 @@ fn startup_then_switch_master_with_a_drain() {
 fn early_signal_switches_before_switch_master() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
-        listeners[0],
-        b"+try-failover",
-        b"master svc 127.0.0.1 7000",
-    );
+    h.message(listeners[0], b"+try-failover", b"master svc 127.0.0.1 7000");
     let a = h.actions();
     let [Action::Fence, Action::PollRole { .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[1],
         b"+selected-slave",
         b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
@@ -248,7 +273,7 @@ fn early_signal_switches_before_switch_master() {
     };
     let watch = *watch;
     assert_eq!(*node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, watch, Ok(role(false)));
+    h.node_reply(watch, Ok(role(false)));
     assert!(h.actions().is_empty());
     // A slow fallback poll runs on the open watch's node meanwhile.
     let t = h.core.poll_timeout().expect("deadline");
@@ -258,27 +283,26 @@ fn early_signal_switches_before_switch_master() {
     let [Action::PollRole { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, *op, Ok(role(false)));
+    h.node_reply(*op, Ok(role(false)));
     assert!(h.actions().is_empty());
     // Sentinel promotes the candidate and closes its client connections: the watch closes,
     // and the broker connection to the candidate opens at once (its ROLE reply decides).
     h.advance(3);
-    h.core.handle_watch_closed(h.now, watch);
+    h.watch_closed(watch);
     let a = h.actions();
     let [Action::Connect { op, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_reset_done(h.now, *op);
+    h.activated(*op);
     assert_eq!(h.actions(), vec![Action::Resume]);
     // The late +switch-master is a duplicate.
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+switch-master",
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
@@ -290,8 +314,7 @@ fn early_signal_switches_before_switch_master() {
 fn aborted_failover_lifts_the_fence() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+odown",
         b"master svc 127.0.0.1 7000 #quorum 2/2",
@@ -300,14 +323,13 @@ fn aborted_failover_lifts_the_fence() {
     let [Action::Fence, Action::PollRole { .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core
-        .handle_listener_message(h.now, listeners[0], b"-odown", b"master svc 127.0.0.1 7000");
+    h.message(listeners[0], b"-odown", b"master svc 127.0.0.1 7000");
     let a = h.actions();
     let [Action::PollRole { op, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7000));
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     assert_eq!(h.actions(), vec![Action::Resume]);
     assert!(
         h.events
@@ -320,14 +342,12 @@ fn aborted_failover_lifts_the_fence() {
 fn other_service_is_ignored() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+switch-master",
         b"other 127.0.0.1 8000 127.0.0.1 8001",
     );
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+try-failover",
         b"master other 127.0.0.1 8000",
@@ -358,19 +378,17 @@ fn a_failed_activation_is_verified_again_not_waited_on() {
     }) else {
         panic!("{a:?}")
     };
-    h.core
-        .handle_sentinel_reply(h.now, query, Ok(master_reply("127.0.0.1", 7000)));
+    h.sentinel_reply(query, Ok(master_reply("127.0.0.1", 7000)));
     let a = h.actions();
     let [Action::Connect { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core
-        .handle_reset_failed(h.now, *op, "no prepared connection");
+    h.activation_failed(*op, "no prepared connection");
     assert!(h.actions().is_empty(), "nothing until the retry delay");
     assert!(h.events.iter().any(|e| matches!(
         e,
@@ -386,18 +404,17 @@ fn a_failed_activation_is_verified_again_not_waited_on() {
     }) else {
         panic!("{a:?}")
     };
-    h.core
-        .handle_sentinel_reply(h.now, query, Ok(master_reply("127.0.0.1", 7000)));
+    h.sentinel_reply(query, Ok(master_reply("127.0.0.1", 7000)));
     let a = h.actions();
     let [Action::Connect { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_reset_done(h.now, *op);
+    h.activated(*op);
     assert_eq!(h.actions(), vec![Action::Resume]);
 }
 
@@ -425,11 +442,10 @@ fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
     while let Some(a) = queue.pop_front() {
         match a {
             Action::QueryMaster { op, .. } => {
-                h.core
-                    .handle_sentinel_reply(h.now, op, Ok(master_reply("127.0.0.1", 7000)));
+                h.sentinel_reply(op, Ok(master_reply("127.0.0.1", 7000)));
             }
-            Action::Connect { op, .. } => h.core.handle_node_reply(h.now, op, Ok(role(true))),
-            Action::Activate { op, .. } => h.core.handle_reset_done(h.now, op),
+            Action::Connect { op, .. } => h.node_reply(op, Ok(role(true))),
+            Action::Activate { op, .. } => h.activated(op),
             other => rest.push(other),
         }
         queue.extend(h.actions());
@@ -454,7 +470,7 @@ fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId,
     let rest = serve(&mut h, first);
     for a in &rest {
         if let Action::Subscribe { op, .. } = a {
-            h.core.handle_listener_subscribed(h.now, *op);
+            h.subscribed(*op);
         }
     }
     let refresh = rest.iter().find_map(|a| match a {
@@ -462,11 +478,7 @@ fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId,
         _ => None,
     });
     assert!(h.core.master().is_some() && !h.core.is_fenced());
-    h.core.handle_sentinel_reply(
-        h.now,
-        refresh.expect("refresh"),
-        Ok(sentinels_reply(learned)),
-    );
+    h.sentinel_reply(refresh.expect("refresh"), Ok(sentinels_reply(learned)));
     // (the configured listener's subscription started a re-check: answer it too)
     let next = h.actions();
     let subs = serve(&mut h, next)
@@ -482,7 +494,7 @@ fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId,
 /// A listener (re)subscribes: the core re-checks the master with the sentinels, which
 /// refreshes the sentinel list; answers the refresh with `listed`.
 fn refresh_through(h: &mut Harness, subscribed: OpId, listed: &[u16]) -> Vec<Action> {
-    h.core.handle_listener_subscribed(h.now, subscribed);
+    h.subscribed(subscribed);
     let first = h.actions();
     let rest = serve(h, first);
     let Some(refresh) = rest.iter().find_map(|a| match a {
@@ -491,8 +503,7 @@ fn refresh_through(h: &mut Harness, subscribed: OpId, listed: &[u16]) -> Vec<Act
     }) else {
         panic!("no refresh: {rest:?}")
     };
-    h.core
-        .handle_sentinel_reply(h.now, refresh, Ok(sentinels_reply(listed)));
+    h.sentinel_reply(refresh, Ok(sentinels_reply(listed)));
     h.actions()
 }
 
@@ -539,8 +550,7 @@ fn learned_sentinels_no_longer_listed_are_forgotten() {
 fn learned_sentinels_unreachable_for_long_are_forgotten() {
     let (mut h, subs) = start_learning(8, &[26380]);
     let (op, sentinel) = subs[0].clone();
-    h.core
-        .handle_listener_failed(h.now, op, "connection refused");
+    h.listener_failed(op, "connection refused");
     // It keeps failing: retried with backoff until forget_sentinel_after (60 s), then forgotten.
     let mut attempts = 1;
     let end = h.now + Duration::from_secs(120);
@@ -555,8 +565,7 @@ fn learned_sentinels_unreachable_for_long_are_forgotten() {
                 && s == sentinel
             {
                 attempts += 1;
-                h.core
-                    .handle_listener_failed(h.now, op, "connection refused");
+                h.listener_failed(op, "connection refused");
             }
         }
         let _ = h.actions();
@@ -576,8 +585,7 @@ fn at_max_sentinels_an_unreachable_learned_one_makes_room() {
     let (mut h, subs) = start_learning(3, &[26380, 26381]);
     assert_eq!(h.core.sentinels().count(), 3);
     // 26381 cannot be reached; 26380 subscribes. A refresh then lists a new one, 26382.
-    h.core
-        .handle_listener_failed(h.now, subs[1].0, "connection refused");
+    h.listener_failed(subs[1].0, "connection refused");
     let _ = h.actions();
     let _ = refresh_through(&mut h, subs[0].0, &[26380, 26381, 26382]);
     let gone = forgotten(&h);
@@ -597,8 +605,7 @@ fn at_max_sentinels_an_unreachable_learned_one_makes_room() {
 fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+selected-slave",
         b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
@@ -610,15 +617,15 @@ fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
     }) else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, watch, Ok(role(false)));
+    h.node_reply(watch, Ok(role(false)));
     let _ = h.actions();
     // The watch connection breaks, but the candidate is still a replica (a network blip).
-    h.core.handle_watch_closed(h.now, watch);
+    h.watch_closed(watch);
     let a = h.actions();
     let [Action::Connect { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_node_reply(h.now, *op, Ok(role(false)));
+    h.node_reply(*op, Ok(role(false)));
     let a = h.actions();
     let [Action::Discard { .. }] = a.as_slice() else {
         panic!("{a:?}")
@@ -642,7 +649,7 @@ fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
         h.events
     );
     // Promoted later: the new watch's ROLE says master, the switch goes on as usual.
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     assert!(
         matches!(
@@ -657,8 +664,7 @@ fn a_watch_closed_without_a_promotion_goes_back_to_watching() {
 fn a_watch_killed_before_its_role_answer_connects_at_once() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+selected-slave",
         b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
@@ -671,22 +677,20 @@ fn a_watch_killed_before_its_role_answer_connects_at_once() {
         panic!("{a:?}")
     };
     // The promotion closed the watch connection before it answered ROLE.
-    h.core
-        .handle_node_reply(h.now, watch, Err("connection closed".into()));
+    h.node_reply(watch, Err("connection closed".into()));
     let a = h.actions();
     let [Action::Connect { op, node }] = a.as_slice() else {
         panic!("{a:?}")
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, *op, Ok(role(true)));
+    h.node_reply(*op, Ok(role(true)));
     let a = h.actions();
     assert!(matches!(a.as_slice(), [Action::Activate { .. }]), "{a:?}");
     // A candidate that refuses connections is not retried in a loop: one watch and one
     // connection per poll interval at most.
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         listeners[0],
         b"+selected-slave",
         b"slave 127.0.0.1:7001 127.0.0.1 7001 @ svc 127.0.0.1 7000",
@@ -701,8 +705,7 @@ fn a_watch_killed_before_its_role_answer_connects_at_once() {
             | Action::PollRole { op, .. } = a
             {
                 attempts += 1;
-                h.core
-                    .handle_node_reply(h.now, op, Err("connection refused".into()));
+                h.node_reply(op, Err("connection refused".into()));
             }
         }
         pending = h.actions();
@@ -736,8 +739,7 @@ fn unknown_epochs_are_asked_not_followed() {
     let mut h = Harness::new(config());
     let listeners = start(&mut h);
     // The first listener reconnects: its epoch is unknown again.
-    h.core
-        .handle_listener_failed(h.now, listeners[0], "connection reset");
+    h.listener_failed(listeners[0], "connection reset");
     let until = h.now + Duration::from_secs(2);
     let a = run_until(&mut h, until);
     let Some(resubscribe) = a.iter().find_map(|a| match a {
@@ -746,7 +748,7 @@ fn unknown_epochs_are_asked_not_followed() {
     }) else {
         panic!("{a:?}")
     };
-    h.core.handle_listener_subscribed(h.now, resubscribe);
+    h.subscribed(resubscribe);
     // After a reconnection the core checks the master: confirmed at epoch 1.
     let a = h.actions();
     let Some(check) = a.iter().find_map(|a| match a {
@@ -755,12 +757,10 @@ fn unknown_epochs_are_asked_not_followed() {
     }) else {
         panic!("{a:?}")
     };
-    h.core
-        .handle_sentinel_reply(h.now, check, Ok(master_reply_at("127.0.0.1", 7000, 1)));
+    h.sentinel_reply(check, Ok(master_reply_at("127.0.0.1", 7000, 1)));
     let _ = h.actions();
     assert_eq!(h.core.master_epoch(), Some(1));
-    h.core.handle_listener_message(
-        h.now,
+    h.message(
         resubscribe,
         b"+switch-master",
         b"svc 127.0.0.1 7000 127.0.0.1 7001",
@@ -785,8 +785,7 @@ fn unknown_epochs_are_asked_not_followed() {
         }
     )));
     // A sentinel names 7001 at epoch 3: the core moves there.
-    h.core
-        .handle_sentinel_reply(h.now, query, Ok(master_reply_at("127.0.0.1", 7001, 3)));
+    h.sentinel_reply(query, Ok(master_reply_at("127.0.0.1", 7001, 3)));
     let a = h.actions();
     let Some((op, node)) = a.iter().find_map(|a| match a {
         Action::Connect { op, node } => Some((*op, node.clone())),
@@ -795,12 +794,12 @@ fn unknown_epochs_are_asked_not_followed() {
         panic!("{a:?}")
     };
     assert_eq!(node, Addr::new("127.0.0.1", 7001));
-    h.core.handle_node_reply(h.now, op, Ok(role(true)));
+    h.node_reply(op, Ok(role(true)));
     let a = h.actions();
     let [Action::Activate { op, .. }] = a.as_slice() else {
         panic!("{a:?}")
     };
-    h.core.handle_reset_done(h.now, *op);
+    h.activated(*op);
     assert_eq!(h.actions(), vec![Action::Resume]);
     assert_eq!(h.core.master_epoch(), Some(3));
 }
@@ -821,8 +820,7 @@ fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
     for (new_offset, lost) in [(4200, Some(800)), (5000, None), (6100, None)] {
         let mut h = Harness::new(config());
         let listeners = start(&mut h);
-        h.core.handle_listener_message(
-            h.now,
+        h.message(
             listeners[0],
             b"+switch-master",
             b"svc 127.0.0.1 7000 127.0.0.1 7001",
@@ -842,16 +840,14 @@ fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
             "the old master is asked"
         );
         // The new master answers first; the old one's answer completes the check.
-        h.core
-            .handle_node_reply(h.now, *conn, Ok(master_role_at(new_offset)));
+        h.node_reply(*conn, Ok(master_role_at(new_offset)));
         let a = h.actions();
         let [Action::Activate { op, .. }] = a.as_slice() else {
             panic!("{a:?}")
         };
-        h.core.handle_reset_done(h.now, *op);
+        h.activated(*op);
         assert_eq!(h.actions(), vec![Action::Resume]);
-        h.core
-            .handle_node_reply(h.now, *probe, Ok(master_role_at(5000)));
+        h.node_reply(*probe, Ok(master_role_at(5000)));
         let _ = h.actions();
         let reported: Vec<_> = h
             .events

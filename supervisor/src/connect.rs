@@ -2,10 +2,10 @@
 //! sentinel queries and `ROLE` probes (never for the application's master connection).
 
 use crate::config::{ClientCert, Config, Credentials};
-use crate::convert::{describe, to_reply};
+use crate::convert::{describe, io_error, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, Reply};
+use dramatiq_sentinel_core::{Addr, IoError, Reply};
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use std::collections::HashMap;
@@ -46,6 +46,16 @@ impl std::fmt::Display for OpenError {
 impl From<OpenError> for String {
     fn from(e: OpenError) -> Self {
         e.message
+    }
+}
+
+impl From<OpenError> for IoError {
+    fn from(e: OpenError) -> Self {
+        if e.unreachable {
+            IoError::unreachable(e.message)
+        } else {
+            IoError::rejected(e.message)
+        }
     }
 }
 
@@ -220,8 +230,8 @@ impl Endpoint {
         rt: &dyn Runtime,
         addr: &Addr,
         pattern: &str,
-    ) -> Result<PubSub, String> {
-        let client = self.client(addr)?;
+    ) -> Result<PubSub, IoError> {
+        let client = self.client(addr).map_err(IoError::rejected)?;
         let subscribed = timeout(rt, self.connect_timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(pattern).await?;
@@ -230,8 +240,11 @@ impl Endpoint {
         .await;
         match subscribed {
             Some(Ok(pubsub)) => Ok(pubsub),
-            Some(Err(e)) => Err(describe(&e)),
-            None => Err(format!("no subscription within {:?}", self.connect_timeout)),
+            Some(Err(e)) => Err(io_error(&e)),
+            None => Err(IoError::unreachable(format!(
+                "no subscription within {:?}",
+                self.connect_timeout
+            ))),
         }
     }
 }
@@ -278,7 +291,7 @@ impl ConnCache {
         }
     }
 
-    async fn get(&self, rt: &dyn Runtime, addr: &Addr) -> Result<MultiplexedConnection, String> {
+    async fn get(&self, rt: &dyn Runtime, addr: &Addr) -> Result<MultiplexedConnection, IoError> {
         if let Some(conn) = lock(&self.conns).get(addr) {
             return Ok(conn.clone());
         }
@@ -310,10 +323,10 @@ impl ConnCache {
         addr: &Addr,
         cmd: &redis::Cmd,
         limit: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, IoError> {
         let result = timeout(rt, limit, async {
             let mut conn = self.get(rt, addr).await?;
-            conn.req_packed_command(cmd).await.map_err(|e| describe(&e))
+            conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
         })
         .await;
         match result {
@@ -324,7 +337,7 @@ impl ConnCache {
             }
             None => {
                 self.forget(addr);
-                Err(format!("no answer within {limit:?}"))
+                Err(IoError::unreachable(format!("no answer within {limit:?}")))
             }
         }
     }

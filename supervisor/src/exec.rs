@@ -8,11 +8,12 @@ use crate::runtime::timeout;
 use crate::shared::Input;
 use crate::sync::{Cancel, lock};
 use crate::workers::Want;
-use dramatiq_sentinel_core::{Action, Addr, FatalError, OpId, Shutdown};
+use dramatiq_sentinel_core::{
+    Action, Addr, FatalError, Input as CoreInput, IoError, OpId, Reply, Shutdown,
+};
 use redis::aio::ConnectionLike;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
 use tracing::{error, info, warn};
 
 impl Driver {
@@ -100,7 +101,8 @@ impl Driver {
                 .sentinels
                 .query(&*shared.rt, &sentinel, &cmd, limit)
                 .await;
-            let _ = shared.inbox.send(Input::SentinelReply(op, reply)).await;
+            let reply = Input::Core(CoreInput::SentinelReply { op, reply });
+            let _ = shared.inbox.send(reply).await;
         }));
     }
 
@@ -112,7 +114,8 @@ impl Driver {
                 .probes
                 .query(&*shared.rt, &node, &redis::cmd("ROLE"), limit)
                 .await;
-            let _ = shared.inbox.send(Input::NodeReply(op, reply)).await;
+            let reply = Input::Core(CoreInput::NodeReply { op, reply });
+            let _ = shared.inbox.send(reply).await;
         }));
     }
 
@@ -128,11 +131,15 @@ impl Driver {
                 let role = conn
                     .req_packed_command(&redis::cmd("ROLE"))
                     .await
-                    .map_err(|e| crate::convert::describe(&e))?;
-                Ok((crate::convert::to_reply(role), conn))
+                    .map_err(|e| crate::convert::io_error(&e))?;
+                Ok::<(Reply, _), IoError>((crate::convert::to_reply(role), conn))
             })
             .await
-            .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
+            .unwrap_or_else(|| {
+                Err(IoError::unreachable(format!(
+                    "no ROLE answer within {limit:?}"
+                )))
+            });
             let _ = shared.inbox.send(Input::Connected(op, result)).await;
         }));
     }
@@ -142,9 +149,10 @@ impl Driver {
     /// to it dropped.
     fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>) {
         let Some(conn) = self.prepared.remove(&op) else {
-            let reason = "no prepared connection under this op";
+            let reason = "no prepared connection under this op".to_owned();
             warn!(op = %op, node = %node, reason, "activation failed");
-            self.core.handle_reset_failed(Instant::now(), op, reason);
+            self.outcomes
+                .push_back(CoreInput::ActivationFailed { op, reason });
             return;
         };
         self.generation += 1;
@@ -170,7 +178,7 @@ impl Driver {
             shared.probes.forget(old);
         }
         info!(node = %node, generation, "master connection installed");
-        self.core.handle_reset_done(Instant::now(), op);
+        self.outcomes.push_back(CoreInput::Activated { op });
     }
 
     /// The pause timed out and the policy is to exit: run the before-exit hooks, flush, exit.

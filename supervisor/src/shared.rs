@@ -12,7 +12,7 @@ use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
 use crate::workers::WorkerCalls;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Addr, AppErrorKind, OpId, Reply};
+use dramatiq_sentinel_core::{Addr, AppErrorKind, Input as CoreInput, IoError, OpId, Reply};
 use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -25,17 +25,10 @@ pub(crate) const INBOX_CAPACITY: usize = 256;
 
 /// A completion or request for the supervisor's task.
 pub(crate) enum Input {
-    ListenerSubscribed(OpId),
-    ListenerMessage(OpId, Vec<u8>, Vec<u8>),
-    ListenerPong(OpId),
-    ListenerFailed(OpId, String),
-    SentinelReply(OpId, Result<Reply, String>),
-    NodeReply(OpId, Result<Reply, String>),
+    /// For the core, as it is.
+    Core(CoreInput),
     /// A `Connect` completed: the `ROLE` reply and the prepared connection.
-    Connected(OpId, Result<(Reply, MultiplexedConnection), String>),
-    /// The watch connection `op` was closed by the server.
-    WatchClosed(OpId),
-    WorkersPaused(OpId),
+    Connected(OpId, Result<(Reply, MultiplexedConnection), IoError>),
     /// Application errors are waiting in [`Shared::app_errors`].
     AppErrors,
     /// A status query wants the sentinels and the master in use.

@@ -7,7 +7,7 @@
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared};
 use crate::sync::lock;
-use dramatiq_sentinel_core::OpId;
+use dramatiq_sentinel_core::{Input as CoreInput, OpId};
 use event_listener::Event;
 use futures_lite::future::{or, zip};
 use std::sync::{Arc, Mutex};
@@ -127,7 +127,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 pool_paused = shared.workers.is_some();
                 reported = Some(op);
                 debug!(op = %op, elapsed_ms = started.elapsed().as_millis() as u64, "workers paused");
-                if shared.inbox.send(Input::WorkersPaused(op)).await.is_err() {
+                if shared
+                    .inbox
+                    .send(Input::Core(CoreInput::Paused { op }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -273,7 +278,7 @@ mod tests {
         // Every report names a pause that was asked, in increasing order.
         let reported: Vec<u64> = std::iter::from_fn(|| inbox.try_recv().ok())
             .filter_map(|i| match i {
-                Input::WorkersPaused(op) => Some(op.0),
+                Input::Core(CoreInput::Paused { op }) => Some(op.0),
                 _ => None,
             })
             .collect();
@@ -299,7 +304,10 @@ mod tests {
         );
         drop(permit);
         let report = block_on(inbox.recv()).expect("a report");
-        assert!(matches!(report, Input::WorkersPaused(OpId(1))));
+        assert!(matches!(
+            report,
+            Input::Core(CoreInput::Paused { op: OpId(1) })
+        ));
         assert_eq!(*lock(&pool.log), ["pause"]);
     }
 
@@ -321,7 +329,7 @@ mod tests {
         assert_eq!(*lock(&pool.log), ["stop"]);
         assert!(
             !std::iter::from_fn(|| inbox.try_recv().ok())
-                .any(|i| matches!(i, Input::WorkersPaused(_))),
+                .any(|i| matches!(i, Input::Core(CoreInput::Paused { .. }))),
             "the cut pause is not reported"
         );
         // A stop stays: a later wish does not undo it.

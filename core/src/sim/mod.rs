@@ -30,6 +30,7 @@ use crate::action::OpId;
 use crate::addr::Addr;
 use crate::config::{Config, ConfigBuilder, ConfigError};
 use crate::event::AppErrorKind;
+use crate::input::IoError;
 use crate::machine::Core;
 use crate::reply::Reply;
 use crate::rng::Rng;
@@ -199,8 +200,8 @@ enum Input {
     Message(OpId, Vec<u8>, Vec<u8>, Option<usize>),
     ListenerFailed(OpId, String),
     Pong(OpId),
-    SentinelReply(OpId, Result<Reply, String>),
-    NodeReply(OpId, Result<Reply, String>),
+    SentinelReply(OpId, Result<Reply, IoError>),
+    NodeReply(OpId, Result<Reply, IoError>),
     ResetDone(OpId),
     ResetFailed(OpId),
     WatchClosed(OpId),

@@ -6,6 +6,7 @@ use super::{Due, Input, PauseBehaviour, Sim, Violation};
 use crate::action::{Action, OpId};
 use crate::addr::Addr;
 use crate::event::Event;
+use crate::input::{Input as CoreInput, IoError};
 use crate::parse::{Message, Signal, parse_message};
 use crate::reply::Reply;
 use std::time::Duration;
@@ -21,7 +22,7 @@ impl Sim {
             Input::Subscribed(op) => {
                 if self.subs.contains_key(&op) {
                     self.log(format!("in  subscribed {op}"));
-                    self.core.handle_listener_subscribed(now, op);
+                    self.core.handle(now, CoreInput::Subscribed { op });
                 }
             }
             Input::Message(op, channel, payload, f) => {
@@ -51,16 +52,24 @@ impl Sim {
                     }
                 }
                 self.note_reported(&channel, &payload);
-                self.core
-                    .handle_listener_message(now, op, &channel, &payload);
+                self.core.handle(
+                    now,
+                    CoreInput::Message {
+                        op,
+                        channel,
+                        payload,
+                    },
+                );
             }
             Input::ListenerFailed(op, reason) => {
                 self.log(format!("in  listener failed {op}: {reason}"));
-                self.core.handle_listener_failed(now, op, &reason);
+                let error = IoError::unreachable(reason);
+                self.core
+                    .handle(now, CoreInput::ListenerFailed { op, error });
             }
             Input::Pong(op) => {
                 if self.subs.contains_key(&op) {
-                    self.core.handle_listener_pong(now, op);
+                    self.core.handle(now, CoreInput::Pong { op });
                 }
             }
             Input::SentinelReply(op, reply) => {
@@ -73,35 +82,37 @@ impl Sim {
                     let epoch = info.config_epoch.unwrap_or(0);
                     self.oracle.seen_config_epoch = self.oracle.seen_config_epoch.max(epoch);
                 }
-                self.core.handle_sentinel_reply(now, op, reply);
+                self.core
+                    .handle(now, CoreInput::SentinelReply { op, reply });
             }
             Input::NodeReply(op, reply) => {
                 self.log(format!("in  node reply {op} {}", show(&reply)));
-                self.core.handle_node_reply(now, op, reply);
+                self.core.handle(now, CoreInput::NodeReply { op, reply });
             }
             Input::ResetDone(op) => {
                 self.oracle.reset_done(op, true);
-                self.core.handle_reset_done(now, op);
+                self.core.handle(now, CoreInput::Activated { op });
             }
             Input::ResetFailed(op) => {
                 self.log(format!("in  reset failed {op}"));
                 self.oracle.reset_done(op, false);
+                let reason = "no prepared connection (injected)".to_owned();
                 self.core
-                    .handle_reset_failed(now, op, "no prepared connection (injected)");
+                    .handle(now, CoreInput::ActivationFailed { op, reason });
             }
             Input::WatchClosed(op) => {
                 self.log(format!("in  watch closed {op}"));
-                self.core.handle_watch_closed(now, op);
+                self.core.handle(now, CoreInput::WatchClosed { op });
             }
             Input::Paused(op) => {
                 self.log(format!("in  paused {op}"));
                 self.stats.pauses += 1;
                 self.oracle.paused(op);
-                self.core.handle_workers_paused(now, op);
+                self.core.handle(now, CoreInput::Paused { op });
             }
             Input::AppError(node, kind) => {
                 self.log(format!("in  app error {kind:?} on {node}"));
-                self.core.handle_app_error(now, &node, kind);
+                self.core.handle(now, CoreInput::AppError { node, kind });
             }
         }
         Ok(())
@@ -210,7 +221,7 @@ impl Sim {
                     self.schedule(d, Due::Input(Input::SentinelReply(op, Ok(reply))));
                 }
                 Some((_, Health::Hung)) => {}
-                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
             },
             Action::QuerySentinels { op, sentinel, .. } => match self.sentinel(&sentinel) {
                 Some((s, Health::Up)) => {
@@ -218,7 +229,7 @@ impl Sim {
                     self.reply_later(Input::SentinelReply(op, Ok(reply)));
                 }
                 Some((_, Health::Hung)) => {}
-                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
             },
             Action::PollRole { op, node } => {
                 if let Some(reply) = self.role(&node) {
@@ -228,7 +239,7 @@ impl Sim {
             Action::Connect { op, node } => {
                 let reply = if self.connect_failures > 0 {
                     self.connect_failures -= 1;
-                    Some(Err(format!("{REFUSED} (injected)")))
+                    Some(Err(IoError::unreachable(format!("{REFUSED} (injected)"))))
                 } else if self.connect_to_replica > 0
                     && let Some(replica) = (0..self.world.nodes.len()).find(|&n| {
                         !self.world.nodes[n].master && self.world.nodes[n].health == Health::Up
@@ -296,14 +307,14 @@ impl Sim {
     }
 
     /// The `ROLE` answer of a node, `None` when it hangs.
-    fn role(&self, node: &Addr) -> Option<Result<Reply, String>> {
+    fn role(&self, node: &Addr) -> Option<Result<Reply, IoError>> {
         match self.world.node_at(node) {
             Some(n) => match self.world.nodes[n].health {
                 Health::Up => Some(Ok(self.world.role_reply(n))),
                 Health::Hung => None,
-                Health::Down => Some(Err(REFUSED.into())),
+                Health::Down => Some(Err(IoError::unreachable(REFUSED))),
             },
-            None => Some(Err(REFUSED.into())),
+            None => Some(Err(IoError::unreachable(REFUSED))),
         }
     }
 
@@ -356,7 +367,7 @@ impl Sim {
 }
 
 /// A reply as text, for the trace.
-fn show(reply: &Result<Reply, String>) -> String {
+fn show(reply: &Result<Reply, IoError>) -> String {
     fn one(r: &Reply) -> String {
         match r {
             Reply::Data(d) => String::from_utf8_lossy(d).into_owned(),
