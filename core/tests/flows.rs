@@ -677,7 +677,7 @@ fn a_watch_killed_before_its_role_answer_connects_at_once() {
         panic!("{a:?}")
     };
     // The promotion closed the watch connection before it answered ROLE.
-    h.node_reply(watch, Err("connection closed".into()));
+    h.node_reply(watch, Err("connection closed"));
     let a = h.actions();
     let [Action::Connect { op, node }] = a.as_slice() else {
         panic!("{a:?}")
@@ -705,7 +705,7 @@ fn a_watch_killed_before_its_role_answer_connects_at_once() {
             | Action::PollRole { op, .. } = a
             {
                 attempts += 1;
-                h.node_reply(op, Err("connection refused".into()));
+                h.node_reply(op, Err("connection refused"));
             }
         }
         pending = h.actions();
