@@ -528,6 +528,26 @@ pub fn explain(
                         "replica": replica.map(|r| r.to_string()) }),
             )
         }
+        Ok(SentinelMessage::Replicas {
+            service: s,
+            master,
+            replica,
+            ..
+        }) => {
+            if other(&s) {
+                return None;
+            }
+            (
+                "replicas",
+                format!(
+                    "{replica} is a replica of {master} now: the core asks the sentinels for \
+                     the replicas again and keeps one idle connection to each (Sentinel closes \
+                     a replica's connections when it promotes it)"
+                ),
+                json!({ "service": s, "master": master.to_string(),
+                        "replica": replica.to_string() }),
+            )
+        }
         Ok(_) => {
             if payload_service(payload).is_some_and(other) {
                 return None;

@@ -64,6 +64,17 @@ pub enum Action {
         /// The master name.
         service: String,
     },
+    /// Ask the sentinel `SENTINEL REPLICAS <service>`; report as [`Input::SentinelReply`]. The
+    /// core watches the replicas it lists ([`Action::Watch`]). Bound it with `query_timeout`
+    /// in the runtime; a newer query is sent only after this one's report.
+    QueryReplicas {
+        /// Correlation id.
+        op: OpId,
+        /// The sentinel to ask.
+        sentinel: Addr,
+        /// The master name.
+        service: String,
+    },
     /// Send `ROLE` to the data node (a short-lived or cached probe connection, never the
     /// application's); report as [`Input::NodeReply`]. The core times it out
     /// after `connect_timeout`; the runtime should bound it the same way so tasks end.
@@ -73,13 +84,13 @@ pub enum Action {
         /// The data node.
         node: Addr,
     },
-    /// Watch a failover candidate: open a connection to the data node (like a probe, never the
-    /// application's), send `ROLE` and report the reply (or the failure) with
-    /// [`Input::NodeReply`]; then keep that connection open, sending nothing, and report
-    /// [`Input::WatchClosed`] when it closes. Sentinel closes every
-    /// client connection of the replica it promotes, so the closing announces the promotion
-    /// with one connection per process instead of a `ROLE` poll every few milliseconds. Close
-    /// it on [`Action::Unwatch`].
+    /// Watch a replica of the master in use, or a failover candidate: open a connection to the
+    /// data node (like a probe, never the application's), send `ROLE` and report the reply (or
+    /// the failure) as [`Input::NodeReply`]; then keep that connection open, sending nothing,
+    /// and report [`Input::WatchClosed`] when it closes. Sentinel closes every client
+    /// connection of the replica it promotes, so the closing announces the promotion with one
+    /// idle connection per replica and process, whoever leads the failover, instead of a
+    /// `ROLE` poll every few milliseconds. Close it on [`Action::Unwatch`].
     Watch {
         /// Correlation id of the `ROLE` reply and of the closing.
         op: OpId,

@@ -83,6 +83,7 @@ pub struct Config {
     pub(crate) max_sentinels: usize,
     pub(crate) forget_sentinel_after: Duration,
     pub(crate) jitter_seed: Option<u64>,
+    pub(crate) watch_replicas: bool,
 }
 
 impl Config {
@@ -159,6 +160,7 @@ impl Default for ConfigBuilder {
                 max_sentinels: 32,
                 forget_sentinel_after: Duration::from_secs(300),
                 jitter_seed: None,
+                watch_replicas: true,
             },
         }
     }
@@ -235,6 +237,15 @@ settings! {
     /// without a successful subscription is forgotten (its listener stops); it is learned
     /// again if a sentinel still lists it. Default 300 s.
     forget_sentinel_after: Duration,
+    /// Keep one idle connection to every replica of the master in use (the sentinels'
+    /// `SENTINEL REPLICAS` list, asked again after each switch and when the sentinels announce a
+    /// change). Sentinel closes a replica's client connections when it promotes it, so a
+    /// promotion fences within one round trip of it even when no sentinel's event is heard
+    /// (its leader restarted, partitioned from this process, or its listener reconnecting).
+    /// A closing that was not a promotion (a replica restarted, re-pointed, or a server
+    /// `timeout` on idle clients) fences for one `ROLE` round trip. Costs one connection per
+    /// replica and no command at rest. Default true.
+    watch_replicas: bool,
     /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
     /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
     /// process, so a fleet never retries in lockstep (the core itself, which never draws
@@ -288,6 +299,7 @@ impl ConfigBuilder {
             "early_fencing" => c.early_fencing = setting::boolean(field, v)?,
             "drain" => c.drain = setting::boolean(field, v)?,
             "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
+            "watch_replicas" => c.watch_replicas = setting::boolean(field, v)?,
             "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
             "max_sentinels" => {
                 c.max_sentinels = v

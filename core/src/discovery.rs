@@ -207,6 +207,7 @@ impl Core {
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
         } else if let Some(master) = round.older {
+            self.check_stale(&master);
             DiscoveryError::StaleAnswer { master }
         } else if !round.unknown.is_empty() {
             DiscoveryError::MasterNameUnknown {
@@ -240,6 +241,43 @@ impl Core {
 
     pub(crate) fn discovery_retry_due(&mut self, now: Instant) {
         if let Discovery::Waiting { path, verify } = self.discovery {
+            self.start_round(path, verify, now);
+        }
+    }
+
+    /// The sentinels name `named`, which the core took for replaced at an unknown epoch (the
+    /// switch that replaced it had no epoch: a replica's watch saw the promotion). The master
+    /// in use tells: if it replicates from `named` now, a newer configuration made it so.
+    fn check_stale(&mut self, named: &Addr) {
+        if self.stale_check.is_some() || !self.epochs.replaced_at_unknown(named) {
+            return;
+        }
+        let Some(in_use) = self.master.clone() else {
+            return;
+        };
+        let op = self.op();
+        self.stale_check = Some((op, named.clone()));
+        self.push_action(Action::PollRole { op, node: in_use });
+    }
+
+    /// The master in use answered the stale check: replicating from the master the sentinels
+    /// name proves their answer newer (Sentinel reconfigures a deposed master as a replica of
+    /// the master of its newest configuration), so it is believed from now on, and asked for
+    /// again at once.
+    pub(crate) fn stale_check_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
+        let Some((_, named)) = self.stale_check.take() else {
+            return;
+        };
+        let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
+        let Ok(Role::Replica { master: Some(of) }) = role else {
+            return;
+        };
+        if self.cfg.nat.map(&of) != named {
+            return;
+        }
+        self.epochs.overruled(&named);
+        if let Discovery::Waiting { path, verify } = self.discovery {
+            self.timers.cancel(TimerReason::DiscoveryRetry);
             self.start_round(path, verify, now);
         }
     }

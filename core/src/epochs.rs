@@ -49,6 +49,11 @@ pub(crate) struct Epochs {
 }
 
 impl Epochs {
+    /// The lowest epoch a configuration newer than the one in use can have.
+    pub(crate) fn above_in_use(&self) -> u64 {
+        self.lo.saturating_add(1)
+    }
+
     /// The exact epoch of the master in use, when known.
     pub(crate) fn in_use(&self) -> Option<u64> {
         (self.hi == Some(self.lo)).then_some(self.lo)
@@ -126,6 +131,18 @@ impl Epochs {
             Known::Announced(None) => false,
             Known::Unknown => self.maybe_older(addr, in_use),
         }
+    }
+
+    /// Whether `addr` was replaced at an epoch the core does not know (any answer naming it is
+    /// taken for older).
+    pub(crate) fn replaced_at_unknown(&self, addr: &Addr) -> bool {
+        self.replaced.get(addr).is_some_and(Option::is_none)
+    }
+
+    /// The master in use replicates from `addr`: a configuration newer than the one in use
+    /// names it, so it is no longer taken for replaced.
+    pub(crate) fn overruled(&mut self, addr: &Addr) {
+        self.replaced.remove(addr);
     }
 
     /// A sentinel named the master in use at `config_epoch`: the configurations it

@@ -21,6 +21,9 @@ pub enum DetectionPath {
     ListenerReconnect,
     /// An error the application saw on the master connection (`READONLY`, I/O, timeout).
     AppError,
+    /// A watched replica of the master in use closed its connections, as Sentinel does when it
+    /// promotes it, and its `ROLE` then said master: no sentinel's event was needed.
+    ReplicaWatch,
 }
 
 impl fmt::Display for DetectionPath {
@@ -32,6 +35,7 @@ impl fmt::Display for DetectionPath {
             DetectionPath::Poll => "poll",
             DetectionPath::ListenerReconnect => "listener-reconnect",
             DetectionPath::AppError => "app-error",
+            DetectionPath::ReplicaWatch => "replica-watch",
         })
     }
 }

@@ -18,6 +18,9 @@ struct Failing {
     /// the core learns one: a sentinel's epoch only grows, so any epoch it announces later
     /// bounds its earlier messages).
     epochs: BTreeMap<Addr, Option<u64>>,
+    /// A watch saw the promotion itself: its epoch has no known upper bound, so no answer
+    /// supersedes it until it expires.
+    seen: bool,
 }
 
 /// Failovers announced recently.
@@ -65,6 +68,7 @@ impl History {
             since: now,
             candidate: None,
             epochs: BTreeMap::new(),
+            seen: false,
         });
         entry.since = now;
         let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
@@ -72,6 +76,20 @@ impl History {
         if let Some(c) = candidate.filter(|_| signal == Signal::Candidate) {
             entry.candidate = Some((c.clone(), tag));
         }
+    }
+
+    /// A watch saw `candidate`, a replica of `master`, promoted by a configuration of an epoch
+    /// at least `floor` (newer than the one in use, whose epoch is below it).
+    pub(crate) fn promoted(&mut self, master: &Addr, candidate: &Addr, floor: u64, now: Instant) {
+        let entry = self.failing.entry(master.clone()).or_insert(Failing {
+            since: now,
+            candidate: None,
+            epochs: BTreeMap::new(),
+            seen: true,
+        });
+        entry.since = now;
+        entry.seen = true;
+        entry.candidate = Some((candidate.clone(), Some(floor)));
     }
 
     /// `sentinel` announced its epoch: it bounds the epochs of its earlier messages.
@@ -91,7 +109,7 @@ impl History {
         self.failing.get(addr).is_some_and(|f| {
             now.saturating_duration_since(f.since) < self.failing_ttl
                 && !config_epoch
-                    .is_some_and(|e| f.epochs.values().all(|b| b.is_some_and(|b| b < e)))
+                    .is_some_and(|e| !f.seen && f.epochs.values().all(|b| b.is_some_and(|b| b < e)))
         })
     }
 

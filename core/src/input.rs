@@ -41,8 +41,9 @@ pub enum Input {
         /// Why.
         error: IoError,
     },
-    /// A sentinel answered an [`crate::Action::QueryMaster`] or [`crate::Action::QuerySentinels`]
-    /// (server errors are replies: [`Reply::Error`]), or the query failed.
+    /// A sentinel answered an [`crate::Action::QueryMaster`], [`crate::Action::QuerySentinels`]
+    /// or [`crate::Action::QueryReplicas`] (server errors are replies: [`Reply::Error`]), or
+    /// the query failed.
     SentinelReply {
         /// The query.
         op: OpId,

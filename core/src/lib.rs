@@ -37,6 +37,7 @@ mod signals;
 pub mod sim;
 mod switch;
 mod timers;
+mod watches;
 
 pub use action::{Action, OpId, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};

@@ -244,6 +244,12 @@ impl Core {
                 replica,
                 ..
             } => self.on_failover_signal(signal, channel, master, replica, &sentinel, tag, now),
+            // The replicas to watch changed: ask for them again.
+            Message::Replicas { master, .. } if self.master.as_ref() == Some(&master) => {
+                self.query_replicas();
+                Ok(())
+            }
+            Message::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
         };
         if let Err(reason) = outcome {
             self.emit(ignored(reason));

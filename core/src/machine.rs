@@ -17,6 +17,7 @@ use crate::reply::Reply;
 use crate::rng::Rng;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
+use crate::watches::Watches;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,9 @@ pub struct Core {
     pub(crate) discovery_backoff: Backoff,
     /// A `ROLE` probe of the master in use (steady-state verification), if any.
     pub(crate) verify_probe: Option<(OpId, Addr)>,
+    /// A `ROLE` probe of the master in use after the sentinels named a master the core took
+    /// for replaced (its bound unknown), and that master.
+    pub(crate) stale_check: Option<(OpId, Addr)>,
     /// A `SENTINEL SENTINELS` query in flight, and the index of the sentinel asked.
     pub(crate) refresh: Option<(OpId, usize)>,
     /// Failovers announced recently (masters failing over, their candidates).
@@ -81,9 +85,8 @@ pub struct Core {
     /// `Connect` ops whose result is still outstanding (so a late success is discarded).
     pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
-    /// The watch connection on the switch's candidate: its op, node, and whether its `ROLE`
-    /// answered (the connection is open and its closing means a promotion).
-    pub(crate) watch: Option<(OpId, Addr)>,
+    /// Watch connections: on the replicas of the master in use and on the switch's candidate.
+    pub(crate) watches: Watches,
     /// Jitter for every backoff and poll delay, seeded from the configuration.
     pub(crate) rng: Rng,
     pub(crate) ready: bool,
@@ -116,11 +119,12 @@ impl Core {
             discovery: Discovery::Idle,
             discovery_backoff,
             verify_probe: None,
+            stale_check: None,
             refresh: None,
             history: History::new(cfg.fence_timeout),
             open_connects: BTreeSet::new(),
             last_discovery_error: None,
-            watch: None,
+            watches: Watches::default(),
             rng: Rng::new(cfg.jitter_seed.unwrap_or(0)),
             ready: false,
             stopped: false,
@@ -217,9 +221,11 @@ impl Core {
                 TimerReason::DiscoveryRetry => self.discovery_retry_due(now),
                 TimerReason::PeriodicCheck => self.periodic_check_due(now),
                 TimerReason::Listener(i) => self.listener_timer(i, now),
+                // The epilogue opens the watches due.
+                TimerReason::WatchRetry => {}
             }
         }
-        self.after_input();
+        self.after_input(now);
     }
 
     /// Handles one input: a completion of an action, a listener message, or an error the
@@ -242,7 +248,9 @@ impl Core {
             Input::ListenerFailed { op, error } => self.listener_failed(op, error.message(), now),
             Input::SentinelReply { op, reply } => {
                 let reply = reply.map_err(String::from);
-                if self.refresh.is_some_and(|(r, _)| r == op) {
+                if self.is_replicas_query(op) {
+                    self.replicas_reply(reply);
+                } else if self.refresh.is_some_and(|(r, _)| r == op) {
                     let from = self.refresh.take().map(|(_, from)| from);
                     self.sentinels_reply(from, reply, now);
                 } else {
@@ -258,7 +266,7 @@ impl Core {
             Input::Paused { op } => self.workers_paused(op, now),
             Input::AppError { node, kind } => self.app_error(&node, kind, now),
         }
-        self.after_input();
+        self.after_input(now);
     }
 
     /// A data node answered a `ROLE` (or the attempt failed).
@@ -269,17 +277,19 @@ impl Core {
         was_connect: bool,
         now: Instant,
     ) {
-        if self.watch.as_ref().is_some_and(|(w, _)| *w == op) && reply.is_err() {
-            // The watch connection could not be opened, or it was closed before its `ROLE`
-            // answer: by the promotion itself (Sentinel closes every client connection of the
-            // replica it promotes), or the candidate is down. Connect at once: the `ROLE`
-            // reply of that connection decides.
-            self.watch = None;
-            if self
-                .switch
-                .as_ref()
-                .is_some_and(|sw| sw.candidate_poll == Some(op))
-            {
+        let polled = self
+            .switch
+            .as_ref()
+            .is_some_and(|sw| sw.candidate_poll == Some(op));
+        if self.watch_answered(op, &reply, now).is_some() {
+            if !polled {
+                return; // a replica's watch
+            }
+            if reply.is_err() {
+                // The candidate's watch could not be opened, or it was closed before its
+                // `ROLE` answer: by the promotion itself (Sentinel closes every client
+                // connection of the replica it promotes), or the candidate is down. Connect
+                // at once: the `ROLE` reply of that connection decides.
                 return self.candidate_watch_closed(now);
             }
         }
@@ -290,6 +300,8 @@ impl Core {
             }
         } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply, now);
+        } else if self.stale_check.as_ref().is_some_and(|(p, _)| *p == op) {
+            self.stale_check_reply(reply, now);
         } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
             // A prepared connection nobody waits for any more.
             self.push_action(Action::Discard { op });
@@ -297,14 +309,20 @@ impl Core {
     }
 
     /// The server closed the watch connection `op` (or it broke). Sentinel closes every client
-    /// connection of the replica it promotes, so this usually means the candidate was just
-    /// promoted: its `ROLE` is asked at once.
+    /// connection of the replica it promotes or re-points: the candidate's closing means it
+    /// was just promoted (its `ROLE` is asked at once); an unexpected closing of a replica of
+    /// the master in use fences and asks its `ROLE` (see `watches`).
     fn watch_closed(&mut self, op: OpId, now: Instant) {
-        if self.watch.as_ref().is_none_or(|(w, _)| *w != op) {
+        let Some((watch, unexpected)) = self.watch_gone(op) else {
             return;
+        };
+        if self.is_candidate(&watch.node) {
+            return self.candidate_watch_closed(now);
         }
-        self.watch = None;
-        self.candidate_watch_closed(now);
+        self.rewatch_now(&watch.node);
+        if unexpected && self.cfg.watch_replicas {
+            let _ = self.replica_closed(watch.node, now);
+        }
     }
 
     fn app_error(&mut self, node: &Addr, kind: AppErrorKind, now: Instant) {
@@ -322,20 +340,11 @@ impl Core {
         }
     }
 
-    /// Closes the candidate's watch connection once the switch no longer waits for that
-    /// candidate (it was promoted, replaced, or the switch ended).
-    fn after_input(&mut self) {
-        let Some((op, node)) = &self.watch else {
-            return;
-        };
-        let wanted = self
-            .switch
-            .as_ref()
-            .is_some_and(|sw| sw.target.is_none() && sw.candidate.as_ref() == Some(node));
-        if !wanted && !self.stopped {
-            let op = *op;
-            self.watch = None;
-            self.push_action(Action::Unwatch { op });
+    /// The epilogue of every input: the watch connections follow what the switch and the
+    /// replica list want.
+    fn after_input(&mut self, now: Instant) {
+        if !self.stopped {
+            self.tend_watches(now);
         }
     }
 
@@ -411,6 +420,6 @@ impl Core {
         self.push_action(Action::Shutdown(shutdown));
         self.stopped = true;
         self.timers = Timers::default();
-        self.watch = None; // the runtime closes every connection at shutdown
+        self.watches.clear(); // the runtime closes every connection at shutdown
     }
 }

@@ -42,6 +42,16 @@ pub(crate) enum Message {
         /// The replica the event names, for replica-type payloads.
         replica: Option<Addr>,
     },
+    /// The replicas of a master changed (`+slave`, `+convert-to-slave`, `+fix-slave-config`,
+    /// `+slave-reconf-done`): a replica was found, converted or re-pointed.
+    Replicas {
+        channel: String,
+        service: String,
+        /// The master whose replicas changed.
+        master: Addr,
+        /// The replica the event names.
+        replica: Addr,
+    },
 }
 
 impl Message {
@@ -49,9 +59,9 @@ impl Message {
     /// concern every service of the sentinel.
     pub(crate) fn service(&self) -> Option<&str> {
         match self {
-            Message::SwitchMaster { service, .. } | Message::Failover { service, .. } => {
-                Some(service)
-            }
+            Message::SwitchMaster { service, .. }
+            | Message::Failover { service, .. }
+            | Message::Replicas { service, .. } => Some(service),
             Message::Epoch { .. } => None,
         }
     }
@@ -76,6 +86,17 @@ impl Message {
                 service,
                 master: nat.map(&master),
                 replica: replica.map(|r| nat.map(&r)),
+            },
+            Message::Replicas {
+                channel,
+                service,
+                master,
+                replica,
+            } => Message::Replicas {
+                channel,
+                service,
+                master: nat.map(&master),
+                replica: nat.map(&replica),
             },
             epoch @ Message::Epoch { .. } => epoch,
         }
@@ -110,12 +131,21 @@ fn classify(channel: &str) -> Option<Signal> {
     }
 }
 
+/// The channels that announce a change of a master's replicas.
+fn replicas_changed(channel: &str) -> bool {
+    matches!(
+        channel,
+        "+slave" | "+convert-to-slave" | "+fix-slave-config" | "+slave-reconf-done"
+    )
+}
+
 /// Parses a sentinel pub/sub message. `Ok(None)` for channels the failover logic does not use
-/// (`+sdown`, `+new-epoch`, hello messages, ...).
+/// (`+sdown`, hello messages, ...).
 pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Message>, Malformed> {
     let channel = std::str::from_utf8(channel).map_err(|_| malformed("channel is not UTF-8"))?;
     let epoch_channel = matches!(channel, "+new-epoch" | "+vote-for-leader");
-    if channel != "+switch-master" && !epoch_channel && classify(channel).is_none() {
+    let replicas = replicas_changed(channel);
+    if channel != "+switch-master" && !epoch_channel && !replicas && classify(channel).is_none() {
         return Ok(None);
     }
     let payload = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
@@ -130,8 +160,24 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
     if channel == "+switch-master" {
         return parse_switch_master(&tokens).map(Some);
     }
+    let (service, master, replica) = parse_instance_payload(channel, &tokens)?;
+    if replicas {
+        let replica = replica.ok_or_else(|| malformed(format!("{channel} names no replica")))?;
+        return Ok(Some(Message::Replicas {
+            channel: channel.to_owned(),
+            service,
+            master,
+            replica,
+        }));
+    }
     let signal = classify(channel).ok_or_else(|| malformed("unreachable channel"))?;
-    parse_instance_payload(signal, channel, &tokens).map(Some)
+    Ok(Some(Message::Failover {
+        signal,
+        channel: channel.to_owned(),
+        service,
+        master,
+        replica,
+    }))
 }
 
 /// Whether a sentinel pub/sub message may matter to a core that watches `service`: `false` for
@@ -185,7 +231,20 @@ pub enum SentinelMessage {
         /// The replica the event names, for replica-type payloads.
         replica: Option<Addr>,
     },
-    /// A channel the core does not act on (`+sdown`, `+reboot`, `+slave`, `+tilt`, ...).
+    /// The replicas of a master changed (`+slave`, `+convert-to-slave`, `+fix-slave-config`,
+    /// `+slave-reconf-done`): the core asks the sentinels for the replicas again, to watch
+    /// them.
+    Replicas {
+        /// The channel, e.g. `+slave`.
+        channel: String,
+        /// The master name.
+        service: String,
+        /// The master whose replicas changed.
+        master: Addr,
+        /// The replica the event names.
+        replica: Addr,
+    },
+    /// A channel the core does not act on (`+sdown`, `+reboot`, `+tilt`, ...).
     Unused,
 }
 
@@ -220,6 +279,17 @@ impl From<Signal> for FailoverSignal {
 pub fn decode_message(channel: &[u8], payload: &[u8]) -> Result<SentinelMessage, String> {
     Ok(match parse_message(channel, payload).map_err(|e| e.0)? {
         None => SentinelMessage::Unused,
+        Some(Message::Replicas {
+            channel,
+            service,
+            master,
+            replica,
+        }) => SentinelMessage::Replicas {
+            channel,
+            service,
+            master,
+            replica,
+        },
         Some(Message::SwitchMaster { service, old, new }) => {
             SentinelMessage::SwitchMaster { service, old, new }
         }
@@ -259,26 +329,20 @@ fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
     })
 }
 
-/// Parses Sentinel's `%@` instance format:
-/// `master <name> <ip> <port> [extra..]` or
+/// Parses Sentinel's `%@` instance format into the service, its master and the replica it
+/// names: `master <name> <ip> <port> [extra..]` or
 /// `<type> <name> <ip> <port> @ <master-name> <master-ip> <master-port>`.
 fn parse_instance_payload(
-    signal: Signal,
     channel: &str,
     tokens: &[&str],
-) -> Result<Message, Malformed> {
+) -> Result<(String, Addr, Option<Addr>), Malformed> {
     let kind = tokens.first().copied().unwrap_or_default();
-    let failover = |service: &str, master: Addr, replica: Option<Addr>| Message::Failover {
-        signal,
-        channel: channel.to_owned(),
-        service: service.to_owned(),
-        master,
-        replica,
-    };
     match kind {
-        "master" if tokens.len() >= 4 => Ok(failover(tokens[1], addr(tokens[2], tokens[3])?, None)),
-        "slave" | "replica" if tokens.len() >= 8 && tokens[4] == "@" => Ok(failover(
-            tokens[5],
+        "master" if tokens.len() >= 4 => {
+            Ok((tokens[1].to_owned(), addr(tokens[2], tokens[3])?, None))
+        }
+        "slave" | "replica" if tokens.len() >= 8 && tokens[4] == "@" => Ok((
+            tokens[5].to_owned(),
             addr(tokens[6], tokens[7])?,
             Some(addr(tokens[2], tokens[3])?),
         )),
@@ -356,6 +420,34 @@ pub(crate) fn parse_sentinels_reply(reply: &Reply) -> Result<Vec<Addr>, Malforme
         Reply::Error(e) => Err(malformed(format!("SENTINEL SENTINELS failed: {e}"))),
         other => Err(malformed(format!(
             "SENTINEL SENTINELS replied {}",
+            describe(other)
+        ))),
+    }
+}
+
+/// A replica as `SENTINEL REPLICAS <name>` lists it (announced, before any NAT map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplicaInfo {
+    pub(crate) addr: Addr,
+    /// Neither `s_down`, `o_down` nor `disconnected`.
+    pub(crate) healthy: bool,
+}
+
+/// Parses the reply to `SENTINEL REPLICAS <name>`. Entries that cannot be understood are
+/// skipped; a reply that is not a list is an error.
+pub(crate) fn parse_replicas_reply(reply: &Reply) -> Result<Vec<ReplicaInfo>, Malformed> {
+    match reply {
+        Reply::Array(entries) => Ok(entries
+            .iter()
+            .filter_map(|e| SentinelEntry::parse(e).ok())
+            .map(|e| ReplicaInfo {
+                healthy: e.is_healthy(),
+                addr: e.announced,
+            })
+            .collect()),
+        Reply::Error(e) => Err(malformed(format!("SENTINEL REPLICAS failed: {e}"))),
+        other => Err(malformed(format!(
+            "SENTINEL REPLICAS replied {}",
             describe(other)
         ))),
     }

@@ -128,6 +128,10 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return Ok(());
         };
+        if sw.failing.as_ref() == Some(&master) {
+            // A sentinel announced this failover: a fence begun on a replica's closing stays.
+            sw.watch_only = false;
+        }
         match replica {
             Some(c)
                 if signal == Signal::Candidate
@@ -144,6 +148,7 @@ impl Core {
                 }
                 sw.candidate = Some(c.clone());
                 sw.candidate_epoch = Known::Announced(tag);
+                sw.candidate_from_watch = false;
                 sw.candidate_poll = None;
                 self.timers.cancel(TimerReason::RolePoll);
                 self.emit(Event::CandidateNamed {
@@ -180,6 +185,8 @@ impl Core {
         sw.lifting = None;
         sw.candidate = None;
         sw.candidate_poll = None;
+        sw.candidate_from_watch = false;
+        sw.watch_only = false;
         sw.connect = None;
         sw.speculative = false;
         sw.probe = None;
@@ -206,7 +213,7 @@ impl Core {
     /// The failover was aborted (or the fence timed out). If a candidate was named, poll it
     /// once more (a late abort must not undo a promotion); then re-verify the master in use and
     /// lift the fence if it still is master.
-    fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
+    pub(crate) fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
         let Some(sw) = self.switch.as_mut() else {
             return Err(IgnoreReason::Duplicate);
         };

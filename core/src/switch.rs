@@ -59,6 +59,15 @@ pub(crate) struct Switch {
     pub(crate) speculative: bool,
     /// A `ROLE` check of `target` when it is the master already in use.
     pub(crate) probe: Option<(OpId, Addr)>,
+    /// Fenced on a replica's closing alone (no sentinel announced a failover of the master
+    /// yet): a candidate that is not master lifts the fence.
+    pub(crate) watch_only: bool,
+    /// The candidate was found by its watch closing, not named by a sentinel: one that is not
+    /// master is dropped, not polled again.
+    pub(crate) candidate_from_watch: bool,
+    /// That candidate already answered once that it is not master: a second answer, on a
+    /// watch connection, lets it go.
+    pub(crate) denied: bool,
     /// The connection being activated, its node and the replication offset its `ROLE` said.
     pub(crate) activating: Option<(OpId, Addr, Option<u64>)>,
     pub(crate) pause: Pause,
@@ -92,6 +101,9 @@ impl Switch {
             connect: None,
             speculative: false,
             probe: None,
+            watch_only: false,
+            candidate_from_watch: false,
+            denied: false,
             activating: None,
             pause,
         }
@@ -100,6 +112,15 @@ impl Switch {
     /// Startup: find the first master; nothing to pause.
     pub(crate) fn startup(now: Instant) -> Self {
         Self::new(DetectionPath::Startup, None, None, Pause::NotNeeded, now)
+    }
+
+    /// The path a promoted candidate is reported with: the replica watch when the switch began
+    /// with a replica's closing, else the early signal.
+    pub(crate) fn promotion_path(&self) -> DetectionPath {
+        match self.path {
+            DetectionPath::ReplicaWatch => DetectionPath::ReplicaWatch,
+            _ => DetectionPath::EarlySignal,
+        }
     }
 }
 
@@ -274,7 +295,10 @@ impl Core {
             Known::Exact(e) => !self.history.is_failing(&addr, Some(e), now),
             Known::Announced(_) | Known::Unknown => false,
         };
-        if sw.target.is_some() || (sw.early && failing == Some(&addr) && !superseded) {
+        // A fence on a replica's closing alone waits for that replica's answer: sentinels that
+        // still name the master in use may not have heard of its promotion yet.
+        let waiting = !superseded || sw.watch_only;
+        if sw.target.is_some() || (sw.early && failing == Some(&addr) && waiting) {
             return self.drive_switch(now);
         }
         if self.follow_failover(&addr, epoch, &sentinel, now) {
@@ -303,7 +327,7 @@ impl Core {
             match role() {
                 Ok(Role::Master) => {
                     if speculative {
-                        self.adopt_candidate(target.clone());
+                        self.adopt_candidate(target.clone(), now);
                     }
                     let Some(sw) = self.switch.as_mut() else {
                         return true;
@@ -340,10 +364,7 @@ impl Core {
                         self.push_action(Action::Discard { op });
                     }
                     if speculative {
-                        // Not promoted (yet), or unreachable: back to polling (and watching) it
-                        // at the poll interval.
-                        let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
-                        self.timers.set(TimerReason::RolePoll, after(now, next));
+                        self.candidate_not_promoted(target, other, now);
                     } else {
                         self.verification_failed(target, describe(other), now);
                     }
@@ -367,18 +388,17 @@ impl Core {
             sw.candidate_poll = None;
             match (role(), sw.candidate.clone()) {
                 (Ok(Role::Master), Some(candidate)) => {
-                    let sentinel = sw.sentinel.clone();
-                    let epoch = sw.candidate_epoch;
-                    self.set_target(candidate, epoch, DetectionPath::EarlySignal, sentinel, now);
+                    let (sentinel, epoch, path) =
+                        (sw.sentinel.clone(), sw.candidate_epoch, sw.promotion_path());
+                    self.note_watched_promotion(&candidate, now);
+                    self.set_target(candidate, epoch, path, sentinel, now);
                 }
                 _ if sw.lifting.is_some() => {
                     sw.candidate = None;
                     self.lift_to_master(now);
                 }
-                _ => {
-                    let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
-                    self.timers.set(TimerReason::RolePoll, after(now, next));
-                }
+                (other, Some(candidate)) => self.candidate_not_promoted(candidate, other, now),
+                (_, None) => {}
             }
             return true;
         }
@@ -417,8 +437,8 @@ impl Core {
         let speculative = std::mem::take(&mut sw.speculative);
         if let Some((_, node)) = sw.connect.take() {
             if speculative {
-                let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
-                return self.timers.set(TimerReason::RolePoll, after(now, next));
+                let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+                return self.candidate_not_promoted(node, Err(reason), now);
             }
             let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
             self.verification_failed(node, reason, now);
@@ -452,14 +472,10 @@ impl Core {
             .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
         // While no watch connection is open on the candidate, each poll opens one: its `ROLE`
         // reply is the poll, and its closing announces the promotion.
-        if self.watch.as_ref().is_some_and(|(_, n)| *n == node) {
+        if self.watches.answered_on(&node).is_some() {
             self.push_action(Action::PollRole { op, node });
         } else {
-            if let Some((old, _)) = self.watch.take() {
-                self.push_action(Action::Unwatch { op: old });
-            }
-            self.watch = Some((op, node.clone()));
-            self.push_action(Action::Watch { op, node });
+            self.open_watch(op, node);
         }
     }
 
@@ -495,9 +511,57 @@ impl Core {
         });
     }
 
+    /// The candidate's `ROLE` (asked when its watch closed, or polled) is not master, or it
+    /// could not be asked. A candidate only a watch's closing named is let go once it
+    /// answered otherwise twice, or stayed unreachable for `connect_timeout` since the fence
+    /// (a replica restarted or killed, not promoted: a promoted one answers): a fence on that
+    /// closing alone is lifted, one the sentinels announced goes on without it. One that
+    /// answers it replicates from another listed replica than the master in use was re-pointed
+    /// by a failover to that replica, which becomes the candidate. Until then, and for a
+    /// candidate a sentinel named, it is polled again at the poll interval (and watched).
+    fn candidate_not_promoted(&mut self, node: Addr, answer: Result<Role, String>, now: Instant) {
+        if let Ok(Role::Replica { master: Some(of) }) = &answer {
+            let of = self.cfg.nat.map(of);
+            if self.master.as_ref() != Some(&of)
+                && self.is_listed_replica(&of)
+                && let Some(sw) = self.switch.as_mut()
+                && sw.candidate_from_watch
+            {
+                sw.candidate = Some(of);
+                sw.denied = false;
+                self.timers.cancel(TimerReason::RolePoll);
+                return self.role_poll_due(now);
+            }
+        }
+        let asked = answer.is_ok();
+        let why = describe(answer);
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        if asked && sw.candidate_from_watch && !std::mem::replace(&mut sw.denied, true) {
+            // Once more, on a watch connection of its own (the first answer came on the
+            // connection opened for the switch), before letting it go.
+            self.timers.cancel(TimerReason::RolePoll);
+            return self.role_poll_due(now);
+        }
+        let given_up =
+            asked || now.saturating_duration_since(sw.started) >= self.cfg.connect_timeout;
+        if !(sw.candidate_from_watch && given_up) {
+            let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
+            return self.timers.set(TimerReason::RolePoll, after(now, next));
+        }
+        sw.candidate = None;
+        sw.candidate_from_watch = false;
+        if std::mem::take(&mut sw.watch_only) {
+            let reason = format!("replica {node} closed its connections but is not master: {why}");
+            let _ = self.lift_fence(reason, now);
+        }
+    }
+
     /// The candidate a speculative connection found promoted becomes the target (what a
     /// promoted `ROLE` poll does, the connection already open).
-    fn adopt_candidate(&mut self, candidate: Addr) {
+    fn adopt_candidate(&mut self, candidate: Addr, now: Instant) {
+        self.note_watched_promotion(&candidate, now);
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
@@ -505,7 +569,7 @@ impl Core {
         sw.target_epoch = sw.candidate_epoch;
         sw.last_target = Some(candidate.clone());
         sw.early = false;
-        let (path, sentinel) = (DetectionPath::EarlySignal, sw.sentinel.clone());
+        let (path, sentinel) = (sw.promotion_path(), sw.sentinel.clone());
         for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
             self.timers.cancel(t);
         }
@@ -516,6 +580,21 @@ impl Core {
                 sentinel,
                 path,
             });
+        }
+    }
+
+    /// A candidate found by its watch closing says master: a promotion of a replica of the
+    /// master in use, by a configuration newer than the one in use. Remembered as a failover
+    /// of that master, so that sentinels still naming it (they learn of the promotion about a
+    /// second later) are not believed while it counts.
+    fn note_watched_promotion(&mut self, candidate: &Addr, now: Instant) {
+        let Some(sw) = self.switch.as_ref() else {
+            return;
+        };
+        let failing = sw.failing.clone().or_else(|| self.master.clone());
+        if let (true, Some(failing)) = (sw.candidate_from_watch, failing) {
+            let floor = self.epochs.above_in_use();
+            self.history.promoted(&failing, candidate, floor, now);
         }
     }
 
@@ -551,6 +630,9 @@ impl Core {
         let old = self.master.replace(node.clone());
         if let Some(old) = &old {
             self.history.moved(old, &node);
+        }
+        if old.as_ref() != Some(&node) {
+            self.forget_replicas();
         }
         let lost = self.offsets.activated(old.as_ref(), &node, offset);
         self.emit(Event::AfterReset { old, new: node });
@@ -593,6 +675,8 @@ impl Core {
             self.timers.cancel(t);
         }
         self.push_action(Action::Resume);
+        // The replicas of the master in use, to watch (anew after a switch).
+        self.query_replicas();
         // A discovery started or scheduled while looking for this master is moot now (a late
         // reply is ignored by its id).
         if !matches!(self.discovery, crate::discovery::Discovery::Idle) {

@@ -28,6 +28,8 @@ pub enum TimerReason {
     /// Listener `n` (index into the sentinel table) needs attention: reconnect after backoff,
     /// health-check ping, or ping timeout.
     Listener(usize),
+    /// A replica whose watch failed may be watched again.
+    WatchRetry,
 }
 
 /// Deadlines by reason; at most one per reason.

@@ -1,7 +1,9 @@
 //! Hand-written flows through the core: startup, a `+switch-master`, an early-signal switch,
 //! an aborted failover. They document the action sequence a runtime sees.
 
-use dramatiq_sentinel_core::{Action, Addr, Config, Core, Event, Input, IoError, OpId, Reply};
+use dramatiq_sentinel_core::{
+    Action, Addr, Config, Core, DetectionPath, Event, Input, IoError, OpId, Reply,
+};
 use std::time::{Duration, Instant};
 
 fn data(s: &str) -> Reply {
@@ -103,6 +105,7 @@ impl Harness {
 
 fn config() -> Config {
     Config::builder()
+        .watch_replicas(false) // flows with replica watches are at the end
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -157,6 +160,9 @@ fn start(h: &mut Harness) -> Vec<OpId> {
     };
     assert_eq!(*node, Addr::new("127.0.0.1", 7000));
     h.activated(*op);
+    if h.core.config().watch_replicas() {
+        return listeners; // `start_watching` goes on
+    }
     assert_eq!(h.actions(), vec![Action::Resume]);
     assert!(h.events.iter().any(|e| matches!(e, Event::Ready { .. })));
     assert_eq!(h.core.master(), Some(&Addr::new("127.0.0.1", 7000)));
@@ -168,6 +174,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
 /// flight are done.
 fn switch_master_flow(drain: bool) {
     let cfg = Config::builder()
+        .watch_replicas(false) // flows with replica watches are at the end
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -457,6 +464,7 @@ fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
 /// the harness and the learned sentinels' listener ops.
 fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId, Addr)>) {
     let cfg = Config::builder()
+        .watch_replicas(false) // flows with replica watches are at the end
         .sentinels(["127.0.0.1:26379"])
         .service_name("svc")
         .max_sentinels(max_sentinels)
@@ -869,4 +877,224 @@ fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
             None => assert!(reported.is_empty(), "{reported:?}"),
         }
     }
+}
+
+fn replicas_reply(ports: &[u16]) -> Reply {
+    Reply::Array(
+        ports
+            .iter()
+            .map(|p| {
+                Reply::Array(vec![
+                    data("ip"),
+                    data("127.0.0.1"),
+                    data("port"),
+                    data(&p.to_string()),
+                    data("flags"),
+                    data("slave"),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `ROLE` of a replica of the node on `port`.
+fn replica_of(port: u16) -> Reply {
+    Reply::Array(vec![
+        data("slave"),
+        data("127.0.0.1"),
+        Reply::Int(i64::from(port)),
+        data("connected"),
+        Reply::Int(0),
+    ])
+}
+
+/// Startup with replica watches (the default): after `Resume`, the replicas are asked for and
+/// each is watched; every watch answers that it replicates from the master in use. Returns the
+/// watch of each replica, by port.
+fn start_watching(h: &mut Harness, replicas: &[u16]) -> Vec<(u16, OpId)> {
+    start(h);
+    let a = h.actions();
+    let [
+        Action::Resume,
+        Action::QueryReplicas {
+            op,
+            sentinel,
+            service,
+        },
+    ] = a.as_slice()
+    else {
+        panic!("resume and a replicas query expected: {a:?}")
+    };
+    assert!(h.events.iter().any(|e| matches!(e, Event::Ready { .. })));
+    assert_eq!((sentinel.port(), service.as_str()), (26379, "svc"));
+    h.sentinel_reply(*op, Ok(replicas_reply(replicas)));
+    let watches: Vec<(u16, OpId)> = h
+        .actions()
+        .into_iter()
+        .map(|a| match a {
+            Action::Watch { op, node } => (node.port(), op),
+            other => panic!("a watch expected: {other:?}"),
+        })
+        .collect();
+    assert_eq!(watches.iter().map(|w| w.0).collect::<Vec<_>>(), replicas);
+    for (_, op) in &watches {
+        h.node_reply(*op, Ok(replica_of(7000)));
+    }
+    assert!(h.actions().is_empty(), "watches are silent");
+    watches
+}
+
+fn watching_config() -> Config {
+    Config::builder()
+        .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
+        .service_name("svc")
+        .refresh_sentinels(false)
+        .build()
+        .expect("valid")
+}
+
+/// A promotion no sentinel announced (its leader is not heard): Sentinel closes the promoted
+/// replica's connections, the watch's closing fences at once, a connection to the replica
+/// finds it master, and the switch completes on the replica-watch path.
+#[test]
+fn a_promotion_nobody_announced_is_fenced_at_the_replicas_closing() {
+    let mut h = Harness::new(watching_config());
+    let watches = start_watching(&mut h, &[7001, 7002]);
+    h.advance(1000);
+    h.watch_closed(watches[0].1);
+    let a = h.actions();
+    let [
+        Action::Fence,
+        Action::PollRole {
+            op: probe,
+            node: old,
+        },
+        Action::Connect { op: conn, node },
+    ] = a.as_slice()
+    else {
+        panic!("fence and connect expected: {a:?}")
+    };
+    assert_eq!((old.port(), node.port()), (7000, 7001));
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Fenced {
+            path: DetectionPath::ReplicaWatch,
+            sentinel: None,
+            ..
+        }
+    )));
+    h.node_reply(*probe, Ok(role(true)));
+    h.node_reply(*conn, Ok(role(true)));
+    let a = h.actions();
+    let [Action::Activate { op, node, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    assert_eq!(node.port(), 7001);
+    h.activated(*op);
+    let a = h.actions();
+    // Resumed; the old master's replicas are no longer watched, the new master's are asked for.
+    assert!(matches!(a.first(), Some(Action::Resume)), "{a:?}");
+    assert!(
+        a.iter().any(|a| matches!(a, Action::QueryReplicas { .. })),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|a| *a == Action::Unwatch { op: watches[1].1 }),
+        "{a:?}"
+    );
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::SwitchCompleted {
+            path: DetectionPath::ReplicaWatch,
+            ..
+        }
+    )));
+    assert_eq!(h.core.master(), Some(&Addr::new("127.0.0.1", 7001)));
+}
+
+/// A replica restarted (or its idle connection closed for another reason): the fence lasts
+/// until two answers say it still replicates from the master in use (the connection opened
+/// for the switch, then a new watch, which stays), then the master in use is verified and the
+/// fence lifted.
+#[test]
+fn a_replica_closing_without_a_promotion_lifts_the_fence() {
+    let mut h = Harness::new(watching_config());
+    let watches = start_watching(&mut h, &[7001]);
+    h.advance(1000);
+    h.watch_closed(watches[0].1);
+    let a = h.actions();
+    let [
+        Action::Fence,
+        Action::PollRole { op: probe, .. },
+        Action::Connect { op: conn, .. },
+    ] = a.as_slice()
+    else {
+        panic!("{a:?}")
+    };
+    h.node_reply(*probe, Ok(role(true)));
+    h.node_reply(*conn, Ok(replica_of(7000)));
+    let a = h.actions();
+    let [Action::Discard { .. }, Action::Watch { op: watch, node }] = a.as_slice() else {
+        panic!("a second answer, on a watch, expected: {a:?}")
+    };
+    assert_eq!(node.port(), 7001);
+    h.node_reply(*watch, Ok(replica_of(7000)));
+    let a = h.actions();
+    let [Action::PollRole { op: verify, node }] = a.as_slice() else {
+        panic!("the master in use verified: {a:?}")
+    };
+    assert_eq!(node.port(), 7000);
+    h.node_reply(*verify, Ok(role(true)));
+    let a = h.actions();
+    assert!(matches!(a.as_slice(), [Action::Resume, ..]), "{a:?}");
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Unwatch { .. } | Action::Watch { .. })),
+        "{a:?}"
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::FenceLifted { .. }))
+    );
+    // The new watch stays: its closing fences again.
+    h.watch_closed(*watch);
+    assert!(matches!(h.actions().first(), Some(Action::Fence)));
+}
+
+/// A replica re-pointed to another replica of the master in use (the failover's other
+/// replicas are re-pointed after the promotion) names the promoted one: it becomes the
+/// candidate, and the switch follows its answer.
+#[test]
+fn a_replica_re_pointed_elsewhere_names_the_promoted_one() {
+    let mut h = Harness::new(watching_config());
+    let watches = start_watching(&mut h, &[7001, 7002]);
+    h.advance(1000);
+    h.watch_closed(watches[1].1);
+    let a = h.actions();
+    let [
+        Action::Fence,
+        Action::PollRole { op: probe, .. },
+        Action::Connect { op: conn, .. },
+    ] = a.as_slice()
+    else {
+        panic!("{a:?}")
+    };
+    h.node_reply(*probe, Ok(role(true)));
+    h.node_reply(*conn, Ok(replica_of(7001)));
+    let a = h.actions();
+    let poll = a
+        .iter()
+        .find_map(|a| match a {
+            Action::PollRole { op, node } if node.port() == 7001 => Some(*op),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("7001 asked: {a:?}"));
+    h.node_reply(poll, Ok(role(true)));
+    let a = h.actions();
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Connect { node, .. } if node.port() == 7001)),
+        "{a:?}"
+    );
 }

@@ -40,6 +40,11 @@ impl Driver {
                 sentinel,
                 service,
             } => self.query_sentinel(op, sentinel, "SENTINELS", service),
+            Action::QueryReplicas {
+                op,
+                sentinel,
+                service,
+            } => self.query_sentinel(op, sentinel, "REPLICAS", service),
             Action::PollRole { op, node } => self.poll_role(op, node),
             Action::Watch { op, node } => {
                 let handle = crate::watch::start(&self.shared, op, node);

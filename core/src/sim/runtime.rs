@@ -102,7 +102,18 @@ impl Sim {
             }
             Input::WatchClosed(op) => {
                 self.log(format!("in  watch closed {op}"));
+                let seen = self.note_promotion_close(op);
                 self.core.handle(now, CoreInput::WatchClosed { op });
+                if let Some(old) = seen
+                    && !self.core.is_fenced()
+                    && self.core.master() == Some(&old)
+                {
+                    let what = format!(
+                        "a promotion closed the watch {op} on a replica of {old}, the master in \
+                         use, and the core did not fence"
+                    );
+                    return Err(self.violation(what));
+                }
             }
             Input::Paused(op) => {
                 self.log(format!("in  paused {op}"));
@@ -137,13 +148,40 @@ impl Sim {
         }
     }
 
+    /// A watch a promotion closed reaches the core: when it watched the promoted replica while
+    /// that replica followed the master the core uses (and `watch_replicas` is on), the
+    /// promotion is observable from now on, so writes the old master acknowledges after it
+    /// count as lost (see `check_lost_write`), as after an early signal.
+    /// Returns the old master when the promotion became observable with this closing.
+    fn note_promotion_close(&mut self, op: OpId) -> Option<Addr> {
+        let (f, follows) = self.promotion_closes.remove(&op)?;
+        let old = self.world.failovers[f].old;
+        let in_use = self.core.master().and_then(|m| self.world.node_at(m));
+        if self.core.config().watch_replicas
+            && follows == Some(old)
+            && in_use == Some(old)
+            && self.world.failovers[f].signal_seen_at.is_none()
+        {
+            self.world.failovers[f].signal_seen_at = Some(self.now);
+            self.stats.promotions_seen_by_watch += 1;
+            return Some(self.world.nodes[old].reachable.clone());
+        }
+        None
+    }
+
     /// Drains events then actions, checking each against the oracles and executing actions.
     pub(super) fn drain(&mut self) -> Result<(), Violation> {
         loop {
             while let Some(e) = self.core.poll_event() {
                 self.log(format!("event {e:?}"));
-                if let Event::SwitchCompleted { old: Some(_), .. } = e {
+                if let Event::SwitchCompleted {
+                    old: Some(_), path, ..
+                } = &e
+                {
                     self.stats.switches += 1;
+                    if *path == crate::event::DetectionPath::ReplicaWatch {
+                        self.stats.replica_watch_switches += 1;
+                    }
                 }
                 if let Event::WritesLost { .. } = e {
                     self.stats.writes_lost_events += 1;
@@ -170,13 +208,17 @@ impl Sim {
                 );
                 return Err(self.violation(what));
             }
-            match &a {
-                Action::PollRole { .. } => self.stats.role_requests += 1,
-                Action::Watch { .. } => {
-                    self.stats.role_requests += 1;
-                    self.stats.watches += 1;
-                }
-                _ => {}
+            if let Action::Watch { .. } = &a {
+                self.stats.watches += 1;
+            }
+            if let Action::PollRole { node, .. }
+            | Action::Watch { node, .. }
+            | Action::Connect { node, .. } = &a
+                && let Some(f) = self.world.failovers.last()
+                && !f.done
+                && self.world.nodes[f.candidate].reachable == *node
+            {
+                self.stats.role_requests += 1;
             }
             self.log(format!("act {a:?}"));
             if let Err(what) = self.oracle.action(&a, self.now) {
@@ -223,6 +265,18 @@ impl Sim {
                 Some((_, Health::Hung)) => {}
                 _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
             },
+            Action::QueryReplicas { op, sentinel, .. } => match self.sentinel(&sentinel) {
+                Some((s, Health::Up)) => {
+                    let reply = self.world.replicas_reply(s, self.now);
+                    for n in &self.world.nodes {
+                        let reported = self.core.config().nat.map(&n.announced);
+                        self.oracle.reported.insert(reported);
+                    }
+                    self.reply_later(Input::SentinelReply(op, Ok(reply)));
+                }
+                Some((_, Health::Hung)) => {}
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
             Action::QuerySentinels { op, sentinel, .. } => match self.sentinel(&sentinel) {
                 Some((s, Health::Up)) => {
                     let reply = self.world.sentinels_reply(s);
@@ -264,7 +318,9 @@ impl Sim {
             Action::Watch { op, node } => {
                 let reply = self.role(&node);
                 if let (Some(Ok(_)), Some(n)) = (&reply, self.world.node_at(&node)) {
-                    self.watches.insert(op, n);
+                    let follows =
+                        (!self.world.nodes[n].master).then_some(self.world.nodes[n].following);
+                    self.watches.insert(op, (n, follows));
                 }
                 if let Some(reply) = reply {
                     self.reply_later(Input::NodeReply(op, reply));
@@ -300,10 +356,19 @@ impl Sim {
         }
     }
 
+    /// A sentinel as the process sees it: one it is cut off from refuses.
     fn sentinel(&self, addr: &Addr) -> Option<(usize, Health)> {
-        self.world
-            .sentinel_at(addr)
-            .map(|s| (s, self.world.sentinels[s].health))
+        self.world.sentinel_at(addr).map(|s| {
+            let sentinel = &self.world.sentinels[s];
+            (
+                s,
+                if sentinel.heard {
+                    sentinel.health
+                } else {
+                    Health::Down
+                },
+            )
+        })
     }
 
     /// The `ROLE` answer of a node, `None` when it hangs.
@@ -349,7 +414,10 @@ impl Sim {
             .find(|f| f.candidate == n && f.promoted_at.is_some())
             .map(|f| f.promoted_offset);
         if old_offset.checked_sub(*new_offset) != Some(*bytes)
-            || *old_offset > self.world.nodes[o].offset
+            || *old_offset
+                > self.world.nodes[o]
+                    .offset
+                    .max(self.world.nodes[o].peak_offset)
             || promoted.is_none_or(|p| p > *new_offset)
         {
             return Err(format!(
