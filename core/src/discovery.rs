@@ -45,12 +45,33 @@ impl Core {
     /// Re-checks the master outside a switch (poll, listener reconnect, application error).
     /// Coalesces with a re-check already running or scheduled.
     pub(crate) fn start_recheck(&mut self, path: DetectionPath, verify: bool, now: Instant) {
+        self.recheck_asking_first(None, path, verify, now);
+    }
+
+    /// [`Core::start_recheck`], asking sentinel `first` before the others (the one whose
+    /// listener just came back: what it announced meanwhile was not heard), also when a
+    /// round is already under way and has not asked it yet.
+    pub(crate) fn recheck_asking_first(
+        &mut self,
+        first: Option<usize>,
+        path: DetectionPath,
+        verify: bool,
+        now: Instant,
+    ) {
         if self.switch.is_some() {
             return; // the switch in progress verifies its own target
         }
         match &mut self.discovery {
-            Discovery::Idle => self.start_round(path, verify, now),
-            Discovery::Running(round) => round.verify |= verify,
+            Discovery::Idle => self.start_round(path, verify, first, now),
+            Discovery::Running(round) => {
+                round.verify |= verify;
+                if let Some(i) = first
+                    && round.queue.contains(&i)
+                {
+                    round.queue.retain(|&q| q != i);
+                    round.queue.push_front(i);
+                }
+            }
             Discovery::Waiting { .. } => {}
         }
     }
@@ -58,15 +79,26 @@ impl Core {
     /// Starts a round unless one is running or scheduled.
     pub(crate) fn ensure_discovery(&mut self, path: DetectionPath, now: Instant) {
         if matches!(self.discovery, Discovery::Idle) {
-            self.start_round(path, false, now);
+            self.start_round(path, false, None, now);
         }
     }
 
-    fn start_round(&mut self, path: DetectionPath, verify: bool, now: Instant) {
+    /// Starts a round over the sentinels in discovery order (`first`, if given, before them).
+    fn start_round(
+        &mut self,
+        path: DetectionPath,
+        verify: bool,
+        first: Option<usize>,
+        now: Instant,
+    ) {
+        let queue = first
+            .into_iter()
+            .chain(self.order.iter().copied().filter(|&i| Some(i) != first))
+            .collect();
         self.discovery = Discovery::Running(Round {
             path,
             verify,
-            queue: self.order.iter().copied().collect(),
+            queue,
             current: None,
             failures: Vec::new(),
             unknown: Vec::new(),
@@ -149,10 +181,26 @@ impl Core {
                 {
                     self.epochs.confirmed(c);
                 }
-                if !info.is_up() {
-                    round.down = Some((addr, info.flags.join(",")));
-                } else if older {
+                // A failover of the master in use is under way (this sentinel leads it, or agreed
+                // the master is down): fence early, as its events would have, and wait for the
+                // promotion (replica watches, candidates, `+switch-master`).
+                let failing = info
+                    .flags
+                    .iter()
+                    .any(|f| f == "o_down" || f == "failover_in_progress");
+                if older {
                     round.older.get_or_insert(addr);
+                } else if failing
+                    && self.cfg.early_fencing
+                    && self.switch.is_none()
+                    && self.master.as_ref() == Some(&addr)
+                {
+                    let path = round.path;
+                    self.discovery = Discovery::Idle;
+                    let signal = format!("SENTINEL MASTER flags {}", info.flags.join(","));
+                    return self.fence_failing_master(addr, path, sentinel, &signal, now);
+                } else if !info.is_up() {
+                    round.down = Some((addr, info.flags.join(",")));
                 } else {
                     let (path, verify) = (round.path, round.verify);
                     let known = epoch.map_or(Known::Unknown, Known::Exact);
@@ -241,7 +289,7 @@ impl Core {
 
     pub(crate) fn discovery_retry_due(&mut self, now: Instant) {
         if let Discovery::Waiting { path, verify } = self.discovery {
-            self.start_round(path, verify, now);
+            self.start_round(path, verify, None, now);
         }
     }
 
@@ -278,7 +326,7 @@ impl Core {
         self.epochs.overruled(&named);
         if let Discovery::Waiting { path, verify } = self.discovery {
             self.timers.cancel(TimerReason::DiscoveryRetry);
-            self.start_round(path, verify, now);
+            self.start_round(path, verify, None, now);
         }
     }
 

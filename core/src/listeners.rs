@@ -9,7 +9,7 @@ use crate::machine::Core;
 use crate::parse::{Message, parse_message, parse_sentinels_reply};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A sentinel and the state of its listener.
 #[derive(Debug)]
@@ -103,8 +103,9 @@ impl Core {
         );
         self.emit(Event::ListenerUp { sentinel });
         if self.ready {
-            // Events may have been missed while this listener was down.
-            self.start_recheck(DetectionPath::ListenerReconnect, false, now);
+            // Events may have been missed while this listener was down: this sentinel is
+            // asked first (a failover it leads shows in its answer's flags).
+            self.recheck_asking_first(Some(i), DetectionPath::ListenerReconnect, false, now);
         }
     }
 
@@ -126,9 +127,13 @@ impl Core {
         }
     }
 
+    /// A listener failed: it reconnects at once if it was subscribed (a sentinel restarted, a
+    /// connection reset: the first attempt is not delayed, so a failover that sentinel leads
+    /// is heard), then after its jittered backoff.
     fn fail_listener(&mut self, i: usize, reason: String, close: bool, now: Instant) {
         let s = &mut self.sentinels[i];
         let op = s.op();
+        let was_up = matches!(s.listener, Listener::Up { .. });
         if close && let Some(op) = op {
             self.push_action(Action::CloseListener { op });
         }
@@ -142,7 +147,11 @@ impl Core {
             return self.forget_sentinel(i, reason);
         }
         s.listener = Listener::Waiting;
-        let retry_in = s.backoff.next_delay(&mut self.rng);
+        let retry_in = if was_up {
+            Duration::ZERO
+        } else {
+            s.backoff.next_delay(&mut self.rng)
+        };
         let sentinel = s.addr.clone();
         self.timers
             .set(TimerReason::Listener(i), after(now, retry_in));

@@ -163,6 +163,22 @@ impl Core {
         }
     }
 
+    /// A sentinel's answer says a failover of the master in use is under way (its flags): the
+    /// same early fence as its first signal, remembered as that failover's.
+    pub(crate) fn fence_failing_master(
+        &mut self,
+        master: Addr,
+        path: DetectionPath,
+        sentinel: Addr,
+        signal: &str,
+        now: Instant,
+    ) {
+        self.history
+            .note_signal(Signal::Failover, &master, None, (&sentinel, None), now);
+        self.start_switch(path, Some(sentinel), true, signal, now);
+        self.drive_switch(now);
+    }
+
     /// A master the switch uses or moves to announced its own failover (`known`: what the core
     /// knows of its epoch): wait for its successor.
     fn refence(

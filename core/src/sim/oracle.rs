@@ -34,6 +34,9 @@ pub(crate) struct Oracle {
     /// The highest configuration epoch delivered to the core (`config-epoch` of a sentinel's
     /// answer, or the failover of a delivered `+switch-master`).
     pub(crate) seen_config_epoch: u64,
+    /// Sentinels whose listener subscribed since it last failed: its next failure may
+    /// reconnect at once.
+    listening: BTreeSet<Addr>,
     /// Since the fence: the connection moved away from a master, and the workers paused.
     moved_away: bool,
     paused_since_fence: bool,
@@ -56,6 +59,7 @@ impl Oracle {
             in_use: None,
             seen_config_epoch: 0,
             moved_away: false,
+            listening: BTreeSet::new(),
             paused_since_fence: false,
         }
     }
@@ -177,11 +181,19 @@ impl Oracle {
             return Err(format!("event after shutdown: {e:?}"));
         }
         match e {
-            // Each delay is drawn from [base / 2, base] (jitter).
-            Event::ListenerDown { retry_in, .. }
-                if *retry_in < self.cfg.min_backoff / 2 || *retry_in > self.cfg.max_backoff =>
-            {
-                return Err(format!("listener backoff {retry_in:?} out of bounds"));
+            Event::ListenerUp { sentinel } => {
+                self.listening.insert(sentinel.clone());
+            }
+            // At once after a subscription, then each delay drawn from [base / 2, base].
+            Event::ListenerDown {
+                retry_in, sentinel, ..
+            } => {
+                let at_once = self.listening.remove(sentinel) && retry_in.is_zero();
+                if !at_once
+                    && (*retry_in < self.cfg.min_backoff / 2 || *retry_in > self.cfg.max_backoff)
+                {
+                    return Err(format!("listener backoff {retry_in:?} out of bounds"));
+                }
             }
             Event::DiscoveryFailed { retry_in, .. }
                 if *retry_in < self.cfg.retry_delay / 2 || *retry_in > self.cfg.max_retry_delay =>

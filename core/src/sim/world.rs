@@ -67,6 +67,8 @@ pub(crate) struct Failover {
     pub(crate) epoch: u64,
     /// The candidate's replication offset when it was promoted.
     pub(crate) promoted_offset: u64,
+    /// The sentinel that leads it.
+    pub(crate) leader: usize,
 }
 
 /// Something the world does at a scheduled time.
@@ -282,6 +284,7 @@ impl World {
             done: false,
             epoch: 0, // taken when the attempt starts
             promoted_offset: 0,
+            leader,
         });
         let ms = Duration::from_millis;
         let pub_ = |s: usize, ch: &str, payload: String| Script::Publish {
@@ -540,10 +543,16 @@ impl World {
         let down = node
             .down_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.down_after);
-        let flags = if down {
-            "master,s_down,o_down"
-        } else {
-            "master"
+        // The leader of a failover flags it until it adopts the new configuration.
+        let leading = self
+            .failovers
+            .iter()
+            .any(|f| !f.done && f.leader == s && self.sentinels[s].view == f.old);
+        let flags = match (down, leading) {
+            (true, true) => "master,s_down,o_down,failover_in_progress",
+            (true, false) => "master,s_down,o_down",
+            (false, true) => "master,failover_in_progress",
+            (false, false) => "master",
         };
         Reply::Array(vec![
             data("name"),
