@@ -79,6 +79,7 @@ pub struct Config {
     pub(crate) role_poll_interval: Duration,
     pub(crate) health_check_interval: Duration,
     pub(crate) startup_timeout: Option<Duration>,
+    pub(crate) startup_fail_fast: bool,
     pub(crate) refresh_sentinels: bool,
     pub(crate) max_sentinels: usize,
     pub(crate) forget_sentinel_after: Duration,
@@ -156,6 +157,7 @@ impl Default for ConfigBuilder {
                 role_poll_interval: Duration::from_millis(100),
                 health_check_interval: Duration::from_secs(2),
                 startup_timeout: Some(Duration::from_secs(60)),
+                startup_fail_fast: true,
                 refresh_sentinels: true,
                 max_sentinels: 32,
                 forget_sentinel_after: Duration::from_secs(300),
@@ -229,6 +231,12 @@ settings! {
     health_check_interval: Duration,
     /// Deadline for finding a verified master at startup; `None` waits forever. Default 60 s.
     startup_timeout: Option<Duration>,
+    /// Stop startup with the error as soon as every sentinel answered with one that retrying
+    /// will not fix (a wrong password or user, an address that is not a sentinel, a service
+    /// none of them monitors), or the master they name refuses our credentials, instead of
+    /// retrying until `startup_timeout`. Turn it off where the service or the credentials may
+    /// appear later (a deployment being set up). Default true.
+    startup_fail_fast: bool,
     /// Learn other sentinels from `SENTINEL SENTINELS` and listen to them too. Default true.
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.
@@ -299,6 +307,7 @@ impl ConfigBuilder {
             "early_fencing" => c.early_fencing = setting::boolean(field, v)?,
             "drain" => c.drain = setting::boolean(field, v)?,
             "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
+            "startup_fail_fast" => c.startup_fail_fast = setting::boolean(field, v)?,
             "watch_replicas" => c.watch_replicas = setting::boolean(field, v)?,
             "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
             "max_sentinels" => {

@@ -6,8 +6,11 @@ use crate::action::{Action, OpId};
 use crate::addr::Addr;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
+use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
-use crate::parse::{MasterAnswer, Role, master_offset, parse_master_reply, parse_role};
+use crate::parse::{
+    MasterAnswer, Role, is_rejection, master_offset, parse_master_reply, parse_role,
+};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::collections::VecDeque;
@@ -39,6 +42,9 @@ pub(crate) struct Round {
     /// An answer naming another master at a configuration epoch not newer than the one in
     /// use: a sentinel that has not caught up.
     older: Option<Addr>,
+    /// A sentinel could not be reached, or answered an error that may pass (the round's
+    /// failure is not for good).
+    transient: bool,
 }
 
 impl Core {
@@ -104,6 +110,7 @@ impl Core {
             unknown: Vec::new(),
             down: None,
             older: None,
+            transient: false,
         });
         self.next_query(now);
     }
@@ -137,11 +144,11 @@ impl Core {
             ..
         }) = self.discovery
         {
-            self.master_reply(op, Err(reason), now);
+            self.master_reply(op, Err(IoError::unreachable(reason)), now);
         }
     }
 
-    pub(crate) fn master_reply(&mut self, op: OpId, reply: Result<Reply, String>, now: Instant) {
+    pub(crate) fn master_reply(&mut self, op: OpId, reply: Result<Reply, IoError>, now: Instant) {
         let current = match &self.discovery {
             Discovery::Running(round) => round.current,
             _ => None,
@@ -161,11 +168,22 @@ impl Core {
         round.current = None;
         self.timers.cancel(TimerReason::QueryTimeout);
         let sentinel = self.sentinels[i].addr.clone();
-        let answer = reply.and_then(|r| parse_master_reply(&r).map_err(|m| m.0));
+        let answer = reply.map(|r| parse_master_reply(&r).map_err(|m| m.0));
         match answer {
-            Err(e) | Ok(MasterAnswer::Error(e)) => round.failures.push((sentinel, e)),
-            Ok(MasterAnswer::UnknownName) => round.unknown.push(sentinel),
-            Ok(MasterAnswer::Known(info)) => {
+            Err(e) => {
+                round.transient |= e.kind() == IoErrorKind::Unreachable;
+                round.failures.push((sentinel, e.message().to_owned()));
+            }
+            Ok(Err(e)) => {
+                round.transient = true; // a malformed answer: maybe a sentinel being upgraded
+                round.failures.push((sentinel, e));
+            }
+            Ok(Ok(MasterAnswer::Error(e))) => {
+                round.transient |= !is_rejection(&e);
+                round.failures.push((sentinel, e));
+            }
+            Ok(Ok(MasterAnswer::UnknownName)) => round.unknown.push(sentinel),
+            Ok(Ok(MasterAnswer::Known(info))) => {
                 let addr = self.cfg.nat.map(&info.addr);
                 let epoch = info.config_epoch;
                 // A sentinel naming an older configuration has not caught up: not believed.
@@ -221,8 +239,13 @@ impl Core {
         now: Instant,
     ) {
         self.discovery = Discovery::Idle;
-        self.discovery_backoff.reset();
-        self.last_discovery_error = None;
+        if self.switch.is_none() {
+            // Otherwise the switch resets the backoff when it completes: a master the sentinels
+            // name but that fails verification (a wrong password, say) is retried with a
+            // growing delay, not at the first delay forever.
+            self.discovery_backoff.reset();
+            self.last_discovery_error = None;
+        }
         if !self.sentinels[i].is_forgotten() {
             self.order.retain(|&j| j != i);
             self.order.insert(0, i);
@@ -252,6 +275,7 @@ impl Core {
         else {
             return;
         };
+        let permanent = round.down.is_none() && round.older.is_none() && !round.transient;
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
         } else if let Some(master) = round.older {
@@ -267,8 +291,17 @@ impl Core {
                 failures: round.failures,
             }
         };
+        if permanent && self.fails_fast() {
+            return self.startup_refused(error, now);
+        }
+        // Reported when it changes: the same answer again (a master flagged down until the
+        // sentinels fail over, sentinels that have not caught up) is a state being waited
+        // out, not news at every retry.
+        let repeated = self.last_discovery_error.as_ref() == Some(&error);
         let retry_in = self.schedule_discovery_retry(round.path, round.verify, error.clone(), now);
-        self.emit(Event::DiscoveryFailed { error, retry_in });
+        if !repeated {
+            self.emit(Event::DiscoveryFailed { error, retry_in });
+        }
     }
 
     /// Schedules the next round after the discovery backoff; returns the delay.

@@ -116,6 +116,16 @@ pub enum FatalError {
         /// How long the core waited.
         waited: Duration,
     },
+    /// At startup, before any verified master, every sentinel answered with an error retrying
+    /// will not fix (a wrong password, not a sentinel, a service none of them monitors), or the
+    /// master they named refused our credentials (`startup_fail_fast`).
+    #[error("startup failed: {error}")]
+    StartupRefused {
+        /// How long startup ran.
+        waited: Duration,
+        /// What every sentinel (or the master) answered.
+        error: DiscoveryError,
+    },
     /// No verified master was found within `startup_timeout`.
     #[error("no verified master within {waited:?}: {}", last.as_ref().map_or_else(|| "no answer yet".to_owned(), ToString::to_string))]
     StartupTimedOut {

@@ -7,9 +7,9 @@ use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
 use crate::discovery::Discovery;
 use crate::epochs::Epochs;
-use crate::event::{AppErrorKind, DetectionPath, Event, FatalError};
+use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError};
 use crate::history::History;
-use crate::input::Input;
+use crate::input::{Input, IoError};
 use crate::listeners::Sentinel;
 use crate::offsets::Offsets;
 use crate::parse::master_offset;
@@ -247,19 +247,16 @@ impl Core {
             Input::Pong { op } => self.listener_pong(op, now),
             Input::ListenerFailed { op, error } => self.listener_failed(op, error.message(), now),
             Input::SentinelReply { op, reply } => {
-                let reply = reply.map_err(String::from);
                 if self.is_replicas_query(op) {
-                    self.replicas_reply(reply);
+                    self.replicas_reply(reply.map_err(String::from));
                 } else if self.refresh.is_some_and(|(r, _)| r == op) {
                     let from = self.refresh.take().map(|(_, from)| from);
-                    self.sentinels_reply(from, reply, now);
+                    self.sentinels_reply(from, reply.map_err(String::from), now);
                 } else {
                     self.master_reply(op, reply, now);
                 }
             }
-            Input::NodeReply { op, reply } => {
-                self.node_reply(op, reply.map_err(String::from), was_connect, now)
-            }
+            Input::NodeReply { op, reply } => self.node_reply(op, reply, was_connect, now),
             Input::WatchClosed { op } => self.watch_closed(op, now),
             Input::Activated { op } => self.reset_done(op, now),
             Input::ActivationFailed { op, reason } => self.reset_failed(op, &reason, now),
@@ -273,7 +270,7 @@ impl Core {
     fn node_reply(
         &mut self,
         op: OpId,
-        reply: Result<Reply, String>,
+        reply: Result<Reply, IoError>,
         was_connect: bool,
         now: Instant,
     ) {
@@ -281,7 +278,7 @@ impl Core {
             .switch
             .as_ref()
             .is_some_and(|sw| sw.candidate_poll == Some(op));
-        if self.watch_answered(op, &reply, now).is_some() {
+        if self.watch_answered(op, reply.as_ref().ok(), now).is_some() {
             if !polled {
                 return; // a replica's watch
             }
@@ -299,9 +296,9 @@ impl Core {
                 self.emit(lost);
             }
         } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
-            self.verify_probe_reply(reply, now);
+            self.verify_probe_reply(reply.map_err(String::from), now);
         } else if self.stale_check.as_ref().is_some_and(|(p, _)| *p == op) {
-            self.stale_check_reply(reply, now);
+            self.stale_check_reply(reply.map_err(String::from), now);
         } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
             // A prepared connection nobody waits for any more.
             self.push_action(Action::Discard { op });
@@ -377,6 +374,22 @@ impl Core {
             self.timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
+    }
+
+    /// Whether startup stops at the first error retrying will not fix (`startup_fail_fast`,
+    /// before the first verified master).
+    pub(crate) fn fails_fast(&self) -> bool {
+        self.cfg.startup_fail_fast && !self.ready
+    }
+
+    /// Startup found an error retrying will not fix: stop with it.
+    pub(crate) fn startup_refused(&mut self, error: DiscoveryError, now: Instant) {
+        self.last_discovery_error = Some(error.clone());
+        let waited = now.saturating_duration_since(self.created);
+        self.stop(
+            Shutdown::Fail(FatalError::StartupRefused { waited, error }),
+            now,
+        );
     }
 
     fn startup_deadline(&mut self, now: Instant) {

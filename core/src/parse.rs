@@ -503,6 +503,16 @@ pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
     }
 }
 
+/// Whether a server's error reply refuses us for good: authentication (`NOAUTH`,
+/// `WRONGPASS`), permissions (`NOPERM`), or a command the server does not have (a data node
+/// asked `SENTINEL ...`, a sentinel asked a data node's command).
+pub(crate) fn is_rejection(error: &str) -> bool {
+    let code = error.split_whitespace().next().unwrap_or_default();
+    matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM")
+        || error.starts_with("ERR unknown command")
+        || error.starts_with("ERR unknown subcommand")
+}
+
 /// The replication offset in a master's `ROLE` reply (`master_repl_offset`); `None` for
 /// other roles or when the reply has none.
 pub(crate) fn master_offset(reply: &Reply) -> Option<u64> {

@@ -7,8 +7,9 @@ use crate::addr::Addr;
 use crate::backoff::jitter;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
+use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
-use crate::parse::{Role, master_offset, parse_role};
+use crate::parse::{Role, is_rejection, master_offset, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::Instant;
@@ -311,7 +312,7 @@ impl Core {
     pub(crate) fn switch_node_reply(
         &mut self,
         op: OpId,
-        reply: &Result<Reply, String>,
+        reply: &Result<Reply, IoError>,
         now: Instant,
     ) -> bool {
         let Some(sw) = self.switch.as_mut() else {
@@ -319,7 +320,13 @@ impl Core {
         };
         let role = || match reply {
             Ok(r) => parse_role(r).map_err(|m| m.0),
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e.message().to_owned()),
+        };
+        // The node refuses us (authentication, permissions): retrying the same way will not
+        // help.
+        let refused = match reply {
+            Err(e) => e.kind() == IoErrorKind::Rejected,
+            Ok(r) => matches!(parse_role(r), Ok(Role::Error(e)) if is_rejection(&e)),
         };
         if let Some((_, target)) = sw.connect.take_if(|(c, _)| *c == op) {
             self.timers.cancel(TimerReason::ConnectTimeout);
@@ -365,6 +372,12 @@ impl Core {
                     }
                     if speculative {
                         self.candidate_not_promoted(target, other, now);
+                    } else if refused && self.fails_fast() {
+                        let error = DiscoveryError::VerificationFailed {
+                            node: target,
+                            reason: describe(other),
+                        };
+                        self.startup_refused(error, now);
                     } else {
                         self.verification_failed(target, describe(other), now);
                     }
@@ -683,8 +696,9 @@ impl Core {
             self.discovery = crate::discovery::Discovery::Idle;
             self.timers.cancel(TimerReason::DiscoveryRetry);
             self.timers.cancel(TimerReason::QueryTimeout);
-            self.discovery_backoff.reset();
         }
+        self.discovery_backoff.reset();
+        self.last_discovery_error = None;
         let total = now.saturating_duration_since(sw.started);
         if sw.old.as_ref() == Some(&new) {
             let reason = sw

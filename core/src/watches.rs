@@ -99,15 +99,15 @@ impl Core {
         }
     }
 
-    /// The `ROLE` answer of a watch, or its failure. Returns the watch, if `op` is one.
+    /// The `ROLE` answer of a watch (`None`: it failed). Returns the watch, if `op` is one.
     pub(crate) fn watch_answered(
         &mut self,
         op: OpId,
-        reply: &Result<Reply, String>,
+        reply: Option<&Reply>,
         now: Instant,
     ) -> Option<Watch> {
         let watch = self.watches.open.get_mut(&op)?;
-        let role = reply.as_ref().ok().map(|r| match parse_role(r) {
+        let role = reply.map(|r| match parse_role(r) {
             Ok(Role::Replica { master }) => WatchRole::Replica {
                 of: master.map(|m| self.cfg.nat.map(&m)),
             },

@@ -1098,3 +1098,165 @@ fn a_replica_re_pointed_elsewhere_names_the_promoted_one() {
         "{a:?}"
     );
 }
+
+/// The first query of every startup round, answered by `answer`; returns the next actions.
+fn answer_round(h: &mut Harness, answer: impl Fn(u16) -> Result<Reply, IoError>) -> Vec<Action> {
+    let mut a = h.actions();
+    while let Some(op) = a.iter().find_map(|a| match a {
+        Action::QueryMaster { op, sentinel, .. } => Some((*op, sentinel.port())),
+        _ => None,
+    }) {
+        let reply = answer(op.1);
+        h.feed(Input::SentinelReply { op: op.0, reply });
+        a = h.actions();
+    }
+    a
+}
+
+fn shutdown_error(a: &[Action]) -> Option<&dramatiq_sentinel_core::FatalError> {
+    a.iter().find_map(|a| match a {
+        Action::Shutdown(dramatiq_sentinel_core::Shutdown::Fail(e)) => Some(e),
+        _ => None,
+    })
+}
+
+/// Every sentinel answers with an error retrying will not fix (a wrong password, a service it
+/// does not monitor, not a sentinel at all): startup stops with it at once instead of waiting
+/// for `startup_timeout`, unless `startup_fail_fast` is off. One sentinel that cannot be
+/// reached keeps startup patient (it may know the service once it is back).
+#[test]
+fn startup_fails_fast_when_every_sentinel_refuses() {
+    use dramatiq_sentinel_core::{DiscoveryError, FatalError};
+    let refusals = |port: u16| match port {
+        26379 => Ok(Reply::Error(
+            "WRONGPASS invalid username-password pair".into(),
+        )),
+        _ => Ok(Reply::Error("ERR unknown command 'SENTINEL'".into())),
+    };
+    let mut h = Harness::new(config());
+    let a = answer_round(&mut h, refusals);
+    match shutdown_error(&a) {
+        Some(FatalError::StartupRefused {
+            error: DiscoveryError::SentinelsUnreachable { failures },
+            ..
+        }) => assert_eq!(failures.len(), 2, "{failures:?}"),
+        other => panic!("startup refused expected: {other:?} in {a:?}"),
+    }
+    assert!(h.core.is_stopped());
+    // A service none of them knows.
+    let mut h = Harness::new(config());
+    let a = answer_round(&mut h, |_| Ok(Reply::Nil));
+    assert!(
+        matches!(
+            shutdown_error(&a),
+            Some(FatalError::StartupRefused {
+                error: DiscoveryError::MasterNameUnknown { .. },
+                ..
+            })
+        ),
+        "{a:?}"
+    );
+    // Patient when asked to be, and when a sentinel could not be reached.
+    let patient = Config::builder()
+        .watch_replicas(false)
+        .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
+        .service_name("svc")
+        .refresh_sentinels(false)
+        .startup_fail_fast(false)
+        .build()
+        .expect("valid");
+    let mut h = Harness::new(patient);
+    let a = answer_round(&mut h, refusals);
+    assert!(
+        shutdown_error(&a).is_none() && !h.core.is_stopped(),
+        "{a:?}"
+    );
+    let mut h = Harness::new(config());
+    let a = answer_round(&mut h, |port| match port {
+        26379 => Err(IoError::unreachable("connection refused")),
+        _ => Ok(Reply::Nil),
+    });
+    assert!(
+        shutdown_error(&a).is_none() && !h.core.is_stopped(),
+        "{a:?}"
+    );
+}
+
+/// The master the sentinels name refuses our credentials: at startup, start fails at once
+/// naming it; once running, it is retried with a growing delay (not every ~100 ms forever).
+#[test]
+fn a_master_refusing_our_credentials_is_not_hammered() {
+    use dramatiq_sentinel_core::{DiscoveryError, FatalError};
+    let noauth = || Err(IoError::rejected("authentication failed: WRONGPASS"));
+    let mut h = Harness::new(config());
+    let a = answer_round(&mut h, |_| Ok(master_reply("127.0.0.1", 7000)));
+    let [Action::Connect { op, .. }] = a.as_slice() else {
+        panic!("{a:?}")
+    };
+    h.feed(Input::NodeReply {
+        op: *op,
+        reply: noauth(),
+    });
+    let a = h.actions();
+    assert!(
+        matches!(
+            shutdown_error(&a),
+            Some(FatalError::StartupRefused {
+                error: DiscoveryError::VerificationFailed { .. },
+                ..
+            })
+        ),
+        "{a:?}"
+    );
+    // Running: a +switch-master to a node that refuses us.
+    let mut h = Harness::new(config());
+    let listeners = start(&mut h);
+    h.message(
+        listeners[0],
+        b"+switch-master",
+        b"svc 127.0.0.1 7000 127.0.0.1 7001",
+    );
+    let mut retries = Vec::new();
+    let mut last = h.now;
+    let end = h.now + Duration::from_secs(20);
+    let mut pending = h.actions();
+    while h.now < end {
+        for a in std::mem::take(&mut pending) {
+            match a {
+                Action::Connect { op, .. } => {
+                    retries.push(h.now.saturating_duration_since(last));
+                    last = h.now;
+                    h.feed(Input::NodeReply {
+                        op,
+                        reply: noauth(),
+                    });
+                }
+                Action::QueryMaster { op, .. } => {
+                    let reply = Ok(master_reply("127.0.0.1", 7001));
+                    h.feed(Input::SentinelReply { op, reply });
+                }
+                Action::PollRole { op, .. } => h.node_reply(op, Ok(role(true))),
+                _ => {}
+            }
+        }
+        pending = h.actions();
+        if pending.is_empty() {
+            let Some(t) = h.core.poll_timeout() else {
+                break;
+            };
+            h.now = t.at.max(h.now);
+            h.core.handle_timeout(h.now);
+            pending = h.actions();
+        }
+    }
+    // Delays from 100 ms growing to 5 s (jittered): a dozen attempts in 20 s, not 200.
+    assert!((5..=20).contains(&retries.len()), "{retries:?}");
+    assert!(
+        retries
+            .iter()
+            .rev()
+            .take(2)
+            .all(|d| *d >= Duration::from_millis(1000)),
+        "{retries:?}"
+    );
+}

@@ -215,6 +215,12 @@ core_settings! {
     health_check_interval: Duration,
     /// Deadline for the first verified master; `None` waits forever. Default 60 s.
     startup_timeout: Option<Duration>,
+    /// Fail startup at once when every sentinel refuses us for good (or the master refuses
+    /// our credentials). Default true.
+    startup_fail_fast: bool,
+    /// Keep one idle connection to every replica of the master in use, so a promotion fences
+    /// at once even when no sentinel's event is heard. Default true.
+    watch_replicas: bool,
     /// Learn other sentinels from `SENTINEL SENTINELS`. Default true.
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.

@@ -185,6 +185,7 @@ macro_rules! supervisor_suite {
             startup::invalid_configuration_names_the_field,
             startup::wrong_sentinel_password_names_the_sentinel,
             startup::unknown_service_name_is_its_own_error,
+            startup::permanent_errors_fail_fast,
             failover::graceful_failover_with_a_worker_pool,
             failover::graceful_failover_with_a_drain,
             lost_writes::lost_writes_are_reported_when_the_replica_lags,
