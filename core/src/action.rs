@@ -84,6 +84,34 @@ pub enum Action {
         /// The data node.
         node: Addr,
     },
+    /// Ask the data node `INFO replication` (a probe connection, like [`Action::PollRole`]);
+    /// report the reply as [`Input::NodeReply`]. The core reads where the node's replication
+    /// history began (lost writes after a switch). Bound it with `connect_timeout`.
+    QueryReplication {
+        /// Correlation id.
+        op: OpId,
+        /// The data node.
+        node: Addr,
+    },
+    /// Read lost writes back from an old master's replication backlog: connect to the data
+    /// node (authenticated, never the application's connection), send `PSYNC <replid>
+    /// <offset>`, and on `+CONTINUE` read exactly `bytes` bytes of the replication stream
+    /// that follows, then close the connection (it counts as a replica of the node meanwhile).
+    /// Report the bytes, raw, as [`Input::Backlog`], or the failure (any other answer, such
+    /// as `+FULLRESYNC`: the backlog no longer holds them). Bound it with `connect_timeout`
+    /// for the connection and the answer, and a few seconds for the bytes.
+    ReadBacklog {
+        /// Correlation id.
+        op: OpId,
+        /// The old master.
+        node: Addr,
+        /// The replication ID of the history to read.
+        replid: String,
+        /// The first byte to read.
+        offset: u64,
+        /// How many bytes.
+        bytes: u64,
+    },
     /// Watch a replica of the master in use, or a failover candidate: open a connection to the
     /// data node (like a probe, never the application's), send `ROLE` and report the reply (or
     /// the failure) as [`Input::NodeReply`]; then keep that connection open, sending nothing,

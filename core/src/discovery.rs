@@ -386,7 +386,7 @@ impl Core {
         };
         self.timers.cancel(TimerReason::ProbeTimeout);
         if let Some(offset) = reply.as_ref().ok().and_then(master_offset) {
-            self.offsets.observed(&node, offset);
+            self.lost.observed(&node, offset);
         }
         let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
         match role {

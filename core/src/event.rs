@@ -171,6 +171,16 @@ impl fmt::Display for IgnoreReason {
     }
 }
 
+/// One command of a lost write, as the old master's replication stream carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostCommand {
+    /// The database it ran in, when the stream read back selected one before it (unknown for
+    /// the commands before the first `SELECT`: the one the application writes to).
+    pub db: Option<u32>,
+    /// The command and its arguments, e.g. `RPUSH`, `queue`, `id`.
+    pub args: Vec<Vec<u8>>,
+}
+
 /// A structured report of a decision or an observation. Runtimes log each one with `tracing`
 /// and hand them to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,23 +193,31 @@ pub enum Event {
         /// Time since the core was created.
         elapsed: Duration,
     },
-    /// The new master was verified at a lower replication offset than the old master last
-    /// reported (at the fence, or before it when the old master no longer answered): at least
-    /// `bytes` bytes of the old master's replication stream, writes it acknowledged, are not
-    /// on the new master. Redis replicates asynchronously; Sentinel promoted a replica that
-    /// lagged. Never reported when it cannot be proven (nothing known of the old master's
-    /// offset, or the new master already past it).
+    /// Writes the old master acknowledged are not on the new master: the old master's
+    /// replication stream went `bytes` bytes past the point where the new master left it
+    /// (Redis replicates asynchronously; a replica promoted behind, or a fence that reached
+    /// this process after the promotion). When the old master still held that stream, its
+    /// `commands` are read back from its replication backlog (`PSYNC`), exactly the ones the
+    /// new master lacks, for the application to re-apply what is safe to re-apply; the core
+    /// never re-applies them. Never reported when it cannot be proven.
     WritesLost {
         /// The master the switch left.
         old: Addr,
         /// The master it moved to.
         new: Addr,
-        /// The old master's last reported `master_repl_offset`.
+        /// How far the old master's replication stream went (its `master_repl_offset`).
         old_offset: u64,
-        /// The new master's `master_repl_offset` when it was verified.
+        /// Where the new master left it: its offset when it was promoted (its
+        /// `second_repl_offset` - 1).
         new_offset: u64,
-        /// `old_offset - new_offset`: bytes of replication stream lost in the promotion.
+        /// `old_offset - new_offset`: bytes of replication stream lost.
         bytes: u64,
+        /// The commands of those bytes, in order (`PING`, `REPLCONF` and `SELECT` left out;
+        /// `MULTI` / `EXEC` kept), when they could be read back.
+        commands: Option<Vec<LostCommand>>,
+        /// Why they could not (the old master down or already reconfigured, its backlog no
+        /// longer holding them, ...).
+        unread: Option<String>,
     },
     /// A failover of the master in use was announced: new work stopped, writes held.
     Fenced {

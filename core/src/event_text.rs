@@ -46,11 +46,20 @@ impl fmt::Display for Event {
                 old_offset,
                 new_offset,
                 bytes,
-            } => write!(
-                f,
-                "writes lost: {new} was promoted {bytes} bytes of replication stream behind \
-                 {old} (offsets {old_offset} -> {new_offset})"
-            ),
+                commands,
+                unread,
+            } => {
+                write!(
+                    f,
+                    "writes lost: {old} went {bytes} bytes of replication stream past where \
+                     {new} left it (offsets {new_offset} -> {old_offset}); "
+                )?;
+                match (commands, unread) {
+                    (Some(c), _) => write!(f, "{} commands read back", c.len()),
+                    (None, Some(why)) => write!(f, "not read back: {why}"),
+                    (None, None) => f.write_str("not read back"),
+                }
+            }
             Event::Fenced {
                 master,
                 path,

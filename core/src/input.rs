@@ -51,12 +51,20 @@ pub enum Input {
         reply: Result<Reply, IoError>,
     },
     /// A data node answered the `ROLE` of an [`crate::Action::PollRole`],
-    /// [`crate::Action::Watch`] or [`crate::Action::Connect`], or the attempt failed.
+    /// [`crate::Action::Watch`] or [`crate::Action::Connect`], or the `INFO replication` of an
+    /// [`crate::Action::QueryReplication`], or the attempt failed.
     NodeReply {
         /// The action.
         op: OpId,
         /// The reply, or why there is none.
         reply: Result<Reply, IoError>,
+    },
+    /// The bytes an [`crate::Action::ReadBacklog`] read, or why it could not.
+    Backlog {
+        /// The read.
+        op: OpId,
+        /// The raw bytes of the replication stream.
+        result: Result<Vec<u8>, IoError>,
     },
     /// The server closed the connection of an [`crate::Action::Watch`] (or it broke) after its
     /// `ROLE` answer. Sentinel closes every client connection of a replica it promotes or
@@ -105,6 +113,7 @@ impl Input {
             | Input::ListenerFailed { op, .. }
             | Input::SentinelReply { op, .. }
             | Input::NodeReply { op, .. }
+            | Input::Backlog { op, .. }
             | Input::WatchClosed { op }
             | Input::Activated { op }
             | Input::ActivationFailed { op, .. }

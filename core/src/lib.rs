@@ -26,8 +26,8 @@ mod event_text;
 mod history;
 mod input;
 mod listeners;
+mod lost;
 mod machine;
-mod offsets;
 mod parse;
 mod reply;
 mod rng;
@@ -43,8 +43,11 @@ pub use action::{Action, OpId, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
 pub use entry::{SentinelEntry, flags_healthy};
-pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
+pub use event::{
+    AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason, LostCommand,
+};
 pub use input::{Input, IoError, IoErrorKind};
+pub use lost::MAX_LOST_BYTES;
 pub use machine::{Core, Deadline};
 pub use parse::{FailoverSignal, Role, SentinelMessage, decode_message, message_concerns};
 pub use reply::Reply;

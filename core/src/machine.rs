@@ -11,8 +11,7 @@ use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalErro
 use crate::history::History;
 use crate::input::{Input, IoError};
 use crate::listeners::Sentinel;
-use crate::offsets::Offsets;
-use crate::parse::master_offset;
+use crate::lost::LostWrites;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use crate::switch::Switch;
@@ -67,8 +66,8 @@ pub struct Core {
     /// What the core knows of configuration epochs: no configuration older than the one in
     /// use is believed or moved to.
     pub(crate) epochs: Epochs,
-    /// Replication offsets of the old and new masters of a switch (lost writes).
-    pub(crate) offsets: Offsets,
+    /// Replication offsets, and the lost-write check after a switch.
+    pub(crate) lost: LostWrites,
     /// A switch or fence in progress (startup counts as a switch from no master).
     pub(crate) switch: Option<Switch>,
     pub(crate) discovery: Discovery,
@@ -114,7 +113,7 @@ impl Core {
             timers: Timers::default(),
             master: None,
             epochs: Epochs::default(),
-            offsets: Offsets::default(),
+            lost: LostWrites::default(),
             switch: None,
             discovery: Discovery::Idle,
             discovery_backoff,
@@ -223,6 +222,7 @@ impl Core {
                 TimerReason::Listener(i) => self.listener_timer(i, now),
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
+                TimerReason::LostWrites => self.lost_writes_timed_out(now),
             }
         }
         self.after_input(now);
@@ -257,6 +257,7 @@ impl Core {
                 }
             }
             Input::NodeReply { op, reply } => self.node_reply(op, reply, was_connect, now),
+            Input::Backlog { op, result } => self.backlog_read(op, result),
             Input::WatchClosed { op } => self.watch_closed(op, now),
             Input::Activated { op } => self.reset_done(op, now),
             Input::ActivationFailed { op, reason } => self.reset_failed(op, &reason, now),
@@ -290,11 +291,8 @@ impl Core {
                 return self.candidate_watch_closed(now);
             }
         }
-        if self.offsets.is_fence_probe(op) {
-            let offset = reply.as_ref().ok().and_then(master_offset);
-            if let Some(lost) = self.offsets.fence_probe_done(offset) {
-                self.emit(lost);
-            }
+        if self.lost_writes_reply(op, reply.as_ref().ok(), now) {
+            // The fence's probe of the old master, or the check after a switch.
         } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply.map_err(String::from), now);
         } else if self.stale_check.as_ref().is_some_and(|(p, _)| *p == op) {

@@ -503,6 +503,39 @@ pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
     }
 }
 
+/// What `INFO replication` says of a node's replication history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replication {
+    /// `master_replid2`: the history the node followed before its own (all zeros: none).
+    pub(crate) replid2: String,
+    /// `second_repl_offset`: the first byte of that history the node does not have (`-1`:
+    /// none).
+    pub(crate) second_offset: i64,
+}
+
+impl Replication {
+    /// The history this node left when it was promoted, and the first byte of it the node
+    /// lacks; `None` if it was not promoted from one.
+    pub(crate) fn previous(&self) -> Option<(&str, u64)> {
+        let from = u64::try_from(self.second_offset).ok().filter(|&o| o > 0)?;
+        let known = !self.replid2.is_empty() && self.replid2.bytes().any(|b| b != b'0');
+        known.then_some((self.replid2.as_str(), from))
+    }
+}
+
+/// Parses an `INFO replication` reply (`key:value` lines); `None` if it has neither field.
+pub(crate) fn parse_replication(reply: &Reply) -> Option<Replication> {
+    let text = reply.text()?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim_end().strip_prefix(key)?.strip_prefix(':'))
+    };
+    Some(Replication {
+        replid2: field("master_replid2")?.to_owned(),
+        second_offset: field("second_repl_offset")?.parse().ok()?,
+    })
+}
+
 /// Whether a server's error reply refuses us for good: authentication (`NOAUTH`,
 /// `WRONGPASS`), permissions (`NOPERM`), or a command the server does not have (a data node
 /// asked `SENTINEL ...`, a sentinel asked a data node's command).
@@ -730,6 +763,23 @@ mod tests {
             concerns("+odown", "garbage"),
             "malformed messages reach the core"
         );
+    }
+
+    #[test]
+    fn replication_histories() {
+        let info = |text: &str| Reply::Data(text.as_bytes().to_vec());
+        let promoted = info(
+            "# Replication\r\nrole:master\r\nmaster_replid:b2\r\n\
+             master_replid2:a1\r\nmaster_repl_offset:900\r\nsecond_repl_offset:801\r\n",
+        );
+        let r = parse_replication(&promoted).expect("fields");
+        assert_eq!(r.previous(), Some(("a1", 801)));
+        let never = info(
+            "master_replid2:0000000000000000000000000000000000000000\r\nsecond_repl_offset:-1\r\n",
+        );
+        assert_eq!(parse_replication(&never).expect("fields").previous(), None);
+        assert_eq!(parse_replication(&info("role:master\r\n")), None);
+        assert_eq!(parse_replication(&Reply::Int(1)), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
-use crate::parse::{Role, is_rejection, master_offset, parse_role};
+use crate::parse::{Role, is_rejection, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::Instant;
@@ -69,8 +69,8 @@ pub(crate) struct Switch {
     /// That candidate already answered once that it is not master: a second answer, on a
     /// watch connection, lets it go.
     pub(crate) denied: bool,
-    /// The connection being activated, its node and the replication offset its `ROLE` said.
-    pub(crate) activating: Option<(OpId, Addr, Option<u64>)>,
+    /// The connection being activated, and its node.
+    pub(crate) activating: Option<(OpId, Addr)>,
     pub(crate) pause: Pause,
 }
 
@@ -149,10 +149,8 @@ impl Core {
         self.switch = Some(sw);
         self.push_action(Action::Fence);
         if let Some(master) = self.master.clone() {
-            // The old master's replication offset at the fence, to compare with the new one's.
-            let op = self.op();
-            self.offsets.fenced(op, master.clone());
-            self.push_action(Action::PollRole { op, node: master });
+            // The old master's replication offset at the fence (lost writes).
+            self.probe_fenced_master(master);
         }
         if let Pause::Pending(op) = pause {
             self.push_action(Action::PauseWorkers { op });
@@ -353,8 +351,7 @@ impl Core {
                     let Some(sw) = self.switch.as_mut() else {
                         return true;
                     };
-                    let offset = reply.as_ref().ok().and_then(master_offset);
-                    sw.activating = Some((op, target.clone(), offset));
+                    sw.activating = Some((op, target.clone()));
                     let old = self.master.clone();
                     self.emit(Event::BeforeReset {
                         old: old.clone(),
@@ -617,7 +614,7 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node, _)) = sw.activating.take_if(|(a, _, _)| *a == op) else {
+        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
             return;
         };
         self.verification_failed(node, format!("activation failed: {reason}"), now);
@@ -627,7 +624,7 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node, offset)) = sw.activating.take_if(|(a, _, _)| *a == op) else {
+        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
             return;
         };
         sw.verified = sw.target.as_ref() == Some(&node);
@@ -647,12 +644,14 @@ impl Core {
         if old.as_ref() != Some(&node) {
             self.forget_replicas();
         }
-        let lost = self.offsets.activated(old.as_ref(), &node, offset);
-        self.emit(Event::AfterReset { old, new: node });
-        if let Some(lost) = lost {
-            self.emit(lost);
-        }
+        self.emit(Event::AfterReset {
+            old: old.clone(),
+            new: node.clone(),
+        });
         self.drive_switch(now);
+        if let Some(old) = old.filter(|o| *o != node) {
+            self.check_lost_writes(old, node, now);
+        }
     }
 
     pub(crate) fn workers_paused(&mut self, op: OpId, now: Instant) {

@@ -30,6 +30,8 @@ pub enum TimerReason {
     Listener(usize),
     /// A replica whose watch failed may be watched again.
     WatchRetry,
+    /// The lost-write check after a switch (or its backlog read) takes too long.
+    LostWrites,
 }
 
 /// Deadlines by reason; at most one per reason.

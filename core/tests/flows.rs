@@ -113,6 +113,22 @@ fn config() -> Config {
         .expect("valid")
 }
 
+/// After a switch away from a master: `Resume`, then the lost-write check (the new master's
+/// `INFO replication`, the old master's `ROLE`).
+fn assert_resumed(a: Vec<Action>) {
+    assert!(
+        matches!(
+            a.as_slice(),
+            [
+                Action::Resume,
+                Action::QueryReplication { .. },
+                Action::PollRole { .. }
+            ]
+        ),
+        "resume, then the lost-write check: {a:?}"
+    );
+}
+
 /// Startup: subscribe to both, query the first, connect, activate, resume.
 fn start(h: &mut Harness) -> Vec<OpId> {
     let a = h.actions();
@@ -227,11 +243,16 @@ fn switch_master_flow(drain: bool) {
     assert_eq!(*old, Addr::new("127.0.0.1", 7000));
     h.activated(*op);
     if let Some(pause) = pause {
-        assert!(h.actions().is_empty(), "no resume before the drain");
+        assert!(
+            !h.actions().contains(&Action::Resume),
+            "no resume before the drain"
+        );
         h.advance(5);
         h.paused(pause);
+        assert_eq!(h.actions(), vec![Action::Resume]);
+    } else {
+        assert_resumed(h.actions());
     }
-    assert_eq!(h.actions(), vec![Action::Resume]);
     let to_paused = h.events.iter().find_map(|e| match e {
         Event::SwitchCompleted {
             old: Some(_),
@@ -307,7 +328,7 @@ fn early_signal_switches_before_switch_master() {
         panic!("{a:?}")
     };
     h.activated(*op);
-    assert_eq!(h.actions(), vec![Action::Resume]);
+    assert_resumed(h.actions());
     // The late +switch-master is a duplicate.
     h.message(
         listeners[0],
@@ -808,7 +829,7 @@ fn unknown_epochs_are_asked_not_followed() {
         panic!("{a:?}")
     };
     h.activated(*op);
-    assert_eq!(h.actions(), vec![Action::Resume]);
+    assert_resumed(h.actions());
     assert_eq!(h.core.master_epoch(), Some(3));
 }
 
@@ -820,12 +841,34 @@ fn master_role_at(offset: i64) -> Reply {
     ])
 }
 
-/// The old master answers the fence's `ROLE` at offset 5000; the new master is verified at
-/// 4200: 800 bytes of replication stream it acknowledged never reached the promoted replica.
-/// Reported once, after the switch, with both offsets; nothing when the new master is ahead.
+/// `INFO replication` of a master promoted from history `a1` at `second` (its
+/// `second_repl_offset`).
+fn promoted_at(second: i64) -> Reply {
+    data(&format!(
+        "# Replication\r\nrole:master\r\nmaster_replid:b2\r\nmaster_replid2:a1\r\n\
+         master_repl_offset:{}\r\nsecond_repl_offset:{second}\r\n",
+        second + 10
+    ))
+}
+
+/// After a switch the core asks the new master where it left the old history (`INFO
+/// replication`) and the old master how far that history went (`ROLE`): when the old master
+/// went further and still says master, the missing bytes are read from its backlog (`PSYNC`)
+/// and handed back with `WritesLost`; when it no longer answers as a master, the loss is
+/// reported with the offset it gave at the fence, without the commands; nothing when the new
+/// master has everything.
 #[test]
-fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
-    for (new_offset, lost) in [(4200, Some(800)), (5000, None), (6100, None)] {
+fn lost_writes_are_read_back_from_the_old_master() {
+    enum Old {
+        Master,
+        Demoted,
+    }
+    let cases = [
+        (4201, Old::Master, Some(800)),
+        (5001, Old::Master, None),
+        (4201, Old::Demoted, Some(800)),
+    ];
+    for (second, old, lost) in cases {
         let mut h = Harness::new(config());
         let listeners = start(&mut h);
         h.message(
@@ -842,21 +885,64 @@ fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
         else {
             panic!("{a:?}")
         };
-        assert_eq!(
-            *node,
-            Addr::new("127.0.0.1", 7000),
-            "the old master is asked"
-        );
-        // The new master answers first; the old one's answer completes the check.
-        h.node_reply(*conn, Ok(master_role_at(new_offset)));
+        assert_eq!(node.port(), 7000, "the old master is asked at the fence");
+        h.node_reply(*probe, Ok(master_role_at(5000)));
+        h.node_reply(*conn, Ok(role(true)));
         let a = h.actions();
         let [Action::Activate { op, .. }] = a.as_slice() else {
             panic!("{a:?}")
         };
         h.activated(*op);
-        assert_eq!(h.actions(), vec![Action::Resume]);
-        h.node_reply(*probe, Ok(master_role_at(5000)));
-        let _ = h.actions();
+        let a = h.actions();
+        let [
+            Action::Resume,
+            Action::QueryReplication {
+                op: info,
+                node: new,
+            },
+            Action::PollRole {
+                op: role_op,
+                node: old_node,
+            },
+        ] = a.as_slice()
+        else {
+            panic!("resume, then the check: {a:?}")
+        };
+        assert_eq!((new.port(), old_node.port()), (7001, 7000));
+        h.node_reply(*info, Ok(promoted_at(second)));
+        let old_role = match old {
+            Old::Master => master_role_at(5000),
+            Old::Demoted => replica_of(7001),
+        };
+        h.node_reply(*role_op, Ok(old_role));
+        let a = h.actions();
+        if let (Old::Master, Some(bytes)) = (&old, lost) {
+            let [
+                Action::ReadBacklog {
+                    op,
+                    node,
+                    replid,
+                    offset,
+                    bytes: b,
+                },
+            ] = a.as_slice()
+            else {
+                panic!("a backlog read: {a:?}")
+            };
+            assert_eq!(
+                (node.port(), replid.as_str(), *offset, *b),
+                (7000, "a1", 4201, bytes)
+            );
+            let mut stream = b"*3\r\n$5\r\nRPUSH\r\n$1\r\nq\r\n$2\r\nj1\r\n".to_vec();
+            stream.extend(b"*1\r\n$4\r\nPING\r\n");
+            h.feed(Input::Backlog {
+                op: *op,
+                result: Ok(stream),
+            });
+            let _ = h.actions();
+        } else {
+            assert!(a.is_empty(), "{a:?}");
+        }
         let reported: Vec<_> = h
             .events
             .iter()
@@ -865,16 +951,38 @@ fn a_promotion_behind_the_old_master_reports_the_bytes_lost() {
                     old,
                     new,
                     old_offset: 5000,
-                    new_offset: n,
+                    new_offset: 4200,
                     bytes,
-                } if *n == new_offset as u64 => Some((old.port(), new.port(), *bytes)),
+                    commands,
+                    unread,
+                } => Some((
+                    old.port(),
+                    new.port(),
+                    *bytes,
+                    commands.clone(),
+                    unread.clone(),
+                )),
                 Event::WritesLost { .. } => panic!("wrong offsets: {e:?}"),
                 _ => None,
             })
             .collect();
-        match lost {
-            Some(bytes) => assert_eq!(reported, vec![(7000, 7001, bytes)]),
-            None => assert!(reported.is_empty(), "{reported:?}"),
+        match (old, lost) {
+            (_, None) => assert!(reported.is_empty(), "{reported:?}"),
+            (Old::Master, Some(bytes)) => {
+                let [(7000, 7001, b, Some(commands), None)] = reported.as_slice() else {
+                    panic!("{reported:?}")
+                };
+                assert_eq!(*b, bytes);
+                assert_eq!(commands.len(), 1, "PING is the stream's own: {commands:?}");
+                assert_eq!(commands[0].args, [&b"RPUSH"[..], b"q", b"j1"]);
+            }
+            (Old::Demoted, Some(bytes)) => {
+                let [(7000, 7001, b, None, Some(why))] = reported.as_slice() else {
+                    panic!("{reported:?}")
+                };
+                assert_eq!(*b, bytes);
+                assert!(why.contains("no longer answers as a master"), "{why}");
+            }
         }
     }
 }

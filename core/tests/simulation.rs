@@ -248,7 +248,7 @@ fn failover_sequences_keep_every_rule() {
     let config = runner(4000);
     let cases = u64::from(config.cases);
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let totals: [AtomicU64; 8] = Default::default();
+    let totals: [AtomicU64; 9] = Default::default();
     let strategy = (settings(), knobs(), proptest::collection::vec(op(), 1..40));
     let result = runner.run(&strategy, |(settings, knobs, ops)| {
         let sim = run(&settings, &knobs, &ops).map_err(TestCaseError::fail)?;
@@ -262,6 +262,7 @@ fn failover_sequences_keep_every_rule() {
             s.writes_lost_events,
             s.unheard_failovers,
             s.replica_watch_switches,
+            s.writes_handed_back,
         ]) {
             total.fetch_add(n, Relaxed);
         }
@@ -279,11 +280,12 @@ fn failover_sequences_keep_every_rule() {
         lost_events,
         unheard,
         watched,
+        handed_back,
     ] = totals.map(|t| t.load(Relaxed));
     eprintln!(
         "{ran} cases: {failovers} failovers ({unheard} led by an unheard sentinel), {switches} \
          switches ({watched} by a replica's watch), {pauses} pauses, {writes} writes, \
-         {lost_events} lost-write reports"
+         {lost_events} lost-write reports ({handed_back} with their commands read back)"
     );
     assert!(ran >= cases, "{ran} cases run of {cases}");
     assert!(
@@ -305,6 +307,10 @@ fn failover_sequences_keep_every_rule() {
     assert!(
         lost_events >= cases / 100,
         "too few lost-write reports: {lost_events} in {cases} cases"
+    );
+    assert!(
+        handed_back >= cases / 100,
+        "too few lost writes handed back: {handed_back} in {cases} cases"
     );
     assert!(
         unheard >= cases / 20,

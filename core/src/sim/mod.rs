@@ -200,6 +200,8 @@ pub struct Stats {
     pub watches: u64,
     /// `WritesLost` events the core emitted.
     pub writes_lost_events: u64,
+    /// Of those, the ones that handed the lost commands back.
+    pub writes_handed_back: u64,
     /// Failovers led by a sentinel the process was cut off from, or had no listener subscribed
     /// to, when it began.
     pub unheard_failovers: u64,
@@ -218,6 +220,7 @@ enum Input {
     Pong(OpId),
     SentinelReply(OpId, Result<Reply, IoError>),
     NodeReply(OpId, Result<Reply, IoError>),
+    Backlog(OpId, Result<Vec<u8>, IoError>),
     ResetDone(OpId),
     ResetFailed(OpId),
     WatchClosed(OpId),
@@ -438,6 +441,10 @@ impl Sim {
                 let i = i % self.world.nodes.len();
                 let truth = self.world.true_master();
                 let is_master = i == truth;
+                let (offset, id) = (
+                    self.world.nodes[truth].offset,
+                    self.world.nodes[truth].replid,
+                );
                 let node = &mut self.world.nodes[i];
                 if node.health == Health::Down {
                     node.health = Health::Up;
@@ -445,6 +452,12 @@ impl Sim {
                     node.master = is_master;
                     node.deposed_by = None;
                     node.following = truth;
+                    if !is_master {
+                        // A replica resyncs with the master it comes back to.
+                        node.offset = offset;
+                        node.replid = id;
+                        node.replid2 = None;
+                    }
                 }
             }
             Op::SentinelDown(i) => {
@@ -825,10 +838,11 @@ impl Sim {
                 self.stats.writes_acked += 1;
                 self.world.nodes[n].offset += 1;
                 if n == self.world.true_master() {
-                    let offset = self.world.nodes[n].offset;
+                    let (offset, id) = (self.world.nodes[n].offset, self.world.nodes[n].replid);
                     for r in &mut self.world.nodes {
                         if !r.master && r.health == Health::Up {
                             r.offset = offset;
+                            r.replid = id;
                         }
                     }
                 }

@@ -89,6 +89,15 @@ impl Sim {
                 self.log(format!("in  node reply {op} {}", show(&reply)));
                 self.core.handle(now, CoreInput::NodeReply { op, reply });
             }
+            Input::Backlog(op, result) => {
+                self.log(format!(
+                    "in  backlog {op}: {}",
+                    result
+                        .as_ref()
+                        .map_or_else(|e| e.to_string(), |b| format!("{} bytes", b.len()))
+                ));
+                self.core.handle(now, CoreInput::Backlog { op, result });
+            }
             Input::ResetDone(op) => {
                 self.oracle.reset_done(op, true);
                 self.core.handle(now, CoreInput::Activated { op });
@@ -183,8 +192,9 @@ impl Sim {
                         self.stats.replica_watch_switches += 1;
                     }
                 }
-                if let Event::WritesLost { .. } = e {
+                if let Event::WritesLost { commands, .. } = &e {
                     self.stats.writes_lost_events += 1;
+                    self.stats.writes_handed_back += u64::from(commands.is_some());
                     if let Err(what) = self.check_writes_lost(&e) {
                         return Err(self.violation(what));
                     }
@@ -284,6 +294,41 @@ impl Sim {
                 }
                 Some((_, Health::Hung)) => {}
                 _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
+            Action::QueryReplication { op, node } => match self.world.node_at(&node) {
+                Some(n) => match self.world.nodes[n].health {
+                    Health::Up => {
+                        let reply = self.world.replication_reply(n);
+                        self.reply_later(Input::NodeReply(op, Ok(reply)));
+                    }
+                    Health::Hung => {}
+                    Health::Down => {
+                        self.reply_later(Input::NodeReply(op, Err(IoError::unreachable(REFUSED))))
+                    }
+                },
+                None => self.reply_later(Input::NodeReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
+            Action::ReadBacklog {
+                op,
+                node,
+                replid,
+                offset,
+                bytes,
+            } => match self.world.node_at(&node) {
+                Some(n) => match self.world.nodes[n].health {
+                    Health::Up => {
+                        let result = self
+                            .world
+                            .backlog(n, &replid, offset, bytes)
+                            .ok_or_else(|| IoError::rejected("PSYNC answered +FULLRESYNC"));
+                        self.reply_later(Input::Backlog(op, result));
+                    }
+                    Health::Hung => {}
+                    Health::Down => {
+                        self.reply_later(Input::Backlog(op, Err(IoError::unreachable(REFUSED))))
+                    }
+                },
+                None => self.reply_later(Input::Backlog(op, Err(IoError::unreachable(REFUSED)))),
             },
             Action::PollRole { op, node } => {
                 if let Some(reply) = self.role(&node) {
@@ -397,6 +442,8 @@ impl Sim {
             old_offset,
             new_offset,
             bytes,
+            commands,
+            ..
         } = e
         else {
             return Ok(());
@@ -424,6 +471,34 @@ impl Sim {
                 "lost writes reported that did not happen: {e:?} (old at {}, new promoted at {promoted:?})",
                 self.world.nodes[o].offset
             ));
+        }
+        // Handed back: exactly the writes between the two offsets, when the old master still
+        // held them.
+        let (old_node, new_node) = (&self.world.nodes[o], &self.world.nodes[n]);
+        let readable = old_node.health == Health::Up
+            && old_node.master
+            && new_node.replid2 == Some(old_node.replid)
+            && old_node.offset >= *old_offset;
+        match commands {
+            Some(c) => {
+                let expected: Vec<Vec<Vec<u8>>> = (new_offset + 1..=*old_offset)
+                    .map(|k| vec![b"SET".to_vec(), b"w".to_vec(), k.to_string().into_bytes()])
+                    .collect();
+                let read: Vec<Vec<Vec<u8>>> = c.iter().map(|c| c.args.clone()).collect();
+                if read != expected {
+                    return Err(format!(
+                        "lost writes handed back are not the writes lost: {read:?} for offsets \
+                         {new_offset} -> {old_offset}"
+                    ));
+                }
+            }
+            None if readable => {
+                return Err(format!(
+                    "lost writes reported without their commands while the old master held \
+                     them: {e:?}"
+                ));
+            }
+            None => {}
         }
         Ok(())
     }

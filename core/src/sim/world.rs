@@ -36,6 +36,11 @@ pub(crate) struct Node {
     pub(crate) following: usize,
     /// The highest offset it ever had (a full resync moves `offset` back).
     pub(crate) peak_offset: u64,
+    /// Its replication ID (a replica's is its master's), the one it had before its last
+    /// promotion, and the first byte of that history it lacks (`second_repl_offset`).
+    pub(crate) replid: u64,
+    pub(crate) replid2: Option<u64>,
+    pub(crate) second_offset: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +151,9 @@ impl World {
                         offset: 0,
                         following: 0,
                         peak_offset: 0,
+                        replid: 1,
+                        replid2: None,
+                        second_offset: 0,
                     }
                 })
                 .collect(),
@@ -467,6 +475,11 @@ impl World {
                 self.nodes[candidate].master = true;
                 self.nodes[candidate].config_epoch = self.failovers[f].epoch;
                 self.failovers[f].promoted_offset = self.nodes[candidate].offset;
+                // A new history begins: the old one is kept as the second.
+                let c = &mut self.nodes[candidate];
+                c.replid2 = Some(c.replid);
+                c.second_offset = c.offset + 1;
+                c.replid = 1000 + f as u64;
                 self.nodes[candidate].deposed_by = None;
                 if self.nodes[old].master {
                     self.nodes[old].deposed_by = Some(candidate);
@@ -501,6 +514,8 @@ impl World {
                     self.nodes[node].peak_offset =
                         self.nodes[node].peak_offset.max(self.nodes[node].offset);
                     self.nodes[node].offset = self.nodes[truth].offset;
+                    self.nodes[node].replid = self.nodes[truth].replid;
+                    self.nodes[node].replid2 = None;
                 }
                 None
             }
@@ -614,6 +629,36 @@ impl World {
         )
     }
 
+    /// `INFO replication` of node `n`, the fields the core reads.
+    pub(crate) fn replication_reply(&self, n: usize) -> crate::reply::Reply {
+        let node = &self.nodes[n];
+        let (replid2, second) = match node.replid2 {
+            Some(r) => (replid(r), i64::try_from(node.second_offset).unwrap_or(-1)),
+            None => ("0".repeat(40), -1),
+        };
+        let text = format!(
+            "# Replication\r\nrole:{}\r\nmaster_replid:{}\r\nmaster_replid2:{replid2}\r\n\
+             master_repl_offset:{}\r\nsecond_repl_offset:{second}\r\n",
+            if node.master { "master" } else { "slave" },
+            replid(node.replid),
+            node.offset,
+        );
+        crate::reply::Reply::Data(text.into_bytes())
+    }
+
+    /// What `PSYNC <replid> <from>` on node `n` streams, `bytes` of it: the writes of that
+    /// history from `from` on (one command `SET w <offset>` per offset), if the node is a
+    /// master of that history and holds them.
+    pub(crate) fn backlog(&self, n: usize, id: &str, from: u64, bytes: u64) -> Option<Vec<u8>> {
+        let node = &self.nodes[n];
+        let to = from.checked_add(bytes)?.checked_sub(1)?;
+        (node.master && replid(node.replid) == id && from >= 1 && to <= node.offset).then(|| {
+            (from..=to)
+                .flat_map(|k| crate::lost::encode(&[b"SET", b"w", k.to_string().as_bytes()]))
+                .collect()
+        })
+    }
+
     /// `ROLE` of node `n`.
     pub(crate) fn role_reply(&self, n: usize) -> crate::reply::Reply {
         use crate::reply::Reply;
@@ -635,4 +680,9 @@ impl World {
             ])
         }
     }
+}
+
+/// A replication ID as Redis shows it (40 hex digits).
+pub(crate) fn replid(id: u64) -> String {
+    format!("{id:040x}")
 }

@@ -1,0 +1,414 @@
+//! Lost writes, proven and handed back. Redis replicates asynchronously: a replica promoted
+//! behind its master lacks the writes in between, and a master the fence reached late went on
+//! acknowledging writes after the promotion. After every switch the core compares the two
+//! replication histories (`INFO replication` of the new master: the offset where it left the
+//! old master's history, `second_repl_offset`; `ROLE` of the old master: how far that history
+//! went) and, when the old master went further and still holds that history, reads exactly
+//! the missing bytes from its replication backlog (`PSYNC <replid> <offset>` answers
+//! `+CONTINUE` and streams them) and hands the commands back with [`Event::WritesLost`]. It
+//! never re-applies them: what is safe to replay is the application's decision.
+//!
+//! Nothing is reported that did not happen: the old master's offset is one it reported, the
+//! new master's `second_repl_offset` is where its own history began.
+
+use crate::action::{Action, OpId};
+use crate::addr::Addr;
+use crate::event::{Event, LostCommand};
+use crate::input::IoError;
+use crate::machine::Core;
+use crate::parse::{Replication, master_offset, parse_replication};
+use crate::reply::Reply;
+use crate::timers::{TimerReason, after};
+use std::time::{Duration, Instant};
+
+/// How long reading the bytes of a backlog may take, after the connection's own timeout.
+const READ_TIME: Duration = Duration::from_secs(10);
+
+/// The most bytes of lost writes read back from an old master's backlog (64 MiB): a larger loss
+/// is reported without its commands (Redis's own `repl-backlog-size` is 1 MiB by default).
+pub const MAX_LOST_BYTES: u64 = 64 << 20;
+
+/// What the core knows of replication offsets, and the check after a switch.
+#[derive(Debug, Default)]
+pub(crate) struct LostWrites {
+    /// The offset a master last reported in a `ROLE` reply, with its address.
+    last: Option<(Addr, u64)>,
+    /// The `ROLE` poll of the master in use sent at the fence, if not answered yet.
+    fence_probe: Option<(OpId, Addr)>,
+    /// The check of the last switch, until it reported.
+    check: Option<Check>,
+}
+
+/// The check after a switch from `old` to `new`.
+#[derive(Debug)]
+struct Check {
+    old: Addr,
+    new: Addr,
+    /// `INFO replication` of the new master, and its answer.
+    info: (OpId, Option<Option<Replication>>),
+    /// `ROLE` of the old master, and its offset if it still said master.
+    role: (OpId, Option<Option<u64>>),
+    /// The backlog read in flight: its op, and the range it reads.
+    read: Option<(OpId, Range)>,
+}
+
+/// A range of the old master's replication stream the new master lacks.
+#[derive(Debug, Clone)]
+struct Range {
+    replid: String,
+    /// The first byte the new master lacks (its `second_repl_offset`).
+    from: u64,
+    /// The old master's offset: the last byte it wrote.
+    to: u64,
+}
+
+impl Range {
+    fn bytes(&self) -> u64 {
+        self.to + 1 - self.from
+    }
+}
+
+impl LostWrites {
+    /// `node` reported `offset` as master.
+    pub(crate) fn observed(&mut self, node: &Addr, offset: u64) {
+        self.last = Some((node.clone(), offset));
+    }
+
+    /// The offset last reported by `node`, if it was the last master to report one.
+    fn last_of(&self, node: &Addr) -> Option<u64> {
+        self.last
+            .as_ref()
+            .filter(|(a, _)| a == node)
+            .map(|(_, o)| *o)
+    }
+}
+
+impl Core {
+    /// The fence asks the master in use its offset (`ROLE`): if it dies before the switch
+    /// completes, that is the last one known.
+    pub(crate) fn probe_fenced_master(&mut self, master: Addr) {
+        let op = self.op();
+        self.lost.fence_probe = Some((op, master.clone()));
+        self.push_action(Action::PollRole { op, node: master });
+    }
+
+    /// The master in use moved from `old` to `new`: ask both how far their histories went.
+    pub(crate) fn check_lost_writes(&mut self, old: Addr, new: Addr, now: Instant) {
+        let limit = self.cfg.connect_timeout.saturating_mul(2);
+        self.timers.set(TimerReason::LostWrites, after(now, limit));
+        let (info, role) = (self.op(), self.op());
+        self.push_action(Action::QueryReplication {
+            op: info,
+            node: new.clone(),
+        });
+        self.push_action(Action::PollRole {
+            op: role,
+            node: old.clone(),
+        });
+        self.lost.check = Some(Check {
+            old,
+            new,
+            info: (info, None),
+            role: (role, None),
+            read: None,
+        });
+    }
+
+    /// A node's answer that belongs to the lost-write check, if it does: returns whether it
+    /// did.
+    pub(crate) fn lost_writes_reply(
+        &mut self,
+        op: OpId,
+        reply: Option<&Reply>,
+        now: Instant,
+    ) -> bool {
+        if self
+            .lost
+            .fence_probe
+            .as_ref()
+            .is_some_and(|(p, _)| *p == op)
+        {
+            if let (Some((_, node)), Some(offset)) =
+                (self.lost.fence_probe.take(), reply.and_then(master_offset))
+            {
+                self.lost.observed(&node, offset);
+            }
+            return true;
+        }
+        let Some(check) = self.lost.check.as_mut() else {
+            return false;
+        };
+        if check.info.0 == op {
+            check.info.1 = Some(reply.and_then(parse_replication));
+        } else if check.role.0 == op {
+            let offset = reply.and_then(master_offset);
+            check.role.1 = Some(offset);
+            if let Some(offset) = offset {
+                let old = check.old.clone();
+                self.lost.observed(&old, offset);
+            }
+        } else {
+            return false;
+        }
+        self.decide_lost_writes(now);
+        true
+    }
+
+    /// The check took too long: what did not answer counts as failed (a frozen node), and a
+    /// read still running is reported without its commands.
+    pub(crate) fn lost_writes_timed_out(&mut self, now: Instant) {
+        let Some(check) = self.lost.check.as_mut() else {
+            return;
+        };
+        if let Some((_, range)) = check.read.take() {
+            let (old, new) = (check.old.clone(), check.new.clone());
+            self.lost.check = None;
+            let why = "the old master's backlog was not read in time".to_owned();
+            return self.report_lost_writes(old, new, &range, Err(why));
+        }
+        check.info.1.get_or_insert(None);
+        check.role.1.get_or_insert(None);
+        self.decide_lost_writes(now);
+    }
+
+    /// Both answers are in: nothing lost, a loss read back from the old master, or a loss
+    /// reported without its commands (why in `unread`).
+    fn decide_lost_writes(&mut self, now: Instant) {
+        let answered = self
+            .lost
+            .check
+            .as_ref()
+            .is_some_and(|c| c.info.1.is_some() && c.role.1.is_some() && c.read.is_none());
+        if !answered {
+            return;
+        }
+        let Some(check) = self.lost.check.take() else {
+            return;
+        };
+        let (Some(info), Some(said)) = (check.info.1.clone(), check.role.1) else {
+            return;
+        };
+        // Where the new master left the old history, and how far the old master went.
+        let Some((replid, from)) = info.as_ref().and_then(Replication::previous) else {
+            return; // not promoted from a history the core can compare
+        };
+        let Some(to) = said.or_else(|| self.lost.last_of(&check.old)) else {
+            return;
+        };
+        if to < from {
+            return; // the new master has everything the old one acknowledged
+        }
+        let range = Range {
+            replid: replid.to_owned(),
+            from,
+            to,
+        };
+        let unread = if said.is_none() {
+            "the old master no longer answers as a master (down, or reconfigured as a replica)"
+        } else if range.bytes() > MAX_LOST_BYTES {
+            "more than 64 MiB: not read back"
+        } else {
+            let op = self.op();
+            let limit = self.cfg.connect_timeout + READ_TIME;
+            self.timers.set(TimerReason::LostWrites, after(now, limit));
+            self.push_action(Action::ReadBacklog {
+                op,
+                node: check.old.clone(),
+                replid: range.replid.clone(),
+                offset: range.from,
+                bytes: range.bytes(),
+            });
+            self.lost.check = Some(Check {
+                read: Some((op, range)),
+                ..check
+            });
+            return;
+        };
+        self.report_lost_writes(check.old, check.new, &range, Err(unread.to_owned()));
+    }
+
+    /// The backlog read `op` answered: the bytes it streamed, or why it could not.
+    pub(crate) fn backlog_read(&mut self, op: OpId, result: Result<Vec<u8>, IoError>) {
+        let Some(check) = self
+            .lost
+            .check
+            .take_if(|c| c.read.as_ref().is_some_and(|r| r.0 == op))
+        else {
+            return;
+        };
+        self.timers.cancel(TimerReason::LostWrites);
+        let Some((_, range)) = check.read else {
+            return;
+        };
+        let commands = result
+            .map_err(|e| format!("the old master's backlog could not be read: {e}"))
+            .and_then(|bytes| {
+                parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
+            });
+        self.report_lost_writes(check.old, check.new, &range, commands);
+    }
+
+    fn report_lost_writes(
+        &mut self,
+        old: Addr,
+        new: Addr,
+        range: &Range,
+        commands: Result<Vec<LostCommand>, String>,
+    ) {
+        self.timers.cancel(TimerReason::LostWrites);
+        let (commands, unread) = match commands {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
+        };
+        self.emit(Event::WritesLost {
+            old,
+            new,
+            old_offset: range.to,
+            new_offset: range.from - 1,
+            bytes: range.bytes(),
+            commands,
+            unread,
+        });
+    }
+}
+
+/// Reads the commands of a replication stream (RESP multi-bulk arrays): `SELECT` sets the
+/// database of the commands after it (unknown before the first), `PING` and `REPLCONF` (the
+/// stream's own traffic) are left out, everything else is kept as sent, `MULTI` and `EXEC`
+/// included. Anything else than complete arrays of bulk strings is an error.
+pub(crate) fn parse_stream(mut bytes: &[u8]) -> Result<Vec<LostCommand>, String> {
+    let mut db = None;
+    let mut commands = Vec::new();
+    while !bytes.is_empty() {
+        let (args, rest) = command(bytes)?;
+        bytes = rest;
+        let name = args
+            .first()
+            .map(|a| a.to_ascii_uppercase())
+            .unwrap_or_default();
+        match name.as_slice() {
+            b"PING" | b"REPLCONF" => {}
+            b"SELECT" => {
+                db = args
+                    .get(1)
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .and_then(|d| d.parse().ok());
+            }
+            _ => commands.push(LostCommand { db, args }),
+        }
+    }
+    Ok(commands)
+}
+
+/// One `*<n>\r\n($<len>\r\n<bytes>\r\n){n}` array; the rest of the input.
+fn command(input: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8]), String> {
+    let (n, mut rest) = header(input, b'*')?;
+    let mut args = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let (len, after) = header(rest, b'$')?;
+        let end = len
+            .checked_add(2)
+            .filter(|&e| e <= after.len())
+            .ok_or("a bulk string is cut short")?;
+        if &after[len..end] != b"\r\n" {
+            return Err("a bulk string does not end with CRLF".into());
+        }
+        args.push(after[..len].to_vec());
+        rest = &after[end..];
+    }
+    Ok((args, rest))
+}
+
+/// `<marker><number>\r\n`; the number and the rest.
+fn header(input: &[u8], marker: u8) -> Result<(usize, &[u8]), String> {
+    if input.first() != Some(&marker) {
+        return Err(format!("expected `{}`", char::from(marker)));
+    }
+    let line_end = input
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("a header line is cut short")?;
+    let n = std::str::from_utf8(&input[1..line_end])
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .ok_or("a header is not a length")?;
+    Ok((n, &input[line_end + 2..]))
+}
+
+/// Encodes a command as the replication stream carries it (for tests and the simulator).
+pub(crate) fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reads_commands_with_their_database() {
+        let mut stream = encode(&[b"RPUSH", b"q", b"1"]);
+        stream.extend(encode(&[b"SELECT", b"3"]));
+        stream.extend(encode(&[b"PING"]));
+        stream.extend(encode(&[b"MULTI"]));
+        stream.extend(encode(&[b"HSET", b"h", b"k", b"v\r\nwith CRLF"]));
+        stream.extend(encode(&[b"EXEC"]));
+        stream.extend(encode(&[b"REPLCONF", b"GETACK", b"*"]));
+        let c = parse_stream(&stream).expect("valid");
+        let shown: Vec<(Option<u32>, Vec<&[u8]>)> = c
+            .iter()
+            .map(|c| (c.db, c.args.iter().map(Vec::as_slice).collect()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (None, vec![&b"RPUSH"[..], b"q", b"1"]),
+                (Some(3), vec![&b"MULTI"[..]]),
+                (Some(3), vec![&b"HSET"[..], b"h", b"k", b"v\r\nwith CRLF"]),
+                (Some(3), vec![&b"EXEC"[..]]),
+            ]
+        );
+        assert!(parse_stream(b"*1\r\n$4\r\nPIN").is_err());
+        assert!(parse_stream(b"+OK\r\n").is_err());
+        assert!(parse_stream(b"*1\r\n$99999999999999999999\r\n").is_err());
+        assert_eq!(parse_stream(b""), Ok(vec![]));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_stream(&bytes);
+        }
+
+        #[test]
+        fn encoded_commands_read_back(
+            commands in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..5),
+                0..8,
+            )
+        ) {
+            let stream: Vec<u8> = commands
+                .iter()
+                .flat_map(|c| encode(&c.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+                .collect();
+            let read = parse_stream(&stream).expect("valid");
+            let kept: Vec<&Vec<Vec<u8>>> = commands
+                .iter()
+                .filter(|c| {
+                    let name = c[0].to_ascii_uppercase();
+                    !matches!(name.as_slice(), b"PING" | b"REPLCONF" | b"SELECT")
+                })
+                .collect();
+            prop_assert_eq!(read.len(), kept.len());
+            for (r, k) in read.iter().zip(kept) {
+                prop_assert_eq!(&r.args, k);
+            }
+        }
+    }
+}
