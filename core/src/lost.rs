@@ -336,6 +336,7 @@ fn header(input: &[u8], marker: u8) -> Result<(usize, &[u8]), String> {
 }
 
 /// Encodes a command as the replication stream carries it (for tests and the simulator).
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn encode(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {

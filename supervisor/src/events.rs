@@ -219,8 +219,11 @@ pub(crate) fn log_event(event: &Event) {
             old_offset,
             new_offset,
             bytes,
+            commands,
+            unread,
         } => warn!(old = %old, new = %new, old_offset, new_offset, bytes,
-            "the new master was promoted behind the old one: acknowledged writes lost"),
+            commands_read_back = commands.as_ref().map(Vec::len), unread = unread.as_deref(),
+            "acknowledged writes lost in the switch"),
         other => info!(event = ?other, "event"),
     }
 }

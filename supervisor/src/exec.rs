@@ -45,7 +45,29 @@ impl Driver {
                 sentinel,
                 service,
             } => self.query_sentinel(op, sentinel, "REPLICAS", service),
-            Action::PollRole { op, node } => self.poll_role(op, node),
+            Action::PollRole { op, node } => self.probe(op, node, redis::cmd("ROLE")),
+            Action::QueryReplication { op, node } => {
+                let mut info = redis::cmd("INFO");
+                info.arg("replication");
+                self.probe(op, node, info);
+            }
+            Action::ReadBacklog {
+                op,
+                node,
+                replid,
+                offset,
+                bytes,
+            } => {
+                let read = crate::backlog::Read {
+                    op,
+                    node,
+                    replid,
+                    offset,
+                    bytes,
+                };
+                let endpoint = shared.probes.endpoint().clone();
+                crate::backlog::start(endpoint, read, shared.inbox.clone());
+            }
             Action::Watch { op, node } => {
                 let handle = crate::watch::start(&self.shared, op, node);
                 self.watches.insert(op, handle);
@@ -111,14 +133,12 @@ impl Driver {
         }));
     }
 
-    fn poll_role(&self, op: OpId, node: Addr) {
+    /// One command on a data node's probe connection (`ROLE`, `INFO replication`).
+    fn probe(&self, op: OpId, node: Addr, cmd: redis::Cmd) {
         let shared = Arc::clone(&self.shared);
         self.shared.rt.spawn(Box::pin(async move {
             let limit = shared.cfg.connect_timeout();
-            let reply = shared
-                .probes
-                .query(&*shared.rt, &node, &redis::cmd("ROLE"), limit)
-                .await;
+            let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
             let reply = Input::Core(CoreInput::NodeReply { op, reply });
             let _ = shared.inbox.send(reply).await;
         }));

@@ -417,16 +417,23 @@ impl EventRecord {
                 old_offset,
                 new_offset,
                 bytes,
+                commands,
+                unread,
             } => (
                 "WritesLost",
                 Warn,
-                "the new master was promoted behind the old one: acknowledged writes lost",
+                "acknowledged writes lost in the switch",
                 vec![
                     ("old", addr(old)),
                     ("new", addr(new)),
                     ("old_offset", FieldValue::Count(*old_offset)),
                     ("new_offset", FieldValue::Count(*new_offset)),
                     ("bytes", FieldValue::Count(*bytes)),
+                    (
+                        "commands_read_back",
+                        FieldValue::Count(commands.as_ref().map_or(0, |c| c.len() as u64)),
+                    ),
+                    ("unread", FieldValue::Text(unread.clone())),
                 ],
             ),
             other => (

@@ -26,6 +26,7 @@
 //!
 //! Every decision is the core's; this crate only executes actions and reports results.
 
+mod backlog;
 mod config;
 mod connect;
 mod convert;

@@ -483,6 +483,8 @@ mod tests {
                     old_offset: 1000,
                     new_offset: 1000 - bytes,
                     bytes,
+                    commands: None,
+                    unread: None,
                 });
             }
             std::mem::forget(m);
