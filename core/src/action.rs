@@ -1,7 +1,7 @@
 //! What the core asks the runtime to do.
 
 use crate::addr::Addr;
-use crate::event::FatalError;
+use crate::event::{FatalError, LostCommand};
 #[cfg(doc)]
 use crate::input::Input;
 use std::fmt;
@@ -141,11 +141,13 @@ pub enum Action {
         node: Addr,
     },
     /// Point the application's master connection at the prepared connection `op` (to `node`)
-    /// and close every connection to `old`, blocking and pub/sub ones included. Commands held
-    /// by [`Action::Fence`] go out now, to the new master: jobs in flight may be waiting on
-    /// them, and the pause completes only when they finish. Report with
-    /// [`Input::Activated`], or [`Input::ActivationFailed`] if it could
-    /// not be done (no prepared connection under `op`).
+    /// and close every connection to `old`, blocking and pub/sub ones included (commands in
+    /// flight on them fail). With `release`, commands held by [`Action::Fence`] go out now, to
+    /// the new master (a drain: jobs in flight may be waiting on them, and the pause completes
+    /// only when they finish); without, they stay held until [`Action::Resume`], so that
+    /// writes lost in the switch are handed back ([`Action::HandBack`]) before any other
+    /// reaches the new master. Report with [`Input::Activated`], or
+    /// [`Input::ActivationFailed`] if it could not be done (no prepared connection under `op`).
     Activate {
         /// The prepared connection.
         op: OpId,
@@ -153,6 +155,24 @@ pub enum Action {
         node: Addr,
         /// The master it replaces.
         old: Option<Addr>,
+        /// Whether held commands go out now (else at `Resume`).
+        release: bool,
+    },
+    /// Hand writes the old master acknowledged but the new master lacks (read back from the
+    /// old master's backlog, also reported as [`crate::Event::WritesLost`]) to the
+    /// application, which re-applies what is safe to re-apply on the new master, through a
+    /// connection of its own (the master connection's commands are still held). Report
+    /// [`Input::HandedBack`] when it is done; the core resumes after it (or after
+    /// `fence_timeout`).
+    HandBack {
+        /// Correlation id.
+        op: OpId,
+        /// The master the writes were lost on.
+        old: Addr,
+        /// The new master, in use.
+        new: Addr,
+        /// The commands, in order.
+        commands: Vec<LostCommand>,
     },
     /// Close the prepared connection `op`; it will not be used. Report nothing.
     Discard {

@@ -87,6 +87,11 @@ pub enum Input {
         /// Why.
         reason: String,
     },
+    /// The application is done with the lost writes of an [`crate::Action::HandBack`].
+    HandedBack {
+        /// The hand-back.
+        op: OpId,
+    },
     /// The workers drained ([`crate::Action::PauseWorkers`] completed).
     Paused {
         /// The pause.
@@ -117,6 +122,7 @@ impl Input {
             | Input::WatchClosed { op }
             | Input::Activated { op }
             | Input::ActivationFailed { op, .. }
+            | Input::HandedBack { op }
             | Input::Paused { op } => Some(*op),
             Input::AppError { .. } => None,
         }

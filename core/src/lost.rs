@@ -35,6 +35,8 @@ pub(crate) struct LostWrites {
     last: Option<(Addr, u64)>,
     /// The `ROLE` poll of the master in use sent at the fence, if not answered yet.
     fence_probe: Option<(OpId, Addr)>,
+    /// The master that answered the fence's poll as a master (it was alive then).
+    answered: Option<Addr>,
     /// The check of the last switch, until it reported.
     check: Option<Check>,
 }
@@ -74,6 +76,11 @@ impl LostWrites {
         self.last = Some((node.clone(), offset));
     }
 
+    /// Whether `node` answered the fence's poll as a master.
+    pub(crate) fn answered_fence(&self, node: &Addr) -> bool {
+        self.answered.as_ref() == Some(node)
+    }
+
     /// The offset last reported by `node`, if it was the last master to report one.
     fn last_of(&self, node: &Addr) -> Option<u64> {
         self.last
@@ -89,6 +96,7 @@ impl Core {
     pub(crate) fn probe_fenced_master(&mut self, master: Addr) {
         let op = self.op();
         self.lost.fence_probe = Some((op, master.clone()));
+        self.lost.answered = None;
         self.push_action(Action::PollRole { op, node: master });
     }
 
@@ -132,6 +140,7 @@ impl Core {
                 (self.lost.fence_probe.take(), reply.and_then(master_offset))
             {
                 self.lost.observed(&node, offset);
+                self.lost.answered = Some(node);
             }
             return true;
         }
@@ -164,7 +173,7 @@ impl Core {
             let (old, new) = (check.old.clone(), check.new.clone());
             self.lost.check = None;
             let why = "the old master's backlog was not read in time".to_owned();
-            return self.report_lost_writes(old, new, &range, Err(why));
+            return self.report_lost_writes(old, new, &range, Err(why), now);
         }
         check.info.1.get_or_insert(None);
         check.role.1.get_or_insert(None);
@@ -188,15 +197,16 @@ impl Core {
         let (Some(info), Some(said)) = (check.info.1.clone(), check.role.1) else {
             return;
         };
-        // Where the new master left the old history, and how far the old master went.
-        let Some((replid, from)) = info.as_ref().and_then(Replication::previous) else {
-            return; // not promoted from a history the core can compare
-        };
-        let Some(to) = said.or_else(|| self.lost.last_of(&check.old)) else {
-            return;
+        // Where the new master left the old history, and how far the old master went:
+        // nothing to compare (not promoted from that history, nothing known of the old
+        // master), or the new master has everything the old one acknowledged.
+        let previous = info.as_ref().and_then(Replication::previous);
+        let to = said.or_else(|| self.lost.last_of(&check.old));
+        let (Some((replid, from)), Some(to)) = (previous, to) else {
+            return self.lost_check_done(&check.old, None, now);
         };
         if to < from {
-            return; // the new master has everything the old one acknowledged
+            return self.lost_check_done(&check.old, None, now);
         }
         let range = Range {
             replid: replid.to_owned(),
@@ -224,11 +234,16 @@ impl Core {
             });
             return;
         };
-        self.report_lost_writes(check.old, check.new, &range, Err(unread.to_owned()));
+        self.report_lost_writes(check.old, check.new, &range, Err(unread.to_owned()), now);
     }
 
     /// The backlog read `op` answered: the bytes it streamed, or why it could not.
-    pub(crate) fn backlog_read(&mut self, op: OpId, result: Result<Vec<u8>, IoError>) {
+    pub(crate) fn backlog_read(
+        &mut self,
+        op: OpId,
+        result: Result<Vec<u8>, IoError>,
+        now: Instant,
+    ) {
         let Some(check) = self
             .lost
             .check
@@ -245,7 +260,7 @@ impl Core {
             .and_then(|bytes| {
                 parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
             });
-        self.report_lost_writes(check.old, check.new, &range, commands);
+        self.report_lost_writes(check.old, check.new, &range, commands, now);
     }
 
     fn report_lost_writes(
@@ -254,6 +269,7 @@ impl Core {
         new: Addr,
         range: &Range,
         commands: Result<Vec<LostCommand>, String>,
+        now: Instant,
     ) {
         self.timers.cancel(TimerReason::LostWrites);
         let (commands, unread) = match commands {
@@ -261,14 +277,15 @@ impl Core {
             Err(e) => (None, Some(e)),
         };
         self.emit(Event::WritesLost {
-            old,
+            old: old.clone(),
             new,
             old_offset: range.to,
             new_offset: range.from - 1,
             bytes: range.bytes(),
-            commands,
+            commands: commands.clone(),
             unread,
         });
+        self.lost_check_done(&old, commands.as_deref(), now);
     }
 }
 

@@ -223,6 +223,7 @@ impl Core {
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
                 TimerReason::LostWrites => self.lost_writes_timed_out(now),
+                TimerReason::HandBack => self.handed_back(None, now),
             }
         }
         self.after_input(now);
@@ -257,11 +258,12 @@ impl Core {
                 }
             }
             Input::NodeReply { op, reply } => self.node_reply(op, reply, was_connect, now),
-            Input::Backlog { op, result } => self.backlog_read(op, result),
+            Input::Backlog { op, result } => self.backlog_read(op, result, now),
             Input::WatchClosed { op } => self.watch_closed(op, now),
             Input::Activated { op } => self.reset_done(op, now),
             Input::ActivationFailed { op, reason } => self.reset_failed(op, &reason, now),
             Input::Paused { op } => self.workers_paused(op, now),
+            Input::HandedBack { op } => self.handed_back(Some(op), now),
             Input::AppError { node, kind } => self.app_error(&node, kind, now),
         }
         self.after_input(now);

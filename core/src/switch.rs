@@ -6,7 +6,7 @@ use crate::action::{Action, OpId};
 use crate::addr::Addr;
 use crate::backoff::jitter;
 use crate::epochs::Known;
-use crate::event::{DetectionPath, DiscoveryError, Event};
+use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
 use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
 use crate::parse::{Role, is_rejection, parse_role};
@@ -21,6 +21,18 @@ pub(crate) enum Pause {
     NotNeeded,
     Pending(OpId),
     Done(Instant),
+}
+
+/// Whether the switch waits for the lost-write check (and hands writes back) before it
+/// resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandBack {
+    /// Nothing to wait for.
+    NotNeeded,
+    /// The check of the old master (alive at the fence) is under way.
+    Checking,
+    /// The application has the lost writes.
+    Pending(OpId),
 }
 
 /// A switch or fence in progress. Work is fenced from its start until `Resume`.
@@ -72,6 +84,7 @@ pub(crate) struct Switch {
     /// The connection being activated, and its node.
     pub(crate) activating: Option<(OpId, Addr)>,
     pub(crate) pause: Pause,
+    pub(crate) handback: HandBack,
 }
 
 impl Switch {
@@ -107,6 +120,7 @@ impl Switch {
             denied: false,
             activating: None,
             pause,
+            handback: HandBack::NotNeeded,
         }
     }
 
@@ -357,10 +371,13 @@ impl Core {
                         old: old.clone(),
                         new: target.clone(),
                     });
+                    // Held commands go out at `Resume`, after lost writes were handed back;
+                    // with a drain, now (jobs in flight wait on them, the pause on the jobs).
                     self.push_action(Action::Activate {
                         op,
                         node: target,
                         old,
+                        release: self.cfg.drain,
                     });
                 }
                 other => {
@@ -648,10 +665,18 @@ impl Core {
             old: old.clone(),
             new: node.clone(),
         });
-        self.drive_switch(now);
         if let Some(old) = old.filter(|o| *o != node) {
+            // An old master that answered the fence may have acknowledged writes after the
+            // promotion: they are handed back before the switch resumes. One that did not (dead,
+            // frozen) holds nothing readable: its check does not hold the switch up.
+            if self.lost.answered_fence(&old)
+                && let Some(sw) = self.switch.as_mut()
+            {
+                sw.handback = HandBack::Checking;
+            }
             self.check_lost_writes(old, node, now);
         }
+        self.drive_switch(now);
     }
 
     pub(crate) fn workers_paused(&mut self, op: OpId, now: Instant) {
@@ -664,11 +689,65 @@ impl Core {
         }
     }
 
+    /// The lost-write check is over; `commands` are what it read back, if anything. A switch
+    /// waiting for it hands them to the application, or resumes.
+    pub(crate) fn lost_check_done(
+        &mut self,
+        old: &Addr,
+        commands: Option<&[LostCommand]>,
+        now: Instant,
+    ) {
+        let op = self.op();
+        let new = self.master.clone();
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        if sw.handback != HandBack::Checking {
+            return;
+        }
+        match (commands.filter(|c| !c.is_empty()), new) {
+            (Some(commands), Some(new)) => {
+                sw.handback = HandBack::Pending(op);
+                self.timers
+                    .set(TimerReason::HandBack, after(now, self.cfg.fence_timeout));
+                self.push_action(Action::HandBack {
+                    op,
+                    old: old.clone(),
+                    new,
+                    commands: commands.to_vec(),
+                });
+            }
+            _ => {
+                sw.handback = HandBack::NotNeeded;
+                self.drive_switch(now);
+            }
+        }
+    }
+
+    /// The application is done with the lost writes (`None`: it took longer than
+    /// `fence_timeout`, and the switch resumes anyway).
+    pub(crate) fn handed_back(&mut self, op: Option<OpId>, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        match (sw.handback, op) {
+            (HandBack::Pending(p), Some(op)) if p == op => {}
+            (HandBack::Pending(_), None) => {}
+            _ => return,
+        }
+        sw.handback = HandBack::NotNeeded;
+        self.timers.cancel(TimerReason::HandBack);
+        self.drive_switch(now);
+    }
+
     fn try_finish(&mut self, now: Instant) {
         let Some(sw) = self.switch.as_ref() else {
             return;
         };
-        if !sw.verified || matches!(sw.pause, Pause::Pending(_)) {
+        if !sw.verified
+            || matches!(sw.pause, Pause::Pending(_))
+            || sw.handback != HandBack::NotNeeded
+        {
             return;
         }
         let Some(sw) = self.switch.take() else {
@@ -683,6 +762,7 @@ impl Core {
             TimerReason::ConnectTimeout,
             TimerReason::RolePoll,
             TimerReason::ProbeTimeout,
+            TimerReason::HandBack,
         ] {
             self.timers.cancel(t);
         }

@@ -32,6 +32,8 @@ pub enum TimerReason {
     WatchRetry,
     /// The lost-write check after a switch (or its backlog read) takes too long.
     LostWrites,
+    /// The application takes longer than `fence_timeout` with lost writes handed back.
+    HandBack,
 }
 
 /// Deadlines by reason; at most one per reason.

@@ -113,20 +113,29 @@ fn config() -> Config {
         .expect("valid")
 }
 
-/// After a switch away from a master: `Resume`, then the lost-write check (the new master's
-/// `INFO replication`, the old master's `ROLE`).
-fn assert_resumed(a: Vec<Action>) {
-    assert!(
-        matches!(
-            a.as_slice(),
-            [
-                Action::Resume,
-                Action::QueryReplication { .. },
-                Action::PollRole { .. }
-            ]
-        ),
-        "resume, then the lost-write check: {a:?}"
-    );
+/// After the activation of a switch away from a master, `a`: the lost-write check (the new
+/// master's `INFO replication`, the old master's `ROLE`) and `Resume` after it, when the old
+/// master answered the fence (writes it acknowledged after that are handed back first); else
+/// `Resume` at once, the check going on. Answers the check with "nothing lost".
+fn assert_resumed(h: &mut Harness, a: Vec<Action>) {
+    match a.as_slice() {
+        [
+            Action::QueryReplication { .. },
+            Action::PollRole { .. },
+            Action::Resume,
+        ] => {}
+        [
+            Action::QueryReplication { op: info, .. },
+            Action::PollRole { op: role_op, .. },
+        ] => {
+            let (info, role_op) = (*info, *role_op);
+            h.node_reply(info, Ok(promoted_at(-1)));
+            assert!(h.actions().is_empty(), "no resume before the check");
+            h.node_reply(role_op, Ok(master_role_at(0)));
+            assert_eq!(h.actions(), vec![Action::Resume]);
+        }
+        other => panic!("the lost-write check and resume: {other:?}"),
+    }
 }
 
 /// Startup: subscribe to both, query the first, connect, activate, resume.
@@ -169,6 +178,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
             op,
             node,
             old: None,
+            ..
         },
     ] = a.as_slice()
     else {
@@ -242,16 +252,14 @@ fn switch_master_flow(drain: bool) {
     };
     assert_eq!(*old, Addr::new("127.0.0.1", 7000));
     h.activated(*op);
+    let a = h.actions();
     if let Some(pause) = pause {
-        assert!(
-            !h.actions().contains(&Action::Resume),
-            "no resume before the drain"
-        );
+        assert!(!a.contains(&Action::Resume), "no resume before the drain");
         h.advance(5);
         h.paused(pause);
-        assert_eq!(h.actions(), vec![Action::Resume]);
+        assert_resumed(&mut h, a);
     } else {
-        assert_resumed(h.actions());
+        assert_resumed(&mut h, a);
     }
     let to_paused = h.events.iter().find_map(|e| match e {
         Event::SwitchCompleted {
@@ -328,7 +336,8 @@ fn early_signal_switches_before_switch_master() {
         panic!("{a:?}")
     };
     h.activated(*op);
-    assert_resumed(h.actions());
+    let a = h.actions();
+    assert_resumed(&mut h, a);
     // The late +switch-master is a duplicate.
     h.message(
         listeners[0],
@@ -829,7 +838,8 @@ fn unknown_epochs_are_asked_not_followed() {
         panic!("{a:?}")
     };
     h.activated(*op);
-    assert_resumed(h.actions());
+    let a = h.actions();
+    assert_resumed(&mut h, a);
     assert_eq!(h.core.master_epoch(), Some(3));
 }
 
@@ -894,8 +904,8 @@ fn lost_writes_are_read_back_from_the_old_master() {
         };
         h.activated(*op);
         let a = h.actions();
+        // The old master answered the fence: the check holds the resumption.
         let [
-            Action::Resume,
             Action::QueryReplication {
                 op: info,
                 node: new,
@@ -906,7 +916,7 @@ fn lost_writes_are_read_back_from_the_old_master() {
             },
         ] = a.as_slice()
         else {
-            panic!("resume, then the check: {a:?}")
+            panic!("the check, no resume yet: {a:?}")
         };
         assert_eq!((new.port(), old_node.port()), (7001, 7000));
         h.node_reply(*info, Ok(promoted_at(second)));
@@ -939,9 +949,26 @@ fn lost_writes_are_read_back_from_the_old_master() {
                 op: *op,
                 result: Ok(stream),
             });
-            let _ = h.actions();
+            // Handed to the application before anything else reaches the new master.
+            let a = h.actions();
+            let [
+                Action::HandBack {
+                    op,
+                    old,
+                    new,
+                    commands,
+                },
+            ] = a.as_slice()
+            else {
+                panic!("a hand-back: {a:?}")
+            };
+            assert_eq!((old.port(), new.port(), commands.len()), (7000, 7001, 1));
+            let op = *op;
+            h.advance(3);
+            h.feed(Input::HandedBack { op });
+            assert_eq!(h.actions(), vec![Action::Resume]);
         } else {
-            assert!(a.is_empty(), "{a:?}");
+            assert_eq!(a, vec![Action::Resume], "nothing to hand back");
         }
         let reported: Vec<_> = h
             .events
@@ -1100,14 +1127,24 @@ fn a_promotion_nobody_announced_is_fenced_at_the_replicas_closing() {
     assert_eq!(node.port(), 7001);
     h.activated(*op);
     let a = h.actions();
-    // Resumed; the old master's replicas are no longer watched, the new master's are asked for.
+    // The old master answered the fence: nothing lost, then resumed; the old master's
+    // replicas are no longer watched, the new master's are asked for.
+    let [
+        Action::QueryReplication { op: info, .. },
+        Action::PollRole { op: role_op, .. },
+        Action::Unwatch { op: unwatched },
+    ] = a.as_slice()
+    else {
+        panic!("the lost-write check: {a:?}")
+    };
+    assert_eq!(*unwatched, watches[1].1, "the old master's other replica");
+    let (info, role_op) = (*info, *role_op);
+    h.node_reply(info, Ok(promoted_at(-1)));
+    h.node_reply(role_op, Ok(master_role_at(0)));
+    let a = h.actions();
     assert!(matches!(a.first(), Some(Action::Resume)), "{a:?}");
     assert!(
         a.iter().any(|a| matches!(a, Action::QueryReplicas { .. })),
-        "{a:?}"
-    );
-    assert!(
-        a.iter().any(|a| *a == Action::Unwatch { op: watches[1].1 }),
         "{a:?}"
     );
     assert!(h.events.iter().any(|e| matches!(

@@ -7,7 +7,7 @@ use crate::master::{Active, Line};
 use crate::runtime::timeout;
 use crate::shared::Input;
 use crate::sync::{Cancel, lock};
-use crate::workers::Want;
+use crate::workers::{HandBack, Want};
 use dramatiq_sentinel_core::{
     Action, Addr, FatalError, Input as CoreInput, IoError, OpId, Reply, Shutdown,
 };
@@ -76,7 +76,24 @@ impl Driver {
                 self.watches.remove(&op);
             }
             Action::Connect { op, node } => self.connect(op, node),
-            Action::Activate { op, node, old } => self.activate(op, node, old),
+            Action::Activate {
+                op,
+                node,
+                old,
+                release,
+            } => self.activate(op, node, old, release),
+            // The worker task hands them to the pool, in order with its other calls.
+            Action::HandBack {
+                op,
+                old,
+                new,
+                commands,
+            } => shared.workers_calls.hand_back(HandBack {
+                op,
+                old,
+                new,
+                commands,
+            }),
             Action::Discard { op } => {
                 self.prepared.remove(&op);
             }
@@ -172,7 +189,7 @@ impl Driver {
     /// Installs the prepared connection as the master connection and closes everything to the
     /// previous one: commands in flight on it are cancelled, dedicated connections and probes
     /// to it dropped.
-    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>) {
+    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>, release: bool) {
         let Some(conn) = self.prepared.remove(&op) else {
             let reason = "no prepared connection under this op".to_owned();
             warn!(op = %op, node = %node, reason, "activation failed");
@@ -183,12 +200,15 @@ impl Driver {
         self.generation += 1;
         let generation = self.generation;
         let shared = &self.shared;
-        let previous = shared.slot.install(Arc::new(Active {
-            generation,
-            node: node.clone(),
-            line: Arc::new(Line::new(generation, conn)),
-            cancel: Arc::new(Cancel::default()),
-        }));
+        let previous = shared.slot.install(
+            Arc::new(Active {
+                generation,
+                node: node.clone(),
+                line: Arc::new(Line::new(generation, conn)),
+                cancel: Arc::new(Cancel::default()),
+            }),
+            release,
+        );
         if let Some(previous) = previous {
             previous.cancel.cancel();
             previous.line.clear_unless(None);

@@ -55,12 +55,12 @@ mod workers;
 pub use config::{ClientCert, Config, ConfigBuilder, Credentials};
 pub use dramatiq_sentinel_core::{
     Addr, AppErrorKind, ConfigError, DetectionPath, DiscoveryError, Event, FatalError,
-    IgnoreReason, NatMap, PauseTimeoutPolicy,
+    IgnoreReason, LostCommand, NatMap, PauseTimeoutPolicy,
 };
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
 pub use failure::Failure;
-pub use gate::{GateStopped, Permit, WorkerGate, Workers};
+pub use gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
 pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
 pub use master::MasterConnection;
 pub use pubsub::PubSub;

@@ -221,6 +221,7 @@ enum Input {
     SentinelReply(OpId, Result<Reply, IoError>),
     NodeReply(OpId, Result<Reply, IoError>),
     Backlog(OpId, Result<Vec<u8>, IoError>),
+    HandedBack(OpId),
     ResetDone(OpId),
     ResetFailed(OpId),
     WatchClosed(OpId),

@@ -34,6 +34,10 @@ pub(crate) struct Oracle {
     /// The highest configuration epoch delivered to the core (`config-epoch` of a sentinel's
     /// answer, or the failover of a delivered `+switch-master`).
     pub(crate) seen_config_epoch: u64,
+    /// A hand-back of lost writes in progress: the switch must not resume before it ends.
+    handing_back: Option<OpId>,
+    /// The old and new master of the last `WritesLost` that carried commands.
+    lost_with_commands: Option<(Addr, Addr)>,
     /// Sentinels whose listener subscribed since it last failed: its next failure may
     /// reconnect at once.
     listening: BTreeSet<Addr>,
@@ -60,6 +64,8 @@ impl Oracle {
             seen_config_epoch: 0,
             moved_away: false,
             listening: BTreeSet::new(),
+            handing_back: None,
+            lost_with_commands: None,
             paused_since_fence: false,
         }
     }
@@ -78,6 +84,11 @@ impl Oracle {
             self.pause_pending = None;
             self.paused_since_fence = true;
         }
+    }
+
+    /// The application is done with the hand-back `op`.
+    pub(crate) fn handed_back(&mut self, op: OpId) {
+        self.handing_back.take_if(|h| *h == op);
     }
 
     /// The runtime reported an activation: done, or failed.
@@ -146,9 +157,20 @@ impl Oracle {
                 }
                 self.activating = Some((*op, node.clone()));
             }
+            Action::HandBack { op, old, new, .. } => {
+                if self.lost_with_commands.take() != Some((old.clone(), new.clone())) {
+                    return Err(format!(
+                        "hand-back of writes lost on {old} without a WritesLost carrying them"
+                    ));
+                }
+                self.handing_back = Some(*op);
+            }
             Action::Resume => {
                 if !self.fenced {
                     return Err("resume while not fenced".into());
+                }
+                if self.handing_back.is_some() {
+                    return Err("resume while lost writes are being handed back".into());
                 }
                 if self.pause_pending.is_some() {
                     return Err("resume before the workers paused".into());
@@ -210,6 +232,14 @@ impl Oracle {
                 self.pause_timed_out = true;
             }
             Event::FenceExpired { .. } => self.fence_expired_at = Some(now),
+            Event::WritesLost {
+                old,
+                new,
+                commands: Some(c),
+                ..
+            } if !c.is_empty() => {
+                self.lost_with_commands = Some((old.clone(), new.clone()));
+            }
             _ => {}
         }
         Ok(())

@@ -98,6 +98,11 @@ impl Sim {
                 ));
                 self.core.handle(now, CoreInput::Backlog { op, result });
             }
+            Input::HandedBack(op) => {
+                self.log(format!("in  handed back {op}"));
+                self.oracle.handed_back(op);
+                self.core.handle(now, CoreInput::HandedBack { op });
+            }
             Input::ResetDone(op) => {
                 self.oracle.reset_done(op, true);
                 self.core.handle(now, CoreInput::Activated { op });
@@ -379,13 +384,21 @@ impl Sim {
                 self.prepared.remove(&op);
                 self.schedule(Duration::ZERO, Due::Input(Input::ResetFailed(op)));
             }
-            Action::Activate { op, node, .. } => {
+            Action::Activate {
+                op, node, release, ..
+            } => {
                 self.prepared.remove(&op);
                 self.app.node = Some(node);
-                // Held commands go to the new master now, before `Resume`.
-                self.app.held = false;
+                // Held commands go to the new master now (a drain), or at `Resume`.
+                self.app.held = !release;
                 self.app.blocked_until = None;
                 self.schedule(Duration::ZERO, Due::Input(Input::ResetDone(op)));
+            }
+            // The application re-applies what it may (the simulated world keeps no data: the
+            // oracles check what was handed back) in a few round trips.
+            Action::HandBack { op, .. } => {
+                let d = self.latency() * 4;
+                self.schedule(d, Due::Input(Input::HandedBack(op)));
             }
             Action::Discard { op } => {
                 self.prepared.remove(&op);

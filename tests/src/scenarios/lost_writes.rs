@@ -126,7 +126,10 @@ pub fn lost_writes_are_reported_when_the_replica_lags<R: TestRuntime>() {
             String::from_utf8_lossy(key).into_owned()
         })
         .collect();
-    assert_eq!(handed_back, missing_keys, "exactly the writes the new master lacks");
+    assert_eq!(
+        handed_back, missing_keys,
+        "exactly the writes the new master lacks"
+    );
     eprintln!(
         "{}: {bytes} bytes lost reported ({old_offset} -> {new_offset}), {missing} of {WRITES} values missing, {} commands handed back",
         R::NAME,
