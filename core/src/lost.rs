@@ -33,12 +33,23 @@ pub const MAX_LOST_BYTES: u64 = 64 << 20;
 pub(crate) struct LostWrites {
     /// The offset a master last reported in a `ROLE` reply, with its address.
     last: Option<(Addr, u64)>,
-    /// The `ROLE` poll of the master in use sent at the fence, if not answered yet.
-    fence_probe: Option<(OpId, Addr)>,
+    /// The `ROLE` poll of the master in use sent at the fence, and when, if not answered yet.
+    fence_probe: Option<(OpId, Addr, Instant)>,
     /// The master that answered the fence's poll as a master (it was alive then).
     answered: Option<Addr>,
     /// The check of the last switch, until it reported.
     check: Option<Check>,
+}
+
+/// What the master fenced answered to the fence's poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FenceAnswer {
+    /// It said master: it was alive.
+    Master,
+    /// No answer yet to the poll sent then.
+    Pending(Instant),
+    /// It failed (down), or said something else.
+    Other,
 }
 
 /// The check after a switch from `old` to `new`.
@@ -76,9 +87,14 @@ impl LostWrites {
         self.last = Some((node.clone(), offset));
     }
 
-    /// Whether `node` answered the fence's poll as a master.
-    pub(crate) fn answered_fence(&self, node: &Addr) -> bool {
-        self.answered.as_ref() == Some(node)
+    /// What `node`, the master fenced, said to the fence's poll: whether it answered as a
+    /// master, or when the poll still waiting for its answer was sent.
+    pub(crate) fn fence_answer(&self, node: &Addr) -> FenceAnswer {
+        match &self.fence_probe {
+            Some((_, n, sent)) if n == node => FenceAnswer::Pending(*sent),
+            _ if self.answered.as_ref() == Some(node) => FenceAnswer::Master,
+            _ => FenceAnswer::Other,
+        }
     }
 
     /// The offset last reported by `node`, if it was the last master to report one.
@@ -93,9 +109,9 @@ impl LostWrites {
 impl Core {
     /// The fence asks the master in use its offset (`ROLE`): if it dies before the switch
     /// completes, that is the last one known.
-    pub(crate) fn probe_fenced_master(&mut self, master: Addr) {
+    pub(crate) fn probe_fenced_master(&mut self, master: Addr, now: Instant) {
         let op = self.op();
-        self.lost.fence_probe = Some((op, master.clone()));
+        self.lost.fence_probe = Some((op, master.clone(), now));
         self.lost.answered = None;
         self.push_action(Action::PollRole { op, node: master });
     }
@@ -134,9 +150,9 @@ impl Core {
             .lost
             .fence_probe
             .as_ref()
-            .is_some_and(|(p, _)| *p == op)
+            .is_some_and(|(p, _, _)| *p == op)
         {
-            if let (Some((_, node)), Some(offset)) =
+            if let (Some((_, node, _)), Some(offset)) =
                 (self.lost.fence_probe.take(), reply.and_then(master_offset))
             {
                 self.lost.observed(&node, offset);

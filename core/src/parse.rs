@@ -429,8 +429,10 @@ pub(crate) fn parse_sentinels_reply(reply: &Reply) -> Result<Vec<Addr>, Malforme
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ReplicaInfo {
     pub(crate) addr: Addr,
-    /// Neither `s_down`, `o_down` nor `disconnected`.
-    pub(crate) healthy: bool,
+    /// Flagged down (`s_down` or `o_down`). A replica the sentinel lists as `disconnected` is
+    /// not: right after a `+switch-master` every replica is, until the sentinel's links come
+    /// up.
+    pub(crate) down: bool,
 }
 
 /// Parses the reply to `SENTINEL REPLICAS <name>`. Entries that cannot be understood are
@@ -441,7 +443,7 @@ pub(crate) fn parse_replicas_reply(reply: &Reply) -> Result<Vec<ReplicaInfo>, Ma
             .iter()
             .filter_map(|e| SentinelEntry::parse(e).ok())
             .map(|e| ReplicaInfo {
-                healthy: e.is_healthy(),
+                down: e.flags.iter().any(|f| f == "s_down" || f == "o_down"),
                 addr: e.announced,
             })
             .collect()),

@@ -8,6 +8,7 @@ use crate::backoff::jitter;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
 use crate::input::{IoError, IoErrorKind};
+use crate::lost::FenceAnswer;
 use crate::machine::Core;
 use crate::parse::{Role, is_rejection, parse_role};
 use crate::reply::Reply;
@@ -164,7 +165,7 @@ impl Core {
         self.push_action(Action::Fence);
         if let Some(master) = self.master.clone() {
             // The old master's replication offset at the fence (lost writes).
-            self.probe_fenced_master(master);
+            self.probe_fenced_master(master, now);
         }
         if let Pause::Pending(op) = pause {
             self.push_action(Action::PauseWorkers { op });
@@ -666,12 +667,20 @@ impl Core {
             new: node.clone(),
         });
         if let Some(old) = old.filter(|o| *o != node) {
-            // An old master that answered the fence may have acknowledged writes after the
-            // promotion: they are handed back before the switch resumes. One that did not (dead,
-            // frozen) holds nothing readable: its check does not hold the switch up.
-            if self.lost.answered_fence(&old)
-                && let Some(sw) = self.switch.as_mut()
-            {
+            // An old master alive at the fence may have acknowledged writes after the
+            // promotion: they are handed back before the switch resumes. One that failed the
+            // fence's poll (dead) or leaves it unanswered past `query_timeout` (frozen) holds
+            // nothing readable: its check does not hold the switch up.
+            let wait = match self.lost.fence_answer(&old) {
+                FenceAnswer::Master => true,
+                FenceAnswer::Pending(sent) if after(sent, self.cfg.query_timeout) > now => {
+                    let give_up = after(sent, self.cfg.query_timeout);
+                    self.timers.set(TimerReason::HandBack, give_up);
+                    true
+                }
+                FenceAnswer::Pending(_) | FenceAnswer::Other => false,
+            };
+            if wait && let Some(sw) = self.switch.as_mut() {
                 sw.handback = HandBack::Checking;
             }
             self.check_lost_writes(old, node, now);
@@ -724,15 +733,20 @@ impl Core {
         }
     }
 
-    /// The application is done with the lost writes (`None`: it took longer than
-    /// `fence_timeout`, and the switch resumes anyway).
+    /// The application is done with the lost writes (`None`: the hand-back deadline, and the
+    /// switch resumes anyway: the application took longer than `fence_timeout`, or the old
+    /// master left the fence's poll unanswered past `query_timeout`).
     pub(crate) fn handed_back(&mut self, op: Option<OpId>, now: Instant) {
+        let old = self.switch.as_ref().and_then(|sw| sw.old.clone());
+        let answered = old.is_some_and(|o| self.lost.fence_answer(&o) == FenceAnswer::Master);
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
         match (sw.handback, op) {
             (HandBack::Pending(p), Some(op)) if p == op => {}
             (HandBack::Pending(_), None) => {}
+            // The old master answered meanwhile: the check goes on (bounded on its own).
+            (HandBack::Checking, None) if !answered => {}
             _ => return,
         }
         sw.handback = HandBack::NotNeeded;

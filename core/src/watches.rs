@@ -268,8 +268,8 @@ impl Core {
         self.watches.query.as_ref().is_some_and(|(q, _)| *q == op)
     }
 
-    /// The sentinels' replicas of the master: the healthy ones (NAT-mapped), but the master in
-    /// use, are the replicas to watch, each at once if not watched already. A failed query asks the next sentinel; when none
+    /// The sentinels' replicas of the master: those not flagged down (NAT-mapped), but the
+    /// master in use, are the replicas to watch, each at once if not watched already. A failed query asks the next sentinel; when none
     /// answers, the list stays as it was until the next reason to ask.
     pub(crate) fn replicas_reply(&mut self, reply: Result<Reply, String>) {
         let Some((_, left)) = self.watches.query.take() else {
@@ -282,7 +282,7 @@ impl Core {
         if let Ok(Ok(found)) = answer {
             let found: Vec<Addr> = found
                 .into_iter()
-                .filter(|r| r.healthy)
+                .filter(|r| !r.down)
                 .map(|r| self.cfg.nat.map(&r.addr))
                 .filter(|a| self.master.as_ref() != Some(a))
                 .collect();

@@ -200,8 +200,10 @@ pub struct Stats {
     pub watches: u64,
     /// `WritesLost` events the core emitted.
     pub writes_lost_events: u64,
-    /// Of those, the ones that handed the lost commands back.
+    /// Of those, the ones that carried the lost commands (read back from the old master).
     pub writes_handed_back: u64,
+    /// Hand-backs of lost commands to the application before a switch resumed.
+    pub handbacks: u64,
     /// Failovers led by a sentinel the process was cut off from, or had no listener subscribed
     /// to, when it began.
     pub unheard_failovers: u64,
@@ -455,6 +457,7 @@ impl Sim {
                     node.following = truth;
                     if !is_master {
                         // A replica resyncs with the master it comes back to.
+                        node.peak_offset = node.peak_offset.max(node.offset);
                         node.offset = offset;
                         node.replid = id;
                         node.replid2 = None;
@@ -838,13 +841,14 @@ impl Sim {
             Some((n, Health::Up)) if self.world.nodes[n].master => {
                 self.stats.writes_acked += 1;
                 self.world.nodes[n].offset += 1;
-                if n == self.world.true_master() {
-                    let (offset, id) = (self.world.nodes[n].offset, self.world.nodes[n].replid);
-                    for r in &mut self.world.nodes {
-                        if !r.master && r.health == Health::Up {
-                            r.offset = offset;
-                            r.replid = id;
-                        }
+                // Replication is instant to the replicas that follow this master and are up (a
+                // candidate until its promotion; the others until they are re-pointed).
+                let (offset, id) = (self.world.nodes[n].offset, self.world.nodes[n].replid);
+                for r in &mut self.world.nodes {
+                    if !r.master && r.health == Health::Up && r.following == n {
+                        r.peak_offset = r.peak_offset.max(r.offset);
+                        r.offset = offset;
+                        r.replid = id;
                     }
                 }
                 if let Some(by) = self.world.nodes[n].deposed_by {

@@ -223,8 +223,10 @@ impl Sim {
                 );
                 return Err(self.violation(what));
             }
-            if let Action::Watch { .. } = &a {
-                self.stats.watches += 1;
+            match &a {
+                Action::Watch { .. } => self.stats.watches += 1,
+                Action::HandBack { .. } => self.stats.handbacks += 1,
+                _ => {}
             }
             if let Action::PollRole { node, .. }
             | Action::Watch { node, .. }

@@ -10,6 +10,7 @@ pub mod apalis;
 pub mod deadpool;
 pub mod escalation;
 pub mod failover;
+pub mod leader_unheard;
 pub mod logs;
 pub mod long_jobs;
 pub mod lost_writes;
@@ -195,6 +196,9 @@ macro_rules! supervisor_suite {
             failover::master_killed_with_a_worker_pool,
             failover::master_frozen_then_thawed,
             failover::two_failovers_in_quick_succession,
+            leader_unheard::leader_unheard_restarted_sentinel,
+            leader_unheard::leader_unheard_cut_off_sentinel,
+            leader_unheard::leader_unheard_twice,
             failover::other_service_failover_causes_no_pause,
             failover::nat_works_with_the_map_and_fails_clearly_without,
             failover::acl_users_work_and_wrong_ones_fail_clearly,
