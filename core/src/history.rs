@@ -92,6 +92,13 @@ impl History {
         entry.candidate = Some((candidate.clone(), Some(floor)));
     }
 
+    /// Whether a watch saw a replica of `master` promoted, recently (within the fence timeout).
+    pub(crate) fn promotion_seen(&self, master: &Addr, now: Instant) -> bool {
+        self.failing
+            .get(master)
+            .is_some_and(|f| f.seen && now.saturating_duration_since(f.since) < self.failing_ttl)
+    }
+
     /// `sentinel` announced its epoch: it bounds the epochs of its earlier messages.
     pub(crate) fn epoch_learned(&mut self, sentinel: &Addr, epoch: u64) {
         for f in self.failing.values_mut() {

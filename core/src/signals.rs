@@ -260,6 +260,15 @@ impl Core {
         // it replaces is then bounded); the master in use is probed, its epoch kept.
         let failing = sw.failing.clone().map(|m| (m, sw.failing_epoch));
         match failing.or_else(|| self.master.clone().map(|m| (m, Known::Unknown))) {
+            // A watch saw one of its replicas promoted: it is deposed, whatever its `ROLE`
+            // says; the sentinels tell where the master went.
+            Some((m, _)) if self.history.promotion_seen(&m, now) => {
+                if let Some(sw) = self.switch.as_mut() {
+                    sw.early = false;
+                    sw.lifting = None;
+                }
+                self.ensure_discovery(path, now);
+            }
             Some((m, known)) => self.set_target(m, known, path, sentinel, now),
             None => self.drive_switch(now),
         }

@@ -82,6 +82,9 @@ pub(crate) struct Switch {
     /// That candidate already answered once that it is not master: a second answer, on a
     /// watch connection, lets it go.
     pub(crate) denied: bool,
+    /// Since when the switch waits for that candidate (its closing): one still unreachable
+    /// `connect_timeout` later is let go.
+    pub(crate) candidate_since: Option<Instant>,
     /// The connection being activated, and its node.
     pub(crate) activating: Option<(OpId, Addr)>,
     pub(crate) pause: Pause,
@@ -119,6 +122,7 @@ impl Switch {
             watch_only: false,
             candidate_from_watch: false,
             denied: false,
+            candidate_since: None,
             activating: None,
             pause,
             handback: HandBack::NotNeeded,
@@ -309,9 +313,9 @@ impl Core {
             Known::Exact(e) => !self.history.is_failing(&addr, Some(e), now),
             Known::Announced(_) | Known::Unknown => false,
         };
-        // A fence on a replica's closing alone waits for that replica's answer: sentinels that
-        // still name the master in use may not have heard of its promotion yet.
-        let waiting = !superseded || sw.watch_only;
+        // A replica's closing waits for that replica's answer: sentinels that still name the
+        // master in use may not have heard of its promotion yet.
+        let waiting = !superseded || sw.watch_only || sw.candidate_from_watch;
         if sw.target.is_some() || (sw.early && failing == Some(&addr) && waiting) {
             return self.drive_switch(now);
         }
@@ -572,8 +576,8 @@ impl Core {
             self.timers.cancel(TimerReason::RolePoll);
             return self.role_poll_due(now);
         }
-        let given_up =
-            asked || now.saturating_duration_since(sw.started) >= self.cfg.connect_timeout;
+        let since = sw.candidate_since.unwrap_or(sw.started);
+        let given_up = asked || now.saturating_duration_since(since) >= self.cfg.connect_timeout;
         if !(sw.candidate_from_watch && given_up) {
             let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
             return self.timers.set(TimerReason::RolePoll, after(now, next));
@@ -623,6 +627,10 @@ impl Core {
         if let (true, Some(failing)) = (sw.candidate_from_watch, failing) {
             let floor = self.epochs.above_in_use();
             self.history.promoted(&failing, candidate, floor, now);
+            // A promotion, proven: no longer a fence on a closing alone.
+            if let Some(sw) = self.switch.as_mut() {
+                sw.watch_only = false;
+            }
         }
     }
 

@@ -187,6 +187,20 @@ impl Core {
             Some(sw) if sw.target.is_none() && sw.candidate.is_none() => {}
             Some(_) => return false,
         }
+        let in_use = self.master.clone();
+        let Some(sw) = self.switch.as_mut() else {
+            return false;
+        };
+        if !sw.early {
+            // A switch that was looking for the master (an application error, a discovery)
+            // now waits for this replica's promotion, as after an early signal.
+            sw.early = true;
+            sw.failing = in_use;
+            self.timers.set(
+                TimerReason::FenceTimeout,
+                after(now, self.cfg.fence_timeout),
+            );
+        }
         let Some(sw) = self.switch.as_mut() else {
             return false;
         };
@@ -196,6 +210,7 @@ impl Core {
         // configuration newer than the one in use.
         sw.candidate_epoch = Known::Announced(None);
         sw.candidate_from_watch = true;
+        sw.candidate_since = Some(now);
         sw.denied = false;
         self.timers.cancel(TimerReason::RolePoll);
         self.candidate_watch_closed(now);

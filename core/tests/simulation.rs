@@ -1028,3 +1028,85 @@ fn a_late_switch_after_a_fail_back_onto_the_master_in_use() {
         panic!("{e}");
     }
 }
+
+/// Offline seed 3002: an application's `READONLY` fenced while the sentinels were asked; a
+/// replica's watch closed (its promotion, led by a sentinel the process does not hear) and
+/// the connection to it failed; the sentinels' slow answer still naming the master in use
+/// lifted the fence onto the deposed master. A switch that takes a watched replica as its
+/// candidate now waits for it as after an early signal.
+#[test]
+fn a_discovering_switch_waits_for_a_watched_replica_that_closed() {
+    let settings = Settings {
+        nodes: 4,
+        sentinels: 3,
+        configured: 3,
+        nat: false,
+        latency: (Duration::from_micros(200), Duration::from_micros(2000)),
+        down_after: Duration::from_micros(1000000),
+        write_interval: Duration::from_micros(50000),
+        seed: 8416903709177890352,
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: Duration::from_micros(106000),
+        max_backoff: Duration::from_micros(1000000),
+        pause_timeout: Duration::from_micros(2000000),
+        fence_timeout: Duration::from_micros(3000000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::GracefulFailover,
+        Op::SlowReplies(Duration::from_micros(629000)),
+        Op::AbortedFailover,
+        Op::ConnectFailures(1),
+        Op::Advance(Duration::from_micros(9000)),
+        Op::AppError(AppErrorKind::ReadOnly),
+        Op::SentinelPartition(2),
+        Op::Advance(Duration::from_micros(207000)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Found while adding the replica watches: a replica's closing fenced, its promotion was
+/// proven (its `ROLE` said master) but the connections to it kept failing, and the closing of
+/// another replica (re-pointed to it) was then taken for a closing alone and lifted the
+/// fence onto the deposed master. A proven promotion is no longer a fence on a closing alone,
+/// and the deposed master is not re-verified: the sentinels are asked.
+#[test]
+fn a_proven_promotion_is_not_lifted_back_onto_the_deposed_master() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 1,
+        configured: 1,
+        nat: false,
+        latency: (Duration::from_micros(200), Duration::from_micros(2000)),
+        down_after: Duration::from_micros(1000000),
+        write_interval: Duration::from_micros(50000),
+        seed: 14042140601710037894,
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: Duration::from_micros(50000),
+        max_backoff: Duration::from_micros(1000000),
+        pause_timeout: Duration::from_micros(2000000),
+        fence_timeout: Duration::from_micros(3000000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::CutOff(0),
+        Op::ConnectFailures(3),
+        Op::GracefulFailover,
+        Op::Advance(Duration::from_micros(1243000)),
+    ];
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
