@@ -217,7 +217,9 @@ impl Core {
                     self.discovery = Discovery::Idle;
                     let signal = format!("SENTINEL MASTER flags {}", info.flags.join(","));
                     return self.fence_failing_master(addr, path, sentinel, &signal, now);
-                } else if !info.is_up() {
+                } else if !info.is_up() || failing && self.master.as_ref() != Some(&addr) {
+                    // A master being failed over is not one to move to: the sentinels will
+                    // name its successor.
                     round.down = Some((addr, info.flags.join(",")));
                 } else {
                     let (path, verify) = (round.path, round.verify);
@@ -279,7 +281,7 @@ impl Core {
         let error = if let Some((master, flags)) = round.down {
             DiscoveryError::MasterDown { master, flags }
         } else if let Some(master) = round.older {
-            self.check_stale(&master);
+            self.check_stale(&master, now);
             DiscoveryError::StaleAnswer { master }
         } else if !round.unknown.is_empty() {
             DiscoveryError::MasterNameUnknown {
@@ -329,15 +331,19 @@ impl Core {
     /// The sentinels name `named`, which the core took for replaced at an unknown epoch (the
     /// switch that replaced it had no epoch: a replica's watch saw the promotion). The master
     /// in use tells: if it replicates from `named` now, a newer configuration made it so.
-    fn check_stale(&mut self, named: &Addr) {
-        if self.stale_check.is_some() || !self.epochs.replaced_at_unknown(named) {
+    fn check_stale(&mut self, named: &Addr, now: Instant) {
+        let pending = self
+            .stale_check
+            .as_ref()
+            .is_some_and(|(.., sent)| now < after(*sent, self.cfg.connect_timeout));
+        if pending || !self.epochs.replaced_at_unknown(named) {
             return;
         }
         let Some(in_use) = self.master.clone() else {
             return;
         };
         let op = self.op();
-        self.stale_check = Some((op, named.clone()));
+        self.stale_check = Some((op, named.clone(), now));
         self.push_action(Action::PollRole { op, node: in_use });
     }
 
@@ -346,7 +352,7 @@ impl Core {
     /// the master of its newest configuration), so it is believed from now on, and asked for
     /// again at once.
     pub(crate) fn stale_check_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
-        let Some((_, named)) = self.stale_check.take() else {
+        let Some((_, named, _)) = self.stale_check.take() else {
             return;
         };
         let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));

@@ -183,12 +183,19 @@ impl Epochs {
     pub(crate) fn moved(&mut self, old: Option<&Addr>, new: &Addr, known: Known) {
         if let Some(old) = old.filter(|o| *o != new) {
             // Older than the new configuration, which is at most its announcement's epoch
-            // (and may have replaced a newer configuration of `old` than the core knew).
+            // (and may have replaced a newer configuration of `old` than the core knew). A
+            // move without any epoch (a replica's watch saw the promotion) may follow
+            // failovers the core never heard of, `old` re-promoted among them: its bound is
+            // unknown until a sentinel names the master in use (or the stale check proves an
+            // answer naming `old` newer).
             let bound = match known {
-                Known::Exact(e) | Known::Announced(Some(e)) => Some(e.saturating_sub(1)),
-                Known::Announced(None) | Known::Unknown => None,
+                Known::Exact(e) | Known::Announced(Some(e)) => {
+                    self.hi.max(Some(e.saturating_sub(1)))
+                }
+                Known::Announced(None) => None,
+                Known::Unknown => self.hi,
             };
-            self.replace(old, self.hi.max(bound));
+            self.replace(old, bound);
         }
         self.replaced.remove(new);
         (self.lo, self.hi) = match known {

@@ -219,6 +219,19 @@ pub enum Event {
         /// longer holding them, ...).
         unread: Option<String>,
     },
+    /// The check after a switch found no write lost: the old master's stream did not go past
+    /// where the new master left it, or the two cannot be compared (an offset unknown: the old
+    /// master down before it reported one, or the new master not promoted from its history).
+    NothingLost {
+        /// The master the switch left.
+        old: Addr,
+        /// The master it moved to.
+        new: Addr,
+        /// How far the old master's stream went, if known.
+        old_offset: Option<u64>,
+        /// Where the new master left it, if it was promoted from it.
+        new_offset: Option<u64>,
+    },
     /// A failover of the master in use was announced: new work stopped, writes held.
     Fenced {
         /// The master in use.

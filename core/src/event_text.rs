@@ -60,6 +60,20 @@ impl fmt::Display for Event {
                     (None, None) => f.write_str("not read back"),
                 }
             }
+            Event::NothingLost {
+                old,
+                new,
+                old_offset,
+                new_offset,
+            } => {
+                let at = |o: &Option<u64>| o.map_or_else(|| "?".to_owned(), |o| o.to_string());
+                write!(
+                    f,
+                    "no write lost: {old} went to offset {}, {new} left it at {}",
+                    at(old_offset),
+                    at(new_offset)
+                )
+            }
             Event::Fenced {
                 master,
                 path,

@@ -219,9 +219,21 @@ impl Core {
         let previous = info.as_ref().and_then(Replication::previous);
         let to = said.or_else(|| self.lost.last_of(&check.old));
         let (Some((replid, from)), Some(to)) = (previous, to) else {
+            self.emit(Event::NothingLost {
+                old: check.old.clone(),
+                new: check.new.clone(),
+                old_offset: to,
+                new_offset: previous.map(|(_, from)| from - 1),
+            });
             return self.lost_check_done(&check.old, None, now);
         };
         if to < from {
+            self.emit(Event::NothingLost {
+                old: check.old.clone(),
+                new: check.new.clone(),
+                old_offset: Some(to),
+                new_offset: Some(from - 1),
+            });
             return self.lost_check_done(&check.old, None, now);
         }
         let range = Range {

@@ -75,8 +75,9 @@ pub struct Core {
     /// A `ROLE` probe of the master in use (steady-state verification), if any.
     pub(crate) verify_probe: Option<(OpId, Addr)>,
     /// A `ROLE` probe of the master in use after the sentinels named a master the core took
-    /// for replaced (its bound unknown), and that master.
-    pub(crate) stale_check: Option<(OpId, Addr)>,
+    /// for replaced (its bound unknown), that master, and when the probe was sent (one
+    /// unanswered after `connect_timeout` no longer blocks the next).
+    pub(crate) stale_check: Option<(OpId, Addr, Instant)>,
     /// A `SENTINEL SENTINELS` query in flight, and the index of the sentinel asked.
     pub(crate) refresh: Option<(OpId, usize)>,
     /// Failovers announced recently (masters failing over, their candidates).
@@ -297,7 +298,7 @@ impl Core {
             // The fence's probe of the old master, or the check after a switch.
         } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
             self.verify_probe_reply(reply.map_err(String::from), now);
-        } else if self.stale_check.as_ref().is_some_and(|(p, _)| *p == op) {
+        } else if self.stale_check.as_ref().is_some_and(|(p, ..)| *p == op) {
             self.stale_check_reply(reply.map_err(String::from), now);
         } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
             // A prepared connection nobody waits for any more.

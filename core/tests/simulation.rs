@@ -1110,3 +1110,105 @@ fn a_proven_promotion_is_not_lifted_back_onto_the_deposed_master() {
         panic!("{e}");
     }
 }
+
+/// Offline seed 4004: two promotions the core saw only through replica watches; the sentinels
+/// then named a master the core had recorded as replaced at an unknown epoch, and the stale
+/// check (the `ROLE` of the master in use) went to a frozen master that never answered: the
+/// check stayed pending and no other was sent, so the core never believed the sentinels. A
+/// stale check unanswered after `connect_timeout` no longer blocks the next.
+#[test]
+fn an_unanswered_stale_check_does_not_block_the_next() {
+    let settings = Settings {
+        nodes: 4,
+        sentinels: 4,
+        configured: 2,
+        nat: false,
+        latency: (Duration::from_micros(200), Duration::from_micros(2000)),
+        down_after: Duration::from_micros(1232000),
+        write_interval: Duration::from_micros(50000),
+        seed: 15265892919754285099,
+    };
+    let knobs = Knobs {
+        early_fencing: false,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: true,
+        min_backoff: Duration::from_micros(298000),
+        max_backoff: Duration::from_micros(2878000),
+        pause_timeout: Duration::from_micros(2000000),
+        fence_timeout: Duration::from_micros(3000000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::GracefulFailover,
+        Op::Advance(Duration::from_micros(1095000)),
+        Op::SentinelPartition(0),
+        Op::Advance(Duration::from_micros(808000)),
+        Op::AppError(AppErrorKind::Io),
+        Op::CutOff(1),
+        Op::Advance(Duration::from_micros(1064000)),
+        Op::ConnectFailures(1),
+        Op::GracefulFailover,
+        Op::Advance(Duration::from_micros(2674000)),
+        Op::Advance(Duration::from_micros(2340000)),
+        Op::FreezeMaster(Duration::from_micros(3555000)),
+        Op::Advance(Duration::from_micros(2108000)),
+        Op::Advance(Duration::from_micros(2840000)),
+        Op::FreezeMaster(Duration::from_micros(3477000)),
+        Op::Advance(Duration::from_micros(911000)),
+        Op::Advance(Duration::from_micros(2566000)),
+    ];
+
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}
+
+/// Offline seed 4006: failovers the core never heard of (its activations failed) re-promoted
+/// the master in use; a watch then proved another replica's promotion and the core moved to
+/// it, recording the deposed master as replaced only up to the epoch it had known. A sentinel
+/// back from a cut then named the deposed master at its newer epoch, flagged
+/// `failover_in_progress`, and the core moved back onto it. A move without an epoch now
+/// records the deposed master as replaced at an unknown epoch (the stale check resolves it),
+/// and a master being failed over that is not the one in use is never moved to.
+#[test]
+fn a_master_being_failed_over_is_not_moved_to_after_a_watch_proven_move() {
+    let settings = Settings {
+        nodes: 3,
+        sentinels: 1,
+        configured: 1,
+        nat: false,
+        latency: (Duration::from_micros(200), Duration::from_micros(2000)),
+        down_after: Duration::from_micros(2127000),
+        write_interval: Duration::from_micros(50000),
+        seed: 997367239925801610,
+    };
+    let knobs = Knobs {
+        early_fencing: true,
+        drain: false,
+        periodic_check: None,
+        refresh_sentinels: false,
+        min_backoff: Duration::from_micros(235000),
+        max_backoff: Duration::from_micros(2043000),
+        pause_timeout: Duration::from_micros(2000000),
+        fence_timeout: Duration::from_micros(3000000),
+        exit_on_timeout: false,
+    };
+    let ops = [
+        Op::ConnectToReplica(1),
+        Op::CutOff(0),
+        Op::FreezeMaster(Duration::from_micros(2197000)),
+        Op::Advance(Duration::from_micros(501000)),
+        Op::ActivateFailures(2),
+        Op::Advance(Duration::from_micros(1985000)),
+        Op::Advance(Duration::from_micros(1931000)),
+        Op::GracefulFailoverLedBy(0),
+        Op::Advance(Duration::from_micros(1101000)),
+        Op::GracefulFailover,
+        Op::Advance(Duration::from_micros(1000)),
+    ];
+
+    if let Err(e) = run(&settings, &knobs, &ops) {
+        panic!("{e}");
+    }
+}

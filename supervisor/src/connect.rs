@@ -291,13 +291,18 @@ impl ConnCache {
         }
     }
 
-    async fn get(&self, rt: &dyn Runtime, addr: &Addr) -> Result<MultiplexedConnection, IoError> {
+    /// The cached connection to `addr` (and `true`), or a new one.
+    async fn get(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+    ) -> Result<(MultiplexedConnection, bool), IoError> {
         if let Some(conn) = lock(&self.conns).get(addr) {
-            return Ok(conn.clone());
+            return Ok((conn.clone(), true));
         }
         let conn = self.endpoint.open(rt, addr).await?;
         lock(&self.conns).insert(addr.clone(), conn.clone());
-        Ok(conn)
+        Ok((conn, false))
     }
 
     /// How this cache reaches its servers.
@@ -316,7 +321,9 @@ impl ConnCache {
     }
 
     /// Runs one command on `addr` (connecting if needed) within `limit`, and converts the raw
-    /// reply, server errors included.
+    /// reply, server errors included. A cached connection the server closed meanwhile (its
+    /// idle clients killed when Sentinel promotes or reconfigures it, a server `timeout`) is
+    /// replaced once, within the same limit.
     pub(crate) async fn query(
         &self,
         rt: &dyn Runtime,
@@ -325,8 +332,15 @@ impl ConnCache {
         limit: Duration,
     ) -> Result<Reply, IoError> {
         let result = timeout(rt, limit, async {
-            let mut conn = self.get(rt, addr).await?;
-            conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
+            let (mut conn, cached) = self.get(rt, addr).await?;
+            match conn.req_packed_command(cmd).await {
+                Err(e) if cached && e.is_connection_dropped() => {
+                    self.forget(addr);
+                    let (mut conn, _) = self.get(rt, addr).await?;
+                    conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
+                }
+                other => other.map_err(|e| io_error(&e)),
+            }
         })
         .await;
         match result {

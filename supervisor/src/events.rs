@@ -213,6 +213,12 @@ pub(crate) fn log_event(event: &Event) {
             gap,
         } => warn!(old = %opt(old), new = %new, channels, patterns, gap_ms = ms(gap),
             "pub/sub subscriptions active again; messages published in the gap were missed"),
+        Event::NothingLost {
+            old,
+            new,
+            old_offset,
+            new_offset,
+        } => debug!(old = %old, new = %new, old_offset, new_offset, "no write lost in the switch"),
         Event::WritesLost {
             old,
             new,
