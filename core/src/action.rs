@@ -4,19 +4,8 @@ use crate::addr::Addr;
 use crate::event::{FatalError, LostCommand};
 #[cfg(doc)]
 use crate::input::Input;
-use std::fmt;
+use crate::op::OpId;
 use std::time::Duration;
-
-/// Correlates an action with its completion. Completions carrying an id the core no longer
-/// waits for (late, duplicate or superseded) are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OpId(pub u64);
-
-impl fmt::Display for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// An instruction for the runtime. Execute them in the order [`crate::Core::poll_action`]
 /// returns them; report each completion to [`crate::Core::handle`] as the [`Input`] named on each

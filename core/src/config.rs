@@ -4,11 +4,9 @@
 //! [`ConfigError`] naming the field. Nothing is clamped silently.
 
 use crate::addr::{Addr, NatMap};
+use crate::config_error::ConfigError;
 use crate::setting;
 use std::time::Duration;
-
-/// The longest duration any setting accepts (365 days), so deadline arithmetic never overflows.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What happens when workers do not pause within [`Config::pause_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,34 +20,6 @@ pub enum PauseTimeoutPolicy {
     /// Stop the workers with [`Config::stop_grace`], then stop the supervisor with an error
     /// the application can handle.
     Fail,
-}
-
-/// An invalid configuration value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: `{field}`: {problem}")]
-pub struct ConfigError {
-    field: String,
-    problem: String,
-}
-
-impl ConfigError {
-    /// An error about `field` (the setting's name, such as `min_backoff` or `sentinels[2]`).
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-
-    /// The name of the offending setting, such as `min_backoff` or `sentinels[2]`.
-    pub fn field(&self) -> &str {
-        &self.field
-    }
-
-    /// What is wrong with it.
-    pub fn problem(&self) -> &str {
-        &self.problem
-    }
 }
 
 /// The validated configuration of the core: what it decides with (the sentinels, the service,

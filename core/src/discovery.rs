@@ -2,12 +2,13 @@
 //! answered moves to the front; failed rounds back off. Also the steady-state `ROLE` probe of
 //! the master in use after an application error.
 
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::parse::{
     MasterAnswer, Role, is_rejection, master_offset, parse_master_reply, parse_role,
 };

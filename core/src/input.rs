@@ -2,9 +2,9 @@
 //! on a listener connection and every error the application saw. Deadlines are the one other
 //! way in ([`crate::Core::handle_timeout`]).
 
-use crate::action::OpId;
 use crate::addr::Addr;
 use crate::event::AppErrorKind;
+use crate::op::OpId;
 use crate::reply::Reply;
 use std::fmt;
 

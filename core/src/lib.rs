@@ -18,6 +18,7 @@ mod action;
 mod addr;
 mod backoff;
 mod config;
+mod config_error;
 mod discovery;
 mod entry;
 mod epochs;
@@ -28,6 +29,7 @@ mod input;
 mod listeners;
 mod lost;
 mod machine;
+mod op;
 mod parse;
 mod reply;
 mod rng;
@@ -39,9 +41,10 @@ mod switch;
 mod timers;
 mod watches;
 
-pub use action::{Action, OpId, Shutdown};
+pub use action::{Action, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
-pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
+pub use config::{Config, ConfigBuilder, PauseTimeoutPolicy};
+pub use config_error::{ConfigError, MAX_DURATION};
 pub use entry::{SentinelEntry, flags_healthy};
 pub use event::{
     AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason, LostCommand,
@@ -49,6 +52,7 @@ pub use event::{
 pub use input::{Input, IoError, IoErrorKind};
 pub use lost::MAX_LOST_BYTES;
 pub use machine::{Core, Deadline};
+pub use op::OpId;
 pub use parse::{FailoverSignal, Role, SentinelMessage, decode_message, message_concerns};
 pub use reply::Reply;
 pub use timers::TimerReason;

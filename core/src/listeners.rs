@@ -1,11 +1,12 @@
 //! One pub/sub listener per sentinel: subscribe, health-check, backoff, and message dispatch.
 
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{DetectionPath, Event, IgnoreReason};
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::parse::{Message, parse_message, parse_sentinels_reply};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};

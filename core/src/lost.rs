@@ -11,11 +11,12 @@
 //! Nothing is reported that did not happen: the old master's offset is one it reported, the
 //! new master's `second_repl_offset` is where its own history began.
 
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::event::{Event, LostCommand};
 use crate::input::IoError;
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};

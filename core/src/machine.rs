@@ -1,7 +1,7 @@
 //! [`Core`]: the state, the public inputs and outputs, and the dispatch to the focused parts
 //! (`listeners`, `discovery`, `switch`).
 
-use crate::action::{Action, OpId, Shutdown};
+use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
@@ -12,6 +12,7 @@ use crate::history::History;
 use crate::input::{Input, IoError};
 use crate::listeners::Sentinel;
 use crate::lost::LostWrites;
+use crate::op::OpId;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use crate::switch::Switch;

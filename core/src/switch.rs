@@ -2,7 +2,7 @@
 //! a broker connection checked with `ROLE`) → activate it (close everything to the old one) →
 //! resume. What sentinel messages do to it lives in `signals`.
 
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::backoff::jitter;
 use crate::epochs::Known;
@@ -10,6 +10,7 @@ use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
 use crate::input::{IoError, IoErrorKind};
 use crate::lost::FenceAnswer;
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::parse::{Role, is_rejection, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};

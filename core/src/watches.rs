@@ -8,12 +8,13 @@
 //! then tells a promotion (master: switch to it) from a restart or a re-pointing (replica: lift
 //! the fence).
 
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::epochs::Known;
 use crate::event::DetectionPath;
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::parse::{Role, parse_replicas_reply, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};

@@ -26,12 +26,13 @@ mod oracle;
 mod runtime;
 mod world;
 
-use crate::action::OpId;
 use crate::addr::Addr;
-use crate::config::{Config, ConfigBuilder, ConfigError};
+use crate::config::{Config, ConfigBuilder};
+use crate::config_error::ConfigError;
 use crate::event::AppErrorKind;
 use crate::input::IoError;
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use oracle::Oracle;

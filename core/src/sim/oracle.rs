@@ -1,9 +1,10 @@
 //! The checks applied to every action and event the core emits in the simulation.
 
-use crate::action::{Action, OpId, Shutdown};
+use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
 use crate::config::Config;
 use crate::event::Event;
+use crate::op::OpId;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 

@@ -3,10 +3,11 @@
 
 use super::world::Health;
 use super::{Due, Input, PauseBehaviour, Sim, Violation};
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::event::Event;
 use crate::input::{Input as CoreInput, IoError};
+use crate::op::OpId;
 use crate::parse::{Message, Signal, parse_message};
 use crate::reply::Reply;
 use std::time::Duration;
