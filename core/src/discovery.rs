@@ -8,7 +8,7 @@ use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event};
 use crate::input::{IoError, IoErrorKind};
 use crate::machine::Core;
-use crate::op::OpId;
+use crate::op::{OpId, Pending};
 use crate::parse::{
     MasterAnswer, Role, is_rejection, master_offset, parse_master_reply, parse_role,
 };
@@ -102,7 +102,7 @@ impl Core {
             .into_iter()
             .chain(self.order.iter().copied().filter(|&i| Some(i) != first))
             .collect();
-        self.discovery = Discovery::Running(Round {
+        self.set_discovery(Discovery::Running(Round {
             path,
             verify,
             queue,
@@ -112,12 +112,11 @@ impl Core {
             down: None,
             older: None,
             transient: false,
-        });
+        }));
         self.next_query(now);
     }
 
     fn next_query(&mut self, now: Instant) {
-        let op = self.op();
         let Discovery::Running(round) = &mut self.discovery else {
             return;
         };
@@ -126,12 +125,13 @@ impl Core {
         let Some(i) = next else {
             return self.round_failed(now);
         };
+        let op = self.out.start(Pending::MasterQuery);
         round.current = Some((op, i));
-        self.timers.set(
+        self.out.timers.set(
             TimerReason::QueryTimeout,
             after(now, self.cfg.query_timeout),
         );
-        self.push_action(Action::QueryMaster {
+        self.out.act(Action::QueryMaster {
             op,
             sentinel: self.sentinels[i].addr.clone(),
             service: self.cfg.service_name.clone(),
@@ -145,29 +145,29 @@ impl Core {
             ..
         }) = self.discovery
         {
-            self.master_reply(op, Err(IoError::unreachable(reason)), now);
+            self.out.ops.finish(op);
+            self.master_reply(Err(IoError::unreachable(reason)), now);
         }
     }
 
-    pub(crate) fn master_reply(&mut self, op: OpId, reply: Result<Reply, IoError>, now: Instant) {
-        let current = match &self.discovery {
-            Discovery::Running(round) => round.current,
-            _ => None,
-        };
-        let Some(i) = current.and_then(|(c, i)| (c == op).then_some(i)) else {
-            // A late answer decides nothing, but the configuration it names existed.
-            if let Ok(Ok(MasterAnswer::Known(info))) = reply.as_ref().map(parse_master_reply)
-                && let Some(c) = info.config_epoch
-            {
-                self.epochs.named(&self.cfg.nat.map(&info.addr), c);
-            }
-            return;
-        };
+    /// A late answer decides nothing, but the configuration it names existed.
+    pub(crate) fn late_master_reply(&mut self, reply: Result<Reply, IoError>) {
+        if let Ok(Ok(MasterAnswer::Known(info))) = reply.as_ref().map(parse_master_reply)
+            && let Some(c) = info.config_epoch
+        {
+            self.epochs.named(&self.cfg.nat.map(&info.addr), c);
+        }
+    }
+
+    /// The answer to the round's current query.
+    pub(crate) fn master_reply(&mut self, reply: Result<Reply, IoError>, now: Instant) {
         let Discovery::Running(round) = &mut self.discovery else {
             return;
         };
-        round.current = None;
-        self.timers.cancel(TimerReason::QueryTimeout);
+        let Some((_, i)) = round.current.take() else {
+            return;
+        };
+        self.out.timers.cancel(TimerReason::QueryTimeout);
         let sentinel = self.sentinels[i].addr.clone();
         let answer = reply.map(|r| parse_master_reply(&r).map_err(|m| m.0));
         match answer {
@@ -215,7 +215,7 @@ impl Core {
                     && self.master.as_ref() == Some(&addr)
                 {
                     let path = round.path;
-                    self.discovery = Discovery::Idle;
+                    self.set_discovery(Discovery::Idle);
                     let signal = format!("SENTINEL MASTER flags {}", info.flags.join(","));
                     return self.fence_failing_master(addr, path, sentinel, &signal, now);
                 } else if !info.is_up() || failing && self.master.as_ref() != Some(&addr) {
@@ -241,7 +241,7 @@ impl Core {
         verify: bool,
         now: Instant,
     ) {
-        self.discovery = Discovery::Idle;
+        self.set_discovery(Discovery::Idle);
         if self.switch.is_none() {
             // Otherwise the switch resets the backoff when it completes: a master the sentinels
             // name but that fails verification (a wrong password, say) is retried with a
@@ -262,7 +262,7 @@ impl Core {
             if verify {
                 self.start_verify_probe(addr, now);
             } else {
-                self.emit(Event::MasterConfirmed { master: addr, path });
+                self.out.emit(Event::MasterConfirmed { master: addr, path });
             }
             return;
         }
@@ -274,8 +274,7 @@ impl Core {
     }
 
     fn round_failed(&mut self, now: Instant) {
-        let Discovery::Running(round) = std::mem::replace(&mut self.discovery, Discovery::Idle)
-        else {
+        let Discovery::Running(round) = self.set_discovery(Discovery::Idle) else {
             return;
         };
         let permanent = round.down.is_none() && round.older.is_none() && !round.transient;
@@ -303,7 +302,7 @@ impl Core {
         let repeated = self.last_discovery_error.as_ref() == Some(&error);
         let retry_in = self.schedule_discovery_retry(round.path, round.verify, error.clone(), now);
         if !repeated {
-            self.emit(Event::DiscoveryFailed { error, retry_in });
+            self.out.emit(Event::DiscoveryFailed { error, retry_in });
         }
     }
 
@@ -317,10 +316,25 @@ impl Core {
     ) -> std::time::Duration {
         self.last_discovery_error = Some(error);
         let retry_in = self.discovery_backoff.next_delay(&mut self.rng);
-        self.discovery = Discovery::Waiting { path, verify };
-        self.timers
+        self.set_discovery(Discovery::Waiting { path, verify });
+        self.out
+            .timers
             .set(TimerReason::DiscoveryRetry, after(now, retry_in));
         retry_in
+    }
+
+    /// Replaces the discovery activity; a query the old round still waited for is no longer
+    /// waited for (its late answer only tells an epoch). Returns the old activity.
+    pub(crate) fn set_discovery(&mut self, next: Discovery) -> Discovery {
+        let old = std::mem::replace(&mut self.discovery, next);
+        if let Discovery::Running(Round {
+            current: Some((op, _)),
+            ..
+        }) = old
+        {
+            self.out.ops.finish(op);
+        }
+        old
     }
 
     pub(crate) fn discovery_retry_due(&mut self, now: Instant) {
@@ -343,9 +357,12 @@ impl Core {
         let Some(in_use) = self.master.clone() else {
             return;
         };
-        let op = self.op();
+        if let Some((old, ..)) = self.stale_check.take() {
+            self.out.ops.finish(old);
+        }
+        let op = self.out.start(Pending::StaleCheck);
         self.stale_check = Some((op, named.clone(), now));
-        self.push_action(Action::PollRole { op, node: in_use });
+        self.out.act(Action::PollRole { op, node: in_use });
     }
 
     /// The master in use answered the stale check: replicating from the master the sentinels
@@ -365,25 +382,29 @@ impl Core {
         }
         self.epochs.overruled(&named);
         if let Discovery::Waiting { path, verify } = self.discovery {
-            self.timers.cancel(TimerReason::DiscoveryRetry);
+            self.out.timers.cancel(TimerReason::DiscoveryRetry);
             self.start_round(path, verify, None, now);
         }
     }
 
     fn start_verify_probe(&mut self, node: Addr, now: Instant) {
-        let op = self.op();
+        if let Some((old, _)) = self.verify_probe.take() {
+            self.out.ops.finish(old);
+        }
+        let op = self.out.start(Pending::VerifyProbe);
         self.verify_probe = Some((op, node.clone()));
-        self.timers.set(
+        self.out.timers.set(
             TimerReason::ProbeTimeout,
             after(now, self.cfg.connect_timeout),
         );
-        self.push_action(Action::PollRole { op, node });
+        self.out.act(Action::PollRole { op, node });
     }
 
     /// Drops a steady-state probe (a switch takes over).
     pub(crate) fn cancel_verify_probe(&mut self) {
-        if self.verify_probe.take().is_some() {
-            self.timers.cancel(TimerReason::ProbeTimeout);
+        if let Some((op, _)) = self.verify_probe.take() {
+            self.out.ops.finish(op);
+            self.out.timers.cancel(TimerReason::ProbeTimeout);
         }
     }
 
@@ -391,20 +412,20 @@ impl Core {
         let Some((_, node)) = self.verify_probe.take() else {
             return;
         };
-        self.timers.cancel(TimerReason::ProbeTimeout);
+        self.out.timers.cancel(TimerReason::ProbeTimeout);
         if let Some(offset) = reply.as_ref().ok().and_then(master_offset) {
             self.lost.observed(&node, offset);
         }
         let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
         match role {
-            Ok(Role::Master) => self.emit(Event::MasterConfirmed {
+            Ok(Role::Master) => self.out.emit(Event::MasterConfirmed {
                 master: node,
                 path: DetectionPath::AppError,
             }),
             Ok(role @ Role::Replica { .. }) => {
                 // Demoted: fence and find the new master.
                 let reason = format!("ROLE says {role}");
-                self.emit(Event::VerificationFailed { node, reason });
+                self.out.emit(Event::VerificationFailed { node, reason });
                 self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
                 self.drive_switch(now);
             }
@@ -414,7 +435,7 @@ impl Core {
     }
 
     fn probe_failed(&mut self, node: Addr, reason: String, now: Instant) {
-        self.emit(Event::VerificationFailed {
+        self.out.emit(Event::VerificationFailed {
             node: node.clone(),
             reason: reason.clone(),
         });
@@ -423,7 +444,8 @@ impl Core {
     }
 
     pub(crate) fn probe_timed_out(&mut self, now: Instant) {
-        if self.verify_probe.is_some() {
+        if let Some((op, _)) = self.verify_probe {
+            self.out.ops.finish(op);
             let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
             self.verify_probe_reply(Err(reason), now);
         } else {

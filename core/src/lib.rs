@@ -30,6 +30,7 @@ mod listeners;
 mod lost;
 mod machine;
 mod op;
+mod outbox;
 mod parse;
 mod reply;
 mod rng;

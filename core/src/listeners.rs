@@ -6,7 +6,7 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{DetectionPath, Event, IgnoreReason};
 use crate::machine::Core;
-use crate::op::OpId;
+use crate::op::{OpId, Pending};
 use crate::parse::{Message, parse_message, parse_sentinels_reply};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -70,25 +70,18 @@ impl Sentinel {
 }
 
 impl Core {
-    fn listener_of(&self, op: OpId) -> Option<usize> {
-        self.sentinels.iter().position(|s| s.op() == Some(op))
-    }
-
     pub(crate) fn start_listener(&mut self, i: usize, now: Instant) {
-        let op = self.op();
+        let op = self.out.start(Pending::Listener(i));
         self.sentinels[i].listener = Listener::Connecting { op };
-        self.timers.set(
+        self.out.timers.set(
             TimerReason::Listener(i),
             after(now, self.cfg.connect_timeout),
         );
         let sentinel = self.sentinels[i].addr.clone();
-        self.push_action(Action::Subscribe { op, sentinel });
+        self.out.act(Action::Subscribe { op, sentinel });
     }
 
-    pub(crate) fn listener_subscribed(&mut self, op: OpId, now: Instant) {
-        let Some(i) = self.listener_of(op) else {
-            return;
-        };
+    pub(crate) fn listener_subscribed(&mut self, i: usize, op: OpId, now: Instant) {
         if self.sentinels[i].listener != (Listener::Connecting { op }) {
             return;
         }
@@ -98,11 +91,11 @@ impl Core {
         s.failing_since = None;
         s.epoch = None; // a new connection: nothing announced on it yet
         let sentinel = s.addr.clone();
-        self.timers.set(
+        self.out.timers.set(
             TimerReason::Listener(i),
             after(now, self.cfg.health_check_interval),
         );
-        self.emit(Event::ListenerUp { sentinel });
+        self.out.emit(Event::ListenerUp { sentinel });
         if self.ready {
             // Events may have been missed while this listener was down: this sentinel is
             // asked first (a failover it leads shows in its answer's flags).
@@ -110,33 +103,28 @@ impl Core {
         }
     }
 
-    pub(crate) fn listener_pong(&mut self, op: OpId, now: Instant) {
-        if let Some(i) = self.listener_of(op)
-            && let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener
-        {
+    pub(crate) fn listener_pong(&mut self, i: usize, now: Instant) {
+        if let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener {
             *pinging = false;
-            self.timers.set(
+            self.out.timers.set(
                 TimerReason::Listener(i),
                 after(now, self.cfg.health_check_interval),
             );
         }
     }
 
-    pub(crate) fn listener_failed(&mut self, op: OpId, reason: &str, now: Instant) {
-        if let Some(i) = self.listener_of(op) {
-            self.fail_listener(i, reason.to_owned(), false, now);
-        }
-    }
-
     /// A listener failed: it reconnects at once if it was subscribed (a sentinel restarted, a
     /// connection reset: the first attempt is not delayed, so a failover that sentinel leads
     /// is heard), then after its jittered backoff.
-    fn fail_listener(&mut self, i: usize, reason: String, close: bool, now: Instant) {
+    pub(crate) fn fail_listener(&mut self, i: usize, reason: String, close: bool, now: Instant) {
         let s = &mut self.sentinels[i];
         let op = s.op();
         let was_up = matches!(s.listener, Listener::Up { .. });
-        if close && let Some(op) = op {
-            self.push_action(Action::CloseListener { op });
+        if let Some(op) = op {
+            self.out.ops.finish(op);
+            if close {
+                self.out.act(Action::CloseListener { op });
+            }
         }
         let s = &mut self.sentinels[i];
         let since = *s.failing_since.get_or_insert(now);
@@ -154,9 +142,10 @@ impl Core {
             s.backoff.next_delay(&mut self.rng)
         };
         let sentinel = s.addr.clone();
-        self.timers
+        self.out
+            .timers
             .set(TimerReason::Listener(i), after(now, retry_in));
-        self.emit(Event::ListenerDown {
+        self.out.emit(Event::ListenerDown {
             sentinel,
             reason,
             retry_in,
@@ -166,16 +155,17 @@ impl Core {
     /// Stops listening to a learned sentinel and frees its slot.
     fn forget_sentinel(&mut self, i: usize, reason: String) {
         if let Some(op) = self.sentinels[i].op() {
-            self.push_action(Action::CloseListener { op });
+            self.out.ops.finish(op);
+            self.out.act(Action::CloseListener { op });
         }
         self.sentinels[i].listener = Listener::Forgotten;
-        self.timers.cancel(TimerReason::Listener(i));
+        self.out.timers.cancel(TimerReason::Listener(i));
         self.order.retain(|&j| j != i);
-        if self.refresh.is_some_and(|(_, from)| from == i) {
-            self.refresh = None;
+        if let Some((op, _)) = self.refresh.take_if(|(_, from)| *from == i) {
+            self.out.ops.finish(op);
         }
         let sentinel = self.sentinels[i].addr.clone();
-        self.emit(Event::SentinelForgotten { sentinel, reason });
+        self.out.emit(Event::SentinelForgotten { sentinel, reason });
     }
 
     pub(crate) fn listener_timer(&mut self, i: usize, now: Instant) {
@@ -191,9 +181,10 @@ impl Core {
             }
             Listener::Up { op, pinging: false } => {
                 self.sentinels[i].listener = Listener::Up { op, pinging: true };
-                self.timers
+                self.out
+                    .timers
                     .set(TimerReason::Listener(i), after(now, self.cfg.query_timeout));
-                self.push_action(Action::PingListener { op });
+                self.out.act(Action::PingListener { op });
             }
             Listener::Up { pinging: true, .. } => {
                 let reason = format!(
@@ -207,18 +198,15 @@ impl Core {
 
     pub(crate) fn listener_message(
         &mut self,
-        op: OpId,
+        i: usize,
         channel: &[u8],
         payload: &[u8],
         now: Instant,
     ) {
-        let Some(i) = self.listener_of(op) else {
-            return;
-        };
         if let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener {
             // Any traffic proves the connection alive.
             *pinging = false;
-            self.timers.set(
+            self.out.timers.set(
                 TimerReason::Listener(i),
                 after(now, self.cfg.health_check_interval),
             );
@@ -232,10 +220,12 @@ impl Core {
         let message = match parse_message(channel, payload) {
             Ok(Some(m)) => m.nat(&self.cfg.nat),
             Ok(None) => return,
-            Err(e) => return self.emit(ignored(IgnoreReason::Malformed(e.0))),
+            Err(e) => return self.out.emit(ignored(IgnoreReason::Malformed(e.0))),
         };
         if let Some(other) = message.service().filter(|s| *s != self.cfg.service_name) {
-            return self.emit(ignored(IgnoreReason::OtherService(other.to_owned())));
+            return self
+                .out
+                .emit(ignored(IgnoreReason::OtherService(other.to_owned())));
         }
         let tag = self.sentinels[i].epoch;
         let outcome = match message {
@@ -262,7 +252,7 @@ impl Core {
             Message::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
         };
         if let Err(reason) = outcome {
-            self.emit(ignored(reason));
+            self.out.emit(ignored(reason));
         }
     }
 
@@ -272,9 +262,12 @@ impl Core {
             return;
         }
         // A newer query supersedes one still in flight (its late reply is ignored).
-        let op = self.op();
+        if let Some((old, _)) = self.refresh.take() {
+            self.out.ops.finish(old);
+        }
+        let op = self.out.start(Pending::SentinelsQuery);
         self.refresh = Some((op, from));
-        self.push_action(Action::QuerySentinels {
+        self.out.act(Action::QuerySentinels {
             op,
             sentinel: self.sentinels[from].addr.clone(),
             service: self.cfg.service_name.clone(),
@@ -347,7 +340,7 @@ impl Core {
                 }
             };
             self.order.push(i);
-            self.emit(Event::SentinelAdded { sentinel: addr });
+            self.out.emit(Event::SentinelAdded { sentinel: addr });
             self.start_listener(i, now);
         }
     }

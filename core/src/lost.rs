@@ -16,7 +16,7 @@ use crate::addr::Addr;
 use crate::event::{Event, LostCommand};
 use crate::input::IoError;
 use crate::machine::Core;
-use crate::op::OpId;
+use crate::op::{OpId, Ops, Pending};
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -76,6 +76,17 @@ struct Range {
     to: u64,
 }
 
+impl Check {
+    /// The check is over: none of its answers is waited for any more.
+    fn finish(&self, ops: &mut Ops) {
+        ops.finish(self.info.0);
+        ops.finish(self.role.0);
+        if let Some((op, _)) = &self.read {
+            ops.finish(*op);
+        }
+    }
+}
+
 impl Range {
     fn bytes(&self) -> u64 {
         self.to + 1 - self.from
@@ -111,22 +122,31 @@ impl Core {
     /// The fence asks the master in use its offset (`ROLE`): if it dies before the switch
     /// completes, that is the last one known.
     pub(crate) fn probe_fenced_master(&mut self, master: Addr, now: Instant) {
-        let op = self.op();
+        if let Some((old, ..)) = self.lost.fence_probe.take() {
+            self.out.ops.finish(old);
+        }
+        let op = self.out.start(Pending::FenceProbe);
         self.lost.fence_probe = Some((op, master.clone(), now));
         self.lost.answered = None;
-        self.push_action(Action::PollRole { op, node: master });
+        self.out.act(Action::PollRole { op, node: master });
     }
 
     /// The master in use moved from `old` to `new`: ask both how far their histories went.
     pub(crate) fn check_lost_writes(&mut self, old: Addr, new: Addr, now: Instant) {
         let limit = self.cfg.connect_timeout.saturating_mul(2);
-        self.timers.set(TimerReason::LostWrites, after(now, limit));
-        let (info, role) = (self.op(), self.op());
-        self.push_action(Action::QueryReplication {
+        self.out
+            .timers
+            .set(TimerReason::LostWrites, after(now, limit));
+        if let Some(old) = self.lost.check.take() {
+            old.finish(&mut self.out.ops);
+        }
+        let info = self.out.start(Pending::LostInfo);
+        let role = self.out.start(Pending::LostRole);
+        self.out.act(Action::QueryReplication {
             op: info,
             node: new.clone(),
         });
-        self.push_action(Action::PollRole {
+        self.out.act(Action::PollRole {
             op: role,
             node: old.clone(),
         });
@@ -139,45 +159,33 @@ impl Core {
         });
     }
 
-    /// A node's answer that belongs to the lost-write check, if it does: returns whether it
-    /// did.
-    pub(crate) fn lost_writes_reply(
-        &mut self,
-        op: OpId,
-        reply: Option<&Reply>,
-        now: Instant,
-    ) -> bool {
-        if self
-            .lost
-            .fence_probe
-            .as_ref()
-            .is_some_and(|(p, _, _)| *p == op)
+    /// The master fenced answered the fence's poll.
+    pub(crate) fn fence_probe_reply(&mut self, reply: Option<&Reply>) {
+        if let (Some((_, node, _)), Some(offset)) =
+            (self.lost.fence_probe.take(), reply.and_then(master_offset))
         {
-            if let (Some((_, node, _)), Some(offset)) =
-                (self.lost.fence_probe.take(), reply.and_then(master_offset))
-            {
-                self.lost.observed(&node, offset);
-                self.lost.answered = Some(node);
-            }
-            return true;
+            self.lost.observed(&node, offset);
+            self.lost.answered = Some(node);
         }
+    }
+
+    /// An answer of the lost-write check: `INFO replication` of the new master
+    /// ([`Pending::LostInfo`]) or `ROLE` of the old one.
+    pub(crate) fn lost_writes_reply(&mut self, what: Pending, reply: Option<&Reply>, now: Instant) {
         let Some(check) = self.lost.check.as_mut() else {
-            return false;
+            return;
         };
-        if check.info.0 == op {
+        if what == Pending::LostInfo {
             check.info.1 = Some(reply.and_then(parse_replication));
-        } else if check.role.0 == op {
+        } else {
             let offset = reply.and_then(master_offset);
             check.role.1 = Some(offset);
             if let Some(offset) = offset {
                 let old = check.old.clone();
                 self.lost.observed(&old, offset);
             }
-        } else {
-            return false;
         }
         self.decide_lost_writes(now);
-        true
     }
 
     /// The check took too long: what did not answer counts as failed (a frozen node), and a
@@ -186,7 +194,8 @@ impl Core {
         let Some(check) = self.lost.check.as_mut() else {
             return;
         };
-        if let Some((_, range)) = check.read.take() {
+        if let Some((op, range)) = check.read.take() {
+            self.out.ops.finish(op);
             let (old, new) = (check.old.clone(), check.new.clone());
             self.lost.check = None;
             let why = "the old master's backlog was not read in time".to_owned();
@@ -211,6 +220,8 @@ impl Core {
         let Some(check) = self.lost.check.take() else {
             return;
         };
+        // Answers that did not come in time are no longer waited for.
+        check.finish(&mut self.out.ops);
         let (Some(info), Some(said)) = (check.info.1.clone(), check.role.1) else {
             return;
         };
@@ -220,7 +231,7 @@ impl Core {
         let previous = info.as_ref().and_then(Replication::previous);
         let to = said.or_else(|| self.lost.last_of(&check.old));
         let (Some((replid, from)), Some(to)) = (previous, to) else {
-            self.emit(Event::NothingLost {
+            self.out.emit(Event::NothingLost {
                 old: check.old.clone(),
                 new: check.new.clone(),
                 old_offset: to,
@@ -229,7 +240,7 @@ impl Core {
             return self.lost_check_done(&check.old, None, now);
         };
         if to < from {
-            self.emit(Event::NothingLost {
+            self.out.emit(Event::NothingLost {
                 old: check.old.clone(),
                 new: check.new.clone(),
                 old_offset: Some(to),
@@ -247,10 +258,12 @@ impl Core {
         } else if range.bytes() > MAX_LOST_BYTES {
             "more than 64 MiB: not read back"
         } else {
-            let op = self.op();
+            let op = self.out.start(Pending::BacklogRead);
             let limit = self.cfg.connect_timeout + READ_TIME;
-            self.timers.set(TimerReason::LostWrites, after(now, limit));
-            self.push_action(Action::ReadBacklog {
+            self.out
+                .timers
+                .set(TimerReason::LostWrites, after(now, limit));
+            self.out.act(Action::ReadBacklog {
                 op,
                 node: check.old.clone(),
                 replid: range.replid.clone(),
@@ -266,21 +279,12 @@ impl Core {
         self.report_lost_writes(check.old, check.new, &range, Err(unread.to_owned()), now);
     }
 
-    /// The backlog read `op` answered: the bytes it streamed, or why it could not.
-    pub(crate) fn backlog_read(
-        &mut self,
-        op: OpId,
-        result: Result<Vec<u8>, IoError>,
-        now: Instant,
-    ) {
-        let Some(check) = self
-            .lost
-            .check
-            .take_if(|c| c.read.as_ref().is_some_and(|r| r.0 == op))
-        else {
+    /// The backlog read answered: the bytes it streamed, or why it could not.
+    pub(crate) fn backlog_read(&mut self, result: Result<Vec<u8>, IoError>, now: Instant) {
+        let Some(check) = self.lost.check.take_if(|c| c.read.is_some()) else {
             return;
         };
-        self.timers.cancel(TimerReason::LostWrites);
+        self.out.timers.cancel(TimerReason::LostWrites);
         let Some((_, range)) = check.read else {
             return;
         };
@@ -300,12 +304,12 @@ impl Core {
         commands: Result<Vec<LostCommand>, String>,
         now: Instant,
     ) {
-        self.timers.cancel(TimerReason::LostWrites);
+        self.out.timers.cancel(TimerReason::LostWrites);
         let (commands, unread) = match commands {
             Ok(c) => (Some(c), None),
             Err(e) => (None, Some(e)),
         };
-        self.emit(Event::WritesLost {
+        self.out.emit(Event::WritesLost {
             old: old.clone(),
             new,
             old_offset: range.to,

@@ -12,13 +12,13 @@ use crate::history::History;
 use crate::input::{Input, IoError};
 use crate::listeners::Sentinel;
 use crate::lost::LostWrites;
-use crate::op::OpId;
+use crate::op::{OpId, Pending};
+use crate::outbox::Outbox;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
 use crate::watches::Watches;
-use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The next deadline of the core and why it is set.
@@ -54,10 +54,8 @@ pub struct Deadline {
 pub struct Core {
     pub(crate) cfg: Config,
     pub(crate) created: Instant,
-    next_op: u64,
-    actions: VecDeque<Action>,
-    events: VecDeque<Event>,
-    pub(crate) timers: Timers,
+    /// Actions, events, deadlines, and the table of pending operations.
+    pub(crate) out: Outbox,
     /// Every sentinel, configured then learned; indexes are stable.
     pub(crate) sentinels: Vec<Sentinel>,
     /// Discovery order: indexes into `sentinels`, the last one that answered first.
@@ -83,8 +81,6 @@ pub struct Core {
     pub(crate) refresh: Option<(OpId, usize)>,
     /// Failovers announced recently (masters failing over, their candidates).
     pub(crate) history: History,
-    /// `Connect` ops whose result is still outstanding (so a late success is discarded).
-    pub(crate) open_connects: BTreeSet<OpId>,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
     /// Watch connections: on the replicas of the master in use and on the switch's candidate.
     pub(crate) watches: Watches,
@@ -109,10 +105,7 @@ impl Core {
             order: (0..sentinels.len()).collect(),
             sentinels,
             created: now,
-            next_op: 0,
-            actions: VecDeque::new(),
-            events: VecDeque::new(),
-            timers: Timers::default(),
+            out: Outbox::default(),
             master: None,
             epochs: Epochs::default(),
             lost: LostWrites::default(),
@@ -123,7 +116,6 @@ impl Core {
             stale_check: None,
             refresh: None,
             history: History::new(cfg.fence_timeout),
-            open_connects: BTreeSet::new(),
             last_discovery_error: None,
             watches: Watches::default(),
             rng: Rng::new(cfg.jitter_seed.unwrap_or(0)),
@@ -132,7 +124,8 @@ impl Core {
             cfg,
         };
         if let Some(limit) = core.cfg.startup_timeout {
-            core.timers
+            core.out
+                .timers
                 .set(TimerReason::StartupDeadline, after(now, limit));
         }
         for i in 0..core.sentinels.len() {
@@ -184,13 +177,13 @@ impl Core {
     /// The next action for the runtime, in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.out.next_action()
     }
 
     /// The next event to report, in order.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.next_event()
     }
 
     /// The earliest deadline, with its reason. Stable until the next `handle_*` call; `None`
@@ -200,7 +193,8 @@ impl Core {
         if self.stopped {
             return None;
         }
-        self.timers
+        self.out
+            .timers
             .next()
             .map(|(at, reason)| Deadline { at, reason })
     }
@@ -208,7 +202,7 @@ impl Core {
     /// Handles every deadline at or before `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         while !self.stopped {
-            let Some(reason) = self.timers.pop_due(now) else {
+            let Some(reason) = self.out.timers.pop_due(now) else {
                 break;
             };
             match reason {
@@ -225,85 +219,133 @@ impl Core {
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
                 TimerReason::LostWrites => self.lost_writes_timed_out(now),
-                TimerReason::HandBack => self.handed_back(None, now),
+                TimerReason::HandBack => self.handed_back(false, now),
             }
         }
         self.after_input(now);
     }
 
     /// Handles one input: a completion of an action, a listener message, or an error the
-    /// application saw (see [`Input`]). Ignored once stopped.
+    /// application saw (see [`Input`]). Ignored once stopped, and so is a completion of an
+    /// operation the core no longer waits for.
     pub fn handle(&mut self, now: Instant, input: Input) {
-        // A prepared connection is answered once, stopped or not.
-        let was_connect =
-            matches!(&input, Input::NodeReply { op, .. } if self.open_connects.remove(op));
         if self.stopped {
             return;
         }
-        match input {
-            Input::Subscribed { op } => self.listener_subscribed(op, now),
-            Input::Message {
-                op,
-                channel,
-                payload,
-            } => self.listener_message(op, &channel, &payload, now),
-            Input::Pong { op } => self.listener_pong(op, now),
-            Input::ListenerFailed { op, error } => self.listener_failed(op, error.message(), now),
-            Input::SentinelReply { op, reply } => {
-                if self.is_replicas_query(op) {
-                    self.replicas_reply(reply.map_err(String::from));
-                } else if self.refresh.is_some_and(|(r, _)| r == op) {
-                    let from = self.refresh.take().map(|(_, from)| from);
-                    self.sentinels_reply(from, reply.map_err(String::from), now);
-                } else {
-                    self.master_reply(op, reply, now);
-                }
+        let pending = input.op().and_then(|op| self.out.ops.get(op));
+        match (input, pending) {
+            (Input::Subscribed { op }, Some(Pending::Listener(i))) => {
+                self.listener_subscribed(i, op, now);
             }
-            Input::NodeReply { op, reply } => self.node_reply(op, reply, was_connect, now),
-            Input::Backlog { op, result } => self.backlog_read(op, result, now),
-            Input::WatchClosed { op } => self.watch_closed(op, now),
-            Input::Activated { op } => self.reset_done(op, now),
-            Input::ActivationFailed { op, reason } => self.reset_failed(op, &reason, now),
-            Input::Paused { op } => self.workers_paused(op, now),
-            Input::HandedBack { op } => self.handed_back(Some(op), now),
-            Input::AppError { node, kind } => self.app_error(&node, kind, now),
+            (
+                Input::Message {
+                    channel, payload, ..
+                },
+                Some(Pending::Listener(i)),
+            ) => self.listener_message(i, &channel, &payload, now),
+            (Input::Pong { .. }, Some(Pending::Listener(i))) => self.listener_pong(i, now),
+            (Input::ListenerFailed { error, .. }, Some(Pending::Listener(i))) => {
+                self.fail_listener(i, error.message().to_owned(), false, now);
+            }
+            (Input::SentinelReply { op, reply }, Some(Pending::ReplicasQuery)) => {
+                self.out.ops.finish(op);
+                self.replicas_reply(reply.map_err(String::from));
+            }
+            (Input::SentinelReply { op, reply }, Some(Pending::SentinelsQuery)) => {
+                self.out.ops.finish(op);
+                let from = self.refresh.take().map(|(_, from)| from);
+                self.sentinels_reply(from, reply.map_err(String::from), now);
+            }
+            (Input::SentinelReply { op, reply }, Some(Pending::MasterQuery)) => {
+                self.out.ops.finish(op);
+                self.master_reply(reply, now);
+            }
+            // A late answer decides nothing, but the configuration it names existed.
+            (Input::SentinelReply { reply, .. }, _) => self.late_master_reply(reply),
+            (Input::NodeReply { op, reply }, Some(what)) => self.node_reply(op, what, reply, now),
+            (Input::Backlog { op, result }, Some(Pending::BacklogRead)) => {
+                self.out.ops.finish(op);
+                self.backlog_read(result, now);
+            }
+            (
+                Input::WatchClosed { op },
+                Some(Pending::Watch | Pending::CandidatePoll { watch: true }),
+            ) => self.watch_closed(op, now),
+            (Input::Activated { op }, Some(Pending::Activation)) => {
+                self.out.ops.finish(op);
+                self.reset_done(now);
+            }
+            (Input::ActivationFailed { op, reason }, Some(Pending::Activation)) => {
+                self.out.ops.finish(op);
+                self.reset_failed(&reason, now);
+            }
+            (Input::Paused { op }, Some(Pending::Pause)) => {
+                self.out.ops.finish(op);
+                self.workers_paused(now);
+            }
+            (Input::HandedBack { op }, Some(Pending::HandBack)) => {
+                self.out.ops.finish(op);
+                self.handed_back(true, now);
+            }
+            (Input::AppError { node, kind }, _) => self.app_error(&node, kind, now),
+            // Not (or no longer) waited for.
+            _ => {}
         }
         self.after_input(now);
     }
 
-    /// A data node answered a `ROLE` (or the attempt failed).
-    fn node_reply(
-        &mut self,
-        op: OpId,
-        reply: Result<Reply, IoError>,
-        was_connect: bool,
-        now: Instant,
-    ) {
-        let polled = self
-            .switch
-            .as_ref()
-            .is_some_and(|sw| sw.candidate_poll == Some(op));
-        if self.watch_answered(op, reply.as_ref().ok(), now).is_some() {
-            if !polled {
-                return; // a replica's watch
+    /// A data node answered a `ROLE` or an `INFO replication` (or the attempt failed), for
+    /// `what`.
+    fn node_reply(&mut self, op: OpId, what: Pending, reply: Result<Reply, IoError>, now: Instant) {
+        match what {
+            Pending::Watch => {
+                self.watch_answered(op, reply.as_ref().ok(), now);
             }
-            if reply.is_err() {
-                // The candidate's watch could not be opened, or it was closed before its
-                // `ROLE` answer: by the promotion itself (Sentinel closes every client
-                // connection of the replica it promotes), or the candidate is down. Connect
-                // at once: the `ROLE` reply of that connection decides.
-                return self.candidate_watch_closed(now);
+            Pending::CandidatePoll { watch } => {
+                if watch {
+                    self.watch_answered(op, reply.as_ref().ok(), now);
+                    if reply.is_err() {
+                        // The candidate's watch could not be opened, or it was closed before
+                        // its `ROLE` answer: by the promotion itself (Sentinel closes every
+                        // client connection of the replica it promotes), or the candidate is
+                        // down. Connect at once: the `ROLE` reply of that connection decides.
+                        return self.candidate_watch_closed(now);
+                    }
+                }
+                // Still the poll the switch waits for (the watch's answer may have moved it on).
+                if matches!(self.out.ops.get(op), Some(Pending::CandidatePoll { .. })) {
+                    self.candidate_polled(op, &reply, now);
+                }
             }
-        }
-        if self.lost_writes_reply(op, reply.as_ref().ok(), now) {
-            // The fence's probe of the old master, or the check after a switch.
-        } else if self.verify_probe.as_ref().is_some_and(|(p, _)| *p == op) {
-            self.verify_probe_reply(reply.map_err(String::from), now);
-        } else if self.stale_check.as_ref().is_some_and(|(p, ..)| *p == op) {
-            self.stale_check_reply(reply.map_err(String::from), now);
-        } else if !self.switch_node_reply(op, &reply, now) && was_connect && reply.is_ok() {
-            // A prepared connection nobody waits for any more.
-            self.push_action(Action::Discard { op });
+            Pending::FenceProbe => {
+                self.out.ops.finish(op);
+                self.fence_probe_reply(reply.as_ref().ok());
+            }
+            Pending::LostInfo | Pending::LostRole => {
+                self.out.ops.finish(op);
+                self.lost_writes_reply(what, reply.as_ref().ok(), now);
+            }
+            Pending::VerifyProbe => {
+                self.out.ops.finish(op);
+                self.verify_probe_reply(reply.map_err(String::from), now);
+            }
+            Pending::StaleCheck => {
+                self.out.ops.finish(op);
+                self.stale_check_reply(reply.map_err(String::from), now);
+            }
+            Pending::Connect => self.connect_reply(op, &reply, now),
+            Pending::SwitchProbe => {
+                self.out.ops.finish(op);
+                self.switch_probe_reply(&reply, now);
+            }
+            Pending::Unwanted => {
+                self.out.ops.finish(op);
+                if reply.is_ok() {
+                    // A prepared connection nobody waits for any more.
+                    self.out.act(Action::Discard { op });
+                }
+            }
+            _ => {}
         }
     }
 
@@ -347,22 +389,10 @@ impl Core {
         }
     }
 
-    pub(crate) fn op(&mut self) -> OpId {
-        self.next_op += 1;
-        OpId(self.next_op)
-    }
-
-    pub(crate) fn push_action(&mut self, a: Action) {
-        self.actions.push_back(a);
-    }
-
-    pub(crate) fn emit(&mut self, e: Event) {
-        self.events.push_back(e);
-    }
-
     fn periodic_check_due(&mut self, now: Instant) {
         if let Some(every) = self.cfg.periodic_check {
-            self.timers
+            self.out
+                .timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
         self.start_recheck(DetectionPath::Poll, false, now);
@@ -371,9 +401,10 @@ impl Core {
     /// Arms the periodic check (once ready).
     pub(crate) fn arm_periodic_check(&mut self, now: Instant) {
         if let Some(every) = self.cfg.periodic_check
-            && !self.timers.is_set(TimerReason::PeriodicCheck)
+            && !self.out.timers.is_set(TimerReason::PeriodicCheck)
         {
-            self.timers
+            self.out
+                .timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
     }
@@ -410,8 +441,8 @@ impl Core {
             .switch
             .as_ref()
             .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started));
-        self.emit(Event::PauseTimedOut { waited });
-        self.push_action(Action::StopWorkers {
+        self.out.emit(Event::PauseTimedOut { waited });
+        self.out.act(Action::StopWorkers {
             grace: self.cfg.stop_grace,
         });
         let shutdown = match self.cfg.on_pause_timeout {
@@ -431,10 +462,10 @@ impl Core {
                     .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started)),
             },
         };
-        self.emit(Event::Stopped { error });
-        self.push_action(Action::Shutdown(shutdown));
+        self.out.emit(Event::Stopped { error });
+        self.out.act(Action::Shutdown(shutdown));
         self.stopped = true;
-        self.timers = Timers::default();
+        self.out.timers = Timers::default();
         self.watches.clear(); // the runtime closes every connection at shutdown
     }
 }

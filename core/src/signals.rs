@@ -149,9 +149,9 @@ impl Core {
                 sw.candidate = Some(c.clone());
                 sw.candidate_epoch = Known::Announced(tag);
                 sw.candidate_from_watch = false;
-                sw.candidate_poll = None;
-                self.timers.cancel(TimerReason::RolePoll);
-                self.emit(Event::CandidateNamed {
+                sw.drop_poll(&mut self.out.ops);
+                self.out.timers.cancel(TimerReason::RolePoll);
+                self.out.emit(Event::CandidateNamed {
                     candidate: c,
                     sentinel: Some(sentinel.clone()),
                 });
@@ -200,25 +200,24 @@ impl Core {
         sw.early = true;
         sw.lifting = None;
         sw.candidate = None;
-        sw.candidate_poll = None;
+        sw.drop_poll(&mut self.out.ops);
         sw.candidate_from_watch = false;
         sw.watch_only = false;
-        sw.connect = None;
-        sw.speculative = false;
-        sw.probe = None;
+        sw.drop_connect(&mut self.out.ops);
+        sw.drop_probe(&mut self.out.ops);
         for t in [
             TimerReason::ProbeTimeout,
             TimerReason::ConnectTimeout,
             TimerReason::RolePoll,
         ] {
-            self.timers.cancel(t);
+            self.out.timers.cancel(t);
         }
-        self.timers.set(
+        self.out.timers.set(
             TimerReason::FenceTimeout,
             after(now, self.cfg.fence_timeout),
         );
-        self.push_action(Action::Fence);
-        self.emit(Event::Fenced {
+        self.out.act(Action::Fence);
+        self.out.emit(Event::Fenced {
             master: failing,
             path: DetectionPath::EarlySignal,
             sentinel: Some(sentinel.clone()),
@@ -238,10 +237,10 @@ impl Core {
         }
         sw.early = false;
         sw.lifting = Some(reason);
-        self.timers.cancel(TimerReason::FenceTimeout);
+        self.out.timers.cancel(TimerReason::FenceTimeout);
         if sw.candidate.is_some() {
-            sw.candidate_poll = None;
-            self.timers.cancel(TimerReason::RolePoll);
+            sw.drop_poll(&mut self.out.ops);
+            self.out.timers.cancel(TimerReason::RolePoll);
             self.role_poll_due(now);
         } else {
             self.lift_to_master(now);
@@ -311,7 +310,7 @@ impl Core {
         if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
             sw.candidate = Some(c.clone());
             sw.candidate_epoch = Known::Unknown;
-            self.emit(Event::CandidateNamed {
+            self.out.emit(Event::CandidateNamed {
                 candidate: c,
                 sentinel: Some(sentinel.clone()),
             });
@@ -325,7 +324,7 @@ impl Core {
             && let Some(master) = sw.failing.clone().or_else(|| self.master.clone())
         {
             let waited = now.saturating_duration_since(sw.started);
-            self.emit(Event::FenceExpired { master, waited });
+            self.out.emit(Event::FenceExpired { master, waited });
         }
         let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
         let _ = self.lift_fence(reason, now);

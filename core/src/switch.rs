@@ -10,7 +10,7 @@ use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
 use crate::input::{IoError, IoErrorKind};
 use crate::lost::FenceAnswer;
 use crate::machine::Core;
-use crate::op::OpId;
+use crate::op::{OpId, Ops, Pending};
 use crate::parse::{Role, is_rejection, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -135,6 +135,28 @@ impl Switch {
         Self::new(DetectionPath::Startup, None, None, Pause::NotNeeded, now)
     }
 
+    /// Stops waiting for the broker connection in flight: it is discarded when it answers.
+    pub(crate) fn drop_connect(&mut self, ops: &mut Ops) {
+        if let Some((op, _)) = self.connect.take() {
+            ops.repurpose(op, Pending::Unwanted);
+        }
+        self.speculative = false;
+    }
+
+    /// Stops waiting for the check of the master in use.
+    pub(crate) fn drop_probe(&mut self, ops: &mut Ops) {
+        if let Some((op, _)) = self.probe.take() {
+            ops.finish(op);
+        }
+    }
+
+    /// Stops waiting for the candidate's poll (a watch connection it opened stays a watch).
+    pub(crate) fn drop_poll(&mut self, ops: &mut Ops) {
+        if let Some(op) = self.candidate_poll.take() {
+            ops.poll_dropped(op);
+        }
+    }
+
     /// The path a promoted candidate is reported with: the replica watch when the switch began
     /// with a replica's closing, else the early signal.
     pub(crate) fn promotion_path(&self) -> DetectionPath {
@@ -159,7 +181,7 @@ impl Core {
         // Without a drain, jobs in flight keep running: the fence holds their commands and
         // they go to the new master once it is active. A drain waits for them first.
         let pause = if self.cfg.drain {
-            Pause::Pending(self.op())
+            Pause::Pending(self.out.start(Pending::Pause))
         } else {
             Pause::NotNeeded
         };
@@ -167,26 +189,26 @@ impl Core {
         sw.early = early;
         sw.failing = if early { self.master.clone() } else { None };
         self.switch = Some(sw);
-        self.push_action(Action::Fence);
+        self.out.act(Action::Fence);
         if let Some(master) = self.master.clone() {
             // The old master's replication offset at the fence (lost writes).
             self.probe_fenced_master(master, now);
         }
         if let Pause::Pending(op) = pause {
-            self.push_action(Action::PauseWorkers { op });
-            self.timers.set(
+            self.out.act(Action::PauseWorkers { op });
+            self.out.timers.set(
                 TimerReason::PauseTimeout,
                 after(now, self.cfg.pause_timeout),
             );
         }
         if early {
-            self.timers.set(
+            self.out.timers.set(
                 TimerReason::FenceTimeout,
                 after(now, self.cfg.fence_timeout),
             );
         }
         if let Some(master) = self.master.clone() {
-            self.emit(Event::Fenced {
+            self.out.emit(Event::Fenced {
                 master,
                 path,
                 sentinel,
@@ -227,20 +249,19 @@ impl Core {
         sw.last_target = Some(addr.clone());
         sw.verified = false;
         sw.early = false;
-        sw.connect = None; // a late result is discarded through `open_connects`
-        sw.speculative = false;
-        sw.probe = None;
-        sw.candidate_poll = None;
+        sw.drop_connect(&mut self.out.ops);
+        sw.drop_probe(&mut self.out.ops);
+        sw.drop_poll(&mut self.out.ops);
         for t in [
             TimerReason::ConnectTimeout,
             TimerReason::ProbeTimeout,
             TimerReason::RolePoll,
             TimerReason::FenceTimeout,
         ] {
-            self.timers.cancel(t);
+            self.out.timers.cancel(t);
         }
         if self.master.as_ref() != Some(&addr) {
-            self.emit(Event::SwitchDetected {
+            self.out.emit(Event::SwitchDetected {
                 old: self.master.clone(),
                 new: addr,
                 sentinel,
@@ -263,27 +284,30 @@ impl Core {
             if sw.connect.is_some() || sw.probe.is_some() || sw.activating.is_some() {
                 return;
             }
-            let op = self.op();
             let deadline = after(now, self.cfg.connect_timeout);
             let in_use = self.master.as_ref() == Some(&target);
+            let op = self.out.start(if in_use {
+                Pending::SwitchProbe
+            } else {
+                Pending::Connect
+            });
             let Some(sw) = self.switch.as_mut() else {
                 return;
             };
             if in_use {
                 sw.probe = Some((op, target.clone()));
-                self.timers.set(TimerReason::ProbeTimeout, deadline);
-                self.push_action(Action::PollRole { op, node: target });
+                self.out.timers.set(TimerReason::ProbeTimeout, deadline);
+                self.out.act(Action::PollRole { op, node: target });
             } else {
                 sw.connect = Some((op, target.clone()));
-                self.open_connects.insert(op);
-                self.timers.set(TimerReason::ConnectTimeout, deadline);
-                self.push_action(Action::Connect { op, node: target });
+                self.out.timers.set(TimerReason::ConnectTimeout, deadline);
+                self.out.act(Action::Connect { op, node: target });
             }
         } else if sw.candidate.is_some() && (sw.early || sw.lifting.is_some()) {
             // Candidate polls are bounded by the fence timeout (or end the lifting).
             if sw.connect.is_none()
                 && sw.candidate_poll.is_none()
-                && !self.timers.is_set(TimerReason::RolePoll)
+                && !self.out.timers.is_set(TimerReason::RolePoll)
             {
                 self.role_poll_due(now);
             }
@@ -326,120 +350,127 @@ impl Core {
         self.set_target(addr, epoch, path, Some(sentinel), now);
     }
 
-    /// Returns whether the reply belonged to the switch.
-    pub(crate) fn switch_node_reply(
+    /// The `ROLE` reply of the switch's broker connection `op` (or its failure).
+    pub(crate) fn connect_reply(&mut self, op: OpId, reply: &Result<Reply, IoError>, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let Some((_, target)) = sw.connect.take() else {
+            return;
+        };
+        self.out.timers.cancel(TimerReason::ConnectTimeout);
+        let speculative = std::mem::take(&mut sw.speculative);
+        match role_of(reply) {
+            Ok(Role::Master) => {
+                if speculative {
+                    self.adopt_candidate(target.clone(), now);
+                }
+                let Some(sw) = self.switch.as_mut() else {
+                    return;
+                };
+                // An answer that came while connecting may name a newer configuration
+                // than the target's: a deposed master still says master until the
+                // sentinels reconfigure it. Ask the sentinels instead.
+                let (epoch, path) = (sw.target_epoch, sw.path);
+                if self.epochs.refuses(&target, epoch, self.master.as_ref()) {
+                    self.out.ops.finish(op);
+                    self.out.act(Action::Discard { op });
+                    self.ensure_discovery(path, now);
+                    let reason = "a sentinel named a newer configuration".to_owned();
+                    self.verification_failed(target, reason, now);
+                    return;
+                }
+                let Some(sw) = self.switch.as_mut() else {
+                    return;
+                };
+                self.out.ops.repurpose(op, Pending::Activation);
+                if let Some((old, _)) = sw.activating.replace((op, target.clone())) {
+                    // An activation still under way is no longer waited for.
+                    self.out.ops.finish(old);
+                }
+                let old = self.master.clone();
+                self.out.emit(Event::BeforeReset {
+                    old: old.clone(),
+                    new: target.clone(),
+                });
+                // Held commands go out at `Resume`, after lost writes were handed back;
+                // with a drain, now (jobs in flight wait on them, the pause on the jobs).
+                self.out.act(Action::Activate {
+                    op,
+                    node: target,
+                    old,
+                    release: self.cfg.drain,
+                });
+            }
+            other => {
+                self.out.ops.finish(op);
+                if reply.is_ok() {
+                    self.out.act(Action::Discard { op });
+                }
+                if speculative {
+                    self.candidate_not_promoted(target, other, now);
+                } else if is_refusal(reply) && self.fails_fast() {
+                    let error = DiscoveryError::VerificationFailed {
+                        node: target,
+                        reason: describe(other),
+                    };
+                    self.startup_refused(error, now);
+                } else {
+                    self.verification_failed(target, describe(other), now);
+                }
+            }
+        }
+    }
+
+    /// The `ROLE` reply of the switch's check of the master in use as its target.
+    pub(crate) fn switch_probe_reply(&mut self, reply: &Result<Reply, IoError>, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        let Some((_, target)) = sw.probe.take() else {
+            return;
+        };
+        self.out.timers.cancel(TimerReason::ProbeTimeout);
+        match role_of(reply) {
+            Ok(Role::Master) => {
+                sw.verified = true;
+                sw.connected_at = Some(now);
+                self.drive_switch(now);
+            }
+            other => self.verification_failed(target, describe(other), now),
+        }
+    }
+
+    /// The `ROLE` reply of the candidate's poll `op`.
+    pub(crate) fn candidate_polled(
         &mut self,
         op: OpId,
         reply: &Result<Reply, IoError>,
         now: Instant,
-    ) -> bool {
+    ) {
         let Some(sw) = self.switch.as_mut() else {
-            return false;
+            return;
         };
-        let role = || match reply {
-            Ok(r) => parse_role(r).map_err(|m| m.0),
-            Err(e) => Err(e.message().to_owned()),
-        };
-        // The node refuses us (authentication, permissions): retrying the same way will not
-        // help.
-        let refused = match reply {
-            Err(e) => e.kind() == IoErrorKind::Rejected,
-            Ok(r) => matches!(parse_role(r), Ok(Role::Error(e)) if is_rejection(&e)),
-        };
-        if let Some((_, target)) = sw.connect.take_if(|(c, _)| *c == op) {
-            self.timers.cancel(TimerReason::ConnectTimeout);
-            let speculative = std::mem::take(&mut sw.speculative);
-            match role() {
-                Ok(Role::Master) => {
-                    if speculative {
-                        self.adopt_candidate(target.clone(), now);
-                    }
-                    let Some(sw) = self.switch.as_mut() else {
-                        return true;
-                    };
-                    // An answer that came while connecting may name a newer configuration
-                    // than the target's: a deposed master still says master until the
-                    // sentinels reconfigure it. Ask the sentinels instead.
-                    let (epoch, path) = (sw.target_epoch, sw.path);
-                    if self.epochs.refuses(&target, epoch, self.master.as_ref()) {
-                        self.push_action(Action::Discard { op });
-                        self.ensure_discovery(path, now);
-                        let reason = "a sentinel named a newer configuration".to_owned();
-                        self.verification_failed(target, reason, now);
-                        return true;
-                    }
-                    let Some(sw) = self.switch.as_mut() else {
-                        return true;
-                    };
-                    sw.activating = Some((op, target.clone()));
-                    let old = self.master.clone();
-                    self.emit(Event::BeforeReset {
-                        old: old.clone(),
-                        new: target.clone(),
-                    });
-                    // Held commands go out at `Resume`, after lost writes were handed back;
-                    // with a drain, now (jobs in flight wait on them, the pause on the jobs).
-                    self.push_action(Action::Activate {
-                        op,
-                        node: target,
-                        old,
-                        release: self.cfg.drain,
-                    });
-                }
-                other => {
-                    if reply.is_ok() {
-                        self.push_action(Action::Discard { op });
-                    }
-                    if speculative {
-                        self.candidate_not_promoted(target, other, now);
-                    } else if refused && self.fails_fast() {
-                        let error = DiscoveryError::VerificationFailed {
-                            node: target,
-                            reason: describe(other),
-                        };
-                        self.startup_refused(error, now);
-                    } else {
-                        self.verification_failed(target, describe(other), now);
-                    }
-                }
+        debug_assert_eq!(sw.candidate_poll, Some(op));
+        sw.drop_poll(&mut self.out.ops);
+        match (role_of(reply), sw.candidate.clone()) {
+            (Ok(Role::Master), Some(candidate)) => {
+                let (sentinel, epoch, path) =
+                    (sw.sentinel.clone(), sw.candidate_epoch, sw.promotion_path());
+                self.note_watched_promotion(&candidate, now);
+                self.set_target(candidate, epoch, path, sentinel, now);
             }
-            return true;
-        }
-        if let Some((_, target)) = sw.probe.take_if(|(p, _)| *p == op) {
-            self.timers.cancel(TimerReason::ProbeTimeout);
-            match role() {
-                Ok(Role::Master) => {
-                    sw.verified = true;
-                    sw.connected_at = Some(now);
-                    self.drive_switch(now);
-                }
-                other => self.verification_failed(target, describe(other), now),
+            _ if sw.lifting.is_some() => {
+                sw.candidate = None;
+                self.lift_to_master(now);
             }
-            return true;
+            (other, Some(candidate)) => self.candidate_not_promoted(candidate, other, now),
+            (_, None) => {}
         }
-        if sw.candidate_poll == Some(op) {
-            sw.candidate_poll = None;
-            match (role(), sw.candidate.clone()) {
-                (Ok(Role::Master), Some(candidate)) => {
-                    let (sentinel, epoch, path) =
-                        (sw.sentinel.clone(), sw.candidate_epoch, sw.promotion_path());
-                    self.note_watched_promotion(&candidate, now);
-                    self.set_target(candidate, epoch, path, sentinel, now);
-                }
-                _ if sw.lifting.is_some() => {
-                    sw.candidate = None;
-                    self.lift_to_master(now);
-                }
-                (other, Some(candidate)) => self.candidate_not_promoted(candidate, other, now),
-                (_, None) => {}
-            }
-            return true;
-        }
-        false
     }
 
     fn verification_failed(&mut self, node: Addr, reason: String, now: Instant) {
-        self.emit(Event::VerificationFailed {
+        self.out.emit(Event::VerificationFailed {
             node: node.clone(),
             reason: reason.clone(),
         });
@@ -452,7 +483,7 @@ impl Core {
         }
         // The early phase is over: from here the sentinels are asked again (after a delay).
         sw.candidate = None;
-        sw.candidate_poll = None;
+        sw.drop_poll(&mut self.out.ops);
         sw.lifting = None;
         sw.early = false;
         let path = sw.path;
@@ -467,8 +498,9 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let speculative = std::mem::take(&mut sw.speculative);
-        if let Some((_, node)) = sw.connect.take() {
+        let speculative = sw.speculative;
+        if let Some((_, node)) = sw.connect.clone() {
+            sw.drop_connect(&mut self.out.ops);
             if speculative {
                 let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
                 return self.candidate_not_promoted(node, Err(reason), now);
@@ -479,7 +511,8 @@ impl Core {
     }
 
     pub(crate) fn switch_probe_timed_out(&mut self, now: Instant) {
-        if let Some((_, node)) = self.switch.as_mut().and_then(|s| s.probe.take()) {
+        if let Some((op, node)) = self.switch.as_mut().and_then(|s| s.probe.take()) {
+            self.out.ops.finish(op);
             let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
             self.verification_failed(node, reason, now);
         }
@@ -487,7 +520,6 @@ impl Core {
 
     /// Polls the candidate's `ROLE` (also when the previous poll got no answer in time).
     pub(crate) fn role_poll_due(&mut self, now: Instant) {
-        let op = self.op();
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
@@ -497,16 +529,20 @@ impl Core {
         if sw.lifting.is_some() && sw.candidate_poll.is_some() {
             // The candidate did not answer the last poll before lifting: give up on it.
             sw.candidate = None;
-            sw.candidate_poll = None;
+            sw.drop_poll(&mut self.out.ops);
             return self.lift_to_master(now);
         }
-        sw.candidate_poll = Some(op);
-        self.timers
-            .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
+        sw.drop_poll(&mut self.out.ops);
         // While no watch connection is open on the candidate, each poll opens one: its `ROLE`
         // reply is the poll, and its closing announces the promotion.
-        if self.watches.answered_on(&node).is_some() {
-            self.push_action(Action::PollRole { op, node });
+        let watched = self.watches.answered_on(&node).is_some();
+        let op = self.out.start(Pending::CandidatePoll { watch: !watched });
+        sw.candidate_poll = Some(op);
+        self.out
+            .timers
+            .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
+        if watched {
+            self.out.act(Action::PollRole { op, node });
         } else {
             self.open_watch(op, node);
         }
@@ -517,7 +553,6 @@ impl Core {
     /// answered before the promotion, and connecting directly saves a round of connection,
     /// `ROLE` and connection again on a node that every process reaches at this moment).
     pub(crate) fn candidate_watch_closed(&mut self, now: Instant) {
-        let op = self.op();
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
@@ -525,20 +560,20 @@ impl Core {
             return;
         };
         if sw.lifting.is_some() {
-            sw.candidate_poll = None;
-            self.timers.cancel(TimerReason::RolePoll);
+            sw.drop_poll(&mut self.out.ops);
+            self.out.timers.cancel(TimerReason::RolePoll);
             return self.role_poll_due(now);
         }
-        sw.candidate_poll = None;
+        sw.drop_poll(&mut self.out.ops);
+        let op = self.out.start(Pending::Connect);
         sw.connect = Some((op, candidate.clone()));
         sw.speculative = true;
-        self.timers.cancel(TimerReason::RolePoll);
-        self.open_connects.insert(op);
-        self.timers.set(
+        self.out.timers.cancel(TimerReason::RolePoll);
+        self.out.timers.set(
             TimerReason::ConnectTimeout,
             after(now, self.cfg.connect_timeout),
         );
-        self.push_action(Action::Connect {
+        self.out.act(Action::Connect {
             op,
             node: candidate,
         });
@@ -562,7 +597,7 @@ impl Core {
             {
                 sw.candidate = Some(of);
                 sw.denied = false;
-                self.timers.cancel(TimerReason::RolePoll);
+                self.out.timers.cancel(TimerReason::RolePoll);
                 return self.role_poll_due(now);
             }
         }
@@ -574,14 +609,14 @@ impl Core {
         if asked && sw.candidate_from_watch && !std::mem::replace(&mut sw.denied, true) {
             // Once more, on a watch connection of its own (the first answer came on the
             // connection opened for the switch), before letting it go.
-            self.timers.cancel(TimerReason::RolePoll);
+            self.out.timers.cancel(TimerReason::RolePoll);
             return self.role_poll_due(now);
         }
         let since = sw.candidate_since.unwrap_or(sw.started);
         let given_up = asked || now.saturating_duration_since(since) >= self.cfg.connect_timeout;
         if !(sw.candidate_from_watch && given_up) {
             let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
-            return self.timers.set(TimerReason::RolePoll, after(now, next));
+            return self.out.timers.set(TimerReason::RolePoll, after(now, next));
         }
         sw.candidate = None;
         sw.candidate_from_watch = false;
@@ -604,10 +639,10 @@ impl Core {
         sw.early = false;
         let (path, sentinel) = (sw.promotion_path(), sw.sentinel.clone());
         for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
-            self.timers.cancel(t);
+            self.out.timers.cancel(t);
         }
         if self.master.as_ref() != Some(&candidate) {
-            self.emit(Event::SwitchDetected {
+            self.out.emit(Event::SwitchDetected {
                 old: self.master.clone(),
                 new: candidate,
                 sentinel,
@@ -635,23 +670,23 @@ impl Core {
         }
     }
 
-    /// The runtime could not activate the prepared connection `op`: do not use its node
-    /// before it is verified again.
-    pub(crate) fn reset_failed(&mut self, op: OpId, reason: &str, now: Instant) {
+    /// The runtime could not activate the prepared connection: do not use its node before it
+    /// is verified again.
+    pub(crate) fn reset_failed(&mut self, reason: &str, now: Instant) {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+        let Some((_, node)) = sw.activating.take() else {
             return;
         };
         self.verification_failed(node, format!("activation failed: {reason}"), now);
     }
 
-    pub(crate) fn reset_done(&mut self, op: OpId, now: Instant) {
+    pub(crate) fn reset_done(&mut self, now: Instant) {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        let Some((_, node)) = sw.activating.take_if(|(a, _)| *a == op) else {
+        let Some((_, node)) = sw.activating.take() else {
             return;
         };
         sw.verified = sw.target.as_ref() == Some(&node);
@@ -671,7 +706,7 @@ impl Core {
         if old.as_ref() != Some(&node) {
             self.forget_replicas();
         }
-        self.emit(Event::AfterReset {
+        self.out.emit(Event::AfterReset {
             old: old.clone(),
             new: node.clone(),
         });
@@ -684,12 +719,16 @@ impl Core {
                 FenceAnswer::Master => true,
                 FenceAnswer::Pending(sent) if after(sent, self.cfg.query_timeout) > now => {
                     let give_up = after(sent, self.cfg.query_timeout);
-                    self.timers.set(TimerReason::HandBack, give_up);
+                    self.out.timers.set(TimerReason::HandBack, give_up);
                     true
                 }
                 FenceAnswer::Pending(_) | FenceAnswer::Other => false,
             };
             if wait && let Some(sw) = self.switch.as_mut() {
+                if let HandBack::Pending(op) = sw.handback {
+                    // A hand-back of an earlier activation is no longer waited for.
+                    self.out.ops.finish(op);
+                }
                 sw.handback = HandBack::Checking;
             }
             self.check_lost_writes(old, node, now);
@@ -697,12 +736,12 @@ impl Core {
         self.drive_switch(now);
     }
 
-    pub(crate) fn workers_paused(&mut self, op: OpId, now: Instant) {
+    pub(crate) fn workers_paused(&mut self, now: Instant) {
         if let Some(sw) = self.switch.as_mut()
-            && sw.pause == Pause::Pending(op)
+            && let Pause::Pending(_) = sw.pause
         {
             sw.pause = Pause::Done(now);
-            self.timers.cancel(TimerReason::PauseTimeout);
+            self.out.timers.cancel(TimerReason::PauseTimeout);
             self.drive_switch(now);
         }
     }
@@ -715,7 +754,6 @@ impl Core {
         commands: Option<&[LostCommand]>,
         now: Instant,
     ) {
-        let op = self.op();
         let new = self.master.clone();
         let Some(sw) = self.switch.as_mut() else {
             return;
@@ -725,10 +763,12 @@ impl Core {
         }
         match (commands.filter(|c| !c.is_empty()), new) {
             (Some(commands), Some(new)) => {
+                let op = self.out.start(Pending::HandBack);
                 sw.handback = HandBack::Pending(op);
-                self.timers
+                self.out
+                    .timers
                     .set(TimerReason::HandBack, after(now, self.cfg.fence_timeout));
-                self.push_action(Action::HandBack {
+                self.out.act(Action::HandBack {
                     op,
                     old: old.clone(),
                     new,
@@ -742,24 +782,26 @@ impl Core {
         }
     }
 
-    /// The application is done with the lost writes (`None`: the hand-back deadline, and the
-    /// switch resumes anyway: the application took longer than `fence_timeout`, or the old
-    /// master left the fence's poll unanswered past `query_timeout`).
-    pub(crate) fn handed_back(&mut self, op: Option<OpId>, now: Instant) {
+    /// The application is done with the lost writes (`answered`), or the hand-back deadline
+    /// passed and the switch resumes anyway: the application took longer than
+    /// `fence_timeout`, or the old master left the fence's poll unanswered past
+    /// `query_timeout`.
+    pub(crate) fn handed_back(&mut self, answered_by_app: bool, now: Instant) {
         let old = self.switch.as_ref().and_then(|sw| sw.old.clone());
         let answered = old.is_some_and(|o| self.lost.fence_answer(&o) == FenceAnswer::Master);
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        match (sw.handback, op) {
-            (HandBack::Pending(p), Some(op)) if p == op => {}
-            (HandBack::Pending(_), None) => {}
+        match (sw.handback, answered_by_app) {
+            (HandBack::Pending(_), true) => {}
+            // The application's answer is no longer waited for.
+            (HandBack::Pending(op), false) => self.out.ops.finish(op),
             // The old master answered meanwhile: the check goes on (bounded on its own).
-            (HandBack::Checking, None) if !answered => {}
+            (HandBack::Checking, false) if !answered => {}
             _ => return,
         }
         sw.handback = HandBack::NotNeeded;
-        self.timers.cancel(TimerReason::HandBack);
+        self.out.timers.cancel(TimerReason::HandBack);
         self.drive_switch(now);
     }
 
@@ -773,9 +815,12 @@ impl Core {
         {
             return;
         }
-        let Some(sw) = self.switch.take() else {
+        let Some(mut sw) = self.switch.take() else {
             return;
         };
+        sw.drop_connect(&mut self.out.ops);
+        sw.drop_probe(&mut self.out.ops);
+        sw.drop_poll(&mut self.out.ops);
         let Some(new) = self.master.clone() else {
             return;
         };
@@ -787,17 +832,17 @@ impl Core {
             TimerReason::ProbeTimeout,
             TimerReason::HandBack,
         ] {
-            self.timers.cancel(t);
+            self.out.timers.cancel(t);
         }
-        self.push_action(Action::Resume);
+        self.out.act(Action::Resume);
         // The replicas of the master in use, to watch (anew after a switch).
         self.query_replicas();
         // A discovery started or scheduled while looking for this master is moot now (a late
         // reply is ignored by its id).
         if !matches!(self.discovery, crate::discovery::Discovery::Idle) {
-            self.discovery = crate::discovery::Discovery::Idle;
-            self.timers.cancel(TimerReason::DiscoveryRetry);
-            self.timers.cancel(TimerReason::QueryTimeout);
+            self.set_discovery(crate::discovery::Discovery::Idle);
+            self.out.timers.cancel(TimerReason::DiscoveryRetry);
+            self.out.timers.cancel(TimerReason::QueryTimeout);
         }
         self.discovery_backoff.reset();
         self.last_discovery_error = None;
@@ -806,14 +851,14 @@ impl Core {
             let reason = sw
                 .lifting
                 .unwrap_or_else(|| "master re-verified".to_owned());
-            self.emit(Event::FenceLifted {
+            self.out.emit(Event::FenceLifted {
                 master: new.clone(),
                 reason,
                 held: total,
             });
         } else {
             let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(sw.started));
-            self.emit(Event::SwitchCompleted {
+            self.out.emit(Event::SwitchCompleted {
                 old: sw.old,
                 new: new.clone(),
                 path: sw.path,
@@ -827,13 +872,30 @@ impl Core {
         }
         if !self.ready {
             self.ready = true;
-            self.timers.cancel(TimerReason::StartupDeadline);
-            self.emit(Event::Ready {
+            self.out.timers.cancel(TimerReason::StartupDeadline);
+            self.out.emit(Event::Ready {
                 master: new,
                 elapsed: now.saturating_duration_since(self.created),
             });
             self.arm_periodic_check(now);
         }
+    }
+}
+
+/// The role a `ROLE` reply tells, or why there is none.
+fn role_of(reply: &Result<Reply, IoError>) -> Result<Role, String> {
+    match reply {
+        Ok(r) => parse_role(r).map_err(|m| m.0),
+        Err(e) => Err(e.message().to_owned()),
+    }
+}
+
+/// Whether the node refuses us (authentication, permissions): retrying the same way will not
+/// help.
+fn is_refusal(reply: &Result<Reply, IoError>) -> bool {
+    match reply {
+        Err(e) => e.kind() == IoErrorKind::Rejected,
+        Ok(r) => matches!(parse_role(r), Ok(Role::Error(e)) if is_rejection(&e)),
     }
 }
 

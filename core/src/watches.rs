@@ -14,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::epochs::Known;
 use crate::event::DetectionPath;
 use crate::machine::Core;
-use crate::op::OpId;
+use crate::op::{OpId, Pending};
 use crate::parse::{Role, parse_replicas_reply, parse_role};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -90,13 +90,14 @@ impl Core {
                 role: None,
             },
         );
-        self.push_action(Action::Watch { op, node });
+        self.out.act(Action::Watch { op, node });
     }
 
     /// Closes the watch `op` (if open).
     fn close_watch(&mut self, op: OpId) {
         if self.watches.open.remove(&op).is_some() {
-            self.push_action(Action::Unwatch { op });
+            self.out.ops.watch_gone(op);
+            self.out.act(Action::Unwatch { op });
         }
     }
 
@@ -123,6 +124,7 @@ impl Core {
         let Some(role) = role else {
             // Never opened, or closed before it answered: retried after a delay.
             self.watches.open.remove(&op);
+            self.out.ops.watch_gone(op);
             self.retry_replica(node, now);
             return Some(answered);
         };
@@ -161,6 +163,7 @@ impl Core {
     /// master is being re-pointed, which closes its connections too).
     pub(crate) fn watch_gone(&mut self, op: OpId) -> Option<(Watch, bool)> {
         let watch = self.watches.open.remove(&op)?;
+        self.out.ops.watch_gone(op);
         let unexpected = self.master.is_some()
             && watch.role
                 == Some(WatchRole::Replica {
@@ -197,7 +200,7 @@ impl Core {
             // now waits for this replica's promotion, as after an early signal.
             sw.early = true;
             sw.failing = in_use;
-            self.timers.set(
+            self.out.timers.set(
                 TimerReason::FenceTimeout,
                 after(now, self.cfg.fence_timeout),
             );
@@ -213,7 +216,7 @@ impl Core {
         sw.candidate_from_watch = true;
         sw.candidate_since = Some(now);
         sw.denied = false;
-        self.timers.cancel(TimerReason::RolePoll);
+        self.out.timers.cancel(TimerReason::RolePoll);
         self.candidate_watch_closed(now);
         true
     }
@@ -270,18 +273,13 @@ impl Core {
         else {
             return;
         };
-        let op = self.op();
+        let op = self.out.start(Pending::ReplicasQuery);
         self.watches.query = Some((op, left));
-        self.push_action(Action::QueryReplicas {
+        self.out.act(Action::QueryReplicas {
             op,
             sentinel: self.sentinels[i].addr.clone(),
             service: self.cfg.service_name.clone(),
         });
-    }
-
-    /// Whether `op` is the replicas query in flight.
-    pub(crate) fn is_replicas_query(&self, op: OpId) -> bool {
-        self.watches.query.as_ref().is_some_and(|(q, _)| *q == op)
     }
 
     /// The sentinels' replicas of the master: those not flagged down (NAT-mapped), but the
@@ -331,7 +329,7 @@ impl Core {
     /// watches close; the new master's replicas are asked for when the switch completes.
     pub(crate) fn forget_replicas(&mut self) {
         self.watches.replicas.clear();
-        self.timers.cancel(TimerReason::WatchRetry);
+        self.out.timers.cancel(TimerReason::WatchRetry);
     }
 
     /// Keeps the watches in line with what is wanted (the epilogue of every input): closes
@@ -370,12 +368,12 @@ impl Core {
             })
             .collect();
         for node in due {
-            let op = self.op();
+            let op = self.out.start(Pending::Watch);
             self.open_watch(op, node);
         }
         match next {
-            Some(at) => self.timers.set(TimerReason::WatchRetry, at),
-            None => self.timers.cancel(TimerReason::WatchRetry),
+            Some(at) => self.out.timers.set(TimerReason::WatchRetry, at),
+            None => self.out.timers.cancel(TimerReason::WatchRetry),
         }
     }
 }
