@@ -100,7 +100,13 @@ impl Core {
     ) {
         let queue = first
             .into_iter()
-            .chain(self.order.iter().copied().filter(|&i| Some(i) != first))
+            .chain(
+                self.listeners
+                    .order()
+                    .iter()
+                    .copied()
+                    .filter(|&i| Some(i) != first),
+            )
             .collect();
         self.set_discovery(Discovery::Running(Round {
             path,
@@ -121,7 +127,7 @@ impl Core {
             return;
         };
         let next = std::iter::from_fn(|| round.queue.pop_front())
-            .find(|&i| !self.sentinels[i].is_forgotten());
+            .find(|&i| !self.listeners.is_forgotten(i));
         let Some(i) = next else {
             return self.round_failed(now);
         };
@@ -133,7 +139,7 @@ impl Core {
         );
         self.out.act(Action::QueryMaster {
             op,
-            sentinel: self.sentinels[i].addr.clone(),
+            sentinel: self.listeners.addr(i).clone(),
             service: self.cfg.service_name.clone(),
         });
     }
@@ -168,7 +174,7 @@ impl Core {
             return;
         };
         self.out.timers.cancel(TimerReason::QueryTimeout);
-        let sentinel = self.sentinels[i].addr.clone();
+        let sentinel = self.listeners.addr(i).clone();
         let answer = reply.map(|r| parse_master_reply(&r).map_err(|m| m.0));
         match answer {
             Err(e) => {
@@ -249,12 +255,8 @@ impl Core {
             self.discovery_backoff.reset();
             self.last_discovery_error = None;
         }
-        if !self.sentinels[i].is_forgotten() {
-            self.order.retain(|&j| j != i);
-            self.order.insert(0, i);
-            self.refresh_sentinels(i);
-        }
-        let sentinel = self.sentinels[i].addr.clone();
+        self.listeners.answered(i, &self.cfg, &mut self.out);
+        let sentinel = self.listeners.addr(i).clone();
         if self.switch.is_some() {
             return self.discovered_during_switch(addr, epoch, path, sentinel, now);
         }
@@ -315,7 +317,7 @@ impl Core {
         now: Instant,
     ) -> std::time::Duration {
         self.last_discovery_error = Some(error);
-        let retry_in = self.discovery_backoff.next_delay(&mut self.rng);
+        let retry_in = self.discovery_backoff.next_delay(&mut self.out.rng);
         self.set_discovery(Discovery::Waiting { path, verify });
         self.out
             .timers

@@ -7,15 +7,15 @@ use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
 use crate::discovery::Discovery;
 use crate::epochs::Epochs;
-use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError};
+use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 use crate::history::History;
 use crate::input::{Input, IoError};
-use crate::listeners::Sentinel;
+use crate::listeners::{Heard, Listeners};
 use crate::lost::LostWrites;
 use crate::op::{OpId, Pending};
 use crate::outbox::Outbox;
+use crate::parse::Message;
 use crate::reply::Reply;
-use crate::rng::Rng;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
 use crate::watches::Watches;
@@ -56,10 +56,8 @@ pub struct Core {
     pub(crate) created: Instant,
     /// Actions, events, deadlines, and the table of pending operations.
     pub(crate) out: Outbox,
-    /// Every sentinel, configured then learned; indexes are stable.
-    pub(crate) sentinels: Vec<Sentinel>,
-    /// Discovery order: indexes into `sentinels`, the last one that answered first.
-    pub(crate) order: Vec<usize>,
+    /// The sentinels and their listeners.
+    pub(crate) listeners: Listeners,
     /// The master the application's connection points at (verified when it was chosen).
     pub(crate) master: Option<Addr>,
     /// What the core knows of configuration epochs: no configuration older than the one in
@@ -77,15 +75,11 @@ pub struct Core {
     /// for replaced (its bound unknown), that master, and when the probe was sent (one
     /// unanswered after `connect_timeout` no longer blocks the next).
     pub(crate) stale_check: Option<(OpId, Addr, Instant)>,
-    /// A `SENTINEL SENTINELS` query in flight, and the index of the sentinel asked.
-    pub(crate) refresh: Option<(OpId, usize)>,
     /// Failovers announced recently (masters failing over, their candidates).
     pub(crate) history: History,
     pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
     /// Watch connections: on the replicas of the master in use and on the switch's candidate.
     pub(crate) watches: Watches,
-    /// Jitter for every backoff and poll delay, seeded from the configuration.
-    pub(crate) rng: Rng,
     pub(crate) ready: bool,
     stopped: bool,
 }
@@ -96,16 +90,10 @@ impl Core {
     pub fn new(cfg: Config, now: Instant) -> Self {
         let discovery_backoff =
             Backoff::new(cfg.retry_delay, cfg.max_retry_delay, cfg.backoff_factor);
-        let sentinels: Vec<Sentinel> = cfg
-            .sentinels
-            .iter()
-            .map(|a| Sentinel::new(a.clone(), &cfg, true))
-            .collect();
         let mut core = Core {
-            order: (0..sentinels.len()).collect(),
-            sentinels,
+            listeners: Listeners::new(&cfg),
             created: now,
-            out: Outbox::default(),
+            out: Outbox::new(cfg.jitter_seed.unwrap_or(0)),
             master: None,
             epochs: Epochs::default(),
             lost: LostWrites::default(),
@@ -114,11 +102,9 @@ impl Core {
             discovery_backoff,
             verify_probe: None,
             stale_check: None,
-            refresh: None,
             history: History::new(cfg.fence_timeout),
             last_discovery_error: None,
             watches: Watches::default(),
-            rng: Rng::new(cfg.jitter_seed.unwrap_or(0)),
             ready: false,
             stopped: false,
             cfg,
@@ -128,9 +114,7 @@ impl Core {
                 .timers
                 .set(TimerReason::StartupDeadline, after(now, limit));
         }
-        for i in 0..core.sentinels.len() {
-            core.start_listener(i, now);
-        }
+        core.listeners.start_all(now, &core.cfg, &mut core.out);
         core.switch = Some(Switch::startup(now));
         core.drive_switch(now);
         core
@@ -163,15 +147,12 @@ impl Core {
 
     /// The sentinels known to the core (configured, then learned), in table order.
     pub fn sentinels(&self) -> impl Iterator<Item = &Addr> {
-        self.sentinels
-            .iter()
-            .filter(|s| !s.is_forgotten())
-            .map(|s| &s.addr)
+        self.listeners.known()
     }
 
     /// The sentinels in discovery order: the one that answered last first.
     pub fn sentinels_by_preference(&self) -> impl Iterator<Item = &Addr> {
-        self.order.iter().map(|&i| &self.sentinels[i].addr)
+        self.listeners.by_preference()
     }
 
     /// The next action for the runtime, in order.
@@ -215,7 +196,9 @@ impl Core {
                 TimerReason::QueryTimeout => self.query_timed_out(now),
                 TimerReason::DiscoveryRetry => self.discovery_retry_due(now),
                 TimerReason::PeriodicCheck => self.periodic_check_due(now),
-                TimerReason::Listener(i) => self.listener_timer(i, now),
+                TimerReason::Listener(i) => {
+                    self.listeners.deadline(i, now, &self.cfg, &mut self.out);
+                }
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
                 TimerReason::LostWrites => self.lost_writes_timed_out(now),
@@ -235,17 +218,40 @@ impl Core {
         let pending = input.op().and_then(|op| self.out.ops.get(op));
         match (input, pending) {
             (Input::Subscribed { op }, Some(Pending::Listener(i))) => {
-                self.listener_subscribed(i, op, now);
+                let up = self
+                    .listeners
+                    .subscribed(i, op, now, &self.cfg, &mut self.out);
+                if up && self.ready {
+                    // Events may have been missed while this listener was down: this sentinel
+                    // is asked first (a failover it leads shows in its answer's flags).
+                    self.recheck_asking_first(
+                        Some(i),
+                        DetectionPath::ListenerReconnect,
+                        false,
+                        now,
+                    );
+                }
             }
             (
                 Input::Message {
                     channel, payload, ..
                 },
                 Some(Pending::Listener(i)),
-            ) => self.listener_message(i, &channel, &payload, now),
-            (Input::Pong { .. }, Some(Pending::Listener(i))) => self.listener_pong(i, now),
+            ) => {
+                let heard =
+                    self.listeners
+                        .message(i, &channel, &payload, now, &self.cfg, &mut self.out);
+                if let Some(heard) = heard {
+                    self.heard(heard, &channel, now);
+                }
+            }
+            (Input::Pong { .. }, Some(Pending::Listener(i))) => {
+                self.listeners.alive(i, now, &self.cfg, &mut self.out);
+            }
             (Input::ListenerFailed { error, .. }, Some(Pending::Listener(i))) => {
-                self.fail_listener(i, error.message().to_owned(), false, now);
+                let reason = error.message().to_owned();
+                self.listeners
+                    .failed(i, reason, false, now, &self.cfg, &mut self.out);
             }
             (Input::SentinelReply { op, reply }, Some(Pending::ReplicasQuery)) => {
                 self.out.ops.finish(op);
@@ -253,8 +259,9 @@ impl Core {
             }
             (Input::SentinelReply { op, reply }, Some(Pending::SentinelsQuery)) => {
                 self.out.ops.finish(op);
-                let from = self.refresh.take().map(|(_, from)| from);
-                self.sentinels_reply(from, reply.map_err(String::from), now);
+                let reply = reply.map_err(String::from);
+                self.listeners
+                    .sentinels_reply(reply, now, &self.cfg, &mut self.out);
             }
             (Input::SentinelReply { op, reply }, Some(Pending::MasterQuery)) => {
                 self.out.ops.finish(op);
@@ -346,6 +353,44 @@ impl Core {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A message about the service: what it means for the master in use and the switch.
+    fn heard(&mut self, heard: Heard, channel: &[u8], now: Instant) {
+        let Heard {
+            sentinel,
+            tag,
+            message,
+        } = heard;
+        let outcome = match message {
+            Message::Epoch { epoch } => {
+                self.history.epoch_learned(&sentinel, epoch);
+                return;
+            }
+            Message::SwitchMaster { old, new, .. } => {
+                self.on_switch_master(old, new, &sentinel, tag, now)
+            }
+            Message::Failover {
+                signal,
+                channel,
+                master,
+                replica,
+                ..
+            } => self.on_failover_signal(signal, channel, master, replica, &sentinel, tag, now),
+            // The replicas to watch changed: ask for them again.
+            Message::Replicas { master, .. } if self.master.as_ref() == Some(&master) => {
+                self.query_replicas();
+                Ok(())
+            }
+            Message::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
+        };
+        if let Err(reason) = outcome {
+            self.out.emit(Event::MessageIgnored {
+                sentinel,
+                channel: String::from_utf8_lossy(channel).into_owned(),
+                reason,
+            });
         }
     }
 

@@ -1,25 +1,39 @@
 //! What the parts of the core may do besides changing their own state: start operations (each
-//! registered in the table of pending ops), queue actions and events, set deadlines. The core
-//! owns one and lends it to the part that acts.
+//! registered in the table of pending ops), queue actions and events, set deadlines (jittered
+//! from the configuration's seed). The core owns one and lends it to the part that acts.
 
 use crate::action::Action;
 use crate::event::Event;
 use crate::op::{OpId, Ops, Pending};
+use crate::rng::Rng;
 use crate::timers::Timers;
 use std::collections::VecDeque;
 
 /// The core's outputs, in order, and the operations it waits for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outbox {
     /// Op ids and what each pending one is for.
     pub(crate) ops: Ops,
     /// Deadlines by reason.
     pub(crate) timers: Timers,
+    /// Jitter for every backoff and poll delay, seeded from the configuration.
+    pub(crate) rng: Rng,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
 
 impl Outbox {
+    /// An empty outbox whose jitter is drawn from `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            ops: Ops::default(),
+            timers: Timers::default(),
+            rng: Rng::new(seed),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
     /// Queues an action.
     pub(crate) fn act(&mut self, action: Action) {
         self.actions.push_back(action);

@@ -615,7 +615,7 @@ impl Core {
         let since = sw.candidate_since.unwrap_or(sw.started);
         let given_up = asked || now.saturating_duration_since(since) >= self.cfg.connect_timeout;
         if !(sw.candidate_from_watch && given_up) {
-            let next = jitter(self.cfg.role_poll_interval, &mut self.rng);
+            let next = jitter(self.cfg.role_poll_interval, &mut self.out.rng);
             return self.out.timers.set(TimerReason::RolePoll, after(now, next));
         }
         sw.candidate = None;

@@ -238,7 +238,7 @@ impl Core {
     /// watched again).
     fn retry_replica(&mut self, node: &Addr, now: Instant) {
         if let Some(retry) = self.watches.replicas.get_mut(node) {
-            let delay = retry.backoff.next_delay(&mut self.rng);
+            let delay = retry.backoff.next_delay(&mut self.out.rng);
             retry.at = Some(after(now, delay));
         }
     }
@@ -262,14 +262,13 @@ impl Core {
             return;
         }
         self.watches.again = false;
-        let order: Vec<usize> = self.order.iter().rev().copied().collect();
+        let order: Vec<usize> = self.listeners.order().iter().rev().copied().collect();
         self.ask_replicas(order);
     }
 
     /// Asks the last sentinel of `left` (the others are asked if it fails).
     fn ask_replicas(&mut self, mut left: Vec<usize>) {
-        let Some(i) =
-            std::iter::from_fn(|| left.pop()).find(|&i| !self.sentinels[i].is_forgotten())
+        let Some(i) = std::iter::from_fn(|| left.pop()).find(|&i| !self.listeners.is_forgotten(i))
         else {
             return;
         };
@@ -277,7 +276,7 @@ impl Core {
         self.watches.query = Some((op, left));
         self.out.act(Action::QueryReplicas {
             op,
-            sentinel: self.sentinels[i].addr.clone(),
+            sentinel: self.listeners.addr(i).clone(),
             service: self.cfg.service_name.clone(),
         });
     }
