@@ -13,10 +13,11 @@
 
 use crate::action::Action;
 use crate::addr::Addr;
+use crate::config::Config;
 use crate::event::{Event, LostCommand};
 use crate::input::IoError;
-use crate::machine::Core;
 use crate::op::{OpId, Ops, Pending};
+use crate::outbox::Outbox;
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -118,39 +119,62 @@ impl LostWrites {
     }
 }
 
-impl Core {
+/// The lost-write check is over: `old` is the master it was about, `commands` what it read
+/// back from it, if anything.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub(crate) old: Addr,
+    pub(crate) commands: Option<Vec<LostCommand>>,
+}
+
+impl LostWrites {
     /// The fence asks the master in use its offset (`ROLE`): if it dies before the switch
     /// completes, that is the last one known.
-    pub(crate) fn probe_fenced_master(&mut self, master: Addr, now: Instant) {
-        if let Some((old, ..)) = self.lost.fence_probe.take() {
-            self.out.ops.finish(old);
+    pub(crate) fn probe_fenced(&mut self, master: Addr, now: Instant, out: &mut Outbox) {
+        if let Some((old, ..)) = self.fence_probe.take() {
+            out.ops.finish(old);
         }
-        let op = self.out.start(Pending::FenceProbe);
-        self.lost.fence_probe = Some((op, master.clone(), now));
-        self.lost.answered = None;
-        self.out.act(Action::PollRole { op, node: master });
+        let op = out.start(Pending::FenceProbe);
+        self.fence_probe = Some((op, master.clone(), now));
+        self.answered = None;
+        out.act(Action::PollRole { op, node: master });
+    }
+
+    /// The master fenced answered the fence's poll.
+    pub(crate) fn fence_reply(&mut self, reply: Option<&Reply>) {
+        if let (Some((_, node, _)), Some(offset)) =
+            (self.fence_probe.take(), reply.and_then(master_offset))
+        {
+            self.observed(&node, offset);
+            self.answered = Some(node);
+        }
     }
 
     /// The master in use moved from `old` to `new`: ask both how far their histories went.
-    pub(crate) fn check_lost_writes(&mut self, old: Addr, new: Addr, now: Instant) {
-        let limit = self.cfg.connect_timeout.saturating_mul(2);
-        self.out
-            .timers
-            .set(TimerReason::LostWrites, after(now, limit));
-        if let Some(old) = self.lost.check.take() {
-            old.finish(&mut self.out.ops);
+    pub(crate) fn check(
+        &mut self,
+        old: Addr,
+        new: Addr,
+        now: Instant,
+        cfg: &Config,
+        out: &mut Outbox,
+    ) {
+        let limit = cfg.connect_timeout.saturating_mul(2);
+        out.timers.set(TimerReason::LostWrites, after(now, limit));
+        if let Some(earlier) = self.check.take() {
+            earlier.finish(&mut out.ops);
         }
-        let info = self.out.start(Pending::LostInfo);
-        let role = self.out.start(Pending::LostRole);
-        self.out.act(Action::QueryReplication {
+        let info = out.start(Pending::LostInfo);
+        let role = out.start(Pending::LostRole);
+        out.act(Action::QueryReplication {
             op: info,
             node: new.clone(),
         });
-        self.out.act(Action::PollRole {
+        out.act(Action::PollRole {
             op: role,
             node: old.clone(),
         });
-        self.lost.check = Some(Check {
+        self.check = Some(Check {
             old,
             new,
             info: (info, None),
@@ -159,167 +183,163 @@ impl Core {
         });
     }
 
-    /// The master fenced answered the fence's poll.
-    pub(crate) fn fence_probe_reply(&mut self, reply: Option<&Reply>) {
-        if let (Some((_, node, _)), Some(offset)) =
-            (self.lost.fence_probe.take(), reply.and_then(master_offset))
-        {
-            self.lost.observed(&node, offset);
-            self.lost.answered = Some(node);
-        }
+    /// The new master's `INFO replication`, for the check.
+    pub(crate) fn info_reply(
+        &mut self,
+        reply: Option<&Reply>,
+        now: Instant,
+        cfg: &Config,
+        out: &mut Outbox,
+    ) -> Option<Checked> {
+        self.check.as_mut()?.info.1 = Some(reply.and_then(parse_replication));
+        self.decide(now, cfg, out)
     }
 
-    /// An answer of the lost-write check: `INFO replication` of the new master
-    /// ([`Pending::LostInfo`]) or `ROLE` of the old one.
-    pub(crate) fn lost_writes_reply(&mut self, what: Pending, reply: Option<&Reply>, now: Instant) {
-        let Some(check) = self.lost.check.as_mut() else {
-            return;
-        };
-        if what == Pending::LostInfo {
-            check.info.1 = Some(reply.and_then(parse_replication));
-        } else {
-            let offset = reply.and_then(master_offset);
-            check.role.1 = Some(offset);
-            if let Some(offset) = offset {
-                let old = check.old.clone();
-                self.lost.observed(&old, offset);
-            }
+    /// The old master's `ROLE`, for the check.
+    pub(crate) fn role_reply(
+        &mut self,
+        reply: Option<&Reply>,
+        now: Instant,
+        cfg: &Config,
+        out: &mut Outbox,
+    ) -> Option<Checked> {
+        let check = self.check.as_mut()?;
+        let offset = reply.and_then(master_offset);
+        check.role.1 = Some(offset);
+        if let Some(offset) = offset {
+            let old = check.old.clone();
+            self.observed(&old, offset);
         }
-        self.decide_lost_writes(now);
+        self.decide(now, cfg, out)
     }
 
     /// The check took too long: what did not answer counts as failed (a frozen node), and a
     /// read still running is reported without its commands.
-    pub(crate) fn lost_writes_timed_out(&mut self, now: Instant) {
-        let Some(check) = self.lost.check.as_mut() else {
-            return;
-        };
+    pub(crate) fn timed_out(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        out: &mut Outbox,
+    ) -> Option<Checked> {
+        let check = self.check.as_mut()?;
         if let Some((op, range)) = check.read.take() {
-            self.out.ops.finish(op);
+            out.ops.finish(op);
             let (old, new) = (check.old.clone(), check.new.clone());
-            self.lost.check = None;
+            self.check = None;
             let why = "the old master's backlog was not read in time".to_owned();
-            return self.report_lost_writes(old, new, &range, Err(why), now);
+            return Some(report(old, new, &range, Err(why), out));
         }
         check.info.1.get_or_insert(None);
         check.role.1.get_or_insert(None);
-        self.decide_lost_writes(now);
+        self.decide(now, cfg, out)
     }
 
     /// Both answers are in: nothing lost, a loss read back from the old master, or a loss
     /// reported without its commands (why in `unread`).
-    fn decide_lost_writes(&mut self, now: Instant) {
-        let answered = self
-            .lost
+    fn decide(&mut self, now: Instant, cfg: &Config, out: &mut Outbox) -> Option<Checked> {
+        let check = self
             .check
-            .as_ref()
-            .is_some_and(|c| c.info.1.is_some() && c.role.1.is_some() && c.read.is_none());
-        if !answered {
-            return;
-        }
-        let Some(check) = self.lost.check.take() else {
-            return;
-        };
+            .take_if(|c| c.info.1.is_some() && c.role.1.is_some() && c.read.is_none())?;
         // Answers that did not come in time are no longer waited for.
-        check.finish(&mut self.out.ops);
+        check.finish(&mut out.ops);
         let (Some(info), Some(said)) = (check.info.1.clone(), check.role.1) else {
-            return;
+            return None;
         };
         // Where the new master left the old history, and how far the old master went:
         // nothing to compare (not promoted from that history, nothing known of the old
         // master), or the new master has everything the old one acknowledged.
         let previous = info.as_ref().and_then(Replication::previous);
-        let to = said.or_else(|| self.lost.last_of(&check.old));
-        let (Some((replid, from)), Some(to)) = (previous, to) else {
-            self.out.emit(Event::NothingLost {
-                old: check.old.clone(),
-                new: check.new.clone(),
-                old_offset: to,
-                new_offset: previous.map(|(_, from)| from - 1),
-            });
-            return self.lost_check_done(&check.old, None, now);
-        };
-        if to < from {
-            self.out.emit(Event::NothingLost {
-                old: check.old.clone(),
-                new: check.new.clone(),
-                old_offset: Some(to),
-                new_offset: Some(from - 1),
-            });
-            return self.lost_check_done(&check.old, None, now);
-        }
-        let range = Range {
-            replid: replid.to_owned(),
-            from,
-            to,
+        let to = said.or_else(|| self.last_of(&check.old));
+        let range = match (previous, to) {
+            (Some((replid, from)), Some(to)) if to >= from => Range {
+                replid: replid.to_owned(),
+                from,
+                to,
+            },
+            _ => {
+                out.emit(Event::NothingLost {
+                    old: check.old.clone(),
+                    new: check.new,
+                    old_offset: to,
+                    new_offset: previous.map(|(_, from)| from - 1),
+                });
+                return Some(Checked {
+                    old: check.old,
+                    commands: None,
+                });
+            }
         };
         let unread = if said.is_none() {
             "the old master no longer answers as a master (down, or reconfigured as a replica)"
         } else if range.bytes() > MAX_LOST_BYTES {
             "more than 64 MiB: not read back"
         } else {
-            let op = self.out.start(Pending::BacklogRead);
-            let limit = self.cfg.connect_timeout + READ_TIME;
-            self.out
-                .timers
-                .set(TimerReason::LostWrites, after(now, limit));
-            self.out.act(Action::ReadBacklog {
+            let op = out.start(Pending::BacklogRead);
+            let limit = cfg.connect_timeout + READ_TIME;
+            out.timers.set(TimerReason::LostWrites, after(now, limit));
+            out.act(Action::ReadBacklog {
                 op,
                 node: check.old.clone(),
                 replid: range.replid.clone(),
                 offset: range.from,
                 bytes: range.bytes(),
             });
-            self.lost.check = Some(Check {
+            self.check = Some(Check {
                 read: Some((op, range)),
                 ..check
             });
-            return;
+            return None;
         };
-        self.report_lost_writes(check.old, check.new, &range, Err(unread.to_owned()), now);
+        Some(report(
+            check.old,
+            check.new,
+            &range,
+            Err(unread.to_owned()),
+            out,
+        ))
     }
 
     /// The backlog read answered: the bytes it streamed, or why it could not.
-    pub(crate) fn backlog_read(&mut self, result: Result<Vec<u8>, IoError>, now: Instant) {
-        let Some(check) = self.lost.check.take_if(|c| c.read.is_some()) else {
-            return;
-        };
-        self.out.timers.cancel(TimerReason::LostWrites);
-        let Some((_, range)) = check.read else {
-            return;
-        };
+    pub(crate) fn backlog_read(
+        &mut self,
+        result: Result<Vec<u8>, IoError>,
+        out: &mut Outbox,
+    ) -> Option<Checked> {
+        let check = self.check.take_if(|c| c.read.is_some())?;
+        out.timers.cancel(TimerReason::LostWrites);
+        let (_, range) = check.read?;
         let commands = result
             .map_err(|e| format!("the old master's backlog could not be read: {e}"))
             .and_then(|bytes| {
                 parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
             });
-        self.report_lost_writes(check.old, check.new, &range, commands, now);
+        Some(report(check.old, check.new, &range, commands, out))
     }
+}
 
-    fn report_lost_writes(
-        &mut self,
-        old: Addr,
-        new: Addr,
-        range: &Range,
-        commands: Result<Vec<LostCommand>, String>,
-        now: Instant,
-    ) {
-        self.out.timers.cancel(TimerReason::LostWrites);
-        let (commands, unread) = match commands {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e)),
-        };
-        self.out.emit(Event::WritesLost {
-            old: old.clone(),
-            new,
-            old_offset: range.to,
-            new_offset: range.from - 1,
-            bytes: range.bytes(),
-            commands: commands.clone(),
-            unread,
-        });
-        self.lost_check_done(&old, commands.as_deref(), now);
-    }
+/// Reports the writes lost between `old` and `new` (the commands read back, or why not).
+fn report(
+    old: Addr,
+    new: Addr,
+    range: &Range,
+    commands: Result<Vec<LostCommand>, String>,
+    out: &mut Outbox,
+) -> Checked {
+    out.timers.cancel(TimerReason::LostWrites);
+    let (commands, unread) = match commands {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e)),
+    };
+    out.emit(Event::WritesLost {
+        old: old.clone(),
+        new,
+        old_offset: range.to,
+        new_offset: range.from - 1,
+        bytes: range.bytes(),
+        commands: commands.clone(),
+        unread,
+    });
+    Checked { old, commands }
 }
 
 /// Reads the commands of a replication stream (RESP multi-bulk arrays): `SELECT` sets the

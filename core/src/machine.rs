@@ -201,7 +201,10 @@ impl Core {
                 }
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
-                TimerReason::LostWrites => self.lost_writes_timed_out(now),
+                TimerReason::LostWrites => {
+                    let checked = self.lost.timed_out(now, &self.cfg, &mut self.out);
+                    self.lost_checked(checked, now);
+                }
                 TimerReason::HandBack => self.handed_back(false, now),
             }
         }
@@ -272,7 +275,8 @@ impl Core {
             (Input::NodeReply { op, reply }, Some(what)) => self.node_reply(op, what, reply, now),
             (Input::Backlog { op, result }, Some(Pending::BacklogRead)) => {
                 self.out.ops.finish(op);
-                self.backlog_read(result, now);
+                let checked = self.lost.backlog_read(result, &mut self.out);
+                self.lost_checked(checked, now);
             }
             (
                 Input::WatchClosed { op },
@@ -326,11 +330,19 @@ impl Core {
             }
             Pending::FenceProbe => {
                 self.out.ops.finish(op);
-                self.fence_probe_reply(reply.as_ref().ok());
+                self.lost.fence_reply(reply.as_ref().ok());
             }
-            Pending::LostInfo | Pending::LostRole => {
+            Pending::LostInfo => {
                 self.out.ops.finish(op);
-                self.lost_writes_reply(what, reply.as_ref().ok(), now);
+                let reply = reply.as_ref().ok();
+                let checked = self.lost.info_reply(reply, now, &self.cfg, &mut self.out);
+                self.lost_checked(checked, now);
+            }
+            Pending::LostRole => {
+                self.out.ops.finish(op);
+                let reply = reply.as_ref().ok();
+                let checked = self.lost.role_reply(reply, now, &self.cfg, &mut self.out);
+                self.lost_checked(checked, now);
             }
             Pending::VerifyProbe => {
                 self.out.ops.finish(op);

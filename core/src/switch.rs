@@ -8,7 +8,7 @@ use crate::backoff::jitter;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
 use crate::input::{IoError, IoErrorKind};
-use crate::lost::FenceAnswer;
+use crate::lost::{Checked, FenceAnswer};
 use crate::machine::Core;
 use crate::op::{OpId, Ops, Pending};
 use crate::parse::{Role, is_rejection, parse_role};
@@ -192,7 +192,7 @@ impl Core {
         self.out.act(Action::Fence);
         if let Some(master) = self.master.clone() {
             // The old master's replication offset at the fence (lost writes).
-            self.probe_fenced_master(master, now);
+            self.lost.probe_fenced(master, now, &mut self.out);
         }
         if let Pause::Pending(op) = pause {
             self.out.act(Action::PauseWorkers { op });
@@ -731,7 +731,7 @@ impl Core {
                 }
                 sw.handback = HandBack::Checking;
             }
-            self.check_lost_writes(old, node, now);
+            self.lost.check(old, node, now, &self.cfg, &mut self.out);
         }
         self.drive_switch(now);
     }
@@ -746,14 +746,16 @@ impl Core {
         }
     }
 
+    /// The lost-write check is over, if it is.
+    pub(crate) fn lost_checked(&mut self, checked: Option<Checked>, now: Instant) {
+        if let Some(Checked { old, commands }) = checked {
+            self.lost_check_done(&old, commands.as_deref(), now);
+        }
+    }
+
     /// The lost-write check is over; `commands` are what it read back, if anything. A switch
     /// waiting for it hands them to the application, or resumes.
-    pub(crate) fn lost_check_done(
-        &mut self,
-        old: &Addr,
-        commands: Option<&[LostCommand]>,
-        now: Instant,
-    ) {
+    fn lost_check_done(&mut self, old: &Addr, commands: Option<&[LostCommand]>, now: Instant) {
         let new = self.master.clone();
         let Some(sw) = self.switch.as_mut() else {
             return;
