@@ -131,27 +131,27 @@ impl Core {
         let Some(i) = next else {
             return self.round_failed(now);
         };
-        let op = self.out.start(Pending::MasterQuery);
+        let op = self.cx.start(Pending::MasterQuery);
         round.current = Some((op, i));
-        self.out.timers.set(
+        self.cx.timers.set(
             TimerReason::QueryTimeout,
-            after(now, self.cfg.query_timeout),
+            after(now, self.cx.cfg.query_timeout),
         );
-        self.out.act(Action::QueryMaster {
+        self.cx.act(Action::QueryMaster {
             op,
             sentinel: self.listeners.addr(i).clone(),
-            service: self.cfg.service_name.clone(),
+            service: self.cx.cfg.service_name.clone(),
         });
     }
 
     pub(crate) fn query_timed_out(&mut self, now: Instant) {
-        let reason = format!("no answer within {:?}", self.cfg.query_timeout);
+        let reason = format!("no answer within {:?}", self.cx.cfg.query_timeout);
         if let Discovery::Running(Round {
             current: Some((op, _)),
             ..
         }) = self.discovery
         {
-            self.out.ops.finish(op);
+            self.cx.ops.finish(op);
             self.master_reply(Err(IoError::unreachable(reason)), now);
         }
     }
@@ -161,7 +161,7 @@ impl Core {
         if let Ok(Ok(MasterAnswer::Known(info))) = reply.as_ref().map(parse_master_reply)
             && let Some(c) = info.config_epoch
         {
-            self.epochs.named(&self.cfg.nat.map(&info.addr), c);
+            self.epochs.named(&self.cx.cfg.nat.map(&info.addr), c);
         }
     }
 
@@ -173,7 +173,7 @@ impl Core {
         let Some((_, i)) = round.current.take() else {
             return;
         };
-        self.out.timers.cancel(TimerReason::QueryTimeout);
+        self.cx.timers.cancel(TimerReason::QueryTimeout);
         let sentinel = self.listeners.addr(i).clone();
         let answer = reply.map(|r| parse_master_reply(&r).map_err(|m| m.0));
         match answer {
@@ -191,7 +191,7 @@ impl Core {
             }
             Ok(Ok(MasterAnswer::UnknownName)) => round.unknown.push(sentinel),
             Ok(Ok(MasterAnswer::Known(info))) => {
-                let addr = self.cfg.nat.map(&info.addr);
+                let addr = self.cx.cfg.nat.map(&info.addr);
                 let epoch = info.config_epoch;
                 // A sentinel naming an older configuration has not caught up: not believed.
                 // One naming the master in use tells its epoch.
@@ -216,7 +216,7 @@ impl Core {
                 if older {
                     round.older.get_or_insert(addr);
                 } else if failing
-                    && self.cfg.early_fencing
+                    && self.cx.cfg.early_fencing
                     && self.switch.is_none()
                     && self.master.as_ref() == Some(&addr)
                 {
@@ -255,7 +255,7 @@ impl Core {
             self.discovery_backoff.reset();
             self.last_discovery_error = None;
         }
-        self.listeners.answered(i, &self.cfg, &mut self.out);
+        self.listeners.answered(i, &mut self.cx);
         let sentinel = self.listeners.addr(i).clone();
         if self.switch.is_some() {
             return self.discovered_during_switch(addr, epoch, path, sentinel, now);
@@ -264,7 +264,7 @@ impl Core {
             if verify {
                 self.start_verify_probe(addr, now);
             } else {
-                self.out.emit(Event::MasterConfirmed { master: addr, path });
+                self.cx.emit(Event::MasterConfirmed { master: addr, path });
             }
             return;
         }
@@ -287,7 +287,7 @@ impl Core {
             DiscoveryError::StaleAnswer { master }
         } else if !round.unknown.is_empty() {
             DiscoveryError::MasterNameUnknown {
-                service: self.cfg.service_name.clone(),
+                service: self.cx.cfg.service_name.clone(),
                 sentinels: round.unknown,
             }
         } else {
@@ -304,7 +304,7 @@ impl Core {
         let repeated = self.last_discovery_error.as_ref() == Some(&error);
         let retry_in = self.schedule_discovery_retry(round.path, round.verify, error.clone(), now);
         if !repeated {
-            self.out.emit(Event::DiscoveryFailed { error, retry_in });
+            self.cx.emit(Event::DiscoveryFailed { error, retry_in });
         }
     }
 
@@ -317,9 +317,9 @@ impl Core {
         now: Instant,
     ) -> std::time::Duration {
         self.last_discovery_error = Some(error);
-        let retry_in = self.discovery_backoff.next_delay(&mut self.out.rng);
+        let retry_in = self.discovery_backoff.next_delay(&mut self.cx.rng);
         self.set_discovery(Discovery::Waiting { path, verify });
-        self.out
+        self.cx
             .timers
             .set(TimerReason::DiscoveryRetry, after(now, retry_in));
         retry_in
@@ -334,7 +334,7 @@ impl Core {
             ..
         }) = old
         {
-            self.out.ops.finish(op);
+            self.cx.ops.finish(op);
         }
         old
     }
@@ -352,7 +352,7 @@ impl Core {
         let pending = self
             .stale_check
             .as_ref()
-            .is_some_and(|(.., sent)| now < after(*sent, self.cfg.connect_timeout));
+            .is_some_and(|(.., sent)| now < after(*sent, self.cx.cfg.connect_timeout));
         if pending || !self.epochs.replaced_at_unknown(named) {
             return;
         }
@@ -360,11 +360,11 @@ impl Core {
             return;
         };
         if let Some((old, ..)) = self.stale_check.take() {
-            self.out.ops.finish(old);
+            self.cx.ops.finish(old);
         }
-        let op = self.out.start(Pending::StaleCheck);
+        let op = self.cx.start(Pending::StaleCheck);
         self.stale_check = Some((op, named.clone(), now));
-        self.out.act(Action::PollRole { op, node: in_use });
+        self.cx.act(Action::PollRole { op, node: in_use });
     }
 
     /// The master in use answered the stale check: replicating from the master the sentinels
@@ -379,34 +379,34 @@ impl Core {
         let Ok(Role::Replica { master: Some(of) }) = role else {
             return;
         };
-        if self.cfg.nat.map(&of) != named {
+        if self.cx.cfg.nat.map(&of) != named {
             return;
         }
         self.epochs.overruled(&named);
         if let Discovery::Waiting { path, verify } = self.discovery {
-            self.out.timers.cancel(TimerReason::DiscoveryRetry);
+            self.cx.timers.cancel(TimerReason::DiscoveryRetry);
             self.start_round(path, verify, None, now);
         }
     }
 
     fn start_verify_probe(&mut self, node: Addr, now: Instant) {
         if let Some((old, _)) = self.verify_probe.take() {
-            self.out.ops.finish(old);
+            self.cx.ops.finish(old);
         }
-        let op = self.out.start(Pending::VerifyProbe);
+        let op = self.cx.start(Pending::VerifyProbe);
         self.verify_probe = Some((op, node.clone()));
-        self.out.timers.set(
+        self.cx.timers.set(
             TimerReason::ProbeTimeout,
-            after(now, self.cfg.connect_timeout),
+            after(now, self.cx.cfg.connect_timeout),
         );
-        self.out.act(Action::PollRole { op, node });
+        self.cx.act(Action::PollRole { op, node });
     }
 
     /// Drops a steady-state probe (a switch takes over).
     pub(crate) fn cancel_verify_probe(&mut self) {
         if let Some((op, _)) = self.verify_probe.take() {
-            self.out.ops.finish(op);
-            self.out.timers.cancel(TimerReason::ProbeTimeout);
+            self.cx.ops.finish(op);
+            self.cx.timers.cancel(TimerReason::ProbeTimeout);
         }
     }
 
@@ -414,20 +414,20 @@ impl Core {
         let Some((_, node)) = self.verify_probe.take() else {
             return;
         };
-        self.out.timers.cancel(TimerReason::ProbeTimeout);
+        self.cx.timers.cancel(TimerReason::ProbeTimeout);
         if let Some(offset) = reply.as_ref().ok().and_then(master_offset) {
             self.lost.observed(&node, offset);
         }
         let role = reply.and_then(|r| parse_role(&r).map_err(|m| m.0));
         match role {
-            Ok(Role::Master) => self.out.emit(Event::MasterConfirmed {
+            Ok(Role::Master) => self.cx.emit(Event::MasterConfirmed {
                 master: node,
                 path: DetectionPath::AppError,
             }),
             Ok(role @ Role::Replica { .. }) => {
                 // Demoted: fence and find the new master.
                 let reason = format!("ROLE says {role}");
-                self.out.emit(Event::VerificationFailed { node, reason });
+                self.cx.emit(Event::VerificationFailed { node, reason });
                 self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
                 self.drive_switch(now);
             }
@@ -437,7 +437,7 @@ impl Core {
     }
 
     fn probe_failed(&mut self, node: Addr, reason: String, now: Instant) {
-        self.out.emit(Event::VerificationFailed {
+        self.cx.emit(Event::VerificationFailed {
             node: node.clone(),
             reason: reason.clone(),
         });
@@ -447,8 +447,8 @@ impl Core {
 
     pub(crate) fn probe_timed_out(&mut self, now: Instant) {
         if let Some((op, _)) = self.verify_probe {
-            self.out.ops.finish(op);
-            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            self.cx.ops.finish(op);
+            let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
             self.verify_probe_reply(Err(reason), now);
         } else {
             self.switch_probe_timed_out(now);

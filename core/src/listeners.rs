@@ -6,9 +6,9 @@ use crate::action::Action;
 use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::context::Context;
 use crate::event::{Event, IgnoreReason};
 use crate::op::{OpId, Pending};
-use crate::outbox::Outbox;
 use crate::parse::{Message, parse_message, parse_sentinels_reply};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -108,9 +108,9 @@ impl Listeners {
     }
 
     /// Starts every listener.
-    pub(crate) fn start_all(&mut self, now: Instant, cfg: &Config, out: &mut Outbox) {
+    pub(crate) fn start_all(&mut self, now: Instant, cx: &mut Context) {
         for i in 0..self.sentinels.len() {
-            self.start(i, now, cfg, out);
+            self.start(i, now, cx);
         }
     }
 
@@ -142,13 +142,13 @@ impl Listeners {
         self.order.iter().map(|&i| &self.sentinels[i].addr)
     }
 
-    fn start(&mut self, i: usize, now: Instant, cfg: &Config, out: &mut Outbox) {
-        let op = out.start(Pending::Listener(i));
+    fn start(&mut self, i: usize, now: Instant, cx: &mut Context) {
+        let op = cx.start(Pending::Listener(i));
         self.sentinels[i].listener = Listener::Connecting { op };
-        out.timers
-            .set(TimerReason::Listener(i), after(now, cfg.connect_timeout));
+        cx.timers
+            .set(TimerReason::Listener(i), after(now, cx.cfg.connect_timeout));
         let sentinel = self.sentinels[i].addr.clone();
-        out.act(Action::Subscribe { op, sentinel });
+        cx.act(Action::Subscribe { op, sentinel });
     }
 
     /// Listener `i` subscribed on connection `op`; returns whether it came up (a duplicate
@@ -158,8 +158,7 @@ impl Listeners {
         i: usize,
         op: OpId,
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) -> bool {
         let s = &mut self.sentinels[i];
         if s.listener != (Listener::Connecting { op }) {
@@ -169,23 +168,23 @@ impl Listeners {
         s.backoff.reset();
         s.failing_since = None;
         s.epoch = None; // a new connection: nothing announced on it yet
-        out.timers.set(
+        cx.timers.set(
             TimerReason::Listener(i),
-            after(now, cfg.health_check_interval),
+            after(now, cx.cfg.health_check_interval),
         );
-        out.emit(Event::ListenerUp {
+        cx.emit(Event::ListenerUp {
             sentinel: s.addr.clone(),
         });
         true
     }
 
     /// Traffic on listener `i` (a pong, or any message): the connection is alive.
-    pub(crate) fn alive(&mut self, i: usize, now: Instant, cfg: &Config, out: &mut Outbox) {
+    pub(crate) fn alive(&mut self, i: usize, now: Instant, cx: &mut Context) {
         if let Listener::Up { pinging, .. } = &mut self.sentinels[i].listener {
             *pinging = false;
-            out.timers.set(
+            cx.timers.set(
                 TimerReason::Listener(i),
-                after(now, cfg.health_check_interval),
+                after(now, cx.cfg.health_check_interval),
             );
         }
     }
@@ -201,34 +200,33 @@ impl Listeners {
         reason: String,
         close: bool,
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) {
         let s = &mut self.sentinels[i];
         let was_up = matches!(s.listener, Listener::Up { .. });
         if let Some(op) = s.op() {
-            out.ops.finish(op);
+            cx.ops.finish(op);
             if close {
-                out.act(Action::CloseListener { op });
+                cx.act(Action::CloseListener { op });
             }
         }
         let since = *s.failing_since.get_or_insert(now);
-        if !s.configured && now.saturating_duration_since(since) >= cfg.forget_sentinel_after {
+        if !s.configured && now.saturating_duration_since(since) >= cx.cfg.forget_sentinel_after {
             let reason = format!(
                 "unreachable for {:?} (forget_sentinel_after): {reason}",
                 now.saturating_duration_since(since)
             );
-            return self.forget(i, reason, out);
+            return self.forget(i, reason, cx);
         }
         s.listener = Listener::Waiting;
         let retry_in = if was_up {
             Duration::ZERO
         } else {
-            s.backoff.next_delay(&mut out.rng)
+            s.backoff.next_delay(&mut cx.rng)
         };
-        out.timers
+        cx.timers
             .set(TimerReason::Listener(i), after(now, retry_in));
-        out.emit(Event::ListenerDown {
+        cx.emit(Event::ListenerDown {
             sentinel: s.addr.clone(),
             reason,
             retry_in,
@@ -236,45 +234,45 @@ impl Listeners {
     }
 
     /// Stops listening to a learned sentinel and frees its slot.
-    fn forget(&mut self, i: usize, reason: String, out: &mut Outbox) {
+    fn forget(&mut self, i: usize, reason: String, cx: &mut Context) {
         if let Some(op) = self.sentinels[i].op() {
-            out.ops.finish(op);
-            out.act(Action::CloseListener { op });
+            cx.ops.finish(op);
+            cx.act(Action::CloseListener { op });
         }
         self.sentinels[i].listener = Listener::Forgotten;
-        out.timers.cancel(TimerReason::Listener(i));
+        cx.timers.cancel(TimerReason::Listener(i));
         self.order.retain(|&j| j != i);
         if let Some((op, _)) = self.refresh.take_if(|(_, from)| *from == i) {
-            out.ops.finish(op);
+            cx.ops.finish(op);
         }
         let sentinel = self.sentinels[i].addr.clone();
-        out.emit(Event::SentinelForgotten { sentinel, reason });
+        cx.emit(Event::SentinelForgotten { sentinel, reason });
     }
 
     /// The `Listener(i)` deadline: reconnect, give up on a subscription or a ping, or ping.
-    pub(crate) fn deadline(&mut self, i: usize, now: Instant, cfg: &Config, out: &mut Outbox) {
+    pub(crate) fn deadline(&mut self, i: usize, now: Instant, cx: &mut Context) {
         let Some(s) = self.sentinels.get_mut(i) else {
             return;
         };
         match s.listener {
             Listener::Forgotten => {}
-            Listener::Waiting => self.start(i, now, cfg, out),
+            Listener::Waiting => self.start(i, now, cx),
             Listener::Connecting { .. } => {
-                let reason = format!("no subscription within {:?}", cfg.connect_timeout);
-                self.failed(i, reason, true, now, cfg, out);
+                let reason = format!("no subscription within {:?}", cx.cfg.connect_timeout);
+                self.failed(i, reason, true, now, cx);
             }
             Listener::Up { op, pinging: false } => {
                 s.listener = Listener::Up { op, pinging: true };
-                out.timers
-                    .set(TimerReason::Listener(i), after(now, cfg.query_timeout));
-                out.act(Action::PingListener { op });
+                cx.timers
+                    .set(TimerReason::Listener(i), after(now, cx.cfg.query_timeout));
+                cx.act(Action::PingListener { op });
             }
             Listener::Up { pinging: true, .. } => {
                 let reason = format!(
                     "health check: no PONG within {:?} after {:?} of silence",
-                    cfg.query_timeout, cfg.health_check_interval
+                    cx.cfg.query_timeout, cx.cfg.health_check_interval
                 );
-                self.failed(i, reason, true, now, cfg, out);
+                self.failed(i, reason, true, now, cx);
             }
         }
     }
@@ -288,11 +286,10 @@ impl Listeners {
         channel: &[u8],
         payload: &[u8],
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) -> Option<Heard> {
         // Any traffic proves the connection alive.
-        self.alive(i, now, cfg, out);
+        self.alive(i, now, cx);
         let s = &mut self.sentinels[i];
         let ignored = |reason| Event::MessageIgnored {
             sentinel: s.addr.clone(),
@@ -300,15 +297,15 @@ impl Listeners {
             reason,
         };
         let message = match parse_message(channel, payload) {
-            Ok(Some(m)) => m.nat(&cfg.nat),
+            Ok(Some(m)) => m.nat(&cx.cfg.nat),
             Ok(None) => return None,
             Err(e) => {
-                out.emit(ignored(IgnoreReason::Malformed(e.0)));
+                cx.emit(ignored(IgnoreReason::Malformed(e.0)));
                 return None;
             }
         };
-        if let Some(other) = message.service().filter(|s| *s != cfg.service_name) {
-            out.emit(ignored(IgnoreReason::OtherService(other.to_owned())));
+        if let Some(other) = message.service().filter(|s| *s != cx.cfg.service_name) {
+            cx.emit(ignored(IgnoreReason::OtherService(other.to_owned())));
             return None;
         }
         let tag = s.epoch;
@@ -325,24 +322,24 @@ impl Listeners {
     /// Sentinel `i` named the master: it moves to the front of the discovery order, and the
     /// sentinels it knows are asked for (a newer query supersedes one still in flight, whose
     /// late reply is ignored).
-    pub(crate) fn answered(&mut self, i: usize, cfg: &Config, out: &mut Outbox) {
+    pub(crate) fn answered(&mut self, i: usize, cx: &mut Context) {
         if self.sentinels[i].is_forgotten() {
             return;
         }
         self.order.retain(|&j| j != i);
         self.order.insert(0, i);
-        if !cfg.refresh_sentinels {
+        if !cx.cfg.refresh_sentinels {
             return;
         }
         if let Some((old, _)) = self.refresh.take() {
-            out.ops.finish(old);
+            cx.ops.finish(old);
         }
-        let op = out.start(Pending::SentinelsQuery);
+        let op = cx.start(Pending::SentinelsQuery);
         self.refresh = Some((op, i));
-        out.act(Action::QuerySentinels {
+        cx.act(Action::QuerySentinels {
             op,
             sentinel: self.sentinels[i].addr.clone(),
-            service: cfg.service_name.clone(),
+            service: cx.cfg.service_name.clone(),
         });
     }
 
@@ -353,15 +350,14 @@ impl Listeners {
         &mut self,
         reply: Result<Reply, String>,
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) {
         let from = self.refresh.take().map(|(_, from)| from);
         // A failed refresh is harmless: the sentinels known so far are still used.
         let Ok(Ok(found)) = reply.map(|r| parse_sentinels_reply(&r)) else {
             return;
         };
-        let found: Vec<Addr> = found.iter().map(|a| cfg.nat.map(a)).collect();
+        let found: Vec<Addr> = found.iter().map(|a| cx.cfg.nat.map(a)).collect();
         let from_addr = from
             .and_then(|i| self.sentinels.get(i))
             .map(|s| s.addr.clone());
@@ -379,14 +375,14 @@ impl Listeners {
                 })
                 .collect();
             for i in unlisted {
-                self.forget(i, format!("no longer listed by sentinel {from_addr}"), out);
+                self.forget(i, format!("no longer listed by sentinel {from_addr}"), cx);
             }
         }
         for addr in found {
             if self.known().any(|a| *a == addr) {
                 continue;
             }
-            if self.known().count() >= cfg.max_sentinels {
+            if self.known().count() >= cx.cfg.max_sentinels {
                 let longest = (0..self.sentinels.len())
                     .filter(|&i| !self.sentinels[i].configured && !self.sentinels[i].is_forgotten())
                     .filter_map(|i| self.sentinels[i].failing_since.map(|t| (t, i)))
@@ -395,9 +391,9 @@ impl Listeners {
                     break; // every sentinel tracked is reachable: keep them
                 };
                 let reason = format!("unreachable, replaced by {addr} (max_sentinels)");
-                self.forget(i, reason, out);
+                self.forget(i, reason, cx);
             }
-            let sentinel = Sentinel::new(addr.clone(), cfg, false);
+            let sentinel = Sentinel::new(addr.clone(), &cx.cfg, false);
             let i = match self.sentinels.iter().position(Sentinel::is_forgotten) {
                 Some(i) => {
                     self.sentinels[i] = sentinel;
@@ -409,8 +405,8 @@ impl Listeners {
                 }
             };
             self.order.push(i);
-            out.emit(Event::SentinelAdded { sentinel: addr });
-            self.start(i, now, cfg, out);
+            cx.emit(Event::SentinelAdded { sentinel: addr });
+            self.start(i, now, cx);
         }
     }
 }

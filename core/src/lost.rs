@@ -13,11 +13,10 @@
 
 use crate::action::Action;
 use crate::addr::Addr;
-use crate::config::Config;
+use crate::context::Context;
 use crate::event::{Event, LostCommand};
 use crate::input::IoError;
 use crate::op::{OpId, Ops, Pending};
-use crate::outbox::Outbox;
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
@@ -130,14 +129,14 @@ pub(crate) struct Checked {
 impl LostWrites {
     /// The fence asks the master in use its offset (`ROLE`): if it dies before the switch
     /// completes, that is the last one known.
-    pub(crate) fn probe_fenced(&mut self, master: Addr, now: Instant, out: &mut Outbox) {
+    pub(crate) fn probe_fenced(&mut self, master: Addr, now: Instant, cx: &mut Context) {
         if let Some((old, ..)) = self.fence_probe.take() {
-            out.ops.finish(old);
+            cx.ops.finish(old);
         }
-        let op = out.start(Pending::FenceProbe);
+        let op = cx.start(Pending::FenceProbe);
         self.fence_probe = Some((op, master.clone(), now));
         self.answered = None;
-        out.act(Action::PollRole { op, node: master });
+        cx.act(Action::PollRole { op, node: master });
     }
 
     /// The master fenced answered the fence's poll.
@@ -151,26 +150,19 @@ impl LostWrites {
     }
 
     /// The master in use moved from `old` to `new`: ask both how far their histories went.
-    pub(crate) fn check(
-        &mut self,
-        old: Addr,
-        new: Addr,
-        now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
-    ) {
-        let limit = cfg.connect_timeout.saturating_mul(2);
-        out.timers.set(TimerReason::LostWrites, after(now, limit));
+    pub(crate) fn check(&mut self, old: Addr, new: Addr, now: Instant, cx: &mut Context) {
+        let limit = cx.cfg.connect_timeout.saturating_mul(2);
+        cx.timers.set(TimerReason::LostWrites, after(now, limit));
         if let Some(earlier) = self.check.take() {
-            earlier.finish(&mut out.ops);
+            earlier.finish(&mut cx.ops);
         }
-        let info = out.start(Pending::LostInfo);
-        let role = out.start(Pending::LostRole);
-        out.act(Action::QueryReplication {
+        let info = cx.start(Pending::LostInfo);
+        let role = cx.start(Pending::LostRole);
+        cx.act(Action::QueryReplication {
             op: info,
             node: new.clone(),
         });
-        out.act(Action::PollRole {
+        cx.act(Action::PollRole {
             op: role,
             node: old.clone(),
         });
@@ -188,11 +180,10 @@ impl LostWrites {
         &mut self,
         reply: Option<&Reply>,
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) -> Option<Checked> {
         self.check.as_mut()?.info.1 = Some(reply.and_then(parse_replication));
-        self.decide(now, cfg, out)
+        self.decide(now, cx)
     }
 
     /// The old master's `ROLE`, for the check.
@@ -200,8 +191,7 @@ impl LostWrites {
         &mut self,
         reply: Option<&Reply>,
         now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) -> Option<Checked> {
         let check = self.check.as_mut()?;
         let offset = reply.and_then(master_offset);
@@ -210,38 +200,33 @@ impl LostWrites {
             let old = check.old.clone();
             self.observed(&old, offset);
         }
-        self.decide(now, cfg, out)
+        self.decide(now, cx)
     }
 
     /// The check took too long: what did not answer counts as failed (a frozen node), and a
     /// read still running is reported without its commands.
-    pub(crate) fn timed_out(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        out: &mut Outbox,
-    ) -> Option<Checked> {
+    pub(crate) fn timed_out(&mut self, now: Instant, cx: &mut Context) -> Option<Checked> {
         let check = self.check.as_mut()?;
         if let Some((op, range)) = check.read.take() {
-            out.ops.finish(op);
+            cx.ops.finish(op);
             let (old, new) = (check.old.clone(), check.new.clone());
             self.check = None;
             let why = "the old master's backlog was not read in time".to_owned();
-            return Some(report(old, new, &range, Err(why), out));
+            return Some(report(old, new, &range, Err(why), cx));
         }
         check.info.1.get_or_insert(None);
         check.role.1.get_or_insert(None);
-        self.decide(now, cfg, out)
+        self.decide(now, cx)
     }
 
     /// Both answers are in: nothing lost, a loss read back from the old master, or a loss
     /// reported without its commands (why in `unread`).
-    fn decide(&mut self, now: Instant, cfg: &Config, out: &mut Outbox) -> Option<Checked> {
+    fn decide(&mut self, now: Instant, cx: &mut Context) -> Option<Checked> {
         let check = self
             .check
             .take_if(|c| c.info.1.is_some() && c.role.1.is_some() && c.read.is_none())?;
         // Answers that did not come in time are no longer waited for.
-        check.finish(&mut out.ops);
+        check.finish(&mut cx.ops);
         let (Some(info), Some(said)) = (check.info.1.clone(), check.role.1) else {
             return None;
         };
@@ -257,7 +242,7 @@ impl LostWrites {
                 to,
             },
             _ => {
-                out.emit(Event::NothingLost {
+                cx.emit(Event::NothingLost {
                     old: check.old.clone(),
                     new: check.new,
                     old_offset: to,
@@ -274,10 +259,10 @@ impl LostWrites {
         } else if range.bytes() > MAX_LOST_BYTES {
             "more than 64 MiB: not read back"
         } else {
-            let op = out.start(Pending::BacklogRead);
-            let limit = cfg.connect_timeout + READ_TIME;
-            out.timers.set(TimerReason::LostWrites, after(now, limit));
-            out.act(Action::ReadBacklog {
+            let op = cx.start(Pending::BacklogRead);
+            let limit = cx.cfg.connect_timeout + READ_TIME;
+            cx.timers.set(TimerReason::LostWrites, after(now, limit));
+            cx.act(Action::ReadBacklog {
                 op,
                 node: check.old.clone(),
                 replid: range.replid.clone(),
@@ -295,7 +280,7 @@ impl LostWrites {
             check.new,
             &range,
             Err(unread.to_owned()),
-            out,
+            cx,
         ))
     }
 
@@ -303,17 +288,17 @@ impl LostWrites {
     pub(crate) fn backlog_read(
         &mut self,
         result: Result<Vec<u8>, IoError>,
-        out: &mut Outbox,
+        cx: &mut Context,
     ) -> Option<Checked> {
         let check = self.check.take_if(|c| c.read.is_some())?;
-        out.timers.cancel(TimerReason::LostWrites);
+        cx.timers.cancel(TimerReason::LostWrites);
         let (_, range) = check.read?;
         let commands = result
             .map_err(|e| format!("the old master's backlog could not be read: {e}"))
             .and_then(|bytes| {
                 parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
             });
-        Some(report(check.old, check.new, &range, commands, out))
+        Some(report(check.old, check.new, &range, commands, cx))
     }
 }
 
@@ -323,14 +308,14 @@ fn report(
     new: Addr,
     range: &Range,
     commands: Result<Vec<LostCommand>, String>,
-    out: &mut Outbox,
+    cx: &mut Context,
 ) -> Checked {
-    out.timers.cancel(TimerReason::LostWrites);
+    cx.timers.cancel(TimerReason::LostWrites);
     let (commands, unread) = match commands {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e)),
     };
-    out.emit(Event::WritesLost {
+    cx.emit(Event::WritesLost {
         old: old.clone(),
         new,
         old_offset: range.to,

@@ -5,6 +5,7 @@ use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
+use crate::context::Context;
 use crate::discovery::Discovery;
 use crate::epochs::Epochs;
 use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
@@ -13,7 +14,6 @@ use crate::input::{Input, IoError};
 use crate::listeners::{Heard, Listeners};
 use crate::lost::LostWrites;
 use crate::op::{OpId, Pending};
-use crate::outbox::Outbox;
 use crate::parse::Message;
 use crate::reply::Reply;
 use crate::switch::Switch;
@@ -52,10 +52,9 @@ pub struct Deadline {
 /// After [`Action::Shutdown`] it ignores every input.
 #[derive(Debug)]
 pub struct Core {
-    pub(crate) cfg: Config,
     pub(crate) created: Instant,
-    /// Actions, events, deadlines, and the table of pending operations.
-    pub(crate) out: Outbox,
+    /// The configuration, actions, events, deadlines, and the table of pending operations.
+    pub(crate) cx: Context,
     /// The sentinels and their listeners.
     pub(crate) listeners: Listeners,
     /// The master the application's connection points at (verified when it was chosen).
@@ -93,7 +92,6 @@ impl Core {
         let mut core = Core {
             listeners: Listeners::new(&cfg),
             created: now,
-            out: Outbox::new(cfg.jitter_seed.unwrap_or(0)),
             master: None,
             epochs: Epochs::default(),
             lost: LostWrites::default(),
@@ -107,14 +105,14 @@ impl Core {
             watches: Watches::default(),
             ready: false,
             stopped: false,
-            cfg,
+            cx: Context::new(cfg),
         };
-        if let Some(limit) = core.cfg.startup_timeout {
-            core.out
+        if let Some(limit) = core.cx.cfg.startup_timeout {
+            core.cx
                 .timers
                 .set(TimerReason::StartupDeadline, after(now, limit));
         }
-        core.listeners.start_all(now, &core.cfg, &mut core.out);
+        core.listeners.start_all(now, &mut core.cx);
         core.switch = Some(Switch::startup(now));
         core.drive_switch(now);
         core
@@ -122,7 +120,7 @@ impl Core {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.cfg
+        &self.cx.cfg
     }
 
     /// The master the application's connection points at, once startup verified one.
@@ -158,13 +156,13 @@ impl Core {
     /// The next action for the runtime, in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.out.next_action()
+        self.cx.next_action()
     }
 
     /// The next event to report, in order.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.out.next_event()
+        self.cx.next_event()
     }
 
     /// The earliest deadline, with its reason. Stable until the next `handle_*` call; `None`
@@ -174,7 +172,7 @@ impl Core {
         if self.stopped {
             return None;
         }
-        self.out
+        self.cx
             .timers
             .next()
             .map(|(at, reason)| Deadline { at, reason })
@@ -183,7 +181,7 @@ impl Core {
     /// Handles every deadline at or before `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         while !self.stopped {
-            let Some(reason) = self.out.timers.pop_due(now) else {
+            let Some(reason) = self.cx.timers.pop_due(now) else {
                 break;
             };
             match reason {
@@ -197,12 +195,12 @@ impl Core {
                 TimerReason::DiscoveryRetry => self.discovery_retry_due(now),
                 TimerReason::PeriodicCheck => self.periodic_check_due(now),
                 TimerReason::Listener(i) => {
-                    self.listeners.deadline(i, now, &self.cfg, &mut self.out);
+                    self.listeners.deadline(i, now, &mut self.cx);
                 }
                 // The epilogue opens the watches due.
                 TimerReason::WatchRetry => {}
                 TimerReason::LostWrites => {
-                    let checked = self.lost.timed_out(now, &self.cfg, &mut self.out);
+                    let checked = self.lost.timed_out(now, &mut self.cx);
                     self.lost_checked(checked, now);
                 }
                 TimerReason::HandBack => self.handed_back(false, now),
@@ -218,12 +216,10 @@ impl Core {
         if self.stopped {
             return;
         }
-        let pending = input.op().and_then(|op| self.out.ops.get(op));
+        let pending = input.op().and_then(|op| self.cx.ops.get(op));
         match (input, pending) {
             (Input::Subscribed { op }, Some(Pending::Listener(i))) => {
-                let up = self
-                    .listeners
-                    .subscribed(i, op, now, &self.cfg, &mut self.out);
+                let up = self.listeners.subscribed(i, op, now, &mut self.cx);
                 if up && self.ready {
                     // Events may have been missed while this listener was down: this sentinel
                     // is asked first (a failover it leads shows in its answer's flags).
@@ -241,41 +237,42 @@ impl Core {
                 },
                 Some(Pending::Listener(i)),
             ) => {
-                let heard =
-                    self.listeners
-                        .message(i, &channel, &payload, now, &self.cfg, &mut self.out);
+                let heard = self
+                    .listeners
+                    .message(i, &channel, &payload, now, &mut self.cx);
                 if let Some(heard) = heard {
                     self.heard(heard, &channel, now);
                 }
             }
             (Input::Pong { .. }, Some(Pending::Listener(i))) => {
-                self.listeners.alive(i, now, &self.cfg, &mut self.out);
+                self.listeners.alive(i, now, &mut self.cx);
             }
             (Input::ListenerFailed { error, .. }, Some(Pending::Listener(i))) => {
                 let reason = error.message().to_owned();
-                self.listeners
-                    .failed(i, reason, false, now, &self.cfg, &mut self.out);
+                self.listeners.failed(i, reason, false, now, &mut self.cx);
             }
             (Input::SentinelReply { op, reply }, Some(Pending::ReplicasQuery)) => {
-                self.out.ops.finish(op);
-                self.replicas_reply(reply.map_err(String::from));
+                self.cx.ops.finish(op);
+                let reply = reply.map_err(String::from);
+                let in_use = self.master.as_ref();
+                self.watches
+                    .replicas_reply(reply, in_use, &self.listeners, &mut self.cx);
             }
             (Input::SentinelReply { op, reply }, Some(Pending::SentinelsQuery)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 let reply = reply.map_err(String::from);
-                self.listeners
-                    .sentinels_reply(reply, now, &self.cfg, &mut self.out);
+                self.listeners.sentinels_reply(reply, now, &mut self.cx);
             }
             (Input::SentinelReply { op, reply }, Some(Pending::MasterQuery)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.master_reply(reply, now);
             }
             // A late answer decides nothing, but the configuration it names existed.
             (Input::SentinelReply { reply, .. }, _) => self.late_master_reply(reply),
             (Input::NodeReply { op, reply }, Some(what)) => self.node_reply(op, what, reply, now),
             (Input::Backlog { op, result }, Some(Pending::BacklogRead)) => {
-                self.out.ops.finish(op);
-                let checked = self.lost.backlog_read(result, &mut self.out);
+                self.cx.ops.finish(op);
+                let checked = self.lost.backlog_read(result, &mut self.cx);
                 self.lost_checked(checked, now);
             }
             (
@@ -283,19 +280,19 @@ impl Core {
                 Some(Pending::Watch | Pending::CandidatePoll { watch: true }),
             ) => self.watch_closed(op, now),
             (Input::Activated { op }, Some(Pending::Activation)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.reset_done(now);
             }
             (Input::ActivationFailed { op, reason }, Some(Pending::Activation)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.reset_failed(&reason, now);
             }
             (Input::Paused { op }, Some(Pending::Pause)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.workers_paused(now);
             }
             (Input::HandedBack { op }, Some(Pending::HandBack)) => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.handed_back(true, now);
             }
             (Input::AppError { node, kind }, _) => self.app_error(&node, kind, now),
@@ -324,44 +321,44 @@ impl Core {
                     }
                 }
                 // Still the poll the switch waits for (the watch's answer may have moved it on).
-                if matches!(self.out.ops.get(op), Some(Pending::CandidatePoll { .. })) {
+                if matches!(self.cx.ops.get(op), Some(Pending::CandidatePoll { .. })) {
                     self.candidate_polled(op, &reply, now);
                 }
             }
             Pending::FenceProbe => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.lost.fence_reply(reply.as_ref().ok());
             }
             Pending::LostInfo => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 let reply = reply.as_ref().ok();
-                let checked = self.lost.info_reply(reply, now, &self.cfg, &mut self.out);
+                let checked = self.lost.info_reply(reply, now, &mut self.cx);
                 self.lost_checked(checked, now);
             }
             Pending::LostRole => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 let reply = reply.as_ref().ok();
-                let checked = self.lost.role_reply(reply, now, &self.cfg, &mut self.out);
+                let checked = self.lost.role_reply(reply, now, &mut self.cx);
                 self.lost_checked(checked, now);
             }
             Pending::VerifyProbe => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.verify_probe_reply(reply.map_err(String::from), now);
             }
             Pending::StaleCheck => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.stale_check_reply(reply.map_err(String::from), now);
             }
             Pending::Connect => self.connect_reply(op, &reply, now),
             Pending::SwitchProbe => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 self.switch_probe_reply(&reply, now);
             }
             Pending::Unwanted => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 if reply.is_ok() {
                     // A prepared connection nobody waits for any more.
-                    self.out.act(Action::Discard { op });
+                    self.cx.act(Action::Discard { op });
                 }
             }
             _ => {}
@@ -398,7 +395,7 @@ impl Core {
             Message::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
         };
         if let Err(reason) = outcome {
-            self.out.emit(Event::MessageIgnored {
+            self.cx.emit(Event::MessageIgnored {
                 sentinel,
                 channel: String::from_utf8_lossy(channel).into_owned(),
                 reason,
@@ -411,15 +408,16 @@ impl Core {
     /// was just promoted (its `ROLE` is asked at once); an unexpected closing of a replica of
     /// the master in use fences and asks its `ROLE` (see `watches`).
     fn watch_closed(&mut self, op: OpId, now: Instant) {
-        let Some((watch, unexpected)) = self.watch_gone(op) else {
+        let Some((node, unexpected)) = self.watches.gone(op, self.master.as_ref(), &mut self.cx)
+        else {
             return;
         };
-        if self.is_candidate(&watch.node) {
+        if self.is_candidate(&node) {
             return self.candidate_watch_closed(now);
         }
-        self.rewatch_now(&watch.node);
-        if unexpected && self.cfg.watch_replicas {
-            let _ = self.replica_closed(watch.node, now);
+        self.watches.rewatch_now(&node);
+        if unexpected && self.cx.cfg.watch_replicas {
+            let _ = self.replica_closed(node, now);
         }
     }
 
@@ -442,13 +440,15 @@ impl Core {
     /// replica list want.
     fn after_input(&mut self, now: Instant) {
         if !self.stopped {
-            self.tend_watches(now);
+            let candidate = self.switch.as_ref().and_then(Switch::awaited);
+            let moving = self.switch.as_ref().is_some_and(|sw| sw.target.is_some());
+            self.watches.tend(candidate, moving, now, &mut self.cx);
         }
     }
 
     fn periodic_check_due(&mut self, now: Instant) {
-        if let Some(every) = self.cfg.periodic_check {
-            self.out
+        if let Some(every) = self.cx.cfg.periodic_check {
+            self.cx
                 .timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
@@ -457,10 +457,10 @@ impl Core {
 
     /// Arms the periodic check (once ready).
     pub(crate) fn arm_periodic_check(&mut self, now: Instant) {
-        if let Some(every) = self.cfg.periodic_check
-            && !self.out.timers.is_set(TimerReason::PeriodicCheck)
+        if let Some(every) = self.cx.cfg.periodic_check
+            && !self.cx.timers.is_set(TimerReason::PeriodicCheck)
         {
-            self.out
+            self.cx
                 .timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
@@ -469,7 +469,7 @@ impl Core {
     /// Whether startup stops at the first error retrying will not fix (`startup_fail_fast`,
     /// before the first verified master).
     pub(crate) fn fails_fast(&self) -> bool {
-        self.cfg.startup_fail_fast && !self.ready
+        self.cx.cfg.startup_fail_fast && !self.ready
     }
 
     /// Startup found an error retrying will not fix: stop with it.
@@ -498,11 +498,11 @@ impl Core {
             .switch
             .as_ref()
             .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started));
-        self.out.emit(Event::PauseTimedOut { waited });
-        self.out.act(Action::StopWorkers {
-            grace: self.cfg.stop_grace,
+        self.cx.emit(Event::PauseTimedOut { waited });
+        self.cx.act(Action::StopWorkers {
+            grace: self.cx.cfg.stop_grace,
         });
-        let shutdown = match self.cfg.on_pause_timeout {
+        let shutdown = match self.cx.cfg.on_pause_timeout {
             PauseTimeoutPolicy::Exit { code } => Shutdown::Exit { code },
             PauseTimeoutPolicy::Fail => Shutdown::Fail(FatalError::PauseTimedOut { waited }),
         };
@@ -519,10 +519,10 @@ impl Core {
                     .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started)),
             },
         };
-        self.out.emit(Event::Stopped { error });
-        self.out.act(Action::Shutdown(shutdown));
+        self.cx.emit(Event::Stopped { error });
+        self.cx.act(Action::Shutdown(shutdown));
         self.stopped = true;
-        self.out.timers = Timers::default();
+        self.cx.timers = Timers::default();
         self.watches.clear(); // the runtime closes every connection at shutdown
     }
 }

@@ -84,7 +84,7 @@ impl Core {
         let candidate = replica.clone().filter(|_| proven);
         self.history
             .note_signal(signal, &master, candidate.as_ref(), (sentinel, tag), now);
-        if !self.cfg.early_fencing {
+        if !self.cx.cfg.early_fencing {
             return Ok(());
         }
         if signal == Signal::Abort {
@@ -149,9 +149,9 @@ impl Core {
                 sw.candidate = Some(c.clone());
                 sw.candidate_epoch = Known::Announced(tag);
                 sw.candidate_from_watch = false;
-                sw.drop_poll(&mut self.out.ops);
-                self.out.timers.cancel(TimerReason::RolePoll);
-                self.out.emit(Event::CandidateNamed {
+                sw.drop_poll(&mut self.cx.ops);
+                self.cx.timers.cancel(TimerReason::RolePoll);
+                self.cx.emit(Event::CandidateNamed {
                     candidate: c,
                     sentinel: Some(sentinel.clone()),
                 });
@@ -200,24 +200,24 @@ impl Core {
         sw.early = true;
         sw.lifting = None;
         sw.candidate = None;
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_poll(&mut self.cx.ops);
         sw.candidate_from_watch = false;
         sw.watch_only = false;
-        sw.drop_connect(&mut self.out.ops);
-        sw.drop_probe(&mut self.out.ops);
+        sw.drop_connect(&mut self.cx.ops);
+        sw.drop_probe(&mut self.cx.ops);
         for t in [
             TimerReason::ProbeTimeout,
             TimerReason::ConnectTimeout,
             TimerReason::RolePoll,
         ] {
-            self.out.timers.cancel(t);
+            self.cx.timers.cancel(t);
         }
-        self.out.timers.set(
+        self.cx.timers.set(
             TimerReason::FenceTimeout,
-            after(now, self.cfg.fence_timeout),
+            after(now, self.cx.cfg.fence_timeout),
         );
-        self.out.act(Action::Fence);
-        self.out.emit(Event::Fenced {
+        self.cx.act(Action::Fence);
+        self.cx.emit(Event::Fenced {
             master: failing,
             path: DetectionPath::EarlySignal,
             sentinel: Some(sentinel.clone()),
@@ -237,10 +237,10 @@ impl Core {
         }
         sw.early = false;
         sw.lifting = Some(reason);
-        self.out.timers.cancel(TimerReason::FenceTimeout);
+        self.cx.timers.cancel(TimerReason::FenceTimeout);
         if sw.candidate.is_some() {
-            sw.drop_poll(&mut self.out.ops);
-            self.out.timers.cancel(TimerReason::RolePoll);
+            sw.drop_poll(&mut self.cx.ops);
+            self.cx.timers.cancel(TimerReason::RolePoll);
             self.role_poll_due(now);
         } else {
             self.lift_to_master(now);
@@ -310,7 +310,7 @@ impl Core {
         if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
             sw.candidate = Some(c.clone());
             sw.candidate_epoch = Known::Unknown;
-            self.out.emit(Event::CandidateNamed {
+            self.cx.emit(Event::CandidateNamed {
                 candidate: c,
                 sentinel: Some(sentinel.clone()),
             });
@@ -324,9 +324,9 @@ impl Core {
             && let Some(master) = sw.failing.clone().or_else(|| self.master.clone())
         {
             let waited = now.saturating_duration_since(sw.started);
-            self.out.emit(Event::FenceExpired { master, waited });
+            self.cx.emit(Event::FenceExpired { master, waited });
         }
-        let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
+        let reason = format!("no promotion within {:?}", self.cx.cfg.fence_timeout);
         let _ = self.lift_fence(reason, now);
     }
 }

@@ -157,6 +157,11 @@ impl Switch {
         }
     }
 
+    /// The candidate the switch waits for, if it waits for one (no target yet).
+    pub(crate) fn awaited(&self) -> Option<&Addr> {
+        self.candidate.as_ref().filter(|_| self.target.is_none())
+    }
+
     /// The path a promoted candidate is reported with: the replica watch when the switch began
     /// with a replica's closing, else the early signal.
     pub(crate) fn promotion_path(&self) -> DetectionPath {
@@ -180,8 +185,8 @@ impl Core {
         self.cancel_verify_probe();
         // Without a drain, jobs in flight keep running: the fence holds their commands and
         // they go to the new master once it is active. A drain waits for them first.
-        let pause = if self.cfg.drain {
-            Pause::Pending(self.out.start(Pending::Pause))
+        let pause = if self.cx.cfg.drain {
+            Pause::Pending(self.cx.start(Pending::Pause))
         } else {
             Pause::NotNeeded
         };
@@ -189,26 +194,26 @@ impl Core {
         sw.early = early;
         sw.failing = if early { self.master.clone() } else { None };
         self.switch = Some(sw);
-        self.out.act(Action::Fence);
+        self.cx.act(Action::Fence);
         if let Some(master) = self.master.clone() {
             // The old master's replication offset at the fence (lost writes).
-            self.lost.probe_fenced(master, now, &mut self.out);
+            self.lost.probe_fenced(master, now, &mut self.cx);
         }
         if let Pause::Pending(op) = pause {
-            self.out.act(Action::PauseWorkers { op });
-            self.out.timers.set(
+            self.cx.act(Action::PauseWorkers { op });
+            self.cx.timers.set(
                 TimerReason::PauseTimeout,
-                after(now, self.cfg.pause_timeout),
+                after(now, self.cx.cfg.pause_timeout),
             );
         }
         if early {
-            self.out.timers.set(
+            self.cx.timers.set(
                 TimerReason::FenceTimeout,
-                after(now, self.cfg.fence_timeout),
+                after(now, self.cx.cfg.fence_timeout),
             );
         }
         if let Some(master) = self.master.clone() {
-            self.out.emit(Event::Fenced {
+            self.cx.emit(Event::Fenced {
                 master,
                 path,
                 sentinel,
@@ -249,19 +254,19 @@ impl Core {
         sw.last_target = Some(addr.clone());
         sw.verified = false;
         sw.early = false;
-        sw.drop_connect(&mut self.out.ops);
-        sw.drop_probe(&mut self.out.ops);
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_connect(&mut self.cx.ops);
+        sw.drop_probe(&mut self.cx.ops);
+        sw.drop_poll(&mut self.cx.ops);
         for t in [
             TimerReason::ConnectTimeout,
             TimerReason::ProbeTimeout,
             TimerReason::RolePoll,
             TimerReason::FenceTimeout,
         ] {
-            self.out.timers.cancel(t);
+            self.cx.timers.cancel(t);
         }
         if self.master.as_ref() != Some(&addr) {
-            self.out.emit(Event::SwitchDetected {
+            self.cx.emit(Event::SwitchDetected {
                 old: self.master.clone(),
                 new: addr,
                 sentinel,
@@ -284,9 +289,9 @@ impl Core {
             if sw.connect.is_some() || sw.probe.is_some() || sw.activating.is_some() {
                 return;
             }
-            let deadline = after(now, self.cfg.connect_timeout);
+            let deadline = after(now, self.cx.cfg.connect_timeout);
             let in_use = self.master.as_ref() == Some(&target);
-            let op = self.out.start(if in_use {
+            let op = self.cx.start(if in_use {
                 Pending::SwitchProbe
             } else {
                 Pending::Connect
@@ -296,18 +301,18 @@ impl Core {
             };
             if in_use {
                 sw.probe = Some((op, target.clone()));
-                self.out.timers.set(TimerReason::ProbeTimeout, deadline);
-                self.out.act(Action::PollRole { op, node: target });
+                self.cx.timers.set(TimerReason::ProbeTimeout, deadline);
+                self.cx.act(Action::PollRole { op, node: target });
             } else {
                 sw.connect = Some((op, target.clone()));
-                self.out.timers.set(TimerReason::ConnectTimeout, deadline);
-                self.out.act(Action::Connect { op, node: target });
+                self.cx.timers.set(TimerReason::ConnectTimeout, deadline);
+                self.cx.act(Action::Connect { op, node: target });
             }
         } else if sw.candidate.is_some() && (sw.early || sw.lifting.is_some()) {
             // Candidate polls are bounded by the fence timeout (or end the lifting).
             if sw.connect.is_none()
                 && sw.candidate_poll.is_none()
-                && !self.out.timers.is_set(TimerReason::RolePoll)
+                && !self.cx.timers.is_set(TimerReason::RolePoll)
             {
                 self.role_poll_due(now);
             }
@@ -358,7 +363,7 @@ impl Core {
         let Some((_, target)) = sw.connect.take() else {
             return;
         };
-        self.out.timers.cancel(TimerReason::ConnectTimeout);
+        self.cx.timers.cancel(TimerReason::ConnectTimeout);
         let speculative = std::mem::take(&mut sw.speculative);
         match role_of(reply) {
             Ok(Role::Master) => {
@@ -373,8 +378,8 @@ impl Core {
                 // sentinels reconfigure it. Ask the sentinels instead.
                 let (epoch, path) = (sw.target_epoch, sw.path);
                 if self.epochs.refuses(&target, epoch, self.master.as_ref()) {
-                    self.out.ops.finish(op);
-                    self.out.act(Action::Discard { op });
+                    self.cx.ops.finish(op);
+                    self.cx.act(Action::Discard { op });
                     self.ensure_discovery(path, now);
                     let reason = "a sentinel named a newer configuration".to_owned();
                     self.verification_failed(target, reason, now);
@@ -383,29 +388,29 @@ impl Core {
                 let Some(sw) = self.switch.as_mut() else {
                     return;
                 };
-                self.out.ops.repurpose(op, Pending::Activation);
+                self.cx.ops.repurpose(op, Pending::Activation);
                 if let Some((old, _)) = sw.activating.replace((op, target.clone())) {
                     // An activation still under way is no longer waited for.
-                    self.out.ops.finish(old);
+                    self.cx.ops.finish(old);
                 }
                 let old = self.master.clone();
-                self.out.emit(Event::BeforeReset {
+                self.cx.emit(Event::BeforeReset {
                     old: old.clone(),
                     new: target.clone(),
                 });
                 // Held commands go out at `Resume`, after lost writes were handed back;
                 // with a drain, now (jobs in flight wait on them, the pause on the jobs).
-                self.out.act(Action::Activate {
+                self.cx.act(Action::Activate {
                     op,
                     node: target,
                     old,
-                    release: self.cfg.drain,
+                    release: self.cx.cfg.drain,
                 });
             }
             other => {
-                self.out.ops.finish(op);
+                self.cx.ops.finish(op);
                 if reply.is_ok() {
-                    self.out.act(Action::Discard { op });
+                    self.cx.act(Action::Discard { op });
                 }
                 if speculative {
                     self.candidate_not_promoted(target, other, now);
@@ -430,7 +435,7 @@ impl Core {
         let Some((_, target)) = sw.probe.take() else {
             return;
         };
-        self.out.timers.cancel(TimerReason::ProbeTimeout);
+        self.cx.timers.cancel(TimerReason::ProbeTimeout);
         match role_of(reply) {
             Ok(Role::Master) => {
                 sw.verified = true;
@@ -452,7 +457,7 @@ impl Core {
             return;
         };
         debug_assert_eq!(sw.candidate_poll, Some(op));
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_poll(&mut self.cx.ops);
         match (role_of(reply), sw.candidate.clone()) {
             (Ok(Role::Master), Some(candidate)) => {
                 let (sentinel, epoch, path) =
@@ -470,7 +475,7 @@ impl Core {
     }
 
     fn verification_failed(&mut self, node: Addr, reason: String, now: Instant) {
-        self.out.emit(Event::VerificationFailed {
+        self.cx.emit(Event::VerificationFailed {
             node: node.clone(),
             reason: reason.clone(),
         });
@@ -483,7 +488,7 @@ impl Core {
         }
         // The early phase is over: from here the sentinels are asked again (after a delay).
         sw.candidate = None;
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_poll(&mut self.cx.ops);
         sw.lifting = None;
         sw.early = false;
         let path = sw.path;
@@ -500,20 +505,20 @@ impl Core {
         };
         let speculative = sw.speculative;
         if let Some((_, node)) = sw.connect.clone() {
-            sw.drop_connect(&mut self.out.ops);
+            sw.drop_connect(&mut self.cx.ops);
             if speculative {
-                let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+                let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
                 return self.candidate_not_promoted(node, Err(reason), now);
             }
-            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
             self.verification_failed(node, reason, now);
         }
     }
 
     pub(crate) fn switch_probe_timed_out(&mut self, now: Instant) {
         if let Some((op, node)) = self.switch.as_mut().and_then(|s| s.probe.take()) {
-            self.out.ops.finish(op);
-            let reason = format!("no ROLE answer within {:?}", self.cfg.connect_timeout);
+            self.cx.ops.finish(op);
+            let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
             self.verification_failed(node, reason, now);
         }
     }
@@ -529,23 +534,103 @@ impl Core {
         if sw.lifting.is_some() && sw.candidate_poll.is_some() {
             // The candidate did not answer the last poll before lifting: give up on it.
             sw.candidate = None;
-            sw.drop_poll(&mut self.out.ops);
+            sw.drop_poll(&mut self.cx.ops);
             return self.lift_to_master(now);
         }
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_poll(&mut self.cx.ops);
         // While no watch connection is open on the candidate, each poll opens one: its `ROLE`
         // reply is the poll, and its closing announces the promotion.
         let watched = self.watches.answered_on(&node).is_some();
-        let op = self.out.start(Pending::CandidatePoll { watch: !watched });
+        let op = self.cx.start(Pending::CandidatePoll { watch: !watched });
         sw.candidate_poll = Some(op);
-        self.out
-            .timers
-            .set(TimerReason::RolePoll, after(now, self.cfg.connect_timeout));
+        self.cx.timers.set(
+            TimerReason::RolePoll,
+            after(now, self.cx.cfg.connect_timeout),
+        );
         if watched {
-            self.out.act(Action::PollRole { op, node });
+            self.cx.act(Action::PollRole { op, node });
         } else {
-            self.open_watch(op, node);
+            self.watches.open(op, node, &mut self.cx);
         }
+    }
+
+    /// A watched replica of the master in use closed its connections (or says master now):
+    /// it was promoted, or re-pointed, or restarted. Fences at once, unless a switch already
+    /// has a target or a candidate (then returns false), and asks the replica's `ROLE` on a new
+    /// connection: master means a promotion (switch to it), anything else lifts a fence begun
+    /// here. The replica is watched again either way.
+    pub(crate) fn replica_closed(&mut self, node: Addr, now: Instant) -> bool {
+        let signal = format!("replica {node} closed its connections");
+        match self.switch.as_ref() {
+            None => {
+                self.start_switch(DetectionPath::ReplicaWatch, None, true, &signal, now);
+                if let Some(sw) = self.switch.as_mut() {
+                    sw.watch_only = true;
+                }
+            }
+            // Fenced (a heard `+odown`, an application error, ...) and no candidate named:
+            // this replica's closing names it.
+            Some(sw) if sw.target.is_none() && sw.candidate.is_none() => {}
+            Some(_) => return false,
+        }
+        let in_use = self.master.clone();
+        let Some(sw) = self.switch.as_mut() else {
+            return false;
+        };
+        if !sw.early {
+            // A switch that was looking for the master (an application error, a discovery)
+            // now waits for this replica's promotion, as after an early signal.
+            sw.early = true;
+            sw.failing = in_use;
+            self.cx.timers.set(
+                TimerReason::FenceTimeout,
+                after(now, self.cx.cfg.fence_timeout),
+            );
+        }
+        let Some(sw) = self.switch.as_mut() else {
+            return false;
+        };
+        sw.candidate = Some(node);
+        // Its `ROLE` said replica of the master in use after that master was activated (the
+        // watches start anew at every activation): a master now was promoted since, by a
+        // configuration newer than the one in use.
+        sw.candidate_epoch = Known::Announced(None);
+        sw.candidate_from_watch = true;
+        sw.candidate_since = Some(now);
+        sw.denied = false;
+        self.cx.timers.cancel(TimerReason::RolePoll);
+        self.candidate_watch_closed(now);
+        true
+    }
+
+    /// Whether the switch waits for `node` as its candidate.
+    pub(crate) fn is_candidate(&self, node: &Addr) -> bool {
+        self.switch.as_ref().and_then(Switch::awaited) == Some(node)
+    }
+
+    /// The `ROLE` answer of the watch `op` (`None`: it failed). A replica of the master in
+    /// use that says master now was promoted since: as if its watch had closed.
+    pub(crate) fn watch_answered(&mut self, op: OpId, reply: Option<&Reply>, now: Instant) {
+        let candidate = self.switch.as_ref().and_then(Switch::awaited);
+        let promoted = self.watches.answered(
+            op,
+            reply,
+            self.master.as_ref(),
+            candidate,
+            now,
+            &mut self.cx,
+        );
+        if let Some(node) = promoted
+            && !self.replica_closed(node.clone(), now)
+        {
+            self.watches.retry(&node, now, &mut self.cx);
+        }
+    }
+
+    /// Asks the sentinels for the replicas of the master in use, to watch them.
+    pub(crate) fn query_replicas(&mut self) {
+        self.watches
+            .query(self.master.as_ref(), &self.listeners, &mut self.cx);
     }
 
     /// The candidate's watch connection closed: it was probably just promoted. Open the broker
@@ -560,20 +645,20 @@ impl Core {
             return;
         };
         if sw.lifting.is_some() {
-            sw.drop_poll(&mut self.out.ops);
-            self.out.timers.cancel(TimerReason::RolePoll);
+            sw.drop_poll(&mut self.cx.ops);
+            self.cx.timers.cancel(TimerReason::RolePoll);
             return self.role_poll_due(now);
         }
-        sw.drop_poll(&mut self.out.ops);
-        let op = self.out.start(Pending::Connect);
+        sw.drop_poll(&mut self.cx.ops);
+        let op = self.cx.start(Pending::Connect);
         sw.connect = Some((op, candidate.clone()));
         sw.speculative = true;
-        self.out.timers.cancel(TimerReason::RolePoll);
-        self.out.timers.set(
+        self.cx.timers.cancel(TimerReason::RolePoll);
+        self.cx.timers.set(
             TimerReason::ConnectTimeout,
-            after(now, self.cfg.connect_timeout),
+            after(now, self.cx.cfg.connect_timeout),
         );
-        self.out.act(Action::Connect {
+        self.cx.act(Action::Connect {
             op,
             node: candidate,
         });
@@ -589,15 +674,15 @@ impl Core {
     /// candidate a sentinel named, it is polled again at the poll interval (and watched).
     fn candidate_not_promoted(&mut self, node: Addr, answer: Result<Role, String>, now: Instant) {
         if let Ok(Role::Replica { master: Some(of) }) = &answer {
-            let of = self.cfg.nat.map(of);
+            let of = self.cx.cfg.nat.map(of);
             if self.master.as_ref() != Some(&of)
-                && self.is_listed_replica(&of)
+                && self.watches.is_listed(&of)
                 && let Some(sw) = self.switch.as_mut()
                 && sw.candidate_from_watch
             {
                 sw.candidate = Some(of);
                 sw.denied = false;
-                self.out.timers.cancel(TimerReason::RolePoll);
+                self.cx.timers.cancel(TimerReason::RolePoll);
                 return self.role_poll_due(now);
             }
         }
@@ -609,14 +694,14 @@ impl Core {
         if asked && sw.candidate_from_watch && !std::mem::replace(&mut sw.denied, true) {
             // Once more, on a watch connection of its own (the first answer came on the
             // connection opened for the switch), before letting it go.
-            self.out.timers.cancel(TimerReason::RolePoll);
+            self.cx.timers.cancel(TimerReason::RolePoll);
             return self.role_poll_due(now);
         }
         let since = sw.candidate_since.unwrap_or(sw.started);
-        let given_up = asked || now.saturating_duration_since(since) >= self.cfg.connect_timeout;
+        let given_up = asked || now.saturating_duration_since(since) >= self.cx.cfg.connect_timeout;
         if !(sw.candidate_from_watch && given_up) {
-            let next = jitter(self.cfg.role_poll_interval, &mut self.out.rng);
-            return self.out.timers.set(TimerReason::RolePoll, after(now, next));
+            let next = jitter(self.cx.cfg.role_poll_interval, &mut self.cx.rng);
+            return self.cx.timers.set(TimerReason::RolePoll, after(now, next));
         }
         sw.candidate = None;
         sw.candidate_from_watch = false;
@@ -639,10 +724,10 @@ impl Core {
         sw.early = false;
         let (path, sentinel) = (sw.promotion_path(), sw.sentinel.clone());
         for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
-            self.out.timers.cancel(t);
+            self.cx.timers.cancel(t);
         }
         if self.master.as_ref() != Some(&candidate) {
-            self.out.emit(Event::SwitchDetected {
+            self.cx.emit(Event::SwitchDetected {
                 old: self.master.clone(),
                 new: candidate,
                 sentinel,
@@ -704,9 +789,9 @@ impl Core {
             self.history.moved(old, &node);
         }
         if old.as_ref() != Some(&node) {
-            self.forget_replicas();
+            self.watches.forget_replicas(&mut self.cx);
         }
-        self.out.emit(Event::AfterReset {
+        self.cx.emit(Event::AfterReset {
             old: old.clone(),
             new: node.clone(),
         });
@@ -717,9 +802,9 @@ impl Core {
             // nothing readable: its check does not hold the switch up.
             let wait = match self.lost.fence_answer(&old) {
                 FenceAnswer::Master => true,
-                FenceAnswer::Pending(sent) if after(sent, self.cfg.query_timeout) > now => {
-                    let give_up = after(sent, self.cfg.query_timeout);
-                    self.out.timers.set(TimerReason::HandBack, give_up);
+                FenceAnswer::Pending(sent) if after(sent, self.cx.cfg.query_timeout) > now => {
+                    let give_up = after(sent, self.cx.cfg.query_timeout);
+                    self.cx.timers.set(TimerReason::HandBack, give_up);
                     true
                 }
                 FenceAnswer::Pending(_) | FenceAnswer::Other => false,
@@ -727,11 +812,11 @@ impl Core {
             if wait && let Some(sw) = self.switch.as_mut() {
                 if let HandBack::Pending(op) = sw.handback {
                     // A hand-back of an earlier activation is no longer waited for.
-                    self.out.ops.finish(op);
+                    self.cx.ops.finish(op);
                 }
                 sw.handback = HandBack::Checking;
             }
-            self.lost.check(old, node, now, &self.cfg, &mut self.out);
+            self.lost.check(old, node, now, &mut self.cx);
         }
         self.drive_switch(now);
     }
@@ -741,7 +826,7 @@ impl Core {
             && let Pause::Pending(_) = sw.pause
         {
             sw.pause = Pause::Done(now);
-            self.out.timers.cancel(TimerReason::PauseTimeout);
+            self.cx.timers.cancel(TimerReason::PauseTimeout);
             self.drive_switch(now);
         }
     }
@@ -765,12 +850,12 @@ impl Core {
         }
         match (commands.filter(|c| !c.is_empty()), new) {
             (Some(commands), Some(new)) => {
-                let op = self.out.start(Pending::HandBack);
+                let op = self.cx.start(Pending::HandBack);
                 sw.handback = HandBack::Pending(op);
-                self.out
+                self.cx
                     .timers
-                    .set(TimerReason::HandBack, after(now, self.cfg.fence_timeout));
-                self.out.act(Action::HandBack {
+                    .set(TimerReason::HandBack, after(now, self.cx.cfg.fence_timeout));
+                self.cx.act(Action::HandBack {
                     op,
                     old: old.clone(),
                     new,
@@ -797,13 +882,13 @@ impl Core {
         match (sw.handback, answered_by_app) {
             (HandBack::Pending(_), true) => {}
             // The application's answer is no longer waited for.
-            (HandBack::Pending(op), false) => self.out.ops.finish(op),
+            (HandBack::Pending(op), false) => self.cx.ops.finish(op),
             // The old master answered meanwhile: the check goes on (bounded on its own).
             (HandBack::Checking, false) if !answered => {}
             _ => return,
         }
         sw.handback = HandBack::NotNeeded;
-        self.out.timers.cancel(TimerReason::HandBack);
+        self.cx.timers.cancel(TimerReason::HandBack);
         self.drive_switch(now);
     }
 
@@ -820,9 +905,9 @@ impl Core {
         let Some(mut sw) = self.switch.take() else {
             return;
         };
-        sw.drop_connect(&mut self.out.ops);
-        sw.drop_probe(&mut self.out.ops);
-        sw.drop_poll(&mut self.out.ops);
+        sw.drop_connect(&mut self.cx.ops);
+        sw.drop_probe(&mut self.cx.ops);
+        sw.drop_poll(&mut self.cx.ops);
         let Some(new) = self.master.clone() else {
             return;
         };
@@ -834,17 +919,17 @@ impl Core {
             TimerReason::ProbeTimeout,
             TimerReason::HandBack,
         ] {
-            self.out.timers.cancel(t);
+            self.cx.timers.cancel(t);
         }
-        self.out.act(Action::Resume);
+        self.cx.act(Action::Resume);
         // The replicas of the master in use, to watch (anew after a switch).
         self.query_replicas();
         // A discovery started or scheduled while looking for this master is moot now (a late
         // reply is ignored by its id).
         if !matches!(self.discovery, crate::discovery::Discovery::Idle) {
             self.set_discovery(crate::discovery::Discovery::Idle);
-            self.out.timers.cancel(TimerReason::DiscoveryRetry);
-            self.out.timers.cancel(TimerReason::QueryTimeout);
+            self.cx.timers.cancel(TimerReason::DiscoveryRetry);
+            self.cx.timers.cancel(TimerReason::QueryTimeout);
         }
         self.discovery_backoff.reset();
         self.last_discovery_error = None;
@@ -853,14 +938,14 @@ impl Core {
             let reason = sw
                 .lifting
                 .unwrap_or_else(|| "master re-verified".to_owned());
-            self.out.emit(Event::FenceLifted {
+            self.cx.emit(Event::FenceLifted {
                 master: new.clone(),
                 reason,
                 held: total,
             });
         } else {
             let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(sw.started));
-            self.out.emit(Event::SwitchCompleted {
+            self.cx.emit(Event::SwitchCompleted {
                 old: sw.old,
                 new: new.clone(),
                 path: sw.path,
@@ -874,8 +959,8 @@ impl Core {
         }
         if !self.ready {
             self.ready = true;
-            self.out.timers.cancel(TimerReason::StartupDeadline);
-            self.out.emit(Event::Ready {
+            self.cx.timers.cancel(TimerReason::StartupDeadline);
+            self.cx.emit(Event::Ready {
                 master: new,
                 elapsed: now.saturating_duration_since(self.created),
             });

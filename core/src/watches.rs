@@ -11,9 +11,8 @@
 use crate::action::Action;
 use crate::addr::Addr;
 use crate::backoff::Backoff;
-use crate::epochs::Known;
-use crate::event::DetectionPath;
-use crate::machine::Core;
+use crate::context::Context;
+use crate::listeners::Listeners;
 use crate::op::{OpId, Pending};
 use crate::parse::{Role, parse_replicas_reply, parse_role};
 use crate::reply::Reply;
@@ -37,8 +36,8 @@ pub(crate) struct Watches {
 
 /// One watch connection.
 #[derive(Debug, Clone)]
-pub(crate) struct Watch {
-    pub(crate) node: Addr,
+struct Watch {
+    node: Addr,
     /// What its `ROLE` answered: `None` until it did; for a replica, the master it follows
     /// (NAT-mapped), when it said.
     role: Option<WatchRole>,
@@ -61,6 +60,101 @@ struct Retry {
 }
 
 impl Watches {
+    /// Opens a watch on `node` (`op` is pending as a watch, or as a candidate poll on a
+    /// watch connection); its `ROLE` reply and its closing come back under the op.
+    pub(crate) fn open(&mut self, op: OpId, node: Addr, cx: &mut Context) {
+        self.open.insert(
+            op,
+            Watch {
+                node: node.clone(),
+                role: None,
+            },
+        );
+        cx.act(Action::Watch { op, node });
+    }
+
+    /// Closes the watch `op` (if open).
+    fn close(&mut self, op: OpId, cx: &mut Context) {
+        if self.open.remove(&op).is_some() {
+            cx.ops.watch_gone(op);
+            cx.act(Action::Unwatch { op });
+        }
+    }
+
+    /// The `ROLE` answer of the watch `op` (`None`: it failed). `candidate` is the switch's
+    /// candidate, if it waits for one. Returns the node when a replica of the master in use
+    /// says master now: it was promoted since (its watch closed unseen, or was not open at
+    /// that moment), and its watch is closed.
+    pub(crate) fn answered(
+        &mut self,
+        op: OpId,
+        reply: Option<&Reply>,
+        in_use: Option<&Addr>,
+        candidate: Option<&Addr>,
+        now: Instant,
+        cx: &mut Context,
+    ) -> Option<Addr> {
+        let watch = self.open.get_mut(&op)?;
+        let role = reply.map(|r| match parse_role(r) {
+            Ok(Role::Replica { master }) => WatchRole::Replica {
+                of: master.map(|m| cx.cfg.nat.map(&m)),
+            },
+            Ok(Role::Master) => WatchRole::Master,
+            _ => WatchRole::Other,
+        });
+        watch.role = role.clone();
+        let node = watch.node.clone();
+        let candidate = candidate == Some(&node);
+        let Some(role) = role else {
+            // Never opened, or closed before it answered: retried after a delay.
+            self.open.remove(&op);
+            cx.ops.watch_gone(op);
+            self.retry(&node, now, cx);
+            return None;
+        };
+        let retry = self.replicas.get_mut(&node)?;
+        match role {
+            WatchRole::Replica { of } => {
+                retry.backoff.reset();
+                retry.confirmed |= of.is_some() && of.as_ref() == in_use;
+            }
+            WatchRole::Master if retry.confirmed && !candidate => {
+                self.close(op, cx);
+                return Some(node);
+            }
+            // A master that is not the one in use: a deposed master the sentinels have not
+            // reconfigured yet (their list names it already). Kept watched: its reconfiguration
+            // as a replica closes the watch, and the next one says whose replica it is.
+            WatchRole::Master => retry.backoff.reset(),
+            // An error (loading, authentication, a sentinel's address): asked again later.
+            WatchRole::Other if !candidate => {
+                self.close(op, cx);
+                self.retry(&node, now, cx);
+            }
+            WatchRole::Other => {}
+        }
+        None
+    }
+
+    /// The server closed the watch `op`. Returns its node and whether its closing was
+    /// unexpected: it was a replica of `in_use`, the master in use (a replica that followed
+    /// another master is being re-pointed, which closes its connections too).
+    pub(crate) fn gone(
+        &mut self,
+        op: OpId,
+        in_use: Option<&Addr>,
+        cx: &mut Context,
+    ) -> Option<(Addr, bool)> {
+        let watch = self.open.remove(&op)?;
+        cx.ops.watch_gone(op);
+        let unexpected = in_use.is_some()
+            && watch.role
+                == Some(WatchRole::Replica {
+                    of: in_use.cloned(),
+                });
+        Some((watch.node, unexpected))
+    }
+
     /// The open watch on `node` whose `ROLE` answered, if any.
     pub(crate) fn answered_on(&self, node: &Addr) -> Option<OpId> {
         self.open
@@ -74,290 +168,146 @@ impl Watches {
         self.open.values().any(|w| w.node == *node)
     }
 
-    /// Forgets every watch (the runtime closed every connection at shutdown).
-    pub(crate) fn clear(&mut self) {
-        *self = Watches::default();
-    }
-}
-
-impl Core {
-    /// Opens a watch on `node`; its `ROLE` reply and its closing come back under the op.
-    pub(crate) fn open_watch(&mut self, op: OpId, node: Addr) {
-        self.watches.open.insert(
-            op,
-            Watch {
-                node: node.clone(),
-                role: None,
-            },
-        );
-        self.out.act(Action::Watch { op, node });
-    }
-
-    /// Closes the watch `op` (if open).
-    fn close_watch(&mut self, op: OpId) {
-        if self.watches.open.remove(&op).is_some() {
-            self.out.ops.watch_gone(op);
-            self.out.act(Action::Unwatch { op });
-        }
-    }
-
-    /// The `ROLE` answer of a watch (`None`: it failed). Returns the watch, if `op` is one.
-    pub(crate) fn watch_answered(
-        &mut self,
-        op: OpId,
-        reply: Option<&Reply>,
-        now: Instant,
-    ) -> Option<Watch> {
-        let watch = self.watches.open.get_mut(&op)?;
-        let role = reply.map(|r| match parse_role(r) {
-            Ok(Role::Replica { master }) => WatchRole::Replica {
-                of: master.map(|m| self.cfg.nat.map(&m)),
-            },
-            Ok(Role::Master) => WatchRole::Master,
-            _ => WatchRole::Other,
-        });
-        watch.role = role.clone();
-        let answered = watch.clone();
-        let node = &answered.node;
-        let in_use = self.master.clone();
-        let candidate = self.is_candidate(node);
-        let Some(role) = role else {
-            // Never opened, or closed before it answered: retried after a delay.
-            self.watches.open.remove(&op);
-            self.out.ops.watch_gone(op);
-            self.retry_replica(node, now);
-            return Some(answered);
-        };
-        let Some(retry) = self.watches.replicas.get_mut(node) else {
-            return Some(answered);
-        };
-        match role {
-            WatchRole::Replica { of } => {
-                retry.backoff.reset();
-                retry.confirmed |= of.is_some() && of == in_use;
-            }
-            // A replica of the master in use that says master now was promoted since (its
-            // watch closed unseen, or was not open at that moment).
-            WatchRole::Master if retry.confirmed && !candidate => {
-                self.close_watch(op);
-                if !self.replica_closed(node.clone(), now) {
-                    self.retry_replica(node, now);
-                }
-            }
-            // A master that is not the one in use: a deposed master the sentinels have not
-            // reconfigured yet (their list names it already). Kept watched: its reconfiguration
-            // as a replica closes the watch, and the next one says whose replica it is.
-            WatchRole::Master => retry.backoff.reset(),
-            // An error (loading, authentication, a sentinel's address): asked again later.
-            WatchRole::Other if !candidate => {
-                self.close_watch(op);
-                self.retry_replica(node, now);
-            }
-            WatchRole::Other => {}
-        }
-        Some(answered)
-    }
-
-    /// The server closed the watch `op`. Returns the watch and whether its closing was
-    /// unexpected: it was a replica of the master in use (a replica that followed another
-    /// master is being re-pointed, which closes its connections too).
-    pub(crate) fn watch_gone(&mut self, op: OpId) -> Option<(Watch, bool)> {
-        let watch = self.watches.open.remove(&op)?;
-        self.out.ops.watch_gone(op);
-        let unexpected = self.master.is_some()
-            && watch.role
-                == Some(WatchRole::Replica {
-                    of: self.master.clone(),
-                });
-        Some((watch, unexpected))
-    }
-
-    /// A watched replica of the master in use closed its connections (or says master now):
-    /// it was promoted, or re-pointed, or restarted. Fences at once, unless a switch already
-    /// has a target or a candidate (then returns false), and asks the replica's `ROLE` on a new
-    /// connection: master means a promotion (switch to it), anything else lifts a fence begun
-    /// here. The replica is watched again either way.
-    pub(crate) fn replica_closed(&mut self, node: Addr, now: Instant) -> bool {
-        let signal = format!("replica {node} closed its connections");
-        match self.switch.as_ref() {
-            None => {
-                self.start_switch(DetectionPath::ReplicaWatch, None, true, &signal, now);
-                if let Some(sw) = self.switch.as_mut() {
-                    sw.watch_only = true;
-                }
-            }
-            // Fenced (a heard `+odown`, an application error, ...) and no candidate named:
-            // this replica's closing names it.
-            Some(sw) if sw.target.is_none() && sw.candidate.is_none() => {}
-            Some(_) => return false,
-        }
-        let in_use = self.master.clone();
-        let Some(sw) = self.switch.as_mut() else {
-            return false;
-        };
-        if !sw.early {
-            // A switch that was looking for the master (an application error, a discovery)
-            // now waits for this replica's promotion, as after an early signal.
-            sw.early = true;
-            sw.failing = in_use;
-            self.out.timers.set(
-                TimerReason::FenceTimeout,
-                after(now, self.cfg.fence_timeout),
-            );
-        }
-        let Some(sw) = self.switch.as_mut() else {
-            return false;
-        };
-        sw.candidate = Some(node);
-        // Its `ROLE` said replica of the master in use after that master was activated (the
-        // watches start anew at every activation): a master now was promoted since, by a
-        // configuration newer than the one in use.
-        sw.candidate_epoch = Known::Announced(None);
-        sw.candidate_from_watch = true;
-        sw.candidate_since = Some(now);
-        sw.denied = false;
-        self.out.timers.cancel(TimerReason::RolePoll);
-        self.candidate_watch_closed(now);
-        true
-    }
-
     /// Whether `node` is in the sentinels' list of replicas of the master in use.
-    pub(crate) fn is_listed_replica(&self, node: &Addr) -> bool {
-        self.watches.replicas.contains_key(node)
-    }
-
-    /// Whether the switch waits for `node` as its candidate.
-    pub(crate) fn is_candidate(&self, node: &Addr) -> bool {
-        self.switch
-            .as_ref()
-            .is_some_and(|sw| sw.target.is_none() && sw.candidate.as_ref() == Some(node))
+    pub(crate) fn is_listed(&self, node: &Addr) -> bool {
+        self.replicas.contains_key(node)
     }
 
     /// `node` may be watched again after the next delay of its backoff (at once after its
     /// first failure since it was last watched, so a re-pointed or restarted replica is soon
     /// watched again).
-    fn retry_replica(&mut self, node: &Addr, now: Instant) {
-        if let Some(retry) = self.watches.replicas.get_mut(node) {
-            let delay = retry.backoff.next_delay(&mut self.out.rng);
+    pub(crate) fn retry(&mut self, node: &Addr, now: Instant, cx: &mut Context) {
+        if let Some(retry) = self.replicas.get_mut(node) {
+            let delay = retry.backoff.next_delay(&mut cx.rng);
             retry.at = Some(after(now, delay));
         }
     }
 
     /// After a closing: the replica is watched again at once.
     pub(crate) fn rewatch_now(&mut self, node: &Addr) {
-        if let Some(retry) = self.watches.replicas.get_mut(node) {
+        if let Some(retry) = self.replicas.get_mut(node) {
             retry.at = None;
         }
     }
 
-    /// Asks the sentinels, in discovery order, for the replicas of the service's master: one
-    /// query at a time, the next sentinel when one fails, and one more query after the one in
-    /// flight when asked again meanwhile.
-    pub(crate) fn query_replicas(&mut self) {
-        if !self.cfg.watch_replicas || self.master.is_none() {
+    /// Asks the sentinels, in discovery order, for the replicas of `in_use`, the master in use:
+    /// one query at a time, the next sentinel when one fails, and one more query after the
+    /// one in flight when asked again meanwhile.
+    pub(crate) fn query(&mut self, in_use: Option<&Addr>, sentinels: &Listeners, cx: &mut Context) {
+        if !cx.cfg.watch_replicas || in_use.is_none() {
             return;
         }
-        if self.watches.query.is_some() {
-            self.watches.again = true;
+        if self.query.is_some() {
+            self.again = true;
             return;
         }
-        self.watches.again = false;
-        let order: Vec<usize> = self.listeners.order().iter().rev().copied().collect();
-        self.ask_replicas(order);
+        self.again = false;
+        let order: Vec<usize> = sentinels.order().iter().rev().copied().collect();
+        self.ask(order, sentinels, cx);
     }
 
     /// Asks the last sentinel of `left` (the others are asked if it fails).
-    fn ask_replicas(&mut self, mut left: Vec<usize>) {
-        let Some(i) = std::iter::from_fn(|| left.pop()).find(|&i| !self.listeners.is_forgotten(i))
+    fn ask(&mut self, mut left: Vec<usize>, sentinels: &Listeners, cx: &mut Context) {
+        let Some(i) = std::iter::from_fn(|| left.pop()).find(|&i| !sentinels.is_forgotten(i))
         else {
             return;
         };
-        let op = self.out.start(Pending::ReplicasQuery);
-        self.watches.query = Some((op, left));
-        self.out.act(Action::QueryReplicas {
+        let op = cx.start(Pending::ReplicasQuery);
+        self.query = Some((op, left));
+        cx.act(Action::QueryReplicas {
             op,
-            sentinel: self.listeners.addr(i).clone(),
-            service: self.cfg.service_name.clone(),
+            sentinel: sentinels.addr(i).clone(),
+            service: cx.cfg.service_name.clone(),
         });
     }
 
-    /// The sentinels' replicas of the master: those not flagged down (NAT-mapped), but the
-    /// master in use, are the replicas to watch, each at once if not watched already. A failed query asks the next sentinel; when none
-    /// answers, the list stays as it was until the next reason to ask.
-    pub(crate) fn replicas_reply(&mut self, reply: Result<Reply, String>) {
-        let Some((_, left)) = self.watches.query.take() else {
+    /// The sentinels' replicas of `in_use`: those not flagged down (NAT-mapped), but the master
+    /// in use, are the replicas to watch, each at once if not watched already. A failed query
+    /// asks the next sentinel; when none answers, the list stays as it was until the next
+    /// reason to ask.
+    pub(crate) fn replicas_reply(
+        &mut self,
+        reply: Result<Reply, String>,
+        in_use: Option<&Addr>,
+        sentinels: &Listeners,
+        cx: &mut Context,
+    ) {
+        let Some((_, left)) = self.query.take() else {
             return;
         };
         let answer = reply.map(|r| parse_replicas_reply(&r));
         if !matches!(answer, Ok(Ok(_))) && !left.is_empty() {
-            return self.ask_replicas(left);
+            return self.ask(left, sentinels, cx);
         }
         if let Ok(Ok(found)) = answer {
             let found: Vec<Addr> = found
                 .into_iter()
                 .filter(|r| !r.down)
-                .map(|r| self.cfg.nat.map(&r.addr))
-                .filter(|a| self.master.as_ref() != Some(a))
+                .map(|r| cx.cfg.nat.map(&r.addr))
+                .filter(|a| in_use != Some(a))
                 .collect();
-            self.watches.replicas.retain(|a, _| found.contains(a));
+            self.replicas.retain(|a, _| found.contains(a));
             for addr in found {
-                let (min, max, factor) = (
-                    self.cfg.retry_delay,
-                    self.cfg.max_retry_delay,
-                    self.cfg.backoff_factor,
-                );
                 // Listed anew: watched at once (a `+convert-to-slave` made a deposed master a
                 // replica, say); its backoff goes on growing if it still cannot be watched.
-                self.watches
-                    .replicas
+                self.replicas
                     .entry(addr)
                     .or_insert(Retry {
-                        backoff: Backoff::new(min, max, factor),
+                        backoff: Backoff::new(
+                            cx.cfg.retry_delay,
+                            cx.cfg.max_retry_delay,
+                            cx.cfg.backoff_factor,
+                        ),
                         at: None,
                         confirmed: false,
                     })
                     .at = None;
             }
         }
-        if self.watches.again {
-            self.query_replicas();
+        if self.again {
+            self.query(in_use, sentinels, cx);
         }
     }
 
     /// The master in use changed: the replicas watched were those of the old one. Their
     /// watches close; the new master's replicas are asked for when the switch completes.
-    pub(crate) fn forget_replicas(&mut self) {
-        self.watches.replicas.clear();
-        self.out.timers.cancel(TimerReason::WatchRetry);
+    pub(crate) fn forget_replicas(&mut self, cx: &mut Context) {
+        self.replicas.clear();
+        cx.timers.cancel(TimerReason::WatchRetry);
     }
 
     /// Keeps the watches in line with what is wanted (the epilogue of every input): closes
-    /// those on nodes that are neither a replica to watch nor the switch's candidate, opens
+    /// those on nodes that are neither a replica to watch nor `candidate` (the switch's), opens
     /// one on every replica to watch that has none and whose retry time came, and sets the
-    /// retry timer for the others.
-    pub(crate) fn tend_watches(&mut self, now: Instant) {
+    /// retry timer for the others. While the switch moves to a target (`moving`), no new
+    /// watch: the replicas change with it.
+    pub(crate) fn tend(
+        &mut self,
+        candidate: Option<&Addr>,
+        moving: bool,
+        now: Instant,
+        cx: &mut Context,
+    ) {
+        let wanted = |node: &Addr, replicas: &BTreeMap<Addr, Retry>| {
+            replicas.contains_key(node) || candidate == Some(node)
+        };
         let unwanted: Vec<OpId> = self
-            .watches
             .open
             .iter()
-            .filter(|(_, w)| {
-                !self.watches.replicas.contains_key(&w.node) && !self.is_candidate(&w.node)
-            })
+            .filter(|(_, w)| !wanted(&w.node, &self.replicas))
             .map(|(op, _)| *op)
             .collect();
         for op in unwanted {
-            self.close_watch(op);
+            self.close(op, cx);
         }
-        // While a switch moves to a target, no new watch: the replicas change with it.
-        if self.switch.as_ref().is_some_and(|sw| sw.target.is_some()) {
+        if moving {
             return;
         }
         let mut next: Option<Instant> = None;
         let due: Vec<Addr> = self
-            .watches
             .replicas
             .iter()
-            .filter(|(a, _)| !self.watches.is_watched(a) && !self.is_candidate(a))
+            .filter(|(a, _)| !self.is_watched(a) && candidate != Some(*a))
             .filter_map(|(a, r)| match r.at {
                 Some(at) if at > now => {
                     next = Some(next.map_or(at, |n| n.min(at)));
@@ -367,12 +317,17 @@ impl Core {
             })
             .collect();
         for node in due {
-            let op = self.out.start(Pending::Watch);
-            self.open_watch(op, node);
+            let op = cx.start(Pending::Watch);
+            self.open(op, node, cx);
         }
         match next {
-            Some(at) => self.out.timers.set(TimerReason::WatchRetry, at),
-            None => self.out.timers.cancel(TimerReason::WatchRetry),
+            Some(at) => cx.timers.set(TimerReason::WatchRetry, at),
+            None => cx.timers.cancel(TimerReason::WatchRetry),
         }
+    }
+
+    /// Forgets every watch (the runtime closes every connection at shutdown).
+    pub(crate) fn clear(&mut self) {
+        *self = Watches::default();
     }
 }

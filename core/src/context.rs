@@ -1,17 +1,21 @@
-//! What the parts of the core may do besides changing their own state: start operations (each
-//! registered in the table of pending ops), queue actions and events, set deadlines (jittered
-//! from the configuration's seed). The core owns one and lends it to the part that acts.
+//! What every part of the core acts with besides its own state: the configuration, and what it
+//! may do to the world: start operations (each registered in the table of pending ops), queue
+//! actions and events, set deadlines (jittered from the configuration's seed). The core owns
+//! one and lends it to the part that acts.
 
 use crate::action::Action;
+use crate::config::Config;
 use crate::event::Event;
 use crate::op::{OpId, Ops, Pending};
 use crate::rng::Rng;
 use crate::timers::Timers;
 use std::collections::VecDeque;
 
-/// The core's outputs, in order, and the operations it waits for.
+/// The configuration, the core's outputs in order, and the operations it waits for.
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub(crate) struct Context {
+    /// The configuration.
+    pub(crate) cfg: Config,
     /// Op ids and what each pending one is for.
     pub(crate) ops: Ops,
     /// Deadlines by reason.
@@ -22,13 +26,14 @@ pub(crate) struct Outbox {
     events: VecDeque<Event>,
 }
 
-impl Outbox {
-    /// An empty outbox whose jitter is drawn from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
+impl Context {
+    /// Nothing queued yet; jitter drawn from the configuration's seed.
+    pub(crate) fn new(cfg: Config) -> Self {
         Self {
+            rng: Rng::new(cfg.jitter_seed.unwrap_or(0)),
+            cfg,
             ops: Ops::default(),
             timers: Timers::default(),
-            rng: Rng::new(seed),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
