@@ -3,11 +3,10 @@
 
 use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
-use crate::backoff::Backoff;
 use crate::config::{Config, PauseTimeoutPolicy};
 use crate::context::Context;
-use crate::discovery::Discovery;
-use crate::epochs::Epochs;
+use crate::discovery::{Answer, Discovery, Failure, Ground};
+use crate::epochs::{Epochs, Known};
 use crate::event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
 use crate::history::History;
 use crate::input::{Input, IoError};
@@ -66,17 +65,10 @@ pub struct Core {
     pub(crate) lost: LostWrites,
     /// A switch or fence in progress (startup counts as a switch from no master).
     pub(crate) switch: Option<Switch>,
+    /// Asking the sentinels for the master; probes of the master in use.
     pub(crate) discovery: Discovery,
-    pub(crate) discovery_backoff: Backoff,
-    /// A `ROLE` probe of the master in use (steady-state verification), if any.
-    pub(crate) verify_probe: Option<(OpId, Addr)>,
-    /// A `ROLE` probe of the master in use after the sentinels named a master the core took
-    /// for replaced (its bound unknown), that master, and when the probe was sent (one
-    /// unanswered after `connect_timeout` no longer blocks the next).
-    pub(crate) stale_check: Option<(OpId, Addr, Instant)>,
     /// Failovers announced recently (masters failing over, their candidates).
     pub(crate) history: History,
-    pub(crate) last_discovery_error: Option<crate::event::DiscoveryError>,
     /// Watch connections: on the replicas of the master in use and on the switch's candidate.
     pub(crate) watches: Watches,
     pub(crate) ready: bool,
@@ -87,8 +79,6 @@ impl Core {
     /// Creates the core and queues its first actions: subscribe to every configured sentinel and
     /// start discovering the master.
     pub fn new(cfg: Config, now: Instant) -> Self {
-        let discovery_backoff =
-            Backoff::new(cfg.retry_delay, cfg.max_retry_delay, cfg.backoff_factor);
         let mut core = Core {
             listeners: Listeners::new(&cfg),
             created: now,
@@ -96,12 +86,8 @@ impl Core {
             epochs: Epochs::default(),
             lost: LostWrites::default(),
             switch: None,
-            discovery: Discovery::Idle,
-            discovery_backoff,
-            verify_probe: None,
-            stale_check: None,
+            discovery: Discovery::new(&cfg),
             history: History::new(cfg.fence_timeout),
-            last_discovery_error: None,
             watches: Watches::default(),
             ready: false,
             stopped: false,
@@ -190,9 +176,26 @@ impl Core {
                 TimerReason::FenceTimeout => self.fence_timed_out(now),
                 TimerReason::ConnectTimeout => self.connect_timed_out(now),
                 TimerReason::RolePoll => self.role_poll_due(now),
-                TimerReason::ProbeTimeout => self.probe_timed_out(now),
-                TimerReason::QueryTimeout => self.query_timed_out(now),
-                TimerReason::DiscoveryRetry => self.discovery_retry_due(now),
+                TimerReason::ProbeTimeout if self.discovery.verifying() => {
+                    let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
+                    self.verify_reply(Err(reason), now);
+                }
+                TimerReason::ProbeTimeout => self.switch_probe_timed_out(now),
+                TimerReason::QueryTimeout => {
+                    let ground = Ground {
+                        sentinels: &self.listeners,
+                        in_use: self.master.as_ref(),
+                        switching: self.switch.is_some(),
+                    };
+                    let answer =
+                        self.discovery
+                            .query_timed_out(ground, &mut self.epochs, now, &mut self.cx);
+                    self.discovery_answer(answer, now);
+                }
+                TimerReason::DiscoveryRetry => {
+                    let answer = self.discovery.retry_due(&self.listeners, now, &mut self.cx);
+                    self.discovery_answer(answer, now);
+                }
                 TimerReason::PeriodicCheck => self.periodic_check_due(now),
                 TimerReason::Listener(i) => {
                     self.listeners.deadline(i, now, &mut self.cx);
@@ -223,12 +226,7 @@ impl Core {
                 if up && self.ready {
                     // Events may have been missed while this listener was down: this sentinel
                     // is asked first (a failover it leads shows in its answer's flags).
-                    self.recheck_asking_first(
-                        Some(i),
-                        DetectionPath::ListenerReconnect,
-                        false,
-                        now,
-                    );
+                    self.recheck(Some(i), DetectionPath::ListenerReconnect, false, now);
                 }
             }
             (
@@ -265,10 +263,20 @@ impl Core {
             }
             (Input::SentinelReply { op, reply }, Some(Pending::MasterQuery)) => {
                 self.cx.ops.finish(op);
-                self.master_reply(reply, now);
+                let ground = Ground {
+                    sentinels: &self.listeners,
+                    in_use: self.master.as_ref(),
+                    switching: self.switch.is_some(),
+                };
+                let answer =
+                    self.discovery
+                        .reply(reply, ground, &mut self.epochs, now, &mut self.cx);
+                self.discovery_answer(answer, now);
             }
             // A late answer decides nothing, but the configuration it names existed.
-            (Input::SentinelReply { reply, .. }, _) => self.late_master_reply(reply),
+            (Input::SentinelReply { reply, .. }, _) => {
+                Discovery::late_reply(reply, &mut self.epochs, &self.cx);
+            }
             (Input::NodeReply { op, reply }, Some(what)) => self.node_reply(op, what, reply, now),
             (Input::Backlog { op, result }, Some(Pending::BacklogRead)) => {
                 self.cx.ops.finish(op);
@@ -341,13 +349,18 @@ impl Core {
                 let checked = self.lost.role_reply(reply, now, &mut self.cx);
                 self.lost_checked(checked, now);
             }
-            Pending::VerifyProbe => {
-                self.cx.ops.finish(op);
-                self.verify_probe_reply(reply.map_err(String::from), now);
-            }
+            Pending::VerifyProbe => self.verify_reply(reply.map_err(String::from), now),
             Pending::StaleCheck => {
                 self.cx.ops.finish(op);
-                self.stale_check_reply(reply.map_err(String::from), now);
+                let reply = reply.map_err(String::from);
+                let answer = self.discovery.stale_reply(
+                    reply,
+                    &mut self.epochs,
+                    &self.listeners,
+                    now,
+                    &mut self.cx,
+                );
+                self.discovery_answer(answer, now);
             }
             Pending::Connect => self.connect_reply(op, &reply, now),
             Pending::SwitchProbe => {
@@ -362,6 +375,116 @@ impl Core {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Re-checks the master outside a switch (poll, listener reconnect, application error),
+    /// asking sentinel `first` before the others; coalesces with a round already running or
+    /// scheduled. A switch in progress verifies its own target.
+    pub(crate) fn recheck(
+        &mut self,
+        first: Option<usize>,
+        path: DetectionPath,
+        verify: bool,
+        now: Instant,
+    ) {
+        if self.switch.is_some() {
+            return;
+        }
+        let answer =
+            self.discovery
+                .recheck(first, path, verify, &self.listeners, now, &mut self.cx);
+        self.discovery_answer(answer, now);
+    }
+
+    /// Starts a round of discovery unless one is running or scheduled.
+    pub(crate) fn ensure_discovery(&mut self, path: DetectionPath, now: Instant) {
+        let answer = self
+            .discovery
+            .ensure(path, &self.listeners, now, &mut self.cx);
+        self.discovery_answer(answer, now);
+    }
+
+    /// What a round of discovery came to.
+    pub(crate) fn discovery_answer(&mut self, answer: Answer, now: Instant) {
+        match answer {
+            Answer::Pending => {}
+            Answer::Found {
+                sentinel,
+                addr,
+                epoch,
+                path,
+                verify,
+            } => self.discovered(sentinel, addr, epoch, path, verify, now),
+            Answer::Failing {
+                master,
+                path,
+                sentinel,
+                signal,
+            } => self.fence_failing_master(master, path, sentinel, &signal, now),
+            Answer::Failed(failure) => self.round_failed(failure, now),
+        }
+    }
+
+    /// Sentinel `i` names `addr`.
+    fn discovered(
+        &mut self,
+        i: usize,
+        addr: Addr,
+        epoch: Known,
+        path: DetectionPath,
+        verify: bool,
+        now: Instant,
+    ) {
+        if self.switch.is_none() {
+            // Otherwise the switch resets the backoff when it completes: a master the sentinels
+            // name but that fails verification (a wrong password, say) is retried with a
+            // growing delay, not at the first delay forever.
+            self.discovery.succeeded();
+        }
+        self.listeners.answered(i, &mut self.cx);
+        let sentinel = self.listeners.addr(i).clone();
+        if self.switch.is_some() {
+            return self.discovered_during_switch(addr, epoch, path, sentinel, now);
+        }
+        if self.master.as_ref() == Some(&addr) {
+            if verify {
+                self.discovery.verify(addr, now, &mut self.cx);
+            } else {
+                self.cx.emit(Event::MasterConfirmed { master: addr, path });
+            }
+            return;
+        }
+        if self.follow_failover(&addr, epoch, &sentinel, now) {
+            return;
+        }
+        self.start_switch(path, Some(sentinel.clone()), false, "discovery", now);
+        self.set_target(addr, epoch, path, Some(sentinel), now);
+    }
+
+    /// No sentinel named a usable master: a stale answer is checked against the master in
+    /// use; startup stops at an error retrying will not fix (`startup_fail_fast`); else the
+    /// sentinels are asked again after the backoff.
+    fn round_failed(&mut self, failure: Failure, now: Instant) {
+        if let DiscoveryError::StaleAnswer { master } = &failure.error {
+            let in_use = self.master.as_ref();
+            self.discovery
+                .check_stale(master, in_use, &self.epochs, now, &mut self.cx);
+        }
+        if failure.permanent && self.fails_fast() {
+            return self.startup_refused(failure.error, now);
+        }
+        self.discovery.retry_after(failure, now, &mut self.cx);
+    }
+
+    /// The steady-state probe answered (or timed out): a demoted master fences.
+    fn verify_reply(&mut self, reply: Result<Reply, String>, now: Instant) {
+        if self
+            .discovery
+            .verify_reply(reply, &mut self.lost, now, &mut self.cx)
+        {
+            self.start_switch(DetectionPath::AppError, None, false, "ROLE", now);
+            self.drive_switch(now);
         }
     }
 
@@ -431,7 +554,7 @@ impl Core {
                 self.drive_switch(now);
             }
             AppErrorKind::Io | AppErrorKind::Timeout => {
-                self.start_recheck(DetectionPath::AppError, true, now);
+                self.recheck(None, DetectionPath::AppError, true, now);
             }
         }
     }
@@ -452,7 +575,7 @@ impl Core {
                 .timers
                 .set(TimerReason::PeriodicCheck, after(now, every));
         }
-        self.start_recheck(DetectionPath::Poll, false, now);
+        self.recheck(None, DetectionPath::Poll, false, now);
     }
 
     /// Arms the periodic check (once ready).
@@ -474,7 +597,7 @@ impl Core {
 
     /// Startup found an error retrying will not fix: stop with it.
     pub(crate) fn startup_refused(&mut self, error: DiscoveryError, now: Instant) {
-        self.last_discovery_error = Some(error.clone());
+        self.discovery.refused(error.clone());
         let waited = now.saturating_duration_since(self.created);
         self.stop(
             Shutdown::Fail(FatalError::StartupRefused { waited, error }),
@@ -488,7 +611,7 @@ impl Core {
         }
         let error = FatalError::StartupTimedOut {
             waited: now.saturating_duration_since(self.created),
-            last: self.last_discovery_error.clone(),
+            last: self.discovery.last_error().cloned(),
         };
         self.stop(Shutdown::Fail(error), now);
     }

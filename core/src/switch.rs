@@ -182,7 +182,7 @@ impl Core {
         signal: &str,
         now: Instant,
     ) {
-        self.cancel_verify_probe();
+        self.discovery.cancel_verify(&mut self.cx);
         // Without a drain, jobs in flight keep running: the fence holds their commands and
         // they go to the new master once it is active. A drain waits for them first.
         let pause = if self.cx.cfg.drain {
@@ -492,9 +492,10 @@ impl Core {
         sw.lifting = None;
         sw.early = false;
         let path = sw.path;
-        if matches!(self.discovery, crate::discovery::Discovery::Idle) {
+        if self.discovery.is_idle() {
             let error = DiscoveryError::VerificationFailed { node, reason };
-            self.schedule_discovery_retry(path, false, error, now);
+            self.discovery
+                .schedule_retry(path, false, error, now, &mut self.cx);
         }
         self.drive_switch(now);
     }
@@ -926,13 +927,7 @@ impl Core {
         self.query_replicas();
         // A discovery started or scheduled while looking for this master is moot now (a late
         // reply is ignored by its id).
-        if !matches!(self.discovery, crate::discovery::Discovery::Idle) {
-            self.set_discovery(crate::discovery::Discovery::Idle);
-            self.cx.timers.cancel(TimerReason::DiscoveryRetry);
-            self.cx.timers.cancel(TimerReason::QueryTimeout);
-        }
-        self.discovery_backoff.reset();
-        self.last_discovery_error = None;
+        self.discovery.settled(&mut self.cx);
         let total = now.saturating_duration_since(sw.started);
         if sw.old.as_ref() == Some(&new) {
             let reason = sw
