@@ -35,7 +35,6 @@ mod parse;
 mod reply;
 mod rng;
 pub mod setting;
-mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod switch;

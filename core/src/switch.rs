@@ -1,20 +1,113 @@
-//! The switch: fence → pause workers ∥ find and verify the new master (candidate `ROLE` polls,
-//! a broker connection checked with `ROLE`) → activate it (close everything to the old one) →
-//! resume. What sentinel messages do to it lives in `signals`.
+//! The switch, one at a time from the fence to `Resume`: what it waits for (its [`Phase`]:
+//! the sentinels' answer, a failover's promotion, the verification of its target) and the
+//! operations it has in flight. It guards its own rules (one target at a time, work for an
+//! earlier target dropped, candidates only while no target is known); the core drives it with
+//! the other parts (discovery, watches, the lost-write check).
 
 use crate::action::Action;
 use crate::addr::Addr;
-use crate::backoff::jitter;
+use crate::context::Context;
 use crate::epochs::Known;
-use crate::event::{DetectionPath, DiscoveryError, Event, LostCommand};
-use crate::input::{IoError, IoErrorKind};
-use crate::lost::{Checked, FenceAnswer};
-use crate::machine::Core;
+use crate::event::DetectionPath;
 use crate::op::{OpId, Ops, Pending};
-use crate::parse::{Role, is_rejection, parse_role};
-use crate::reply::Reply;
-use crate::timers::{TimerReason, after};
+use crate::timers::{TimerReason, Timers, after};
 use std::time::Instant;
+
+/// A switch or fence in progress. Work is fenced from its start until `Resume`.
+#[derive(Debug)]
+pub(crate) struct Switch {
+    /// What detected it.
+    pub(crate) path: DetectionPath,
+    /// The sentinel whose message or answer started it, if one did.
+    pub(crate) sentinel: Option<Addr>,
+    pub(crate) started: Instant,
+    /// The master in use when the switch started.
+    pub(crate) old: Option<Addr>,
+    phase: Phase,
+    /// The master whose failover the fence waited for last.
+    failing: Option<Addr>,
+    /// What is known of the epoch of `failing` (re-verified when the fence is lifted): exact
+    /// when a sentinel's answer named it.
+    failing_epoch: Known,
+    /// The last target, kept after it failed verification (it may be failing over in turn).
+    last_target: Option<Addr>,
+    /// Why the fence is being lifted (the failover was aborted, the fence timed out): the
+    /// candidate gets one last poll, then the failing master is re-verified; reported if the
+    /// switch ends on the master it began with.
+    lifting: Option<String>,
+    /// Fenced on a replica's closing alone (no sentinel announced a failover of the master
+    /// yet): a candidate that is not master lifts the fence.
+    watch_only: bool,
+    /// The activation the runtime is executing (the prepared connection, its node): it
+    /// completes whatever the switch decided meanwhile.
+    activating: Option<(OpId, Addr)>,
+    pub(crate) pause: Pause,
+    pub(crate) handback: HandBack,
+}
+
+/// What the switch waits for.
+#[derive(Debug)]
+enum Phase {
+    /// The sentinels' answer (discovery runs or is scheduled).
+    Seeking,
+    /// A failover's promotion (fenced on an early signal or a replica's closing; the fence
+    /// timeout runs): the candidate, once one is named, is watched and polled.
+    Awaiting(Option<Candidate>),
+    /// The fence is being lifted and the candidate gets a last poll.
+    LastCall(Candidate),
+    /// The `ROLE` of the target, on a new broker connection (or on a probe, when it is the
+    /// master in use).
+    Verifying {
+        target: Target,
+        check: Option<Check>,
+    },
+    /// Nothing more of the target: the application's connection points at it, verified as
+    /// master at `at`. The drain and the hand-back of lost writes may still run.
+    Verified { target: Target, at: Instant },
+}
+
+/// The master the switch moves to.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: Addr,
+    /// What is known of its configuration epoch.
+    epoch: Known,
+}
+
+/// The check of the target in flight.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// A new broker connection, answered with its `ROLE`.
+    Connect(OpId),
+    /// A `ROLE` probe of the master in use.
+    Probe(OpId),
+}
+
+/// A replica expected to be promoted.
+#[derive(Debug)]
+struct Candidate {
+    addr: Addr,
+    /// What is known of the epoch of its promotion: `Announced` when a message that is not
+    /// old news named it (or its watch saw it), `Unknown` when remembered from history.
+    epoch: Known,
+    /// The `ROLE` poll in flight.
+    poll: Option<OpId>,
+    /// A broker connection opened when its watch closed, before its `ROLE` was seen: a master
+    /// reply makes it the target at once, anything else resumes the polls.
+    connect: Option<OpId>,
+    /// Found by its watch closing, not named by a sentinel.
+    watched: Option<Watched>,
+}
+
+/// A candidate found by its watch closing: one that is not master is let go, not polled on.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    /// Its closing: one still unreachable `connect_timeout` later is let go.
+    since: Instant,
+    /// It already answered once that it is not master: a second answer, on a watch
+    /// connection, lets it go.
+    denied: bool,
+}
 
 /// Whether the workers still need to drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,66 +130,38 @@ pub(crate) enum HandBack {
     Pending(OpId),
 }
 
-/// A switch or fence in progress. Work is fenced from its start until `Resume`.
+/// What the switch needs next.
 #[derive(Debug)]
-pub(crate) struct Switch {
-    pub(crate) path: DetectionPath,
-    pub(crate) sentinel: Option<Addr>,
-    pub(crate) started: Instant,
-    /// The master in use when the switch started.
-    pub(crate) old: Option<Addr>,
-    /// Fenced on an early signal and waiting for a promotion (the fence timeout runs).
-    pub(crate) early: bool,
-    /// The master whose failover the early fence waits for.
-    pub(crate) failing: Option<Addr>,
-    /// What is known of the epoch of `failing` (re-verified when the fence is lifted): exact
-    /// when a sentinel's answer named it.
-    pub(crate) failing_epoch: Known,
-    /// The last target, kept after it failed verification (it may be failing over in turn).
-    pub(crate) last_target: Option<Addr>,
-    /// Why the old master is being re-verified (failover aborted, fence timed out).
-    pub(crate) lifting: Option<String>,
-    /// The master to use, as a sentinel or a promoted candidate named it.
-    pub(crate) target: Option<Addr>,
-    /// What is known of the epoch of `target`.
-    pub(crate) target_epoch: Known,
-    /// What is known of the epoch of `candidate`: `Announced` when a message that is not old
-    /// news named it, `Unknown` when remembered from history.
-    pub(crate) candidate_epoch: Known,
-    /// The application's connection points at `target`, verified as master.
-    pub(crate) verified: bool,
-    pub(crate) connected_at: Option<Instant>,
-    pub(crate) candidate: Option<Addr>,
-    pub(crate) candidate_poll: Option<OpId>,
-    pub(crate) connect: Option<(OpId, Addr)>,
-    /// `connect` goes to the candidate whose watch just closed, before its `ROLE` was seen as
-    /// master: a master reply makes it the target at once, anything else resumes the polls.
+pub(crate) enum Step {
+    /// Nothing: it waits for an answer.
+    Wait,
+    /// Verify the target (it names it).
+    Verify(Addr),
+    /// Poll the candidate.
+    Poll,
+    /// Ask the sentinels.
+    Discover(DetectionPath),
+    /// The target is verified: resume once drained and handed back.
+    Finish,
+}
+
+/// What the switch knows of a connection that answered.
+#[derive(Debug)]
+pub(crate) struct Connected {
+    /// Its node.
+    pub(crate) node: Addr,
+    /// Opened to the candidate before its `ROLE` was seen as master.
     pub(crate) speculative: bool,
-    /// A `ROLE` check of `target` when it is the master already in use.
-    pub(crate) probe: Option<(OpId, Addr)>,
-    /// Fenced on a replica's closing alone (no sentinel announced a failover of the master
-    /// yet): a candidate that is not master lifts the fence.
-    pub(crate) watch_only: bool,
-    /// The candidate was found by its watch closing, not named by a sentinel: one that is not
-    /// master is dropped, not polled again.
-    pub(crate) candidate_from_watch: bool,
-    /// That candidate already answered once that it is not master: a second answer, on a
-    /// watch connection, lets it go.
-    pub(crate) denied: bool,
-    /// Since when the switch waits for that candidate (its closing): one still unreachable
-    /// `connect_timeout` later is let go.
-    pub(crate) candidate_since: Option<Instant>,
-    /// The connection being activated, and its node.
-    pub(crate) activating: Option<(OpId, Addr)>,
-    pub(crate) pause: Pause,
-    pub(crate) handback: HandBack,
 }
 
 impl Switch {
-    fn new(
+    /// A fence, `early` when it waits for the promotion of a failover of `old` (the fence
+    /// timeout runs), else it asks the sentinels.
+    pub(crate) fn new(
         path: DetectionPath,
         sentinel: Option<Addr>,
         old: Option<Addr>,
+        early: bool,
         pause: Pause,
         now: Instant,
     ) -> Self {
@@ -104,26 +169,17 @@ impl Switch {
             path,
             sentinel,
             started: now,
+            phase: if early {
+                Phase::Awaiting(None)
+            } else {
+                Phase::Seeking
+            },
+            failing: if early { old.clone() } else { None },
             old,
-            early: false,
-            failing: None,
             failing_epoch: Known::Unknown,
             last_target: None,
             lifting: None,
-            target: None,
-            target_epoch: Known::Unknown,
-            candidate_epoch: Known::Unknown,
-            verified: false,
-            connected_at: None,
-            candidate: None,
-            candidate_poll: None,
-            connect: None,
-            speculative: false,
-            probe: None,
             watch_only: false,
-            candidate_from_watch: false,
-            denied: false,
-            candidate_since: None,
             activating: None,
             pause,
             handback: HandBack::NotNeeded,
@@ -132,34 +188,105 @@ impl Switch {
 
     /// Startup: find the first master; nothing to pause.
     pub(crate) fn startup(now: Instant) -> Self {
-        Self::new(DetectionPath::Startup, None, None, Pause::NotNeeded, now)
+        Self::new(
+            DetectionPath::Startup,
+            None,
+            None,
+            false,
+            Pause::NotNeeded,
+            now,
+        )
     }
 
-    /// Stops waiting for the broker connection in flight: it is discarded when it answers.
-    pub(crate) fn drop_connect(&mut self, ops: &mut Ops) {
-        if let Some((op, _)) = self.connect.take() {
-            ops.repurpose(op, Pending::Unwanted);
-        }
-        self.speculative = false;
-    }
-
-    /// Stops waiting for the check of the master in use.
-    pub(crate) fn drop_probe(&mut self, ops: &mut Ops) {
-        if let Some((op, _)) = self.probe.take() {
-            ops.finish(op);
-        }
-    }
-
-    /// Stops waiting for the candidate's poll (a watch connection it opened stays a watch).
-    pub(crate) fn drop_poll(&mut self, ops: &mut Ops) {
-        if let Some(op) = self.candidate_poll.take() {
-            ops.poll_dropped(op);
+    /// The master it moves to, once one is known.
+    pub(crate) fn target(&self) -> Option<&Addr> {
+        match &self.phase {
+            Phase::Verifying { target, .. } | Phase::Verified { target, .. } => Some(&target.addr),
+            _ => None,
         }
     }
 
-    /// The candidate the switch waits for, if it waits for one (no target yet).
+    /// What is known of the target's epoch.
+    pub(crate) fn target_epoch(&self) -> Known {
+        match &self.phase {
+            Phase::Verifying { target, .. } | Phase::Verified { target, .. } => target.epoch,
+            _ => Known::Unknown,
+        }
+    }
+
+    fn candidate(&self) -> Option<&Candidate> {
+        match &self.phase {
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn candidate_mut(&mut self) -> Option<&mut Candidate> {
+        match &mut self.phase {
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The candidate it waits for, if any.
     pub(crate) fn awaited(&self) -> Option<&Addr> {
-        self.candidate.as_ref().filter(|_| self.target.is_none())
+        self.candidate().map(|c| &c.addr)
+    }
+
+    /// What is known of the candidate's epoch.
+    pub(crate) fn candidate_epoch(&self) -> Known {
+        self.candidate().map_or(Known::Unknown, |c| c.epoch)
+    }
+
+    /// Whether its candidate was found by a watch closing (not named by a sentinel).
+    pub(crate) fn candidate_watched(&self) -> bool {
+        self.candidate().is_some_and(|c| c.watched.is_some())
+    }
+
+    /// When its watched candidate closed (`None` for one a sentinel named).
+    pub(crate) fn watched_since(&self) -> Option<Instant> {
+        Some(self.candidate()?.watched?.since)
+    }
+
+    /// Whether it waits for a failover's promotion (fenced early).
+    pub(crate) fn is_awaiting(&self) -> bool {
+        matches!(self.phase, Phase::Awaiting(_))
+    }
+
+    /// Whether it waits for the promotion of a failover of `master`.
+    pub(crate) fn awaits_failover_of(&self, master: &Addr) -> bool {
+        self.is_awaiting() && self.failing.as_ref() == Some(master)
+    }
+
+    /// The master whose failover it waited for last, if any.
+    pub(crate) fn failing(&self) -> Option<&Addr> {
+        self.failing.as_ref()
+    }
+
+    /// The failing master and what is known of its epoch.
+    pub(crate) fn failing_with_epoch(&self) -> Option<(Addr, Known)> {
+        self.failing.clone().map(|m| (m, self.failing_epoch))
+    }
+
+    /// The last target, also one that failed verification.
+    pub(crate) fn last_target(&self) -> Option<&Addr> {
+        self.last_target.as_ref()
+    }
+
+    /// Why the fence is being lifted, if it is.
+    pub(crate) fn lifting(&self) -> Option<&str> {
+        self.lifting.as_deref()
+    }
+
+    /// No longer a fence on a closing alone (a sentinel announced the failover, a watch
+    /// proved the promotion, or the fence is lifted). Returns whether it was one.
+    pub(crate) fn take_watch_only(&mut self) -> bool {
+        std::mem::take(&mut self.watch_only)
+    }
+
+    /// Fenced on a replica's closing alone.
+    pub(crate) fn set_watch_only(&mut self) {
+        self.watch_only = true;
     }
 
     /// The path a promoted candidate is reported with: the replica watch when the switch began
@@ -170,820 +297,430 @@ impl Switch {
             _ => DetectionPath::EarlySignal,
         }
     }
-}
 
-impl Core {
-    /// Fences, and starts draining the workers when `drain` is configured.
-    pub(crate) fn start_switch(
-        &mut self,
-        path: DetectionPath,
-        sentinel: Option<Addr>,
-        early: bool,
-        signal: &str,
-        now: Instant,
-    ) {
-        self.discovery.cancel_verify(&mut self.cx);
-        // Without a drain, jobs in flight keep running: the fence holds their commands and
-        // they go to the new master once it is active. A drain waits for them first.
-        let pause = if self.cx.cfg.drain {
-            Pause::Pending(self.cx.start(Pending::Pause))
-        } else {
-            Pause::NotNeeded
-        };
-        let mut sw = Switch::new(path, sentinel.clone(), self.master.clone(), pause, now);
-        sw.early = early;
-        sw.failing = if early { self.master.clone() } else { None };
-        self.switch = Some(sw);
-        self.cx.act(Action::Fence);
-        if let Some(master) = self.master.clone() {
-            // The old master's replication offset at the fence (lost writes).
-            self.lost.probe_fenced(master, now, &mut self.cx);
-        }
-        if let Pause::Pending(op) = pause {
-            self.cx.act(Action::PauseWorkers { op });
-            self.cx.timers.set(
-                TimerReason::PauseTimeout,
-                after(now, self.cx.cfg.pause_timeout),
-            );
-        }
-        if early {
-            self.cx.timers.set(
-                TimerReason::FenceTimeout,
-                after(now, self.cx.cfg.fence_timeout),
-            );
-        }
-        if let Some(master) = self.master.clone() {
-            self.cx.emit(Event::Fenced {
-                master,
-                path,
-                sentinel,
-                signal: signal.to_owned(),
-            });
+    /// Whether an answer naming `addr` is waited out: fenced early on a failover of `addr`
+    /// (the master failing, or `in_use`), the promotion is expected, unless the answer names
+    /// `addr` at an epoch above the failover's (`superseded`: a newer configuration, the
+    /// failover is over). A replica's closing waits for that replica's answer: sentinels that
+    /// still name the master in use may not have heard of its promotion yet.
+    pub(crate) fn waits_out(&self, addr: &Addr, in_use: Option<&Addr>, superseded: bool) -> bool {
+        let failing = self.failing.as_ref().or(in_use);
+        self.is_awaiting()
+            && failing == Some(addr)
+            && (!superseded || self.watch_only || self.candidate_watched())
+    }
+
+    /// What it needs next (`timers`: a candidate poll is not sent while the next one is
+    /// scheduled).
+    pub(crate) fn next_step(&self, timers: &Timers) -> Step {
+        match &self.phase {
+            Phase::Verified { .. } => Step::Finish,
+            Phase::Verifying { check: Some(_), .. } => Step::Wait,
+            Phase::Verifying { .. } if self.activating.is_some() => Step::Wait,
+            Phase::Verifying { target, .. } => Step::Verify(target.addr.clone()),
+            // Candidate polls are bounded by the fence timeout (or end the lifting).
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => {
+                if c.connect.is_none() && c.poll.is_none() && !timers.is_set(TimerReason::RolePoll)
+                {
+                    Step::Poll
+                } else {
+                    Step::Wait
+                }
+            }
+            Phase::Awaiting(None) => Step::Wait,
+            Phase::Seeking => Step::Discover(self.path),
         }
     }
 
-    /// Sets the master the switch moves to (and drops work aimed at any other address).
-    pub(crate) fn set_target(
-        &mut self,
-        addr: Addr,
-        epoch: Known,
-        path: DetectionPath,
-        sentinel: Option<Addr>,
-        now: Instant,
-    ) {
-        // Never to a configuration older than the one in use, nor without news to a master
-        // that a newer configuration replaced: ask the sentinels instead.
-        if self.epochs.refuses(&addr, epoch, self.master.as_ref()) {
-            let path = self.switch.as_ref().map_or(path, |sw| sw.path);
-            if self.switch.as_ref().is_some_and(|sw| sw.target.is_none()) {
-                self.ensure_discovery(path, now);
-            }
-            return;
-        }
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        if sw.target.as_ref() == Some(&addr) {
+    /// Moves to `addr` (at `epoch`) and drops the work aimed at any other address (a late
+    /// answer to it is discarded or ignored by its id); returns false when `addr` is the
+    /// target already (an exact epoch is kept).
+    pub(crate) fn retarget(&mut self, addr: &Addr, epoch: Known, cx: &mut Context) -> bool {
+        if let Phase::Verifying { target, .. } | Phase::Verified { target, .. } = &mut self.phase
+            && target.addr == *addr
+        {
             if let Known::Exact(_) = epoch {
-                sw.target_epoch = epoch;
+                target.epoch = epoch;
             }
-            return;
+            return false;
         }
-        sw.target = Some(addr.clone());
-        sw.target_epoch = epoch;
-        sw.last_target = Some(addr.clone());
-        sw.verified = false;
-        sw.early = false;
-        sw.drop_connect(&mut self.cx.ops);
-        sw.drop_probe(&mut self.cx.ops);
-        sw.drop_poll(&mut self.cx.ops);
+        self.set_phase(
+            Phase::Verifying {
+                target: Target {
+                    addr: addr.clone(),
+                    epoch,
+                },
+                check: None,
+            },
+            &mut cx.ops,
+        );
+        self.last_target = Some(addr.clone());
         for t in [
             TimerReason::ConnectTimeout,
             TimerReason::ProbeTimeout,
             TimerReason::RolePoll,
             TimerReason::FenceTimeout,
         ] {
-            self.cx.timers.cancel(t);
+            cx.timers.cancel(t);
         }
-        if self.master.as_ref() != Some(&addr) {
-            self.cx.emit(Event::SwitchDetected {
-                old: self.master.clone(),
-                new: addr,
-                sentinel,
-                path,
-            });
-        }
-        self.drive_switch(now);
-    }
-
-    /// Starts whatever the switch needs next: verify the target, poll the candidate, or
-    /// discover; finishes when verified and paused.
-    pub(crate) fn drive_switch(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_ref() else {
-            return;
-        };
-        if let Some(target) = sw.target.clone() {
-            if sw.verified {
-                return self.try_finish(now);
-            }
-            if sw.connect.is_some() || sw.probe.is_some() || sw.activating.is_some() {
-                return;
-            }
-            let deadline = after(now, self.cx.cfg.connect_timeout);
-            let in_use = self.master.as_ref() == Some(&target);
-            let op = self.cx.start(if in_use {
-                Pending::SwitchProbe
-            } else {
-                Pending::Connect
-            });
-            let Some(sw) = self.switch.as_mut() else {
-                return;
-            };
-            if in_use {
-                sw.probe = Some((op, target.clone()));
-                self.cx.timers.set(TimerReason::ProbeTimeout, deadline);
-                self.cx.act(Action::PollRole { op, node: target });
-            } else {
-                sw.connect = Some((op, target.clone()));
-                self.cx.timers.set(TimerReason::ConnectTimeout, deadline);
-                self.cx.act(Action::Connect { op, node: target });
-            }
-        } else if sw.candidate.is_some() && (sw.early || sw.lifting.is_some()) {
-            // Candidate polls are bounded by the fence timeout (or end the lifting).
-            if sw.connect.is_none()
-                && sw.candidate_poll.is_none()
-                && !self.cx.timers.is_set(TimerReason::RolePoll)
-            {
-                self.role_poll_due(now);
-            }
-        } else if !sw.early {
-            let path = sw.path;
-            self.ensure_discovery(path, now);
-        }
-    }
-
-    /// A discovery answer while switching. Events and promoted candidates take precedence, and
-    /// during an early fence the old master's name is expected (sentinels report it until the
-    /// failover ends) and proves nothing.
-    pub(crate) fn discovered_during_switch(
-        &mut self,
-        addr: Addr,
-        epoch: Known,
-        path: DetectionPath,
-        sentinel: Addr,
-        now: Instant,
-    ) {
-        let Some(sw) = self.switch.as_ref() else {
-            return;
-        };
-        let failing = sw.failing.as_ref().or(self.master.as_ref());
-        // Fenced early on `addr`: wait for the promotion, unless the answer names it at an
-        // epoch above the failover's (a newer configuration: the failover is over).
-        let superseded = match epoch {
-            Known::Exact(e) => !self.history.is_failing(&addr, Some(e), now),
-            Known::Announced(_) | Known::Unknown => false,
-        };
-        // A replica's closing waits for that replica's answer: sentinels that still name the
-        // master in use may not have heard of its promotion yet.
-        let waiting = !superseded || sw.watch_only || sw.candidate_from_watch;
-        if sw.target.is_some() || (sw.early && failing == Some(&addr) && waiting) {
-            return self.drive_switch(now);
-        }
-        if self.follow_failover(&addr, epoch, &sentinel, now) {
-            return;
-        }
-        self.set_target(addr, epoch, path, Some(sentinel), now);
-    }
-
-    /// The `ROLE` reply of the switch's broker connection `op` (or its failure).
-    pub(crate) fn connect_reply(&mut self, op: OpId, reply: &Result<Reply, IoError>, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let Some((_, target)) = sw.connect.take() else {
-            return;
-        };
-        self.cx.timers.cancel(TimerReason::ConnectTimeout);
-        let speculative = std::mem::take(&mut sw.speculative);
-        match role_of(reply) {
-            Ok(Role::Master) => {
-                if speculative {
-                    self.adopt_candidate(target.clone(), now);
-                }
-                let Some(sw) = self.switch.as_mut() else {
-                    return;
-                };
-                // An answer that came while connecting may name a newer configuration
-                // than the target's: a deposed master still says master until the
-                // sentinels reconfigure it. Ask the sentinels instead.
-                let (epoch, path) = (sw.target_epoch, sw.path);
-                if self.epochs.refuses(&target, epoch, self.master.as_ref()) {
-                    self.cx.ops.finish(op);
-                    self.cx.act(Action::Discard { op });
-                    self.ensure_discovery(path, now);
-                    let reason = "a sentinel named a newer configuration".to_owned();
-                    self.verification_failed(target, reason, now);
-                    return;
-                }
-                let Some(sw) = self.switch.as_mut() else {
-                    return;
-                };
-                self.cx.ops.repurpose(op, Pending::Activation);
-                if let Some((old, _)) = sw.activating.replace((op, target.clone())) {
-                    // An activation still under way is no longer waited for.
-                    self.cx.ops.finish(old);
-                }
-                let old = self.master.clone();
-                self.cx.emit(Event::BeforeReset {
-                    old: old.clone(),
-                    new: target.clone(),
-                });
-                // Held commands go out at `Resume`, after lost writes were handed back;
-                // with a drain, now (jobs in flight wait on them, the pause on the jobs).
-                self.cx.act(Action::Activate {
-                    op,
-                    node: target,
-                    old,
-                    release: self.cx.cfg.drain,
-                });
-            }
-            other => {
-                self.cx.ops.finish(op);
-                if reply.is_ok() {
-                    self.cx.act(Action::Discard { op });
-                }
-                if speculative {
-                    self.candidate_not_promoted(target, other, now);
-                } else if is_refusal(reply) && self.fails_fast() {
-                    let error = DiscoveryError::VerificationFailed {
-                        node: target,
-                        reason: describe(other),
-                    };
-                    self.startup_refused(error, now);
-                } else {
-                    self.verification_failed(target, describe(other), now);
-                }
-            }
-        }
-    }
-
-    /// The `ROLE` reply of the switch's check of the master in use as its target.
-    pub(crate) fn switch_probe_reply(&mut self, reply: &Result<Reply, IoError>, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let Some((_, target)) = sw.probe.take() else {
-            return;
-        };
-        self.cx.timers.cancel(TimerReason::ProbeTimeout);
-        match role_of(reply) {
-            Ok(Role::Master) => {
-                sw.verified = true;
-                sw.connected_at = Some(now);
-                self.drive_switch(now);
-            }
-            other => self.verification_failed(target, describe(other), now),
-        }
-    }
-
-    /// The `ROLE` reply of the candidate's poll `op`.
-    pub(crate) fn candidate_polled(
-        &mut self,
-        op: OpId,
-        reply: &Result<Reply, IoError>,
-        now: Instant,
-    ) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        debug_assert_eq!(sw.candidate_poll, Some(op));
-        sw.drop_poll(&mut self.cx.ops);
-        match (role_of(reply), sw.candidate.clone()) {
-            (Ok(Role::Master), Some(candidate)) => {
-                let (sentinel, epoch, path) =
-                    (sw.sentinel.clone(), sw.candidate_epoch, sw.promotion_path());
-                self.note_watched_promotion(&candidate, now);
-                self.set_target(candidate, epoch, path, sentinel, now);
-            }
-            _ if sw.lifting.is_some() => {
-                sw.candidate = None;
-                self.lift_to_master(now);
-            }
-            (other, Some(candidate)) => self.candidate_not_promoted(candidate, other, now),
-            (_, None) => {}
-        }
-    }
-
-    fn verification_failed(&mut self, node: Addr, reason: String, now: Instant) {
-        self.cx.emit(Event::VerificationFailed {
-            node: node.clone(),
-            reason: reason.clone(),
-        });
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        if sw.target.as_ref() == Some(&node) {
-            sw.target = None;
-            sw.verified = false;
-        }
-        // The early phase is over: from here the sentinels are asked again (after a delay).
-        sw.candidate = None;
-        sw.drop_poll(&mut self.cx.ops);
-        sw.lifting = None;
-        sw.early = false;
-        let path = sw.path;
-        if self.discovery.is_idle() {
-            let error = DiscoveryError::VerificationFailed { node, reason };
-            self.discovery
-                .schedule_retry(path, false, error, now, &mut self.cx);
-        }
-        self.drive_switch(now);
-    }
-
-    pub(crate) fn connect_timed_out(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let speculative = sw.speculative;
-        if let Some((_, node)) = sw.connect.clone() {
-            sw.drop_connect(&mut self.cx.ops);
-            if speculative {
-                let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
-                return self.candidate_not_promoted(node, Err(reason), now);
-            }
-            let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
-            self.verification_failed(node, reason, now);
-        }
-    }
-
-    pub(crate) fn switch_probe_timed_out(&mut self, now: Instant) {
-        if let Some((op, node)) = self.switch.as_mut().and_then(|s| s.probe.take()) {
-            self.cx.ops.finish(op);
-            let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
-            self.verification_failed(node, reason, now);
-        }
-    }
-
-    /// Polls the candidate's `ROLE` (also when the previous poll got no answer in time).
-    pub(crate) fn role_poll_due(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let (None, Some(node)) = (&sw.target, sw.candidate.clone()) else {
-            return;
-        };
-        if sw.lifting.is_some() && sw.candidate_poll.is_some() {
-            // The candidate did not answer the last poll before lifting: give up on it.
-            sw.candidate = None;
-            sw.drop_poll(&mut self.cx.ops);
-            return self.lift_to_master(now);
-        }
-        sw.drop_poll(&mut self.cx.ops);
-        // While no watch connection is open on the candidate, each poll opens one: its `ROLE`
-        // reply is the poll, and its closing announces the promotion.
-        let watched = self.watches.answered_on(&node).is_some();
-        let op = self.cx.start(Pending::CandidatePoll { watch: !watched });
-        sw.candidate_poll = Some(op);
-        self.cx.timers.set(
-            TimerReason::RolePoll,
-            after(now, self.cx.cfg.connect_timeout),
-        );
-        if watched {
-            self.cx.act(Action::PollRole { op, node });
-        } else {
-            self.watches.open(op, node, &mut self.cx);
-        }
-    }
-
-    /// A watched replica of the master in use closed its connections (or says master now):
-    /// it was promoted, or re-pointed, or restarted. Fences at once, unless a switch already
-    /// has a target or a candidate (then returns false), and asks the replica's `ROLE` on a new
-    /// connection: master means a promotion (switch to it), anything else lifts a fence begun
-    /// here. The replica is watched again either way.
-    pub(crate) fn replica_closed(&mut self, node: Addr, now: Instant) -> bool {
-        let signal = format!("replica {node} closed its connections");
-        match self.switch.as_ref() {
-            None => {
-                self.start_switch(DetectionPath::ReplicaWatch, None, true, &signal, now);
-                if let Some(sw) = self.switch.as_mut() {
-                    sw.watch_only = true;
-                }
-            }
-            // Fenced (a heard `+odown`, an application error, ...) and no candidate named:
-            // this replica's closing names it.
-            Some(sw) if sw.target.is_none() && sw.candidate.is_none() => {}
-            Some(_) => return false,
-        }
-        let in_use = self.master.clone();
-        let Some(sw) = self.switch.as_mut() else {
-            return false;
-        };
-        if !sw.early {
-            // A switch that was looking for the master (an application error, a discovery)
-            // now waits for this replica's promotion, as after an early signal.
-            sw.early = true;
-            sw.failing = in_use;
-            self.cx.timers.set(
-                TimerReason::FenceTimeout,
-                after(now, self.cx.cfg.fence_timeout),
-            );
-        }
-        let Some(sw) = self.switch.as_mut() else {
-            return false;
-        };
-        sw.candidate = Some(node);
-        // Its `ROLE` said replica of the master in use after that master was activated (the
-        // watches start anew at every activation): a master now was promoted since, by a
-        // configuration newer than the one in use.
-        sw.candidate_epoch = Known::Announced(None);
-        sw.candidate_from_watch = true;
-        sw.candidate_since = Some(now);
-        sw.denied = false;
-        self.cx.timers.cancel(TimerReason::RolePoll);
-        self.candidate_watch_closed(now);
         true
     }
 
-    /// Whether the switch waits for `node` as its candidate.
-    pub(crate) fn is_candidate(&self, node: &Addr) -> bool {
-        self.switch.as_ref().and_then(Switch::awaited) == Some(node)
-    }
-
-    /// The `ROLE` answer of the watch `op` (`None`: it failed). A replica of the master in
-    /// use that says master now was promoted since: as if its watch had closed.
-    pub(crate) fn watch_answered(&mut self, op: OpId, reply: Option<&Reply>, now: Instant) {
-        let candidate = self.switch.as_ref().and_then(Switch::awaited);
-        let promoted = self.watches.answered(
-            op,
-            reply,
-            self.master.as_ref(),
-            candidate,
-            now,
-            &mut self.cx,
-        );
-        if let Some(node) = promoted
-            && !self.replica_closed(node.clone(), now)
-        {
-            self.watches.retry(&node, now, &mut self.cx);
+    /// Replaces the phase; the operations of the old one are no longer waited for (a
+    /// connection is discarded when it answers, a watch opened by a poll stays a watch).
+    fn set_phase(&mut self, next: Phase, ops: &mut Ops) {
+        match std::mem::replace(&mut self.phase, next) {
+            Phase::Verifying {
+                check: Some(Check::Connect(op)),
+                ..
+            } => ops.repurpose(op, Pending::Unwanted),
+            Phase::Verifying {
+                check: Some(Check::Probe(op)),
+                ..
+            } => ops.finish(op),
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => c.drop_ops(ops),
+            _ => {}
         }
     }
 
-    /// Asks the sentinels for the replicas of the master in use, to watch them.
-    pub(crate) fn query_replicas(&mut self) {
-        self.watches
-            .query(self.master.as_ref(), &self.listeners, &mut self.cx);
-    }
-
-    /// The candidate's watch connection closed: it was probably just promoted. Open the broker
-    /// connection to it at once; its `ROLE` reply decides (a poll still in flight may have been
-    /// answered before the promotion, and connecting directly saves a round of connection,
-    /// `ROLE` and connection again on a node that every process reaches at this moment).
-    pub(crate) fn candidate_watch_closed(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
+    /// Starts the check of the target: a `ROLE` probe when it is the master in use
+    /// (`in_use`), else a new broker connection.
+    pub(crate) fn verify(&mut self, in_use: bool, now: Instant, cx: &mut Context) {
+        let Phase::Verifying { target, check } = &mut self.phase else {
             return;
         };
-        let (None, Some(candidate), None) = (&sw.target, sw.candidate.clone(), &sw.connect) else {
-            return;
-        };
-        if sw.lifting.is_some() {
-            sw.drop_poll(&mut self.cx.ops);
-            self.cx.timers.cancel(TimerReason::RolePoll);
-            return self.role_poll_due(now);
-        }
-        sw.drop_poll(&mut self.cx.ops);
-        let op = self.cx.start(Pending::Connect);
-        sw.connect = Some((op, candidate.clone()));
-        sw.speculative = true;
-        self.cx.timers.cancel(TimerReason::RolePoll);
-        self.cx.timers.set(
-            TimerReason::ConnectTimeout,
-            after(now, self.cx.cfg.connect_timeout),
-        );
-        self.cx.act(Action::Connect {
-            op,
-            node: candidate,
-        });
-    }
-
-    /// The candidate's `ROLE` (asked when its watch closed, or polled) is not master, or it
-    /// could not be asked. A candidate only a watch's closing named is let go once it
-    /// answered otherwise twice, or stayed unreachable for `connect_timeout` since the fence
-    /// (a replica restarted or killed, not promoted: a promoted one answers): a fence on that
-    /// closing alone is lifted, one the sentinels announced goes on without it. One that
-    /// answers it replicates from another listed replica than the master in use was re-pointed
-    /// by a failover to that replica, which becomes the candidate. Until then, and for a
-    /// candidate a sentinel named, it is polled again at the poll interval (and watched).
-    fn candidate_not_promoted(&mut self, node: Addr, answer: Result<Role, String>, now: Instant) {
-        if let Ok(Role::Replica { master: Some(of) }) = &answer {
-            let of = self.cx.cfg.nat.map(of);
-            if self.master.as_ref() != Some(&of)
-                && self.watches.is_listed(&of)
-                && let Some(sw) = self.switch.as_mut()
-                && sw.candidate_from_watch
-            {
-                sw.candidate = Some(of);
-                sw.denied = false;
-                self.cx.timers.cancel(TimerReason::RolePoll);
-                return self.role_poll_due(now);
-            }
-        }
-        let asked = answer.is_ok();
-        let why = describe(answer);
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        if asked && sw.candidate_from_watch && !std::mem::replace(&mut sw.denied, true) {
-            // Once more, on a watch connection of its own (the first answer came on the
-            // connection opened for the switch), before letting it go.
-            self.cx.timers.cancel(TimerReason::RolePoll);
-            return self.role_poll_due(now);
-        }
-        let since = sw.candidate_since.unwrap_or(sw.started);
-        let given_up = asked || now.saturating_duration_since(since) >= self.cx.cfg.connect_timeout;
-        if !(sw.candidate_from_watch && given_up) {
-            let next = jitter(self.cx.cfg.role_poll_interval, &mut self.cx.rng);
-            return self.cx.timers.set(TimerReason::RolePoll, after(now, next));
-        }
-        sw.candidate = None;
-        sw.candidate_from_watch = false;
-        if std::mem::take(&mut sw.watch_only) {
-            let reason = format!("replica {node} closed its connections but is not master: {why}");
-            let _ = self.lift_fence(reason, now);
-        }
-    }
-
-    /// The candidate a speculative connection found promoted becomes the target (what a
-    /// promoted `ROLE` poll does, the connection already open).
-    fn adopt_candidate(&mut self, candidate: Addr, now: Instant) {
-        self.note_watched_promotion(&candidate, now);
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        sw.target = Some(candidate.clone());
-        sw.target_epoch = sw.candidate_epoch;
-        sw.last_target = Some(candidate.clone());
-        sw.early = false;
-        let (path, sentinel) = (sw.promotion_path(), sw.sentinel.clone());
-        for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
-            self.cx.timers.cancel(t);
-        }
-        if self.master.as_ref() != Some(&candidate) {
-            self.cx.emit(Event::SwitchDetected {
-                old: self.master.clone(),
-                new: candidate,
-                sentinel,
-                path,
-            });
-        }
-    }
-
-    /// A candidate found by its watch closing says master: a promotion of a replica of the
-    /// master in use, by a configuration newer than the one in use. Remembered as a failover
-    /// of that master, so that sentinels still naming it (they learn of the promotion about a
-    /// second later) are not believed while it counts.
-    fn note_watched_promotion(&mut self, candidate: &Addr, now: Instant) {
-        let Some(sw) = self.switch.as_ref() else {
-            return;
-        };
-        let failing = sw.failing.clone().or_else(|| self.master.clone());
-        if let (true, Some(failing)) = (sw.candidate_from_watch, failing) {
-            let floor = self.epochs.above_in_use();
-            self.history.promoted(&failing, candidate, floor, now);
-            // A promotion, proven: no longer a fence on a closing alone.
-            if let Some(sw) = self.switch.as_mut() {
-                sw.watch_only = false;
-            }
-        }
-    }
-
-    /// The runtime could not activate the prepared connection: do not use its node before it
-    /// is verified again.
-    pub(crate) fn reset_failed(&mut self, reason: &str, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let Some((_, node)) = sw.activating.take() else {
-            return;
-        };
-        self.verification_failed(node, format!("activation failed: {reason}"), now);
-    }
-
-    pub(crate) fn reset_done(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        let Some((_, node)) = sw.activating.take() else {
-            return;
-        };
-        sw.verified = sw.target.as_ref() == Some(&node);
-        if sw.verified {
-            sw.connected_at = Some(now);
-        }
-        let known = if sw.verified {
-            sw.target_epoch
+        let node = target.addr.clone();
+        let deadline = after(now, cx.cfg.connect_timeout);
+        if in_use {
+            let op = cx.start(Pending::SwitchProbe);
+            *check = Some(Check::Probe(op));
+            cx.timers.set(TimerReason::ProbeTimeout, deadline);
+            cx.act(Action::PollRole { op, node });
         } else {
-            Known::Unknown
-        };
-        self.epochs.moved(self.master.as_ref(), &node, known);
-        let old = self.master.replace(node.clone());
-        if let Some(old) = &old {
-            self.history.moved(old, &node);
+            let op = cx.start(Pending::Connect);
+            *check = Some(Check::Connect(op));
+            cx.timers.set(TimerReason::ConnectTimeout, deadline);
+            cx.act(Action::Connect { op, node });
         }
-        if old.as_ref() != Some(&node) {
-            self.watches.forget_replicas(&mut self.cx);
-        }
-        self.cx.emit(Event::AfterReset {
-            old: old.clone(),
-            new: node.clone(),
-        });
-        if let Some(old) = old.filter(|o| *o != node) {
-            // An old master alive at the fence may have acknowledged writes after the
-            // promotion: they are handed back before the switch resumes. One that failed the
-            // fence's poll (dead) or leaves it unanswered past `query_timeout` (frozen) holds
-            // nothing readable: its check does not hold the switch up.
-            let wait = match self.lost.fence_answer(&old) {
-                FenceAnswer::Master => true,
-                FenceAnswer::Pending(sent) if after(sent, self.cx.cfg.query_timeout) > now => {
-                    let give_up = after(sent, self.cx.cfg.query_timeout);
-                    self.cx.timers.set(TimerReason::HandBack, give_up);
-                    true
-                }
-                FenceAnswer::Pending(_) | FenceAnswer::Other => false,
-            };
-            if wait && let Some(sw) = self.switch.as_mut() {
-                if let HandBack::Pending(op) = sw.handback {
-                    // A hand-back of an earlier activation is no longer waited for.
-                    self.cx.ops.finish(op);
-                }
-                sw.handback = HandBack::Checking;
+    }
+
+    /// The broker connection in flight answered (or timed out): it is no longer waited for.
+    pub(crate) fn take_connect(&mut self) -> Option<Connected> {
+        match &mut self.phase {
+            Phase::Verifying { target, check } if matches!(check, Some(Check::Connect(_))) => {
+                *check = None;
+                Some(Connected {
+                    node: target.addr.clone(),
+                    speculative: false,
+                })
             }
-            self.lost.check(old, node, now, &mut self.cx);
-        }
-        self.drive_switch(now);
-    }
-
-    pub(crate) fn workers_paused(&mut self, now: Instant) {
-        if let Some(sw) = self.switch.as_mut()
-            && let Pause::Pending(_) = sw.pause
-        {
-            sw.pause = Pause::Done(now);
-            self.cx.timers.cancel(TimerReason::PauseTimeout);
-            self.drive_switch(now);
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => c.connect.take().map(|_| Connected {
+                node: c.addr.clone(),
+                speculative: true,
+            }),
+            _ => None,
         }
     }
 
-    /// The lost-write check is over, if it is.
-    pub(crate) fn lost_checked(&mut self, checked: Option<Checked>, now: Instant) {
-        if let Some(Checked { old, commands }) = checked {
-            self.lost_check_done(&old, commands.as_deref(), now);
-        }
-    }
-
-    /// The lost-write check is over; `commands` are what it read back, if anything. A switch
-    /// waiting for it hands them to the application, or resumes.
-    fn lost_check_done(&mut self, old: &Addr, commands: Option<&[LostCommand]>, now: Instant) {
-        let new = self.master.clone();
-        let Some(sw) = self.switch.as_mut() else {
-            return;
+    /// The connection in flight timed out: discarded if it answers later.
+    pub(crate) fn connect_timed_out(&mut self, ops: &mut Ops) -> Option<Connected> {
+        let op = match &self.phase {
+            Phase::Verifying {
+                check: Some(Check::Connect(op)),
+                ..
+            } => *op,
+            Phase::Awaiting(Some(c)) | Phase::LastCall(c) => c.connect?,
+            _ => return None,
         };
-        if sw.handback != HandBack::Checking {
-            return;
+        ops.repurpose(op, Pending::Unwanted);
+        self.take_connect()
+    }
+
+    /// The probe in flight answered: it is no longer waited for. Returns its node.
+    pub(crate) fn take_probe(&mut self) -> Option<(OpId, Addr)> {
+        let Phase::Verifying { target, check } = &mut self.phase else {
+            return None;
+        };
+        let Some(Check::Probe(op)) = *check else {
+            return None;
+        };
+        *check = None;
+        Some((op, target.addr.clone()))
+    }
+
+    /// The target says master on the application's connection (or on a probe, as the master
+    /// in use) at `now`.
+    pub(crate) fn verified(&mut self, now: Instant) {
+        if let Phase::Verifying { target, .. } = &self.phase {
+            let target = target.clone();
+            self.phase = Phase::Verified { target, at: now };
         }
-        match (commands.filter(|c| !c.is_empty()), new) {
-            (Some(commands), Some(new)) => {
-                let op = self.cx.start(Pending::HandBack);
-                sw.handback = HandBack::Pending(op);
-                self.cx
-                    .timers
-                    .set(TimerReason::HandBack, after(now, self.cx.cfg.fence_timeout));
-                self.cx.act(Action::HandBack {
-                    op,
-                    old: old.clone(),
-                    new,
-                    commands: commands.to_vec(),
-                });
+    }
+
+    /// When the target was verified, if it is.
+    pub(crate) fn verified_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Verified { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// `node` failed verification: it is no longer the target, and the early phase is over
+    /// (from here the sentinels are asked again).
+    pub(crate) fn verification_failed(&mut self, node: &Addr, ops: &mut Ops) {
+        match &self.phase {
+            Phase::Verifying { target, .. } | Phase::Verified { target, .. }
+                if target.addr != *node => {}
+            _ => self.set_phase(Phase::Seeking, ops),
+        }
+        self.lifting = None;
+    }
+
+    /// The candidate a speculative connection to `node` found promoted becomes the target
+    /// (what a promoted `ROLE` poll does, the connection already open).
+    pub(crate) fn adopt_candidate(&mut self, node: &Addr, cx: &mut Context) {
+        let target = Target {
+            addr: node.clone(),
+            epoch: self.candidate_epoch(),
+        };
+        self.set_phase(
+            Phase::Verifying {
+                target,
+                check: None,
+            },
+            &mut cx.ops,
+        );
+        self.last_target = Some(node.clone());
+        for t in [TimerReason::RolePoll, TimerReason::FenceTimeout] {
+            cx.timers.cancel(t);
+        }
+    }
+
+    /// The connection `op` to `node` said master: the runtime activates it (an activation
+    /// still under way is no longer waited for).
+    pub(crate) fn activate(&mut self, op: OpId, node: Addr, ops: &mut Ops) {
+        ops.repurpose(op, Pending::Activation);
+        if let Some((old, _)) = self.activating.replace((op, node)) {
+            ops.finish(old);
+        }
+    }
+
+    /// The activation completed (or failed): returns its node.
+    pub(crate) fn take_activation(&mut self) -> Option<Addr> {
+        self.activating.take().map(|(_, node)| node)
+    }
+
+    /// The application's connection points at `node` now: the target is verified if it is
+    /// `node`. Returns what is known of `node`'s epoch.
+    pub(crate) fn activated(&mut self, node: &Addr, now: Instant) -> Known {
+        match &self.phase {
+            Phase::Verifying { target, .. } | Phase::Verified { target, .. }
+                if target.addr == *node =>
+            {
+                let target = target.clone();
+                let epoch = target.epoch;
+                self.phase = Phase::Verified { target, at: now };
+                epoch
             }
-            _ => {
-                sw.handback = HandBack::NotNeeded;
-                self.drive_switch(now);
-            }
+            _ => Known::Unknown,
         }
     }
 
-    /// The application is done with the lost writes (`answered`), or the hand-back deadline
-    /// passed and the switch resumes anyway: the application took longer than
-    /// `fence_timeout`, or the old master left the fence's poll unanswered past
-    /// `query_timeout`.
-    pub(crate) fn handed_back(&mut self, answered_by_app: bool, now: Instant) {
-        let old = self.switch.as_ref().and_then(|sw| sw.old.clone());
-        let answered = old.is_some_and(|o| self.lost.fence_answer(&o) == FenceAnswer::Master);
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        match (sw.handback, answered_by_app) {
-            (HandBack::Pending(_), true) => {}
-            // The application's answer is no longer waited for.
-            (HandBack::Pending(op), false) => self.cx.ops.finish(op),
-            // The old master answered meanwhile: the check goes on (bounded on its own).
-            (HandBack::Checking, false) if !answered => {}
-            _ => return,
+    /// The lost-write check of the old master holds the resume (a hand-back of an earlier
+    /// activation is no longer waited for).
+    pub(crate) fn hold_for_lost_writes(&mut self, ops: &mut Ops) {
+        if let HandBack::Pending(op) = self.handback {
+            ops.finish(op);
         }
-        sw.handback = HandBack::NotNeeded;
-        self.cx.timers.cancel(TimerReason::HandBack);
-        self.drive_switch(now);
+        self.handback = HandBack::Checking;
     }
 
-    fn try_finish(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_ref() else {
-            return;
-        };
-        if !sw.verified
-            || matches!(sw.pause, Pause::Pending(_))
-            || sw.handback != HandBack::NotNeeded
-        {
-            return;
-        }
-        let Some(mut sw) = self.switch.take() else {
-            return;
-        };
-        sw.drop_connect(&mut self.cx.ops);
-        sw.drop_probe(&mut self.cx.ops);
-        sw.drop_poll(&mut self.cx.ops);
-        let Some(new) = self.master.clone() else {
-            return;
-        };
+    /// Fences early anew: `failing` (what is known of its epoch: `known`), the master the
+    /// switch used or moved to, announced its own failover. Everything aimed at a target or
+    /// a candidate is dropped; the fence timeout runs again.
+    pub(crate) fn refence(&mut self, failing: Addr, known: Known, now: Instant, cx: &mut Context) {
+        self.set_phase(Phase::Awaiting(None), &mut cx.ops);
+        self.failing_epoch = known;
+        self.failing = Some(failing);
+        self.lifting = None;
+        self.watch_only = false;
         for t in [
-            TimerReason::PauseTimeout,
-            TimerReason::FenceTimeout,
+            TimerReason::ProbeTimeout,
             TimerReason::ConnectTimeout,
             TimerReason::RolePoll,
-            TimerReason::ProbeTimeout,
-            TimerReason::HandBack,
         ] {
-            self.cx.timers.cancel(t);
+            cx.timers.cancel(t);
         }
-        self.cx.act(Action::Resume);
-        // The replicas of the master in use, to watch (anew after a switch).
-        self.query_replicas();
-        // A discovery started or scheduled while looking for this master is moot now (a late
-        // reply is ignored by its id).
-        self.discovery.settled(&mut self.cx);
-        let total = now.saturating_duration_since(sw.started);
-        if sw.old.as_ref() == Some(&new) {
-            let reason = sw
-                .lifting
-                .unwrap_or_else(|| "master re-verified".to_owned());
-            self.cx.emit(Event::FenceLifted {
-                master: new.clone(),
-                reason,
-                held: total,
-            });
-        } else {
-            let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(sw.started));
-            self.cx.emit(Event::SwitchCompleted {
-                old: sw.old,
-                new: new.clone(),
-                path: sw.path,
-                to_paused: match sw.pause {
-                    Pause::Done(at) => since(Some(at)),
-                    _ => None,
-                },
-                to_connected: since(sw.connected_at).unwrap_or(total),
-                total,
-            });
+        cx.timers
+            .set(TimerReason::FenceTimeout, after(now, cx.cfg.fence_timeout));
+    }
+
+    /// A switch that was looking for the master (an application error, a discovery) now
+    /// waits for the promotion of a replica of `in_use`, as after an early signal (the fence
+    /// timeout runs). Returns false when it has a target or a candidate already.
+    pub(crate) fn await_promotion(
+        &mut self,
+        in_use: Option<Addr>,
+        now: Instant,
+        cx: &mut Context,
+    ) -> bool {
+        match self.phase {
+            Phase::Seeking => {
+                self.phase = Phase::Awaiting(None);
+                self.failing = in_use;
+                cx.timers
+                    .set(TimerReason::FenceTimeout, after(now, cx.cfg.fence_timeout));
+                true
+            }
+            Phase::Awaiting(None) => true,
+            _ => false,
         }
-        if !self.ready {
-            self.ready = true;
-            self.cx.timers.cancel(TimerReason::StartupDeadline);
-            self.cx.emit(Event::Ready {
-                master: new,
-                elapsed: now.saturating_duration_since(self.created),
-            });
-            self.arm_periodic_check(now);
+    }
+
+    /// The fence stops waiting for a promotion (it is lifted): the candidate, if any, gets a
+    /// last poll. Returns false when it was not waiting.
+    pub(crate) fn lift(&mut self, reason: String, cx: &mut Context) -> bool {
+        let Phase::Awaiting(candidate) = &mut self.phase else {
+            return false;
+        };
+        let candidate = candidate.take();
+        self.lifting = Some(reason);
+        cx.timers.cancel(TimerReason::FenceTimeout);
+        self.phase = match candidate {
+            Some(mut c) => {
+                c.drop_poll(&mut cx.ops);
+                cx.timers.cancel(TimerReason::RolePoll);
+                Phase::LastCall(c)
+            }
+            None => Phase::Seeking,
+        };
+        true
+    }
+
+    /// Lifting with a promotion seen on the failing master: the sentinels tell where the
+    /// master went.
+    pub(crate) fn stop_lifting(&mut self) {
+        if let Phase::Awaiting(None) = self.phase {
+            self.phase = Phase::Seeking;
         }
+        self.lifting = None;
+    }
+
+    /// `node` is the candidate (`epoch`: what is known of its promotion's; `watched`: found
+    /// by its watch closing at `now`), instead of any other; the next poll is sent when the
+    /// switch is driven.
+    pub(crate) fn name_candidate(
+        &mut self,
+        node: Addr,
+        epoch: Known,
+        watched: bool,
+        now: Instant,
+        cx: &mut Context,
+    ) {
+        let candidate = Candidate {
+            addr: node,
+            epoch,
+            poll: None,
+            connect: None,
+            watched: watched.then_some(Watched {
+                since: now,
+                denied: false,
+            }),
+        };
+        if let Phase::Awaiting(c) = &mut self.phase
+            && let Some(old) = c.replace(candidate)
+        {
+            old.drop_ops(&mut cx.ops);
+        }
+        cx.timers.cancel(TimerReason::RolePoll);
+    }
+
+    /// The watched candidate replicates from `of`, another listed replica: a failover
+    /// re-pointed it to `of`, which becomes the candidate.
+    pub(crate) fn repoint_candidate(&mut self, of: Addr) {
+        if let Some(c) = self.candidate_mut() {
+            c.addr = of;
+            if let Some(w) = &mut c.watched {
+                w.denied = false;
+            }
+        }
+    }
+
+    /// The watched candidate answered it is not master: returns whether it had already.
+    pub(crate) fn candidate_denied(&mut self) -> bool {
+        self.candidate_mut()
+            .and_then(|c| c.watched.as_mut())
+            .is_some_and(|w| std::mem::replace(&mut w.denied, true))
+    }
+
+    /// The candidate is let go (its poll is no longer waited for).
+    pub(crate) fn drop_candidate(&mut self, ops: &mut Ops) {
+        match &self.phase {
+            Phase::Awaiting(Some(_)) => self.set_phase(Phase::Awaiting(None), ops),
+            Phase::LastCall(_) => self.set_phase(Phase::Seeking, ops),
+            _ => {}
+        }
+    }
+
+    /// The candidate's poll in flight, if any.
+    pub(crate) fn polling(&self) -> bool {
+        self.candidate().is_some_and(|c| c.poll.is_some())
+    }
+
+    /// Whether a broker connection to the candidate is in flight.
+    pub(crate) fn connecting_to_candidate(&self) -> bool {
+        self.candidate().is_some_and(|c| c.connect.is_some())
+    }
+
+    /// Stops waiting for the candidate's poll (a watch connection it opened stays a watch).
+    pub(crate) fn drop_poll(&mut self, ops: &mut Ops) {
+        if let Some(c) = self.candidate_mut() {
+            c.drop_poll(ops);
+        }
+    }
+
+    /// Polls the candidate with `op` (`watch`: on a watch connection of its own); the poll
+    /// in flight, if any, is no longer waited for. Returns the candidate.
+    pub(crate) fn poll(&mut self, watch: bool, cx: &mut Context) -> Option<(OpId, Addr)> {
+        let c = self.candidate_mut()?;
+        c.drop_poll(&mut cx.ops);
+        let op = cx.start(Pending::CandidatePoll { watch });
+        c.poll = Some(op);
+        Some((op, c.addr.clone()))
+    }
+
+    /// Opens a broker connection to the candidate at once (its watch closed: it was probably
+    /// just promoted; the `ROLE` reply of that connection decides).
+    pub(crate) fn connect_to_candidate(&mut self, now: Instant, cx: &mut Context) {
+        let Some(c) = self.candidate_mut() else {
+            return;
+        };
+        c.drop_poll(&mut cx.ops);
+        let op = cx.start(Pending::Connect);
+        c.connect = Some(op);
+        let node = c.addr.clone();
+        cx.timers.cancel(TimerReason::RolePoll);
+        cx.timers.set(
+            TimerReason::ConnectTimeout,
+            after(now, cx.cfg.connect_timeout),
+        );
+        cx.act(Action::Connect { op, node });
     }
 }
 
-/// The role a `ROLE` reply tells, or why there is none.
-fn role_of(reply: &Result<Reply, IoError>) -> Result<Role, String> {
-    match reply {
-        Ok(r) => parse_role(r).map_err(|m| m.0),
-        Err(e) => Err(e.message().to_owned()),
+impl Candidate {
+    fn drop_poll(&mut self, ops: &mut Ops) {
+        if let Some(op) = self.poll.take() {
+            ops.poll_dropped(op);
+        }
     }
-}
 
-/// Whether the node refuses us (authentication, permissions): retrying the same way will not
-/// help.
-fn is_refusal(reply: &Result<Reply, IoError>) -> bool {
-    match reply {
-        Err(e) => e.kind() == IoErrorKind::Rejected,
-        Ok(r) => matches!(parse_role(r), Ok(Role::Error(e)) if is_rejection(&e)),
-    }
-}
-
-fn describe(role: Result<Role, String>) -> String {
-    match role {
-        Ok(role) => format!("ROLE says {role}"),
-        Err(e) => e,
+    /// The candidate is no longer followed: its poll is not waited for, a connection to it
+    /// is discarded when it answers.
+    fn drop_ops(mut self, ops: &mut Ops) {
+        self.drop_poll(ops);
+        if let Some(op) = self.connect.take() {
+            ops.repurpose(op, Pending::Unwanted);
+        }
     }
 }

@@ -591,7 +591,7 @@ impl Sim {
         let from = self.trace.len().saturating_sub(self.trace_window);
         Violation {
             at: self.elapsed(),
-            what: format!("{what} (core epochs: {:?})", self.core.epochs),
+            what: format!("{what} (core epochs: {:?})", self.core.epochs()),
             trace: self.trace[from..].to_vec(),
         }
     }

@@ -1,5 +1,14 @@
-//! [`Core`]: the state, the public inputs and outputs, and the dispatch to the focused parts
-//! (`listeners`, `discovery`, `switch`).
+//! [`Core`]: composes the parts (each owns its state and guards its own rules: the
+//! sentinels' listeners, discovery, the switch, replica watches, the lost-write check,
+//! configuration epochs, failover history), routes every input to the part that waits for it
+//! through the table of pending operations, and carries what one part's outcome means for
+//! the others. Imports run one way: the core uses the parts, no part knows the core.
+//!
+//! This module holds the public face, the routing and the lifecycle; `failover` drives the
+//! switch with the other parts, `signals` says what sentinel messages and answers do to it.
+
+mod failover;
+mod signals;
 
 use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
@@ -51,27 +60,28 @@ pub struct Deadline {
 /// After [`Action::Shutdown`] it ignores every input.
 #[derive(Debug)]
 pub struct Core {
-    pub(crate) created: Instant,
+    created: Instant,
     /// The configuration, actions, events, deadlines, and the table of pending operations.
-    pub(crate) cx: Context,
+    cx: Context,
     /// The sentinels and their listeners.
-    pub(crate) listeners: Listeners,
+    listeners: Listeners,
     /// The master the application's connection points at (verified when it was chosen).
-    pub(crate) master: Option<Addr>,
+    master: Option<Addr>,
     /// What the core knows of configuration epochs: no configuration older than the one in
     /// use is believed or moved to.
-    pub(crate) epochs: Epochs,
+    epochs: Epochs,
     /// Replication offsets, and the lost-write check after a switch.
-    pub(crate) lost: LostWrites,
+    lost: LostWrites,
     /// A switch or fence in progress (startup counts as a switch from no master).
-    pub(crate) switch: Option<Switch>,
+    switch: Option<Switch>,
     /// Asking the sentinels for the master; probes of the master in use.
-    pub(crate) discovery: Discovery,
+    discovery: Discovery,
     /// Failovers announced recently (masters failing over, their candidates).
-    pub(crate) history: History,
+    history: History,
     /// Watch connections: on the replicas of the master in use and on the switch's candidate.
-    pub(crate) watches: Watches,
-    pub(crate) ready: bool,
+    watches: Watches,
+    /// A master was verified once (startup is over).
+    ready: bool,
     stopped: bool,
 }
 
@@ -117,6 +127,13 @@ impl Core {
     /// The configuration epoch of the master in use, when known.
     pub fn master_epoch(&self) -> Option<u64> {
         self.epochs.in_use()
+    }
+
+    /// What the core knows of configuration epochs (the simulator reports it with a broken
+    /// rule).
+    #[cfg(feature = "sim")]
+    pub(crate) fn epochs(&self) -> &Epochs {
+        &self.epochs
     }
 
     /// Whether work is fenced (startup, a failover announced, or a switch in progress).
@@ -166,59 +183,83 @@ impl Core {
 
     /// Handles every deadline at or before `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while !self.stopped {
-            let Some(reason) = self.cx.timers.pop_due(now) else {
-                break;
-            };
-            match reason {
-                TimerReason::StartupDeadline => self.startup_deadline(now),
-                TimerReason::PauseTimeout => self.pause_timed_out(now),
-                TimerReason::FenceTimeout => self.fence_timed_out(now),
-                TimerReason::ConnectTimeout => self.connect_timed_out(now),
-                TimerReason::RolePoll => self.role_poll_due(now),
-                TimerReason::ProbeTimeout if self.discovery.verifying() => {
-                    let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
-                    self.verify_reply(Err(reason), now);
-                }
-                TimerReason::ProbeTimeout => self.switch_probe_timed_out(now),
-                TimerReason::QueryTimeout => {
-                    let ground = Ground {
-                        sentinels: &self.listeners,
-                        in_use: self.master.as_ref(),
-                        switching: self.switch.is_some(),
-                    };
-                    let answer =
-                        self.discovery
-                            .query_timed_out(ground, &mut self.epochs, now, &mut self.cx);
-                    self.discovery_answer(answer, now);
-                }
-                TimerReason::DiscoveryRetry => {
-                    let answer = self.discovery.retry_due(&self.listeners, now, &mut self.cx);
-                    self.discovery_answer(answer, now);
-                }
-                TimerReason::PeriodicCheck => self.periodic_check_due(now),
-                TimerReason::Listener(i) => {
-                    self.listeners.deadline(i, now, &mut self.cx);
-                }
-                // The epilogue opens the watches due.
-                TimerReason::WatchRetry => {}
-                TimerReason::LostWrites => {
-                    let checked = self.lost.timed_out(now, &mut self.cx);
-                    self.lost_checked(checked, now);
-                }
-                TimerReason::HandBack => self.handed_back(false, now),
+        self.input(now, |core| {
+            while !core.stopped {
+                let Some(reason) = core.cx.timers.pop_due(now) else {
+                    break;
+                };
+                core.deadline(reason, now);
             }
-        }
-        self.after_input(now);
+        });
     }
 
     /// Handles one input: a completion of an action, a listener message, or an error the
     /// application saw (see [`Input`]). Ignored once stopped, and so is a completion of an
     /// operation the core no longer waits for.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.input(now, |core| core.route(input, now));
+    }
+
+    /// The one way in, for every input and deadline: the guard (nothing once stopped), the
+    /// input, and the epilogue: the watch connections follow what the switch and the replica
+    /// list want.
+    fn input(&mut self, now: Instant, input: impl FnOnce(&mut Self)) {
         if self.stopped {
             return;
         }
+        input(self);
+        if !self.stopped {
+            let candidate = self.switch.as_ref().and_then(Switch::awaited);
+            let moving = self.switch.as_ref().is_some_and(|sw| sw.target().is_some());
+            self.watches.tend(candidate, moving, now, &mut self.cx);
+        }
+    }
+
+    /// A deadline is due.
+    fn deadline(&mut self, reason: TimerReason, now: Instant) {
+        match reason {
+            TimerReason::StartupDeadline => self.startup_deadline(now),
+            TimerReason::PauseTimeout => self.pause_timed_out(now),
+            TimerReason::FenceTimeout => self.fence_timed_out(now),
+            TimerReason::ConnectTimeout => self.connect_timed_out(now),
+            TimerReason::RolePoll => self.role_poll_due(now),
+            TimerReason::ProbeTimeout if self.discovery.verifying() => {
+                let reason = format!("no ROLE answer within {:?}", self.cx.cfg.connect_timeout);
+                self.verify_reply(Err(reason), now);
+            }
+            TimerReason::ProbeTimeout => self.switch_probe_timed_out(now),
+            TimerReason::QueryTimeout => {
+                let ground = Ground {
+                    sentinels: &self.listeners,
+                    in_use: self.master.as_ref(),
+                    switching: self.switch.is_some(),
+                };
+                let answer =
+                    self.discovery
+                        .query_timed_out(ground, &mut self.epochs, now, &mut self.cx);
+                self.discovery_answer(answer, now);
+            }
+            TimerReason::DiscoveryRetry => {
+                let answer = self.discovery.retry_due(&self.listeners, now, &mut self.cx);
+                self.discovery_answer(answer, now);
+            }
+            TimerReason::PeriodicCheck => self.periodic_check_due(now),
+            TimerReason::Listener(i) => {
+                self.listeners.deadline(i, now, &mut self.cx);
+            }
+            // The epilogue opens the watches due.
+            TimerReason::WatchRetry => {}
+            TimerReason::LostWrites => {
+                let checked = self.lost.timed_out(now, &mut self.cx);
+                self.lost_checked(checked, now);
+            }
+            TimerReason::HandBack => self.handed_back(false, now),
+        }
+    }
+
+    /// Routes an input to the part that waits for it (the table of pending operations says
+    /// which).
+    fn route(&mut self, input: Input, now: Instant) {
         let pending = input.op().and_then(|op| self.cx.ops.get(op));
         match (input, pending) {
             (Input::Subscribed { op }, Some(Pending::Listener(i))) => {
@@ -307,7 +348,6 @@ impl Core {
             // Not (or no longer) waited for.
             _ => {}
         }
-        self.after_input(now);
     }
 
     /// A data node answered a `ROLE` or an `INFO replication` (or the attempt failed), for
@@ -330,7 +370,7 @@ impl Core {
                 }
                 // Still the poll the switch waits for (the watch's answer may have moved it on).
                 if matches!(self.cx.ops.get(op), Some(Pending::CandidatePoll { .. })) {
-                    self.candidate_polled(op, &reply, now);
+                    self.candidate_polled(&reply, now);
                 }
             }
             Pending::FenceProbe => {
@@ -381,13 +421,7 @@ impl Core {
     /// Re-checks the master outside a switch (poll, listener reconnect, application error),
     /// asking sentinel `first` before the others; coalesces with a round already running or
     /// scheduled. A switch in progress verifies its own target.
-    pub(crate) fn recheck(
-        &mut self,
-        first: Option<usize>,
-        path: DetectionPath,
-        verify: bool,
-        now: Instant,
-    ) {
+    fn recheck(&mut self, first: Option<usize>, path: DetectionPath, verify: bool, now: Instant) {
         if self.switch.is_some() {
             return;
         }
@@ -398,7 +432,7 @@ impl Core {
     }
 
     /// Starts a round of discovery unless one is running or scheduled.
-    pub(crate) fn ensure_discovery(&mut self, path: DetectionPath, now: Instant) {
+    fn ensure_discovery(&mut self, path: DetectionPath, now: Instant) {
         let answer = self
             .discovery
             .ensure(path, &self.listeners, now, &mut self.cx);
@@ -406,7 +440,7 @@ impl Core {
     }
 
     /// What a round of discovery came to.
-    pub(crate) fn discovery_answer(&mut self, answer: Answer, now: Instant) {
+    fn discovery_answer(&mut self, answer: Answer, now: Instant) {
         match answer {
             Answer::Pending => {}
             Answer::Found {
@@ -544,6 +578,36 @@ impl Core {
         }
     }
 
+    /// Whether the switch waits for `node` as its candidate.
+    fn is_candidate(&self, node: &Addr) -> bool {
+        self.switch.as_ref().and_then(Switch::awaited) == Some(node)
+    }
+
+    /// The `ROLE` answer of the watch `op` (`None`: it failed). A replica of the master in
+    /// use that says master now was promoted since: as if its watch had closed.
+    fn watch_answered(&mut self, op: OpId, reply: Option<&Reply>, now: Instant) {
+        let candidate = self.switch.as_ref().and_then(Switch::awaited);
+        let promoted = self.watches.answered(
+            op,
+            reply,
+            self.master.as_ref(),
+            candidate,
+            now,
+            &mut self.cx,
+        );
+        if let Some(node) = promoted
+            && !self.replica_closed(node.clone(), now)
+        {
+            self.watches.retry(&node, now, &mut self.cx);
+        }
+    }
+
+    /// Asks the sentinels for the replicas of the master in use, to watch them.
+    fn query_replicas(&mut self) {
+        self.watches
+            .query(self.master.as_ref(), &self.listeners, &mut self.cx);
+    }
+
     fn app_error(&mut self, node: &Addr, kind: AppErrorKind, now: Instant) {
         if self.switch.is_some() || self.master.as_ref() != Some(node) {
             return;
@@ -559,16 +623,6 @@ impl Core {
         }
     }
 
-    /// The epilogue of every input: the watch connections follow what the switch and the
-    /// replica list want.
-    fn after_input(&mut self, now: Instant) {
-        if !self.stopped {
-            let candidate = self.switch.as_ref().and_then(Switch::awaited);
-            let moving = self.switch.as_ref().is_some_and(|sw| sw.target.is_some());
-            self.watches.tend(candidate, moving, now, &mut self.cx);
-        }
-    }
-
     fn periodic_check_due(&mut self, now: Instant) {
         if let Some(every) = self.cx.cfg.periodic_check {
             self.cx
@@ -579,7 +633,7 @@ impl Core {
     }
 
     /// Arms the periodic check (once ready).
-    pub(crate) fn arm_periodic_check(&mut self, now: Instant) {
+    fn arm_periodic_check(&mut self, now: Instant) {
         if let Some(every) = self.cx.cfg.periodic_check
             && !self.cx.timers.is_set(TimerReason::PeriodicCheck)
         {
@@ -591,12 +645,12 @@ impl Core {
 
     /// Whether startup stops at the first error retrying will not fix (`startup_fail_fast`,
     /// before the first verified master).
-    pub(crate) fn fails_fast(&self) -> bool {
+    fn fails_fast(&self) -> bool {
         self.cx.cfg.startup_fail_fast && !self.ready
     }
 
     /// Startup found an error retrying will not fix: stop with it.
-    pub(crate) fn startup_refused(&mut self, error: DiscoveryError, now: Instant) {
+    fn startup_refused(&mut self, error: DiscoveryError, now: Instant) {
         self.discovery.refused(error.clone());
         let waited = now.saturating_duration_since(self.created);
         self.stop(
@@ -616,11 +670,15 @@ impl Core {
         self.stop(Shutdown::Fail(error), now);
     }
 
-    fn pause_timed_out(&mut self, now: Instant) {
-        let waited = self
-            .switch
+    /// How long work has been fenced, at `now`.
+    fn fenced_for(&self, now: Instant) -> Duration {
+        self.switch
             .as_ref()
-            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started));
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started))
+    }
+
+    fn pause_timed_out(&mut self, now: Instant) {
+        let waited = self.fenced_for(now);
         self.cx.emit(Event::PauseTimedOut { waited });
         self.cx.act(Action::StopWorkers {
             grace: self.cx.cfg.stop_grace,
@@ -636,10 +694,7 @@ impl Core {
         let error = match &shutdown {
             Shutdown::Fail(e) => e.clone(),
             Shutdown::Exit { .. } => FatalError::PauseTimedOut {
-                waited: self
-                    .switch
-                    .as_ref()
-                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.started)),
+                waited: self.fenced_for(now),
             },
         };
         self.cx.emit(Event::Stopped { error });
