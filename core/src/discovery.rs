@@ -282,24 +282,19 @@ impl Discovery {
         Answer::Pending
     }
 
-    /// The current query got no answer in time: it counts as an unreachable sentinel.
-    pub(crate) fn query_timed_out(
-        &mut self,
-        ground: Ground<'_>,
-        epochs: &mut Epochs,
-        now: Instant,
-        cx: &mut Context,
-    ) -> Answer {
+    /// The current query got no answer in time: it is no longer waited for, and counts as an
+    /// unreachable sentinel (the failure returned is its answer).
+    pub(crate) fn query_timed_out(&mut self, cx: &mut Context) -> Option<IoError> {
         let Activity::Running(Round {
             current: Some((op, _)),
             ..
         }) = self.activity
         else {
-            return Answer::Pending;
+            return None;
         };
         cx.ops.finish(op);
         let reason = format!("no answer within {:?}", cx.cfg.query_timeout);
-        self.reply(Err(IoError::unreachable(reason)), ground, epochs, now, cx)
+        Some(IoError::unreachable(reason))
     }
 
     /// A late answer decides nothing, but the configuration it names existed.

@@ -3,7 +3,7 @@
 //! configuration is old or new is not remembered here: configuration epochs tell.
 
 use crate::addr::Addr;
-use crate::parse::Signal;
+use crate::parse::FailoverSignal;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ impl History {
     /// forgets it.
     pub(crate) fn note_signal(
         &mut self,
-        signal: Signal,
+        signal: FailoverSignal,
         master: &Addr,
         candidate: Option<&Addr>,
         (sentinel, tag): (&Addr, Option<u64>),
@@ -60,10 +60,20 @@ impl History {
         let ttl = self.failing_ttl;
         self.failing
             .retain(|_, f| now.saturating_duration_since(f.since) < ttl);
-        if signal == Signal::Abort {
+        if signal == FailoverSignal::Abort {
             self.failing.remove(master);
             return;
         }
+        let entry = self.announced(master, now);
+        let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
+        *bound = tag.map(|t| bound.map_or(t, |b| b.max(t)));
+        if let Some(c) = candidate.filter(|_| signal == FailoverSignal::Candidate) {
+            entry.candidate = Some((c.clone(), tag));
+        }
+    }
+
+    /// The failover of `master`, announced (again) at `now`.
+    fn announced(&mut self, master: &Addr, now: Instant) -> &mut Failing {
         let entry = self.failing.entry(master.clone()).or_insert(Failing {
             since: now,
             candidate: None,
@@ -71,23 +81,13 @@ impl History {
             seen: false,
         });
         entry.since = now;
-        let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
-        *bound = tag.map(|t| bound.map_or(t, |b| b.max(t)));
-        if let Some(c) = candidate.filter(|_| signal == Signal::Candidate) {
-            entry.candidate = Some((c.clone(), tag));
-        }
+        entry
     }
 
     /// A watch saw `candidate`, a replica of `master`, promoted by a configuration of an epoch
     /// at least `floor` (newer than the one in use, whose epoch is below it).
     pub(crate) fn promoted(&mut self, master: &Addr, candidate: &Addr, floor: u64, now: Instant) {
-        let entry = self.failing.entry(master.clone()).or_insert(Failing {
-            since: now,
-            candidate: None,
-            epochs: BTreeMap::new(),
-            seen: true,
-        });
-        entry.since = now;
+        let entry = self.announced(master, now);
         entry.seen = true;
         entry.candidate = Some((candidate.clone(), Some(floor)));
     }

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::event::{Event, IgnoreReason};
 use crate::op::{OpId, Pending};
-use crate::parse::{Message, parse_message, parse_sentinels_reply};
+use crate::parse::{SentinelMessage, parse_message, parse_sentinels_reply};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ pub(crate) struct Heard {
     /// The sentinel's epoch its connection last announced (a bound of the message's epoch).
     pub(crate) tag: Option<u64>,
     /// The message, addresses NAT-mapped.
-    pub(crate) message: Message,
+    pub(crate) message: SentinelMessage,
 }
 
 impl Sentinel {
@@ -309,7 +309,7 @@ impl Listeners {
             return None;
         }
         let tag = s.epoch;
-        if let Message::Epoch { epoch } = message {
+        if let SentinelMessage::Epoch { epoch } = message {
             s.epoch = Some(tag.map_or(epoch, |t| t.max(epoch)));
         }
         Some(Heard {

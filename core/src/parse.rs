@@ -7,98 +7,51 @@ use crate::entry::{SentinelEntry, flags_healthy};
 use crate::reply::Reply;
 use std::fmt;
 
-/// What a sentinel message means for the failover logic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    /// A failover of the named master is under way (`+odown`, `+try-failover`, ...).
-    Failover,
-    /// A failover is under way and the payload names the replica being promoted.
-    Candidate,
-    /// The failover stopped without promotion, or the master is back (`-odown`, `-failover-abort-*`).
-    Abort,
-}
-
-/// A parsed sentinel pub/sub message that concerns the failover logic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Message {
-    /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`.
-    SwitchMaster {
-        service: String,
-        old: Addr,
-        new: Addr,
-    },
-    /// A sentinel's current epoch moved to `epoch` (`+new-epoch <epoch>`, or
-    /// `+vote-for-leader <runid> <epoch>`). The epoch is the sentinel's, shared by every
-    /// service it monitors; every later message of that connection was sent at that epoch or
-    /// a newer one.
-    Epoch { epoch: u64 },
-    /// A failover-related event about a master or one of its replicas.
-    Failover {
-        signal: Signal,
-        channel: String,
-        service: String,
-        /// The master the event is about.
-        master: Addr,
-        /// The replica the event names, for replica-type payloads.
-        replica: Option<Addr>,
-    },
-    /// The replicas of a master changed (`+slave`, `+convert-to-slave`, `+fix-slave-config`,
-    /// `+slave-reconf-done`): a replica was found, converted or re-pointed.
-    Replicas {
-        channel: String,
-        service: String,
-        /// The master whose replicas changed.
-        master: Addr,
-        /// The replica the event names.
-        replica: Addr,
-    },
-}
-
-impl Message {
+impl SentinelMessage {
     /// The service (master name) the message is about; `None` for epoch messages, which
-    /// concern every service of the sentinel.
+    /// concern every service of the sentinel, and for unused ones.
     pub(crate) fn service(&self) -> Option<&str> {
         match self {
-            Message::SwitchMaster { service, .. }
-            | Message::Failover { service, .. }
-            | Message::Replicas { service, .. } => Some(service),
-            Message::Epoch { .. } => None,
+            SentinelMessage::SwitchMaster { service, .. }
+            | SentinelMessage::Failover { service, .. }
+            | SentinelMessage::Replicas { service, .. } => Some(service),
+            SentinelMessage::Epoch { .. } | SentinelMessage::Unused => None,
         }
     }
 
     /// Applies the NAT map to every address in the message.
     pub(crate) fn nat(self, nat: &NatMap) -> Self {
         match self {
-            Message::SwitchMaster { service, old, new } => Message::SwitchMaster {
+            SentinelMessage::SwitchMaster { service, old, new } => SentinelMessage::SwitchMaster {
                 service,
                 old: nat.map(&old),
                 new: nat.map(&new),
             },
-            Message::Failover {
+            SentinelMessage::Failover {
                 signal,
                 channel,
                 service,
                 master,
                 replica,
-            } => Message::Failover {
+            } => SentinelMessage::Failover {
                 signal,
                 channel,
                 service,
                 master: nat.map(&master),
                 replica: replica.map(|r| nat.map(&r)),
             },
-            Message::Replicas {
+            SentinelMessage::Replicas {
                 channel,
                 service,
                 master,
                 replica,
-            } => Message::Replicas {
+            } => SentinelMessage::Replicas {
                 channel,
                 service,
                 master: nat.map(&master),
                 replica: nat.map(&replica),
             },
-            epoch @ Message::Epoch { .. } => epoch,
+            other @ (SentinelMessage::Epoch { .. } | SentinelMessage::Unused) => other,
         }
     }
 }
@@ -117,16 +70,16 @@ fn malformed(what: impl Into<String>) -> Malformed {
     Malformed(what.into())
 }
 
-fn classify(channel: &str) -> Option<Signal> {
+fn classify(channel: &str) -> Option<FailoverSignal> {
     match channel {
         "+selected-slave"
         | "+failover-state-send-slaveof-noone"
         | "+failover-state-wait-promotion"
-        | "+promoted-slave" => Some(Signal::Candidate),
-        "+odown" | "+try-failover" | "+elected-leader" => Some(Signal::Failover),
-        c if c.starts_with("+failover-state-") => Some(Signal::Failover),
-        "-odown" | "+failover-end-for-timeout" => Some(Signal::Abort),
-        c if c.starts_with("-failover-abort") => Some(Signal::Abort),
+        | "+promoted-slave" => Some(FailoverSignal::Candidate),
+        "+odown" | "+try-failover" | "+elected-leader" => Some(FailoverSignal::Failover),
+        c if c.starts_with("+failover-state-") => Some(FailoverSignal::Failover),
+        "-odown" | "+failover-end-for-timeout" => Some(FailoverSignal::Abort),
+        c if c.starts_with("-failover-abort") => Some(FailoverSignal::Abort),
         _ => None,
     }
 }
@@ -141,7 +94,10 @@ fn replicas_changed(channel: &str) -> bool {
 
 /// Parses a sentinel pub/sub message. `Ok(None)` for channels the failover logic does not use
 /// (`+sdown`, hello messages, ...).
-pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Message>, Malformed> {
+pub(crate) fn parse_message(
+    channel: &[u8],
+    payload: &[u8],
+) -> Result<Option<SentinelMessage>, Malformed> {
     let channel = std::str::from_utf8(channel).map_err(|_| malformed("channel is not UTF-8"))?;
     let epoch_channel = matches!(channel, "+new-epoch" | "+vote-for-leader");
     let replicas = replicas_changed(channel);
@@ -153,7 +109,7 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
     if epoch_channel {
         // `+new-epoch <epoch>`, `+vote-for-leader <leader-runid> <epoch>`.
         return match tokens.last().map(|t| t.parse::<u64>()) {
-            Some(Ok(epoch)) => Ok(Some(Message::Epoch { epoch })),
+            Some(Ok(epoch)) => Ok(Some(SentinelMessage::Epoch { epoch })),
             _ => Err(malformed(format!("{channel} payload has no epoch"))),
         };
     }
@@ -163,7 +119,7 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
     let (service, master, replica) = parse_instance_payload(channel, &tokens)?;
     if replicas {
         let replica = replica.ok_or_else(|| malformed(format!("{channel} names no replica")))?;
-        return Ok(Some(Message::Replicas {
+        return Ok(Some(SentinelMessage::Replicas {
             channel: channel.to_owned(),
             service,
             master,
@@ -171,7 +127,7 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
         }));
     }
     let signal = classify(channel).ok_or_else(|| malformed("unreachable channel"))?;
-    Ok(Some(Message::Failover {
+    Ok(Some(SentinelMessage::Failover {
         signal,
         channel: channel.to_owned(),
         service,
@@ -262,59 +218,20 @@ pub enum FailoverSignal {
     Abort,
 }
 
-impl From<Signal> for FailoverSignal {
-    fn from(s: Signal) -> Self {
-        match s {
-            Signal::Failover => FailoverSignal::Failover,
-            Signal::Candidate => FailoverSignal::Candidate,
-            Signal::Abort => FailoverSignal::Abort,
-        }
-    }
-}
-
 /// Decodes a sentinel pub/sub message (its channel and payload) with the parser the core
 /// uses, for tools that show sentinel events (the addresses are as the sentinel announced
 /// them, before any NAT map). `Err` describes why a message of a channel the core acts on
 /// could not be read (the core reports such a message as ignored).
 pub fn decode_message(channel: &[u8], payload: &[u8]) -> Result<SentinelMessage, String> {
-    Ok(match parse_message(channel, payload).map_err(|e| e.0)? {
-        None => SentinelMessage::Unused,
-        Some(Message::Replicas {
-            channel,
-            service,
-            master,
-            replica,
-        }) => SentinelMessage::Replicas {
-            channel,
-            service,
-            master,
-            replica,
-        },
-        Some(Message::SwitchMaster { service, old, new }) => {
-            SentinelMessage::SwitchMaster { service, old, new }
-        }
-        Some(Message::Epoch { epoch }) => SentinelMessage::Epoch { epoch },
-        Some(Message::Failover {
-            signal,
-            channel,
-            service,
-            master,
-            replica,
-        }) => SentinelMessage::Failover {
-            signal: signal.into(),
-            channel,
-            service,
-            master,
-            replica,
-        },
-    })
+    let message = parse_message(channel, payload).map_err(|e| e.0)?;
+    Ok(message.unwrap_or(SentinelMessage::Unused))
 }
 
 fn addr(host: &str, port: &str) -> Result<Addr, Malformed> {
     Addr::from_tokens(host, port).map_err(|e| malformed(e.to_string()))
 }
 
-fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
+fn parse_switch_master(tokens: &[&str]) -> Result<SentinelMessage, Malformed> {
     if tokens.len() < 5 {
         return Err(malformed(format!(
             "+switch-master needs `<name> <old-ip> <old-port> <new-ip> <new-port>`, got {} tokens",
@@ -322,7 +239,7 @@ fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
         )));
     }
     let n = tokens.len();
-    Ok(Message::SwitchMaster {
+    Ok(SentinelMessage::SwitchMaster {
         service: tokens[..n - 4].join(" "),
         old: addr(tokens[n - 4], tokens[n - 3])?,
         new: addr(tokens[n - 2], tokens[n - 1])?,
@@ -617,7 +534,7 @@ mod tests {
             .expect("relevant");
         assert_eq!(
             m,
-            Message::SwitchMaster {
+            SentinelMessage::SwitchMaster {
                 service: "svc".into(),
                 old: Addr::new("10.0.0.1", 6379),
                 new: Addr::new("10.0.0.2", 6380),
@@ -633,7 +550,7 @@ mod tests {
             .expect("parses")
             .expect("relevant");
         assert!(
-            matches!(m, Message::Failover { signal: Signal::Failover, ref master, replica: None, .. } if *master == Addr::new("127.0.0.1", 7000))
+            matches!(m, SentinelMessage::Failover { signal: FailoverSignal::Failover, ref master, replica: None, .. } if *master == Addr::new("127.0.0.1", 7000))
         );
         let m = parse_message(
             b"+selected-slave",
@@ -642,15 +559,15 @@ mod tests {
         .expect("parses")
         .expect("relevant");
         assert!(
-            matches!(m, Message::Failover { signal: Signal::Candidate, replica: Some(ref r), .. } if *r == Addr::new("127.0.0.1", 7001))
+            matches!(m, SentinelMessage::Failover { signal: FailoverSignal::Candidate, replica: Some(ref r), .. } if *r == Addr::new("127.0.0.1", 7001))
         );
         let m = parse_message(b"-failover-abort-not-elected", b"master svc 127.0.0.1 7000")
             .expect("parses")
             .expect("relevant");
         assert!(matches!(
             m,
-            Message::Failover {
-                signal: Signal::Abort,
+            SentinelMessage::Failover {
+                signal: FailoverSignal::Abort,
                 ..
             }
         ));
@@ -661,14 +578,14 @@ mod tests {
     fn epochs_and_offsets() {
         assert_eq!(
             parse_message(b"+new-epoch", b"12"),
-            Ok(Some(Message::Epoch { epoch: 12 }))
+            Ok(Some(SentinelMessage::Epoch { epoch: 12 }))
         );
         assert_eq!(
             parse_message(
                 b"+vote-for-leader",
                 b"b7bb026a8126c42880dd824a2129289affb5e5b9 7"
             ),
-            Ok(Some(Message::Epoch { epoch: 7 }))
+            Ok(Some(SentinelMessage::Epoch { epoch: 7 }))
         );
         assert!(parse_message(b"+new-epoch", b"x").is_err());
         // Epochs are the sentinel's, for every service.

@@ -22,7 +22,7 @@ use crate::input::{Input, IoError};
 use crate::listeners::{Heard, Listeners};
 use crate::lost::LostWrites;
 use crate::op::{OpId, Pending};
-use crate::parse::Message;
+use crate::parse::SentinelMessage;
 use crate::reply::Reply;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
@@ -229,15 +229,9 @@ impl Core {
             }
             TimerReason::ProbeTimeout => self.switch_probe_timed_out(now),
             TimerReason::QueryTimeout => {
-                let ground = Ground {
-                    sentinels: &self.listeners,
-                    in_use: self.master.as_ref(),
-                    switching: self.switch.is_some(),
-                };
-                let answer =
-                    self.discovery
-                        .query_timed_out(ground, &mut self.epochs, now, &mut self.cx);
-                self.discovery_answer(answer, now);
+                if let Some(error) = self.discovery.query_timed_out(&mut self.cx) {
+                    self.master_reply(Err(error), now);
+                }
             }
             TimerReason::DiscoveryRetry => {
                 let answer = self.discovery.retry_due(&self.listeners, now, &mut self.cx);
@@ -304,15 +298,7 @@ impl Core {
             }
             (Input::SentinelReply { op, reply }, Some(Pending::MasterQuery)) => {
                 self.cx.ops.finish(op);
-                let ground = Ground {
-                    sentinels: &self.listeners,
-                    in_use: self.master.as_ref(),
-                    switching: self.switch.is_some(),
-                };
-                let answer =
-                    self.discovery
-                        .reply(reply, ground, &mut self.epochs, now, &mut self.cx);
-                self.discovery_answer(answer, now);
+                self.master_reply(reply, now);
             }
             // A late answer decides nothing, but the configuration it names existed.
             (Input::SentinelReply { reply, .. }, _) => {
@@ -439,6 +425,19 @@ impl Core {
         self.discovery_answer(answer, now);
     }
 
+    /// The answer to discovery's current query.
+    fn master_reply(&mut self, reply: Result<Reply, IoError>, now: Instant) {
+        let ground = Ground {
+            sentinels: &self.listeners,
+            in_use: self.master.as_ref(),
+            switching: self.switch.is_some(),
+        };
+        let answer = self
+            .discovery
+            .reply(reply, ground, &mut self.epochs, now, &mut self.cx);
+        self.discovery_answer(answer, now);
+    }
+
     /// What a round of discovery came to.
     fn discovery_answer(&mut self, answer: Answer, now: Instant) {
         match answer {
@@ -530,14 +529,14 @@ impl Core {
             message,
         } = heard;
         let outcome = match message {
-            Message::Epoch { epoch } => {
+            SentinelMessage::Epoch { epoch } => {
                 self.history.epoch_learned(&sentinel, epoch);
                 return;
             }
-            Message::SwitchMaster { old, new, .. } => {
+            SentinelMessage::SwitchMaster { old, new, .. } => {
                 self.on_switch_master(old, new, &sentinel, tag, now)
             }
-            Message::Failover {
+            SentinelMessage::Failover {
                 signal,
                 channel,
                 master,
@@ -545,11 +544,12 @@ impl Core {
                 ..
             } => self.on_failover_signal(signal, channel, master, replica, &sentinel, tag, now),
             // The replicas to watch changed: ask for them again.
-            Message::Replicas { master, .. } if self.master.as_ref() == Some(&master) => {
+            SentinelMessage::Replicas { master, .. } if self.master.as_ref() == Some(&master) => {
                 self.query_replicas();
                 Ok(())
             }
-            Message::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
+            SentinelMessage::Replicas { master, .. } => Err(IgnoreReason::NotOurMaster(master)),
+            SentinelMessage::Unused => return,
         };
         if let Err(reason) = outcome {
             self.cx.emit(Event::MessageIgnored {

@@ -7,7 +7,7 @@ use crate::action::Action;
 use crate::addr::Addr;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, Event, IgnoreReason};
-use crate::parse::Signal;
+use crate::parse::FailoverSignal;
 use std::time::Instant;
 
 impl Core {
@@ -71,7 +71,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_failover_signal(
         &mut self,
-        signal: Signal,
+        signal: FailoverSignal,
         channel: String,
         master: Addr,
         replica: Option<Addr>,
@@ -86,7 +86,7 @@ impl Core {
         if !self.cx.cfg.early_fencing {
             return Ok(());
         }
-        if signal == Signal::Abort {
+        if signal == FailoverSignal::Abort {
             let waiting = self
                 .switch
                 .as_ref()
@@ -134,7 +134,7 @@ impl Core {
         }
         match replica {
             Some(c)
-                if signal == Signal::Candidate
+                if signal == FailoverSignal::Candidate
                     && sw.target().is_none()
                     && sw.awaited() != Some(&c) =>
             {
@@ -169,8 +169,13 @@ impl Core {
         signal: &str,
         now: Instant,
     ) {
-        self.history
-            .note_signal(Signal::Failover, &master, None, (&sentinel, None), now);
+        self.history.note_signal(
+            FailoverSignal::Failover,
+            &master,
+            None,
+            (&sentinel, None),
+            now,
+        );
         self.start_switch(path, Some(sentinel), true, signal, now);
         self.drive_switch(now);
     }

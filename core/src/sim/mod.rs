@@ -750,15 +750,15 @@ impl Sim {
         closed
     }
 
+    /// The live listener connections to sentinel `s`.
+    fn listeners_of(&self, s: usize) -> Vec<OpId> {
+        let ops = self.subs.iter().filter(|(_, x)| **x == s);
+        ops.map(|(o, _)| *o).collect()
+    }
+
     /// Every listener connection to sentinel `s` breaks.
     fn break_listeners(&mut self, s: usize) {
-        let ops: Vec<OpId> = self
-            .subs
-            .iter()
-            .filter(|(_, x)| **x == s)
-            .map(|(o, _)| *o)
-            .collect();
-        for op in ops {
+        for op in self.listeners_of(s) {
             self.subs.remove(&op);
             let d = self.latency();
             self.schedule(
@@ -771,12 +771,12 @@ impl Sim {
     /// Records the addresses a message delivered to the core names (master, candidate, new
     /// master) as sentinel-reported.
     pub(super) fn note_reported(&mut self, channel: &[u8], payload: &[u8]) {
-        use crate::parse::{Message, parse_message};
+        use crate::parse::{SentinelMessage, parse_message};
         let named = match parse_message(channel, payload) {
-            Ok(Some(Message::Failover {
+            Ok(Some(SentinelMessage::Failover {
                 master, replica, ..
             })) => vec![Some(master), replica],
-            Ok(Some(Message::SwitchMaster { old, new, .. })) => vec![Some(old), Some(new)],
+            Ok(Some(SentinelMessage::SwitchMaster { old, new, .. })) => vec![Some(old), Some(new)],
             _ => vec![],
         };
         for addr in named.into_iter().flatten() {
@@ -789,13 +789,7 @@ impl Sim {
         if self.world.sentinels[s].health != Health::Up {
             return;
         }
-        let ops: Vec<OpId> = self
-            .subs
-            .iter()
-            .filter(|(_, x)| **x == s)
-            .map(|(o, _)| *o)
-            .collect();
-        for op in ops {
+        for op in self.listeners_of(s) {
             if self.rng.chance(self.faults.drop_pct) {
                 // A pub/sub connection loses nothing while it lives: a lost message means a
                 // broken connection, which its listener hears of after the messages before.

@@ -8,7 +8,7 @@ use crate::addr::Addr;
 use crate::event::Event;
 use crate::input::{Input as CoreInput, IoError};
 use crate::op::OpId;
-use crate::parse::{Message, Signal, parse_message};
+use crate::parse::{FailoverSignal, SentinelMessage, parse_message};
 use crate::reply::Reply;
 use std::time::Duration;
 
@@ -151,8 +151,8 @@ impl Sim {
         // before it reaches the core are the documented cost of missing the early signals.
         let relevant = matches!(
             parse_message(channel, payload),
-            Ok(Some(Message::Failover {
-                signal: Signal::Failover | Signal::Candidate,
+            Ok(Some(SentinelMessage::Failover {
+                signal: FailoverSignal::Failover | FailoverSignal::Candidate,
                 ..
             }))
         );
