@@ -288,6 +288,16 @@ impl Core {
             .and_then(|bytes| {
                 parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
             });
+        if commands.as_ref().is_ok_and(Vec::is_empty) {
+            // Only the stream's own traffic (pings, Sentinel's hellos): no write of anyone's.
+            self.emit(Event::NothingLost {
+                old: check.old.clone(),
+                new: check.new,
+                old_offset: Some(range.to),
+                new_offset: Some(range.from - 1),
+            });
+            return self.lost_check_done(&check.old, None, now);
+        }
         self.report_lost_writes(check.old, check.new, &range, commands, now);
     }
 
@@ -317,10 +327,15 @@ impl Core {
     }
 }
 
+/// The channel of Sentinel's hello messages.
+const SENTINEL_HELLO: &[u8] = b"__sentinel__:hello";
+
 /// Reads the commands of a replication stream (RESP multi-bulk arrays): `SELECT` sets the
 /// database of the commands after it (unknown before the first), `PING` and `REPLCONF` (the
-/// stream's own traffic) are left out, everything else is kept as sent, `MULTI` and `EXEC`
-/// included. Anything else than complete arrays of bulk strings is an error.
+/// stream's own traffic) and Sentinel's hello messages (`PUBLISH __sentinel__:hello`, sent to
+/// every monitored instance every two seconds and propagated like any `PUBLISH`) are left
+/// out, everything else is kept as sent, `MULTI` and `EXEC` included. Anything else than
+/// complete arrays of bulk strings is an error.
 pub(crate) fn parse_stream(mut bytes: &[u8]) -> Result<Vec<LostCommand>, String> {
     let mut db = None;
     let mut commands = Vec::new();
@@ -333,6 +348,7 @@ pub(crate) fn parse_stream(mut bytes: &[u8]) -> Result<Vec<LostCommand>, String>
             .unwrap_or_default();
         match name.as_slice() {
             b"PING" | b"REPLCONF" => {}
+            b"PUBLISH" if args.get(1).is_some_and(|c| c == SENTINEL_HELLO) => {}
             b"SELECT" => {
                 db = args
                     .get(1)
@@ -406,6 +422,12 @@ mod tests {
         stream.extend(encode(&[b"HSET", b"h", b"k", b"v\r\nwith CRLF"]));
         stream.extend(encode(&[b"EXEC"]));
         stream.extend(encode(&[b"REPLCONF", b"GETACK", b"*"]));
+        stream.extend(encode(&[
+            b"PUBLISH",
+            b"__sentinel__:hello",
+            b"127.0.0.1,26379,...",
+        ]));
+        stream.extend(encode(&[b"PUBLISH", b"news", b"kept"]));
         let c = parse_stream(&stream).expect("valid");
         let shown: Vec<(Option<u32>, Vec<&[u8]>)> = c
             .iter()
@@ -418,6 +440,7 @@ mod tests {
                 (Some(3), vec![&b"MULTI"[..]]),
                 (Some(3), vec![&b"HSET"[..], b"h", b"k", b"v\r\nwith CRLF"]),
                 (Some(3), vec![&b"EXEC"[..]]),
+                (Some(3), vec![&b"PUBLISH"[..], b"news", b"kept"]),
             ]
         );
         assert!(parse_stream(b"*1\r\n$4\r\nPIN").is_err());
