@@ -4,6 +4,7 @@ records and hook calls on a thread of its own."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -38,6 +39,17 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _stop_threads_at_exit() -> None:
+    """Ends the event and switch threads before the interpreter finalizes: a daemon thread
+    still inside a native wait then would be unwound through Rust frames (an abort)."""
+    for runtime in list(_RUNTIMES):
+        runtime._stop_threads.set()
+        for thread in runtime._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2 * EVENT_POLL + 1)
 
 
 def _address(text: str | None) -> Address | None:

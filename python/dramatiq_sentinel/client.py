@@ -25,6 +25,9 @@ from ._settings import Settings
 
 logger = logging.getLogger("dramatiq_sentinel")
 
+#: Keywords of `redis.Redis` itself rather than of its pool.
+_CLIENT_KEYWORDS = ("single_connection_client",)
+
 
 class Failover:
     """One supervisor (per process) for a Sentinel-monitored service, and redis-py clients
@@ -70,13 +73,14 @@ class Failover:
     ) -> redis.Redis:
         """A client whose pool is ours. `kwargs` are redis-py's connection-pool keywords
         (`decode_responses`, `max_connections`, `socket_timeout`, `db`, `password`, ...; the
-        address comes from the supervisor); `blocking=True` makes it a
+        address comes from the supervisor) and `single_connection_client`; `blocking=True` makes it a
         `BlockingConnectionPool` (with its `timeout`). A command a failover cut before it was
         written, or a read-only one, is sent again on the new master within `hold_timeout`;
         `retry_when_sent(args)` may declare more commands safe to run twice."""
+        client_kwargs = {k: kwargs.pop(k) for k in _CLIENT_KEYWORDS if k in kwargs}
         cls = FencedBlockingConnectionPool if blocking else FencedConnectionPool
         pool = cls(self._runtime, retry_when_sent, **kwargs)
-        return redis_class(connection_pool=pool)
+        return redis_class(connection_pool=pool, **client_kwargs)
 
     def start(self) -> None:
         """Starts the supervisor now (it otherwise starts on the first command); raises
