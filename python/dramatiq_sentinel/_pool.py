@@ -28,8 +28,12 @@ def _connection_kwargs(runtime: Runtime, kwargs: dict[str, Any]) -> tuple[type, 
     tls = kwargs.pop("ssl", False) or runtime.tls
     for key in _DROPPED:
         kwargs.pop(key, None)
-    kwargs.setdefault("socket_timeout", runtime.command_timeout)
-    kwargs.setdefault("socket_connect_timeout", runtime.connect_timeout)
+    # A timeout the user's pool leaves at None (redis-py's default: wait forever, as
+    # `RedisBroker()`'s does) is the supervisor's: a frozen master must not hang a command.
+    if kwargs.get("socket_timeout") is None:
+        kwargs["socket_timeout"] = runtime.command_timeout
+    if kwargs.get("socket_connect_timeout") is None:
+        kwargs["socket_connect_timeout"] = runtime.connect_timeout
     kwargs.setdefault("db", runtime.db)
     if runtime.redis_auth is not None:
         kwargs.setdefault("username", runtime.redis_auth[0])

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,6 @@ def test_pools_can_be_added_while_the_switch_thread_closes_them() -> None:
     """Pools created on other threads while a switch closes connections (iterating a WeakSet
     another thread adds to raised "Set changed size during iteration")."""
     runtime = _runtime_for_test()
-    keep: list[Any] = []
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -119,18 +119,22 @@ def test_pools_can_be_added_while_the_switch_thread_closes_them() -> None:
         def close_stale(self, generation: int) -> int:
             return 0
 
+    keep = [Pool() for _ in range(2000)]
+    for pool in keep:
+        runtime.add_pool(pool)
+
     def add() -> None:
         while not stop.is_set():
             pool = Pool()
             keep.append(pool)
             runtime.add_pool(pool)
-            if len(keep) > 500:
-                del keep[:250]
 
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches inside the iteration, as under load
     adder = threading.Thread(target=add)
     adder.start()
     try:
-        for _ in range(300):
+        for _ in range(200):
             try:
                 runtime.close_stale(1)
             except BaseException as e:  # noqa: BLE001
@@ -138,6 +142,7 @@ def test_pools_can_be_added_while_the_switch_thread_closes_them() -> None:
     finally:
         stop.set()
         adder.join()
+        sys.setswitchinterval(interval)
     assert not errors, errors[:1]
 
 
