@@ -35,7 +35,11 @@ CONNECT_ATTEMPTS = 3
 #: Commands after which the connection holds server-side state that a new connection would
 #: not have (a transaction being built, watched keys): such a connection cannot move to a new
 #: master in the middle.
-_STATEFUL = {"WATCH": True, "MULTI": True, "EXEC": False, "DISCARD": False, "UNWATCH": False}
+_STATEFUL: dict[Any, bool] = {}
+for _command, _state in {"WATCH": True, "MULTI": True, "EXEC": False, "DISCARD": False,
+                         "UNWATCH": False}.items():
+    for _spelling in (_command, _command.lower()):  # looked up as sent: no decoding per send
+        _STATEFUL[_spelling] = _STATEFUL[_spelling.encode()] = _state
 
 
 def _kind(error: BaseException) -> str:
@@ -47,12 +51,6 @@ def _reraise(error: BaseException) -> None:
     if isinstance(error, TimeoutError) and not isinstance(error, CommandTimedOut):
         raise CommandTimedOut(*error.args) from error
     raise error
-
-
-def _name(args: tuple[Any, ...]) -> str:
-    first = args[0] if args else b""
-    text = first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
-    return text.upper()
 
 
 class _Fenced:
@@ -70,8 +68,8 @@ class _Fenced:
         #: The deadline of the command using this connection (`time.monotonic()`), if any.
         self._deadline: float | None = None
         self._in_connect = False
-        #: The arguments of the last command sent (`None` for a packed pipeline), and whether
-        #: any byte of the current one was written.
+        #: The arguments of the last command sent (a tuple of them for a pipeline), and
+        #: whether any byte of the current one was written.
         self._last: tuple[Any, ...] | None = None
         self._pending: tuple[Any, ...] | None = None
         self._sent = False
@@ -157,6 +155,13 @@ class _Fenced:
         if generation != self._generation:
             self.disconnect()  # a connection serves one generation; `connect` opens the next
 
+    def pack_commands(self, commands: Any) -> Any:
+        """A pipeline packs its commands here before sending them in one write: remembered
+        for the retry policy (a pipeline is sent again only if every command in it may)."""
+        commands = list(commands)
+        self._pending = tuple(commands)
+        return super().pack_commands(commands)  # type: ignore[misc]
+
     def send_command(self, *args: Any, **kwargs: Any) -> None:
         self._pending = args
         try:
@@ -173,10 +178,11 @@ class _Fenced:
                 self._check_fence()
             if not self._sock:
                 self.connect()
-            if self._last:
-                self._stateful = _STATEFUL.get(_name(self._last), self._stateful)
+            last = self._last
+            if last and not isinstance(last[0], (tuple, list)):
+                self._stateful = _STATEFUL.get(last[0], self._stateful)
             else:
-                # A packed pipeline: on a connection watching keys it is the transaction,
+                # A pipeline: on a connection watching keys it is the transaction,
                 # MULTI .. EXEC, which ends the watch.
                 self._stateful = False
             self._sent = True

@@ -37,7 +37,7 @@ class Fence:
     @property
     def hold(self) -> float:
         """`hold_timeout` in seconds: the deadline of one command, from its checkout."""
-        return self.runtime.hold_timeout
+        return self.runtime.hold
 
     def generation(self) -> int | None:
         """The generation in use if commands may go to it now, else `None` (cheap)."""
@@ -72,16 +72,7 @@ class Fence:
         )
 
 
-class Checkout:
-    """The deadline of one checkout on this thread: connects during `get_connection` count
-    from it, and the connection keeps it for the command that follows."""
-
-    def __init__(self, hold: float) -> None:
-        self.deadline = time.monotonic() + hold
-
-    def __enter__(self) -> float:
-        _checkout.deadline = self.deadline
-        return self.deadline
-
-    def __exit__(self, *exc: Any) -> None:
-        _checkout.deadline = None
+def set_checkout_deadline(deadline: float | None) -> None:
+    """The deadline of the checkout connecting on this thread: connects during
+    `get_connection` count from it (`None` once it returned)."""
+    _checkout.deadline = deadline

@@ -6,6 +6,7 @@ makes commands in flight on them fail (and be sent again, or raised, by `_retry`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import redis
 from redis.connection import SSLConnection
 
 from ._connection import FencedConnection, FencedSSLConnection, _Fenced
-from ._fence import Checkout, Fence
+from ._fence import Fence, set_checkout_deadline
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -68,17 +69,21 @@ class FencedPoolMixin:
         return self.fence.policy
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        self.runtime.ensure()
-        checkout = Checkout(self.runtime.hold_timeout)
-        with checkout as deadline:
+        runtime = self.runtime
+        if runtime._native is None:
+            runtime.ensure()
+        # One deadline for the checkout (its connects) and the command that follows.
+        deadline = time.monotonic() + runtime.hold
+        set_checkout_deadline(deadline)
+        try:
             conn = super().get_connection(*args, **kwargs)  # type: ignore[misc]
-        if isinstance(conn, _Fenced):
-            conn._deadline = deadline
+        finally:
+            set_checkout_deadline(None)
+        conn._deadline = deadline
         return conn
 
     def release(self, connection: Any) -> None:
-        if isinstance(connection, _Fenced):
-            connection._deadline = None
+        connection._deadline = None
         super().release(connection)  # type: ignore[misc]
 
     def _every_connection(self) -> list[Any]:

@@ -64,6 +64,9 @@ READ_ONLY: frozenset[str] = frozenset(
     SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE""".split()
 )
 
+#: The commands that frame a transaction: a pipeline of them around safe commands is safe.
+_TRANSACTION = frozenset({"MULTI", "EXEC"})
+
 #: The first delay between two sends of one command when no switch happened in between (a
 #: master that answered READONLY, an error the supervisor is re-checking); it doubles up to
 #: `MAX_PAUSE`, and a switch ends the wait at once.
@@ -91,9 +94,14 @@ class RetryPolicy:
         self.scripts[_text(sha)] = commands
 
     def safe_when_sent(self, args: tuple[Any, ...] | None) -> bool:
-        """Whether `args` (a command as sent; `None` for a pipeline) may run twice."""
+        """Whether `args` (a command as sent, or a pipeline as a tuple of commands) may run
+        twice: a pipeline may if each of its commands may (`MULTI` and `EXEC` included)."""
         if not args:
             return False
+        if isinstance(args[0], (tuple, list)):
+            return all(
+                _text(c[0]).upper() in _TRANSACTION or self.safe_when_sent(tuple(c)) for c in args
+            )
         name = _text(args[0]).upper()
         if name == "EVALSHA" and len(args) > 4 and _text(args[2]) == "1":
             commands = self.scripts.get(_text(args[1]))

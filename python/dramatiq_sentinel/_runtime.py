@@ -76,6 +76,8 @@ class Runtime:
         self._pools_lock = threading.Lock()
         self._lock = threading.Lock()
         self._native: Any = None
+        #: `hold_timeout` in seconds: the deadline of one command, from its checkout.
+        self.hold = float(settings.config.hold_timeout)
         #: The generation check before every send: the native method once started.
         self.generation: Callable[[], int | None] = _not_started
         self._failed: tuple[float, SentinelStartError] | None = None
@@ -103,7 +105,7 @@ class Runtime:
 
     @property
     def hold_timeout(self) -> float:
-        return float(self.config.hold_timeout)
+        return self.hold
 
     @property
     def db(self) -> int:

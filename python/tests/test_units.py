@@ -124,7 +124,7 @@ def test_pools_can_be_added_while_the_switch_thread_closes_them() -> None:
         runtime.add_pool(pool)
 
     def add() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and len(keep) < 20_000:
             pool = Pool()
             keep.append(pool)
             runtime.add_pool(pool)
@@ -134,7 +134,7 @@ def test_pools_can_be_added_while_the_switch_thread_closes_them() -> None:
     adder = threading.Thread(target=add)
     adder.start()
     try:
-        for _ in range(200):
+        for _ in range(100):
             try:
                 runtime.close_stale(1)
             except BaseException as e:  # noqa: BLE001
@@ -196,7 +196,10 @@ def test_the_retry_table() -> None:
     assert policy.safe_when_sent((b"GET", b"k"))
     assert policy.safe_when_sent(("SCRIPT", "LOAD", "return 1"))
     assert not policy.safe_when_sent(("INCR", "k"))
-    assert not policy.safe_when_sent(None)  # a pipeline
+    assert not policy.safe_when_sent(None)
+    # Pipelines: safe when every command is (a transaction's MULTI and EXEC included).
+    assert policy.safe_when_sent((("MULTI",), ("EXISTS", "k"), ("GET", "k"), ("EXEC",)))
+    assert not policy.safe_when_sent((("MULTI",), ("GET", "k"), ("RPUSH", "q", "x"), ("EXEC",)))
     custom = RetryPolicy(lambda args: args[0] == "SET")
     assert custom.safe_when_sent(("SET", "k", "v"))
 
