@@ -129,12 +129,17 @@ class _Fenced:
             return self._open(super().connect_check_health, *args, **kwargs)  # type: ignore[misc]
 
         def connect(self) -> Any:
-            # redis-py's own wraps this in its retry; the hold is ours (`_open`).
+            # redis-py's own wraps this in its retry; the hold is ours (`_open`). Every
+            # checkout calls it: the connected case first.
+            if self._sock:
+                return None
             return self.connect_check_health(check_health=True, retry_socket_connect=False)
 
     else:
 
         def connect(self) -> Any:
+            if self._sock:
+                return None
             return self._open(super().connect)  # type: ignore[misc]
 
     def disconnect(self, *args: Any, **kwargs: Any) -> None:
@@ -174,7 +179,7 @@ class _Fenced:
             self._last, self._pending = self._pending, None
             self._sent = False
             # The fence, checked at every send: one call into the extension.
-            if self._sock is not None and self._fence.generation() != self._generation:
+            if self._sock is not None and self._fence.runtime.generation() != self._generation:
                 self._check_fence()
             if not self._sock:
                 self.connect()

@@ -20,9 +20,9 @@ Address = tuple[str, int]
 #: Reports of the same kind about the same node within this interval are sent once.
 REPORT_INTERVAL = 0.05
 
-#: The deadline of the command whose checkout is connecting on this thread (see
-#: `FencedPoolMixin.get_connection`).
-_checkout = threading.local()
+#: `deadline`: the deadline of the command whose checkout is connecting on this thread (set
+#: by `FencedPoolMixin.get_connection` around redis-py's checkout, `None` outside it).
+checkout = threading.local()
 
 
 class Fence:
@@ -54,7 +54,7 @@ class Fence:
 
     @staticmethod
     def checkout_deadline() -> float | None:
-        return getattr(_checkout, "deadline", None)
+        return getattr(checkout, "deadline", None)
 
     def report(self, address: Address, kind: str) -> None:
         now = time.monotonic()
@@ -70,9 +70,3 @@ class Fence:
             "not sent" if not conn._sent else "idempotent",
             error,
         )
-
-
-def set_checkout_deadline(deadline: float | None) -> None:
-    """The deadline of the checkout connecting on this thread: connects during
-    `get_connection` count from it (`None` once it returned)."""
-    _checkout.deadline = deadline

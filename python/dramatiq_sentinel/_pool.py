@@ -14,7 +14,7 @@ import redis
 from redis.connection import SSLConnection
 
 from ._connection import FencedConnection, FencedSSLConnection, _Fenced
-from ._fence import Fence, set_checkout_deadline
+from ._fence import Fence, checkout
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -74,11 +74,11 @@ class FencedPoolMixin:
             runtime.ensure()
         # One deadline for the checkout (its connects) and the command that follows.
         deadline = time.monotonic() + runtime.hold
-        set_checkout_deadline(deadline)
+        checkout.deadline = deadline
         try:
             conn = super().get_connection(*args, **kwargs)  # type: ignore[misc]
         finally:
-            set_checkout_deadline(None)
+            checkout.deadline = None
         conn._deadline = deadline
         return conn
 
