@@ -17,9 +17,9 @@ Figures: messages produced (sends that returned), lost (produced, never started)
 CRITICAL and ERROR records in the worker, and its "Failed to ..." warnings that retry a step
 after 5 s), processing gap (longest time without a job start from 1 s before the trigger
 until production stopped), candidate writable -> first message processed (the first job start
-after the observer saw the candidate writable), and first sentinel signal -> workers resumed
-("resumed": ours, the supervisor's `SwitchCompleted`; plain, the worker's first connection to
-the new master).
+after the observer saw the candidate writable), candidate writable -> workers resumed and
+first sentinel signal -> workers resumed ("resumed": ours, the supervisor's `SwitchCompleted`;
+plain, the worker's first connection to the new master).
 
     python python/bench/dramatiq_failover_bench.py [--reps N] [--scenarios graceful,kill,freeze]
         [--workloads stream,backlog] [--variants ours,plain]
@@ -223,6 +223,7 @@ def run_once(variant: str, scenario: str, workload: str) -> dict[str, Any]:
             "dramatiq_errors": dramatiq_errors(out / "worker.log"),
             "gap_ms": gap * 1000, "signal_to_resumed_ms": ms(resumed, signal_t),
             "writable_to_first_ms": ms(first, writable),
+            "writable_to_resumed_ms": ms(resumed, writable),
         }
     finally:
         if mw is not None:
@@ -262,8 +263,9 @@ def main() -> None:
     started = time.monotonic()
     lines = ["", "| scenario | workload | variant | produced | lost | run twice | send errors | "
              "errors dramatiq logged | processing gap (ms) | candidate writable → first message "
-             "processed (ms) | first signal → workers resumed (ms) | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "processed (ms) | candidate writable → workers resumed (ms) | first signal → workers "
+             "resumed (ms) | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in args.scenarios.split(","):
         for workload in args.workloads.split(","):
             for variant in args.variants.split(","):
@@ -278,7 +280,8 @@ def main() -> None:
                     f"| {names[scenario]} | {loads[workload]} | {labels[variant]} | "
                     f"{col('produced')} | {col('lost')} | {col('twice')} | {col('send_errors')} | "
                     f"{col('dramatiq_errors')} | {col('gap_ms')} | "
-                    f"{col('writable_to_first_ms', 1)} | {col('signal_to_resumed_ms')} | "
+                    f"{col('writable_to_first_ms', 1)} | {col('writable_to_resumed_ms', 1)} | "
+                    f"{col('signal_to_resumed_ms')} | "
                     f"{len(runs)} |")
     print("\n".join(lines))
     print(f"\n(duration {(time.monotonic() - started) / 60:.0f} min; cells: median (min..max))")

@@ -76,6 +76,7 @@ def test_graceful_failover_under_a_stream_with_delayed_messages(run_factory) -> 
     run.check_redis_clean()
 
 
+@pytest.mark.smoke
 def test_master_killed(run_factory) -> None:
     run = run_factory(**OPTIONS)
     run.start_workers(broker_kind="client")

@@ -42,6 +42,7 @@ def _fence_observed(deployment: Deployment, failover: Failover) -> str:
     raise AssertionError("never saw the fence of a graceful failover in three tries")
 
 
+@pytest.mark.smoke
 def test_pinned_connections_are_fenced_at_send(deployment: Deployment) -> None:
     """A single-connection client, a pipeline watching keys and a PubSub keep their
     connection outside the pool's checkout: a command sent on them while the supervisor holds
@@ -82,6 +83,7 @@ def test_pinned_connections_are_fenced_at_send(deployment: Deployment) -> None:
         failover.shutdown()
 
 
+@pytest.mark.smoke
 def test_hold_timeout_bounds_the_whole_command() -> None:
     """The master freezes and no failover comes (down-after 60 s): a command that may be sent
     again (a read) is sent again within `hold_timeout` from its start, then raised, however
@@ -109,6 +111,7 @@ def test_hold_timeout_bounds_the_whole_command() -> None:
         deployment.close()
 
 
+@pytest.mark.smoke
 def test_password_in_the_broker_url_reaches_the_supervisor() -> None:
     """Data nodes with a password given only in the broker's URL: the supervisor verifies
     masters with it too (it failed with NOAUTH)."""

@@ -4,6 +4,7 @@ switch."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from conftest import Run, wait_for
@@ -31,6 +32,7 @@ def test_graceful_failover_over_tls_with_client_certificates(tls_run_factory) ->
     run.check_redis_clean()
 
 
+@pytest.mark.smoke
 def test_a_tls_command_cut_by_a_switch_fails_as_a_connection_error(
     tls_deployment: Deployment,
 ) -> None:
