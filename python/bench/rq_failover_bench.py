@@ -49,7 +49,7 @@ def run_once(variant: str, scenario: str) -> dict[str, Any]:
         worker = subprocess.Popen([sys.executable, "-m", "rq_worker"], env=env, cwd=HERE,
                                   stdout=open(out / "worker.log", "wb"), stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        queue = Queue("default", connection=rq_worker.connection(variant))
+        queue = Queue("default", connection=rq_worker.connection(variant, config))
         sent: list[str] = []
         failed: list[str] = []
         stop = threading.Event()

@@ -33,16 +33,17 @@ def record(seq: str) -> None:
         os.close(fd)
 
 
-def connection(variant: str):  # type: ignore[no-untyped-def]
-    sentinels = [tuple(s) for s in CONFIG["sentinels"]]
+def connection(variant: str, config: dict | None = None):  # type: ignore[no-untyped-def]
+    config = config or CONFIG
+    sentinels = [tuple(s) for s in config["sentinels"]]
     if variant == "ours":
         from dramatiq_sentinel import Failover
 
-        return Failover(sentinels=sentinels, service_name=CONFIG["service"]).redis(
+        return Failover(sentinels=sentinels, service_name=config["service"]).redis(
             retry_when_sent=rq_idempotent)
     import redis.sentinel
 
-    return redis.sentinel.Sentinel(sentinels, socket_timeout=0.5).master_for(CONFIG["service"])
+    return redis.sentinel.Sentinel(sentinels, socket_timeout=0.5).master_for(config["service"])
 
 
 if __name__ == "__main__":
