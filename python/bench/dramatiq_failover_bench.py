@@ -182,6 +182,7 @@ def run_once(variant: str, scenario: str, workload: str) -> dict[str, Any]:
             time.sleep(0.05)
         time.sleep(3)
         t0 = time.monotonic()
+        sent_at_trigger = len(sent)
         if scenario == "graceful":
             d.cmd("failover")
         elif scenario == "kill":
@@ -219,6 +220,8 @@ def run_once(variant: str, scenario: str, workload: str) -> dict[str, Any]:
         ms = lambda a, b: (a - b) * 1000 if a is not None and b is not None else float("nan")  # noqa: E731
         return {
             "produced": len(sent), "lost": sum(1 for s in sent if s not in counts),
+            "lost_ids": [s for s in sent if s not in counts][:10],
+            "sent_at_trigger": sent_at_trigger,
             "twice": sum(1 for n in counts.values() if n > 1), "send_errors": len(failed),
             "dramatiq_errors": dramatiq_errors(out / "worker.log"),
             "gap_ms": gap * 1000, "signal_to_resumed_ms": ms(resumed, signal_t),
