@@ -8,6 +8,7 @@
 //! message names the setting, the sentinel or the master concerned.
 
 mod config;
+mod events;
 mod records;
 mod supervisor;
 mod workers;

@@ -34,6 +34,8 @@ class Deployment:
     """A running deployment: `sentinels`, `service`, `master`, and the harness's commands."""
 
     def __init__(self, *args: str) -> None:
+        #: The data nodes' password (`--data-password`), for `client()`.
+        self.password = args[args.index("--data-password") + 1] if "--data-password" in args else None
         self.proc = subprocess.Popen(
             [*command(), *args],
             stdin=subprocess.PIPE,
@@ -49,6 +51,9 @@ class Deployment:
         self.nodes: list[str] = [n["addr"] for n in self.info["nodes"]]
         #: The data nodes of the first service.
         self.service_nodes = [n["addr"] for n in self.info["nodes"] if n["service"] == self.service]
+        #: With `--tls`: the PEM files `{"ca", "cert", "key"}` (every process requires TLS
+        #: with a client certificate).
+        self.tls: dict[str, str] | None = self.info.get("tls")
 
     @staticmethod
     def _split(addr: str) -> tuple[str, int]:
@@ -77,7 +82,19 @@ class Deployment:
 
     def client(self, addr: str) -> redis.Redis:
         host, port = self._split(addr)
-        return redis.Redis(host=host, port=port, socket_timeout=5)
+        if self.tls:
+            return redis.Redis(
+                host=host, port=port, socket_timeout=5, ssl=True, ssl_ca_certs=self.tls["ca"],
+                ssl_certfile=self.tls["cert"], ssl_keyfile=self.tls["key"],
+            )
+        return redis.Redis(host=host, port=port, socket_timeout=5, password=self.password)
+
+    def keywords(self) -> dict[str, object]:
+        """The middleware's TLS keywords for this deployment (none without `--tls`)."""
+        if not self.tls:
+            return {}
+        return {"tls": True, "tls_root_cert": self.tls["ca"],
+                "tls_client_cert": self.tls["cert"], "tls_client_key": self.tls["key"]}
 
     def wait_replicated(self, timeout: float = 60.0) -> None:
         """Waits until every replica of the master is online and has received everything the

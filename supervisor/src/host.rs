@@ -95,6 +95,19 @@ impl Host {
         self.conn.node()
     }
 
+    /// The generation of the master in use when commands may go to it now (it changes at
+    /// every activation of a master, and never goes back), or `None` while commands are held
+    /// or once stopped. A host that keeps its own connections records the generation it
+    /// connected in and compares it before each send: a connection is good for one
+    /// generation only (the fence checked at every send, with no address to compare).
+    pub fn generation(&self) -> Option<u64> {
+        self.conn
+            .shared()
+            .slot
+            .get()
+            .map(|active| active.generation)
+    }
+
     /// Whether commands are held now.
     pub fn is_held(&self) -> bool {
         self.conn.is_held()

@@ -15,7 +15,8 @@ import dramatiq
 import redis
 
 from .. import _status
-from .._pool import FencedConnectionPool
+from .._pool import FencedConnectionPool, FencedPoolMixin, replacing
+from .._retry import DRAMATIQ_COMMANDS
 from .._runtime import Runtime
 from .._settings import Settings
 from ..errors import SentinelStartError
@@ -129,6 +130,7 @@ class Sentinel(dramatiq.Middleware):
             kwargs["password"] = password
             kwargs["username"] = username
         pool = FencedConnectionPool(self._runtime, **kwargs)
+        # The broker this client is given to registers its commands at its first hook.
         return redis.Redis(connection_pool=pool)
 
     def discover_redis_master(self) -> tuple[str, int] | None:
@@ -173,15 +175,25 @@ class Sentinel(dramatiq.Middleware):
 
     # -- dramatiq hooks -------------------------------------------------------------
     def _attach(self, broker: Any) -> None:
-        """Gives the broker's redis-py client our pool (once)."""
+        """Gives the broker's redis-py client our pool (once), and tells it which of the
+        broker's commands may be sent again after a failover cut them."""
         client = getattr(broker, "client", None)
         if client is None:
             return
         pool = client.connection_pool
-        if isinstance(pool, FencedConnectionPool):
-            return
-        client.connection_pool = FencedConnectionPool.replacing(self._runtime, pool)
-        pool.disconnect()
+        if self._broker is broker and isinstance(pool, FencedPoolMixin):
+            return  # every dramatiq hook calls this: the common case first
+        if not isinstance(pool, FencedPoolMixin):
+            kwargs = pool.connection_kwargs
+            self._runtime.adopt_redis_auth(kwargs.get("username"), kwargs.get("password"))
+            fenced = replacing(self._runtime, pool)
+            client.connection_pool = fenced
+            pool.disconnect()
+            pool = fenced
+        dispatch = getattr(broker, "scripts", {}).get("dispatch")
+        sha = getattr(dispatch, "sha", None)
+        if sha is not None:
+            pool.policy.add_script(sha, DRAMATIQ_COMMANDS)
         self._broker = broker
 
     def after_declare_queue(self, broker: Any, queue_name: str) -> None:
