@@ -284,8 +284,8 @@ class Run:
         members: dict[str, set[str]] = {}
         for key in client.scan_iter("dramatiq:*"):
             name = key.decode()
-            if name == "dramatiq:__heartbeats__":
-                continue
+            if name in ("dramatiq:__heartbeats__", "dramatiq:__sentinel_settled__"):
+                continue  # bookkeeping: dramatiq's heartbeats, the ids a hand-back settled
             kind = client.type(key).decode()
             if kind == "hash":
                 members[name] = {k.decode() for k in client.hkeys(key)}
