@@ -142,8 +142,12 @@ while i <= #ARGV do
         else
           outcome = 'elsewhere'
         end
-      else
+      elseif seen or created then
         outcome = 'present'
+      else
+        -- It was on the new master at the promotion and is gone now: acknowledged there,
+        -- so it ran there too.
+        outcome = 'ran-elsewhere'
       end
     elseif kind == 'released' then
       if take(nil, false) > 0 then outcome = 'applied' else outcome = 'present' end

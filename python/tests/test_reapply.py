@@ -163,9 +163,17 @@ def test_a_lost_ack_removes_the_message_for_good(new: redis.Redis) -> None:
 
 
 def test_an_ack_that_reached_the_new_master_changes_nothing(new: redis.Redis) -> None:
+    apply(new, fetch("m1") + ack("m1"))  # another process's hand-back of the same loss
     outcome = apply(new, ack("m1"))
     assert outcome.ids("present") == ["m1"]
     assert state(new).keys() == {HB}
+
+
+def test_an_ack_of_a_message_another_worker_completed_meanwhile_is_reported(new: redis.Redis) -> None:
+    # The message was on the new master at the promotion (its enqueue is not in the stream)
+    # and is gone now, with no hand-back having settled it: it ran there too.
+    outcome = apply(new, ack("m1"))
+    assert outcome.ids(*_reapply.TROUBLE) == ["m1"]
 
 
 def test_a_lost_fetch_and_ack_of_a_queued_message_take_it_out_of_the_queue(new: redis.Redis) -> None:
