@@ -175,7 +175,7 @@ impl Core {
     /// here. The replica is watched again either way.
     pub(crate) fn replica_closed(&mut self, node: Addr, now: Instant) -> bool {
         let signal = format!("replica {node} closed its connections");
-        match self.switch.as_ref() {
+        match self.switch.as_mut() {
             None => {
                 self.start_switch(DetectionPath::ReplicaWatch, None, true, &signal, now);
                 if let Some(sw) = self.switch.as_mut() {
@@ -185,6 +185,19 @@ impl Core {
             // Fenced (a heard `+odown`, an application error, ...) and no candidate named:
             // this replica's closing names it.
             Some(sw) if sw.target.is_none() && sw.candidate.is_none() => {}
+            // Re-verifying the master in use to lift its fence: the closing of its replica may
+            // be its successor's promotion, so the re-verification no longer lifts anything.
+            Some(sw)
+                if sw.candidate.is_none() && sw.target.is_some() && sw.target == self.master =>
+            {
+                sw.target = None;
+                sw.target_epoch = Known::Unknown;
+                sw.verified = false;
+                sw.lifting = None;
+                if sw.probe.take().is_some() {
+                    self.timers.cancel(TimerReason::ProbeTimeout);
+                }
+            }
             Some(_) => return false,
         }
         let in_use = self.master.clone();
