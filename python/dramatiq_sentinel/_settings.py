@@ -36,7 +36,9 @@ DURATIONS = {
     "startup_timeout", "forget_sentinel_after",
 }
 OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout"}
-BOOLEANS = {"tls", "early_fencing", "refresh_sentinels", "drain"}
+BOOLEANS = {
+    "tls", "early_fencing", "refresh_sentinels", "drain", "startup_fail_fast", "watch_replicas",
+}
 INTEGERS = {"db", "max_sentinels", "jitter_seed"}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {

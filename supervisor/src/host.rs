@@ -203,6 +203,8 @@ pub enum FieldValue {
     Millis(Option<f64>),
     /// A count (bytes, offsets).
     Count(u64),
+    /// A count that may be unknown (an offset a server never reported).
+    MaybeCount(Option<u64>),
 }
 
 fn addr(a: &Addr) -> FieldValue {
@@ -424,6 +426,22 @@ impl EventRecord {
                     ("gap_ms", ms(gap)),
                 ],
             ),
+            Event::NothingLost {
+                old,
+                new,
+                old_offset,
+                new_offset,
+            } => (
+                "NothingLost",
+                Debug,
+                "no write lost in the switch",
+                vec![
+                    ("old", addr(old)),
+                    ("new", addr(new)),
+                    ("old_offset", FieldValue::MaybeCount(*old_offset)),
+                    ("new_offset", FieldValue::MaybeCount(*new_offset)),
+                ],
+            ),
             Event::WritesLost {
                 old,
                 new,
@@ -492,5 +510,22 @@ mod tests {
             elapsed: Duration::from_millis(3),
         });
         assert_eq!(r.fields[1], ("elapsed_ms", FieldValue::Millis(Some(3.0))));
+    }
+
+    #[test]
+    fn nothing_lost_is_a_debug_record_with_its_offsets() {
+        let r = EventRecord::of(&Event::NothingLost {
+            old: Addr::new("h", 1),
+            new: Addr::new("h", 2),
+            old_offset: Some(10),
+            new_offset: None,
+        });
+        assert_eq!((r.name, r.level), ("NothingLost", EventLevel::Debug));
+        assert_eq!(r.message, "no write lost in the switch");
+        assert_eq!(
+            r.fields[2],
+            ("old_offset", FieldValue::MaybeCount(Some(10)))
+        );
+        assert_eq!(r.fields[3], ("new_offset", FieldValue::MaybeCount(None)));
     }
 }
