@@ -529,20 +529,31 @@ pub fn explain(
             )
         }
         Ok(SentinelMessage::Replicas {
+            channel: c,
             service: s,
             master,
             replica,
-            ..
         }) => {
             if other(&s) {
                 return None;
             }
+            // `+slave-reconf-done` names the failover's old master; the others the master the
+            // replica follows now.
+            let what = match c.as_str() {
+                "+slave-reconf-done" => {
+                    format!("{replica} follows the master that replaced {master} now")
+                }
+                "+convert-to-slave" | "+fix-slave-config" => {
+                    format!("{replica} is being pointed at {master}")
+                }
+                _ => format!("{replica} is a replica of {master}"),
+            };
             (
                 "replicas",
                 format!(
-                    "{replica} is a replica of {master} now: the core asks the sentinels for \
-                     the replicas again and keeps one idle connection to each (Sentinel closes \
-                     a replica's connections when it promotes it)"
+                    "{what}: the core asks the sentinels for the replicas again and keeps one \
+                     idle connection to each (Sentinel closes a replica's connections when it \
+                     promotes it)"
                 ),
                 json!({ "service": s, "master": master.to_string(),
                         "replica": replica.to_string() }),

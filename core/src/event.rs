@@ -212,16 +212,19 @@ pub enum Event {
         new_offset: u64,
         /// `old_offset - new_offset`: bytes of replication stream lost.
         bytes: u64,
-        /// The commands of those bytes, in order (`PING`, `REPLCONF` and `SELECT` left out;
-        /// `MULTI` / `EXEC` kept), when they could be read back.
+        /// The commands of those bytes, in order (`PING`, `REPLCONF`, `SELECT` and Sentinel's
+        /// `PUBLISH __sentinel__:hello` left out; `MULTI` / `EXEC` kept), when they could be
+        /// read back (never empty: a stream of only those is [`Event::NothingLost`]).
         commands: Option<Vec<LostCommand>>,
         /// Why they could not (the old master down or already reconfigured, its backlog no
         /// longer holding them, ...).
         unread: Option<String>,
     },
     /// The check after a switch found no write lost: the old master's stream did not go past
-    /// where the new master left it, or the two cannot be compared (an offset unknown: the old
-    /// master down before it reported one, or the new master not promoted from its history).
+    /// where the new master left it, or went past it only with its own traffic (replication
+    /// pings, Sentinel's hello messages: read back, no command of anyone's), or the two cannot
+    /// be compared (an offset unknown: the old master down before it reported one, or the new
+    /// master not promoted from its history).
     NothingLost {
         /// The master the switch left.
         old: Addr,

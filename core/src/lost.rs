@@ -20,6 +20,7 @@ use crate::op::{OpId, Ops, Pending};
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long reading the bytes of a backlog may take, after the connection's own timeout.
@@ -40,6 +41,8 @@ pub(crate) struct LostWrites {
     answered: Option<Addr>,
     /// The check of the last switch, until it reported.
     check: Option<Check>,
+    /// Deposed masters this process paused writes on, until when.
+    paused: BTreeMap<Addr, Instant>,
 }
 
 /// What the master fenced answered to the fence's poll.
@@ -106,6 +109,37 @@ impl LostWrites {
             Some((_, n, sent)) if n == node => FenceAnswer::Pending(*sent),
             _ if self.answered.as_ref() == Some(node) => FenceAnswer::Master,
             _ => FenceAnswer::Other,
+        }
+    }
+
+    /// A switch leaves `old` for `new`: writes are paused on `old` when it was alive at the
+    /// fence (dead, or frozen past `query_timeout`, nobody writes to it), and `new`, when this
+    /// process paused it, is unpaused first (a failover back to it).
+    pub(crate) fn deposing(
+        &mut self,
+        old: Option<&Addr>,
+        new: &Addr,
+        now: Instant,
+        cx: &mut Context,
+    ) {
+        self.paused.retain(|_, until| *until > now);
+        let unpause = self.paused.remove(new).is_some();
+        let alive = |o: &Addr| match self.fence_answer(o) {
+            FenceAnswer::Master => true,
+            FenceAnswer::Pending(sent) => after(sent, cx.cfg.query_timeout) > now,
+            FenceAnswer::Other => false,
+        };
+        if let (Some(old), Some(duration)) =
+            (old.filter(|o| *o != new && alive(o)), cx.cfg.deposed_pause)
+        {
+            self.paused.insert(old.clone(), after(now, duration));
+            cx.act(Action::PauseWrites {
+                node: old.clone(),
+                duration,
+            });
+        }
+        if unpause {
+            cx.act(Action::UnpauseWrites { node: new.clone() });
         }
     }
 
@@ -242,16 +276,8 @@ impl LostWrites {
                 to,
             },
             _ => {
-                cx.emit(Event::NothingLost {
-                    old: check.old.clone(),
-                    new: check.new,
-                    old_offset: to,
-                    new_offset: previous.map(|(_, from)| from - 1),
-                });
-                return Some(Checked {
-                    old: check.old,
-                    commands: None,
-                });
+                let offsets = (to, previous.map(|(_, from)| from - 1));
+                return Some(nothing_lost(check.old, check.new, offsets, cx));
             }
         };
         let unread = if said.is_none() {
@@ -298,7 +324,32 @@ impl LostWrites {
             .and_then(|bytes| {
                 parse_stream(&bytes).map_err(|e| format!("unreadable replication stream: {e}"))
             });
+        if commands.as_ref().is_ok_and(Vec::is_empty) {
+            // Only the stream's own traffic (pings, Sentinel's hellos): no write of anyone's.
+            let offsets = (Some(range.to), Some(range.from - 1));
+            return Some(nothing_lost(check.old, check.new, offsets, cx));
+        }
         Some(report(check.old, check.new, &range, commands, cx))
+    }
+}
+
+/// Reports that the switch from `old` to `new` lost no write (`offsets`: the old master's
+/// and where the new one left its history, when known).
+fn nothing_lost(
+    old: Addr,
+    new: Addr,
+    (old_offset, new_offset): (Option<u64>, Option<u64>),
+    cx: &mut Context,
+) -> Checked {
+    cx.emit(Event::NothingLost {
+        old: old.clone(),
+        new,
+        old_offset,
+        new_offset,
+    });
+    Checked {
+        old,
+        commands: None,
     }
 }
 
@@ -327,10 +378,15 @@ fn report(
     Checked { old, commands }
 }
 
+/// The channel of Sentinel's hello messages.
+const SENTINEL_HELLO: &[u8] = b"__sentinel__:hello";
+
 /// Reads the commands of a replication stream (RESP multi-bulk arrays): `SELECT` sets the
 /// database of the commands after it (unknown before the first), `PING` and `REPLCONF` (the
-/// stream's own traffic) are left out, everything else is kept as sent, `MULTI` and `EXEC`
-/// included. Anything else than complete arrays of bulk strings is an error.
+/// stream's own traffic) and Sentinel's hello messages (`PUBLISH __sentinel__:hello`, sent to
+/// every monitored instance every two seconds and propagated like any `PUBLISH`) are left
+/// out, everything else is kept as sent, `MULTI` and `EXEC` included. Anything else than
+/// complete arrays of bulk strings is an error.
 pub(crate) fn parse_stream(mut bytes: &[u8]) -> Result<Vec<LostCommand>, String> {
     let mut db = None;
     let mut commands = Vec::new();
@@ -343,6 +399,7 @@ pub(crate) fn parse_stream(mut bytes: &[u8]) -> Result<Vec<LostCommand>, String>
             .unwrap_or_default();
         match name.as_slice() {
             b"PING" | b"REPLCONF" => {}
+            b"PUBLISH" if args.get(1).is_some_and(|c| c == SENTINEL_HELLO) => {}
             b"SELECT" => {
                 db = args
                     .get(1)
@@ -416,6 +473,12 @@ mod tests {
         stream.extend(encode(&[b"HSET", b"h", b"k", b"v\r\nwith CRLF"]));
         stream.extend(encode(&[b"EXEC"]));
         stream.extend(encode(&[b"REPLCONF", b"GETACK", b"*"]));
+        stream.extend(encode(&[
+            b"PUBLISH",
+            b"__sentinel__:hello",
+            b"127.0.0.1,26379,...",
+        ]));
+        stream.extend(encode(&[b"PUBLISH", b"news", b"kept"]));
         let c = parse_stream(&stream).expect("valid");
         let shown: Vec<(Option<u32>, Vec<&[u8]>)> = c
             .iter()
@@ -428,6 +491,7 @@ mod tests {
                 (Some(3), vec![&b"MULTI"[..]]),
                 (Some(3), vec![&b"HSET"[..], b"h", b"k", b"v\r\nwith CRLF"]),
                 (Some(3), vec![&b"EXEC"[..]]),
+                (Some(3), vec![&b"PUBLISH"[..], b"news", b"kept"]),
             ]
         );
         assert!(parse_stream(b"*1\r\n$4\r\nPIN").is_err());

@@ -555,26 +555,39 @@ impl Switch {
             .set(TimerReason::FenceTimeout, after(now, cx.cfg.fence_timeout));
     }
 
-    /// A switch that was looking for the master (an application error, a discovery) now
-    /// waits for the promotion of a replica of `in_use`, as after an early signal (the fence
-    /// timeout runs). Returns false when it has a target or a candidate already.
+    /// A replica of `in_use`, the master in use, closed its connections: a switch that was
+    /// looking for the master (an application error, a discovery), or re-verifying the
+    /// master in use to lift its fence (the closing may be its successor's promotion, so the
+    /// re-verification no longer lifts anything), now waits for that promotion, as after an
+    /// early signal (the fence timeout runs). Returns false when it has another target or a
+    /// candidate already.
     pub(crate) fn await_promotion(
         &mut self,
         in_use: Option<Addr>,
         now: Instant,
         cx: &mut Context,
     ) -> bool {
-        match self.phase {
-            Phase::Seeking => {
-                self.phase = Phase::Awaiting(None);
-                self.failing = in_use;
-                cx.timers
-                    .set(TimerReason::FenceTimeout, after(now, cx.cfg.fence_timeout));
-                true
+        match &self.phase {
+            Phase::Seeking => {}
+            Phase::Awaiting(None) => return true,
+            Phase::Verifying { target, check } if Some(&target.addr) == in_use.as_ref() => {
+                if let Some(Check::Probe(_)) = check {
+                    cx.timers.cancel(TimerReason::ProbeTimeout);
+                }
+                self.set_phase(Phase::Seeking, &mut cx.ops);
+                self.lifting = None;
             }
-            Phase::Awaiting(None) => true,
-            _ => false,
+            Phase::Verified { target, .. } if Some(&target.addr) == in_use.as_ref() => {
+                self.phase = Phase::Seeking;
+                self.lifting = None;
+            }
+            _ => return false,
         }
+        self.phase = Phase::Awaiting(None);
+        self.failing = in_use;
+        cx.timers
+            .set(TimerReason::FenceTimeout, after(now, cx.cfg.fence_timeout));
+        true
     }
 
     /// The fence stops waiting for a promotion (it is lifted): the candidate, if any, gets a

@@ -106,6 +106,7 @@ impl Harness {
 fn config() -> Config {
     Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -201,6 +202,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
 fn switch_master_flow(drain: bool) {
     let cfg = Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -495,6 +497,7 @@ fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
 fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId, Addr)>) {
     let cfg = Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379"])
         .service_name("svc")
         .max_sentinels(max_sentinels)
@@ -866,16 +869,21 @@ fn promoted_at(second: i64) -> Reply {
 /// went further and still says master, the missing bytes are read from its backlog (`PSYNC`)
 /// and handed back with `WritesLost`; when it no longer answers as a master, the loss is
 /// reported with the offset it gave at the fence, without the commands; nothing when the new
-/// master has everything.
+/// master has everything, or when the bytes read back are only the stream's own traffic
+/// (replication pings, Sentinel's hello messages).
 #[test]
 fn lost_writes_are_read_back_from_the_old_master() {
+    #[derive(PartialEq)]
     enum Old {
         Master,
+        /// A master whose stream went further with pings and Sentinel's hellos only.
+        Quiet,
         Demoted,
     }
     let cases = [
         (4201, Old::Master, Some(800)),
         (5001, Old::Master, None),
+        (4201, Old::Quiet, Some(800)),
         (4201, Old::Demoted, Some(800)),
     ];
     for (second, old, lost) in cases {
@@ -921,12 +929,12 @@ fn lost_writes_are_read_back_from_the_old_master() {
         assert_eq!((new.port(), old_node.port()), (7001, 7000));
         h.node_reply(*info, Ok(promoted_at(second)));
         let old_role = match old {
-            Old::Master => master_role_at(5000),
+            Old::Master | Old::Quiet => master_role_at(5000),
             Old::Demoted => replica_of(7001),
         };
         h.node_reply(*role_op, Ok(old_role));
         let a = h.actions();
-        if let (Old::Master, Some(bytes)) = (&old, lost) {
+        if let (Old::Master | Old::Quiet, Some(bytes)) = (&old, lost) {
             let [
                 Action::ReadBacklog {
                     op,
@@ -943,12 +951,36 @@ fn lost_writes_are_read_back_from_the_old_master() {
                 (node.port(), replid.as_str(), *offset, *b),
                 (7000, "a1", 4201, bytes)
             );
-            let mut stream = b"*3\r\n$5\r\nRPUSH\r\n$1\r\nq\r\n$2\r\nj1\r\n".to_vec();
-            stream.extend(b"*1\r\n$4\r\nPING\r\n");
+            let mut stream = b"*1\r\n$4\r\nPING\r\n".to_vec();
+            stream.extend(b"*3\r\n$7\r\nPUBLISH\r\n$18\r\n__sentinel__:hello\r\n$2\r\nhi\r\n");
+            if old == Old::Master {
+                stream.extend(b"*3\r\n$5\r\nRPUSH\r\n$1\r\nq\r\n$2\r\nj1\r\n");
+            }
             h.feed(Input::Backlog {
                 op: *op,
                 result: Ok(stream),
             });
+            if old == Old::Quiet {
+                assert_eq!(h.actions(), vec![Action::Resume], "nothing to hand back");
+                assert!(
+                    h.events.iter().any(|e| matches!(
+                        e,
+                        Event::NothingLost {
+                            old_offset: Some(5000),
+                            new_offset: Some(4200),
+                            ..
+                        }
+                    )),
+                    "{:?}",
+                    h.events
+                );
+                assert!(
+                    !h.events
+                        .iter()
+                        .any(|e| matches!(e, Event::WritesLost { .. }))
+                );
+                continue;
+            }
             // Handed to the application before anything else reaches the new master.
             let a = h.actions();
             let [
@@ -995,12 +1027,16 @@ fn lost_writes_are_read_back_from_the_old_master() {
             .collect();
         match (old, lost) {
             (_, None) => assert!(reported.is_empty(), "{reported:?}"),
-            (Old::Master, Some(bytes)) => {
+            (Old::Master | Old::Quiet, Some(bytes)) => {
                 let [(7000, 7001, b, Some(commands), None)] = reported.as_slice() else {
                     panic!("{reported:?}")
                 };
                 assert_eq!(*b, bytes);
-                assert_eq!(commands.len(), 1, "PING is the stream's own: {commands:?}");
+                assert_eq!(
+                    commands.len(),
+                    1,
+                    "PING and hellos are the stream's own: {commands:?}"
+                );
                 assert_eq!(commands[0].args, [&b"RPUSH"[..], b"q", b"j1"]);
             }
             (Old::Demoted, Some(bytes)) => {
@@ -1081,6 +1117,7 @@ fn start_watching(h: &mut Harness, replicas: &[u16]) -> Vec<(u16, OpId)> {
 
 fn watching_config() -> Config {
     Config::builder()
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -1404,4 +1441,85 @@ fn a_master_refusing_our_credentials_is_not_hammered() {
             .all(|d| *d >= Duration::from_millis(1000)),
         "{retries:?}"
     );
+}
+
+/// A switch away from a master that answered the fence pauses writes on it (`deposed_pause`)
+/// right before the activation, so clients still writing there (processes whose fence comes
+/// later) wait instead of being acknowledged; a failover back to it while the pause lasts
+/// unpauses it first. A master that did not answer the fence (dead) is not paused.
+#[test]
+fn a_deposed_master_alive_at_the_fence_is_paused() {
+    let pause = Duration::from_secs(2);
+    let mut h = Harness::new(
+        Config::builder()
+            .watch_replicas(false)
+            .deposed_pause(Some(pause))
+            .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
+            .service_name("svc")
+            .refresh_sentinels(false)
+            .build()
+            .expect("valid"),
+    );
+    let listeners = start(&mut h);
+    // 7000 -> 7001, 7000 alive at the fence: paused. 7001 -> 7000 within the pause, 7001
+    // alive: 7001 paused, 7000 unpaused. 7000 -> 7001 again, 7000 dead: nothing paused (7001's
+    // pause has ended).
+    let steps: [(&[u8], u16, u16, bool); 3] = [
+        (b"2", 7000, 7001, true),
+        (b"3", 7001, 7000, true),
+        (b"4", 7000, 7001, false),
+    ];
+    for (epoch, old, new, alive) in steps {
+        h.message(listeners[0], b"+new-epoch", epoch);
+        let payload = format!("svc 127.0.0.1 {old} 127.0.0.1 {new}");
+        h.message(listeners[0], b"+switch-master", payload.as_bytes());
+        let a = h.actions();
+        let [
+            Action::Fence,
+            Action::PollRole { op: probe, .. },
+            Action::Connect { op: conn, .. },
+        ] = a.as_slice()
+        else {
+            panic!("{a:?}")
+        };
+        let fence_answer = if alive {
+            Ok(master_role_at(5000))
+        } else {
+            Err("connection refused")
+        };
+        h.node_reply(*probe, fence_answer);
+        h.node_reply(*conn, Ok(role(true)));
+        let a = h.actions();
+        let (pauses, activate): (Vec<_>, Vec<_>) = a
+            .into_iter()
+            .partition(|a| matches!(a, Action::PauseWrites { .. } | Action::UnpauseWrites { .. }));
+        let expected: Vec<Action> = match (old, alive) {
+            (7000, true) => vec![Action::PauseWrites {
+                node: Addr::new("127.0.0.1", 7000),
+                duration: pause,
+            }],
+            (7001, true) => vec![
+                Action::PauseWrites {
+                    node: Addr::new("127.0.0.1", 7001),
+                    duration: pause,
+                },
+                Action::UnpauseWrites {
+                    node: Addr::new("127.0.0.1", 7000),
+                },
+            ],
+            _ => vec![],
+        };
+        assert_eq!(pauses, expected, "{old} -> {new}");
+        let [Action::Activate { op, node, .. }] = activate.as_slice() else {
+            panic!("{activate:?}")
+        };
+        assert_eq!(node.port(), new);
+        h.activated(*op);
+        let a = h.actions();
+        assert_resumed(&mut h, a);
+        if new == 7000 {
+            // Past 7001's pause before the next switch away from 7000.
+            h.advance(3000);
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub(crate) fn event<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, 
             FieldValue::Text(t) => fields.set_item(*key, t.as_deref())?,
             FieldValue::Millis(m) => fields.set_item(*key, *m)?,
             FieldValue::Count(n) => fields.set_item(*key, *n)?,
+            FieldValue::MaybeCount(n) => fields.set_item(*key, *n)?,
             _ => fields.set_item(*key, py.None())?,
         }
     }

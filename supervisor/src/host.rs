@@ -95,6 +95,19 @@ impl Host {
         self.conn.node()
     }
 
+    /// The generation of the master in use when commands may go to it now (it changes at
+    /// every activation of a master, and never goes back), or `None` while commands are held
+    /// or once stopped. A host that keeps its own connections records the generation it
+    /// connected in and compares it before each send: a connection is good for one
+    /// generation only (the fence checked at every send, with no address to compare).
+    pub fn generation(&self) -> Option<u64> {
+        self.conn
+            .shared()
+            .slot
+            .get()
+            .map(|active| active.generation)
+    }
+
     /// Whether commands are held now.
     pub fn is_held(&self) -> bool {
         self.conn.is_held()
@@ -190,6 +203,8 @@ pub enum FieldValue {
     Millis(Option<f64>),
     /// A count (bytes, offsets).
     Count(u64),
+    /// A count that may be unknown (an offset a server never reported).
+    MaybeCount(Option<u64>),
 }
 
 fn addr(a: &Addr) -> FieldValue {
@@ -411,6 +426,22 @@ impl EventRecord {
                     ("gap_ms", ms(gap)),
                 ],
             ),
+            Event::NothingLost {
+                old,
+                new,
+                old_offset,
+                new_offset,
+            } => (
+                "NothingLost",
+                Debug,
+                "no write lost in the switch",
+                vec![
+                    ("old", addr(old)),
+                    ("new", addr(new)),
+                    ("old_offset", FieldValue::MaybeCount(*old_offset)),
+                    ("new_offset", FieldValue::MaybeCount(*new_offset)),
+                ],
+            ),
             Event::WritesLost {
                 old,
                 new,
@@ -479,5 +510,22 @@ mod tests {
             elapsed: Duration::from_millis(3),
         });
         assert_eq!(r.fields[1], ("elapsed_ms", FieldValue::Millis(Some(3.0))));
+    }
+
+    #[test]
+    fn nothing_lost_is_a_debug_record_with_its_offsets() {
+        let r = EventRecord::of(&Event::NothingLost {
+            old: Addr::new("h", 1),
+            new: Addr::new("h", 2),
+            old_offset: Some(10),
+            new_offset: None,
+        });
+        assert_eq!((r.name, r.level), ("NothingLost", EventLevel::Debug));
+        assert_eq!(r.message, "no write lost in the switch");
+        assert_eq!(
+            r.fields[2],
+            ("old_offset", FieldValue::MaybeCount(Some(10)))
+        );
+        assert_eq!(r.fields[3], ("new_offset", FieldValue::MaybeCount(None)));
     }
 }

@@ -1,4 +1,5 @@
-//! Watch connections on failover candidates ([`Action::Watch`]): one connection per candidate
+//! Watch connections ([`Action::Watch`]) on every replica of the master in use and on failover
+//! candidates: one connection per node
 //! that answers `ROLE` once, then stays open and silent. Sentinel closes every client
 //! connection of the replica it promotes, so the closing reaches the core the moment the
 //! candidate becomes master, with one connection per process instead of a `ROLE` poll every

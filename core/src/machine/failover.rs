@@ -182,6 +182,10 @@ impl Core {
                     old: old.clone(),
                     new: target.clone(),
                 });
+                // Writes still reaching the deposed master (other processes whose fence
+                // comes later) wait there instead of being lost; a master this process
+                // paused and moves back to is unpaused first.
+                self.lost.deposing(old.as_ref(), &target, now, &mut self.cx);
                 // Held commands go out at `Resume`, after lost writes were handed back;
                 // with a drain, now (jobs in flight wait on them, the pause on the jobs).
                 self.cx.act(Action::Activate {
