@@ -18,10 +18,13 @@ mod action;
 mod addr;
 mod backoff;
 mod config;
+mod describe;
 mod discovery;
 mod entry;
 mod epochs;
 mod event;
+#[cfg(any(test, feature = "sim"))]
+mod event_examples;
 mod event_text;
 mod history;
 mod input;
@@ -42,6 +45,7 @@ mod watches;
 pub use action::{Action, OpId, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
+pub use describe::{Description, EventLevel, FieldValue};
 pub use entry::{SentinelEntry, flags_healthy};
 pub use event::{
     AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason, LostCommand,
