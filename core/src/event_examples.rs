@@ -14,32 +14,28 @@ impl Event {
         let a = |port| Addr::new("127.0.0.1", port);
         let ms = Duration::from_millis;
         let (old, new, sentinel) = (a(7000), a(7001), a(26379));
+        let lost = |commands, unread| Event::WritesLost {
+            old: old.clone(),
+            new: new.clone(),
+            old_offset: 5200,
+            new_offset: 5000,
+            bytes: 200,
+            commands,
+            unread,
+        };
         vec![
             Event::Ready {
                 master: old.clone(),
                 elapsed: ms(12),
             },
-            Event::WritesLost {
-                old: old.clone(),
-                new: new.clone(),
-                old_offset: 5200,
-                new_offset: 5000,
-                bytes: 200,
-                commands: Some(vec![LostCommand {
+            lost(
+                Some(vec![LostCommand {
                     db: Some(0),
                     args: vec![b"RPUSH".to_vec(), b"queue".to_vec(), b"job-1".to_vec()],
                 }]),
-                unread: None,
-            },
-            Event::WritesLost {
-                old: old.clone(),
-                new: new.clone(),
-                old_offset: 5200,
-                new_offset: 5000,
-                bytes: 200,
-                commands: None,
-                unread: Some("the old master is down".into()),
-            },
+                None,
+            ),
+            lost(None, Some("the old master is down".into())),
             Event::NothingLost {
                 old: old.clone(),
                 new: new.clone(),
