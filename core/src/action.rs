@@ -174,6 +174,22 @@ pub enum Action {
         /// The commands, in order.
         commands: Vec<LostCommand>,
     },
+    /// Pause writes on the deposed master `node` for `duration` (`CLIENT PAUSE <ms> WRITE`),
+    /// on its probe connection (the one [`Action::PollRole`] uses), before any later probe
+    /// of it. Best effort: log a failure (a server before 6.2, an ACL without `CLIENT
+    /// PAUSE`), report nothing. Comes right before the [`Action::Activate`] that leaves it.
+    PauseWrites {
+        /// The deposed master.
+        node: Addr,
+        /// How long its writes wait.
+        duration: Duration,
+    },
+    /// End a pause of writes this process set on `node` (`CLIENT UNPAUSE`), which a switch
+    /// moves back to: comes right before the [`Action::Activate`]. Best effort, report nothing.
+    UnpauseWrites {
+        /// The node, master again.
+        node: Addr,
+    },
     /// Close the prepared connection `op`; it will not be used. Report nothing.
     Discard {
         /// The prepared connection.

@@ -85,6 +85,7 @@ pub struct Config {
     pub(crate) forget_sentinel_after: Duration,
     pub(crate) jitter_seed: Option<u64>,
     pub(crate) watch_replicas: bool,
+    pub(crate) deposed_pause: Option<Duration>,
 }
 
 impl Config {
@@ -163,6 +164,7 @@ impl Default for ConfigBuilder {
                 forget_sentinel_after: Duration::from_secs(300),
                 jitter_seed: None,
                 watch_replicas: true,
+                deposed_pause: Some(Duration::from_secs(2)),
             },
         }
     }
@@ -254,6 +256,17 @@ settings! {
     /// `timeout` on idle clients) fences for one `ROLE` round trip. Costs one connection per
     /// replica and no command at rest. Default true.
     watch_replicas: bool,
+    /// When a switch moves to a promoted replica while the master it leaves still answers,
+    /// pause writes on that deposed master for this long (`CLIENT PAUSE <ms> WRITE`, Redis 6.2
+    /// or later, sent once, best effort): every client still writing to it (other processes
+    /// of the fleet whose fence comes later, this process's own commands in flight) waits
+    /// instead of being acknowledged by a master whose writes the new one never gets, and a
+    /// process that fences meanwhile closes its connections, so its waiting writes never run.
+    /// Keep it well below the sentinels' `down-after-milliseconds` (their link to the deposed
+    /// master waits too: its `PUBLISH` of hellos is a write). The data-node user needs
+    /// `CLIENT PAUSE` in its ACL (else a warning, and nothing is paused). `None` (`off`)
+    /// never pauses. Default 2 s.
+    deposed_pause: Option<Duration>,
     /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
     /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
     /// process, so a fleet never retries in lockstep (the core itself, which never draws
@@ -309,6 +322,7 @@ impl ConfigBuilder {
             "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
             "startup_fail_fast" => c.startup_fail_fast = setting::boolean(field, v)?,
             "watch_replicas" => c.watch_replicas = setting::boolean(field, v)?,
+            "deposed_pause" => c.deposed_pause = setting::optional_seconds(field, v)?,
             "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
             "max_sentinels" => {
                 c.max_sentinels = v
@@ -413,9 +427,19 @@ impl ConfigBuilder {
             ("health_check_interval", Some(cfg.health_check_interval)),
             ("startup_timeout", cfg.startup_timeout),
             ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
+            ("deposed_pause", cfg.deposed_pause),
         ];
         for (name, d) in durations {
             setting::check_duration(name, d)?;
+        }
+        if cfg
+            .deposed_pause
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new(
+                "deposed_pause",
+                "below 1 ms (Redis pauses in milliseconds): use `off` for no pause",
+            ));
         }
         if cfg.min_backoff > cfg.max_backoff {
             return Err(ConfigError::new(

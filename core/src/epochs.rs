@@ -166,6 +166,18 @@ impl Epochs {
         self.replaced.remove(new);
     }
 
+    /// A message sent at the connection epoch `tag` announced that a newer configuration
+    /// replaced `addr` (perhaps long ago): its configurations up to `tag - 1` are older. Only
+    /// tightens what is known: an unknown bound stays unknown.
+    pub(crate) fn replaced_by(&mut self, addr: &Addr, tag: u64) {
+        let bound = tag.saturating_sub(1);
+        match self.replaced.get(addr) {
+            Some(None) => {}
+            Some(Some(b)) if *b >= bound => {}
+            _ => self.replace(addr, Some(bound)),
+        }
+    }
+
     /// Records that a newer configuration replaced `addr`, whose configuration then had an
     /// epoch of at most `bound` (`None`: unknown, which refuses it at any epoch). The latest
     /// replacement decides, except that of two known bounds the higher one wins.

@@ -19,6 +19,7 @@ use crate::machine::Core;
 use crate::parse::{Replication, master_offset, parse_replication};
 use crate::reply::Reply;
 use crate::timers::{TimerReason, after};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long reading the bytes of a backlog may take, after the connection's own timeout.
@@ -39,6 +40,8 @@ pub(crate) struct LostWrites {
     answered: Option<Addr>,
     /// The check of the last switch, until it reported.
     check: Option<Check>,
+    /// Deposed masters this process paused writes on, until when.
+    paused: BTreeMap<Addr, Instant>,
 }
 
 /// What the master fenced answered to the fence's poll.
@@ -95,6 +98,40 @@ impl LostWrites {
             _ if self.answered.as_ref() == Some(node) => FenceAnswer::Master,
             _ => FenceAnswer::Other,
         }
+    }
+
+    /// A switch leaves `old` for `new`: the writes to pause on `old` when it was alive at the
+    /// fence (dead, or frozen past `query_timeout`, nobody writes to it), and whether `new`
+    /// is one this process paused and must unpause first (a failover back to it).
+    pub(crate) fn deposing(
+        &mut self,
+        old: Option<&Addr>,
+        new: &Addr,
+        pause: Option<Duration>,
+        query_timeout: Duration,
+        now: Instant,
+    ) -> (Option<Action>, Option<Action>) {
+        self.paused.retain(|_, until| *until > now);
+        let unpause = self
+            .paused
+            .remove(new)
+            .map(|_| Action::UnpauseWrites { node: new.clone() });
+        let alive = |o: &Addr| match self.fence_answer(o) {
+            FenceAnswer::Master => true,
+            FenceAnswer::Pending(sent) => after(sent, query_timeout) > now,
+            FenceAnswer::Other => false,
+        };
+        let pause = match (old.filter(|o| *o != new && alive(o)), pause) {
+            (Some(old), Some(duration)) => {
+                self.paused.insert(old.clone(), after(now, duration));
+                Some(Action::PauseWrites {
+                    node: old.clone(),
+                    duration,
+                })
+            }
+            _ => None,
+        };
+        (pause, unpause)
     }
 
     /// The offset last reported by `node`, if it was the last master to report one.

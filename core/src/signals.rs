@@ -25,9 +25,13 @@ impl Core {
         now: Instant,
     ) -> Result<(), IgnoreReason> {
         let late = self.epochs.possibly_late(tag, Some(&new));
-        if let Some(tag) = tag.filter(|_| !late) {
+        match tag {
             // Whatever the core does next, `old` was replaced.
-            self.epochs.switched(&old, &new, self.master.as_ref(), tag);
+            Some(tag) if !late => self.epochs.switched(&old, &new, self.master.as_ref(), tag),
+            // Old news perhaps, but true: a configuration of `old` up to the epoch before the
+            // message's was replaced (the master in use may have been re-promoted since).
+            Some(tag) if self.master.as_ref() != Some(&old) => self.epochs.replaced_by(&old, tag),
+            _ => {}
         }
         let already = match &self.switch {
             None => self.master.as_ref() == Some(&new),

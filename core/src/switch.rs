@@ -376,6 +376,19 @@ impl Core {
                         old: old.clone(),
                         new: target.clone(),
                     });
+                    // Writes still reaching the deposed master (other processes whose fence
+                    // comes later) wait there instead of being lost; a master this process
+                    // paused and moves back to is unpaused first.
+                    let (pause, unpause) = self.lost.deposing(
+                        old.as_ref(),
+                        &target,
+                        self.cfg.deposed_pause,
+                        self.cfg.query_timeout,
+                        now,
+                    );
+                    for action in [pause, unpause].into_iter().flatten() {
+                        self.push_action(action);
+                    }
                     // Held commands go out at `Resume`, after lost writes were handed back;
                     // with a drain, now (jobs in flight wait on them, the pause on the jobs).
                     self.push_action(Action::Activate {

@@ -106,6 +106,7 @@ impl Harness {
 fn config() -> Config {
     Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -201,6 +202,7 @@ fn start(h: &mut Harness) -> Vec<OpId> {
 fn switch_master_flow(drain: bool) {
     let cfg = Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -495,6 +497,7 @@ fn serve(h: &mut Harness, actions: Vec<Action>) -> Vec<Action> {
 fn start_learning(max_sentinels: usize, learned: &[u16]) -> (Harness, Vec<(OpId, Addr)>) {
     let cfg = Config::builder()
         .watch_replicas(false) // flows with replica watches are at the end
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379"])
         .service_name("svc")
         .max_sentinels(max_sentinels)
@@ -1114,6 +1117,7 @@ fn start_watching(h: &mut Harness, replicas: &[u16]) -> Vec<(u16, OpId)> {
 
 fn watching_config() -> Config {
     Config::builder()
+        .deposed_pause(None) // its own flow: a_deposed_master_alive_at_the_fence_is_paused
         .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
         .service_name("svc")
         .refresh_sentinels(false)
@@ -1437,4 +1441,85 @@ fn a_master_refusing_our_credentials_is_not_hammered() {
             .all(|d| *d >= Duration::from_millis(1000)),
         "{retries:?}"
     );
+}
+
+/// A switch away from a master that answered the fence pauses writes on it (`deposed_pause`)
+/// right before the activation, so clients still writing there (processes whose fence comes
+/// later) wait instead of being acknowledged; a failover back to it while the pause lasts
+/// unpauses it first. A master that did not answer the fence (dead) is not paused.
+#[test]
+fn a_deposed_master_alive_at_the_fence_is_paused() {
+    let pause = Duration::from_secs(2);
+    let mut h = Harness::new(
+        Config::builder()
+            .watch_replicas(false)
+            .deposed_pause(Some(pause))
+            .sentinels(["127.0.0.1:26379", "127.0.0.1:26380"])
+            .service_name("svc")
+            .refresh_sentinels(false)
+            .build()
+            .expect("valid"),
+    );
+    let listeners = start(&mut h);
+    // 7000 -> 7001, 7000 alive at the fence: paused. 7001 -> 7000 within the pause, 7001
+    // alive: 7001 paused, 7000 unpaused. 7000 -> 7001 again, 7000 dead: nothing paused (7001's
+    // pause has ended).
+    let steps: [(&[u8], u16, u16, bool); 3] = [
+        (b"2", 7000, 7001, true),
+        (b"3", 7001, 7000, true),
+        (b"4", 7000, 7001, false),
+    ];
+    for (epoch, old, new, alive) in steps {
+        h.message(listeners[0], b"+new-epoch", epoch);
+        let payload = format!("svc 127.0.0.1 {old} 127.0.0.1 {new}");
+        h.message(listeners[0], b"+switch-master", payload.as_bytes());
+        let a = h.actions();
+        let [
+            Action::Fence,
+            Action::PollRole { op: probe, .. },
+            Action::Connect { op: conn, .. },
+        ] = a.as_slice()
+        else {
+            panic!("{a:?}")
+        };
+        let fence_answer = if alive {
+            Ok(master_role_at(5000))
+        } else {
+            Err("connection refused")
+        };
+        h.node_reply(*probe, fence_answer);
+        h.node_reply(*conn, Ok(role(true)));
+        let a = h.actions();
+        let (pauses, activate): (Vec<_>, Vec<_>) = a
+            .into_iter()
+            .partition(|a| matches!(a, Action::PauseWrites { .. } | Action::UnpauseWrites { .. }));
+        let expected: Vec<Action> = match (old, alive) {
+            (7000, true) => vec![Action::PauseWrites {
+                node: Addr::new("127.0.0.1", 7000),
+                duration: pause,
+            }],
+            (7001, true) => vec![
+                Action::PauseWrites {
+                    node: Addr::new("127.0.0.1", 7001),
+                    duration: pause,
+                },
+                Action::UnpauseWrites {
+                    node: Addr::new("127.0.0.1", 7000),
+                },
+            ],
+            _ => vec![],
+        };
+        assert_eq!(pauses, expected, "{old} -> {new}");
+        let [Action::Activate { op, node, .. }] = activate.as_slice() else {
+            panic!("{activate:?}")
+        };
+        assert_eq!(node.port(), new);
+        h.activated(*op);
+        let a = h.actions();
+        assert_resumed(&mut h, a);
+        if new == 7000 {
+            // Past 7001's pause before the next switch away from 7000.
+            h.advance(3000);
+        }
+    }
 }

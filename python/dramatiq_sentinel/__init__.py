@@ -7,7 +7,11 @@ enqueues (or of a `Failover` client).
 
 from .client import Failover
 from .errors import MasterUnavailable, SentinelStartError
+from .lost import CommandFailed, LostCommand, LostWrites
 from .middleware.sentinel import Sentinel
 
-__all__ = ["Failover", "MasterUnavailable", "Sentinel", "SentinelStartError"]
+__all__ = [
+    "CommandFailed", "Failover", "LostCommand", "LostWrites", "MasterUnavailable", "Sentinel",
+    "SentinelStartError",
+]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ from typing import Any
 
 class StartError(Exception): ...
 class MasterUnavailable(Exception): ...
+class CommandFailed(Exception): ...
 
 class Config:
     def __init__(
@@ -25,13 +26,23 @@ class Config:
     service_name: str
     sentinels: list[tuple[str, int]]
 
+class LostWrites:
+    """Passed to the workers object's `writes_lost(lost)`: valid during that call only."""
+
+    old: str
+    new: str
+    commands: list[tuple[int | None, list[bytes]]]
+    def execute(self, args: list[bytes]) -> Any: ...
+
 class Permit:
     def release(self) -> None: ...
 
 class Supervisor:
     @staticmethod
     def start(
-        config: Config, workers: Any = None, on_exit: Callable[[int], None] | None = None
+        config: Config,
+        workers: Any = None,  # pause(), resume(), stop(grace), writes_lost(LostWrites)
+        on_exit: Callable[[int], None] | None = None,
     ) -> Supervisor: ...
     def master_now(self) -> tuple[str, int] | None: ...
     def current_master(self) -> tuple[str, int] | None: ...

@@ -33,10 +33,12 @@ DURATIONS = {
     "query_timeout", "connect_timeout", "command_timeout", "hold_timeout", "min_backoff",
     "max_backoff", "retry_delay", "max_retry_delay", "periodic_check", "pause_timeout",
     "stop_grace", "fence_timeout", "role_poll_interval", "health_check_interval",
-    "startup_timeout", "forget_sentinel_after",
+    "startup_timeout", "forget_sentinel_after", "deposed_pause",
 }
-OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout"}
-BOOLEANS = {"tls", "early_fencing", "refresh_sentinels", "drain"}
+OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout", "deposed_pause"}
+BOOLEANS = {
+    "tls", "early_fencing", "refresh_sentinels", "drain", "startup_fail_fast", "watch_replicas",
+}
 INTEGERS = {"db", "max_sentinels", "jitter_seed"}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {

@@ -22,6 +22,7 @@ import redis
 from ._pool import FencedBlockingConnectionPool, FencedConnectionPool
 from ._runtime import Runtime
 from ._settings import Settings
+from .lost import LostWrites
 
 logger = logging.getLogger("dramatiq_sentinel")
 
@@ -40,6 +41,13 @@ class Failover:
     `start()`. A forked child starts its own on its first command. `on_event(event)` is called
     with every supervisor event as a dict (`name`, `level`, `message`, `fields`), on a thread
     of its own; every event is also a record of the `dramatiq_sentinel` logger.
+
+    `on_writes_lost(lost)` receives the writes the old master acknowledged and the new one
+    lacks (a `dramatiq_sentinel.LostWrites`: `old`, `new`, `commands`, `execute(*args)` on the
+    new master), when a fence came after a promotion and the old master could still be read.
+    It runs before the switch resumes: this process's clients are still held, so re-apply
+    through `lost.execute`, idempotently (what is safe to replay is yours to decide), and
+    keep it short (the switch resumes without waiting after `fence_timeout`).
     """
 
     def __init__(
@@ -47,8 +55,11 @@ class Failover:
         sentinels: list[tuple[str, int]] | None = None,
         service_name: str = "redis",
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_writes_lost: Callable[[LostWrites], None] | None = None,
         **keywords: Any,
     ) -> None:
+        if on_writes_lost is not None and not callable(on_writes_lost):
+            raise ValueError("dramatiq-sentinel: invalid `on_writes_lost`: not callable")
         settings = Settings(
             {
                 "sentinels": [("localhost", 26379)] if sentinels is None else sentinels,
@@ -58,6 +69,7 @@ class Failover:
         )
         self._on_event = on_event
         self._runtime = Runtime(settings, self._event)
+        self._runtime.workers.on_writes_lost = on_writes_lost
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._on_event is not None:

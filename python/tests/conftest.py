@@ -63,7 +63,7 @@ class Producer:
 
     def __init__(self, run: Run, broker_kind: str = "default") -> None:
         self.middleware = Sentinel(
-            sentinels=run.deployment.sentinels, service_name=run.deployment.service,
+            sentinels=run.sentinels, service_name=run.deployment.service,
             **run.deployment.keywords(), **run.options,
         )
         if broker_kind == "client":
@@ -120,8 +120,16 @@ class Producer:
 class Run:
     """One scenario: the deployment, the app's configuration, worker processes, records."""
 
-    def __init__(self, deployment: Deployment, tmp_path: Path, **options: Any) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        tmp_path: Path,
+        sentinels: list[tuple[str, int]] | None = None,
+        **options: Any,
+    ) -> None:
         self.deployment = deployment
+        #: The sentinels the app is configured with (the deployment's by default).
+        self.sentinels = deployment.sentinels if sentinels is None else sentinels
         self.tmp_path = tmp_path
         self.records = tmp_path / "records"
         self.records.mkdir()
@@ -132,7 +140,7 @@ class Run:
 
     def env(self, broker_kind: str) -> dict[str, str]:
         config = {
-            "sentinels": self.deployment.sentinels,
+            "sentinels": self.sentinels,
             "service": self.deployment.service,
             "options": {**self.deployment.keywords(), **self.options},
             "broker": broker_kind,
@@ -284,8 +292,8 @@ class Run:
         members: dict[str, set[str]] = {}
         for key in client.scan_iter("dramatiq:*"):
             name = key.decode()
-            if name == "dramatiq:__heartbeats__":
-                continue
+            if name in ("dramatiq:__heartbeats__", "dramatiq:__sentinel_settled__"):
+                continue  # bookkeeping: dramatiq's heartbeats, the ids a hand-back settled
             kind = client.type(key).decode()
             if kind == "hash":
                 members[name] = {k.decode() for k in client.hkeys(key)}

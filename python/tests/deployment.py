@@ -116,6 +116,26 @@ class Deployment:
             time.sleep(0.05)
         raise RuntimeError(f"replicas did not catch up within {timeout} s: {detail}")
 
+    def watches(self) -> dict[str, int]:
+        """Per replica of the current master, how many idle watch connections supervisors
+        keep on it (`ROLE` answered on RESP3, nothing since: `cmd=role`, not a sentinel's)."""
+        master = self.master()
+        counts = {}
+        for addr in self.service_nodes:
+            if addr == master:
+                continue
+            try:
+                clients = self.client(addr).execute_command("CLIENT", "LIST")
+            except redis.RedisError:
+                counts[addr] = 0
+                continue
+            text = clients.decode() if isinstance(clients, bytes) else str(clients)
+            counts[addr] = sum(
+                1 for line in text.splitlines()
+                if " cmd=role " in line and " resp=3" in line and "name=sentinel" not in line
+            )
+        return counts
+
     def failover(self) -> tuple[str, str]:
         """A graceful failover once the replicas caught up; returns (old, new) master."""
         self.wait_replicated()

@@ -221,6 +221,9 @@ core_settings! {
     /// Keep one idle connection to every replica of the master in use, so a promotion fences
     /// at once even when no sentinel's event is heard. Default true.
     watch_replicas: bool,
+    /// Pause writes on a deposed master that still answers, for this long, when switching
+    /// away from it (`CLIENT PAUSE <ms> WRITE`); `None` never pauses. Default 2 s.
+    deposed_pause: Option<Duration>,
     /// Learn other sentinels from `SENTINEL SENTINELS`. Default true.
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.

@@ -46,6 +46,8 @@ impl Driver {
                 service,
             } => self.query_sentinel(op, sentinel, "REPLICAS", service),
             Action::PollRole { op, node } => self.probe(op, node, redis::cmd("ROLE")),
+            Action::PauseWrites { node, duration } => self.pause_writes(node, Some(duration)),
+            Action::UnpauseWrites { node } => self.pause_writes(node, None),
             Action::QueryReplication { op, node } => {
                 let mut info = redis::cmd("INFO");
                 info.arg("replication");
@@ -158,6 +160,41 @@ impl Driver {
             let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
             let reply = Input::Core(CoreInput::NodeReply { op, reply });
             let _ = shared.inbox.send(reply).await;
+        }));
+    }
+
+    /// `CLIENT PAUSE <ms> WRITE` on a deposed master (`duration`), or `CLIENT UNPAUSE`, on its
+    /// probe connection; the outcome is logged, not reported.
+    fn pause_writes(&self, node: Addr, duration: Option<std::time::Duration>) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let mut cmd = redis::cmd("CLIENT");
+            match duration {
+                Some(d) => cmd
+                    .arg("PAUSE")
+                    .arg(d.as_millis().max(1) as u64)
+                    .arg("WRITE"),
+                None => cmd.arg("UNPAUSE"),
+            };
+            let limit = shared.cfg.query_timeout();
+            let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
+            let pause_ms = duration.map(|d| d.as_millis() as u64);
+            let error = match reply {
+                Ok(Reply::Error(e)) => Some(e),
+                Err(e) => Some(e.to_string()),
+                Ok(_) => None,
+            };
+            match (error, duration) {
+                (None, Some(_)) => info!(node = %node, pause_ms,
+                    "writes paused on the deposed master"),
+                (None, None) => info!(node = %node, "writes unpaused: this process paused them \
+                    when the node was deposed, and it is the master again"),
+                (Some(e), Some(_)) => warn!(node = %node, error = %e, pause_ms,
+                    "writes not paused on the deposed master (CLIENT PAUSE needs Redis 6.2 \
+                     or later and the command in the data-node user's ACL)"),
+                (Some(e), None) => warn!(node = %node, error = %e,
+                    "writes not unpaused on the master (they resume when the pause ends)"),
+            }
         }));
     }
 

@@ -452,6 +452,7 @@ impl Sim {
                 if node.health == Health::Down {
                     node.health = Health::Up;
                     node.down_since = None;
+                    node.writes_paused_until = None;
                     node.master = is_master;
                     node.deposed_by = None;
                     node.following = truth;
@@ -838,6 +839,16 @@ impl Sim {
             .node_at(&addr)
             .map(|n| (n, self.world.nodes[n].health))
         {
+            Some((n, Health::Up))
+                if self.world.nodes[n]
+                    .writes_paused_until
+                    .is_some_and(|t| t > self.now) =>
+            {
+                let what = format!(
+                    "a write of the application waits on {addr}, whose writes this process paused"
+                );
+                return Err(self.violation(what));
+            }
             Some((n, Health::Up)) if self.world.nodes[n].master => {
                 self.stats.writes_acked += 1;
                 self.world.nodes[n].offset += 1;

@@ -405,6 +405,20 @@ impl Sim {
             Action::Discard { op } => {
                 self.prepared.remove(&op);
             }
+            Action::PauseWrites { node, duration } => {
+                if let Some(n) = self.world.node_at(&node)
+                    && self.world.nodes[n].health == Health::Up
+                {
+                    self.world.nodes[n].writes_paused_until = Some(self.now + duration);
+                }
+            }
+            Action::UnpauseWrites { node } => {
+                if let Some(n) = self.world.node_at(&node)
+                    && self.world.nodes[n].health == Health::Up
+                {
+                    self.world.nodes[n].writes_paused_until = None;
+                }
+            }
             Action::Fence => self.app.held = true,
             Action::PauseWorkers { op } => {
                 if let PauseBehaviour::Takes(d) = self.pause {

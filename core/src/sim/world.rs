@@ -41,6 +41,8 @@ pub(crate) struct Node {
     pub(crate) replid: u64,
     pub(crate) replid2: Option<u64>,
     pub(crate) second_offset: u64,
+    /// Until when its writes wait (`CLIENT PAUSE ... WRITE` of the core's).
+    pub(crate) writes_paused_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +156,7 @@ impl World {
                         replid: 1,
                         replid2: None,
                         second_offset: 0,
+                        writes_paused_until: None,
                     }
                 })
                 .collect(),

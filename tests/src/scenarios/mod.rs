@@ -8,6 +8,7 @@
 
 pub mod apalis;
 pub mod deadpool;
+pub mod deposed;
 pub mod escalation;
 pub mod failover;
 pub mod leader_unheard;
@@ -201,6 +202,7 @@ macro_rules! supervisor_suite {
             leader_unheard::leader_unheard_cut_off_sentinel,
             leader_unheard::leader_unheard_twice,
             watches::replica_watches_are_one_silent_connection_per_replica,
+            deposed::a_deposed_master_makes_late_writers_wait,
             failover::other_service_failover_causes_no_pause,
             failover::nat_works_with_the_map_and_fails_clearly_without,
             failover::acl_users_work_and_wrong_ones_fail_clearly,
