@@ -20,10 +20,13 @@ mod backoff;
 mod config;
 mod config_error;
 mod context;
+mod describe;
 mod discovery;
 mod entry;
 mod epochs;
 mod event;
+#[cfg(any(test, feature = "sim"))]
+mod event_examples;
 mod event_text;
 mod history;
 mod input;
@@ -45,6 +48,7 @@ pub use action::{Action, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
 pub use config::{Config, ConfigBuilder, PauseTimeoutPolicy};
 pub use config_error::{ConfigError, MAX_DURATION};
+pub use describe::{Description, EventLevel, FieldValue};
 pub use entry::{SentinelEntry, flags_healthy};
 pub use event::{
     AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason, LostCommand,

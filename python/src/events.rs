@@ -8,7 +8,7 @@
 //! rely on (fence, switch, reset, warnings, errors) are kept up to [`CAPACITY`] (they come at
 //! most a few per failover or per retry of a backoff). Drops are counted.
 
-use dramatiq_sentinel_supervisor::{EventLevel, EventRecord};
+use dramatiq_sentinel_supervisor::EventLevel;
 use dramatiq_sentinel_tokio::Event;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -55,7 +55,7 @@ pub(crate) struct EventQueue {
 impl EventQueue {
     /// Queues `event` (never blocks); counts an activation on `AfterReset`.
     pub(crate) fn push(&self, event: &Event) {
-        let record = EventRecord::of(event);
+        let record = event.describe();
         let routine = record.level < EventLevel::Warn && !KEPT.contains(&record.name);
         let mut s = lock(&self.state);
         if record.name == "AfterReset" {

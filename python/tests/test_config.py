@@ -196,5 +196,16 @@ def test_status_hooks_and_logging_records(deployment: Deployment, caplog) -> Non
         record = completed[0]
         assert record.old == old and record.path in ("early-signal", "event")
         assert record.to_connected_ms > 0 and record.total_ms >= record.to_connected_ms
+        # The check of lost writes after the switch: typed fields, not a dump of the event.
+        checked = wait_for("the switch's check of lost writes", lambda: [
+            r for r in caplog.records
+            if getattr(r, "sentinel_event", "") in ("NothingLost", "WritesLost") and r.new == new])
+        record = checked[0]
+        assert record.sentinel_event == "NothingLost", record.getMessage()
+        assert record.old == old and record.levelno == logging.DEBUG
+        assert set(record.sentinel_fields) == {"old", "new", "old_offset", "new_offset"}
+        assert all(record.sentinel_fields[k] is None or isinstance(record.sentinel_fields[k], int)
+                   for k in ("old_offset", "new_offset")), record.sentinel_fields
+        assert record.getMessage().startswith("no write lost in the switch ("), record.getMessage()
     finally:
         mw.shutdown()

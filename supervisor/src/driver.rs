@@ -1,11 +1,9 @@
 //! The supervisor's task: it owns the [`Core`] and runs its drive loop: drain events (log,
-//! hooks, subscribers), execute actions in order, then wait for the first of an input or the
+//! metrics, hooks, subscribers), execute actions in order, then wait for the first of an input or the
 //! core's deadline, and feed it with the current time.
 
 use crate::error::SupervisorError;
-use crate::events::log_event;
 use crate::listener::ListenerHandle;
-use crate::metrics::EventMetrics;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
 use crate::watch::WatchHandle;
@@ -45,8 +43,6 @@ pub(crate) struct Driver {
     /// drain.
     pub(crate) outcomes: VecDeque<CoreInput>,
     startup: Option<Sender<Startup>>,
-    /// The metrics derived from the events (the sentinels-up gauge drops to 0 with it).
-    metrics: EventMetrics,
 }
 
 enum Wake {
@@ -64,7 +60,6 @@ impl Driver {
         startup: Sender<Startup>,
     ) -> Self {
         Self {
-            metrics: EventMetrics::new(shared.cfg.service_name()),
             core,
             shared,
             inbox,
@@ -168,10 +163,7 @@ impl Driver {
 
     fn drain_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            log_event(&event);
-            self.metrics.record(&event);
-            self.shared.hooks.run(&event);
-            self.shared.events.send(&event);
+            self.shared.events.emit(&event);
             if let Event::Ready { .. } = &event
                 && let Some(tx) = self.startup.take()
             {

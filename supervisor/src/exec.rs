@@ -266,7 +266,7 @@ impl Driver {
     /// The pause timed out and the policy is to exit: run the before-exit hooks, flush, exit.
     fn exit(&self, code: u8) -> ! {
         error!(code, "exiting the process: workers could not be paused");
-        self.shared.hooks.run_before_exit(code);
+        self.shared.events.run_before_exit(code);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(i32::from(code))

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::connect::{ConnCache, Endpoint};
 use crate::error::SupervisorError;
-use crate::events::{Broadcast, Hooks};
+use crate::events::{Broadcast, Fanout, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
 use crate::master::{Active, Line};
@@ -63,8 +63,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Option<Arc<dyn Workers>>,
     /// What the worker task should do next.
     pub(crate) workers_calls: WorkerCalls,
-    pub(crate) events: Broadcast,
-    pub(crate) hooks: Hooks,
+    /// Where every event goes (log, metrics, hooks, subscribers).
+    pub(crate) events: Fanout,
     /// Cached connections for sentinel queries.
     pub(crate) sentinels: ConnCache,
     /// Cached connections for `ROLE` probes of data nodes.
@@ -100,8 +100,7 @@ impl Shared {
             gate: WorkerGate::new(),
             workers,
             workers_calls: WorkerCalls::default(),
-            events,
-            hooks,
+            events: Fanout::new(events, hooks, cfg.service_name()),
             sentinels: ConnCache::new(Endpoint::of(&cfg, cfg.sentinel_auth(), 0)),
             probes: ConnCache::new(Endpoint::of(&cfg, cfg.redis_auth(), 0)),
             data: Endpoint::of(&cfg, cfg.redis_auth(), cfg.db()),
