@@ -17,7 +17,9 @@ use apalis_core::task::data::Data;
 use apalis_core::timer::Delay;
 use apalis_core::worker::builder::WorkerBuilder;
 use dramatiq_sentinel_apalis::{ApalisWorkers, Storage, apalis_redis, storage};
-use dramatiq_sentinel_supervisor::{BoxFuture, Event, MasterConnection, Supervisor, Workers};
+use dramatiq_sentinel_supervisor::{
+    BoxFuture, Event, LostWrites, MasterConnection, Supervisor, Workers,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,6 +128,10 @@ impl Workers for Recorded {
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
         self.pool.stop(grace)
+    }
+
+    fn writes_lost(&self, lost: LostWrites) -> BoxFuture<'_, ()> {
+        self.pool.writes_lost(lost)
     }
 }
 
