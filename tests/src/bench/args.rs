@@ -14,7 +14,8 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --quick              1 repetition, graceful and kill only, job workload graceful only,
                        10 s overhead window, no core bench; writes target/BENCHMARKS-quick.md
   --reps N             repetitions of each scenario and client (default 3)
-  --scenarios LIST     graceful,kill,freeze (default all)
+  --scenarios LIST     graceful,kill,freeze,leader-unheard (default: the first three;
+                       leader-unheard: writer workload only)
   --clients LIST       writer clients (default all): ours-tokio, ours-tokio-nofence,
                        ours-smol, ours-smol-nofence, redis-py, ioredis, ioredis-detector,
                        redis-rs
@@ -52,10 +53,16 @@ pub(crate) enum Scenario {
     Kill,
     /// The master frozen (SIGSTOP) for 3 s, then thawed.
     Freeze,
+    /// `SENTINEL FAILOVER` led by a sentinel the client cannot reach (its address, configured
+    /// and as the other sentinels announce it, leads to a port that closes every connection),
+    /// so the client never hears the failover's early signals.
+    LeaderUnheard,
 }
 
 impl Scenario {
     /// Every scenario, in table order.
+    /// Every scenario of a default run, in table order (`leader-unheard` runs when asked for,
+    /// with the writer workload only).
     pub(crate) const ALL: [Scenario; 3] = [Scenario::Graceful, Scenario::Kill, Scenario::Freeze];
 
     /// The id on the command line.
@@ -64,6 +71,7 @@ impl Scenario {
             Scenario::Graceful => "graceful",
             Scenario::Kill => "kill",
             Scenario::Freeze => "freeze",
+            Scenario::LeaderUnheard => "leader-unheard",
         }
     }
 
@@ -73,14 +81,20 @@ impl Scenario {
             Scenario::Graceful => "graceful `SENTINEL FAILOVER`",
             Scenario::Kill => "master SIGKILL",
             Scenario::Freeze => "master frozen 3 s",
+            Scenario::LeaderUnheard => "graceful, led by a sentinel the client cannot reach",
         }
     }
 
     fn parse(id: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
+            .chain([Scenario::LeaderUnheard])
             .find(|s| s.id() == id)
-            .ok_or_else(|| err(format!("unknown scenario `{id}` (graceful, kill, freeze)")))
+            .ok_or_else(|| {
+                err(format!(
+                    "unknown scenario `{id}` (graceful, kill, freeze, leader-unheard)"
+                ))
+            })
     }
 }
 
@@ -300,7 +314,12 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         o.reps = n;
     }
     if let Some(s) = scenarios {
-        o.job_scenarios = s.clone();
+        // The job workload's children are not cut off from any sentinel.
+        o.job_scenarios = s
+            .iter()
+            .copied()
+            .filter(|s| *s != Scenario::LeaderUnheard)
+            .collect();
         o.scenarios = s;
     }
     if let Some(w) = window {
@@ -344,6 +363,9 @@ pub(crate) struct ChildArgs {
     pub(crate) long_time: Duration,
     /// The supervisor drains the workers at each switch.
     pub(crate) drain: bool,
+    /// Sentinel addresses the child cannot reach, each with the dead address it leads to
+    /// (`--nat REAL=DEAD`, repeatable): ours maps them (as the sentinels announce them too).
+    pub(crate) nat: Vec<(String, String)>,
 }
 
 impl ChildArgs {
@@ -370,6 +392,7 @@ impl ChildArgs {
             supervisors: 1,
             long_time: Duration::ZERO,
             drain: false,
+            nat: Vec::new(),
         };
         let mut rest = args[1..].iter();
         while let Some(key) = rest.next() {
@@ -384,6 +407,12 @@ impl ChildArgs {
             match key.as_str() {
                 "--client" => c.client = value.clone(),
                 "--sentinels" => c.sentinels = list(value),
+                "--nat" => {
+                    let (real, dead) = value
+                        .split_once('=')
+                        .ok_or_else(|| err(format!("--nat {value}: expected REAL=DEAD")))?;
+                    c.nat.push((real.to_owned(), dead.to_owned()));
+                }
                 "--service" => c.service = value.clone(),
                 "--prefix" => c.prefix = value.clone(),
                 "--workers" => c.workers = number()? as usize,

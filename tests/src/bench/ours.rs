@@ -104,7 +104,23 @@ pub(crate) fn config(
     fencing: bool,
     command_timeout: Duration,
 ) -> Result<Config> {
-    Ok(Config::builder()
+    config_with_nat(sentinels, service, fencing, command_timeout, &[])
+}
+
+/// [`config`] with sentinel addresses mapped (`nat`: real address, address it leads to), as
+/// the child's `--nat` asks: a sentinel the child is cut off from stays unreachable however
+/// the other sentinels announce it.
+pub(crate) fn config_with_nat(
+    sentinels: &[String],
+    service: &str,
+    fencing: bool,
+    command_timeout: Duration,
+    nat: &[(String, String)],
+) -> Result<Config> {
+    let builder = nat.iter().fold(Config::builder(), |b, (real, dead)| {
+        b.nat(real.clone(), dead.clone())
+    });
+    Ok(builder
         .sentinels(sentinels.iter().cloned())
         .service_name(service.to_owned())
         .command_timeout(Some(command_timeout))
@@ -131,7 +147,17 @@ pub(crate) fn report_events<R: Runtime>(builder: Builder<R>, sink: &Sink) -> Bui
     let sink = sink.clone();
     builder.on_event(move |e| {
         let t = now_ns();
-        sink.json(&json!({ "ev": event_kind(e), "t": t, "d": format!("{e:?}") }));
+        // The commands a loss handed back, counted here (the event's text holds them all).
+        let handed_back = match e {
+            Event::WritesLost { commands, .. } => commands.as_ref().map(Vec::len),
+            _ => None,
+        };
+        sink.json(&json!({
+            "ev": event_kind(e),
+            "t": t,
+            "d": format!("{e:?}"),
+            "handed_back": handed_back,
+        }));
     })
 }
 

@@ -332,9 +332,12 @@ impl Report {
     }
 
     fn writer_tables(&self, out: &mut String) {
-        let columns: [(&str, Column<WriterResult>); 7] = [
+        let columns: [(&str, Column<WriterResult>); 8] = [
             ("writes/s", &|r| Some(r.rate.round())),
             ("acked writes lost", &|r| Some(r.figures.lost as f64)),
+            ("lost commands handed back (ours)", &|r| {
+                r.handed_back.map(|n| n as f64)
+            }),
             ("errors surfaced", &|r| Some(r.errors as f64)),
             ("longest gap, acked writes (ms)", &|r| {
                 Some(r.figures.ack_gap_ms)
@@ -658,19 +661,20 @@ impl Report {
         let _ = writeln!(out, "<details><summary>Every run</summary>\n");
         let _ = writeln!(
             out,
-            "Writer runs: scenario, client, load, writes/s, acked, lost, errors, gap acked/durable (ms), switch→write, writable→write (ms), trigger→signal/writable/switch (ms), failovers, our `SwitchCompleted`.\n"
+            "Writer runs: scenario, client, load, writes/s, acked, lost, handed back, errors, gap acked/durable (ms), switch→write, writable→write (ms), trigger→signal/writable/switch (ms), failovers, our `SwitchCompleted`.\n"
         );
         let o = |x: Option<f64>| x.map_or("–".to_owned(), num);
         for (s, c, r) in &self.writers {
             if let Ok(r) = r {
                 let _ = writeln!(
                     out,
-                    "- {} {c}: load {:.2}, {:.0}/s, {} acked, {} lost, {} errors, gaps {}/{}, {} / {}, ref {} / {} / {}, {} failover(s){}",
+                    "- {} {c}: load {:.2}, {:.0}/s, {} acked, {} lost, {} handed back, {} errors, gaps {}/{}, {} / {}, ref {} / {} / {}, {} failover(s){}",
                     s.id(),
                     r.load,
                     r.rate,
                     r.figures.acked,
                     r.figures.lost,
+                    r.handed_back.map_or("–".to_owned(), |n| n.to_string()),
                     r.errors,
                     num(r.figures.ack_gap_ms),
                     num(r.figures.durable_gap_ms),

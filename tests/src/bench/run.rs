@@ -9,9 +9,10 @@ use super::error::{Result, err};
 use super::metrics::{self, JobFigures, WriterFigures};
 use super::observer::{Observer, Seen};
 use super::peers::Peers;
-use crate::harness::{Deployment, DeploymentOptions, NodeId, Role};
+use crate::harness::{Deployment, DeploymentOptions, NodeId, Role, dead_port};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -96,9 +97,37 @@ pub(crate) fn load1() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The arguments that point a child at `d`.
-fn target_args(cmd: &mut Command, d: &Deployment) {
-    let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
+/// A sentinel the client is cut off from: its real address and the dead port it leads to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CutOff {
+    pub(crate) real: SocketAddr,
+    pub(crate) dead: SocketAddr,
+}
+
+/// The sentinel that leads the failover of [`Scenario::LeaderUnheard`], and the client's cut-off
+/// from it (`None` for the other scenarios).
+fn cut_off(d: &Deployment, scenario: Scenario) -> Result<Option<CutOff>> {
+    if scenario != Scenario::LeaderUnheard {
+        return Ok(None);
+    }
+    let leader = d.sentinels()[0];
+    Ok(Some(CutOff {
+        real: d.addr(leader),
+        dead: dead_port()?,
+    }))
+}
+
+/// The arguments that point a child at `d` (through the dead port for a sentinel it is cut
+/// off from: the configured address, and, for ours, the address the sentinels announce).
+fn target_args(cmd: &mut Command, d: &Deployment, cut: Option<CutOff>) {
+    let sentinels: Vec<String> = d
+        .sentinel_addrs()
+        .iter()
+        .map(|s| match cut {
+            Some(c) if *s == c.real => c.dead.to_string(),
+            _ => s.to_string(),
+        })
+        .collect();
     cmd.arg("--sentinels")
         .arg(sentinels.join(","))
         .arg("--service")
@@ -112,20 +141,26 @@ impl Ctx {
     pub(crate) fn rust_child(&self, role: &str, client: &str, d: &Deployment) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("child").arg(role).arg("--client").arg(client);
-        target_args(&mut cmd, d);
+        target_args(&mut cmd, d, None);
         cmd
     }
 
-    fn writer_command(&self, client: &str, d: &Deployment) -> Result<Command> {
+    fn writer_command(&self, client: &str, d: &Deployment, cut: Option<CutOff>) -> Result<Command> {
         if client.starts_with("ours-") || client == "redis-rs" {
-            return Ok(self.rust_child("writer", client, d));
+            let mut cmd = Command::new(&self.exe);
+            cmd.arg("child").arg("writer").arg("--client").arg(client);
+            target_args(&mut cmd, d, cut);
+            if let Some(c) = cut {
+                cmd.arg("--nat").arg(format!("{}={}", c.real, c.dead));
+            }
+            return Ok(cmd);
         }
         let peers = self
             .peers
             .as_ref()
             .ok_or_else(|| err("the peers were not prepared"))?;
         let mut cmd = peers.writer(client)?;
-        target_args(&mut cmd, d);
+        target_args(&mut cmd, d, cut);
         Ok(cmd)
     }
 }
@@ -134,11 +169,17 @@ impl Ctx {
 /// is thawed before this returns.
 pub(crate) fn trigger(d: &Deployment, scenario: Scenario, old: NodeId) -> Result<u64> {
     match scenario {
-        Scenario::Graceful => {
+        Scenario::Graceful | Scenario::LeaderUnheard => {
+            // The sentinel that takes `SENTINEL FAILOVER` leads the failover: the first one
+            // (the one a leader-unheard client is cut off from) whenever it accepts.
+            let sentinels = match scenario {
+                Scenario::LeaderUnheard => vec![d.sentinels()[0]],
+                _ => d.sentinels(),
+            };
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 let mut refusals = Vec::new();
-                for s in d.sentinels() {
+                for &s in &sentinels {
                     let t0 = now_ns();
                     let cmd = redis::cmd("SENTINEL")
                         .arg("FAILOVER")
@@ -240,6 +281,9 @@ pub(crate) struct WriterResult {
     pub(crate) reference: Reference,
     /// Our supervisor's switch as it reported it (`SwitchCompleted`), if ours.
     pub(crate) switch_event: Option<String>,
+    /// Lost commands ours handed back after the failover (read back from the old master's
+    /// backlog, `WritesLost`); `None` for the peers, and for ours when nothing was lost.
+    pub(crate) handed_back: Option<usize>,
     /// 1-minute load average when the run started.
     pub(crate) load: f64,
 }
@@ -281,9 +325,10 @@ pub(crate) fn writer_run(ctx: &Ctx, scenario: Scenario, client: &str) -> Result<
     let old = d.master()?;
     let list = "bench:list";
     let observer = Observer::start(&d, old, list)?;
+    let cut = cut_off(&d, scenario)?;
     let mut child = Child::spawn(
         &format!("writer-{client}-{}", scenario.id()),
-        ctx.writer_command(client, &d)?,
+        ctx.writer_command(client, &d, cut)?,
         &ctx.logs,
     )?;
     let ready = child.wait_ready(Duration::from_secs(30))?;
@@ -333,6 +378,12 @@ pub(crate) fn writer_run(ctx: &Ctx, scenario: Scenario, client: &str) -> Result<
         switch_event: events_after(&lines, "SwitchCompleted", t0)
             .next()
             .map(|(_, d)| d),
+        handed_back: lines
+            .iter()
+            .filter(|v| v.get("ev").and_then(Value::as_str) == Some("WritesLost"))
+            .filter_map(|v| v.get("handed_back")?.as_u64())
+            .map(|n| n as usize)
+            .reduce(|a, b| a + b),
         load,
     })
 }

@@ -128,7 +128,13 @@ async fn ours_writer<R: Runtime + Default>(
     stop: &AtomicBool,
 ) -> Result<()> {
     let (sentinels, service) = ours::target(args)?;
-    let config = ours::config(&sentinels, &service, fencing, ours::WRITER_COMMAND_TIMEOUT)?;
+    let config = ours::config_with_nat(
+        &sentinels,
+        &service,
+        fencing,
+        ours::WRITER_COMMAND_TIMEOUT,
+        &args.nat,
+    )?;
     let builder = ours::report_events(Supervisor::<R>::builder(config), sink);
     let sup = builder.start().await?;
     let mut w = OursWriter(sup.master());

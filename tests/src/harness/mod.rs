@@ -115,6 +115,7 @@ pub use error::{HarnessError, Result};
 pub use ids::{NodeId, ProcessId, SentinelId};
 pub use monitor::{Executed, Monitor, unix_now};
 pub use options::DeploymentOptions;
+pub use ports::dead_port;
 pub use process::kill_detached;
 pub use redis;
 pub use role::Role;

@@ -62,3 +62,15 @@ fn port_range() -> (u16, u16) {
         _ => (40_000, 65_000),
     }
 }
+
+/// A loopback port that accepts connections and closes them at once, for the life of the
+/// process: a sentinel address mapped to it is one the client is cut off from.
+pub fn dead_port() -> Result<SocketAddr> {
+    let (listener, port) = bind_free()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    Ok(SocketAddr::from((LOOPBACK, port)))
+}

@@ -10,9 +10,9 @@ use super::failover::{Running, switched, wait_master};
 use super::pool::PoolOptions;
 use super::startup::addr;
 use super::{TestRuntime, WAIT, serial, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, SentinelId};
+use crate::harness::{Deployment, DeploymentOptions, SentinelId, dead_port};
 use dramatiq_sentinel_supervisor::{ConfigBuilder, DetectionPath, Event};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How the leader is not heard.
@@ -26,18 +26,6 @@ enum Unheard {
     CutOff,
 }
 
-/// A port that accepts connections and closes them at once, for the life of the test process.
-fn dead_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let at = listener.local_addr().expect("local address");
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            drop(stream);
-        }
-    });
-    at
-}
-
 /// The supervisor's settings: a listener backoff far longer than the story, and, cut off, the
 /// leader's address (configured and as the other sentinels announce it) mapped to a dead port.
 fn settings(
@@ -47,7 +35,7 @@ fn settings(
 ) -> impl FnOnce(ConfigBuilder) -> ConfigBuilder + use<> {
     let real = d.addr(leader);
     let sentinels: Vec<SocketAddr> = d.sentinel_addrs();
-    let dead = matches!(unheard, Unheard::CutOff).then(dead_port);
+    let dead = matches!(unheard, Unheard::CutOff).then(|| dead_port().expect("a dead port"));
     move |b| {
         let b = b
             .min_backoff(Duration::from_secs(20))
