@@ -86,9 +86,12 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> Result<u8, CliError> {
     };
     let has = |s: &str| switches.contains(&s);
     // The core's supervisor has no workers: it never waits for them, and it must not end the
-    // process. It waits for a master as long as it takes (the deployment may be failing).
+    // process. It waits for a master as long as it takes (the deployment may be failing). An
+    // observer writes nothing: it never pauses a deposed master's writes, whatever the
+    // command line says.
     let config = target
         .builder(&[("on_pause_timeout", "fail"), ("startup_timeout", "off")])?
+        .deposed_pause(None)
         .build()?;
     let out = Out::new(has("--json"), has("--verbose"));
     let rt = tokio::runtime::Builder::new_multi_thread()

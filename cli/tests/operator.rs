@@ -1,7 +1,7 @@
 //! `dramatiq-sentinel status` and `watch` end to end, against real deployments started by the
 //! harness: their JSON through a graceful failover, the exit statuses of each error.
 
-use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId};
+use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId, redis};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -242,6 +242,15 @@ fn status_and_watch_through_a_graceful_failover() {
         Some(Value::from("stop")),
         "{:#?}",
         watch.lines
+    );
+    // An observer writes nothing: its core switched away from the old master, which still
+    // answers, without pausing its writes (an application's supervisor would have).
+    let stats: String = d
+        .query(old, redis::cmd("INFO").arg("commandstats"))
+        .expect("INFO commandstats of the old master");
+    assert!(
+        !stats.contains("cmdstat_client|pause"),
+        "watch paused the deposed master's writes: {stats}"
     );
 
     let s = status_json(&args);
