@@ -28,10 +28,10 @@ source scripts/valkey-env.sh
 # The test steps. Add per-package runs here (features are unified in a workspace build, so
 # each runtime shim is also tested on its own).
 run_tests() {
-    # The example programs as programs (`cargo test` builds examples as test harnesses):
-    # tests/tests/readme_example.rs runs the README's example through a failover.
-    step cargo build --workspace --examples
+    # tests/tests/readme_example.rs builds the README's example program itself (`cargo build
+    # --workspace --example worker`: with this step's features, only the example is compiled).
     step cargo test --workspace --all-targets --no-fail-fast -- "${TLS_SKIP[@]}"
+    # The doc tests, the READMEs' Rust fragments among them (tests/src/readme.rs).
     step cargo test --workspace --doc
     # Each runtime shim on its own: `redis` built with only that shim's runtime feature.
     step cargo test -p dramatiq-sentinel-smol

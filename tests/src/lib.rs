@@ -6,5 +6,7 @@
 
 pub mod bench;
 pub mod harness;
+#[cfg(doctest)]
+mod readme;
 pub mod scenarios;
 mod sync;

@@ -3,10 +3,11 @@
 //! real deployment, it runs every job pushed before and after a `SENTINEL FAILOVER` exactly
 //! once, prints the switch, and ends with status 0 on Ctrl-C (SIGINT).
 //!
-//! The example program is built by `cargo build --workspace --examples`, which
-//! `scripts/test.sh` runs first (`cargo test` builds examples as test harnesses, not as the
-//! programs); on its own, build it with `cargo build -p dramatiq-sentinel-tokio --example
-//! worker`.
+//! The test builds the example program itself (`cargo build --workspace --example worker`, the
+//! features of a workspace build, so after `cargo test --workspace` only the example is
+//! compiled and linked) and runs the binary cargo reports.
+//!
+//! Also: every Rust fragment of the READMEs is compiled (`src/readme.rs` makes them doc tests).
 
 use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId, redis};
 use std::io::{BufRead, BufReader};
@@ -30,25 +31,137 @@ fn the_readme_shows_the_compiled_example() {
     let example = std::fs::read_to_string(repo().join(EXAMPLE)).expect("the example");
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     assert!(
-        readme.contains(&format!("```rust\n{example}```\n")),
-        "README.md must show {EXAMPLE} in full, as it is, in a ```rust block: copy it again"
+        readme.contains(&format!("```rust,no_run\n{example}```\n")),
+        "README.md must show {EXAMPLE} in full, as it is, in a ```rust,no_run block: copy it again"
     );
 }
 
-/// The example's binary, next to this test's own in the target directory.
+/// The READMEs compiled as doc tests, by `src/readme.rs`.
+const COMPILED_READMES: [&str; 3] = [
+    "README.md",
+    "integrations/apalis/README.md",
+    "integrations/deadpool/README.md",
+];
+
+/// Every README.md of the workspace: the top one and one per crate directory (at most two
+/// levels down, as `integrations/apalis`).
+fn readmes() -> Vec<String> {
+    let mut found = vec!["README.md".to_owned()];
+    let mut dirs = vec![(PathBuf::new(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let entries = std::fs::read_dir(repo().join(&dir)).expect("a directory of the repository");
+        for entry in entries {
+            let entry = entry.expect("a directory entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = dir.join(&name);
+            if !entry.file_type().expect("a file type").is_dir()
+                || name.starts_with('.')
+                || name == "target"
+            {
+                continue;
+            }
+            if repo().join(&path).join("Cargo.toml").is_file()
+                && repo().join(&path).join("README.md").is_file()
+            {
+                found.push(path.join("README.md").to_string_lossy().into_owned());
+            }
+            if depth < 1 {
+                dirs.push((path, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A Rust fragment in a README is compiled: not marked `ignore`, and in a README that
+/// `src/readme.rs` compiles as doc tests.
+#[test]
+fn every_readme_fragment_is_compiled() {
+    let readmes = readmes();
+    assert!(readmes.len() > 5, "READMEs found: {readmes:?}");
+    for readme in readmes {
+        let text = std::fs::read_to_string(repo().join(&readme)).expect("a README");
+        let rust: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("```"))
+            .filter(|info| {
+                let lang = info.split(',').next().unwrap_or_default().trim();
+                lang == "rust" || info.contains("ignore")
+            })
+            .collect();
+        for info in &rust {
+            assert!(
+                !info.contains("ignore"),
+                "{readme}: a ```{info} fragment is not compiled; make it compile (`no_run` if it \
+                 needs a live deployment)"
+            );
+        }
+        assert!(
+            rust.is_empty() || COMPILED_READMES.contains(&readme.as_str()),
+            "{readme} has Rust fragments: add it to tests/src/readme.rs and COMPILED_READMES"
+        );
+    }
+}
+
+/// Builds the example program (the README's, as a program: `cargo test` builds examples as
+/// test harnesses, or not at all for another package) with the cargo that runs this test, in
+/// the same target directory and profile, and returns the binary cargo reports.
 fn example_binary() -> PathBuf {
+    // target/<profile>/deps/<this test>: the profile's directory is named after the profile,
+    // except `dev`'s.
     let exe = std::env::current_exe().expect("the test binary");
     let profile = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let binary = profile.join("examples").join("worker");
+        .and_then(|dir| dir.file_name())
+        .and_then(|name| name.to_str())
+        .map(|name| if name == "debug" { "dev" } else { name })
+        .expect("target/<profile>/deps/<test>")
+        .to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut build = Command::new(cargo);
+    // Without the variables cargo sets for this test (`CARGO_MANIFEST_DIR`, ...): build scripts
+    // that watch one (ring's) would run again, and rebuild their dependents twice, here and in
+    // the next cargo command.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_tests = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_for_tests {
+            build.env_remove(name.as_ref());
+        }
+    }
+    let output = build
+        .current_dir(repo())
+        .args(["build", "--workspace", "--example", "worker", "--profile"])
+        .arg(&profile)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
     assert!(
-        binary.is_file(),
-        "{} is missing: build it with `cargo build -p dramatiq-sentinel-tokio --example worker` \
-         (`scripts/test.sh` does, with `cargo build --workspace --examples`)",
-        binary.display()
+        output.status.success(),
+        "cargo build --workspace --example worker failed ({})",
+        output.status
     );
+    let binary = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == "worker")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reports the example's executable");
+    assert!(binary.is_file(), "{} is missing", binary.display());
     binary
 }
 
