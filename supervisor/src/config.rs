@@ -517,4 +517,24 @@ mod tests {
             .expect("valid");
         assert_eq!(format!("{typed:?}"), format!("{text:?}"));
     }
+
+    #[test]
+    fn the_readme_documents_every_row() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        // The README is beside the workspace, not in the packaged crate.
+        let Ok(readme) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let section = readme
+            .split("### Configuration")
+            .nth(1)
+            .expect("a configuration section");
+        for info in ConfigBuilder::settings() {
+            assert!(
+                section.contains(&format!("`{}`", info.name())),
+                "README's configuration table lacks {}",
+                info.name()
+            );
+        }
+    }
 }
