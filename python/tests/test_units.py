@@ -251,7 +251,7 @@ def test_keyword_kinds_come_from_the_rust_settings_table() -> None:
         Settings({**base, name: 4.0})  # accepted by the Rust configuration as seconds
     for name in sorted(_settings.OPTIONAL_DURATIONS):
         Settings({**base, name: None})
-    for name in sorted(_settings.BOOLEANS - {"tls"}):
+    for name in sorted(_settings.BOOLEANS):
         Settings({**base, name: False})
     for name in sorted(_settings.INTEGERS):
         Settings({**base, name: 7})
