@@ -54,7 +54,7 @@ pub fn option_for(field: &str) -> String {
 /// An invalid setting for people: the option and the field, then the problem, e.g.
 /// ``invalid --query-timeout (setting `query_timeout`): must be positive``.
 pub fn config_error(e: &ConfigError) -> String {
-    if e.problem() == "unknown setting" {
+    if e.is_unknown_setting() {
         return format!("unknown setting `{}`", e.field());
     }
     format!(
@@ -194,7 +194,7 @@ mod tests {
             "invalid --query-timeout (setting `query_timeout`): must be positive"
         );
         assert_eq!(
-            config_error(&ConfigError::new("bogus", "unknown setting")),
+            config_error(&ConfigError::unknown_setting("bogus")),
             "unknown setting `bogus`"
         );
     }

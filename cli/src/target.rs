@@ -70,10 +70,10 @@ pub(crate) fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
 }
 
-/// Whether `field` names a setting of the supervisor's configuration (the builder is the one
-/// list of settings: it answers "unknown setting" for any other name).
+/// Whether `field` names a setting of the supervisor's configuration: a row of its settings
+/// table ([`ConfigBuilder::settings`]), the one list of them.
 pub(crate) fn is_setting(field: &str) -> bool {
-    !matches!(Config::builder().set(field, ""), Err(e) if e.problem() == "unknown setting")
+    ConfigBuilder::setting(field).is_some()
 }
 
 /// Credentials from a password (the flag, else the first set environment variable of `envs`)
@@ -352,5 +352,34 @@ mod tests {
             run(&["--sentinel", "a:1", "--service", "s", "--redis-user", "u"]).expect("parsed");
         let e = t.config().expect_err("no password").to_string();
         assert!(e.contains("--redis-user needs --redis-password"), "{e}");
+    }
+
+    #[test]
+    fn every_row_of_the_settings_table_is_a_flag_and_nothing_else_is() {
+        for info in ConfigBuilder::settings() {
+            assert!(is_setting(info.name()), "{}", info.name());
+            if matches!(info.name(), "sentinels" | "service_name" | "tls") {
+                continue; // options of their own (--sentinel, --service, --tls)
+            }
+            let flag = format!("--{}", info.name().replace('_', "-"));
+            let (t, _) = run(&[
+                "--service",
+                "s",
+                "--sentinel",
+                "127.0.0.1:1",
+                &flag,
+                info.default(),
+            ])
+            .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            assert!(
+                t.settings
+                    .iter()
+                    .any(|(f, v)| f == info.name() && v == info.default()),
+                "{flag}"
+            );
+        }
+        for wrong in ["sentinel_auth", "tls_client_cert", "bogus", ""] {
+            assert!(!is_setting(wrong), "{wrong}");
+        }
     }
 }

@@ -5,7 +5,8 @@
 
 use crate::addr::{Addr, NatMap};
 use crate::config_error::ConfigError;
-use crate::setting;
+use crate::setting::{self, FromSetting};
+use crate::setting_info::{SettingInfo, SettingKind};
 use std::time::Duration;
 
 /// What happens when workers do not pause within [`Config::pause_timeout`].
@@ -140,109 +141,201 @@ impl Default for ConfigBuilder {
     }
 }
 
-/// One list of settings makes both the builder's setter and the config's getter, with the
-/// same documentation.
-macro_rules! settings {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        impl ConfigBuilder {
-            $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self { self.cfg.$name = value; self })*
-        }
-        impl Config {
-            $($(#[$doc])* pub fn $name(&self) -> $ty { self.$name.clone() })*
+/// The core's settings that have a typed setter and getter of their own, in the order of
+/// [`SETTINGS`](crate::SETTINGS) after `sentinels`, `service_name` and `nat`: each one's
+/// documentation, name, type, default and bounds as text. The one list of them: it calls
+/// `$callback! { entries }`, which makes this crate's setters, getters and settings table and
+/// the runtimes' forwarding setters (`$(#[doc = ...])* name: Type = "default", "bounds";`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! core_settings {
+    ($callback:ident) => {
+        $callback! {
+            /// Timeout of one sentinel command, the original middleware's `socket_timeout`. Default 0.5 s.
+            query_timeout: ::std::time::Duration = "0.5", "above zero, at most 365 days";
+            /// Timeout to open a connection to a sentinel or data node and get its first answer
+            /// (subscription, `ROLE`). Default 1 s.
+            connect_timeout: ::std::time::Duration = "1", "above zero, at most 365 days";
+            /// First delay before a failed listener reconnects, reset after a successful subscribe.
+            /// Default 3 s.
+            min_backoff: ::std::time::Duration = "3", "above zero, at most 365 days and at most `max_backoff`";
+            /// Longest listener reconnect delay. Default 60 s.
+            max_backoff: ::std::time::Duration = "60", "above zero, at most 365 days";
+            /// Multiplier of the listener reconnect delay after each failure, at least 1. Default 2.0.
+            backoff_factor: f64 = "2.0", "a finite number, at least 1";
+            /// First delay before re-asking the sentinels after a failed discovery or a node that failed
+            /// verification; grows by `backoff_factor` up to `max_retry_delay`. Default 0.1 s.
+            retry_delay: ::std::time::Duration = "0.1", "above zero, at most 365 days and at most `max_retry_delay`";
+            /// Longest delay before re-asking the sentinels. Default 5 s.
+            max_retry_delay: ::std::time::Duration = "5", "above zero, at most 365 days";
+            /// Re-discover the master on this interval, in case every event was missed. Default off.
+            periodic_check: Option<::std::time::Duration> = "off", "`off`, or above zero and at most 365 days";
+            /// Drain the workers at each switch: after the fence, wait until the jobs in flight are
+            /// done (and the pool's own `pause` completed) before resuming on the new master, within
+            /// `pause_timeout`. Off by default: jobs in flight keep running, their commands held by
+            /// the fence and sent to the verified new master once it is active, and new jobs start as
+            /// soon as it is; only pools that need a moment with no job running need a drain.
+            drain: bool = "false", "a boolean";
+            /// How long a drain may take (the original middleware's `worker_pausing_timeout_before_exit`); after it,
+            /// `on_pause_timeout`. Only applies with `drain`. Default 600 s.
+            pause_timeout: ::std::time::Duration = "600", "above zero, at most 365 days";
+            /// Grace period for workers stopped after a pause timeout. Default 10 s.
+            stop_grace: ::std::time::Duration = "10", "above zero, at most 365 days";
+            /// What happens after a pause timeout. Default exit with code 69.
+            on_pause_timeout: $crate::PauseTimeoutPolicy = "exit:69", "`fail`, or `exit:<code>` with a code 1..=255";
+            /// Fence the master as soon as sentinels announce its failover (`+odown`, `+try-failover`,
+            /// `+selected-slave`, ...) and switch as soon as the candidate's `ROLE` says master, without
+            /// waiting for `+switch-master`. Default true.
+            early_fencing: bool = "true", "a boolean";
+            /// How long an early fence waits for a promotion before it re-verifies the old master and
+            /// lifts itself. Default 15 s.
+            fence_timeout: ::std::time::Duration = "15", "above zero, at most 365 days";
+            /// Interval of the fallback `ROLE` polls of a failover candidate (each drawn from
+            /// `[interval / 2, interval]`). The switch does not wait for them: a watch connection on
+            /// the candidate notices its promotion at once (Sentinel closes every client connection of
+            /// the replica it promotes). Default 100 ms.
+            role_poll_interval: ::std::time::Duration = "0.1", "above zero, at most 365 days";
+            /// Silence on a listener after which it is pinged; no answer within `query_timeout` marks it
+            /// failed. Default 2 s.
+            health_check_interval: ::std::time::Duration = "2", "above zero, at most 365 days";
+            /// Deadline for finding a verified master at startup; `None` waits forever. Default 60 s.
+            startup_timeout: Option<::std::time::Duration> = "60", "`off`, or above zero and at most 365 days";
+            /// Stop startup with the error as soon as every sentinel answered with one that retrying
+            /// will not fix (a wrong password or user, an address that is not a sentinel, a service
+            /// none of them monitors), or the master they name refuses our credentials, instead of
+            /// retrying until `startup_timeout`. Turn it off where the service or the credentials may
+            /// appear later (a deployment being set up). Default true.
+            startup_fail_fast: bool = "true", "a boolean";
+            /// Learn other sentinels from `SENTINEL SENTINELS` and listen to them too. Default true.
+            refresh_sentinels: bool = "true", "a boolean";
+            /// Most sentinels tracked, configured plus learned. Default 32.
+            max_sentinels: usize = "32", "at least the number of configured sentinels";
+            /// A learned sentinel (not a configured one) whose listener has failed for this long
+            /// without a successful subscription is forgotten (its listener stops); it is learned
+            /// again if a sentinel still lists it. Default 300 s.
+            forget_sentinel_after: ::std::time::Duration = "300", "above zero, at most 365 days";
+            /// Keep one idle connection to every replica of the master in use (the sentinels'
+            /// `SENTINEL REPLICAS` list, asked again after each switch and when the sentinels announce a
+            /// change). Sentinel closes a replica's client connections when it promotes it, so a
+            /// promotion fences within one round trip of it even when no sentinel's event is heard
+            /// (its leader restarted, partitioned from this process, or its listener reconnecting).
+            /// A closing that was not a promotion (a replica restarted, re-pointed, or a server
+            /// `timeout` on idle clients) fences for one `ROLE` round trip. Costs one connection per
+            /// replica and no command at rest. Default true.
+            watch_replicas: bool = "true", "a boolean";
+            /// When a switch moves to a promoted replica while the master it leaves still answers,
+            /// pause writes on that deposed master for this long (`CLIENT PAUSE <ms> WRITE`, Redis 6.2
+            /// or later, sent once, best effort): every client still writing to it (other processes
+            /// of the fleet whose fence comes later, this process's own commands in flight) waits
+            /// instead of being acknowledged by a master whose writes the new one never gets, and a
+            /// process that fences meanwhile closes its connections, so its waiting writes never run.
+            /// Keep it well below the sentinels' `down-after-milliseconds` (their link to the deposed
+            /// master waits too: its `PUBLISH` of hellos is a write). The data-node user needs
+            /// `CLIENT PAUSE` in its ACL (else a warning, and nothing is paused). `None` (`off`)
+            /// never pauses. Default 2 s.
+            deposed_pause: Option<::std::time::Duration> = "2", "`off`, or 1 ms to 365 days";
+            /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
+            /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
+            /// process, so a fleet never retries in lockstep (the core itself, which never draws
+            /// randomness, uses 0). Set it to replay a run exactly. Default `None`.
+            jitter_seed: Option<u64> = "off", "`off`, or 0..2^64";
         }
     };
 }
 
-settings! {
-    /// Timeout of one sentinel command, the original middleware's `socket_timeout`. Default 0.5 s.
-    query_timeout: Duration,
-    /// Timeout to open a connection to a sentinel or data node and get its first answer
-    /// (subscription, `ROLE`). Default 1 s.
-    connect_timeout: Duration,
-    /// First delay before a failed listener reconnects, reset after a successful subscribe.
-    /// Default 3 s.
-    min_backoff: Duration,
-    /// Longest listener reconnect delay. Default 60 s.
-    max_backoff: Duration,
-    /// Multiplier of the listener reconnect delay after each failure, at least 1. Default 2.0.
-    backoff_factor: f64,
-    /// First delay before re-asking the sentinels after a failed discovery or a node that failed
-    /// verification; grows by `backoff_factor` up to `max_retry_delay`. Default 0.1 s.
-    retry_delay: Duration,
-    /// Longest delay before re-asking the sentinels. Default 5 s.
-    max_retry_delay: Duration,
-    /// Re-discover the master on this interval, in case every event was missed. Default off.
-    periodic_check: Option<Duration>,
-    /// Drain the workers at each switch: after the fence, wait until the jobs in flight are
-    /// done (and the pool's own `pause` completed) before resuming on the new master, within
-    /// `pause_timeout`. Off by default: jobs in flight keep running, their commands held by
-    /// the fence and sent to the verified new master once it is active, and new jobs start as
-    /// soon as it is; only pools that need a moment with no job running need a drain.
-    drain: bool,
-    /// How long a drain may take (the original middleware's `worker_pausing_timeout_before_exit`); after it,
-    /// `on_pause_timeout`. Only applies with `drain`. Default 600 s.
-    pause_timeout: Duration,
-    /// Grace period for workers stopped after a pause timeout. Default 10 s.
-    stop_grace: Duration,
-    /// What happens after a pause timeout. Default exit with code 69.
-    on_pause_timeout: PauseTimeoutPolicy,
-    /// Fence the master as soon as sentinels announce its failover (`+odown`, `+try-failover`,
-    /// `+selected-slave`, ...) and switch as soon as the candidate's `ROLE` says master, without
-    /// waiting for `+switch-master`. Default true.
-    early_fencing: bool,
-    /// How long an early fence waits for a promotion before it re-verifies the old master and
-    /// lifts itself. Default 15 s.
-    fence_timeout: Duration,
-    /// Interval of the fallback `ROLE` polls of a failover candidate (each drawn from
-    /// `[interval / 2, interval]`). The switch does not wait for them: a watch connection on
-    /// the candidate notices its promotion at once (Sentinel closes every client connection of
-    /// the replica it promotes). Default 100 ms.
-    role_poll_interval: Duration,
-    /// Silence on a listener after which it is pinged; no answer within `query_timeout` marks it
-    /// failed. Default 2 s.
-    health_check_interval: Duration,
-    /// Deadline for finding a verified master at startup; `None` waits forever. Default 60 s.
-    startup_timeout: Option<Duration>,
-    /// Stop startup with the error as soon as every sentinel answered with one that retrying
-    /// will not fix (a wrong password or user, an address that is not a sentinel, a service
-    /// none of them monitors), or the master they name refuses our credentials, instead of
-    /// retrying until `startup_timeout`. Turn it off where the service or the credentials may
-    /// appear later (a deployment being set up). Default true.
-    startup_fail_fast: bool,
-    /// Learn other sentinels from `SENTINEL SENTINELS` and listen to them too. Default true.
-    refresh_sentinels: bool,
-    /// Most sentinels tracked, configured plus learned. Default 32.
-    max_sentinels: usize,
-    /// A learned sentinel (not a configured one) whose listener has failed for this long
-    /// without a successful subscription is forgotten (its listener stops); it is learned
-    /// again if a sentinel still lists it. Default 300 s.
-    forget_sentinel_after: Duration,
-    /// Keep one idle connection to every replica of the master in use (the sentinels'
-    /// `SENTINEL REPLICAS` list, asked again after each switch and when the sentinels announce a
-    /// change). Sentinel closes a replica's client connections when it promotes it, so a
-    /// promotion fences within one round trip of it even when no sentinel's event is heard
-    /// (its leader restarted, partitioned from this process, or its listener reconnecting).
-    /// A closing that was not a promotion (a replica restarted, re-pointed, or a server
-    /// `timeout` on idle clients) fences for one `ROLE` round trip. Costs one connection per
-    /// replica and no command at rest. Default true.
-    watch_replicas: bool,
-    /// When a switch moves to a promoted replica while the master it leaves still answers,
-    /// pause writes on that deposed master for this long (`CLIENT PAUSE <ms> WRITE`, Redis 6.2
-    /// or later, sent once, best effort): every client still writing to it (other processes
-    /// of the fleet whose fence comes later, this process's own commands in flight) waits
-    /// instead of being acknowledged by a master whose writes the new one never gets, and a
-    /// process that fences meanwhile closes its connections, so its waiting writes never run.
-    /// Keep it well below the sentinels' `down-after-milliseconds` (their link to the deposed
-    /// master waits too: its `PUBLISH` of hellos is a write). The data-node user needs
-    /// `CLIENT PAUSE` in its ACL (else a warning, and nothing is paused). `None` (`off`)
-    /// never pauses. Default 2 s.
-    deposed_pause: Option<Duration>,
-    /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
-    /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
-    /// process, so a fleet never retries in lockstep (the core itself, which never draws
-    /// randomness, uses 0). Set it to replay a run exactly. Default `None`.
-    jitter_seed: Option<u64>,
+/// How [`ConfigBuilder::set`] applies one row of [`SETTINGS`] to the builder.
+type Apply = fn(&mut ConfigBuilder, &str, &str) -> Result<(), ConfigError>;
+
+/// What [`ConfigBuilder::set`] reads `sentinels` from.
+const SENTINELS: SettingInfo = SettingInfo::new(
+    "sentinels",
+    SettingKind::Addresses,
+    "localhost:26379",
+    "at least one, no duplicates, at most `max_sentinels`",
+    "The sentinels (`host:port`, `[ipv6]:port`), comma-separated.",
+);
+
+/// What [`ConfigBuilder::set`] reads `service_name` from.
+const SERVICE_NAME: SettingInfo = SettingInfo::new(
+    "service_name",
+    SettingKind::Text,
+    "redis",
+    "non-empty, no whitespace",
+    "Name of the master the sentinels monitor.",
+);
+
+/// What [`ConfigBuilder::set`] reads `nat` from.
+const NAT: SettingInfo = SettingInfo::new(
+    "nat",
+    SettingKind::NatRules,
+    "",
+    "`announced=reachable` pairs of addresses, one rule per announced address",
+    "NAT rules, comma-separated: the address a sentinel announces, and where to reach it instead.",
+);
+
+fn set_sentinels(b: &mut ConfigBuilder, _: &str, v: &str) -> Result<(), ConfigError> {
+    b.sentinels = v.split(',').map(|s| s.trim().to_owned()).collect();
+    Ok(())
 }
+
+fn set_service_name(b: &mut ConfigBuilder, _: &str, v: &str) -> Result<(), ConfigError> {
+    b.cfg.service_name = v.to_owned();
+    Ok(())
+}
+
+fn set_nat(b: &mut ConfigBuilder, _: &str, v: &str) -> Result<(), ConfigError> {
+    for (i, rule) in v.split(',').filter(|r| !r.trim().is_empty()).enumerate() {
+        let (a, r) = rule.split_once('=').ok_or_else(|| {
+            ConfigError::new(format!("nat[{i}]"), "expected `announced=reachable`")
+        })?;
+        b.nat.push((a.trim().to_owned(), r.trim().to_owned()));
+    }
+    Ok(())
+}
+
+/// Makes, from [`core_settings!`], the typed setters and getters (with the same
+/// documentation), the settings table and the text setter of each row.
+macro_rules! core_table {
+    ($($(#[doc = $doc:literal])* $name:ident: $ty:ty = $default:literal, $bounds:literal;)*) => {
+        impl ConfigBuilder {
+            $($(#[doc = $doc])* pub fn $name(mut self, value: $ty) -> Self {
+                self.cfg.$name = value;
+                self
+            })*
+        }
+        impl Config {
+            $($(#[doc = $doc])* pub fn $name(&self) -> $ty { self.$name.clone() })*
+        }
+        /// Every setting of [`ConfigBuilder`], the one list of them: its name, kind, default
+        /// and bounds as text, and documentation. [`ConfigBuilder::set`] accepts exactly these
+        /// names; the runtimes' builders, the Python package and the command line are built
+        /// from this table.
+        pub const SETTINGS: &[SettingInfo] = &[
+            SENTINELS,
+            SERVICE_NAME,
+            NAT,
+            $(SettingInfo::new(
+                stringify!($name),
+                <$ty as FromSetting>::KIND,
+                $default,
+                $bounds,
+                concat!($($doc, "\n"),*),
+            ),)*
+        ];
+        /// The text setter of each row of [`SETTINGS`], in the same order.
+        const APPLY: &[Apply] = &[
+            set_sentinels,
+            set_service_name,
+            set_nat,
+            $(|b, field, v| {
+                b.cfg.$name = <$ty as FromSetting>::parse(field, v)?;
+                Ok(())
+            },)*
+        ];
+    };
+}
+
+crate::core_settings!(core_table);
 
 impl ConfigBuilder {
     /// Replaces the sentinel list (`host:port`, `[ipv6]:port`). Default `localhost:26379`.
@@ -272,73 +365,12 @@ impl ConfigBuilder {
     /// comma-separated (`sentinels`), NAT as `announced=reachable,...`, `on_pause_timeout` as
     /// `exit:<code>` or `fail`, `jitter_seed` as a number or `off`.
     pub fn set(mut self, field: &str, value: &str) -> Result<Self, ConfigError> {
-        let v = value.trim();
-        let c = &mut self.cfg;
-        match field {
-            "sentinels" => {
-                self.sentinels = v.split(',').map(|s| s.trim().to_owned()).collect();
-            }
-            "nat" => {
-                for (i, rule) in v.split(',').filter(|r| !r.trim().is_empty()).enumerate() {
-                    let (a, b) = rule.split_once('=').ok_or_else(|| {
-                        ConfigError::new(format!("nat[{i}]"), "expected `announced=reachable`")
-                    })?;
-                    self.nat.push((a.trim().to_owned(), b.trim().to_owned()));
-                }
-            }
-            "service_name" => c.service_name = v.to_owned(),
-            "early_fencing" => c.early_fencing = setting::boolean(field, v)?,
-            "drain" => c.drain = setting::boolean(field, v)?,
-            "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
-            "startup_fail_fast" => c.startup_fail_fast = setting::boolean(field, v)?,
-            "watch_replicas" => c.watch_replicas = setting::boolean(field, v)?,
-            "deposed_pause" => c.deposed_pause = setting::optional_seconds(field, v)?,
-            "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
-            "max_sentinels" => {
-                c.max_sentinels = v
-                    .parse()
-                    .map_err(|_| ConfigError::new(field, format!("`{v}` is not a count")))?
-            }
-            "on_pause_timeout" => {
-                c.on_pause_timeout = match v.split_once(':') {
-                    _ if v == "fail" => PauseTimeoutPolicy::Fail,
-                    Some(("exit", code)) => PauseTimeoutPolicy::Exit {
-                        code: code.parse().map_err(|_| {
-                            ConfigError::new(field, format!("exit code `{code}` is not 1..=255"))
-                        })?,
-                    },
-                    _ => {
-                        return Err(ConfigError::new(
-                            field,
-                            format!("`{v}` is neither `exit:<code>` nor `fail`"),
-                        ));
-                    }
-                }
-            }
-            "query_timeout" => c.query_timeout = setting::seconds(field, v)?,
-            "connect_timeout" => c.connect_timeout = setting::seconds(field, v)?,
-            "min_backoff" => c.min_backoff = setting::seconds(field, v)?,
-            "max_backoff" => c.max_backoff = setting::seconds(field, v)?,
-            "retry_delay" => c.retry_delay = setting::seconds(field, v)?,
-            "max_retry_delay" => c.max_retry_delay = setting::seconds(field, v)?,
-            "periodic_check" => c.periodic_check = setting::optional_seconds(field, v)?,
-            "pause_timeout" => c.pause_timeout = setting::seconds(field, v)?,
-            "stop_grace" => c.stop_grace = setting::seconds(field, v)?,
-            "fence_timeout" => c.fence_timeout = setting::seconds(field, v)?,
-            "role_poll_interval" => c.role_poll_interval = setting::seconds(field, v)?,
-            "health_check_interval" => c.health_check_interval = setting::seconds(field, v)?,
-            "startup_timeout" => c.startup_timeout = setting::optional_seconds(field, v)?,
-            "forget_sentinel_after" => c.forget_sentinel_after = setting::seconds(field, v)?,
-            "jitter_seed" => {
-                c.jitter_seed = match v {
-                    "off" | "none" | "" => None,
-                    _ => Some(v.parse().map_err(|_| {
-                        ConfigError::new(field, format!("`{v}` is not a number 0..2^64"))
-                    })?),
-                }
-            }
-            _ => return Err(ConfigError::new(field, "unknown setting")),
-        }
+        let apply = SETTINGS
+            .iter()
+            .position(|s| s.name() == field)
+            .and_then(|i| APPLY.get(i))
+            .ok_or_else(|| ConfigError::unknown_setting(field))?;
+        apply(&mut self, field, value.trim())?;
         Ok(self)
     }
 
@@ -537,5 +569,114 @@ mod tests {
             Addr::new("127.0.0.1", 1)
         );
         assert_eq!(c.on_pause_timeout(), PauseTimeoutPolicy::Fail);
+    }
+
+    /// A value other than the default, by kind, that the builder accepts.
+    fn other_value(info: &SettingInfo) -> &'static str {
+        match info.kind() {
+            SettingKind::Duration => "7.25",
+            SettingKind::OptionalDuration if info.default() == "off" => "7.25",
+            SettingKind::OptionalDuration => "off",
+            SettingKind::Bool if info.default() == "true" => "false",
+            SettingKind::Bool => "true",
+            SettingKind::Integer => "41",
+            SettingKind::OptionalInteger => "41",
+            SettingKind::Number => "3.5",
+            SettingKind::Text => "svc",
+            SettingKind::Addresses => "127.0.0.1:1",
+            SettingKind::NatRules => "10.0.0.1:1=127.0.0.1:1",
+            SettingKind::PausePolicy => "fail",
+        }
+    }
+
+    #[test]
+    fn the_table_is_the_list_set_accepts() {
+        assert_eq!(SETTINGS.len(), APPLY.len());
+        let default = format!("{:?}", Config::builder());
+        let mut seen = std::collections::BTreeMap::new();
+        for info in SETTINGS {
+            assert_eq!(
+                SettingInfo::find(SETTINGS, info.name()),
+                Some(info),
+                "{} is listed twice",
+                info.name()
+            );
+            // Each row's default, as text, leaves the builder as it was.
+            let b = Config::builder()
+                .set(info.name(), info.default())
+                .unwrap_or_else(|e| panic!("default of {}: {e}", info.name()));
+            assert_eq!(format!("{b:?}"), default, "default of {}", info.name());
+            // Another value changes the builder, differently from every other row.
+            let value = other_value(info);
+            let b = Config::builder()
+                .set(info.name(), value)
+                .unwrap_or_else(|e| panic!("{} = {value}: {e}", info.name()));
+            let shown = format!("{b:?}");
+            assert_ne!(shown, default, "{} = {value} changed nothing", info.name());
+            if let Some(other) = seen.insert(shown, info.name()) {
+                panic!("{} and {other} set the same field", info.name());
+            }
+            assert!(!info.doc().is_empty() && !info.bounds().is_empty());
+            // Names that are near misses of a row are not settings.
+            for wrong in [
+                format!("{}x", info.name()),
+                info.name().replace('_', "-"),
+                info.name().to_uppercase(),
+                format!(" {}", info.name()),
+            ]
+            .into_iter()
+            .filter(|w| w != info.name())
+            {
+                let e = Config::builder().set(&wrong, value).err();
+                assert!(
+                    e.as_ref().is_some_and(ConfigError::is_unknown_setting),
+                    "{wrong}: {e:?}"
+                );
+            }
+        }
+        for wrong in ["", "tls", "db", "hold_timeout", "sentinels[0]", "Config"] {
+            let e = Config::builder().set(wrong, "1").err();
+            assert!(
+                e.as_ref().is_some_and(ConfigError::is_unknown_setting),
+                "{wrong}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_defaults_of_the_table_are_the_builders() {
+        let mut b = Config::builder();
+        for info in SETTINGS {
+            b = b
+                .set(info.name(), info.default())
+                .expect("default is valid");
+        }
+        let from_table = b.build().expect("valid");
+        let default = Config::builder().build().expect("valid");
+        assert_eq!(format!("{from_table:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn the_docs_of_the_table_are_the_setters() {
+        let info = SettingInfo::find(SETTINGS, "query_timeout").expect("a row");
+        assert_eq!(info.kind(), SettingKind::Duration);
+        assert_eq!(
+            info.doc(),
+            "Timeout of one sentinel command, the original middleware's `socket_timeout`. \
+             Default 0.5 s."
+        );
+        assert_eq!(
+            info.summary(),
+            "Timeout of one sentinel command, the original middleware's `socket_timeout`."
+        );
+        let kinds: Vec<_> = ["periodic_check", "jitter_seed", "max_sentinels", "drain"]
+            .iter()
+            .filter_map(|n| SettingInfo::find(SETTINGS, n))
+            .map(|i| i.kind().as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["optional_duration", "optional_integer", "integer", "bool"]
+        );
     }
 }

@@ -38,6 +38,7 @@ mod parse;
 mod reply;
 mod rng;
 pub mod setting;
+mod setting_info;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod switch;
@@ -46,7 +47,7 @@ mod watches;
 
 pub use action::{Action, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
-pub use config::{Config, ConfigBuilder, PauseTimeoutPolicy};
+pub use config::{Config, ConfigBuilder, PauseTimeoutPolicy, SETTINGS};
 pub use config_error::{ConfigError, MAX_DURATION};
 pub use describe::{Description, EventLevel, FieldValue};
 pub use entry::{SentinelEntry, flags_healthy};
@@ -59,6 +60,7 @@ pub use machine::{Core, Deadline};
 pub use op::OpId;
 pub use parse::{FailoverSignal, Role, SentinelMessage, decode_message, message_concerns};
 pub use reply::Reply;
+pub use setting_info::{SettingInfo, SettingKind};
 pub use timers::TimerReason;
 
 /// The channel pattern listeners subscribe to (`PSUBSCRIBE`): every sentinel event, since

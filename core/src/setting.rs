@@ -2,7 +2,9 @@
 //! language's keyword gives it, with errors that name the setting. Used by
 //! [`ConfigBuilder::set`](crate::ConfigBuilder::set) and by the runtimes' settings of their own.
 
+use crate::config::PauseTimeoutPolicy;
 use crate::config_error::{ConfigError, MAX_DURATION};
+use crate::setting_info::SettingKind;
 use std::time::Duration;
 
 /// `true`/`yes`/`on`/`1` or `false`/`no`/`off`/`0`.
@@ -61,5 +63,80 @@ pub fn check_duration(field: &str, value: Option<Duration>) -> Result<(), Config
             format!("{d:?} is longer than the maximum of 365 days"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// A value type of a typed setting: its kind and how `set()` reads it from text, with the
+/// error messages the setting has always had.
+pub(crate) trait FromSetting: Sized {
+    /// The kind of text it is read from.
+    const KIND: SettingKind;
+    /// Reads `text` (trimmed) for `field`.
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError>;
+}
+
+impl FromSetting for Duration {
+    const KIND: SettingKind = SettingKind::Duration;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        seconds(field, text)
+    }
+}
+
+impl FromSetting for Option<Duration> {
+    const KIND: SettingKind = SettingKind::OptionalDuration;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        optional_seconds(field, text)
+    }
+}
+
+impl FromSetting for bool {
+    const KIND: SettingKind = SettingKind::Bool;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        boolean(field, text)
+    }
+}
+
+impl FromSetting for f64 {
+    const KIND: SettingKind = SettingKind::Number;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        number(field, text)
+    }
+}
+
+impl FromSetting for usize {
+    const KIND: SettingKind = SettingKind::Integer;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        text.parse()
+            .map_err(|_| ConfigError::new(field, format!("`{text}` is not a count")))
+    }
+}
+
+impl FromSetting for Option<u64> {
+    const KIND: SettingKind = SettingKind::OptionalInteger;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "off" | "none" | "" => Ok(None),
+            _ => Ok(Some(text.parse().map_err(|_| {
+                ConfigError::new(field, format!("`{text}` is not a number 0..2^64"))
+            })?)),
+        }
+    }
+}
+
+impl FromSetting for PauseTimeoutPolicy {
+    const KIND: SettingKind = SettingKind::PausePolicy;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.split_once(':') {
+            _ if text == "fail" => Ok(PauseTimeoutPolicy::Fail),
+            Some(("exit", code)) => Ok(PauseTimeoutPolicy::Exit {
+                code: code.parse().map_err(|_| {
+                    ConfigError::new(field, format!("exit code `{code}` is not 1..=255"))
+                })?,
+            }),
+            _ => Err(ConfigError::new(
+                field,
+                format!("`{text}` is neither `exit:<code>` nor `fail`"),
+            )),
+        }
     }
 }

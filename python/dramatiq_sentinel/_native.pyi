@@ -7,6 +7,11 @@ class StartError(Exception): ...
 class MasterUnavailable(Exception): ...
 class CommandFailed(Exception): ...
 
+def settings() -> list[tuple[str, str]]:
+    """Every setting `Config` reads from text, as `(name, kind)`; kind is one of `duration`,
+    `optional_duration`, `bool`, `integer`, `optional_integer`, `number`, `text`,
+    `addresses`, `nat_rules`, `pause_policy`."""
+
 class Config:
     def __init__(
         self,

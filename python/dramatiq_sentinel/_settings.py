@@ -28,18 +28,14 @@ RENAMED = {
     "worker_pausing_timeout_before_exit": "pause_timeout",
 }
 
+#: Every setting of the Rust configuration, by kind: the supervisor's settings table, exported
+#: by the extension (`_native.settings()`), not re-typed here.
+KINDS: dict[str, str] = dict(_native.settings())
 #: Keywords that take seconds (`None` for "off" where the setting is optional).
-DURATIONS = {
-    "query_timeout", "connect_timeout", "command_timeout", "hold_timeout", "min_backoff",
-    "max_backoff", "retry_delay", "max_retry_delay", "periodic_check", "pause_timeout",
-    "stop_grace", "fence_timeout", "role_poll_interval", "health_check_interval",
-    "startup_timeout", "forget_sentinel_after", "deposed_pause",
-}
-OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout", "deposed_pause"}
-BOOLEANS = {
-    "tls", "early_fencing", "refresh_sentinels", "drain", "startup_fail_fast", "watch_replicas",
-}
-INTEGERS = {"db", "max_sentinels", "jitter_seed"}
+DURATIONS = {n for n, k in KINDS.items() if k in ("duration", "optional_duration")}
+OPTIONAL_DURATIONS = {n for n, k in KINDS.items() if k == "optional_duration"}
+BOOLEANS = {n for n, k in KINDS.items() if k == "bool"}
+INTEGERS = {n for n, k in KINDS.items() if k in ("integer", "optional_integer")}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {
     "sentinels", "nat", "sentinel_password", "sentinel_username", "redis_password",

@@ -1,5 +1,6 @@
 //! `Config`: the supervisor's validated configuration, built from the Python keywords.
 
+use dramatiq_sentinel_supervisor::ConfigBuilder;
 use dramatiq_sentinel_tokio::{ClientCert, Config, ConfigError, Credentials};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -9,6 +10,16 @@ use pyo3::prelude::*;
 #[pyclass(frozen, name = "Config", module = "dramatiq_sentinel._native")]
 pub(crate) struct NativeConfig {
     pub(crate) config: Config,
+}
+
+/// Every setting `Config` reads from text, as `(name, kind)`: the supervisor's settings table
+/// (`ConfigBuilder::settings`), from which the Python package builds its lists of keywords by
+/// kind (`duration`, `optional_duration`, `bool`, `integer`, `optional_integer`, ...).
+#[pyfunction]
+pub(crate) fn settings() -> Vec<(&'static str, &'static str)> {
+    ConfigBuilder::settings()
+        .map(|s| (s.name(), s.kind().as_str()))
+        .collect()
 }
 
 fn invalid(e: &ConfigError) -> PyErr {

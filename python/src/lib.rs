@@ -44,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MasterUnavailable", py.get_type::<MasterUnavailable>())?;
     m.add("CommandFailed", py.get_type::<CommandFailed>())?;
     m.add_class::<config::NativeConfig>()?;
+    m.add_function(wrap_pyfunction!(config::settings, m)?)?;
     m.add_class::<supervisor::NativeSupervisor>()?;
     m.add_class::<supervisor::NativePermit>()?;
     m.add_class::<lost::NativeLostWrites>()?;

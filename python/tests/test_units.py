@@ -231,3 +231,27 @@ def test_client_key_files_are_removed_and_paths_used_in_place(tmp_path: Path) ->
     )
     assert (given.ssl_kwargs["ssl_certfile"], given.ssl_kwargs["ssl_keyfile"]) == (
         str(cert), str(key))
+
+
+def test_keyword_kinds_come_from_the_rust_settings_table() -> None:
+    """The lists of keywords by kind are the extension's settings table, and every setting of
+    it is handled by one of them or by a keyword of its own."""
+    from dramatiq_sentinel import _native, _settings
+
+    table = dict(_native.settings())
+    assert set(table) == _settings.DURATIONS | _settings.BOOLEANS | _settings.INTEGERS | (
+        _settings.SPECIAL & set(table)
+    )
+    assert _settings.OPTIONAL_DURATIONS <= _settings.DURATIONS
+    assert {"command_timeout", "hold_timeout", "query_timeout"} <= _settings.DURATIONS
+    assert {"tls", "drain"} <= _settings.BOOLEANS
+    assert {"db", "max_sentinels", "jitter_seed"} <= _settings.INTEGERS
+    base = {"sentinels": [("127.0.0.1", 1)], "service_name": "svc"}
+    for name in sorted(_settings.DURATIONS):
+        Settings({**base, name: 4.0})  # accepted by the Rust configuration as seconds
+    for name in sorted(_settings.OPTIONAL_DURATIONS):
+        Settings({**base, name: None})
+    for name in sorted(_settings.BOOLEANS):
+        Settings({**base, name: False})
+    for name in sorted(_settings.INTEGERS):
+        Settings({**base, name: 7})

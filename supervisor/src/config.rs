@@ -3,7 +3,8 @@
 //! database, command and hold timeouts), validated here. One builder sets both.
 
 use dramatiq_sentinel_core::{
-    Config as CoreConfig, ConfigBuilder as CoreBuilder, ConfigError, PauseTimeoutPolicy, setting,
+    Config as CoreConfig, ConfigBuilder as CoreBuilder, ConfigError, SETTINGS, SettingInfo,
+    SettingKind, setting,
 };
 use std::fmt;
 use std::ops::Deref;
@@ -165,11 +166,12 @@ pub struct ConfigBuilder {
     io: Io,
 }
 
-/// Setters that hand the value to the core's builder, with its documentation.
-macro_rules! core_settings {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+/// Setters that hand the value to the core's builder, made from the core's list of its
+/// settings ([`dramatiq_sentinel_core::core_settings!`]), with the same documentation.
+macro_rules! forward_core_settings {
+    ($($(#[doc = $doc:literal])* $name:ident: $ty:ty = $default:literal, $bounds:literal;)*) => {
         impl ConfigBuilder {
-            $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+            $($(#[doc = $doc])* pub fn $name(mut self, value: $ty) -> Self {
                 self.core = self.core.$name(value);
                 self
             })*
@@ -177,64 +179,56 @@ macro_rules! core_settings {
     };
 }
 
-core_settings! {
-    /// Timeout of one sentinel command (the original middleware's `socket_timeout`).
-    /// Default 0.5 s.
-    query_timeout: Duration,
-    /// Timeout to open a connection to a sentinel or data node and get its first answer
-    /// (subscription, `ROLE`). Default 1 s.
-    connect_timeout: Duration,
-    /// First delay before a failed listener reconnects. Default 3 s.
-    min_backoff: Duration,
-    /// Longest listener reconnect delay. Default 60 s.
-    max_backoff: Duration,
-    /// Multiplier of the listener reconnect delay after each failure, at least 1. Default 2.0.
-    backoff_factor: f64,
-    /// First delay before re-asking the sentinels after a failed discovery. Default 0.1 s.
-    retry_delay: Duration,
-    /// Longest delay before re-asking the sentinels. Default 5 s.
-    max_retry_delay: Duration,
-    /// Re-discover the master on this interval, in case every event was missed. Default off.
-    periodic_check: Option<Duration>,
-    /// Drain the workers at each switch (wait for the jobs in flight before resuming).
-    /// Default false.
-    drain: bool,
-    /// How long a drain may take before `on_pause_timeout`. Default 600 s.
-    pause_timeout: Duration,
-    /// Grace period for workers stopped after a pause timeout. Default 10 s.
-    stop_grace: Duration,
-    /// What happens after a pause timeout. Default exit with code 69.
-    on_pause_timeout: PauseTimeoutPolicy,
-    /// Fence on early failover signals and switch on the candidate's promotion. Default true.
-    early_fencing: bool,
-    /// How long an early fence waits for a promotion. Default 15 s.
-    fence_timeout: Duration,
-    /// Interval of the fallback `ROLE` polls of a failover candidate. Default 100 ms.
-    role_poll_interval: Duration,
-    /// Listener silence after which it is pinged. Default 2 s.
-    health_check_interval: Duration,
-    /// Deadline for the first verified master; `None` waits forever. Default 60 s.
-    startup_timeout: Option<Duration>,
-    /// Fail startup at once when every sentinel refuses us for good (or the master refuses
-    /// our credentials). Default true.
-    startup_fail_fast: bool,
-    /// Keep one idle connection to every replica of the master in use, so a promotion fences
-    /// at once even when no sentinel's event is heard. Default true.
-    watch_replicas: bool,
-    /// Pause writes on a deposed master that still answers, for this long, when switching
-    /// away from it (`CLIENT PAUSE <ms> WRITE`); `None` never pauses. Default 2 s.
-    deposed_pause: Option<Duration>,
-    /// Learn other sentinels from `SENTINEL SENTINELS`. Default true.
-    refresh_sentinels: bool,
-    /// Most sentinels tracked, configured plus learned. Default 32.
-    max_sentinels: usize,
-    /// A learned sentinel unreachable this long is forgotten. Default 300 s.
-    forget_sentinel_after: Duration,
-    /// Seed of the backoff jitter; `None`: a random seed per process. Default `None`.
-    jitter_seed: Option<u64>,
-}
+dramatiq_sentinel_core::core_settings!(forward_core_settings);
+
+/// The settings of the supervisor's own I/O that [`ConfigBuilder::set`] reads from text, in
+/// the form of the core's [`SETTINGS`] (credentials and certificates have typed setters only).
+pub const IO_SETTINGS: &[SettingInfo] = &[
+    SettingInfo::new(
+        "tls",
+        SettingKind::Bool,
+        "false",
+        "a boolean",
+        "Use TLS for every connection (needs the shim's TLS feature).",
+    ),
+    SettingInfo::new(
+        "db",
+        SettingKind::Integer,
+        "0",
+        "0..2^32",
+        "Database number selected on data-node connections (`SELECT`).",
+    ),
+    SettingInfo::new(
+        "command_timeout",
+        SettingKind::OptionalDuration,
+        "5",
+        "`off`, or above zero and at most 365 days",
+        "Timeout of one application command on the master connection; a timeout is reported \
+         as a trigger to re-check the master. Must exceed the timeout of any blocking command \
+         you send.",
+    ),
+    SettingInfo::new(
+        "hold_timeout",
+        SettingKind::Duration,
+        "30",
+        "above zero, at most 365 days",
+        "How long an application command waits while the master is fenced or switching, or \
+         unreachable before the command was sent, before it fails with a clear error.",
+    ),
+];
 
 impl ConfigBuilder {
+    /// Every setting [`set`](Self::set) accepts: the core's [`SETTINGS`], then
+    /// [`IO_SETTINGS`].
+    pub fn settings() -> impl Iterator<Item = &'static SettingInfo> {
+        SETTINGS.iter().chain(IO_SETTINGS)
+    }
+
+    /// The setting named `name`, if [`set`](Self::set) accepts it.
+    pub fn setting(name: &str) -> Option<&'static SettingInfo> {
+        Self::settings().find(|s| s.name() == name)
+    }
+
     /// Replaces the sentinel list (`host:port`, `[ipv6]:port`). Default `localhost:26379`.
     pub fn sentinels<I, S>(mut self, sentinels: I) -> Self
     where
@@ -378,6 +372,7 @@ impl ConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dramatiq_sentinel_core::PauseTimeoutPolicy;
 
     const PEM_CERT: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     const PEM_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
@@ -455,5 +450,91 @@ mod tests {
             !shown.contains("PRIVATE KEY") && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn set_accepts_the_rows_of_both_tables_and_nothing_else() {
+        let default = format!("{:?}", Config::builder());
+        let names: Vec<_> = ConfigBuilder::settings().map(SettingInfo::name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "a name in both tables: {names:?}"
+        );
+        for info in ConfigBuilder::settings() {
+            let b = Config::builder()
+                .set(info.name(), info.default())
+                .unwrap_or_else(|e| panic!("default of {}: {e}", info.name()));
+            assert_eq!(format!("{b:?}"), default, "default of {}", info.name());
+            assert!(!info.doc().is_empty(), "{}", info.name());
+        }
+        for info in IO_SETTINGS {
+            let value = match info.kind() {
+                SettingKind::Bool => "true",
+                SettingKind::OptionalDuration => "off",
+                _ => "7",
+            };
+            let b = Config::builder().set(info.name(), value).expect("valid");
+            assert_ne!(format!("{b:?}"), default, "{} = {value}", info.name());
+        }
+        for wrong in [
+            "sentinel_auth",
+            "tls_root_cert",
+            "tls_client_cert",
+            "dbx",
+            "",
+        ] {
+            let e = Config::builder().set(wrong, "1").err();
+            assert!(
+                e.as_ref().is_some_and(ConfigError::is_unknown_setting),
+                "{wrong}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_forwarding_setters_are_the_cores_rows() {
+        // Each typed setter of the core is forwarded: setting it here and setting its row by
+        // text give the same configuration.
+        let typed = Config::builder()
+            .query_timeout(Duration::from_millis(250))
+            .jitter_seed(Some(5))
+            .on_pause_timeout(PauseTimeoutPolicy::Fail)
+            .deposed_pause(None)
+            .max_sentinels(9)
+            .build()
+            .expect("valid");
+        let text = Config::builder()
+            .set("query_timeout", "0.25")
+            .and_then(|b| b.set("jitter_seed", "5"))
+            .and_then(|b| b.set("on_pause_timeout", "fail"))
+            .and_then(|b| b.set("deposed_pause", "off"))
+            .and_then(|b| b.set("max_sentinels", "9"))
+            .and_then(ConfigBuilder::build)
+            .expect("valid");
+        assert_eq!(format!("{typed:?}"), format!("{text:?}"));
+    }
+
+    #[test]
+    fn the_readme_documents_every_row() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        // The README is beside the workspace, not in the packaged crate.
+        let Ok(readme) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let section = readme
+            .split("### Configuration")
+            .nth(1)
+            .expect("a configuration section");
+        for info in ConfigBuilder::settings() {
+            assert!(
+                section.contains(&format!("`{}`", info.name())),
+                "README's configuration table lacks {}",
+                info.name()
+            );
+        }
     }
 }

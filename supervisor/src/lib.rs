@@ -53,10 +53,11 @@ mod testing;
 mod watch;
 mod workers;
 
-pub use config::{ClientCert, Config, ConfigBuilder, Credentials};
+pub use config::{ClientCert, Config, ConfigBuilder, Credentials, IO_SETTINGS};
 pub use dramatiq_sentinel_core::{
     Addr, AppErrorKind, ConfigError, Description, DetectionPath, DiscoveryError, Event, EventLevel,
-    FatalError, FieldValue, IgnoreReason, LostCommand, NatMap, PauseTimeoutPolicy,
+    FatalError, FieldValue, IgnoreReason, LostCommand, NatMap, PauseTimeoutPolicy, SETTINGS,
+    SettingInfo, SettingKind,
 };
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
