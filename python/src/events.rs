@@ -8,10 +8,11 @@
 //! rely on (fence, switch, reset, warnings, errors) are kept up to [`CAPACITY`] (they come at
 //! most a few per failover or per retry of a backoff). Drops are counted.
 
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::EventLevel;
 use dramatiq_sentinel_tokio::Event;
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How many routine events may wait before new routine ones are dropped.
@@ -29,10 +30,6 @@ const KEPT: &[&str] = &[
     "FenceLifted",
     "Stopped",
 ];
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[derive(Default)]
 struct State {

@@ -12,6 +12,7 @@ mod events;
 mod lost;
 mod records;
 mod supervisor;
+mod sync;
 mod workers;
 
 use pyo3::prelude::*;

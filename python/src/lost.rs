@@ -7,15 +7,12 @@
 //! returns: `execute` raises after that.
 
 use crate::CommandFailed;
+use crate::sync::lock;
 use dramatiq_sentinel_supervisor::LostWrites;
 use dramatiq_sentinel_supervisor::redis::{self, Value, aio::MultiplexedConnection};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use std::sync::Mutex;
 
 /// The lost writes of one switch (`old`, `new`, `commands`) and `execute(args)` on the new
 /// master, valid during the `writes_lost` call only.

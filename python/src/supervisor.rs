@@ -3,6 +3,7 @@
 
 use crate::config::NativeConfig;
 use crate::events::EventQueue;
+use crate::sync::lock;
 use crate::workers::PyWorkers;
 use crate::{MasterUnavailable, StartError, records};
 use dramatiq_sentinel_supervisor::Host;
@@ -11,15 +12,11 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The pause between two waits for the master when the first failed at once.
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A running supervisor and its runtime.
 struct Running {
