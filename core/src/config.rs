@@ -5,23 +5,10 @@
 
 use crate::addr::{Addr, NatMap};
 use crate::config_error::ConfigError;
+use crate::pause_policy::PauseTimeoutPolicy;
 use crate::setting::{self, FromSetting};
 use crate::setting_info::{SettingInfo, SettingKind};
 use std::time::Duration;
-
-/// What happens when workers do not pause within [`Config::pause_timeout`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PauseTimeoutPolicy {
-    /// Stop the workers with [`Config::stop_grace`], then exit the process with `code`
-    /// (the original middleware's behaviour, code 69 = `EX_UNAVAILABLE`).
-    Exit {
-        /// The process exit code, 1 to 255.
-        code: u8,
-    },
-    /// Stop the workers with [`Config::stop_grace`], then stop the supervisor with an error
-    /// the application can handle.
-    Fail,
-}
 
 /// The validated configuration of the core: what it decides with (the sentinels, the service,
 /// timings of its own operations, the failover policy). The runtimes add the settings of their

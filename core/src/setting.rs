@@ -2,7 +2,6 @@
 //! language's keyword gives it, with errors that name the setting. Used by
 //! [`ConfigBuilder::set`](crate::ConfigBuilder::set) and by the runtimes' settings of their own.
 
-use crate::config::PauseTimeoutPolicy;
 use crate::config_error::{ConfigError, MAX_DURATION};
 use crate::setting_info::SettingKind;
 use std::time::Duration;
@@ -119,24 +118,6 @@ impl FromSetting for Option<u64> {
             _ => Ok(Some(text.parse().map_err(|_| {
                 ConfigError::new(field, format!("`{text}` is not a number 0..2^64"))
             })?)),
-        }
-    }
-}
-
-impl FromSetting for PauseTimeoutPolicy {
-    const KIND: SettingKind = SettingKind::PausePolicy;
-    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
-        match text.split_once(':') {
-            _ if text == "fail" => Ok(PauseTimeoutPolicy::Fail),
-            Some(("exit", code)) => Ok(PauseTimeoutPolicy::Exit {
-                code: code.parse().map_err(|_| {
-                    ConfigError::new(field, format!("exit code `{code}` is not 1..=255"))
-                })?,
-            }),
-            _ => Err(ConfigError::new(
-                field,
-                format!("`{text}` is neither `exit:<code>` nor `fail`"),
-            )),
         }
     }
 }

@@ -12,7 +12,7 @@ mod signals;
 
 use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
-use crate::config::{Config, PauseTimeoutPolicy};
+use crate::config::Config;
 use crate::context::Context;
 use crate::discovery::{Answer, Discovery, Failure, Ground};
 use crate::epochs::{Epochs, Known};
@@ -23,6 +23,7 @@ use crate::listeners::{Heard, Listeners};
 use crate::lost::LostWrites;
 use crate::op::{OpId, Pending};
 use crate::parse::SentinelMessage;
+use crate::pause_policy::PauseTimeoutPolicy;
 use crate::reply::Reply;
 use crate::switch::Switch;
 use crate::timers::{TimerReason, Timers, after};
