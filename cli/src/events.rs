@@ -87,6 +87,7 @@ mod tests {
             new: new.clone(),
             old_offset: Some(5000),
             new_offset: None,
+            old_answered: false,
         });
         assert_eq!(d.label, "nothing-lost");
         assert_eq!(

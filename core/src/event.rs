@@ -234,6 +234,12 @@ pub enum Event {
         old_offset: Option<u64>,
         /// Where the new master left it, if it was promoted from it.
         new_offset: Option<u64>,
+        /// Whether the old master answered the check as a master (its `ROLE`, after the
+        /// switch): then `old_offset` is where its stream stood at that answer, and nothing
+        /// it ran before that answer is missing. `false` when it did not (down, frozen,
+        /// reconfigured): `old_offset` is then the last one it reported, if any, and writes
+        /// it ran after that are unknown.
+        old_answered: bool,
     },
     /// A failover of the master in use was announced: new work stopped, writes held.
     Fenced {

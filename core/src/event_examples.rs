@@ -41,6 +41,7 @@ impl Event {
                 new: new.clone(),
                 old_offset: Some(5000),
                 new_offset: None,
+                old_answered: false,
             },
             Event::Fenced {
                 master: old.clone(),

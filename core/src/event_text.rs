@@ -110,6 +110,7 @@ impl Event {
                 new,
                 old_offset,
                 new_offset,
+                ..
             } => {
                 let at =
                     |o: &Option<u64>| o.map_or_else(|| "unknown".to_owned(), |o| o.to_string());
@@ -622,6 +623,7 @@ mod tests {
             new: a(7001),
             old_offset: Some(5000),
             new_offset: None,
+            old_answered: false,
         }
         .describe();
         assert_eq!((d.name, d.level), ("NothingLost", EventLevel::Debug));

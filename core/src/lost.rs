@@ -277,7 +277,8 @@ impl LostWrites {
             },
             _ => {
                 let offsets = (to, previous.map(|(_, from)| from - 1));
-                return Some(nothing_lost(check.old, check.new, offsets, cx));
+                let answered = said.is_some();
+                return Some(nothing_lost(check.old, check.new, offsets, answered, cx));
             }
         };
         let unread = if said.is_none() {
@@ -327,18 +328,20 @@ impl LostWrites {
         if commands.as_ref().is_ok_and(Vec::is_empty) {
             // Only the stream's own traffic (pings, Sentinel's hellos): no write of anyone's.
             let offsets = (Some(range.to), Some(range.from - 1));
-            return Some(nothing_lost(check.old, check.new, offsets, cx));
+            return Some(nothing_lost(check.old, check.new, offsets, true, cx));
         }
         Some(report(check.old, check.new, &range, commands, cx))
     }
 }
 
 /// Reports that the switch from `old` to `new` lost no write (`offsets`: the old master's
-/// and where the new one left its history, when known).
+/// and where the new one left its history, when known; `old_answered`: whether the old
+/// master answered the check's `ROLE` as a master).
 fn nothing_lost(
     old: Addr,
     new: Addr,
     (old_offset, new_offset): (Option<u64>, Option<u64>),
+    old_answered: bool,
     cx: &mut Context,
 ) -> Checked {
     cx.emit(Event::NothingLost {
@@ -346,6 +349,7 @@ fn nothing_lost(
         new,
         old_offset,
         new_offset,
+        old_answered,
     });
     Checked {
         old,

@@ -968,6 +968,7 @@ fn lost_writes_are_read_back_from_the_old_master() {
                         Event::NothingLost {
                             old_offset: Some(5000),
                             new_offset: Some(4200),
+                            old_answered: true,
                             ..
                         }
                     )),

@@ -74,6 +74,9 @@ class _Fenced:
         self._pending: tuple[Any, ...] | None = None
         self._sent = False
         self._stateful = False
+        #: The idempotent form to send instead of the next command: a command a switch cut
+        #: after it was sent, sent again (set by `FailoverRetry` for its next attempt only).
+        self._resend: tuple[Any, ...] | None = None
         self._failover_retry = FailoverRetry(self)
 
     # redis-py assigns `retry` in its constructor and `ConnectionPool.set_retry`: our policy
@@ -168,6 +171,9 @@ class _Fenced:
         return super().pack_commands(commands)  # type: ignore[misc]
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
+        resend, self._resend = self._resend, None
+        if resend is not None:
+            args = resend  # see `_resend`
         self._pending = args
         try:
             super().send_command(*args, **kwargs)  # type: ignore[misc]

@@ -52,6 +52,12 @@ class Fence:
         """Waits `seconds` at most, less if a master is activated meanwhile."""
         self.runtime.wait_switch(seconds)
 
+    def wait_check(self, old: Address, seconds: float) -> str:
+        """The lost-write check of the latest switch, waited for `seconds` at most: `"heard"`
+        if that switch left `old` and its check heard `old` answer as a master after the
+        promotion, else `"not-heard"`, or `"unknown"` (not reported in time)."""
+        return self.runtime.wait_check(old, seconds)
+
     @staticmethod
     def checkout_deadline() -> float | None:
         return getattr(checkout, "deadline", None)

@@ -423,6 +423,41 @@ def reapply(
     return outcome
 
 
+#: An enqueue a switch cut after it was sent, sent again (ours; see `_retry.FailoverRetry`).
+#: Only run once the check of that switch heard the old master answer after the promotion, so
+#: the enqueue either ran there after the promotion (then it was read back and the hand-back
+#: settled its id), or ran before it (its body is on the new master), or never ran: pushed
+#: only in the last case, and its id settled like the hand-back's. KEYS: settled set, the
+#: queue's hash, the queue; ARGV: id, body, now (ms).
+RESEND_ENQUEUE = r"""
+local settled, msgs, queue = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+if redis.call('ZSCORE', settled, id) or redis.call('HEXISTS', msgs, id) == 1 then
+  return 0
+end
+redis.call('HSET', msgs, id, ARGV[2])
+redis.call('RPUSH', queue, id)
+redis.call('ZADD', settled, tonumber(ARGV[3]), id)
+return 1
+"""
+
+
+def resend_enqueue(namespace: Any, queue: Any, message_id: Any, body: Any) -> tuple[Any, ...]:
+    """The command that sends a cut dramatiq enqueue again idempotently (`RESEND_ENQUEUE`)."""
+    layout = Layout(_bytes(namespace).decode())
+    key = layout.prefix + _bytes(queue)
+    return ("EVAL", RESEND_ENQUEUE, 3, layout.settled, key + b".msgs", key,
+            _bytes(message_id), _bytes(body), str(int(time.time() * 1000)).encode())
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode()
+
+
 def _shown(command: LostCommand) -> str:
     return " ".join(a[:60].decode("utf-8", "replace") for a in command.args[:3])
 

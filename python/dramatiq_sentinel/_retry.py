@@ -8,6 +8,16 @@ dramatiq's Lua commands and read-only Redis commands). Anything else is raised a
 enqueue whose reply a master kill lost may or may not have run, and sending it again could
 run the message twice.
 
+One exception, for dramatiq's enqueue (`DRAMATIQ_RESEND`): when a switch cut it after it was
+sent, and the lost-write check of that switch heard the old master answer as a master after
+the promotion (`Fence.wait_check`), the enqueue is provably either on the new master (it ran
+before the promotion), or read back and re-applied by the hand-back, which settled its id (it
+ran after), or nowhere (it never ran: a write waiting on a deposed master paused with `CLIENT
+PAUSE ... WRITE` is discarded when its client disconnects). It is then sent again, after the
+switch resumed (the hand-back ran before), as one script that pushes it only in the last case
+(`_reapply.RESEND_ENQUEUE`). When the check did not hear the old master (killed, frozen), it is
+raised as before.
+
 Every wait and retry of one command shares one deadline, `hold_timeout` from the command's
 checkout (or its start on a pinned connection), however many times it is sent.
 
@@ -17,6 +27,7 @@ is the Rust supervisor's; this only knows which commands of the application are 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,10 +36,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _reapply
 from .errors import MasterUnavailable, SentinelStartError
 
 if TYPE_CHECKING:
     from ._connection import _Fenced
+
+logger = logging.getLogger("dramatiq_sentinel")
 
 #: dramatiq's `dispatch` Lua script, per command (argument 5 of its `EVALSHA`): may a call
 #: whose reply a failover lost be sent again? Decided from the script's effect, see the
@@ -52,6 +66,23 @@ DRAMATIQ_COMMANDS: Mapping[str, bool] = {
     "qsize": True,
     # Stores the body and pushes the id: a second run pushes the id twice (runs twice).
     "enqueue": False,
+}
+
+
+
+def _resend_dramatiq_enqueue(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """dramatiq's enqueue as sent, `EVALSHA <sha> 1 <ns> enqueue <ts> <queue> <broker>
+    <heartbeat_timeout> <dead_message_ttl> <maintenance> <max_unpack> <id> <body>`, as the
+    command that sends it again idempotently."""
+    if len(args) != 14:
+        return None
+    return _reapply.resend_enqueue(args[3], args[6], args[12], args[13])
+
+
+#: dramatiq's commands that are not sent again as they are, but may be sent again in another,
+#: idempotent form once a switch proved it safe (see the module docs): command -> the form.
+DRAMATIQ_RESEND: Mapping[str, Callable[[tuple[Any, ...]], tuple[Any, ...] | None]] = {
+    "enqueue": _resend_dramatiq_enqueue,
 }
 
 #: Redis commands that change nothing (or only what the connection itself re-establishes):
@@ -88,10 +119,29 @@ class RetryPolicy:
         self.retry_when_sent = retry_when_sent
         #: Script SHA1 -> {command (argument after the keys) -> safe}.
         self.scripts: dict[str, Mapping[str, bool]] = {}
+        #: Script SHA1 -> {command -> its idempotent form, for a switch that proved it safe}.
+        self.resends: dict[str, Mapping[str, Callable[[tuple[Any, ...]], Any]]] = {}
 
-    def add_script(self, sha: Any, commands: Mapping[str, bool]) -> None:
+    def add_script(
+        self,
+        sha: Any,
+        commands: Mapping[str, bool],
+        resends: Mapping[str, Callable[[tuple[Any, ...]], Any]] | None = None,
+    ) -> None:
         """Calls of the script `sha` with one key are classified by their first argument."""
         self.scripts[_text(sha)] = commands
+        if resends:
+            self.resends[_text(sha)] = resends
+
+    def resend_when_cut(self, args: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+        """The idempotent form of `args` (one command as sent) to send once a switch proved it
+        safe (`DRAMATIQ_RESEND`), or `None` if it has none."""
+        if not args or isinstance(args[0], (tuple, list)) or len(args) < 5:
+            return None
+        if _text(args[0]).upper() != "EVALSHA" or _text(args[2]) != "1":
+            return None
+        form = self.resends.get(_text(args[1]), {}).get(_text(args[4]))
+        return form(tuple(args)) if form is not None else None
 
     def safe_when_sent(self, args: tuple[Any, ...] | None) -> bool:
         """Whether `args` (a command as sent, or a pipeline as a tuple of commands) may run
@@ -109,6 +159,8 @@ class RetryPolicy:
                 return bool(commands.get(_text(args[4]), False))
         if name in READ_ONLY:
             return True
+        if name == "EVAL" and len(args) > 1 and args[1] is _reapply.RESEND_ENQUEUE:
+            return True  # a cut enqueue sent again: idempotent itself
         if name == "SCRIPT" and len(args) > 1 and _text(args[1]).upper() in ("LOAD", "EXISTS"):
             return True
         return bool(self.retry_when_sent and self.retry_when_sent(tuple(args)))
@@ -153,12 +205,13 @@ class FailoverRetry(Retry):
                     _call_fail(fail, error, failures, with_failure_count)
                     if is_retryable is not None and not is_retryable(error):
                         raise
-                    if not self._may_send_again(error):
+                    if not self._may_send_again(error) and not self._resend_cut(error):
                         raise
                     conn._fence.note_retry(error, conn)
                     self._pause(generation, failures)
         finally:
             conn._deadline = outer
+            conn._resend = None  # never carried over to the next command
 
     def _may_send_again(self, error: Exception) -> bool:
         conn = self._conn
@@ -174,6 +227,42 @@ class FailoverRetry(Retry):
         if not conn._sent:
             return True  # not a byte written: it did not run
         return conn._fence.policy.safe_when_sent(conn._last)
+
+    def _resend_cut(self, error: Exception) -> bool:
+        """Whether a command a switch cut after it was sent has an idempotent form that may be
+        sent instead (`RetryPolicy.resend_when_cut`), and the switch proved it safe: it left
+        the master the command was sent to, and its lost-write check heard that master answer
+        after the promotion (see the module docs). Waits for the switch to resume and for the
+        check, within the command's deadline; on `True` the next send is that form."""
+        conn = self._conn
+        if isinstance(error, (MasterUnavailable, SentinelStartError,
+                              redis.exceptions.AuthenticationError)) or not conn._sent:
+            return False
+        resend = conn._fence.policy.resend_when_cut(conn._last)
+        if resend is None:
+            return False
+        old, sent_on, deadline = conn.address, conn._generation, conn._deadline
+        if deadline is None or time.monotonic() >= deadline:
+            return False
+        try:
+            _host, _port, generation = conn._fence.wait_master(False, deadline)
+        except MasterUnavailable:
+            return False
+        if generation == sent_on:
+            return False  # no switch since it was sent: not cut by one
+        check = conn._fence.wait_check(old, max(0.0, deadline - time.monotonic()))
+        logger.info(
+            "dramatiq-sentinel: a command cut by the switch from %s:%d after it was sent: %s",
+            old[0], old[1],
+            "sent again idempotently (the switch's check heard the old master)"
+            if check == "heard" else f"not sent again (the switch's check: {check})",
+            extra={"sentinel_event": "CutCommandResent" if check == "heard"
+                   else "CutCommandNotResent", "old": f"{old[0]}:{old[1]}", "check": check},
+        )
+        if check != "heard":
+            return False
+        conn._resend = resend
+        return True
 
     def _pause(self, generation: int | None, failures: int) -> None:
         """Before the next send: when no switch happened since the failed one, wait until one

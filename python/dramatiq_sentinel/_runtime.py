@@ -237,6 +237,13 @@ class Runtime:
         seen = native.wait_activation(2**64 - 1, 0.0)
         native.wait_activation(seen, seconds)
 
+    def wait_check(self, old: Address, seconds: float) -> str:
+        """See `Fence.wait_check`; `"unknown"` if no supervisor runs."""
+        native = self._native
+        if native is None:
+            return "unknown"
+        return str(native.wait_check(old[0], int(old[1]), max(seconds, 0.0)))
+
     def current_master(self) -> Address | None:
         native = self._native
         try:

@@ -7,10 +7,14 @@
 //! so a stalled Python side cannot grow it; the events the original's hooks and operators
 //! rely on (fence, switch, reset, warnings, errors) are kept up to [`CAPACITY`] (they come at
 //! most a few per failover or per retry of a backoff). Drops are counted.
+//!
+//! The outcome of the lost-write check after each switch (`NothingLost`, `WritesLost`) is
+//! also kept aside, never dropped: a command the switch cut on the old master is sent again
+//! only when that check heard the old master (see `_retry.py`).
 
 use crate::sync::lock;
 use dramatiq_sentinel_supervisor::EventLevel;
-use dramatiq_sentinel_tokio::Event;
+use dramatiq_sentinel_tokio::{Addr, Event};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -38,7 +42,24 @@ struct State {
     dropped: u64,
     /// How many masters were activated (`AfterReset`) since the start.
     activations: u64,
+    /// The lost-write check of the latest switch, once it reported: the activation count it
+    /// followed, the old master, and whether the old master answered it (see
+    /// [`CheckOutcome`]).
+    check: Option<(u64, Addr, bool)>,
     closed: bool,
+}
+
+/// The lost-write check of the latest switch away from a given master, as `wait_check` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckOutcome {
+    /// The old master answered the check as a master, after the switch (`NothingLost` with
+    /// `old_answered`, or `WritesLost` with its commands read back and handed back).
+    Heard,
+    /// It did not (down, frozen, reconfigured, backlog unread), or the latest switch left
+    /// another master, or a newer switch came.
+    NotHeard,
+    /// Not reported (yet).
+    Unknown,
 }
 
 /// The queue of events and the activation counter (see the module docs).
@@ -57,6 +78,17 @@ impl EventQueue {
         let mut s = lock(&self.state);
         if record.name == "AfterReset" {
             s.activations += 1;
+            self.activated.notify_all();
+        }
+        let heard = match event {
+            Event::NothingLost {
+                old, old_answered, ..
+            } => Some((old, *old_answered)),
+            Event::WritesLost { old, commands, .. } => Some((old, commands.is_some())),
+            _ => None,
+        };
+        if let Some((old, heard)) = heard {
+            s.check = Some((s.activations, old.clone(), heard));
             self.activated.notify_all();
         }
         if s.closed {
@@ -100,6 +132,34 @@ impl EventQueue {
             let now = Instant::now();
             if s.activations != seen || s.closed || now >= deadline {
                 return s.activations;
+            }
+            s = self
+                .activated
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Waits at most `limit` for the lost-write check of the latest switch, and tells whether
+    /// it was a switch away from `old` whose check heard `old`.
+    pub(crate) fn wait_check(&self, old: &Addr, limit: Duration) -> CheckOutcome {
+        let deadline = Instant::now() + limit;
+        let mut s = lock(&self.state);
+        loop {
+            match &s.check {
+                Some((at, node, heard)) if *at == s.activations => {
+                    return if node == old && *heard {
+                        CheckOutcome::Heard
+                    } else {
+                        CheckOutcome::NotHeard
+                    };
+                }
+                _ => {}
+            }
+            let now = Instant::now();
+            if s.closed || now >= deadline {
+                return CheckOutcome::Unknown;
             }
             s = self
                 .activated

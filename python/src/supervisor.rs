@@ -2,7 +2,7 @@
 //! the Python package makes into it. Blocking calls release the GIL.
 
 use crate::config::NativeConfig;
-use crate::events::EventQueue;
+use crate::events::{CheckOutcome, EventQueue};
 use crate::sync::lock;
 use crate::workers::PyWorkers;
 use crate::{MasterUnavailable, StartError, records};
@@ -253,6 +253,29 @@ impl NativeSupervisor {
             .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
         let events = Arc::clone(&self.events);
         Ok(py.detach(|| events.wait_activation(seen, limit)))
+    }
+
+    /// Waits (GIL released) at most `timeout` seconds for the lost-write check of the latest
+    /// switch: `"heard"` when that switch left `host:port` and its check heard it answer as a
+    /// master (nothing it ran before that answer is missing: it is on the new master or was
+    /// read back and handed back), `"not-heard"` when not (or the latest switch left another
+    /// master), `"unknown"` when it did not report within `timeout`.
+    fn wait_check(
+        &self,
+        py: Python<'_>,
+        host: String,
+        port: u16,
+        timeout: f64,
+    ) -> PyResult<&'static str> {
+        let limit = Duration::try_from_secs_f64(timeout.max(0.0))
+            .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
+        let events = Arc::clone(&self.events);
+        let old = Addr::new(host, port);
+        Ok(match py.detach(|| events.wait_check(&old, limit)) {
+            CheckOutcome::Heard => "heard",
+            CheckOutcome::NotHeard => "not-heard",
+            CheckOutcome::Unknown => "unknown",
+        })
     }
 
     /// Reports an error the Python client saw on `host:port`: `kind` is `"readonly"`, `"io"`

@@ -3,6 +3,7 @@ nothing is left in the queues or acknowledgement sets."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -175,3 +176,37 @@ def test_sentinels_down_and_back(run_factory) -> None:
     run.check_redis_clean()
     log = run.log_text()
     assert "listener down" in log and "switch completed; workers resumed" in log
+
+
+def test_an_enqueue_waiting_on_the_paused_old_master_is_sent_again(run_factory) -> None:
+    """An enqueue sent to a master whose writes are paused (`CLIENT PAUSE ... WRITE`, as the
+    first process to switch pauses a deposed master) when a failover comes: the switch closes
+    its connection, so it is cut after it was sent and never runs there (a paused write whose
+    client disconnects is discarded). The switch's lost-write check heard the old master, so it
+    is sent again idempotently: the caller sees no error, and it runs exactly once."""
+    run = run_factory(**OPTIONS)
+    d = run.deployment
+    producer = run.producer()
+    producer.send("q-0")
+    old = d.master()
+    old_client = d.client(old)
+    old_client.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+    try:
+        waiting = threading.Thread(target=producer.send, args=("q-1",), daemon=True)
+        waiting.start()
+        wait_for("the enqueue waiting on the paused master",
+                 lambda: old_client.info("clients")["blocked_clients"] >= 1)
+        _, new = d.failover()
+        waiting.join(timeout=60)
+        assert not waiting.is_alive()
+    finally:
+        old_client.execute_command("CLIENT", "UNPAUSE")
+    assert not producer.failed, producer.failed
+    assert producer.sent == ["q-0", "q-1"]
+    host, port = producer.middleware._runtime.current_master() or ("", 0)
+    assert f"{host}:{port}" == new
+    run.start_workers()
+    run.wait_processed(producer.sent)
+    assert run.stop_workers() == [0]
+    run.check_exactly_once(producer.sent)
+    run.check_redis_clean()

@@ -333,3 +333,35 @@ def test_dramatiqs_own_stream_read_back_restores_the_old_masters_state(master, n
     assert state(caught_up) == expected
     consumer.close()
     broker.close()
+
+
+def resend(client: redis.Redis, mid: str, body: str = "body") -> int:
+    """A cut enqueue of `mid` sent again in its idempotent form (`_reapply.resend_enqueue`)."""
+    return client.execute_command(*_reapply.resend_enqueue("dramatiq", "default", mid, body))
+
+
+def test_a_cut_enqueue_that_never_ran_is_pushed_once(new: redis.Redis) -> None:
+    """Case (c): neither settled nor on the new master: pushed, and its id settled, so a
+    second send (the resend itself cut) pushes nothing more."""
+    assert resend(new, "m1") == 1
+    assert resend(new, "m1") == 0
+    assert new.lrange(Q, 0, -1) == [b"m1"] and new.hgetall(MSGS) == {b"m1": b"body"}
+    assert new.zscore("dramatiq:__sentinel_settled__", "m1") is not None
+
+
+def test_a_cut_enqueue_that_ran_before_the_promotion_is_not_pushed_again(new: redis.Redis) -> None:
+    """Case (b): its body is on the new master (fetched meanwhile: not in the queue)."""
+    new.hset(MSGS, "m1", "body")
+    new.sadd(ACKS_W, "m1")
+    assert resend(new, "m1") == 0
+    assert new.lrange(Q, 0, -1) == [] and new.smembers(ACKS_W) == {b"m1"}
+
+
+def test_a_cut_enqueue_read_back_and_settled_is_not_pushed_again(new: redis.Redis) -> None:
+    """Case (a): it ran on the old master after the promotion; the hand-back restored it and
+    settled its id, and it ran and was acknowledged on the new master before the resend."""
+    apply(new, enqueue("m1"))
+    new.lrem(Q, 0, "m1")
+    new.hdel(MSGS, "m1")  # fetched and acknowledged on the new master
+    assert resend(new, "m1") == 0
+    assert state(new).get(Q) is None and state(new).get(MSGS) is None

@@ -19,7 +19,10 @@ import pytest
 from dramatiq_sentinel import _runtime
 from dramatiq_sentinel._connection import FencedConnection
 from dramatiq_sentinel._pool import FencedConnectionPool
-from dramatiq_sentinel._retry import DRAMATIQ_COMMANDS, RetryPolicy
+import redis
+
+from dramatiq_sentinel import _reapply
+from dramatiq_sentinel._retry import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND, RetryPolicy
 from dramatiq_sentinel._settings import Settings
 
 pytestmark = pytest.mark.smoke
@@ -255,3 +258,99 @@ def test_keyword_kinds_come_from_the_rust_settings_table() -> None:
         Settings({**base, name: False})
     for name in sorted(_settings.INTEGERS):
         Settings({**base, name: 7})
+
+
+class ScriptedFence:
+    """What a connection asks the supervisor after a cut, scripted: the master and generation
+    after the switch, and what the switch's lost-write check says about the old master."""
+
+    def __init__(self, generation: int, check: str) -> None:
+        self.policy = RetryPolicy()
+        self.policy.add_script("abc", DRAMATIQ_COMMANDS, DRAMATIQ_RESEND)
+        self.hold = 5.0
+        self.after = generation
+        self.check = check
+        self.asked: list[tuple[str, int]] = []
+
+    def generation(self) -> int:
+        return self.after
+
+    def wait_master(self, probe: bool, deadline: float) -> tuple[str, int, int]:
+        return ("127.0.0.1", 7001, self.after)
+
+    def wait_check(self, old: tuple[str, int], seconds: float) -> str:
+        self.asked.append(old)
+        return self.check if old == ("127.0.0.1", 7000) else "not-heard"
+
+    def wait_switch(self, seconds: float) -> None:
+        pass
+
+    def report(self, address: Any, kind: str) -> None:
+        pass
+
+    def note_retry(self, error: BaseException, conn: Any) -> None:
+        pass
+
+
+ENQUEUE = ("EVALSHA", "abc", 1, "ns", "enqueue", 1700000000000, "default", "w", 60000,
+           604800000, "0", 7999, "mid-1", b"body")
+
+
+def _cut_then_sent(fence: ScriptedFence, command: tuple[Any, ...] = ENQUEUE) -> Any:
+    """Runs `command` through a connection's retry: the first send is cut after it was written
+    (on the master 127.0.0.1:7000, generation 1); returns what the second send would write
+    instead of the command (its idempotent form), or raises the cut."""
+    conn = FencedConnection(fence=fence)
+    conn.host, conn.port, conn._generation = "127.0.0.1", 7000, 1
+    sends: list[Any] = []
+
+    def do() -> Any:
+        sends.append(conn._resend)
+        if len(sends) == 1:
+            conn._sent, conn._last = True, command
+            raise redis.exceptions.ConnectionError("cut by the switch")
+        return sends[-1]
+
+    try:
+        return conn.retry.call_with_retry(do, lambda error: None)
+    finally:
+        assert conn._resend is None, "never carried over to the next command"
+
+
+@pytest.mark.parametrize("check", ["not-heard", "unknown"])
+def test_a_cut_enqueue_is_raised_unless_the_switch_heard_the_old_master(check: str) -> None:
+    """The old master killed or frozen (its check did not hear it, or did not report within
+    the command's deadline): the enqueue may have run there and been lost, or be read by no
+    one; it is raised as before."""
+    fence = ScriptedFence(generation=2, check=check)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        _cut_then_sent(fence)
+    assert fence.asked == [("127.0.0.1", 7000)]
+
+
+def test_a_cut_enqueue_is_sent_again_idempotently_when_the_switch_heard_the_old_master() -> None:
+    """The switch away from the master it was sent to heard that master answer after the
+    promotion (`NothingLost` with it answering, or `WritesLost` read back): sent again, as the
+    script that pushes it only if it is neither settled nor on the new master."""
+    form = _cut_then_sent(ScriptedFence(generation=2, check="heard"))
+    assert form[:3] == ("EVAL", _reapply.RESEND_ENQUEUE, 3)
+    assert form[3:8] == (b"ns:__sentinel_settled__", b"ns:default.msgs", b"ns:default",
+                         b"mid-1", b"body")
+    # Cut again on its way: the form itself is idempotent.
+    assert RetryPolicy().safe_when_sent(form)
+
+
+def test_a_cut_enqueue_without_a_switch_is_raised() -> None:
+    """Cut with no switch since it was sent (the same generation): no check speaks for it."""
+    fence = ScriptedFence(generation=1, check="heard")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        _cut_then_sent(fence)
+    assert fence.asked == []
+
+
+def test_only_an_enqueue_has_an_idempotent_form() -> None:
+    fence = ScriptedFence(generation=2, check="heard")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        _cut_then_sent(fence, ("INCR", "k"))
+    assert fence.policy.resend_when_cut(ENQUEUE[:4] + ("fetch",) + ENQUEUE[5:]) is None
+    assert fence.policy.resend_when_cut((ENQUEUE, ENQUEUE)) is None  # a pipeline

@@ -16,7 +16,7 @@ import redis
 
 from .. import _reapply, _status
 from .._pool import FencedConnectionPool, FencedPoolMixin, replacing
-from .._retry import DRAMATIQ_COMMANDS
+from .._retry import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND
 from .._runtime import Runtime
 from .._settings import Settings
 from ..errors import SentinelStartError
@@ -203,7 +203,7 @@ class Sentinel(dramatiq.Middleware):
         dispatch = getattr(broker, "scripts", {}).get("dispatch")
         sha = getattr(dispatch, "sha", None)
         if sha is not None:
-            pool.policy.add_script(sha, DRAMATIQ_COMMANDS)
+            pool.policy.add_script(sha, DRAMATIQ_COMMANDS, DRAMATIQ_RESEND)
         self._broker = broker
         self._runtime.workers.reapply = self._reapplier(
             str(getattr(broker, "namespace", "dramatiq")),
