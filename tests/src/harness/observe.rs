@@ -190,9 +190,50 @@ impl Deployment {
                 .map_err(|detail| {
                     self.timeout("replicas to stream", start, detail, &service.name)
                 })?;
+                // `WAIT` has been seen to count a replica still at offset 0 (Sentinel then
+                // promoted it with none of these writes): ask each replica how far it got.
+                let target = self.repl_offset(master).map_err(|e| {
+                    self.timeout("the master's offset", start, e.to_string(), &service.name)
+                })?;
+                poll(timeout.saturating_sub(start.elapsed()), || {
+                    for &node in &service.nodes[1..] {
+                        let offset = self.repl_offset(node).map_err(|e| e.to_string())?;
+                        if offset < target {
+                            return Err(format!("{node} at offset {offset}, master at {target}"));
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|detail| {
+                    self.timeout(
+                        "replicas to reach the master's offset",
+                        start,
+                        detail,
+                        &service.name,
+                    )
+                })?;
             }
         }
         Ok(())
+    }
+
+    /// How far a data node's replication stream went: a master's offset, or the offset a
+    /// replica processed (both from `ROLE`).
+    fn repl_offset(&self, node: NodeId) -> Result<i64> {
+        let reply: redis::Value = self.query(node, &redis::cmd("ROLE"))?;
+        let redis::Value::Array(items) = &reply else {
+            return Err(self.endpoint(node).unexpected("ROLE", format!("{reply:?}")));
+        };
+        let at = match items.first().and_then(super::role::text).as_deref() {
+            Some("master") => 1,
+            Some("slave") => 4,
+            _ => usize::MAX,
+        };
+        items
+            .get(at)
+            .and_then(super::role::text)
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| self.endpoint(node).unexpected("ROLE", format!("{reply:?}")))
     }
 
     fn check_healthy(&self, service: &str) -> Result<(), String> {
