@@ -33,7 +33,7 @@
 //!
 //! See `examples/worker.rs` for a complete program.
 
-use dramatiq_sentinel_supervisor::Runtime;
+use dramatiq_sentinel_supervisor::{RedisStream, Runtime};
 use std::time::Instant;
 
 pub use dramatiq_sentinel_supervisor::{
@@ -95,6 +95,43 @@ impl Runtime for Tokio {
         // A tokio timer registers with the runtime that is current when it is created.
         let _entered = self.handle().enter();
         Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Option<BoxFuture<'static, std::io::Result<RedisStream>>> {
+        let host = host.to_owned();
+        let connect = async move {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            Ok(Box::pin(stream) as RedisStream)
+        };
+        // The socket registers with the runtime current when it is polled: this one, also
+        // when the future runs elsewhere.
+        Some(Box::pin(InRuntime {
+            handle: self.handle().clone(),
+            future: Box::pin(connect),
+        }))
+    }
+}
+
+/// A future polled with a tokio runtime entered.
+struct InRuntime<F> {
+    handle: tokio::runtime::Handle,
+    future: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> std::future::Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        let _entered = this.handle.enter();
+        this.future.as_mut().poll(cx)
     }
 }
 

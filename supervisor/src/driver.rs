@@ -4,6 +4,7 @@
 
 use crate::error::SupervisorError;
 use crate::events::log_event;
+use crate::link::Prepared;
 use crate::listener::ListenerHandle;
 use crate::metrics::EventMetrics;
 use crate::runtime::timeout;
@@ -14,7 +15,6 @@ use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Core, Event, FatalError, OpId};
 use futures_lite::FutureExt;
 use futures_lite::future::or;
-use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub(crate) struct Driver {
     /// Watch connections on candidates by op; dropping a handle closes the connection.
     pub(crate) watches: HashMap<OpId, WatchHandle>,
     /// Connections opened by `Connect`, until `Activate` or `Discard`.
-    pub(crate) prepared: HashMap<OpId, MultiplexedConnection>,
+    pub(crate) prepared: HashMap<OpId, Prepared>,
     /// The generation of the master connection in use (one per `Activate`).
     pub(crate) generation: u64,
     startup: Option<Sender<Startup>>,

@@ -34,9 +34,12 @@ mod error;
 mod events;
 mod exec;
 mod failure;
+#[cfg(test)]
+mod fake_redis;
 mod gate;
 mod hold;
 mod host;
+mod link;
 mod listener;
 mod master;
 pub mod metrics;
@@ -45,6 +48,8 @@ mod runtime;
 mod shared;
 mod status;
 mod supervisor;
+#[cfg(test)]
+mod switch_tests;
 mod sync;
 #[cfg(test)]
 mod testing;
@@ -63,7 +68,7 @@ pub use gate::{GateStopped, Permit, WorkerGate, Workers};
 pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
 pub use master::MasterConnection;
 pub use pubsub::PubSub;
-pub use runtime::{BoxFuture, Runtime};
+pub use runtime::{BoxFuture, RedisStream, Runtime};
 pub use status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
 pub use supervisor::{Builder, Supervisor};
 
