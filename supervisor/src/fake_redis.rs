@@ -95,7 +95,7 @@ fn serve(mut stream: TcpStream, state: &State, answer: bool) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         let mut replies = Vec::new();
-        while let Some(used) = command_len(&buf) {
+        while let Some(used) = crate::resp::command_len(&buf) {
             buf.drain(..used);
             state.commands.fetch_add(1, Ordering::SeqCst);
             replies.extend_from_slice(b":1\r\n");
@@ -105,28 +105,4 @@ fn serve(mut stream: TcpStream, state: &State, answer: bool) {
         }
     }
     state.open.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// The length of the first complete command in `buf` (a RESP array of bulk strings, as the
-/// `redis` crate sends every command), if it is complete.
-fn command_len(buf: &[u8]) -> Option<usize> {
-    let (count, mut at) = header(buf, 0, b'*')?;
-    for _ in 0..count {
-        let (len, body) = header(buf, at, b'$')?;
-        at = body + len + 2;
-        if buf.len() < at {
-            return None;
-        }
-    }
-    Some(at)
-}
-
-/// A `<kind><number>\r\n` line at `at`: the number and where the line ends.
-fn header(buf: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
-    if *buf.get(at)? != kind {
-        return None;
-    }
-    let end = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
-    let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
-    Some((n, end + 2))
 }

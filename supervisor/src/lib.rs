@@ -26,6 +26,9 @@
 //!
 //! Every decision is the core's; this crate only executes actions and reports results.
 
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod connect;
 mod convert;
@@ -44,6 +47,8 @@ mod listener;
 mod master;
 pub mod metrics;
 mod pubsub;
+#[cfg(any(test, feature = "bench"))]
+mod resp;
 mod runtime;
 mod shared;
 mod status;

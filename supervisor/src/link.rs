@@ -6,7 +6,7 @@
 
 use crate::connect::{Endpoint, OpenError};
 use crate::runtime::{Runtime, timeout};
-use crate::sync::Cancel;
+use crate::sync::{Cancel, Guarded};
 use dramatiq_sentinel_core::Addr;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr};
@@ -69,12 +69,10 @@ pub(crate) async fn open(
         None => return Err(OpenError::no_connection(endpoint.connect_timeout)),
     };
     let cancel = Arc::clone(cancel);
-    // The cancel signal first: once it fired, the driver is not polled again (a command queued
-    // in the meantime is never written), and dropping it closes the socket and fails every
-    // command waiting for a reply.
-    rt.spawn(Box::pin(async move {
-        futures_lite::future::or(cancel.cancelled(), driver).await;
-    }));
+    // Once the cancel signal fired, the driver is not polled again (a command queued since is
+    // never written), and dropping it closes the socket and fails every command waiting for a
+    // reply. Checked at every poll of the driver for the price of an atomic load.
+    rt.spawn(Box::pin(Guarded::new(cancel, driver)));
     Ok(Link {
         conn,
         cut_on_cancel: true,

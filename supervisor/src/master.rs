@@ -300,11 +300,7 @@ impl MasterConnection {
     /// Whether the supervisor stopped: every command fails from now on. Without a lock while
     /// the connection this handle kept is still valid (a pool can ask at every checkout).
     pub fn is_stopped(&self) -> bool {
-        let version = self.shared.slot.version();
-        if self.held.as_ref().is_some_and(|h| h.version == version) {
-            return false;
-        }
-        self.shared.slot.is_stopped()
+        !self.keeps_connection() && self.shared.slot.is_stopped()
     }
 
     /// Whether new commands are held now (a failover is in progress).
@@ -346,6 +342,13 @@ impl MasterConnection {
             .map(replies)
     }
 
+    /// Whether the next command goes straight to the connection this handle kept (the
+    /// steady-state check).
+    pub(crate) fn keeps_connection(&self) -> bool {
+        let version = self.shared.slot.version();
+        self.held.as_ref().is_some_and(|h| h.version == version)
+    }
+
     /// The slot's version this handle's kept connection is valid for, if it kept one.
     #[cfg(test)]
     pub(crate) fn held_version(&self) -> Option<u64> {
@@ -354,33 +357,49 @@ impl MasterConnection {
 
     /// Runs one call on the current master's connection, with the hold, the command timeout
     /// (the connection's own), the cancellation of its generation, and error reporting; counts
-    /// the failover errors it returns (metrics).
+    /// the failover errors it returns (metrics). The steady-state path, written as one
+    /// function: on the connection this handle kept if the slot's version did not change
+    /// since, else [`send_slow`].
     async fn run(&mut self, call: Call<'_>) -> RedisResult<Value> {
-        let result = self.send(call).await;
-        if let Err(e) = &result {
-            metrics::command_failed(self.shared.cfg.service_name(), e);
-        }
-        result
-    }
-
-    /// [`MasterConnection::run`] without the metrics: the steady-state path, on the
-    /// connection this handle kept if the slot's version did not change since, else
-    /// [`send_slow`].
-    async fn send(&mut self, call: Call<'_>) -> RedisResult<Value> {
         let Self { shared, own, held } = self;
         let version = shared.slot.version();
         let h = match held {
             Some(h) if h.version == version => h,
             // Boxed: the steady-state future stays as small as the plain connection's.
-            _ => return Box::pin(send_slow(shared, own, held, call)).await,
+            _ => return counted(shared, Box::pin(send_slow(shared, own, held, call)).await),
         };
-        let result = call.send(&mut h.conn).await;
-        let outcome = settle(shared, own, &h.active, h.epoch, Some(result));
-        if outcome.drop_held {
-            *held = None;
+        let sent = match call {
+            Call::Command(cmd) => h.conn.send_packed_command(cmd).await,
+            Call::Pipeline(pipeline, offset, count) => h
+                .conn
+                .send_packed_commands(pipeline, offset, count)
+                .await
+                .map(Value::Array),
+        };
+        match sent {
+            Ok(v) => {
+                if has_readonly(&v) {
+                    shared.report(&h.active.node, AppErrorKind::ReadOnly);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let outcome = settle(shared, own, &h.active, h.epoch, Some(Err(e)));
+                if outcome.drop_held {
+                    *held = None;
+                }
+                counted(shared, outcome.result)
+            }
         }
-        outcome.result
     }
+}
+
+/// Counts a failover error a command returns (metrics), and returns the result.
+fn counted(shared: &Shared, result: RedisResult<Value>) -> RedisResult<Value> {
+    if let Err(e) = &result {
+        metrics::command_failed(shared.cfg.service_name(), e);
+    }
+    result
 }
 
 /// Acquires the master (waiting in the hold if need be), keeps its connection in `held` for

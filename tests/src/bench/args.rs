@@ -32,7 +32,9 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
   --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
                        runs: numbers or `default` (Redis's 511; the default)
-  --command-rounds N   rounds of the per-command overhead (default 5, 2 s per client and case)
+  --command-rounds N   rounds of the per-command overhead (default 5)
+  --command-secs S     seconds per client, case and round of the per-command overhead
+                       (default 2)
   --skip-core-bench    do not run `cargo bench -p dramatiq-sentinel-core --bench core_inputs`
   --overhead-secs N    idle measurement window in seconds (default 60)
   --out PATH           where to write the report (default BENCHMARKS.md at the repo root)
@@ -116,6 +118,8 @@ pub(crate) struct Options {
     pub(crate) fleet_sizes: Vec<usize>,
     pub(crate) fleet_backlogs: Vec<Option<u32>>,
     pub(crate) command_rounds: usize,
+    /// How long each client runs each case per round of the per-command overhead.
+    pub(crate) command_time: Duration,
     pub(crate) core_bench: bool,
     pub(crate) overhead_window: Duration,
     pub(crate) out: Option<PathBuf>,
@@ -169,6 +173,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         fleet_sizes: super::fleet::SIZES.to_vec(),
         fleet_backlogs: vec![None],
         command_rounds: 5,
+        command_time: Duration::from_secs(2),
         core_bench: true,
         overhead_window: Duration::from_secs(60),
         out: None,
@@ -274,6 +279,13 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                     _ => return Err(err(format!("--command-rounds {v}: not a count above 0"))),
                 };
             }
+            "--command-secs" => {
+                let v = value("--command-secs")?;
+                o.command_time = match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+                    _ => return Err(err(format!("--command-secs {v}: not a duration above 0"))),
+                };
+            }
             "--skip-core-bench" => o.core_bench = false,
             "--overhead-secs" => {
                 let v = value("--overhead-secs")?;
@@ -324,6 +336,8 @@ pub(crate) enum Role {
     Fleet,
     /// apalis workers on apalis-redis (ours or a `ConnectionManager`).
     Apalis,
+    /// The per-command overhead: our master handle and a plain connection, in rounds.
+    Commands,
 }
 
 /// The arguments of a child process: `child <role> --key value ...`.
@@ -344,6 +358,10 @@ pub(crate) struct ChildArgs {
     pub(crate) long_time: Duration,
     /// The supervisor drains the workers at each switch.
     pub(crate) drain: bool,
+    /// Rounds of the per-command overhead.
+    pub(crate) rounds: usize,
+    /// How long each client runs each case per round.
+    pub(crate) round_time: Duration,
 }
 
 impl ChildArgs {
@@ -355,6 +373,7 @@ impl ChildArgs {
             Some("gate") => Role::Gate,
             Some("fleet") => Role::Fleet,
             Some("apalis") => Role::Apalis,
+            Some("commands") => Role::Commands,
             other => return Err(err(format!("unknown child role {other:?}"))),
         };
         let mut c = ChildArgs {
@@ -370,6 +389,8 @@ impl ChildArgs {
             supervisors: 1,
             long_time: Duration::ZERO,
             drain: false,
+            rounds: 5,
+            round_time: Duration::from_secs(2),
         };
         let mut rest = args[1..].iter();
         while let Some(key) = rest.next() {
@@ -393,6 +414,8 @@ impl ChildArgs {
                 "--supervisors" => c.supervisors = number()? as usize,
                 "--long-ms" => c.long_time = Duration::from_millis(number()?),
                 "--drain" => c.drain = number()? != 0,
+                "--rounds" => c.rounds = number()? as usize,
+                "--round-ms" => c.round_time = Duration::from_millis(number()?),
                 other => return Err(err(format!("unknown child option `{other}`"))),
             }
         }

@@ -1,15 +1,26 @@
 //! Per-command overhead: our `MasterConnection` against a plain `redis` multiplexed connection
-//! to the same master, in one process and one run, on a two-thread tokio runtime. Cases: 1, 16
-//! and 64 concurrent tasks sending `INCR`, and 64 tasks sending pipelines of 16 `INCR`s. Each
-//! round runs every case for a fixed time on each client (alternating which goes first), and
-//! the report gives the median of the rounds and the ratio ours / plain.
+//! to the same master, with the same response timeout, in one child process per runtime
+//! (tokio: a two-thread runtime; smol: the global executor on two threads). Cases: 1, 16, 64
+//! and 256 concurrent tasks sending `INCR`, or pipelines of 16 `INCR`s. Each round runs every
+//! case for a fixed time on each client (alternating which goes first), and measures the
+//! throughput, the latency of each call (p50, p99) and the client's CPU time (user + system of
+//! the whole process, from `/proc`) per command. The report gives, per case, the median of the
+//! rounds and the median of the per-round ratios ours / plain.
 
+use super::args::ChildArgs;
+use super::child::Child;
+use super::clock::now_ns;
+use super::emit::Sink;
 use super::error::{Result, err};
 use super::metrics::stats;
-use super::ours::{DEFAULT_COMMAND_TIMEOUT, on_tokio};
-use super::run::deployment;
-use dramatiq_sentinel_tokio::Supervisor;
+use super::ours::{self, DEFAULT_COMMAND_TIMEOUT, Exec};
+use super::overhead::cpu_ns;
+use super::run::{Ctx, deployment, load1};
+use dramatiq_sentinel_supervisor::{BoxFuture, Runtime, Supervisor};
+use redis::AsyncConnectionConfig;
 use redis::aio::ConnectionLike;
+use serde_json::{Value, json};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,39 +33,35 @@ pub(crate) struct Case {
 }
 
 /// The cases, in table order.
-pub(crate) const CASES: [Case; 4] = [
-    Case {
+pub(crate) const CASES: [Case; 8] = {
+    let tasks = [1, 16, 64, 256];
+    let mut cases = [Case {
         tasks: 1,
         pipeline: 1,
-    },
-    Case {
-        tasks: 16,
-        pipeline: 1,
-    },
-    Case {
-        tasks: 64,
-        pipeline: 1,
-    },
-    Case {
-        tasks: 64,
-        pipeline: 16,
-    },
-];
+    }; 8];
+    let mut i = 0;
+    while i < 8 {
+        cases[i] = Case {
+            tasks: tasks[i % 4],
+            pipeline: if i < 4 { 1 } else { 16 },
+        };
+        i += 1;
+    }
+    cases
+};
 
 impl Case {
     /// The label in the table.
     pub(crate) fn label(self) -> String {
+        let tasks = format!(
+            "{} task{}",
+            self.tasks,
+            if self.tasks == 1 { "" } else { "s" }
+        );
         if self.pipeline == 1 {
-            format!(
-                "{} task{}, `INCR`",
-                self.tasks,
-                if self.tasks == 1 { "" } else { "s" }
-            )
+            format!("{tasks}, `INCR`")
         } else {
-            format!(
-                "{} tasks, pipelines of {} `INCR`",
-                self.tasks, self.pipeline
-            )
+            format!("{tasks}, pipelines of {} `INCR`", self.pipeline)
         }
     }
 }
@@ -67,9 +74,12 @@ pub(crate) struct Round {
     /// Latency of one call (a command or a pipeline), µs.
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    /// CPU time of the whole client process per command (user + system), ns.
+    pub(crate) cpu_ns: f64,
 }
 
-/// Every round of one case, for both clients.
+/// Every round of one case, for both clients; round `i` of one was measured right before or
+/// after round `i` of the other.
 #[derive(Debug, Clone)]
 pub(crate) struct CaseResult {
     pub(crate) case: Case,
@@ -85,6 +95,27 @@ impl CaseResult {
         };
         (m(&self.ours), m(&self.plain))
     }
+
+    /// Median over the rounds of ours / plain for `pick`, with its min and max.
+    pub(crate) fn ratio(&self, pick: impl Fn(&Round) -> f64) -> Option<super::metrics::Stats> {
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.plain)
+            .map(|(o, p)| pick(o) / pick(p))
+            .collect();
+        stats(&ratios)
+    }
+}
+
+/// The measurement on one runtime.
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeRun {
+    pub(crate) cases: Vec<CaseResult>,
+    /// The 1-minute load average before and after.
+    pub(crate) load: (f64, f64),
+    /// The time it took, s.
+    pub(crate) secs: f64,
 }
 
 /// The whole measurement.
@@ -92,58 +123,189 @@ impl CaseResult {
 pub(crate) struct Commands {
     pub(crate) rounds: usize,
     pub(crate) round_time: Duration,
-    pub(crate) cases: Vec<CaseResult>,
+    pub(crate) runs: Vec<(Exec, Result<RuntimeRun, String>)>,
 }
 
-/// Runs `rounds` rounds of every case, each client for `round_time` per case and round.
-pub(crate) fn measure(rounds: usize, round_time: Duration) -> Result<Commands> {
+/// Runs `rounds` rounds of every case on each runtime, each client for `round_time` per case
+/// and round, in a child process per runtime.
+pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<Commands> {
     let d = deployment()?;
-    let master = d.addr(d.master()?);
-    let sentinels: Vec<String> = d.sentinel_addrs().iter().map(ToString::to_string).collect();
-    let config = super::ours::config(&sentinels, d.service_name(), true, DEFAULT_COMMAND_TIMEOUT)?;
-    on_tokio(async move {
-        let sup = Supervisor::start(config).await?;
-        let plain = redis::Client::open(format!("redis://{master}/"))?
-            .get_multiplexed_async_connection()
-            .await?;
-        let ours = sup.master();
-        let mut results: Vec<CaseResult> = CASES
-            .iter()
-            .map(|&case| CaseResult {
-                case,
-                ours: Vec::new(),
-                plain: Vec::new(),
+    let mut runs = Vec::new();
+    for (exec, client) in [(Exec::Tokio, "tokio"), (Exec::Smol, "smol")] {
+        eprint!("{client} ");
+        let started = Instant::now();
+        let load_start = load1();
+        let mut cmd = ctx.rust_child("commands", client, &d);
+        cmd.arg("--rounds")
+            .arg(rounds.to_string())
+            .arg("--round-ms")
+            .arg(round_time.as_millis().to_string())
+            // smol's global executor on two threads, as many as tokio's workers.
+            .env("SMOL_THREADS", "2");
+        let result = Child::spawn(&format!("commands-{client}"), cmd, &ctx.logs).and_then(|c| {
+            let budget = round_time * (2 * CASES.len() * rounds) as u32 + Duration::from_secs(300);
+            c.finish("", budget)
+        });
+        let result = result.and_then(|lines| {
+            Ok(RuntimeRun {
+                cases: parse(&lines)?,
+                load: (load_start, load1()),
+                secs: started.elapsed().as_secs_f64(),
             })
-            .collect();
-        // Warm-up: both connections open, the runtime's threads busy once.
-        run_case(ours.clone(), CASES[2], Duration::from_millis(300)).await?;
-        run_case(plain.clone(), CASES[2], Duration::from_millis(300)).await?;
-        for round in 0..rounds {
-            for r in &mut results {
-                let ours_first = round % 2 == 0;
-                for first in [ours_first, !ours_first] {
-                    if first {
-                        r.ours
-                            .push(run_case(ours.clone(), r.case, round_time).await?);
-                    } else {
-                        r.plain
-                            .push(run_case(plain.clone(), r.case, round_time).await?);
-                    }
-                }
-            }
-            eprint!(".");
-        }
-        sup.shutdown().await?;
-        Ok(Commands {
-            rounds,
-            round_time,
-            cases: results,
+        });
+        runs.push((exec, result.map_err(|e| e.to_string())));
+    }
+    Ok(Commands {
+        rounds,
+        round_time,
+        runs,
+    })
+}
+
+/// The cases from the child's lines.
+fn parse(lines: &[Value]) -> Result<Vec<CaseResult>> {
+    let mut cases: Vec<CaseResult> = CASES
+        .iter()
+        .map(|&case| CaseResult {
+            case,
+            ours: Vec::new(),
+            plain: Vec::new(),
         })
-    })?
+        .collect();
+    for v in lines {
+        let (Some(i), Some(client)) = (
+            v.get("case").and_then(Value::as_u64),
+            v.get("client").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let round = Round {
+            ops: f("ops"),
+            p50_us: f("p50_us"),
+            p99_us: f("p99_us"),
+            cpu_ns: f("cpu_ns"),
+        };
+        let c = cases
+            .get_mut(i as usize)
+            .ok_or_else(|| err(format!("case {i} out of range")))?;
+        match client {
+            "ours" => c.ours.push(round),
+            _ => c.plain.push(round),
+        }
+    }
+    if cases
+        .iter()
+        .any(|c| c.ours.is_empty() || c.ours.len() != c.plain.len())
+    {
+        return Err(err("the commands child reported incomplete rounds"));
+    }
+    Ok(cases)
+}
+
+/// The child: `child commands --client tokio|smol --rounds N --round-ms M`.
+pub(crate) fn run_child(args: &ChildArgs) -> Result<()> {
+    let sink = Sink::new();
+    let (sentinels, service) = ours::target(args)?;
+    let config = ours::config(&sentinels, &service, true, DEFAULT_COMMAND_TIMEOUT)?;
+    let result = match args.client.as_str() {
+        "tokio" => ours::on_tokio(child::<dramatiq_sentinel_tokio::Tokio>(
+            Exec::Tokio,
+            config,
+            args,
+            &sink,
+        ))?,
+        "smol" => ours::on_smol(child::<dramatiq_sentinel_smol::Smol>(
+            Exec::Smol,
+            config,
+            args,
+            &sink,
+        )),
+        other => Err(err(format!("unknown commands client `{other}`"))),
+    };
+    sink.close();
+    result
+}
+
+async fn child<R: Runtime + Default>(
+    exec: Exec,
+    config: dramatiq_sentinel_supervisor::Config,
+    args: &ChildArgs,
+    sink: &Sink,
+) -> Result<()> {
+    let sup = Supervisor::<R>::builder(config).start().await?;
+    let master = sup
+        .current_master()
+        .ok_or_else(|| err("the supervisor has no master"))?;
+    // The same response timeout as ours (its default `command_timeout`): both pay its timer.
+    let plain = redis::Client::open(format!("redis://{master}/"))?
+        .get_multiplexed_async_connection_with_config(
+            &AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT)),
+        )
+        .await?;
+    let ours = sup.master();
+    // Warm-up: both connections open, the threads busy once.
+    let warm = Duration::from_millis(500);
+    run_case(exec, ours.clone(), CASES[2], warm).await?;
+    run_case(exec, plain.clone(), CASES[2], warm).await?;
+    sink.json(&json!({ "ready": now_ns() }));
+    let round_time = args.round_time;
+    for round in 0..args.rounds {
+        for (i, &case) in CASES.iter().enumerate() {
+            let ours_first = round % 2 == 0;
+            for first in [ours_first, !ours_first] {
+                let (client, r) = if first {
+                    (
+                        "ours",
+                        run_case(exec, ours.clone(), case, round_time).await?,
+                    )
+                } else {
+                    (
+                        "plain",
+                        run_case(exec, plain.clone(), case, round_time).await?,
+                    )
+                };
+                sink.json(&json!({
+                    "case": i, "client": client, "round": round, "ops": r.ops,
+                    "p50_us": r.p50_us, "p99_us": r.p99_us, "cpu_ns": r.cpu_ns,
+                }));
+            }
+        }
+        eprint!(".");
+    }
+    sup.shutdown().await?;
+    sink.json(&json!({ "end": now_ns() }));
+    Ok(())
+}
+
+/// Spawns `future` on the child's executor.
+fn spawn<T: Send + 'static>(
+    exec: Exec,
+    future: impl Future<Output = T> + Send + 'static,
+) -> BoxFuture<'static, Result<T>> {
+    match exec {
+        Exec::Tokio => {
+            let task = tokio::spawn(future);
+            Box::pin(async move { task.await.map_err(|e| err(format!("task: {e}"))) })
+        }
+        Exec::Smol => {
+            let task = smol::spawn(future);
+            Box::pin(async move { Ok(task.await) })
+        }
+    }
+}
+
+async fn sleep(exec: Exec, time: Duration) {
+    match exec {
+        Exec::Tokio => tokio::time::sleep(time).await,
+        Exec::Smol => {
+            smol::Timer::after(time).await;
+        }
+    }
 }
 
 /// `case.tasks` tasks calling `INCR` (or pipelines of them) on clones of `conn` for `time`.
-async fn run_case<C>(conn: C, case: Case, time: Duration) -> Result<Round>
+async fn run_case<C>(exec: Exec, conn: C, case: Case, time: Duration) -> Result<Round>
 where
     C: ConnectionLike + Clone + Send + 'static,
 {
@@ -158,13 +320,15 @@ where
         c.arg(&key);
         c
     };
+    let pid = std::process::id();
+    let cpu_before = cpu_ns(pid)?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..case.tasks)
         .map(|_| {
             let (mut conn, stop) = (conn.clone(), Arc::clone(&stop));
             let (pipe, single) = (pipe.clone(), single.clone());
-            tokio::spawn(async move {
-                let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+            spawn(exec, async move {
+                let mut latencies: Vec<u32> = Vec::with_capacity(4096);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     if case.pipeline == 1 {
@@ -178,21 +342,24 @@ where
             })
         })
         .collect();
-    tokio::time::sleep(time).await;
+    sleep(exec, time).await;
     stop.store(true, Ordering::Relaxed);
     let mut all: Vec<u32> = Vec::new();
     for t in tasks {
         all.extend(t.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ns(pid)?.saturating_sub(cpu_before) as f64;
     if all.is_empty() {
         return Err(err("no call completed"));
     }
+    let commands = (all.len() * case.pipeline) as f64;
     all.sort_unstable();
     let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q).round() as usize]);
     Ok(Round {
-        ops: (all.len() * case.pipeline) as f64 / elapsed,
+        ops: commands / elapsed,
         p50_us: at(0.50),
         p99_us: at(0.99),
+        cpu_ns: cpu / commands,
     })
 }

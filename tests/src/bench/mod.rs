@@ -75,6 +75,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             Role::Gate => idle::run_gate(&c),
             Role::Fleet => fleet_child::run(&c),
             Role::Apalis => apalis::run_child(&c),
+            Role::Commands => commands::run_child(&c),
         },
         Command::Bench(o) => bench(&o),
     };
@@ -179,6 +180,8 @@ fn bench(o: &Options) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" "),
         date: utc_now(),
+        commit: command_output("git", &["describe", "--always", "--dirty"])
+            .unwrap_or_else(|| "?".to_owned()),
         nproc: std::thread::available_parallelism().map_or(0, usize::from),
         cpu: cpu_model(),
         load_start: loadavg(),
@@ -351,8 +354,8 @@ fn bench(o: &Options) -> Result<()> {
             "failover-bench: per-command overhead, {} rounds ",
             o.command_rounds
         );
-        let result = commands::measure(o.command_rounds, std::time::Duration::from_secs(2))
-            .map_err(|e| e.to_string());
+        let result =
+            commands::measure(&ctx, o.command_rounds, o.command_time).map_err(|e| e.to_string());
         outcome(&result, |_| " done".to_owned());
         result
     });

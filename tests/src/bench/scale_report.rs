@@ -92,8 +92,27 @@ fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**missed**" }
 }
 
-/// The per-command overhead table.
-pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String>) {
+/// Where a table was measured: the commit and the command, for its heading.
+fn measured_at(facts: &super::report::Facts) -> String {
+    format!(
+        "Measured at commit `{}` on {} with `{}`.",
+        facts.commit, facts.date, facts.command
+    )
+}
+
+/// A ratio's cell: the median and (min..max) over the rounds.
+fn ratio_cell(r: Option<super::metrics::Stats>) -> String {
+    r.map_or("–".to_owned(), |r| {
+        format!("{:.2}× ({:.2}..{:.2})", r.median, r.min, r.max)
+    })
+}
+
+/// The per-command overhead tables, one per runtime, with the targets of issue 19.
+pub(crate) fn command_table(
+    out: &mut String,
+    commands: &Result<Commands, String>,
+    facts: &super::report::Facts,
+) {
     let _ = writeln!(out, "## Per-command overhead\n");
     let c = match commands {
         Ok(c) => c,
@@ -102,34 +121,72 @@ pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String
             return;
         }
     };
+    let _ = writeln!(out, "{}\n", measured_at(facts));
     let _ = writeln!(
         out,
-        "`MasterConnection` (one shared handle, cloned per task) against a plain `redis` \
-         `MultiplexedConnection` to the same master (cloned per task, default settings), one \
-         process, a two-thread tokio runtime, {} rounds of {} s per client and case, \
-         alternating which client goes first. Median of the rounds; the ratio is ours / plain. \
-         Targets: throughput at least 0.95×, p99 latency within +10 %.\n",
+        "`MasterConnection` (one handle of a supervisor with default settings, cloned per \
+         task) against a plain `redis` `MultiplexedConnection` to the same master (cloned per \
+         task), both with a 5 s response timeout (our default `command_timeout`, the plain \
+         connection's `set_response_timeout`), in one child process per runtime: tokio on a \
+         two-thread runtime, smol on its global executor with `SMOL_THREADS=2`. Each case \
+         runs {} s per client and round, {} rounds, alternating which client goes first. \
+         *CPU/cmd*: user + system time of the whole client process (`/proc/<pid>/task/*/schedstat`) \
+         over the case, per command (a pipeline of 16 counts 16). Absolute values are the \
+         median of the rounds; ratios are ours / plain per round, median (min..max) over the \
+         rounds. Targets (issue 19): CPU per command at most 1.05×, throughput at least 0.97×, \
+         p99 at most 1.10× (medians).\n",
+        c.round_time.as_secs_f64(),
         c.rounds,
-        c.round_time.as_secs()
     );
-    let _ = writeln!(
-        out,
-        "| case | ours ops/s | plain ops/s | throughput ratio | ours p50 / p99 (µs) | plain p50 / p99 (µs) | p99 ratio | targets |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for r in &c.cases {
-        let (ours, plain) = r.medians(|x| x.ops);
-        let (o50, p50) = r.medians(|x| x.p50_us);
-        let (o99, p99) = r.medians(|x| x.p99_us);
-        let (ratio, p99_ratio) = (ours / plain, o99 / p99);
+    for (exec, run) in &c.runs {
+        let name = match exec {
+            super::ours::Exec::Tokio => "tokio",
+            super::ours::Exec::Smol => "smol",
+        };
+        let r = match run {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(out, "### {name}\n\nNot measured: {e}\n");
+                continue;
+            }
+        };
         let _ = writeln!(
             out,
-            "| {} | {ours:.0} | {plain:.0} | {ratio:.2}× | {o50:.0} / {o99:.0} | {p50:.0} / {p99:.0} | {p99_ratio:.2}× | {} |",
-            r.case.label(),
-            met(ratio >= 0.95 && p99_ratio <= 1.10)
+            "### {name} (load average {:.2} before, {:.2} after; {:.0} s)\n",
+            r.load.0, r.load.1, r.secs
         );
+        let _ = writeln!(
+            out,
+            "| case | ours ops/s | plain ops/s | throughput ratio | ours p50 / p99 (µs) | plain p50 / p99 (µs) | p99 ratio | ours CPU/cmd (µs) | plain CPU/cmd (µs) | CPU ratio | targets |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for case in &r.cases {
+            let (ours, plain) = case.medians(|x| x.ops);
+            let (o50, p50) = case.medians(|x| x.p50_us);
+            let (o99, p99) = case.medians(|x| x.p99_us);
+            let (ocpu, pcpu) = case.medians(|x| x.cpu_ns);
+            let (tput, lat, cpu) = (
+                case.ratio(|x| x.ops),
+                case.ratio(|x| x.p99_us),
+                case.ratio(|x| x.cpu_ns),
+            );
+            let ok = tput.is_some_and(|t| t.median >= 0.97)
+                && lat.is_some_and(|l| l.median <= 1.10)
+                && cpu.is_some_and(|c| c.median <= 1.05);
+            let _ = writeln!(
+                out,
+                "| {} | {ours:.0} | {plain:.0} | {} | {o50:.0} / {o99:.0} | {p50:.0} / {p99:.0} | {} | {:.2} | {:.2} | {} | {} |",
+                case.case.label(),
+                ratio_cell(tput),
+                ratio_cell(lat),
+                ocpu / 1e3,
+                pcpu / 1e3,
+                ratio_cell(cpu),
+                met(ok)
+            );
+        }
+        let _ = writeln!(out);
     }
-    let _ = writeln!(out);
 }
 
 fn pct(values: &[f64], q: f64) -> Option<f64> {
@@ -151,8 +208,9 @@ fn list(values: &[f64], digits: usize) -> String {
 }
 
 /// The fleet tables: failovers, then sentinel restarts, then the targets.
-pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
+pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::report::Facts) {
     let _ = writeln!(out, "## Fleet\n");
+    let _ = writeln!(out, "{}\n", measured_at(facts));
     let _ = writeln!(
         out,
         "N supervisors with default settings (a random jitter seed each) in processes of {} \
