@@ -30,6 +30,8 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
                        and smol, and on a `ConnectionManager` from `redis::sentinel`)
   --only LIST          only these parts: writers,jobs,long-jobs,overhead,commands,fleet,apalis
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
+  --fleet-per-process N  supervisors per child process in fleet runs (default 50)
+  --fleet-scenarios LIST  graceful,kill,kill-busy,sentinel-restart (default all)
   --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
                        runs: numbers or `default` (Redis's 511; the default)
   --command-rounds N   rounds of the per-command overhead (default 5)
@@ -40,6 +42,9 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
   --out PATH           where to write the report (default BENCHMARKS.md at the repo root)
   --raw DIR            keep every run's raw observations there (JSON lines)
   -h, --help           this text
+
+FAILOVER_BENCH_CHILD_EXE=PATH: the Rust children run that `failover-bench` (e.g. another
+commit's build) instead of this one, with this driver and report.
 
 Python (redis-py) and Node (ioredis) peers are installed into bench-peers/ at the repo root
 (git-ignored) when missing. Progress goes to stderr; the tables to stdout and the report.
@@ -116,6 +121,10 @@ pub(crate) struct Options {
     /// The apalis job workload (issue 14).
     pub(crate) apalis: bool,
     pub(crate) fleet_sizes: Vec<usize>,
+    /// Supervisors per child process of the fleet runs.
+    pub(crate) fleet_per_process: usize,
+    /// The fleet scenarios to run.
+    pub(crate) fleet_scenarios: Vec<super::fleet::FleetScenario>,
     pub(crate) fleet_backlogs: Vec<Option<u32>>,
     pub(crate) command_rounds: usize,
     /// How long each client runs each case per round of the per-command overhead.
@@ -171,6 +180,8 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         fleet: true,
         apalis: true,
         fleet_sizes: super::fleet::SIZES.to_vec(),
+        fleet_per_process: super::fleet::PER_PROCESS,
+        fleet_scenarios: super::fleet::FleetScenario::ALL.to_vec(),
         fleet_backlogs: vec![None],
         command_rounds: 5,
         command_time: Duration::from_secs(2),
@@ -258,6 +269,25 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                     .map(|v| match v.parse::<usize>() {
                         Ok(n) if n > 0 => Ok(n),
                         _ => Err(err(format!("--fleet-sizes: `{v}` is not a count above 0"))),
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--fleet-per-process" => {
+                let v = value("--fleet-per-process")?;
+                o.fleet_per_process = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(err(format!("--fleet-per-process {v}: not a count above 0"))),
+                };
+            }
+            "--fleet-scenarios" => {
+                o.fleet_scenarios = list(&value("--fleet-scenarios")?)
+                    .iter()
+                    .map(|v| {
+                        super::fleet::FleetScenario::from_id(v).ok_or_else(|| {
+                            err(format!(
+                                "--fleet-scenarios: unknown `{v}` (graceful, kill, kill-busy, sentinel-restart)"
+                            ))
+                        })
                     })
                     .collect::<Result<_>>()?;
             }

@@ -5,7 +5,10 @@
 //! case for a fixed time on each client (alternating which goes first), and measures the
 //! throughput, the latency of each call (p50, p99) and the client's CPU time (user + system of
 //! the whole process, from `/proc`) per command. The report gives, per case, the median of the
-//! rounds and the median of the per-round ratios ours / plain.
+//! rounds and the median of the per-round ratios ours / plain. Two more cases compare the
+//! integrations at 64 tasks: the apalis connection against the plain connection, and a
+//! deadpool pool of our dedicated handles (`pool.get()` per command) against a deadpool pool of
+//! plain connections of the same size.
 
 use super::args::ChildArgs;
 use super::child::Child;
@@ -16,6 +19,7 @@ use super::metrics::stats;
 use super::ours::{self, DEFAULT_COMMAND_TIMEOUT, Exec};
 use super::overhead::cpu_ns;
 use super::run::{Ctx, deployment, load1};
+use dramatiq_sentinel_deadpool::deadpool;
 use dramatiq_sentinel_supervisor::{BoxFuture, Runtime, Supervisor};
 use redis::AsyncConnectionConfig;
 use redis::aio::ConnectionLike;
@@ -50,6 +54,49 @@ pub(crate) const CASES: [Case; 8] = {
     cases
 };
 
+/// The integration cases: what is compared, at which concurrency.
+pub(crate) const INTEGRATIONS: [(Integration, Case); 2] = [
+    (
+        Integration::Apalis,
+        Case {
+            tasks: 64,
+            pipeline: 1,
+        },
+    ),
+    (
+        Integration::Deadpool,
+        Case {
+            tasks: 64,
+            pipeline: 1,
+        },
+    ),
+];
+
+/// Connections in each deadpool pool of the integration case.
+const POOL_SIZE: usize = 16;
+
+/// An integration measured against its plain counterpart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Integration {
+    /// `ApalisConnection` against the plain connection.
+    Apalis,
+    /// A deadpool pool of `MasterConnection::dedicated` handles against one of plain
+    /// connections.
+    Deadpool,
+}
+
+impl Integration {
+    /// The label in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Integration::Apalis => "`ApalisConnection` vs the plain connection",
+            Integration::Deadpool => {
+                "deadpool pool of 16 dedicated handles vs of 16 plain connections (`get` per command)"
+            }
+        }
+    }
+}
+
 impl Case {
     /// The label in the table.
     pub(crate) fn label(self) -> String {
@@ -83,6 +130,8 @@ pub(crate) struct Round {
 #[derive(Debug, Clone)]
 pub(crate) struct CaseResult {
     pub(crate) case: Case,
+    /// For an integration case: which.
+    pub(crate) integration: Option<Integration>,
     pub(crate) ours: Vec<Round>,
     pub(crate) plain: Vec<Round>,
 }
@@ -143,7 +192,8 @@ pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<
             // smol's global executor on two threads, as many as tokio's workers.
             .env("SMOL_THREADS", "2");
         let result = Child::spawn(&format!("commands-{client}"), cmd, &ctx.logs).and_then(|c| {
-            let budget = round_time * (2 * CASES.len() * rounds) as u32 + Duration::from_secs(300);
+            let cases = CASES.len() + INTEGRATIONS.len();
+            let budget = round_time * (2 * cases * rounds) as u32 + Duration::from_secs(300);
             c.finish("", budget)
         });
         let result = result.and_then(|lines| {
@@ -166,8 +216,11 @@ pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<
 fn parse(lines: &[Value]) -> Result<Vec<CaseResult>> {
     let mut cases: Vec<CaseResult> = CASES
         .iter()
-        .map(|&case| CaseResult {
+        .map(|&case| (None, case))
+        .chain(INTEGRATIONS.iter().map(|&(i, case)| (Some(i), case)))
+        .map(|(integration, case)| CaseResult {
             case,
+            integration,
             ours: Vec::new(),
             plain: Vec::new(),
         })
@@ -244,30 +297,55 @@ async fn child<R: Runtime + Default>(
         )
         .await?;
     let ours = sup.master();
-    // Warm-up: both connections open, the threads busy once.
+    let apalis = dramatiq_sentinel_apalis::ApalisConnection::new(sup.master());
+    let our_pool = Pooled(
+        dramatiq_sentinel_deadpool::builder(&ours)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| err(format!("pool: {e}")))?,
+    );
+    let plain_pool: Pooled<PlainManager, deadpool::managed::Object<PlainManager>> = Pooled(
+        deadpool::managed::Pool::builder(PlainManager(redis::Client::open(format!(
+            "redis://{master}/"
+        ))?))
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| err(format!("pool: {e}")))?,
+    );
+    // Warm-up: every connection open, the threads busy once.
     let warm = Duration::from_millis(500);
     run_case(exec, ours.clone(), CASES[2], warm).await?;
     run_case(exec, plain.clone(), CASES[2], warm).await?;
+    run_case(exec, apalis.clone(), CASES[2], warm).await?;
+    run_case(exec, our_pool.clone(), CASES[2], warm).await?;
+    run_case(exec, plain_pool.clone(), CASES[2], warm).await?;
     sink.json(&json!({ "ready": now_ns() }));
     let round_time = args.round_time;
     for round in 0..args.rounds {
-        for (i, &case) in CASES.iter().enumerate() {
+        let cases = CASES
+            .iter()
+            .map(|&c| (None, c))
+            .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)));
+        for (i, (integration, case)) in cases.enumerate() {
             let ours_first = round % 2 == 0;
             for first in [ours_first, !ours_first] {
-                let (client, r) = if first {
-                    (
-                        "ours",
-                        run_case(exec, ours.clone(), case, round_time).await?,
-                    )
-                } else {
-                    (
-                        "plain",
-                        run_case(exec, plain.clone(), case, round_time).await?,
-                    )
+                let t = round_time;
+                let r = match (integration, first) {
+                    (None, true) => run_case(exec, ours.clone(), case, t).await?,
+                    (Some(Integration::Apalis), true) => {
+                        run_case(exec, apalis.clone(), case, t).await?
+                    }
+                    (Some(Integration::Deadpool), true) => {
+                        run_case(exec, our_pool.clone(), case, t).await?
+                    }
+                    (Some(Integration::Deadpool), false) => {
+                        run_case(exec, plain_pool.clone(), case, t).await?
+                    }
+                    (_, false) => run_case(exec, plain.clone(), case, t).await?,
                 };
                 sink.json(&json!({
-                    "case": i, "client": client, "round": round, "ops": r.ops,
-                    "p50_us": r.p50_us, "p99_us": r.p99_us, "cpu_ns": r.cpu_ns,
+                    "case": i, "client": if first { "ours" } else { "plain" }, "round": round,
+                    "ops": r.ops, "p50_us": r.p50_us, "p99_us": r.p99_us, "cpu_ns": r.cpu_ns,
                 }));
             }
         }
@@ -276,6 +354,80 @@ async fn child<R: Runtime + Default>(
     sup.shutdown().await?;
     sink.json(&json!({ "end": now_ns() }));
     Ok(())
+}
+
+/// A deadpool pool used as a connection: each call takes a connection from the pool.
+struct Pooled<M: deadpool::managed::Manager, W: From<deadpool::managed::Object<M>>>(
+    deadpool::managed::Pool<M, W>,
+);
+
+impl<M: deadpool::managed::Manager, W: From<deadpool::managed::Object<M>>> Clone for Pooled<M, W> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M, W> ConnectionLike for Pooled<M, W>
+where
+    M: deadpool::managed::Manager,
+    M::Error: std::fmt::Display,
+    W: From<deadpool::managed::Object<M>> + std::ops::DerefMut + Send,
+    W::Target: ConnectionLike + Send,
+{
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let mut conn = self.0.get().await.map_err(pool_error)?;
+            conn.req_packed_command(cmd).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            let mut conn = self.0.get().await.map_err(pool_error)?;
+            conn.req_packed_commands(pipeline, offset, count).await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+fn pool_error<E: std::fmt::Display>(e: E) -> redis::RedisError {
+    std::io::Error::other(format!("pool: {e}")).into()
+}
+
+/// A deadpool manager of plain multiplexed connections (recycled without a check), the
+/// baseline of our pool of dedicated handles.
+struct PlainManager(redis::Client);
+
+impl deadpool::managed::Manager for PlainManager {
+    type Type = redis::aio::MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let config =
+            AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT));
+        self.0
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut Self::Type,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        Ok(())
+    }
 }
 
 /// Spawns `future` on the child's executor.

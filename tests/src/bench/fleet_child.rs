@@ -40,6 +40,9 @@ fn report(sink: &Sink, sup: usize, e: &Event) {
             json!({ "sup": sup, "ev": "detected", "t": t, "path": path.to_string() })
         }
         Event::AfterReset { .. } => json!({ "sup": sup, "ev": "moved", "t": t }),
+        Event::VerificationFailed { node, reason } => {
+            json!({ "sup": sup, "ev": "verify-failed", "t": t, "d": format!("{node}: {reason}") })
+        }
         _ => return,
     };
     sink.json(&line);

@@ -206,7 +206,13 @@ fn bench(o: &Options) -> Result<()> {
     // The children run a copy of this executable: a rebuild of the workspace during the
     // benchmark (which replaces the file) must not break or change them.
     let exe = logs.path().join("failover-bench");
-    std::fs::copy(std::env::current_exe()?, &exe)?;
+    // `FAILOVER_BENCH_CHILD_EXE`: the Rust children run that build instead (another commit's
+    // `failover-bench`, to compare its clients with the same driver and reports).
+    let child_exe = std::env::var_os("FAILOVER_BENCH_CHILD_EXE").map(PathBuf::from);
+    if let Some(other) = &child_exe {
+        eprintln!("failover-bench: children run {}", other.display());
+    }
+    std::fs::copy(child_exe.unwrap_or(std::env::current_exe()?), &exe)?;
     let ctx = Ctx {
         exe,
         peers: peers.clone(),
@@ -324,8 +330,10 @@ fn bench(o: &Options) -> Result<()> {
         for rep in 1..=o.reps {
             for &backlog in &o.fleet_backlogs {
                 for &n in &o.fleet_sizes {
-                    for scenario in fleet::FleetScenario::ALL
-                        .into_iter()
+                    for scenario in o
+                        .fleet_scenarios
+                        .iter()
+                        .copied()
                         .filter(|s| s.runs_with(n))
                     {
                         eprint!(
@@ -335,7 +343,7 @@ fn bench(o: &Options) -> Result<()> {
                             backlog.map_or("default".to_owned(), |b| b.to_string()),
                             run::load1()
                         );
-                        let result = fleet::fleet_run(&ctx, n, scenario, backlog)
+                        let result = fleet::fleet_run(&ctx, n, o.fleet_per_process, scenario, backlog)
                             .map_err(|e| e.to_string());
                         outcome(&result, |r| {
                             let all = r.resumed_ms.iter().chain(&r.reconnect_ms);

@@ -160,7 +160,19 @@ pub(crate) fn command_table(
             "| case | ours ops/s | plain ops/s | throughput ratio | ours p50 / p99 (µs) | plain p50 / p99 (µs) | p99 ratio | ours CPU/cmd (µs) | plain CPU/cmd (µs) | CPU ratio | targets |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut integrations_header = false;
         for case in &r.cases {
+            if case.integration.is_some() && !integrations_header {
+                integrations_header = true;
+                let _ = writeln!(
+                    out,
+                    "| *integrations, {} tasks, `INCR`: ours / its plain counterpart* ||||||||||",
+                    case.case.tasks
+                );
+            }
+            let label = case
+                .integration
+                .map_or_else(|| case.case.label(), |i| i.label().to_owned());
             let (ours, plain) = case.medians(|x| x.ops);
             let (o50, p50) = case.medians(|x| x.p50_us);
             let (o99, p99) = case.medians(|x| x.p99_us);
@@ -176,7 +188,7 @@ pub(crate) fn command_table(
             let _ = writeln!(
                 out,
                 "| {} | {ours:.0} | {plain:.0} | {} | {o50:.0} / {o99:.0} | {p50:.0} / {p99:.0} | {} | {:.2} | {:.2} | {} | {} |",
-                case.case.label(),
+                label,
                 ratio_cell(tput),
                 ratio_cell(lat),
                 ocpu / 1e3,
@@ -216,7 +228,11 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::r
         "N supervisors with default settings (a random jitter seed each) in processes of {} \
          (one two-thread tokio runtime each, {} worker tasks per supervisor: take a permit, \
          `INCR`, rest 100 ms), one deployment. *Resumed*: the candidate writable (the \
-         observer's probe) to each supervisor's `SwitchCompleted`, across the fleet. Rates are \
+         observer's probe) to each supervisor's `SwitchCompleted`, across the fleet. *Client \
+         CPU per switch*: the fleet processes' CPU time (`schedstat`) from the trigger to 1 s \
+         after the last supervisor was done, less their CPU time at rest over as long \
+         (measured over the 2 s before the trigger), per supervisor; *client CPU %*: their use \
+         over that window, in % of one core (2 cores here). Rates are \
          over the trigger to the last supervisor done; commands from `INFO commandstats`, \
          connections from `INFO stats` (`total_connections_received`); CPU from \
          `/proc/<pid>/task/*/schedstat`. A killed master's port is taken over by a stand-in \
@@ -225,14 +241,19 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::r
          was full (`ListenOverflows` of `/proc/net/netstat`, machine-wide): each one stalls a \
          connection by a TCP retransmission (about 1 s); the data nodes' `tcp-backlog` bounds \
          that queue.\n",
-        super::fleet::PER_PROCESS,
+        runs.iter()
+            .find_map(|(_, _, r)| r.as_ref().ok().map(|r| r.per_process))
+            .unwrap_or(super::fleet::PER_PROCESS),
         super::fleet::TASKS
     );
     let _ = writeln!(
         out,
-        "| N (processes) | scenario | tcp-backlog | resumed p50 / p99 / max (ms) | missing | window (s), load | candidate cmds/s | candidate connections | listen overflows | candidate top commands | sentinel cmds/s | sentinel CPU % | connects/s to the dead master |"
+        "| N (processes) | scenario | tcp-backlog | resumed p50 / p99 / max (ms) | client CPU per switch per supervisor (ms) | client CPU % | missing | window (s), load | candidate cmds/s | candidate connections | listen overflows | candidate top commands | sentinel cmds/s | sentinel CPU % | connects/s to the dead master |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (n, scenario, result) in runs {
         if *scenario == FleetScenario::SentinelRestart {
             continue;
@@ -247,7 +268,7 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::r
                     .collect();
                 let _ = writeln!(
                     out,
-                    "| {n} ({}) | {} | {} | {} / {} / {} | {} | {:.2}, {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} ({}) | {} | {} | {} / {} / {} | {} | {} | {} | {:.2}, {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                     r.processes,
                     scenario.label(),
                     r.backlog
@@ -255,6 +276,8 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::r
                     ms(pct(&r.resumed_ms, 0.5)),
                     ms(pct(&r.resumed_ms, 0.99)),
                     ms(pct(&r.resumed_ms, 1.0)),
+                    r.switch_cpu_ms.map_or("–".into(), |x| format!("{x:.3}")),
+                    r.client_cpu_pct.map_or("–".into(), |x| format!("{x:.0}")),
                     r.missing,
                     r.window_s,
                     r.load,
@@ -272,7 +295,7 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::r
             Err(e) => {
                 let _ = writeln!(
                     out,
-                    "| {n} | {} | failed: {e} |||||||||||",
+                    "| {n} | {} | failed: {e} |||||||||||||",
                     scenario.label()
                 );
             }
@@ -359,9 +382,13 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
             .map(|(s, v)| format!("{s}: {}", ms(*v)))
             .collect();
         let ok = p99s.iter().all(|(_, v)| v.is_some_and(|v| v <= 50.0));
+        let one_process = runs
+            .iter()
+            .any(|(n, _, r)| *n == 500 && r.as_ref().is_ok_and(|r| r.processes == 1));
         let _ = writeln!(
             out,
-            "| p99 resumed within 50 ms of the new master becoming writable at N = 500, tcp-backlog {} | {} | {} |",
+            "| p99 resumed within 50 ms of the new master becoming writable at N = 500{}, tcp-backlog {} | {} | {} |",
+            if one_process { " in one process" } else { "" },
             b.map_or("511 (default)".to_owned(), |b| b.to_string()),
             shown.join("; "),
             met(ok)
