@@ -141,3 +141,62 @@ pub type Supervisor = dramatiq_sentinel_supervisor::Supervisor<Tokio>;
 
 /// Configures a [`Supervisor`] on tokio; see [`dramatiq_sentinel_supervisor::Builder`].
 pub type Builder = dramatiq_sentinel_supervisor::Builder<Tokio>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The stream `connect_tcp` gives works, also when its future is polled outside the
+    /// runtime (the socket registers with the runtime it was made for).
+    #[test]
+    fn connect_tcp_works_outside_the_runtime() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut buf = [0_u8; 4];
+            stream.read_exact(&mut buf).expect("read");
+            stream.write_all(&buf).expect("echo");
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let rt = Tokio::with_handle(runtime.handle().clone());
+        let connect = rt.connect_tcp("127.0.0.1", port).expect("supported");
+        // Polled on this thread, where no runtime is entered.
+        let stream = futures_executor(connect).expect("connected");
+        let echoed = runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = stream;
+            stream.write_all(b"ping").await.expect("write");
+            let mut buf = [0_u8; 4];
+            stream.read_exact(&mut buf).await.expect("read");
+            buf
+        });
+        assert_eq!(&echoed, b"ping");
+        server.join().expect("server");
+    }
+
+    /// Blocks on a future with a thread-parking waker (no runtime).
+    fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => return v,
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+}
