@@ -173,9 +173,13 @@ fn bench(o: &Options) -> Result<()> {
     let started = Instant::now();
     let root = root();
     let mut facts = Facts {
-        command: std::iter::once(
-            "cargo run --release -p dramatiq-sentinel-tests --bin failover-bench".to_owned(),
-        )
+        command: std::env::var("FAILOVER_BENCH_CHILD_EXE")
+            .ok()
+            .map(|exe| format!("FAILOVER_BENCH_CHILD_EXE={exe}"))
+            .into_iter()
+            .chain(std::iter::once(
+                "cargo run --release -p dramatiq-sentinel-tests --bin failover-bench".to_owned(),
+            ))
         .chain((!o.given.is_empty()).then(|| format!("-- {}", o.given.join(" "))))
         .collect::<Vec<_>>()
         .join(" "),
