@@ -91,7 +91,21 @@ impl<T: Clone> Slot<T> {
 
     /// Holds new commands (they wait) until [`Slot::install`] or [`Slot::release`].
     pub(crate) fn fence(&self) {
-        self.update(|s| s.fenced = true);
+        self.set_fenced(true);
+    }
+
+    /// Fences or releases; a call that changes nothing (a release when not fenced, as after an
+    /// install) does not move the version, so handles keep what they acquired.
+    fn set_fenced(&self, fenced: bool) {
+        {
+            let mut state = lock(&self.state);
+            if state.fenced == fenced {
+                return;
+            }
+            state.fenced = fenced;
+            self.version.0.fetch_add(1, Ordering::AcqRel);
+        }
+        self.changed.notify(usize::MAX);
     }
 
     /// Installs a new value and lets commands through; returns the previous value.
@@ -104,7 +118,7 @@ impl<T: Clone> Slot<T> {
 
     /// Lets commands through to the current value again.
     pub(crate) fn release(&self) {
-        self.update(|s| s.fenced = false);
+        self.set_fenced(false);
     }
 
     /// Fails every waiting and later command; returns the value.
@@ -118,6 +132,16 @@ impl<T: Clone> Slot<T> {
     /// The current value, even while fenced.
     pub(crate) fn current(&self) -> Option<T> {
         lock(&self.state).current.clone()
+    }
+
+    /// The value and the version it was read at, if commands may use it now (not fenced, not
+    /// stopped), without waiting or registering a listener.
+    pub(crate) fn try_get(&self) -> Option<(T, u64)> {
+        let s = lock(&self.state);
+        if s.fenced || s.stopped {
+            return None;
+        }
+        Some((s.current.clone()?, self.version()))
     }
 
     /// Whether the slot was stopped.
@@ -257,8 +281,19 @@ mod tests {
         );
         let _ = slot.current();
         assert_eq!(acquired.version, slot.version(), "reading changes nothing");
+        assert_eq!(slot.try_get(), Some((1, slot.version())));
+        slot.release();
+        assert_eq!(
+            acquired.version,
+            slot.version(),
+            "a release while not fenced: no change"
+        );
         slot.fence();
         changed(&slot);
+        assert_eq!(slot.try_get(), None, "fenced");
+        let fenced = slot.version();
+        slot.fence();
+        assert_eq!(fenced, slot.version(), "fenced twice: no change");
         slot.release();
         changed(&slot);
         slot.touch();

@@ -388,10 +388,6 @@ pub(crate) struct ChildArgs {
     pub(crate) long_time: Duration,
     /// The supervisor drains the workers at each switch.
     pub(crate) drain: bool,
-    /// Rounds of the per-command overhead.
-    pub(crate) rounds: usize,
-    /// How long each client runs each case per round.
-    pub(crate) round_time: Duration,
 }
 
 impl ChildArgs {
@@ -419,8 +415,6 @@ impl ChildArgs {
             supervisors: 1,
             long_time: Duration::ZERO,
             drain: false,
-            rounds: 5,
-            round_time: Duration::from_secs(2),
         };
         let mut rest = args[1..].iter();
         while let Some(key) = rest.next() {
@@ -444,8 +438,6 @@ impl ChildArgs {
                 "--supervisors" => c.supervisors = number()? as usize,
                 "--long-ms" => c.long_time = Duration::from_millis(number()?),
                 "--drain" => c.drain = number()? != 0,
-                "--rounds" => c.rounds = number()? as usize,
-                "--round-ms" => c.round_time = Duration::from_millis(number()?),
                 other => return Err(err(format!("unknown child option `{other}`"))),
             }
         }

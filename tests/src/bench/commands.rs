@@ -1,19 +1,21 @@
 //! Per-command overhead: our `MasterConnection` against a plain `redis` multiplexed connection
-//! to the same master, with the same response timeout, in one child process per runtime
-//! (tokio: a two-thread runtime; smol: the global executor on two threads). Cases: 1, 16, 64
-//! and 256 concurrent tasks sending `INCR`, or pipelines of 16 `INCR`s. Each round runs every
-//! case for a fixed time on each client (alternating which goes first), and measures the
-//! throughput, the latency of each call (p50, p99) and the client's CPU time (user + system of
-//! the whole process, from `/proc`) per command. The report gives, per case, the median of the
-//! rounds and the median of the per-round ratios ours / plain. Two more cases compare the
-//! integrations at 64 tasks: the apalis connection against the plain connection, and a
-//! deadpool pool of our dedicated handles (`pool.get()` per command) against a deadpool pool of
-//! plain connections of the same size.
+//! to the same master, with the same response timeout. Two child processes per runtime (tokio:
+//! a two-thread runtime; smol: the global executor on two threads), each holding both clients,
+//! run every case *at the same time*, one on our handle and the other on the plain
+//! connection, and swap clients from one round to the next: both clients always see the same
+//! machine (on a shared machine whose load changes by the second, measuring them one after the
+//! other compares different machines). Cases: 1, 16, 64 and 256 concurrent tasks sending
+//! `INCR`, or pipelines of 16 `INCR`s. Each run measures the throughput, the latency of each call
+//! (p50, p99) and the client process's CPU time (user + system, from `/proc`) per command. The
+//! report gives, per case, the median of the rounds and the median of the per-round ratios ours
+//! / plain. Two more cases compare the integrations at 64 tasks: the apalis connection against
+//! the plain connection, and a deadpool pool of our dedicated handles (`pool.get()` per command)
+//! against a deadpool pool of plain connections of the same size.
 
 use super::args::ChildArgs;
 use super::child::Child;
 use super::clock::now_ns;
-use super::emit::Sink;
+use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};
 use super::metrics::stats;
 use super::ours::{self, DEFAULT_COMMAND_TIMEOUT, Exec};
@@ -175,8 +177,8 @@ pub(crate) struct Commands {
     pub(crate) runs: Vec<(Exec, Result<RuntimeRun, String>)>,
 }
 
-/// Runs `rounds` rounds of every case on each runtime, each client for `round_time` per case
-/// and round, in a child process per runtime.
+/// Runs `rounds` rounds of every case on each runtime, each for `round_time`, in two child
+/// processes per runtime that run the two clients at the same time.
 pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<Commands> {
     let d = deployment()?;
     let mut runs = Vec::new();
@@ -184,24 +186,10 @@ pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<
         eprint!("{client} ");
         let started = Instant::now();
         let load_start = load1();
-        let mut cmd = ctx.rust_child("commands", client, &d);
-        cmd.arg("--rounds")
-            .arg(rounds.to_string())
-            .arg("--round-ms")
-            .arg(round_time.as_millis().to_string())
-            // smol's global executor on two threads, as many as tokio's workers.
-            .env("SMOL_THREADS", "2");
-        let result = Child::spawn(&format!("commands-{client}"), cmd, &ctx.logs).and_then(|c| {
-            let cases = CASES.len() + INTEGRATIONS.len();
-            let budget = round_time * (2 * cases * rounds) as u32 + Duration::from_secs(300);
-            c.finish("", budget)
-        });
-        let result = result.and_then(|lines| {
-            Ok(RuntimeRun {
-                cases: parse(&lines)?,
-                load: (load_start, load1()),
-                secs: started.elapsed().as_secs_f64(),
-            })
+        let result = pair(ctx, &d, client, rounds, round_time).map(|cases| RuntimeRun {
+            cases,
+            load: (load_start, load1()),
+            secs: started.elapsed().as_secs_f64(),
         });
         runs.push((exec, result.map_err(|e| e.to_string())));
     }
@@ -212,66 +200,126 @@ pub(crate) fn measure(ctx: &Ctx, rounds: usize, round_time: Duration) -> Result<
     })
 }
 
-/// The cases from the child's lines.
-fn parse(lines: &[Value]) -> Result<Vec<CaseResult>> {
-    let mut cases: Vec<CaseResult> = CASES
+/// The two children of one runtime, through every round: their results, per case.
+fn pair(
+    ctx: &Ctx,
+    d: &crate::harness::Deployment,
+    client: &str,
+    rounds: usize,
+    round_time: Duration,
+) -> Result<Vec<CaseResult>> {
+    let mut children = Vec::new();
+    for side in ["a", "b"] {
+        let mut cmd = ctx.rust_child("commands", client, d);
+        // smol's global executor on two threads, as many as tokio's workers.
+        cmd.env("SMOL_THREADS", "2");
+        let mut child = Child::spawn(&format!("commands-{client}-{side}"), cmd, &ctx.logs)?;
+        child.wait_ready(Duration::from_secs(60))?;
+        children.push(child);
+    }
+    let all: Vec<(Option<Integration>, Case)> = CASES
         .iter()
-        .map(|&case| (None, case))
-        .chain(INTEGRATIONS.iter().map(|&(i, case)| (Some(i), case)))
-        .map(|(integration, case)| CaseResult {
+        .map(|&c| (None, c))
+        .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)))
+        .collect();
+    let mut cases: Vec<CaseResult> = all
+        .iter()
+        .map(|&(integration, case)| CaseResult {
             case,
             integration,
             ours: Vec::new(),
             plain: Vec::new(),
         })
         .collect();
-    for v in lines {
-        let (Some(i), Some(client)) = (
-            v.get("case").and_then(Value::as_u64),
-            v.get("client").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let round = Round {
-            ops: f("ops"),
-            p50_us: f("p50_us"),
-            p99_us: f("p99_us"),
-            cpu_ns: f("cpu_ns"),
-        };
-        let c = cases
-            .get_mut(i as usize)
-            .ok_or_else(|| err(format!("case {i} out of range")))?;
-        match client {
-            "ours" => c.ours.push(round),
-            _ => c.plain.push(round),
+    let mut seq = 0_u64;
+    for round in 0..rounds {
+        for (i, result) in cases.iter_mut().enumerate() {
+            // Which child runs ours alternates by round and case.
+            let a_ours = (round + i) % 2 == 0;
+            seq += 1;
+            for (child, ours) in children.iter_mut().zip([a_ours, !a_ours]) {
+                let who = if ours { "ours" } else { "plain" };
+                child.send(&format!("run {seq} {i} {who} {}", round_time.as_millis()));
+            }
+            for (child, ours) in children.iter().zip([a_ours, !a_ours]) {
+                let r = wait_result(child, seq, round_time + Duration::from_secs(120))?;
+                if ours {
+                    result.ours.push(r);
+                } else {
+                    result.plain.push(r);
+                }
+            }
         }
+        eprint!(".");
     }
-    if cases
-        .iter()
-        .any(|c| c.ours.is_empty() || c.ours.len() != c.plain.len())
-    {
-        return Err(err("the commands child reported incomplete rounds"));
+    for child in children {
+        child.finish("quit", Duration::from_secs(60))?;
     }
     Ok(cases)
 }
 
-/// The child: `child commands --client tokio|smol --rounds N --round-ms M`.
+/// Waits for the child's result of run `seq`.
+fn wait_result(child: &Child, seq: u64, timeout: Duration) -> Result<Round> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = child.with_lines(|lines| {
+            lines
+                .iter()
+                .rev()
+                .find(|v| v.get("seq").and_then(Value::as_u64) == Some(seq))
+                .cloned()
+        });
+        if let Some(v) = found {
+            if let Some(e) = v.get("error").and_then(Value::as_str) {
+                return Err(err(format!("run {seq}: {e}")));
+            }
+            let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            return Ok(Round {
+                ops: f("ops"),
+                p50_us: f("p50_us"),
+                p99_us: f("p99_us"),
+                cpu_ns: f("cpu_ns"),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(err(format!(
+                "no result for run {seq} within {timeout:?}:\n{}",
+                child.stderr_tail()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The child: `child commands --client tokio|smol`. Reads `run <seq> <case> ours|plain <ms>`
+/// lines on stdin and answers each with `{"seq", "ops", "p50_us", "p99_us", "cpu_ns"}` (or
+/// `{"seq", "error"}`); `quit` or the end of stdin ends it.
 pub(crate) fn run_child(args: &ChildArgs) -> Result<()> {
     let sink = Sink::new();
     let (sentinels, service) = ours::target(args)?;
     let config = ours::config(&sentinels, &service, true, DEFAULT_COMMAND_TIMEOUT)?;
+    // One request at a time: the driver waits for each answer before the next.
+    let (tx, requests) = smol::channel::bounded::<String>(4);
+    let on_end = tx.clone();
+    watch_stdin(
+        move |line| {
+            let _ = tx.try_send(line.to_owned());
+        },
+        move || {
+            on_end.close();
+        },
+    );
     let result = match args.client.as_str() {
         "tokio" => ours::on_tokio(child::<dramatiq_sentinel_tokio::Tokio>(
             Exec::Tokio,
             config,
-            args,
+            requests,
             &sink,
         ))?,
         "smol" => ours::on_smol(child::<dramatiq_sentinel_smol::Smol>(
             Exec::Smol,
             config,
-            args,
+            requests,
             &sink,
         )),
         other => Err(err(format!("unknown commands client `{other}`"))),
@@ -280,10 +328,33 @@ pub(crate) fn run_child(args: &ChildArgs) -> Result<()> {
     result
 }
 
+/// A request of the driver: run case `case` on `ours` (or the plain client) for `time`.
+struct Request {
+    seq: u64,
+    case: usize,
+    ours: bool,
+    time: Duration,
+}
+
+impl Request {
+    fn parse(line: &str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        if words.next()? != "run" {
+            return None;
+        }
+        Some(Request {
+            seq: words.next()?.parse().ok()?,
+            case: words.next()?.parse().ok()?,
+            ours: words.next()? == "ours",
+            time: Duration::from_millis(words.next()?.parse().ok()?),
+        })
+    }
+}
+
 async fn child<R: Runtime + Default>(
     exec: Exec,
     config: dramatiq_sentinel_supervisor::Config,
-    args: &ChildArgs,
+    requests: smol::channel::Receiver<String>,
     sink: &Sink,
 ) -> Result<()> {
     let sup = Supervisor::<R>::builder(config).start().await?;
@@ -320,36 +391,41 @@ async fn child<R: Runtime + Default>(
     run_case(exec, our_pool.clone(), CASES[2], warm).await?;
     run_case(exec, plain_pool.clone(), CASES[2], warm).await?;
     sink.json(&json!({ "ready": now_ns() }));
-    let round_time = args.round_time;
-    for round in 0..args.rounds {
-        let cases = CASES
-            .iter()
-            .map(|&c| (None, c))
-            .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)));
-        for (i, (integration, case)) in cases.enumerate() {
-            let ours_first = round % 2 == 0;
-            for first in [ours_first, !ours_first] {
-                let t = round_time;
-                let r = match (integration, first) {
-                    (None, true) => run_case(exec, ours.clone(), case, t).await?,
-                    (Some(Integration::Apalis), true) => {
-                        run_case(exec, apalis.clone(), case, t).await?
-                    }
-                    (Some(Integration::Deadpool), true) => {
-                        run_case(exec, our_pool.clone(), case, t).await?
-                    }
-                    (Some(Integration::Deadpool), false) => {
-                        run_case(exec, plain_pool.clone(), case, t).await?
-                    }
-                    (_, false) => run_case(exec, plain.clone(), case, t).await?,
-                };
-                sink.json(&json!({
-                    "case": i, "client": if first { "ours" } else { "plain" }, "round": round,
-                    "ops": r.ops, "p50_us": r.p50_us, "p99_us": r.p99_us, "cpu_ns": r.cpu_ns,
-                }));
-            }
+    sink.flush();
+    let all: Vec<(Option<Integration>, Case)> = CASES
+        .iter()
+        .map(|&c| (None, c))
+        .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)))
+        .collect();
+    while let Ok(line) = requests.recv().await {
+        if line == "quit" {
+            break;
         }
-        eprint!(".");
+        let Some(r) = Request::parse(&line) else {
+            continue;
+        };
+        let Some(&(integration, case)) = all.get(r.case) else {
+            sink.json(&json!({ "seq": r.seq, "error": format!("no case {}", r.case) }));
+            continue;
+        };
+        let t = r.time;
+        let measured = match (integration, r.ours) {
+            (None, true) => run_case(exec, ours.clone(), case, t).await,
+            (Some(Integration::Apalis), true) => run_case(exec, apalis.clone(), case, t).await,
+            (Some(Integration::Deadpool), true) => run_case(exec, our_pool.clone(), case, t).await,
+            (Some(Integration::Deadpool), false) => {
+                run_case(exec, plain_pool.clone(), case, t).await
+            }
+            (_, false) => run_case(exec, plain.clone(), case, t).await,
+        };
+        match measured {
+            Ok(m) => sink.json(&json!({
+                "seq": r.seq, "ops": m.ops, "p50_us": m.p50_us, "p99_us": m.p99_us,
+                "cpu_ns": m.cpu_ns,
+            })),
+            Err(e) => sink.json(&json!({ "seq": r.seq, "error": e.to_string() })),
+        }
+        sink.flush();
     }
     sup.shutdown().await?;
     sink.json(&json!({ "end": now_ns() }));

@@ -103,6 +103,8 @@ pub(crate) struct FleetResult {
     pub(crate) switch_cpu_ms: Option<f64>,
     /// The client processes' CPU use over that window, % of one core.
     pub(crate) client_cpu_pct: Option<f64>,
+    /// Supervisors still running 45 s after the shutdown of their process began.
+    pub(crate) not_stopped: u64,
     /// Per supervisor that reported it: candidate writable to workers resumed (ms).
     pub(crate) resumed_ms: Vec<f64>,
     /// Supervisors that did not report what the scenario waits for.
@@ -450,9 +452,14 @@ pub(crate) fn fleet_run(
         }
     }
     ctx.keep_raw(&format!("fleet-{n}-{}", scenario.id()), t0, &lines, &seen);
+    let not_stopped = lines
+        .iter()
+        .filter_map(|v| v.get("not_stopped").and_then(Value::as_u64))
+        .sum();
     Ok(FleetResult {
         processes: n.div_ceil(per_process),
         per_process,
+        not_stopped,
         switch_cpu_ms,
         client_cpu_pct,
         missing: n.saturating_sub(done.len()),

@@ -180,9 +180,9 @@ fn bench(o: &Options) -> Result<()> {
             .chain(std::iter::once(
                 "cargo run --release -p dramatiq-sentinel-tests --bin failover-bench".to_owned(),
             ))
-        .chain((!o.given.is_empty()).then(|| format!("-- {}", o.given.join(" "))))
-        .collect::<Vec<_>>()
-        .join(" "),
+            .chain((!o.given.is_empty()).then(|| format!("-- {}", o.given.join(" "))))
+            .collect::<Vec<_>>()
+            .join(" "),
         date: utc_now(),
         commit: command_output("git", &["describe", "--always", "--dirty"])
             .unwrap_or_else(|| "?".to_owned()),
