@@ -1,8 +1,9 @@
-//! How each supervisor event reads in the timeline, as text and as JSON.
+//! How each supervisor event reads in the timeline, as text and as JSON: views of the
+//! event's description (`Event::describe`), which holds every word of it.
 
 use crate::output::ms;
-use dramatiq_sentinel_supervisor::{Addr, Event, IgnoreReason};
-use serde_json::{Value, json};
+use dramatiq_sentinel_supervisor::{Event, FieldValue};
+use serde_json::{Map, Value};
 
 /// One event, described.
 pub(crate) struct Described {
@@ -17,231 +18,39 @@ pub(crate) struct Described {
     pub(crate) routine: bool,
 }
 
-fn addr(a: &Addr) -> Value {
-    Value::from(a.to_string())
-}
-
-fn opt(a: Option<&Addr>) -> Value {
-    a.map_or(Value::Null, addr)
-}
-
-fn name(a: Option<&Addr>) -> String {
-    a.map_or_else(|| "none".to_owned(), Addr::to_string)
-}
-
-fn from(sentinel: Option<&Addr>) -> String {
-    sentinel.map_or_else(String::new, |s| format!(" from sentinel {s}"))
+/// A field in JSON: addresses and text as strings, durations in milliseconds, absent values
+/// `null`.
+fn json(value: &FieldValue) -> Value {
+    match value {
+        FieldValue::Text(t) => Value::from(t.as_str()),
+        FieldValue::Addr(a) => Value::from(a.to_string()),
+        FieldValue::Duration(d) => ms(*d),
+        FieldValue::Int(n) => Value::from(*n),
+        _ => Value::Null,
+    }
 }
 
 /// Describes `event` for the timeline.
 pub(crate) fn describe(event: &Event) -> Described {
-    let d = |label, text: String, fields: Value, routine| {
-        let mut json = json!({ "type": "event", "event": label });
-        if let (Value::Object(o), Value::Object(f)) = (&mut json, fields) {
-            o.extend(f);
-        }
-        Described {
-            label,
-            text,
-            json,
-            routine,
-        }
-    };
-    match event {
-        Event::Ready { master, elapsed } => d(
-            "ready",
-            format!("master {master} verified; workers may start"),
-            json!({ "master": addr(master), "elapsed_ms": ms(*elapsed) }),
-            false,
-        ),
-        Event::Fenced {
-            master,
-            path,
-            sentinel,
-            signal,
-        } => d(
-            "fenced",
-            format!(
-                "{signal}{}: no new job starts, writes to {master} are held (path {path})",
-                from(sentinel.as_ref())
-            ),
-            json!({ "master": addr(master), "path": path.to_string(),
-                    "sentinel": opt(sentinel.as_ref()), "signal": signal }),
-            false,
-        ),
-        Event::CandidateNamed {
-            candidate,
-            sentinel,
-        } => d(
-            "candidate",
-            format!(
-                "{candidate} is being promoted{}; watching it (Sentinel closes its connections at the promotion)",
-                from(sentinel.as_ref())
-            ),
-            json!({ "candidate": addr(candidate), "sentinel": opt(sentinel.as_ref()) }),
-            false,
-        ),
-        Event::SwitchDetected {
-            old,
-            new,
-            sentinel,
-            path,
-        } => d(
-            "switch-detected",
-            format!(
-                "{} -> {new} via {path}{}",
-                name(old.as_ref()),
-                from(sentinel.as_ref())
-            ),
-            json!({ "old": opt(old.as_ref()), "new": addr(new), "path": path.to_string(),
-                    "sentinel": opt(sentinel.as_ref()) }),
-            old.is_none(),
-        ),
-        Event::BeforeReset { old, new } => d(
-            "moving",
-            format!("master connection {} -> {new}", name(old.as_ref())),
-            json!({ "old": opt(old.as_ref()), "new": addr(new) }),
-            old.is_none(),
-        ),
-        Event::AfterReset { old, new } => d(
-            "moved",
-            format!(
-                "master connection on {new}; every connection to {} closed",
-                name(old.as_ref())
-            ),
-            json!({ "old": opt(old.as_ref()), "new": addr(new) }),
-            old.is_none(),
-        ),
-        Event::SwitchCompleted {
-            old,
-            new,
-            path,
-            to_paused,
-            to_connected,
-            total,
-        } => d(
-            "resumed",
-            format!(
-                "{} -> {new} via {path}: new master in use after {}, resumed after {}{}",
-                name(old.as_ref()),
-                crate::output::human(*to_connected),
-                crate::output::human(*total),
-                to_paused.map_or_else(String::new, |p| format!(
-                    " (drain: workers paused after {})",
-                    crate::output::human(p)
-                )),
-            ),
-            json!({ "old": opt(old.as_ref()), "new": addr(new), "path": path.to_string(),
-                    "to_paused_ms": to_paused.map_or(Value::Null, ms),
-                    "to_connected_ms": ms(*to_connected), "total_ms": ms(*total) }),
-            old.is_none(),
-        ),
-        Event::FenceLifted {
-            master,
-            reason,
-            held,
-        } => d(
-            "fence-lifted",
-            format!(
-                "{master} still master ({reason}); resumed after {}",
-                crate::output::human(*held)
-            ),
-            json!({ "master": addr(master), "reason": reason, "held_ms": ms(*held) }),
-            false,
-        ),
-        Event::FenceExpired { master, waited } => d(
-            "fence-expired",
-            format!(
-                "no promotion within {}; re-verifying {master}",
-                crate::output::human(*waited)
-            ),
-            json!({ "master": addr(master), "waited_ms": ms(*waited) }),
-            false,
-        ),
-        Event::MasterConfirmed { master, path } => d(
-            "confirmed",
-            format!("{master} is still the master (re-check by {path})"),
-            json!({ "master": addr(master), "path": path.to_string() }),
-            true,
-        ),
-        Event::ListenerUp { sentinel } => d(
-            "listening",
-            format!("subscribed to sentinel {sentinel}"),
-            json!({ "sentinel": addr(sentinel) }),
-            false,
-        ),
-        Event::ListenerDown {
-            sentinel,
-            reason,
-            retry_in,
-        } => d(
-            "listener-down",
-            format!(
-                "sentinel {sentinel}: {reason}; retry in {}",
-                crate::output::human(*retry_in)
-            ),
-            json!({ "sentinel": addr(sentinel), "reason": reason, "retry_in_ms": ms(*retry_in) }),
-            false,
-        ),
-        Event::MessageIgnored {
-            sentinel,
-            channel,
-            reason,
-        } => d(
-            "ignored",
-            format!("{channel} from sentinel {sentinel}: {reason}"),
-            json!({ "sentinel": addr(sentinel), "channel": channel, "reason": reason.to_string() }),
-            matches!(
-                reason,
-                IgnoreReason::Duplicate | IgnoreReason::NotOurMaster(_)
-            ),
-        ),
-        Event::DiscoveryFailed { error, retry_in } => d(
-            "discovery-failed",
-            format!("{error}; retry in {}", crate::output::human(*retry_in)),
-            json!({ "error": error.to_string(), "retry_in_ms": ms(*retry_in) }),
-            false,
-        ),
-        Event::VerificationFailed { node, reason } => d(
-            "not-verified",
-            format!("{node} not used: {reason}"),
-            json!({ "node": addr(node), "reason": reason }),
-            false,
-        ),
-        Event::SentinelAdded { sentinel } => d(
-            "sentinel-added",
-            format!("learned sentinel {sentinel}"),
-            json!({ "sentinel": addr(sentinel) }),
-            false,
-        ),
-        Event::PauseTimedOut { waited } => d(
-            "pause-timeout",
-            format!(
-                "workers did not pause within {}; stopping them",
-                crate::output::human(*waited)
-            ),
-            json!({ "waited_ms": ms(*waited) }),
-            false,
-        ),
-        Event::Stopped { error } => d(
-            "stopped",
-            format!("supervisor stopped: {error}"),
-            json!({ "error": error.to_string() }),
-            false,
-        ),
-        other => d(
-            "event",
-            format!("{other:?}"),
-            json!({ "debug": format!("{other:?}") }),
-            false,
-        ),
+    let d = event.describe();
+    let mut object = Map::new();
+    object.insert("type".into(), Value::from("event"));
+    object.insert("event".into(), Value::from(d.label));
+    for (key, value) in &d.fields {
+        object.insert((*key).into(), json(value));
+    }
+    Described {
+        label: d.label,
+        text: d.text,
+        json: Value::Object(object),
+        routine: d.routine,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dramatiq_sentinel_supervisor::DetectionPath;
+    use dramatiq_sentinel_supervisor::{Addr, DetectionPath};
     use std::time::Duration;
 
     #[test]
@@ -256,14 +65,74 @@ mod tests {
         };
         let d = describe(&e);
         assert_eq!(d.label, "resumed");
-        assert!(
-            d.text
-                .contains("127.0.0.1:1 -> 127.0.0.1:2 via early-signal"),
-            "{}",
-            d.text
+        assert_eq!(
+            d.text,
+            "127.0.0.1:1 -> 127.0.0.1:2 via early-signal: new master in use after 205 ms, \
+             resumed after 206 ms (drain: workers paused after 3 ms)"
         );
         assert_eq!(d.json["total_ms"], Value::from(206.0));
+        assert_eq!(d.json["to_paused_ms"], Value::from(3.0));
+        assert_eq!(d.json["old"], "127.0.0.1:1");
         assert_eq!(d.json["type"], "event");
+        assert_eq!(d.json["event"], "resumed");
         assert!(!d.routine);
+    }
+
+    #[test]
+    fn the_checks_of_lost_writes_are_fields_not_a_debug_dump() {
+        let old = Addr::new("127.0.0.1", 7000);
+        let new = Addr::new("127.0.0.1", 7001);
+        let d = describe(&Event::NothingLost {
+            old: old.clone(),
+            new: new.clone(),
+            old_offset: Some(5000),
+            new_offset: None,
+        });
+        assert_eq!(d.label, "nothing-lost");
+        assert_eq!(
+            d.json,
+            serde_json::json!({ "type": "event", "event": "nothing-lost",
+                "old": "127.0.0.1:7000", "new": "127.0.0.1:7001",
+                "old_offset": 5000, "new_offset": null })
+        );
+        assert_eq!(
+            d.text,
+            "no write lost: 127.0.0.1:7000 went to offset 5000, 127.0.0.1:7001 left it at unknown"
+        );
+        let d = describe(&Event::WritesLost {
+            old,
+            new,
+            old_offset: 5200,
+            new_offset: 5000,
+            bytes: 200,
+            commands: None,
+            unread: Some("the old master is down".into()),
+        });
+        assert_eq!(
+            d.json,
+            serde_json::json!({ "type": "event", "event": "writes-lost",
+                "old": "127.0.0.1:7000", "new": "127.0.0.1:7001", "old_offset": 5200,
+                "new_offset": 5000, "bytes": 200, "commands_read_back": null,
+                "unread": "the old master is down" })
+        );
+        assert!(d.text.contains("200 bytes"), "{}", d.text);
+    }
+
+    #[test]
+    fn no_event_is_a_debug_dump() {
+        for event in Event::examples() {
+            let d = describe(&event);
+            let json = d.json.to_string();
+            assert!(
+                !json.contains("debug") && !d.text.contains('{'),
+                "{json} {}",
+                d.text
+            );
+            assert_eq!(
+                d.json.as_object().map(|o| o.len()),
+                Some(2 + event.describe().fields.len()),
+                "every field in the JSON: {json}"
+            );
+        }
     }
 }

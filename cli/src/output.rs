@@ -2,6 +2,7 @@
 //! programs.
 
 use crate::sync::lock;
+use dramatiq_sentinel_supervisor::FieldValue;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -80,16 +81,9 @@ impl Out {
     }
 }
 
-/// A duration for people: `0.4 ms`, `312 ms`, `12.3 s`.
+/// A duration for people: `0.4 ms`, `312 ms`, `12.3 s`, as the events' lines show it.
 pub(crate) fn human(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 10_000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
+    FieldValue::Duration(d).to_string()
 }
 
 /// A duration in milliseconds for JSON, to the microsecond.

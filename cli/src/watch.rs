@@ -528,6 +528,37 @@ pub fn explain(
                         "replica": replica.map(|r| r.to_string()) }),
             )
         }
+        Ok(SentinelMessage::Replicas {
+            channel: c,
+            service: s,
+            master,
+            replica,
+        }) => {
+            if other(&s) {
+                return None;
+            }
+            // `+slave-reconf-done` names the failover's old master; the others the master the
+            // replica follows now.
+            let what = match c.as_str() {
+                "+slave-reconf-done" => {
+                    format!("{replica} follows the master that replaced {master} now")
+                }
+                "+convert-to-slave" | "+fix-slave-config" => {
+                    format!("{replica} is being pointed at {master}")
+                }
+                _ => format!("{replica} is a replica of {master}"),
+            };
+            (
+                "replicas",
+                format!(
+                    "{what}: the core asks the sentinels for the replicas again and keeps one \
+                     idle connection to each (Sentinel closes a replica's connections when it \
+                     promotes it)"
+                ),
+                json!({ "service": s, "master": master.to_string(),
+                        "replica": replica.to_string() }),
+            )
+        }
         Ok(_) => {
             if payload_service(payload).is_some_and(other) {
                 return None;

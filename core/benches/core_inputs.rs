@@ -5,7 +5,7 @@
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock to time itself
 
 use dramatiq_sentinel_core::sim::{MessageFaults, Op, Settings, Sim};
-use dramatiq_sentinel_core::{Action, Config, Core, Reply};
+use dramatiq_sentinel_core::{Action, Config, Core, Input, OpId, Reply};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -38,18 +38,30 @@ fn ready_core(now: Instant) -> (Core, Vec<dramatiq_sentinel_core::OpId>) {
         match a {
             Action::Subscribe { op, .. } => {
                 listeners.push(op);
-                core.handle_listener_subscribed(now, op);
+                core.handle(now, Input::Subscribed { op });
             }
             Action::QueryMaster { op, .. } => {
-                core.handle_sentinel_reply(now, op, Ok(master.clone()))
+                let reply = Ok(master.clone());
+                core.handle(now, Input::SentinelReply { op, reply })
             }
-            Action::Connect { op, .. } => core.handle_node_reply(now, op, Ok(role.clone())),
-            Action::Activate { op, .. } => core.handle_reset_done(now, op),
+            Action::Connect { op, .. } => {
+                let reply = Ok(role.clone());
+                core.handle(now, Input::NodeReply { op, reply })
+            }
+            Action::Activate { op, .. } => core.handle(now, Input::Activated { op }),
             _ => {}
         }
     }
     assert!(core.master().is_some(), "startup completed");
     (core, listeners)
+}
+
+fn message(op: OpId, channel: &[u8], payload: &[u8]) -> Input {
+    Input::Message {
+        op,
+        channel: channel.to_vec(),
+        payload: payload.to_vec(),
+    }
 }
 
 /// Steady state: messages of another service, sentinel chatter, pongs, spurious timeouts.
@@ -63,19 +75,19 @@ fn steady(iterations: u64) -> (u64, Duration) {
         now += Duration::from_micros(100);
         let op = listeners[(i % listeners.len() as u64) as usize];
         match i % 4 {
-            0 => core.handle_listener_message(
+            0 => core.handle(
                 now,
-                op,
-                b"+switch-master",
-                b"other 10.0.0.1 6379 10.0.0.2 6379",
+                message(op, b"+switch-master", b"other 10.0.0.1 6379 10.0.0.2 6379"),
             ),
-            1 => core.handle_listener_message(
+            1 => core.handle(
                 now,
-                op,
-                b"+sdown",
-                b"slave 10.0.0.3:6379 10.0.0.3 6379 @ svc 127.0.0.1 7000",
+                message(
+                    op,
+                    b"+sdown",
+                    b"slave 10.0.0.3:6379 10.0.0.3 6379 @ svc 127.0.0.1 7000",
+                ),
             ),
-            2 => core.handle_listener_pong(now, op),
+            2 => core.handle(now, Input::Pong { op }),
             _ => core.handle_timeout(now),
         }
         inputs += 1;

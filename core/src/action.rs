@@ -1,30 +1,21 @@
 //! What the core asks the runtime to do.
 
 use crate::addr::Addr;
-use crate::event::FatalError;
-use std::fmt;
+use crate::event::{FatalError, LostCommand};
+#[cfg(doc)]
+use crate::input::Input;
+use crate::op::OpId;
 use std::time::Duration;
 
-/// Correlates an action with its completion. Completions carrying an id the core no longer
-/// waits for (late, duplicate or superseded) are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OpId(pub u64);
-
-impl fmt::Display for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
 /// An instruction for the runtime. Execute them in the order [`crate::Core::poll_action`]
-/// returns them; report completions through the `handle_*` method named on each variant.
+/// returns them; report each completion to [`crate::Core::handle`] as the [`Input`] named on each
+/// variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Action {
     /// Connect to the sentinel, authenticate, and subscribe to every channel (`PSUBSCRIBE *`).
-    /// Report [`crate::Core::handle_listener_subscribed`], then each message with
-    /// [`crate::Core::handle_listener_message`], and a broken connection with
-    /// [`crate::Core::handle_listener_failed`].
+    /// Report [`Input::Subscribed`], then each message as [`Input::Message`], and a broken
+    /// connection as [`Input::ListenerFailed`].
     Subscribe {
         /// Identifies this listener connection in every later report and action.
         op: OpId,
@@ -32,7 +23,7 @@ pub enum Action {
         sentinel: Addr,
     },
     /// Send `PING` on the listener connection `op`; report the answer with
-    /// [`crate::Core::handle_listener_pong`]. No answer needs no report: the core times out.
+    /// [`Input::Pong`]. No answer needs no report: the core times out.
     PingListener {
         /// The listener connection.
         op: OpId,
@@ -42,8 +33,8 @@ pub enum Action {
         /// The listener connection.
         op: OpId,
     },
-    /// Ask the sentinel `SENTINEL MASTER <service>`; report the reply or the failure with
-    /// [`crate::Core::handle_sentinel_reply`].
+    /// Ask the sentinel `SENTINEL MASTER <service>`; report the reply or the failure as
+    /// [`Input::SentinelReply`].
     QueryMaster {
         /// Correlation id.
         op: OpId,
@@ -52,8 +43,7 @@ pub enum Action {
         /// The master name.
         service: String,
     },
-    /// Ask the sentinel `SENTINEL SENTINELS <service>`; report with
-    /// [`crate::Core::handle_sentinel_reply`]. The core sets no deadline for it (a newer query
+    /// Ask the sentinel `SENTINEL SENTINELS <service>`; report as [`Input::SentinelReply`]. The core sets no deadline for it (a newer query
     /// supersedes it): bound it with `query_timeout` in the runtime.
     QuerySentinels {
         /// Correlation id.
@@ -63,8 +53,19 @@ pub enum Action {
         /// The master name.
         service: String,
     },
+    /// Ask the sentinel `SENTINEL REPLICAS <service>`; report as [`Input::SentinelReply`]. The
+    /// core watches the replicas it lists ([`Action::Watch`]). Bound it with `query_timeout`
+    /// in the runtime; a newer query is sent only after this one's report.
+    QueryReplicas {
+        /// Correlation id.
+        op: OpId,
+        /// The sentinel to ask.
+        sentinel: Addr,
+        /// The master name.
+        service: String,
+    },
     /// Send `ROLE` to the data node (a short-lived or cached probe connection, never the
-    /// application's); report with [`crate::Core::handle_node_reply`]. The core times it out
+    /// application's); report as [`Input::NodeReply`]. The core times it out
     /// after `connect_timeout`; the runtime should bound it the same way so tasks end.
     PollRole {
         /// Correlation id.
@@ -72,13 +73,41 @@ pub enum Action {
         /// The data node.
         node: Addr,
     },
-    /// Watch a failover candidate: open a connection to the data node (like a probe, never the
-    /// application's), send `ROLE` and report the reply (or the failure) with
-    /// [`crate::Core::handle_node_reply`]; then keep that connection open, sending nothing,
-    /// and report [`crate::Core::handle_watch_closed`] when it closes. Sentinel closes every
-    /// client connection of the replica it promotes, so the closing announces the promotion
-    /// with one connection per process instead of a `ROLE` poll every few milliseconds. Close
-    /// it on [`Action::Unwatch`].
+    /// Ask the data node `INFO replication` (a probe connection, like [`Action::PollRole`]);
+    /// report the reply as [`Input::NodeReply`]. The core reads where the node's replication
+    /// history began (lost writes after a switch). Bound it with `connect_timeout`.
+    QueryReplication {
+        /// Correlation id.
+        op: OpId,
+        /// The data node.
+        node: Addr,
+    },
+    /// Read lost writes back from an old master's replication backlog: connect to the data
+    /// node (authenticated, never the application's connection), send `PSYNC <replid>
+    /// <offset>`, and on `+CONTINUE` read exactly `bytes` bytes of the replication stream
+    /// that follows, then close the connection (it counts as a replica of the node meanwhile).
+    /// Report the bytes, raw, as [`Input::Backlog`], or the failure (any other answer, such
+    /// as `+FULLRESYNC`: the backlog no longer holds them). Bound it with `connect_timeout`
+    /// for the connection and the answer, and a few seconds for the bytes.
+    ReadBacklog {
+        /// Correlation id.
+        op: OpId,
+        /// The old master.
+        node: Addr,
+        /// The replication ID of the history to read.
+        replid: String,
+        /// The first byte to read.
+        offset: u64,
+        /// How many bytes.
+        bytes: u64,
+    },
+    /// Watch a replica of the master in use, or a failover candidate: open a connection to the
+    /// data node (like a probe, never the application's), send `ROLE` and report the reply (or
+    /// the failure) as [`Input::NodeReply`]; then keep that connection open, sending nothing,
+    /// and report [`Input::WatchClosed`] when it closes. Sentinel closes every client
+    /// connection of the replica it promotes, so the closing announces the promotion with one
+    /// idle connection per replica and process, whoever leads the failover, instead of a
+    /// `ROLE` poll every few milliseconds. Close it on [`Action::Unwatch`].
     Watch {
         /// Correlation id of the `ROLE` reply and of the closing.
         op: OpId,
@@ -92,7 +121,7 @@ pub enum Action {
     },
     /// Open a new broker connection to the node, authenticate, send `ROLE`, keep the connection
     /// aside under `op`, and report the `ROLE` reply (or the failure) with
-    /// [`crate::Core::handle_node_reply`]. The core follows with [`Action::Activate`] or
+    /// [`Input::NodeReply`]. The core follows with [`Action::Activate`] or
     /// [`Action::Discard`] for every connection that was opened.
     Connect {
         /// Correlation id, and the name of the prepared connection.
@@ -101,11 +130,13 @@ pub enum Action {
         node: Addr,
     },
     /// Point the application's master connection at the prepared connection `op` (to `node`)
-    /// and close every connection to `old`, blocking and pub/sub ones included. Commands held
-    /// by [`Action::Fence`] go out now, to the new master: jobs in flight may be waiting on
-    /// them, and the pause completes only when they finish. Report with
-    /// [`crate::Core::handle_reset_done`], or [`crate::Core::handle_reset_failed`] if it could
-    /// not be done (no prepared connection under `op`).
+    /// and close every connection to `old`, blocking and pub/sub ones included (commands in
+    /// flight on them fail). With `release`, commands held by [`Action::Fence`] go out now, to
+    /// the new master (a drain: jobs in flight may be waiting on them, and the pause completes
+    /// only when they finish); without, they stay held until [`Action::Resume`], so that
+    /// writes lost in the switch are handed back ([`Action::HandBack`]) before any other
+    /// reaches the new master. Report with [`Input::Activated`], or
+    /// [`Input::ActivationFailed`] if it could not be done (no prepared connection under `op`).
     Activate {
         /// The prepared connection.
         op: OpId,
@@ -113,6 +144,40 @@ pub enum Action {
         node: Addr,
         /// The master it replaces.
         old: Option<Addr>,
+        /// Whether held commands go out now (else at `Resume`).
+        release: bool,
+    },
+    /// Hand writes the old master acknowledged but the new master lacks (read back from the
+    /// old master's backlog, also reported as [`crate::Event::WritesLost`]) to the
+    /// application, which re-applies what is safe to re-apply on the new master, through a
+    /// connection of its own (the master connection's commands are still held). Report
+    /// [`Input::HandedBack`] when it is done; the core resumes after it (or after
+    /// `fence_timeout`).
+    HandBack {
+        /// Correlation id.
+        op: OpId,
+        /// The master the writes were lost on.
+        old: Addr,
+        /// The new master, in use.
+        new: Addr,
+        /// The commands, in order.
+        commands: Vec<LostCommand>,
+    },
+    /// Pause writes on the deposed master `node` for `duration` (`CLIENT PAUSE <ms> WRITE`),
+    /// on its probe connection (the one [`Action::PollRole`] uses), before any later probe
+    /// of it. Best effort: log a failure (a server before 6.2, an ACL without `CLIENT
+    /// PAUSE`), report nothing. Comes right before the [`Action::Activate`] that leaves it.
+    PauseWrites {
+        /// The deposed master.
+        node: Addr,
+        /// How long its writes wait.
+        duration: Duration,
+    },
+    /// End a pause of writes this process set on `node` (`CLIENT UNPAUSE`), which a switch
+    /// moves back to: comes right before the [`Action::Activate`]. Best effort, report nothing.
+    UnpauseWrites {
+        /// The node, master again.
+        node: Addr,
     },
     /// Close the prepared connection `op`; it will not be used. Report nothing.
     Discard {
@@ -123,7 +188,7 @@ pub enum Action {
     /// (up to `hold_timeout`) instead of reaching the master. Jobs in flight go on. Report nothing.
     Fence,
     /// Wait until the jobs in flight are done (the fence already stops new ones); report with
-    /// [`crate::Core::handle_workers_paused`]. The core enforces `pause_timeout`.
+    /// [`Input::Paused`]. The core enforces `pause_timeout`.
     PauseWorkers {
         /// Correlation id.
         op: OpId,

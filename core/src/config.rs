@@ -4,11 +4,9 @@
 //! [`ConfigError`] naming the field. Nothing is clamped silently.
 
 use crate::addr::{Addr, NatMap};
+use crate::config_error::ConfigError;
 use crate::setting;
 use std::time::Duration;
-
-/// The longest duration any setting accepts (365 days), so deadline arithmetic never overflows.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What happens when workers do not pause within [`Config::pause_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,34 +20,6 @@ pub enum PauseTimeoutPolicy {
     /// Stop the workers with [`Config::stop_grace`], then stop the supervisor with an error
     /// the application can handle.
     Fail,
-}
-
-/// An invalid configuration value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: `{field}`: {problem}")]
-pub struct ConfigError {
-    field: String,
-    problem: String,
-}
-
-impl ConfigError {
-    /// An error about `field` (the setting's name, such as `min_backoff` or `sentinels[2]`).
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-
-    /// The name of the offending setting, such as `min_backoff` or `sentinels[2]`.
-    pub fn field(&self) -> &str {
-        &self.field
-    }
-
-    /// What is wrong with it.
-    pub fn problem(&self) -> &str {
-        &self.problem
-    }
 }
 
 /// The validated configuration of the core: what it decides with (the sentinels, the service,
@@ -79,10 +49,13 @@ pub struct Config {
     pub(crate) role_poll_interval: Duration,
     pub(crate) health_check_interval: Duration,
     pub(crate) startup_timeout: Option<Duration>,
+    pub(crate) startup_fail_fast: bool,
     pub(crate) refresh_sentinels: bool,
     pub(crate) max_sentinels: usize,
     pub(crate) forget_sentinel_after: Duration,
     pub(crate) jitter_seed: Option<u64>,
+    pub(crate) watch_replicas: bool,
+    pub(crate) deposed_pause: Option<Duration>,
 }
 
 impl Config {
@@ -155,10 +128,13 @@ impl Default for ConfigBuilder {
                 role_poll_interval: Duration::from_millis(100),
                 health_check_interval: Duration::from_secs(2),
                 startup_timeout: Some(Duration::from_secs(60)),
+                startup_fail_fast: true,
                 refresh_sentinels: true,
                 max_sentinels: 32,
                 forget_sentinel_after: Duration::from_secs(300),
                 jitter_seed: None,
+                watch_replicas: true,
+                deposed_pause: Some(Duration::from_secs(2)),
             },
         }
     }
@@ -227,6 +203,12 @@ settings! {
     health_check_interval: Duration,
     /// Deadline for finding a verified master at startup; `None` waits forever. Default 60 s.
     startup_timeout: Option<Duration>,
+    /// Stop startup with the error as soon as every sentinel answered with one that retrying
+    /// will not fix (a wrong password or user, an address that is not a sentinel, a service
+    /// none of them monitors), or the master they name refuses our credentials, instead of
+    /// retrying until `startup_timeout`. Turn it off where the service or the credentials may
+    /// appear later (a deployment being set up). Default true.
+    startup_fail_fast: bool,
     /// Learn other sentinels from `SENTINEL SENTINELS` and listen to them too. Default true.
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.
@@ -235,6 +217,26 @@ settings! {
     /// without a successful subscription is forgotten (its listener stops); it is learned
     /// again if a sentinel still lists it. Default 300 s.
     forget_sentinel_after: Duration,
+    /// Keep one idle connection to every replica of the master in use (the sentinels'
+    /// `SENTINEL REPLICAS` list, asked again after each switch and when the sentinels announce a
+    /// change). Sentinel closes a replica's client connections when it promotes it, so a
+    /// promotion fences within one round trip of it even when no sentinel's event is heard
+    /// (its leader restarted, partitioned from this process, or its listener reconnecting).
+    /// A closing that was not a promotion (a replica restarted, re-pointed, or a server
+    /// `timeout` on idle clients) fences for one `ROLE` round trip. Costs one connection per
+    /// replica and no command at rest. Default true.
+    watch_replicas: bool,
+    /// When a switch moves to a promoted replica while the master it leaves still answers,
+    /// pause writes on that deposed master for this long (`CLIENT PAUSE <ms> WRITE`, Redis 6.2
+    /// or later, sent once, best effort): every client still writing to it (other processes
+    /// of the fleet whose fence comes later, this process's own commands in flight) waits
+    /// instead of being acknowledged by a master whose writes the new one never gets, and a
+    /// process that fences meanwhile closes its connections, so its waiting writes never run.
+    /// Keep it well below the sentinels' `down-after-milliseconds` (their link to the deposed
+    /// master waits too: its `PUBLISH` of hellos is a write). The data-node user needs
+    /// `CLIENT PAUSE` in its ACL (else a warning, and nothing is paused). `None` (`off`)
+    /// never pauses. Default 2 s.
+    deposed_pause: Option<Duration>,
     /// Seed of the jitter drawn for every backoff and retry delay (each delay is drawn
     /// uniformly from `[base / 2, base]`). `None`: the runtime shims pick a random seed per
     /// process, so a fleet never retries in lockstep (the core itself, which never draws
@@ -288,6 +290,9 @@ impl ConfigBuilder {
             "early_fencing" => c.early_fencing = setting::boolean(field, v)?,
             "drain" => c.drain = setting::boolean(field, v)?,
             "refresh_sentinels" => c.refresh_sentinels = setting::boolean(field, v)?,
+            "startup_fail_fast" => c.startup_fail_fast = setting::boolean(field, v)?,
+            "watch_replicas" => c.watch_replicas = setting::boolean(field, v)?,
+            "deposed_pause" => c.deposed_pause = setting::optional_seconds(field, v)?,
             "backoff_factor" => c.backoff_factor = setting::number(field, v)?,
             "max_sentinels" => {
                 c.max_sentinels = v
@@ -392,9 +397,19 @@ impl ConfigBuilder {
             ("health_check_interval", Some(cfg.health_check_interval)),
             ("startup_timeout", cfg.startup_timeout),
             ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
+            ("deposed_pause", cfg.deposed_pause),
         ];
         for (name, d) in durations {
             setting::check_duration(name, d)?;
+        }
+        if cfg
+            .deposed_pause
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new(
+                "deposed_pause",
+                "below 1 ms (Redis pauses in milliseconds): use `off` for no pause",
+            ));
         }
         if cfg.min_backoff > cfg.max_backoff {
             return Err(ConfigError::new(

@@ -49,6 +49,11 @@ pub(crate) struct Epochs {
 }
 
 impl Epochs {
+    /// The lowest epoch a configuration newer than the one in use can have.
+    pub(crate) fn above_in_use(&self) -> u64 {
+        self.lo.saturating_add(1)
+    }
+
     /// The exact epoch of the master in use, when known.
     pub(crate) fn in_use(&self) -> Option<u64> {
         (self.hi == Some(self.lo)).then_some(self.lo)
@@ -128,6 +133,18 @@ impl Epochs {
         }
     }
 
+    /// Whether `addr` was replaced at an epoch the core does not know (any answer naming it is
+    /// taken for older).
+    pub(crate) fn replaced_at_unknown(&self, addr: &Addr) -> bool {
+        self.replaced.get(addr).is_some_and(Option::is_none)
+    }
+
+    /// The master in use replicates from `addr`: a configuration newer than the one in use
+    /// names it, so it is no longer taken for replaced.
+    pub(crate) fn overruled(&mut self, addr: &Addr) {
+        self.replaced.remove(addr);
+    }
+
     /// A sentinel named the master in use at `config_epoch`: the configurations it
     /// replaced are older (their unknown bounds become known).
     pub(crate) fn confirmed(&mut self, config_epoch: u64) {
@@ -149,6 +166,18 @@ impl Epochs {
         self.replaced.remove(new);
     }
 
+    /// A message sent at the connection epoch `tag` announced that a newer configuration
+    /// replaced `addr` (perhaps long ago): its configurations up to `tag - 1` are older. Only
+    /// tightens what is known: an unknown bound stays unknown.
+    pub(crate) fn replaced_by(&mut self, addr: &Addr, tag: u64) {
+        let bound = tag.saturating_sub(1);
+        match self.replaced.get(addr) {
+            Some(None) => {}
+            Some(Some(b)) if *b >= bound => {}
+            _ => self.replace(addr, Some(bound)),
+        }
+    }
+
     /// Records that a newer configuration replaced `addr`, whose configuration then had an
     /// epoch of at most `bound` (`None`: unknown, which refuses it at any epoch). The latest
     /// replacement decides, except that of two known bounds the higher one wins.
@@ -166,12 +195,19 @@ impl Epochs {
     pub(crate) fn moved(&mut self, old: Option<&Addr>, new: &Addr, known: Known) {
         if let Some(old) = old.filter(|o| *o != new) {
             // Older than the new configuration, which is at most its announcement's epoch
-            // (and may have replaced a newer configuration of `old` than the core knew).
+            // (and may have replaced a newer configuration of `old` than the core knew). A
+            // move without any epoch (a replica's watch saw the promotion) may follow
+            // failovers the core never heard of, `old` re-promoted among them: its bound is
+            // unknown until a sentinel names the master in use (or the stale check proves an
+            // answer naming `old` newer).
             let bound = match known {
-                Known::Exact(e) | Known::Announced(Some(e)) => Some(e.saturating_sub(1)),
-                Known::Announced(None) | Known::Unknown => None,
+                Known::Exact(e) | Known::Announced(Some(e)) => {
+                    self.hi.max(Some(e.saturating_sub(1)))
+                }
+                Known::Announced(None) => None,
+                Known::Unknown => self.hi,
             };
-            self.replace(old, self.hi.max(bound));
+            self.replace(old, bound);
         }
         self.replaced.remove(new);
         (self.lo, self.hi) = match known {

@@ -21,6 +21,9 @@ pub enum DetectionPath {
     ListenerReconnect,
     /// An error the application saw on the master connection (`READONLY`, I/O, timeout).
     AppError,
+    /// A watched replica of the master in use closed its connections, as Sentinel does when it
+    /// promotes it, and its `ROLE` then said master: no sentinel's event was needed.
+    ReplicaWatch,
 }
 
 impl fmt::Display for DetectionPath {
@@ -32,6 +35,7 @@ impl fmt::Display for DetectionPath {
             DetectionPath::Poll => "poll",
             DetectionPath::ListenerReconnect => "listener-reconnect",
             DetectionPath::AppError => "app-error",
+            DetectionPath::ReplicaWatch => "replica-watch",
         })
     }
 }
@@ -112,6 +116,16 @@ pub enum FatalError {
         /// How long the core waited.
         waited: Duration,
     },
+    /// At startup, before any verified master, every sentinel answered with an error retrying
+    /// will not fix (a wrong password, not a sentinel, a service none of them monitors), or the
+    /// master they named refused our credentials (`startup_fail_fast`).
+    #[error("startup failed: {error}")]
+    StartupRefused {
+        /// How long startup ran.
+        waited: Duration,
+        /// What every sentinel (or the master) answered.
+        error: DiscoveryError,
+    },
     /// No verified master was found within `startup_timeout`.
     #[error("no verified master within {waited:?}: {}", last.as_ref().map_or_else(|| "no answer yet".to_owned(), ToString::to_string))]
     StartupTimedOut {
@@ -157,6 +171,16 @@ impl fmt::Display for IgnoreReason {
     }
 }
 
+/// One command of a lost write, as the old master's replication stream carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostCommand {
+    /// The database it ran in, when the stream read back selected one before it (unknown for
+    /// the commands before the first `SELECT`: the one the application writes to).
+    pub db: Option<u32>,
+    /// The command and its arguments, e.g. `RPUSH`, `queue`, `id`.
+    pub args: Vec<Vec<u8>>,
+}
+
 /// A structured report of a decision or an observation. Runtimes log each one with `tracing`
 /// and hand them to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,23 +193,47 @@ pub enum Event {
         /// Time since the core was created.
         elapsed: Duration,
     },
-    /// The new master was verified at a lower replication offset than the old master last
-    /// reported (at the fence, or before it when the old master no longer answered): at least
-    /// `bytes` bytes of the old master's replication stream, writes it acknowledged, are not
-    /// on the new master. Redis replicates asynchronously; Sentinel promoted a replica that
-    /// lagged. Never reported when it cannot be proven (nothing known of the old master's
-    /// offset, or the new master already past it).
+    /// Writes the old master acknowledged are not on the new master: the old master's
+    /// replication stream went `bytes` bytes past the point where the new master left it
+    /// (Redis replicates asynchronously; a replica promoted behind, or a fence that reached
+    /// this process after the promotion). When the old master still held that stream, its
+    /// `commands` are read back from its replication backlog (`PSYNC`), exactly the ones the
+    /// new master lacks, for the application to re-apply what is safe to re-apply; the core
+    /// never re-applies them. Never reported when it cannot be proven.
     WritesLost {
         /// The master the switch left.
         old: Addr,
         /// The master it moved to.
         new: Addr,
-        /// The old master's last reported `master_repl_offset`.
+        /// How far the old master's replication stream went (its `master_repl_offset`).
         old_offset: u64,
-        /// The new master's `master_repl_offset` when it was verified.
+        /// Where the new master left it: its offset when it was promoted (its
+        /// `second_repl_offset` - 1).
         new_offset: u64,
-        /// `old_offset - new_offset`: bytes of replication stream lost in the promotion.
+        /// `old_offset - new_offset`: bytes of replication stream lost.
         bytes: u64,
+        /// The commands of those bytes, in order (`PING`, `REPLCONF`, `SELECT` and Sentinel's
+        /// `PUBLISH __sentinel__:hello` left out; `MULTI` / `EXEC` kept), when they could be
+        /// read back (never empty: a stream of only those is [`Event::NothingLost`]).
+        commands: Option<Vec<LostCommand>>,
+        /// Why they could not (the old master down or already reconfigured, its backlog no
+        /// longer holding them, ...).
+        unread: Option<String>,
+    },
+    /// The check after a switch found no write lost: the old master's stream did not go past
+    /// where the new master left it, or went past it only with its own traffic (replication
+    /// pings, Sentinel's hello messages: read back, no command of anyone's), or the two cannot
+    /// be compared (an offset unknown: the old master down before it reported one, or the new
+    /// master not promoted from its history).
+    NothingLost {
+        /// The master the switch left.
+        old: Addr,
+        /// The master it moved to.
+        new: Addr,
+        /// How far the old master's stream went, if known.
+        old_offset: Option<u64>,
+        /// Where the new master left it, if it was promoted from it.
+        new_offset: Option<u64>,
     },
     /// A failover of the master in use was announced: new work stopped, writes held.
     Fenced {

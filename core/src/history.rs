@@ -3,7 +3,7 @@
 //! configuration is old or new is not remembered here: configuration epochs tell.
 
 use crate::addr::Addr;
-use crate::parse::Signal;
+use crate::parse::FailoverSignal;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ struct Failing {
     /// the core learns one: a sentinel's epoch only grows, so any epoch it announces later
     /// bounds its earlier messages).
     epochs: BTreeMap<Addr, Option<u64>>,
+    /// A watch saw the promotion itself: its epoch has no known upper bound, so no answer
+    /// supersedes it until it expires.
+    seen: bool,
 }
 
 /// Failovers announced recently.
@@ -48,7 +51,7 @@ impl History {
     /// forgets it.
     pub(crate) fn note_signal(
         &mut self,
-        signal: Signal,
+        signal: FailoverSignal,
         master: &Addr,
         candidate: Option<&Addr>,
         (sentinel, tag): (&Addr, Option<u64>),
@@ -57,21 +60,43 @@ impl History {
         let ttl = self.failing_ttl;
         self.failing
             .retain(|_, f| now.saturating_duration_since(f.since) < ttl);
-        if signal == Signal::Abort {
+        if signal == FailoverSignal::Abort {
             self.failing.remove(master);
             return;
         }
+        let entry = self.announced(master, now);
+        let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
+        *bound = tag.map(|t| bound.map_or(t, |b| b.max(t)));
+        if let Some(c) = candidate.filter(|_| signal == FailoverSignal::Candidate) {
+            entry.candidate = Some((c.clone(), tag));
+        }
+    }
+
+    /// The failover of `master`, announced (again) at `now`.
+    fn announced(&mut self, master: &Addr, now: Instant) -> &mut Failing {
         let entry = self.failing.entry(master.clone()).or_insert(Failing {
             since: now,
             candidate: None,
             epochs: BTreeMap::new(),
+            seen: false,
         });
         entry.since = now;
-        let bound = entry.epochs.entry(sentinel.clone()).or_insert(tag);
-        *bound = tag.map(|t| bound.map_or(t, |b| b.max(t)));
-        if let Some(c) = candidate.filter(|_| signal == Signal::Candidate) {
-            entry.candidate = Some((c.clone(), tag));
-        }
+        entry
+    }
+
+    /// A watch saw `candidate`, a replica of `master`, promoted by a configuration of an epoch
+    /// at least `floor` (newer than the one in use, whose epoch is below it).
+    pub(crate) fn promoted(&mut self, master: &Addr, candidate: &Addr, floor: u64, now: Instant) {
+        let entry = self.announced(master, now);
+        entry.seen = true;
+        entry.candidate = Some((candidate.clone(), Some(floor)));
+    }
+
+    /// Whether a watch saw a replica of `master` promoted, recently (within the fence timeout).
+    pub(crate) fn promotion_seen(&self, master: &Addr, now: Instant) -> bool {
+        self.failing
+            .get(master)
+            .is_some_and(|f| f.seen && now.saturating_duration_since(f.since) < self.failing_ttl)
     }
 
     /// `sentinel` announced its epoch: it bounds the epochs of its earlier messages.
@@ -91,7 +116,7 @@ impl History {
         self.failing.get(addr).is_some_and(|f| {
             now.saturating_duration_since(f.since) < self.failing_ttl
                 && !config_epoch
-                    .is_some_and(|e| f.epochs.values().all(|b| b.is_some_and(|b| b < e)))
+                    .is_some_and(|e| !f.seen && f.epochs.values().all(|b| b.is_some_and(|b| b < e)))
         })
     }
 

@@ -18,31 +18,45 @@ mod action;
 mod addr;
 mod backoff;
 mod config;
+mod config_error;
+mod context;
+mod describe;
 mod discovery;
 mod entry;
 mod epochs;
 mod event;
+#[cfg(any(test, feature = "sim"))]
+mod event_examples;
 mod event_text;
 mod history;
+mod input;
 mod listeners;
+mod lost;
 mod machine;
-mod offsets;
+mod op;
 mod parse;
 mod reply;
 mod rng;
 pub mod setting;
-mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod switch;
 mod timers;
+mod watches;
 
-pub use action::{Action, OpId, Shutdown};
+pub use action::{Action, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
-pub use config::{Config, ConfigBuilder, ConfigError, MAX_DURATION, PauseTimeoutPolicy};
+pub use config::{Config, ConfigBuilder, PauseTimeoutPolicy};
+pub use config_error::{ConfigError, MAX_DURATION};
+pub use describe::{Description, EventLevel, FieldValue};
 pub use entry::{SentinelEntry, flags_healthy};
-pub use event::{AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason};
+pub use event::{
+    AppErrorKind, DetectionPath, DiscoveryError, Event, FatalError, IgnoreReason, LostCommand,
+};
+pub use input::{Input, IoError, IoErrorKind};
+pub use lost::MAX_LOST_BYTES;
 pub use machine::{Core, Deadline};
+pub use op::OpId;
 pub use parse::{FailoverSignal, Role, SentinelMessage, decode_message, message_concerns};
 pub use reply::Reply;
 pub use timers::TimerReason;

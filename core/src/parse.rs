@@ -7,77 +7,51 @@ use crate::entry::{SentinelEntry, flags_healthy};
 use crate::reply::Reply;
 use std::fmt;
 
-/// What a sentinel message means for the failover logic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    /// A failover of the named master is under way (`+odown`, `+try-failover`, ...).
-    Failover,
-    /// A failover is under way and the payload names the replica being promoted.
-    Candidate,
-    /// The failover stopped without promotion, or the master is back (`-odown`, `-failover-abort-*`).
-    Abort,
-}
-
-/// A parsed sentinel pub/sub message that concerns the failover logic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Message {
-    /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`.
-    SwitchMaster {
-        service: String,
-        old: Addr,
-        new: Addr,
-    },
-    /// A sentinel's current epoch moved to `epoch` (`+new-epoch <epoch>`, or
-    /// `+vote-for-leader <runid> <epoch>`). The epoch is the sentinel's, shared by every
-    /// service it monitors; every later message of that connection was sent at that epoch or
-    /// a newer one.
-    Epoch { epoch: u64 },
-    /// A failover-related event about a master or one of its replicas.
-    Failover {
-        signal: Signal,
-        channel: String,
-        service: String,
-        /// The master the event is about.
-        master: Addr,
-        /// The replica the event names, for replica-type payloads.
-        replica: Option<Addr>,
-    },
-}
-
-impl Message {
+impl SentinelMessage {
     /// The service (master name) the message is about; `None` for epoch messages, which
-    /// concern every service of the sentinel.
+    /// concern every service of the sentinel, and for unused ones.
     pub(crate) fn service(&self) -> Option<&str> {
         match self {
-            Message::SwitchMaster { service, .. } | Message::Failover { service, .. } => {
-                Some(service)
-            }
-            Message::Epoch { .. } => None,
+            SentinelMessage::SwitchMaster { service, .. }
+            | SentinelMessage::Failover { service, .. }
+            | SentinelMessage::Replicas { service, .. } => Some(service),
+            SentinelMessage::Epoch { .. } | SentinelMessage::Unused => None,
         }
     }
 
     /// Applies the NAT map to every address in the message.
     pub(crate) fn nat(self, nat: &NatMap) -> Self {
         match self {
-            Message::SwitchMaster { service, old, new } => Message::SwitchMaster {
+            SentinelMessage::SwitchMaster { service, old, new } => SentinelMessage::SwitchMaster {
                 service,
                 old: nat.map(&old),
                 new: nat.map(&new),
             },
-            Message::Failover {
+            SentinelMessage::Failover {
                 signal,
                 channel,
                 service,
                 master,
                 replica,
-            } => Message::Failover {
+            } => SentinelMessage::Failover {
                 signal,
                 channel,
                 service,
                 master: nat.map(&master),
                 replica: replica.map(|r| nat.map(&r)),
             },
-            epoch @ Message::Epoch { .. } => epoch,
+            SentinelMessage::Replicas {
+                channel,
+                service,
+                master,
+                replica,
+            } => SentinelMessage::Replicas {
+                channel,
+                service,
+                master: nat.map(&master),
+                replica: nat.map(&replica),
+            },
+            other @ (SentinelMessage::Epoch { .. } | SentinelMessage::Unused) => other,
         }
     }
 }
@@ -96,26 +70,38 @@ fn malformed(what: impl Into<String>) -> Malformed {
     Malformed(what.into())
 }
 
-fn classify(channel: &str) -> Option<Signal> {
+fn classify(channel: &str) -> Option<FailoverSignal> {
     match channel {
         "+selected-slave"
         | "+failover-state-send-slaveof-noone"
         | "+failover-state-wait-promotion"
-        | "+promoted-slave" => Some(Signal::Candidate),
-        "+odown" | "+try-failover" | "+elected-leader" => Some(Signal::Failover),
-        c if c.starts_with("+failover-state-") => Some(Signal::Failover),
-        "-odown" | "+failover-end-for-timeout" => Some(Signal::Abort),
-        c if c.starts_with("-failover-abort") => Some(Signal::Abort),
+        | "+promoted-slave" => Some(FailoverSignal::Candidate),
+        "+odown" | "+try-failover" | "+elected-leader" => Some(FailoverSignal::Failover),
+        c if c.starts_with("+failover-state-") => Some(FailoverSignal::Failover),
+        "-odown" | "+failover-end-for-timeout" => Some(FailoverSignal::Abort),
+        c if c.starts_with("-failover-abort") => Some(FailoverSignal::Abort),
         _ => None,
     }
 }
 
+/// The channels that announce a change of a master's replicas.
+fn replicas_changed(channel: &str) -> bool {
+    matches!(
+        channel,
+        "+slave" | "+convert-to-slave" | "+fix-slave-config" | "+slave-reconf-done"
+    )
+}
+
 /// Parses a sentinel pub/sub message. `Ok(None)` for channels the failover logic does not use
-/// (`+sdown`, `+new-epoch`, hello messages, ...).
-pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Message>, Malformed> {
+/// (`+sdown`, hello messages, ...).
+pub(crate) fn parse_message(
+    channel: &[u8],
+    payload: &[u8],
+) -> Result<Option<SentinelMessage>, Malformed> {
     let channel = std::str::from_utf8(channel).map_err(|_| malformed("channel is not UTF-8"))?;
     let epoch_channel = matches!(channel, "+new-epoch" | "+vote-for-leader");
-    if channel != "+switch-master" && !epoch_channel && classify(channel).is_none() {
+    let replicas = replicas_changed(channel);
+    if channel != "+switch-master" && !epoch_channel && !replicas && classify(channel).is_none() {
         return Ok(None);
     }
     let payload = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
@@ -123,15 +109,31 @@ pub(crate) fn parse_message(channel: &[u8], payload: &[u8]) -> Result<Option<Mes
     if epoch_channel {
         // `+new-epoch <epoch>`, `+vote-for-leader <leader-runid> <epoch>`.
         return match tokens.last().map(|t| t.parse::<u64>()) {
-            Some(Ok(epoch)) => Ok(Some(Message::Epoch { epoch })),
+            Some(Ok(epoch)) => Ok(Some(SentinelMessage::Epoch { epoch })),
             _ => Err(malformed(format!("{channel} payload has no epoch"))),
         };
     }
     if channel == "+switch-master" {
         return parse_switch_master(&tokens).map(Some);
     }
+    let (service, master, replica) = parse_instance_payload(channel, &tokens)?;
+    if replicas {
+        let replica = replica.ok_or_else(|| malformed(format!("{channel} names no replica")))?;
+        return Ok(Some(SentinelMessage::Replicas {
+            channel: channel.to_owned(),
+            service,
+            master,
+            replica,
+        }));
+    }
     let signal = classify(channel).ok_or_else(|| malformed("unreachable channel"))?;
-    parse_instance_payload(signal, channel, &tokens).map(Some)
+    Ok(Some(SentinelMessage::Failover {
+        signal,
+        channel: channel.to_owned(),
+        service,
+        master,
+        replica,
+    }))
 }
 
 /// Whether a sentinel pub/sub message may matter to a core that watches `service`: `false` for
@@ -185,7 +187,20 @@ pub enum SentinelMessage {
         /// The replica the event names, for replica-type payloads.
         replica: Option<Addr>,
     },
-    /// A channel the core does not act on (`+sdown`, `+reboot`, `+slave`, `+tilt`, ...).
+    /// The replicas of a master changed (`+slave`, `+convert-to-slave`, `+fix-slave-config`,
+    /// `+slave-reconf-done`): the core asks the sentinels for the replicas again, to watch
+    /// them.
+    Replicas {
+        /// The channel, e.g. `+slave`.
+        channel: String,
+        /// The master name.
+        service: String,
+        /// The master whose replicas changed.
+        master: Addr,
+        /// The replica the event names.
+        replica: Addr,
+    },
+    /// A channel the core does not act on (`+sdown`, `+reboot`, `+tilt`, ...).
     Unused,
 }
 
@@ -203,48 +218,20 @@ pub enum FailoverSignal {
     Abort,
 }
 
-impl From<Signal> for FailoverSignal {
-    fn from(s: Signal) -> Self {
-        match s {
-            Signal::Failover => FailoverSignal::Failover,
-            Signal::Candidate => FailoverSignal::Candidate,
-            Signal::Abort => FailoverSignal::Abort,
-        }
-    }
-}
-
 /// Decodes a sentinel pub/sub message (its channel and payload) with the parser the core
 /// uses, for tools that show sentinel events (the addresses are as the sentinel announced
 /// them, before any NAT map). `Err` describes why a message of a channel the core acts on
 /// could not be read (the core reports such a message as ignored).
 pub fn decode_message(channel: &[u8], payload: &[u8]) -> Result<SentinelMessage, String> {
-    Ok(match parse_message(channel, payload).map_err(|e| e.0)? {
-        None => SentinelMessage::Unused,
-        Some(Message::SwitchMaster { service, old, new }) => {
-            SentinelMessage::SwitchMaster { service, old, new }
-        }
-        Some(Message::Epoch { epoch }) => SentinelMessage::Epoch { epoch },
-        Some(Message::Failover {
-            signal,
-            channel,
-            service,
-            master,
-            replica,
-        }) => SentinelMessage::Failover {
-            signal: signal.into(),
-            channel,
-            service,
-            master,
-            replica,
-        },
-    })
+    let message = parse_message(channel, payload).map_err(|e| e.0)?;
+    Ok(message.unwrap_or(SentinelMessage::Unused))
 }
 
 fn addr(host: &str, port: &str) -> Result<Addr, Malformed> {
     Addr::from_tokens(host, port).map_err(|e| malformed(e.to_string()))
 }
 
-fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
+fn parse_switch_master(tokens: &[&str]) -> Result<SentinelMessage, Malformed> {
     if tokens.len() < 5 {
         return Err(malformed(format!(
             "+switch-master needs `<name> <old-ip> <old-port> <new-ip> <new-port>`, got {} tokens",
@@ -252,33 +239,27 @@ fn parse_switch_master(tokens: &[&str]) -> Result<Message, Malformed> {
         )));
     }
     let n = tokens.len();
-    Ok(Message::SwitchMaster {
+    Ok(SentinelMessage::SwitchMaster {
         service: tokens[..n - 4].join(" "),
         old: addr(tokens[n - 4], tokens[n - 3])?,
         new: addr(tokens[n - 2], tokens[n - 1])?,
     })
 }
 
-/// Parses Sentinel's `%@` instance format:
-/// `master <name> <ip> <port> [extra..]` or
+/// Parses Sentinel's `%@` instance format into the service, its master and the replica it
+/// names: `master <name> <ip> <port> [extra..]` or
 /// `<type> <name> <ip> <port> @ <master-name> <master-ip> <master-port>`.
 fn parse_instance_payload(
-    signal: Signal,
     channel: &str,
     tokens: &[&str],
-) -> Result<Message, Malformed> {
+) -> Result<(String, Addr, Option<Addr>), Malformed> {
     let kind = tokens.first().copied().unwrap_or_default();
-    let failover = |service: &str, master: Addr, replica: Option<Addr>| Message::Failover {
-        signal,
-        channel: channel.to_owned(),
-        service: service.to_owned(),
-        master,
-        replica,
-    };
     match kind {
-        "master" if tokens.len() >= 4 => Ok(failover(tokens[1], addr(tokens[2], tokens[3])?, None)),
-        "slave" | "replica" if tokens.len() >= 8 && tokens[4] == "@" => Ok(failover(
-            tokens[5],
+        "master" if tokens.len() >= 4 => {
+            Ok((tokens[1].to_owned(), addr(tokens[2], tokens[3])?, None))
+        }
+        "slave" | "replica" if tokens.len() >= 8 && tokens[4] == "@" => Ok((
+            tokens[5].to_owned(),
             addr(tokens[6], tokens[7])?,
             Some(addr(tokens[2], tokens[3])?),
         )),
@@ -361,6 +342,36 @@ pub(crate) fn parse_sentinels_reply(reply: &Reply) -> Result<Vec<Addr>, Malforme
     }
 }
 
+/// A replica as `SENTINEL REPLICAS <name>` lists it (announced, before any NAT map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplicaInfo {
+    pub(crate) addr: Addr,
+    /// Flagged down (`s_down` or `o_down`). A replica the sentinel lists as `disconnected` is
+    /// not: right after a `+switch-master` every replica is, until the sentinel's links come
+    /// up.
+    pub(crate) down: bool,
+}
+
+/// Parses the reply to `SENTINEL REPLICAS <name>`. Entries that cannot be understood are
+/// skipped; a reply that is not a list is an error.
+pub(crate) fn parse_replicas_reply(reply: &Reply) -> Result<Vec<ReplicaInfo>, Malformed> {
+    match reply {
+        Reply::Array(entries) => Ok(entries
+            .iter()
+            .filter_map(|e| SentinelEntry::parse(e).ok())
+            .map(|e| ReplicaInfo {
+                down: e.flags.iter().any(|f| f == "s_down" || f == "o_down"),
+                addr: e.announced,
+            })
+            .collect()),
+        Reply::Error(e) => Err(malformed(format!("SENTINEL REPLICAS failed: {e}"))),
+        other => Err(malformed(format!(
+            "SENTINEL REPLICAS replied {}",
+            describe(other)
+        ))),
+    }
+}
+
 /// The role of a data node, from its `ROLE` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -409,6 +420,49 @@ pub(crate) fn parse_role(reply: &Reply) -> Result<Role, Malformed> {
         },
         other => Err(malformed(format!("ROLE replied {}", describe(other)))),
     }
+}
+
+/// What `INFO replication` says of a node's replication history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replication {
+    /// `master_replid2`: the history the node followed before its own (all zeros: none).
+    pub(crate) replid2: String,
+    /// `second_repl_offset`: the first byte of that history the node does not have (`-1`:
+    /// none).
+    pub(crate) second_offset: i64,
+}
+
+impl Replication {
+    /// The history this node left when it was promoted, and the first byte of it the node
+    /// lacks; `None` if it was not promoted from one.
+    pub(crate) fn previous(&self) -> Option<(&str, u64)> {
+        let from = u64::try_from(self.second_offset).ok().filter(|&o| o > 0)?;
+        let known = !self.replid2.is_empty() && self.replid2.bytes().any(|b| b != b'0');
+        known.then_some((self.replid2.as_str(), from))
+    }
+}
+
+/// Parses an `INFO replication` reply (`key:value` lines); `None` if it has neither field.
+pub(crate) fn parse_replication(reply: &Reply) -> Option<Replication> {
+    let text = reply.text()?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim_end().strip_prefix(key)?.strip_prefix(':'))
+    };
+    Some(Replication {
+        replid2: field("master_replid2")?.to_owned(),
+        second_offset: field("second_repl_offset")?.parse().ok()?,
+    })
+}
+
+/// Whether a server's error reply refuses us for good: authentication (`NOAUTH`,
+/// `WRONGPASS`), permissions (`NOPERM`), or a command the server does not have (a data node
+/// asked `SENTINEL ...`, a sentinel asked a data node's command).
+pub(crate) fn is_rejection(error: &str) -> bool {
+    let code = error.split_whitespace().next().unwrap_or_default();
+    matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM")
+        || error.starts_with("ERR unknown command")
+        || error.starts_with("ERR unknown subcommand")
 }
 
 /// The replication offset in a master's `ROLE` reply (`master_repl_offset`); `None` for
@@ -480,7 +534,7 @@ mod tests {
             .expect("relevant");
         assert_eq!(
             m,
-            Message::SwitchMaster {
+            SentinelMessage::SwitchMaster {
                 service: "svc".into(),
                 old: Addr::new("10.0.0.1", 6379),
                 new: Addr::new("10.0.0.2", 6380),
@@ -496,7 +550,7 @@ mod tests {
             .expect("parses")
             .expect("relevant");
         assert!(
-            matches!(m, Message::Failover { signal: Signal::Failover, ref master, replica: None, .. } if *master == Addr::new("127.0.0.1", 7000))
+            matches!(m, SentinelMessage::Failover { signal: FailoverSignal::Failover, ref master, replica: None, .. } if *master == Addr::new("127.0.0.1", 7000))
         );
         let m = parse_message(
             b"+selected-slave",
@@ -505,15 +559,15 @@ mod tests {
         .expect("parses")
         .expect("relevant");
         assert!(
-            matches!(m, Message::Failover { signal: Signal::Candidate, replica: Some(ref r), .. } if *r == Addr::new("127.0.0.1", 7001))
+            matches!(m, SentinelMessage::Failover { signal: FailoverSignal::Candidate, replica: Some(ref r), .. } if *r == Addr::new("127.0.0.1", 7001))
         );
         let m = parse_message(b"-failover-abort-not-elected", b"master svc 127.0.0.1 7000")
             .expect("parses")
             .expect("relevant");
         assert!(matches!(
             m,
-            Message::Failover {
-                signal: Signal::Abort,
+            SentinelMessage::Failover {
+                signal: FailoverSignal::Abort,
                 ..
             }
         ));
@@ -524,14 +578,14 @@ mod tests {
     fn epochs_and_offsets() {
         assert_eq!(
             parse_message(b"+new-epoch", b"12"),
-            Ok(Some(Message::Epoch { epoch: 12 }))
+            Ok(Some(SentinelMessage::Epoch { epoch: 12 }))
         );
         assert_eq!(
             parse_message(
                 b"+vote-for-leader",
                 b"b7bb026a8126c42880dd824a2129289affb5e5b9 7"
             ),
-            Ok(Some(Message::Epoch { epoch: 7 }))
+            Ok(Some(SentinelMessage::Epoch { epoch: 7 }))
         );
         assert!(parse_message(b"+new-epoch", b"x").is_err());
         // Epochs are the sentinel's, for every service.
@@ -628,6 +682,23 @@ mod tests {
             concerns("+odown", "garbage"),
             "malformed messages reach the core"
         );
+    }
+
+    #[test]
+    fn replication_histories() {
+        let info = |text: &str| Reply::Data(text.as_bytes().to_vec());
+        let promoted = info(
+            "# Replication\r\nrole:master\r\nmaster_replid:b2\r\n\
+             master_replid2:a1\r\nmaster_repl_offset:900\r\nsecond_repl_offset:801\r\n",
+        );
+        let r = parse_replication(&promoted).expect("fields");
+        assert_eq!(r.previous(), Some(("a1", 801)));
+        let never = info(
+            "master_replid2:0000000000000000000000000000000000000000\r\nsecond_repl_offset:-1\r\n",
+        );
+        assert_eq!(parse_replication(&never).expect("fields").previous(), None);
+        assert_eq!(parse_replication(&info("role:master\r\n")), None);
+        assert_eq!(parse_replication(&Reply::Int(1)), None);
     }
 
     #[test]

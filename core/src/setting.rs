@@ -2,7 +2,7 @@
 //! language's keyword gives it, with errors that name the setting. Used by
 //! [`ConfigBuilder::set`](crate::ConfigBuilder::set) and by the runtimes' settings of their own.
 
-use crate::config::{ConfigError, MAX_DURATION};
+use crate::config_error::{ConfigError, MAX_DURATION};
 use std::time::Duration;
 
 /// `true`/`yes`/`on`/`1` or `false`/`no`/`off`/`0`.

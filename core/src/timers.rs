@@ -28,6 +28,12 @@ pub enum TimerReason {
     /// Listener `n` (index into the sentinel table) needs attention: reconnect after backoff,
     /// health-check ping, or ping timeout.
     Listener(usize),
+    /// A replica whose watch failed may be watched again.
+    WatchRetry,
+    /// The lost-write check after a switch (or its backlog read) takes too long.
+    LostWrites,
+    /// The application takes longer than `fence_timeout` with lost writes handed back.
+    HandBack,
 }
 
 /// Deadlines by reason; at most one per reason.

@@ -5,20 +5,24 @@ redis-py's `Sentinel.master_for` (what users do without a middleware); the metho
 
 Per run: a fresh deployment (3 data nodes, 3 sentinels, down-after 1000 ms), an independent
 observer (`PSUBSCRIBE *` on every sentinel; on every replica a probe that tries an `RPUSH`
-every 1 ms until one succeeds: the candidate became writable), a backlog of 2,000 messages of
-10 ms, then one `dramatiq` worker process with 4 threads and a producer of 100 messages/s in
-this process (a producer-only process, through the same kind of client as the worker);
-3 s later the scenario (graceful `SENTINEL FAILOVER`, `SIGKILL` of the master, or `SIGSTOP` for
-3 s); production stops 15 s after the trigger and the queue is drained (60 s at most).
+every 1 ms until one succeeds: the candidate became writable), for the `backlog` workload a
+backlog of 2,000 messages of 10 ms, then one `dramatiq` worker process with 4 threads and a
+producer of 100 messages/s in this process (a producer-only process, through the same kind of
+client as the worker); 3 s later the scenario (graceful `SENTINEL FAILOVER`, `SIGKILL` of the
+master, or `SIGSTOP` for 3 s); production stops 15 s after the trigger and the queue is drained
+(60 s at most).
 
 Figures: messages produced (sends that returned), lost (produced, never started), run twice
-(started more than once), processing gap (longest time without a job start from 1 s before
-the trigger until production stopped), first sentinel signal -> workers resumed and candidate
-writable -> workers resumed. "Resumed": ours, the supervisor's `SwitchCompleted` (workers run
-on the verified new master); plain, the worker's first connection to the new master.
+(started more than once), send errors (sends that raised), errors dramatiq logged (its
+CRITICAL and ERROR records in the worker, and its "Failed to ..." warnings that retry a step
+after 5 s), processing gap (longest time without a job start from 1 s before the trigger
+until production stopped), candidate writable -> first message processed (the first job start
+after the observer saw the candidate writable), candidate writable -> workers resumed and
+first sentinel signal -> workers resumed ("resumed": ours, the supervisor's `SwitchCompleted`;
+plain, the worker's first connection to the new master).
 
     python python/bench/dramatiq_failover_bench.py [--reps N] [--scenarios graceful,kill,freeze]
-        [--variants ours,plain]
+        [--workloads stream,backlog] [--variants ours,plain]
 
 Needs the package installed (an optimised build: `maturin develop --release`), dramatiq,
 redis-py, and the harness command (`DRAMATIQ_SENTINEL_DEPLOYMENT`, else built with cargo).
@@ -125,7 +129,16 @@ def read(out: Path, prefix: str) -> list[tuple[str, float]]:
     return rows
 
 
-def run_once(variant: str, scenario: str) -> dict[str, Any]:
+def dramatiq_errors(log: Path) -> int:
+    """dramatiq's own CRITICAL/ERROR records and its "Failed to ..." warnings in the log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return sum(
+        1 for line in text.splitlines()
+        if "] [dramatiq." in line and ("[CRITICAL]" in line or "[ERROR]" in line or "Failed to" in line)
+    )
+
+
+def run_once(variant: str, scenario: str, workload: str) -> dict[str, Any]:
     d = Deployment("--down-after-ms", "1000")
     out = Path(tempfile.mkdtemp(prefix="dramatiq-bench-"))
     worker = None
@@ -137,7 +150,7 @@ def run_once(variant: str, scenario: str) -> dict[str, Any]:
         job = dramatiq.actor(lambda seq, work_ms=JOB_MS: None, actor_name="job", broker=broker,
                              max_retries=0)
         sent: list[str] = []
-        for i in range(BACKLOG):
+        for i in range(BACKLOG if workload == "backlog" else 0):
             job.send(f"b-{i}")
             sent.append(f"b-{i}")
         d.wait_replicated()
@@ -147,9 +160,6 @@ def run_once(variant: str, scenario: str) -> dict[str, Any]:
             [sys.executable, "-m", "dramatiq", "app", "--processes", "1", "--threads",
              str(THREADS)], env=env, cwd=HERE, stdout=open(out / "worker.log", "wb"),
             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not read(out, "starts") and time.monotonic() < deadline:
-            time.sleep(0.05)
         stop = threading.Event()
         failed: list[str] = []
 
@@ -167,8 +177,12 @@ def run_once(variant: str, scenario: str) -> dict[str, Any]:
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
+        deadline = time.monotonic() + 60
+        while not read(out, "starts") and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(3)
         t0 = time.monotonic()
+        sent_at_trigger = len(sent)
         if scenario == "graceful":
             d.cmd("failover")
         elif scenario == "kill":
@@ -202,11 +216,16 @@ def run_once(variant: str, scenario: str) -> dict[str, Any]:
                           default=None)
         signal_t = observer.first_signal(t0)
         writable = min((t for t, _ in observer.writable if t >= t0), default=None)
+        first = min((t for _, t in starts if writable is not None and t >= writable), default=None)
         ms = lambda a, b: (a - b) * 1000 if a is not None and b is not None else float("nan")  # noqa: E731
         return {
             "produced": len(sent), "lost": sum(1 for s in sent if s not in counts),
+            "lost_ids": [s for s in sent if s not in counts][:10],
+            "sent_at_trigger": sent_at_trigger,
             "twice": sum(1 for n in counts.values() if n > 1), "send_errors": len(failed),
+            "dramatiq_errors": dramatiq_errors(out / "worker.log"),
             "gap_ms": gap * 1000, "signal_to_resumed_ms": ms(resumed, signal_t),
+            "writable_to_first_ms": ms(first, writable),
             "writable_to_resumed_ms": ms(resumed, writable),
         }
     finally:
@@ -237,30 +256,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--scenarios", default="graceful,kill,freeze")
+    parser.add_argument("--workloads", default="stream,backlog")
     parser.add_argument("--variants", default="ours,plain")
     args = parser.parse_args()
     names = {"graceful": "graceful `SENTINEL FAILOVER`", "kill": "master SIGKILL",
              "freeze": "master frozen 3 s"}
-    labels = {"ours": "dramatiq-sentinel (this package)",
-              "plain": "plain dramatiq, redis-py `Sentinel.master_for`"}
+    loads = {"stream": "stream of 100/s", "backlog": "backlog of 2,000 + 100/s"}
+    labels = {"ours": "dramatiq-sentinel", "plain": "plain, `Sentinel.master_for`"}
     started = time.monotonic()
-    lines = []
+    lines = ["", "| scenario | workload | variant | produced | lost | run twice | send errors | "
+             "errors dramatiq logged | processing gap (ms) | candidate writable → first message "
+             "processed (ms) | candidate writable → workers resumed (ms) | first signal → workers "
+             "resumed (ms) | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in args.scenarios.split(","):
-        lines += ["", f"### {names[scenario]}", "",
-                  "| variant | messages produced | lost | run twice | send errors | processing gap (ms) "
-                  "| first sentinel signal → workers resumed (ms) | candidate writable → workers "
-                  "resumed (ms) | runs |", "|---|---|---|---|---|---|---|---|---|"]
-        for variant in args.variants.split(","):
-            runs = []
-            for rep in range(args.reps):
-                r = run_once(variant, scenario)
-                print(f"# {scenario} {variant} {rep + 1}/{args.reps}: {json.dumps(r)}", flush=True)
-                runs.append(r)
-            col = lambda k, digits=0: cell([r[k] for r in runs], digits)  # noqa: E731
-            lines.append(
-                f"| {labels[variant]} | {col('produced')} | {col('lost')} | {col('twice')} | "
-                f"{col('send_errors')} | {col('gap_ms')} | {col('signal_to_resumed_ms')} | "
-                f"{col('writable_to_resumed_ms', 1)} | {len(runs)} |")
+        for workload in args.workloads.split(","):
+            for variant in args.variants.split(","):
+                runs = []
+                for rep in range(args.reps):
+                    r = run_once(variant, scenario, workload)
+                    print(f"# {scenario} {workload} {variant} {rep + 1}/{args.reps}: "
+                          f"{json.dumps(r)}", flush=True)
+                    runs.append(r)
+                col = lambda k, digits=0: cell([r[k] for r in runs], digits)  # noqa: E731
+                lines.append(
+                    f"| {names[scenario]} | {loads[workload]} | {labels[variant]} | "
+                    f"{col('produced')} | {col('lost')} | {col('twice')} | {col('send_errors')} | "
+                    f"{col('dramatiq_errors')} | {col('gap_ms')} | "
+                    f"{col('writable_to_first_ms', 1)} | {col('writable_to_resumed_ms', 1)} | "
+                    f"{col('signal_to_resumed_ms')} | "
+                    f"{len(runs)} |")
     print("\n".join(lines))
     print(f"\n(duration {(time.monotonic() - started) / 60:.0f} min; cells: median (min..max))")
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,10 +33,12 @@ DURATIONS = {
     "query_timeout", "connect_timeout", "command_timeout", "hold_timeout", "min_backoff",
     "max_backoff", "retry_delay", "max_retry_delay", "periodic_check", "pause_timeout",
     "stop_grace", "fence_timeout", "role_poll_interval", "health_check_interval",
-    "startup_timeout", "forget_sentinel_after",
+    "startup_timeout", "forget_sentinel_after", "deposed_pause",
 }
-OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout"}
-BOOLEANS = {"tls", "early_fencing", "refresh_sentinels", "drain"}
+OPTIONAL_DURATIONS = {"command_timeout", "periodic_check", "startup_timeout", "deposed_pause"}
+BOOLEANS = {
+    "tls", "early_fencing", "refresh_sentinels", "drain", "startup_fail_fast", "watch_replicas",
+}
 INTEGERS = {"db", "max_sentinels", "jitter_seed"}
 #: Keywords handled here rather than passed through as text.
 SPECIAL = {
@@ -107,21 +113,36 @@ def _auth(keyword: str, username: Any, password: Any) -> tuple[str | None, str] 
     return (username, password)
 
 
-def _ssl_kwargs(root: bytes | None, client: tuple[bytes, bytes] | None) -> dict[str, Any]:
-    """redis-py's TLS keywords for the broker's connections (it reads client certificates
-    from files: PEM given as bytes is written to private temporary files)."""
-    import tempfile
+class _ClientFiles:
+    """redis-py reads a client certificate and key from files at every connect: PEM given as
+    bytes is written to a private temporary directory, removed when the settings are
+    collected or the interpreter exits; files given by path are used in place."""
 
+    def __init__(self, cert: Any, key: Any) -> None:
+        self.dir: str | None = None
+        self.paths: list[str] = []
+        for name, value in (("cert.pem", cert), ("key.pem", key)):
+            if isinstance(value, (str, Path)):
+                self.paths.append(str(value))
+                continue
+            if self.dir is None:
+                self.dir = tempfile.mkdtemp(prefix="dramatiq-sentinel-")  # mode 0700
+            path = os.path.join(self.dir, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+            self.paths.append(path)
+        if self.dir is not None:
+            self.finalizer = weakref.finalize(self, shutil.rmtree, self.dir, True)
+
+
+def _ssl_kwargs(root: bytes | None, files: _ClientFiles | None) -> dict[str, Any]:
+    """redis-py's TLS keywords for the broker's connections."""
     kwargs: dict[str, Any] = {}
     if root is not None:
         kwargs["ssl_ca_data"] = root.decode()
-    if client is not None:
-        paths = []
-        for pem in client:
-            with tempfile.NamedTemporaryFile(prefix="dramatiq-sentinel-", delete=False) as f:
-                f.write(pem)
-                paths.append(f.name)
-        kwargs["ssl_certfile"], kwargs["ssl_keyfile"] = paths
+    if files is not None:
+        kwargs["ssl_certfile"], kwargs["ssl_keyfile"] = files.paths
     return kwargs
 
 
@@ -191,12 +212,16 @@ class Settings:
             "redis_password", kw.pop("redis_username", None), kw.pop("redis_password", None)
         )
         root = _pem("tls_root_cert", kw.pop("tls_root_cert", None))
-        cert = _pem("tls_client_cert", kw.pop("tls_client_cert", None))
-        key = _pem("tls_client_key", kw.pop("tls_client_key", None))
+        cert_given = kw.pop("tls_client_cert", None)
+        key_given = kw.pop("tls_client_key", None)
+        cert = _pem("tls_client_cert", cert_given)
+        key = _pem("tls_client_key", key_given)
         if (cert is None) != (key is None):
             raise _fail("tls_client_cert", "needs both tls_client_cert and tls_client_key")
         client = (cert, key) if cert is not None and key is not None else None
-        self.ssl_kwargs = _ssl_kwargs(root, client)
+        #: The client certificate's files for redis-py (temporary ones for PEM bytes).
+        self.client_files = _ClientFiles(cert_given, key_given) if client is not None else None
+        self.ssl_kwargs = _ssl_kwargs(root, self.client_files)
 
         self._durations(kw, settings)
         for name in sorted(BOOLEANS & kw.keys()):
@@ -217,13 +242,24 @@ class Settings:
                 text = value if isinstance(value, str) else repr(value)
             settings.append((name, text))
 
+        self._native_args = (settings, root, client)
+        self.config = self._build()
+
+    def _build(self) -> Any:
+        settings, root, client = self._native_args
         try:
-            self.config = _native.Config(settings, self.sentinel_auth, self.redis_auth, root, client)
+            return _native.Config(settings, self.sentinel_auth, self.redis_auth, root, client)
         except ValueError as e:
             message, field = (e.args + (None,))[:2] if e.args else (str(e), None)
             keyword = self._keyword(str(field or ""))
             problem = str(message).split(f"`{field}`: ", 1)[-1]
             raise _fail(keyword, problem.replace(f"`{field}`", f"`{keyword}`")) from None
+
+    def adopt_redis_auth(self, username: str | None, password: str) -> None:
+        """Data-node credentials found on the broker's own client (its URL or keywords), when
+        none were given as keywords: the supervisor verifies masters with them too."""
+        self.redis_auth = _auth("redis_password", username, password)
+        self.config = self._build()
 
     def _keyword(self, field: str) -> str:
         base = field.split("[", 1)[0].split(".", 1)[0]

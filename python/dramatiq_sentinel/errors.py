@@ -29,7 +29,21 @@ class MasterUnavailable(redis.exceptions.ConnectionError, _BrokerConnectionError
 
 class MasterMoved(redis.exceptions.ConnectionError):
     """The node answered ``READONLY``: it is a replica now. The command did not run; the
-    supervisor was told and moves to the new master."""
+    supervisor was told and moves to the new master (the command is sent again there, within
+    its deadline)."""
+
+    #: The command did not run: sending it again is safe.
+    retry_safe = True
+
+
+class StateLost(redis.exceptions.ConnectionError):
+    """The master was replaced while the connection held server-side state (watched keys, a
+    transaction being built with ``MULTI``): nothing was sent, and the command is not sent
+    again elsewhere (a pipeline raises ``WatchError`` for it, so the transaction is retried
+    from the start)."""
+
+    #: Sending it to the new master would run it without the state.
+    retry_safe = False
 
 
 class CommandTimedOut(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):

@@ -7,8 +7,9 @@
 #    deployments;
 # 2. for each (Python, dramatiq, redis-py) of the matrix below, creates a virtualenv, installs
 #    the wheel and those versions from PyPI, and runs pytest on python/tests: the whole suite
-#    on the newest dramatiq 2.2.x with redis-py 8, the `smoke` subset on the oldest supported
-#    release (dramatiq 1.17, redis-py 5.0.8, as the original middleware pinned) on Python 3.10.
+#    on the newest dramatiq 2.2.x with redis-py 8 (and RQ, for the public factory's RQ test),
+#    the `smoke` subset on the oldest supported release (dramatiq 1.17, redis-py 5.0.8, as the
+#    original middleware pinned) on Python 3.10. Each suite's duration is printed.
 #
 # Needs cargo, python3 (>= 3.10) with venv, and network access to PyPI. Redis comes from
 # REDIS_SERVER or PATH (scripts/test.sh finds or installs it first).
@@ -61,13 +62,15 @@ run_suite() { # run_suite NAME PYTHON "requirements" [pytest args...]
     # shellcheck disable=SC2086
     "$WORK/$name/bin/pip" install -q --disable-pip-version-check "$WORK"/wheels/*.whl \
         $requirements "pytest>=7"
+    local suite_started=$SECONDS
     if ! (cd python/tests && "$WORK/$name/bin/python" -m pytest -q -p no:cacheprovider "$@"); then
         echo "==> [python] FAILED: $name" >&2
         failures=$((failures + 1))
     fi
+    echo "==> [python] $name: pytest took $((SECONDS - suite_started)) s"
 }
 
-run_suite newest "$PY" "dramatiq>=2.2,<2.3 redis>=8,<9"
+run_suite newest "$PY" "dramatiq>=2.2,<2.3 redis>=8,<9 rq>=2,<4"
 run_suite oldest "$(find_python 3.10)" "dramatiq==1.17.0 redis==5.0.8" -m smoke
 
 echo "==> [python] done in $((SECONDS - started)) s"

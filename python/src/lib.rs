@@ -8,6 +8,8 @@
 //! message names the setting, the sentinel or the master concerned.
 
 mod config;
+mod events;
+mod lost;
 mod records;
 mod supervisor;
 mod workers;
@@ -27,14 +29,23 @@ pyo3::create_exception!(
     "No verified master within hold_timeout, or the supervisor stopped."
 );
 
+pyo3::create_exception!(
+    _native,
+    CommandFailed,
+    pyo3::exceptions::PyException,
+    "A command of a lost-writes hand-back failed (an error reply, a broken connection, or the hand-back is over)."
+);
+
 /// The module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("StartError", py.get_type::<StartError>())?;
     m.add("MasterUnavailable", py.get_type::<MasterUnavailable>())?;
+    m.add("CommandFailed", py.get_type::<CommandFailed>())?;
     m.add_class::<config::NativeConfig>()?;
     m.add_class::<supervisor::NativeSupervisor>()?;
     m.add_class::<supervisor::NativePermit>()?;
+    m.add_class::<lost::NativeLostWrites>()?;
     Ok(())
 }

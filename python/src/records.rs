@@ -1,14 +1,16 @@
 //! Conversions of the supervisor's events and status into Python dicts.
 
-use dramatiq_sentinel_supervisor::{EventLevel, EventRecord, FieldValue};
+use dramatiq_sentinel_supervisor::{EventLevel, FieldValue};
 use dramatiq_sentinel_tokio::{Addr, Event, NodeStatus, Status};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// `{"name", "level", "message", "fields": {...}}` of one event; `level` is a Python logging
-/// level name (`DEBUG`, `INFO`, `WARNING`, `ERROR`).
+/// `{"name", "level", "message", "fields": {...}}` of one event, from its description;
+/// `level` is a Python logging level name (`DEBUG`, `INFO`, `WARNING`, `ERROR`); in `fields`,
+/// addresses are `"host:port"`, durations (keys ending in `_ms`) floats of milliseconds, absent
+/// values `None`.
 pub(crate) fn event<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyDict>> {
-    let record = EventRecord::of(event);
+    let record = event.describe();
     let dict = PyDict::new(py);
     dict.set_item("name", record.name)?;
     dict.set_item(
@@ -24,9 +26,10 @@ pub(crate) fn event<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, 
     let fields = PyDict::new(py);
     for (key, value) in &record.fields {
         match value {
-            FieldValue::Text(t) => fields.set_item(*key, t.as_deref())?,
-            FieldValue::Millis(m) => fields.set_item(*key, *m)?,
-            FieldValue::Count(n) => fields.set_item(*key, *n)?,
+            FieldValue::Text(t) => fields.set_item(*key, t)?,
+            FieldValue::Addr(a) => fields.set_item(*key, a.to_string())?,
+            FieldValue::Duration(_) => fields.set_item(*key, value.millis())?,
+            FieldValue::Int(n) => fields.set_item(*key, *n)?,
             _ => fields.set_item(*key, py.None())?,
         }
     }

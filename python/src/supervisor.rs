@@ -2,21 +2,20 @@
 //! the Python package makes into it. Blocking calls release the GIL.
 
 use crate::config::NativeConfig;
+use crate::events::EventQueue;
 use crate::workers::PyWorkers;
 use crate::{MasterUnavailable, StartError, records};
 use dramatiq_sentinel_supervisor::Host;
-use dramatiq_sentinel_tokio::{Addr, AppErrorKind, Event, Permit, Supervisor};
+use dramatiq_sentinel_tokio::{Addr, AppErrorKind, Permit, Supervisor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How many events may wait for the Python side before new ones are dropped (and counted).
-const EVENT_CAPACITY: usize = 4096;
+/// The pause between two waits for the master when the first failed at once.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -28,8 +27,7 @@ struct Running {
     handle: tokio::runtime::Handle,
     sup: Supervisor,
     host: Host,
-    events: Mutex<Receiver<Event>>,
-    dropped: Arc<AtomicU64>,
+    events: Arc<EventQueue>,
 }
 
 impl Running {
@@ -43,6 +41,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.events.close();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
@@ -53,6 +52,9 @@ impl Drop for Running {
 #[pyclass(frozen, name = "Supervisor", module = "dramatiq_sentinel._native")]
 pub(crate) struct NativeSupervisor {
     running: Mutex<Option<Arc<Running>>>,
+    /// The host view, outside the lock: the per-send generation check reads it directly.
+    host: Host,
+    events: Arc<EventQueue>,
 }
 
 /// A permit of the worker gate: one job may run until it is released (or dropped).
@@ -103,14 +105,10 @@ impl NativeSupervisor {
             .enable_all()
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start a tokio runtime: {e}")))?;
-        let (tx, rx) = sync_channel(EVENT_CAPACITY);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&dropped);
-        let mut builder = Supervisor::builder(config.config.clone()).on_event(move |e| {
-            if tx.try_send(e.clone()).is_err() {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let events = Arc::new(EventQueue::default());
+        let queue = Arc::clone(&events);
+        let mut builder =
+            Supervisor::builder(config.config.clone()).on_event(move |e| queue.push(e));
         if let Some(obj) = workers {
             builder = builder.workers(PyWorkers { obj: Arc::new(obj) });
         }
@@ -128,13 +126,14 @@ impl NativeSupervisor {
             Ok(sup) => {
                 let host = Host::new(&sup);
                 Ok(Self {
+                    host: host.clone(),
+                    events: Arc::clone(&events),
                     running: Mutex::new(Some(Arc::new(Running {
                         handle: rt.handle().clone(),
                         rt: Some(rt),
                         sup,
                         host,
-                        events: Mutex::new(rx),
-                        dropped,
+                        events,
                     }))),
                 })
             }
@@ -165,27 +164,98 @@ impl NativeSupervisor {
         Ok(self.running()?.host.is_held())
     }
 
-    /// The verified master, waiting (GIL released) while commands are held, at most
-    /// `hold_timeout`; raises `MasterUnavailable(message, kind)` after that.
-    /// With `probe`, always waits through the supervisor's own connection (after a connect
-    /// failure: the wait then includes the hold on an unreachable master).
-    #[pyo3(signature = (probe=false))]
-    fn wait_master(&self, py: Python<'_>, probe: bool) -> PyResult<(String, u16)> {
+    /// The generation of the master in use if commands may go to it now, else `None` (held,
+    /// or stopped): the check before every send (one lock, no allocation, GIL kept).
+    fn generation(&self) -> Option<u64> {
+        self.host.generation()
+    }
+
+    /// The verified master and its generation, `(host, port, generation)`, waiting (GIL
+    /// released) while commands are held: at most `hold_timeout`, and at most `timeout`
+    /// seconds when given (what is left of a command's deadline). Raises
+    /// `MasterUnavailable(message, kind)` after that. With `probe`, always waits through the
+    /// supervisor's own connection (after a connect failure: the wait then includes the hold
+    /// on an unreachable master).
+    #[pyo3(signature = (probe=false, timeout=None))]
+    fn wait_master(
+        &self,
+        py: Python<'_>,
+        probe: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<(String, u16, u64)> {
         let running = self.running()?;
-        if !probe && let Some(master) = running.host.master_now() {
-            return Ok(addr_tuple(&master));
+        if !probe && let Some(found) = in_use(&running.host) {
+            return Ok(found);
         }
-        let result = py.detach(|| running.wait(running.host.wait_master()));
-        match result {
-            Ok(master) => Ok(addr_tuple(&master)),
-            Err(dramatiq_sentinel_supervisor::HostError::Unavailable { message, kind }) => Err(
-                MasterUnavailable::new_err((message, kind.map(|k| format!("{k:?}")))),
-            ),
-            Err(other) => Err(MasterUnavailable::new_err((
-                other.to_string(),
-                None::<String>,
-            ))),
+        let limit = timeout
+            .map(|t| Duration::try_from_secs_f64(t.max(0.0)))
+            .transpose()
+            .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
+        let deadline = limit.map(|l| Instant::now() + l);
+        let mut first = true;
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let host = &running.host;
+            let pause = !std::mem::take(&mut first);
+            let result = py.detach(|| {
+                if pause {
+                    // A wait that failed at once (a connection that broke): the next one
+                    // after a short pause, so a master failing every command fast is not
+                    // spun on.
+                    std::thread::sleep(RETRY_PAUSE.min(left.unwrap_or(RETRY_PAUSE)));
+                }
+                running.wait(async {
+                    match left {
+                        Some(left) => tokio::time::timeout(left, host.wait_master())
+                            .await
+                            .unwrap_or_else(|_| Err(out_of_time(limit))),
+                        None => host.wait_master().await,
+                    }
+                })
+            });
+            match result {
+                Ok(_) => {
+                    if let Some(found) = in_use(host) {
+                        return Ok(found);
+                    }
+                    // Fenced or moved again right after the wait: wait once more.
+                }
+                Err(dramatiq_sentinel_supervisor::HostError::Unavailable { message, kind }) => {
+                    // The supervisor's PING was cut (its connection broke, or the master moved
+                    // under it), or got no answer in `command_timeout`: the next one
+                    // reconnects, or waits in the hold on an unreachable master, within the
+                    // caller's deadline.
+                    // (A connection that broke reports no I/O kind.)
+                    let time_left = deadline.is_some_and(|d| Instant::now() < d);
+                    let again = match kind {
+                        None | Some(std::io::ErrorKind::ConnectionAborted) => time_left,
+                        Some(std::io::ErrorKind::TimedOut) => time_left,
+                        _ => false,
+                    };
+                    if !again {
+                        return Err(MasterUnavailable::new_err((
+                            message,
+                            kind.map(|k| format!("{k:?}")),
+                        )));
+                    }
+                }
+                Err(other) => {
+                    return Err(MasterUnavailable::new_err((
+                        other.to_string(),
+                        None::<String>,
+                    )));
+                }
+            }
         }
+    }
+
+    /// Waits (GIL released) at most `timeout` seconds until a master other than the one of
+    /// activation count `seen` was activated; returns the activation count.
+    fn wait_activation(&self, py: Python<'_>, seen: u64, timeout: f64) -> PyResult<u64> {
+        let limit = Duration::try_from_secs_f64(timeout.max(0.0))
+            .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
+        let events = Arc::clone(&self.events);
+        Ok(py.detach(|| events.wait_activation(seen, limit)))
     }
 
     /// Reports an error the Python client saw on `host:port`: `kind` is `"readonly"`, `"io"`
@@ -231,25 +301,25 @@ impl NativeSupervisor {
     }
 
     /// The next event as a dict, waiting (GIL released) at most `timeout` seconds; `None` if
-    /// none came.
+    /// none came (or the supervisor stopped and every event was taken).
     fn next_event<'py>(
         &self,
         py: Python<'py>,
         timeout: f64,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let running = self.running()?;
         let limit = Duration::try_from_secs_f64(timeout.max(0.0))
             .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
-        let received = py.detach(|| lock(&running.events).recv_timeout(limit));
-        match received {
-            Ok(event) => records::event(py, &event).map(Some),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Ok(None),
+        let events = Arc::clone(&self.events);
+        match py.detach(|| events.pop(limit)) {
+            Some(event) => records::event(py, &event).map(Some),
+            None => Ok(None),
         }
     }
 
-    /// How many events were dropped because the Python side fell behind.
-    fn dropped_events(&self) -> PyResult<u64> {
-        Ok(self.running()?.dropped.load(Ordering::Relaxed))
+    /// How many events were dropped because the Python side fell behind (routine ones
+    /// first; see `events.rs`).
+    fn dropped_events(&self) -> u64 {
+        self.events.dropped()
     }
 
     /// Master, replicas, sentinels and quorum as the first answering sentinel sees them.
@@ -295,5 +365,28 @@ impl NativeSupervisor {
         if let Some(running) = lock(&self.running).take() {
             std::mem::forget(running);
         }
+    }
+}
+
+/// The master in use with its generation, read consistently (the generation is the same
+/// before and after reading the address), or `None` while held.
+fn in_use(host: &Host) -> Option<(String, u16, u64)> {
+    let generation = host.generation()?;
+    let master = host.master_now()?;
+    (host.generation() == Some(generation)).then(|| {
+        let (h, p) = addr_tuple(&master);
+        (h, p, generation)
+    })
+}
+
+/// The error of a command whose own deadline passed while it waited for the master.
+fn out_of_time(limit: Option<Duration>) -> dramatiq_sentinel_supervisor::HostError {
+    let left = limit.map_or(0.0, |l| l.as_secs_f64());
+    dramatiq_sentinel_supervisor::HostError::Unavailable {
+        message: format!(
+            "dramatiq-sentinel: no verified master before the command's deadline \
+             (hold_timeout from its start; {left:.2} s of it were left for this wait)"
+        ),
+        kind: Some(std::io::ErrorKind::TimedOut),
     }
 }

@@ -48,12 +48,23 @@ def deployment() -> Iterator[Deployment]:
         d.close()
 
 
+@pytest.fixture
+def tls_deployment() -> Iterator[Deployment]:
+    """TLS only, client certificates required (the harness's TLS mode)."""
+    d = Deployment("--tls")
+    try:
+        yield d
+    finally:
+        d.close()
+
+
 class Producer:
     """A process that only enqueues: a broker with the middleware in this test process."""
 
     def __init__(self, run: Run, broker_kind: str = "default") -> None:
         self.middleware = Sentinel(
-            sentinels=run.deployment.sentinels, service_name=run.deployment.service, **run.options
+            sentinels=run.sentinels, service_name=run.deployment.service,
+            **run.deployment.keywords(), **run.options,
         )
         if broker_kind == "client":
             self.broker = RedisBroker(client=self.middleware.get_redis_master())
@@ -109,8 +120,16 @@ class Producer:
 class Run:
     """One scenario: the deployment, the app's configuration, worker processes, records."""
 
-    def __init__(self, deployment: Deployment, tmp_path: Path, **options: Any) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        tmp_path: Path,
+        sentinels: list[tuple[str, int]] | None = None,
+        **options: Any,
+    ) -> None:
         self.deployment = deployment
+        #: The sentinels the app is configured with (the deployment's by default).
+        self.sentinels = deployment.sentinels if sentinels is None else sentinels
         self.tmp_path = tmp_path
         self.records = tmp_path / "records"
         self.records.mkdir()
@@ -121,9 +140,9 @@ class Run:
 
     def env(self, broker_kind: str) -> dict[str, str]:
         config = {
-            "sentinels": self.deployment.sentinels,
+            "sentinels": self.sentinels,
             "service": self.deployment.service,
-            "options": self.options,
+            "options": {**self.deployment.keywords(), **self.options},
             "broker": broker_kind,
             "records": str(self.records),
         }
@@ -227,6 +246,18 @@ class Run:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def dramatiq_noticed(self) -> list[str]:
+        """Lines where dramatiq itself noticed trouble: its CRITICAL and ERROR records (a
+        consumer's connection error, a failed acknowledgement) and its warnings that a
+        post-processing step failed and waits to be retried. A failover must cause none."""
+        noticed = []
+        for line in self.log_text().splitlines():
+            if "] [dramatiq." not in line:
+                continue
+            if "[CRITICAL]" in line or "[ERROR]" in line or "Failed to" in line:
+                noticed.append(line)
+        return noticed
+
     def check_exactly_once(self, sent: list[str], maybe: list[str] = ()) -> None:  # type: ignore[assignment]
         runs = self.runs()
         missing = [s for s in sent if runs[s] == 0]
@@ -261,8 +292,8 @@ class Run:
         members: dict[str, set[str]] = {}
         for key in client.scan_iter("dramatiq:*"):
             name = key.decode()
-            if name == "dramatiq:__heartbeats__":
-                continue
+            if name in ("dramatiq:__heartbeats__", "dramatiq:__sentinel_settled__"):
+                continue  # bookkeeping: dramatiq's heartbeats, the ids a hand-back settled
             kind = client.type(key).decode()
             if kind == "hash":
                 members[name] = {k.decode() for k in client.hkeys(key)}
@@ -303,8 +334,7 @@ class Run:
         self.stop_workers(timeout=30)
 
 
-@pytest.fixture
-def run_factory(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Run]]:
+def _runs(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
 
     def make(**options: Any) -> Run:
@@ -317,3 +347,13 @@ def run_factory(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[...
     finally:
         for r in runs:
             r.close()
+
+
+@pytest.fixture
+def run_factory(deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    yield from _runs(deployment, tmp_path)
+
+
+@pytest.fixture
+def tls_run_factory(tls_deployment: Deployment, tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    yield from _runs(tls_deployment, tmp_path)

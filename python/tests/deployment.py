@@ -34,6 +34,8 @@ class Deployment:
     """A running deployment: `sentinels`, `service`, `master`, and the harness's commands."""
 
     def __init__(self, *args: str) -> None:
+        #: The data nodes' password (`--data-password`), for `client()`.
+        self.password = args[args.index("--data-password") + 1] if "--data-password" in args else None
         self.proc = subprocess.Popen(
             [*command(), *args],
             stdin=subprocess.PIPE,
@@ -49,6 +51,9 @@ class Deployment:
         self.nodes: list[str] = [n["addr"] for n in self.info["nodes"]]
         #: The data nodes of the first service.
         self.service_nodes = [n["addr"] for n in self.info["nodes"] if n["service"] == self.service]
+        #: With `--tls`: the PEM files `{"ca", "cert", "key"}` (every process requires TLS
+        #: with a client certificate).
+        self.tls: dict[str, str] | None = self.info.get("tls")
 
     @staticmethod
     def _split(addr: str) -> tuple[str, int]:
@@ -77,7 +82,19 @@ class Deployment:
 
     def client(self, addr: str) -> redis.Redis:
         host, port = self._split(addr)
-        return redis.Redis(host=host, port=port, socket_timeout=5)
+        if self.tls:
+            return redis.Redis(
+                host=host, port=port, socket_timeout=5, ssl=True, ssl_ca_certs=self.tls["ca"],
+                ssl_certfile=self.tls["cert"], ssl_keyfile=self.tls["key"],
+            )
+        return redis.Redis(host=host, port=port, socket_timeout=5, password=self.password)
+
+    def keywords(self) -> dict[str, object]:
+        """The middleware's TLS keywords for this deployment (none without `--tls`)."""
+        if not self.tls:
+            return {}
+        return {"tls": True, "tls_root_cert": self.tls["ca"],
+                "tls_client_cert": self.tls["cert"], "tls_client_key": self.tls["key"]}
 
     def wait_replicated(self, timeout: float = 60.0) -> None:
         """Waits until every replica of the master is online and has received everything the
@@ -98,6 +115,26 @@ class Deployment:
             detail = f"master offset when asked {target}, replicas {replicas}"
             time.sleep(0.05)
         raise RuntimeError(f"replicas did not catch up within {timeout} s: {detail}")
+
+    def watches(self) -> dict[str, int]:
+        """Per replica of the current master, how many idle watch connections supervisors
+        keep on it (`ROLE` answered on RESP3, nothing since: `cmd=role`, not a sentinel's)."""
+        master = self.master()
+        counts = {}
+        for addr in self.service_nodes:
+            if addr == master:
+                continue
+            try:
+                clients = self.client(addr).execute_command("CLIENT", "LIST")
+            except redis.RedisError:
+                counts[addr] = 0
+                continue
+            text = clients.decode() if isinstance(clients, bytes) else str(clients)
+            counts[addr] = sum(
+                1 for line in text.splitlines()
+                if " cmd=role " in line and " resp=3" in line and "name=sentinel" not in line
+            )
+        return counts
 
     def failover(self) -> tuple[str, str]:
         """A graceful failover once the replicas caught up; returns (old, new) master."""

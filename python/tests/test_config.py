@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -34,6 +35,8 @@ from dramatiq_sentinel.middleware.sentinel import Sentinel
         ({"nat": {"nohost": "127.0.0.1:1"}}, "nat"),
         ({"hold_timeout": 0}, "hold_timeout"),
         ({"early_fencing": "yes"}, "early_fencing"),
+        ({"startup_fail_fast": 1}, "startup_fail_fast"),
+        ({"watch_replicas": "no"}, "watch_replicas"),
         ({"db": -1}, "db"),
         ({"on_pause_timeout": "exit:0"}, "on_pause_timeout"),
         ({"no_such_keyword": 1}, "no_such_keyword"),
@@ -131,6 +134,20 @@ def test_wrong_sentinel_password_is_a_clear_error(tmp_path) -> None:
         assert "authentication" in message.lower() or "WRONGPASS" in message, message
         for host, port in d.sentinels:
             assert f"{host}:{port}" in message, message
+        # With the default startup_timeout (60 s): the start fails as soon as every sentinel
+        # refused us (startup_fail_fast); with startup_fail_fast=False it retries until the
+        # (here short) startup_timeout.
+        mw = Sentinel(sentinels=d.sentinels, service_name=d.service, sentinel_password="wrong")
+        began = time.monotonic()
+        with pytest.raises(SentinelStartError):
+            mw.get_redis_master().ping()
+        assert time.monotonic() - began < 30, "startup_fail_fast: not at once"
+        mw = Sentinel(sentinels=d.sentinels, service_name=d.service, sentinel_password="wrong",
+                      startup_fail_fast=False, startup_timeout=3.0)
+        began = time.monotonic()
+        with pytest.raises(SentinelStartError):
+            mw.get_redis_master().ping()
+        assert time.monotonic() - began >= 3.0, "startup_fail_fast=False: retried until the deadline"
         # The same in a dramatiq worker process: it keeps retrying (as the original did)
         # and says why each time, until it is stopped.
         run = Run(d, tmp_path, sentinel_password="wrong", startup_timeout=2.0)
@@ -179,5 +196,16 @@ def test_status_hooks_and_logging_records(deployment: Deployment, caplog) -> Non
         record = completed[0]
         assert record.old == old and record.path in ("early-signal", "event")
         assert record.to_connected_ms > 0 and record.total_ms >= record.to_connected_ms
+        # The check of lost writes after the switch: typed fields, not a dump of the event.
+        checked = wait_for("the switch's check of lost writes", lambda: [
+            r for r in caplog.records
+            if getattr(r, "sentinel_event", "") in ("NothingLost", "WritesLost") and r.new == new])
+        record = checked[0]
+        assert record.sentinel_event == "NothingLost", record.getMessage()
+        assert record.old == old and record.levelno == logging.DEBUG
+        assert set(record.sentinel_fields) == {"old", "new", "old_offset", "new_offset"}
+        assert all(record.sentinel_fields[k] is None or isinstance(record.sentinel_fields[k], int)
+                   for k in ("old_offset", "new_offset")), record.sentinel_fields
+        assert record.getMessage().startswith("no write lost in the switch ("), record.getMessage()
     finally:
         mw.shutdown()

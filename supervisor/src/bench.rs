@@ -32,12 +32,15 @@ pub async fn handle(
     if !link.cut_on_cancel {
         return Err("the runtime has no connect_tcp: the handle cannot keep a connection".into());
     }
-    shared.activate(Active {
-        generation: 1,
-        node,
-        line: Arc::new(Line::new(1, link)),
-        cancel,
-    });
+    shared.activate(
+        Active {
+            generation: 1,
+            node,
+            line: Arc::new(Line::new(1, link)),
+            cancel,
+        },
+        true,
+    );
     Ok(MasterConnection::new(shared))
 }
 

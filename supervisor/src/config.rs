@@ -215,6 +215,15 @@ core_settings! {
     health_check_interval: Duration,
     /// Deadline for the first verified master; `None` waits forever. Default 60 s.
     startup_timeout: Option<Duration>,
+    /// Fail startup at once when every sentinel refuses us for good (or the master refuses
+    /// our credentials). Default true.
+    startup_fail_fast: bool,
+    /// Keep one idle connection to every replica of the master in use, so a promotion fences
+    /// at once even when no sentinel's event is heard. Default true.
+    watch_replicas: bool,
+    /// Pause writes on a deposed master that still answers, for this long, when switching
+    /// away from it (`CLIENT PAUSE <ms> WRITE`); `None` never pauses. Default 2 s.
+    deposed_pause: Option<Duration>,
     /// Learn other sentinels from `SENTINEL SENTINELS`. Default true.
     refresh_sentinels: bool,
     /// Most sentinels tracked, configured plus learned. Default 32.

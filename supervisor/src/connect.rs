@@ -2,10 +2,10 @@
 //! sentinel queries and `ROLE` probes (never for the application's master connection).
 
 use crate::config::{ClientCert, Config, Credentials};
-use crate::convert::{describe, to_reply};
+use crate::convert::{describe, io_error, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, Reply};
+use dramatiq_sentinel_core::{Addr, IoError, Reply};
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use std::collections::HashMap;
@@ -67,6 +67,16 @@ impl OpenError {
 impl From<OpenError> for String {
     fn from(e: OpenError) -> Self {
         e.message
+    }
+}
+
+impl From<OpenError> for IoError {
+    fn from(e: OpenError) -> Self {
+        if e.unreachable {
+            IoError::unreachable(e.message)
+        } else {
+            IoError::rejected(e.message)
+        }
     }
 }
 
@@ -233,8 +243,8 @@ impl Endpoint {
         rt: &dyn Runtime,
         addr: &Addr,
         pattern: &str,
-    ) -> Result<PubSub, String> {
-        let client = self.client(addr)?;
+    ) -> Result<PubSub, IoError> {
+        let client = self.client(addr).map_err(IoError::rejected)?;
         let subscribed = timeout(rt, self.connect_timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(pattern).await?;
@@ -243,8 +253,11 @@ impl Endpoint {
         .await;
         match subscribed {
             Some(Ok(pubsub)) => Ok(pubsub),
-            Some(Err(e)) => Err(describe(&e)),
-            None => Err(format!("no subscription within {:?}", self.connect_timeout)),
+            Some(Err(e)) => Err(io_error(&e)),
+            None => Err(IoError::unreachable(format!(
+                "no subscription within {:?}",
+                self.connect_timeout
+            ))),
         }
     }
 }
@@ -291,13 +304,18 @@ impl ConnCache {
         }
     }
 
-    async fn get(&self, rt: &dyn Runtime, addr: &Addr) -> Result<MultiplexedConnection, String> {
+    /// The cached connection to `addr` (and `true`), or a new one.
+    async fn get(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+    ) -> Result<(MultiplexedConnection, bool), IoError> {
         if let Some(conn) = lock(&self.conns).get(addr) {
-            return Ok(conn.clone());
+            return Ok((conn.clone(), true));
         }
         let conn = self.endpoint.open(rt, addr).await?;
         lock(&self.conns).insert(addr.clone(), conn.clone());
-        Ok(conn)
+        Ok((conn, false))
     }
 
     /// How this cache reaches its servers.
@@ -316,17 +334,26 @@ impl ConnCache {
     }
 
     /// Runs one command on `addr` (connecting if needed) within `limit`, and converts the raw
-    /// reply, server errors included.
+    /// reply, server errors included. A cached connection the server closed meanwhile (its
+    /// idle clients killed when Sentinel promotes or reconfigures it, a server `timeout`) is
+    /// replaced once, within the same limit.
     pub(crate) async fn query(
         &self,
         rt: &dyn Runtime,
         addr: &Addr,
         cmd: &redis::Cmd,
         limit: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, IoError> {
         let result = timeout(rt, limit, async {
-            let mut conn = self.get(rt, addr).await?;
-            conn.req_packed_command(cmd).await.map_err(|e| describe(&e))
+            let (mut conn, cached) = self.get(rt, addr).await?;
+            match conn.req_packed_command(cmd).await {
+                Err(e) if cached && e.is_connection_dropped() => {
+                    self.forget(addr);
+                    let (mut conn, _) = self.get(rt, addr).await?;
+                    conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
+                }
+                other => other.map_err(|e| io_error(&e)),
+            }
         })
         .await;
         match result {
@@ -337,7 +364,7 @@ impl ConnCache {
             }
             None => {
                 self.forget(addr);
-                Err(format!("no answer within {limit:?}"))
+                Err(IoError::unreachable(format!("no answer within {limit:?}")))
             }
         }
     }

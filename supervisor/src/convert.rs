@@ -1,7 +1,7 @@
 //! Mechanical conversions between the `redis` crate and the core: reply values, error kinds,
 //! error descriptions. No judgement beyond naming what the server or the socket said.
 
-use dramatiq_sentinel_core::{AppErrorKind, Reply};
+use dramatiq_sentinel_core::{AppErrorKind, IoError, Reply};
 use redis::{ErrorKind, ServerErrorKind, Value};
 
 /// Converts a `redis` reply value into the core's [`Reply`], as [`Reply`] documents: bulk
@@ -60,6 +60,22 @@ pub(crate) fn error_kind(error: &redis::RedisError) -> Option<AppErrorKind> {
         Some(AppErrorKind::Io)
     } else {
         None
+    }
+}
+
+/// A failed connection or command as the core takes it: unreachable when the server could not
+/// be reached, did not answer in time or is still loading its data (worth waiting and
+/// retrying), rejected otherwise (authentication, a bad database, a certificate, a malformed
+/// address: the server refused us).
+pub(crate) fn io_error(error: &redis::RedisError) -> IoError {
+    let message = describe(error);
+    if error.is_timeout()
+        || error.is_connection_dropped()
+        || error.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+    {
+        IoError::unreachable(message)
+    } else {
+        IoError::rejected(message)
     }
 }
 

@@ -1,21 +1,19 @@
 //! The supervisor's task: it owns the [`Core`] and runs its drive loop: drain events (log,
-//! hooks, subscribers), execute actions in order, then wait for the first of an input or the
+//! metrics, hooks, subscribers), execute actions in order, then wait for the first of an input or the
 //! core's deadline, and feed it with the current time.
 
 use crate::error::SupervisorError;
-use crate::events::log_event;
 use crate::link::Prepared;
 use crate::listener::ListenerHandle;
-use crate::metrics::EventMetrics;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
 use crate::watch::WatchHandle;
 use crate::workers::Want;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Core, Event, FatalError, OpId};
+use dramatiq_sentinel_core::{Core, Event, FatalError, Input as CoreInput, OpId};
 use futures_lite::FutureExt;
 use futures_lite::future::or;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,9 +38,11 @@ pub(crate) struct Driver {
     pub(crate) prepared: HashMap<OpId, Prepared>,
     /// The generation of the master connection in use (one per `Activate`).
     pub(crate) generation: u64,
+    /// Outcomes of actions known as soon as they were executed (an activation), fed to the
+    /// core after the actions drained, like any other input. At most one per action of a
+    /// drain.
+    pub(crate) outcomes: VecDeque<CoreInput>,
     startup: Option<Sender<Startup>>,
-    /// The metrics derived from the events (the sentinels-up gauge drops to 0 with it).
-    metrics: EventMetrics,
 }
 
 enum Wake {
@@ -60,7 +60,6 @@ impl Driver {
         startup: Sender<Startup>,
     ) -> Self {
         Self {
-            metrics: EventMetrics::new(shared.cfg.service_name()),
             core,
             shared,
             inbox,
@@ -68,6 +67,7 @@ impl Driver {
             watches: HashMap::new(),
             prepared: HashMap::new(),
             generation: 0,
+            outcomes: VecDeque::new(),
             startup: Some(startup),
         }
     }
@@ -114,6 +114,10 @@ impl Driver {
                     return end;
                 }
             }
+            if let Some(outcome) = self.outcomes.pop_front() {
+                self.core.handle(Instant::now(), outcome);
+                continue;
+            }
             let deadline = self.core.poll_timeout();
             let wake = match deadline {
                 Some(d) if d.at <= Instant::now() => Wake::Deadline,
@@ -152,17 +156,14 @@ impl Driver {
             }
             for (node, kind) in self.shared.take_app_errors() {
                 debug!(node = %node, ?kind, "application error reported");
-                self.core.handle_app_error(now, &node, kind);
+                self.core.handle(now, CoreInput::AppError { node, kind });
             }
         }
     }
 
     fn drain_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            log_event(&event);
-            self.metrics.record(&event);
-            self.shared.hooks.run(&event);
-            self.shared.events.send(&event);
+            self.shared.events.emit(&event);
             if let Event::Ready { .. } = &event
                 && let Some(tx) = self.startup.take()
             {
@@ -174,28 +175,27 @@ impl Driver {
     fn dispatch(&mut self, input: Input, now: Instant) {
         let core = &mut self.core;
         match input {
-            Input::ListenerSubscribed(op) => core.handle_listener_subscribed(now, op),
-            Input::ListenerMessage(op, channel, payload) => {
-                core.handle_listener_message(now, op, &channel, &payload)
+            Input::Core(input) => {
+                // The connection of a failed listener or of a closed watch is gone.
+                match &input {
+                    CoreInput::ListenerFailed { op, .. } => {
+                        self.listeners.remove(op);
+                    }
+                    CoreInput::WatchClosed { op } => {
+                        self.watches.remove(op);
+                        debug!(op = %op, "watch connection closed by the server");
+                    }
+                    _ => {}
+                }
+                core.handle(now, input);
             }
-            Input::ListenerPong(op) => core.handle_listener_pong(now, op),
-            Input::ListenerFailed(op, reason) => {
-                self.listeners.remove(&op);
-                core.handle_listener_failed(now, op, &reason);
+            Input::Connected(op, reply) => {
+                let reply = reply.map(|(reply, conn)| {
+                    self.prepared.insert(op, conn);
+                    reply
+                });
+                core.handle(now, CoreInput::NodeReply { op, reply });
             }
-            Input::SentinelReply(op, reply) => core.handle_sentinel_reply(now, op, reply),
-            Input::NodeReply(op, reply) => core.handle_node_reply(now, op, reply),
-            Input::Connected(op, Ok((reply, conn))) => {
-                self.prepared.insert(op, conn);
-                core.handle_node_reply(now, op, Ok(reply));
-            }
-            Input::Connected(op, Err(e)) => core.handle_node_reply(now, op, Err(e)),
-            Input::WatchClosed(op) => {
-                self.watches.remove(&op);
-                debug!(op = %op, "watch connection closed by the server");
-                core.handle_watch_closed(now, op);
-            }
-            Input::WorkersPaused(op) => core.handle_workers_paused(now, op),
             // Drained after every input.
             Input::AppErrors => {}
             Input::Snapshot(tx) => {

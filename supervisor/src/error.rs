@@ -15,8 +15,9 @@ pub enum StartError {
         /// What is wrong with it.
         problem: String,
     },
-    /// No sentinel answered until the startup deadline; each one's last failure is listed
-    /// (refused, timed out, authentication failed, ...).
+    /// No sentinel answered until the startup deadline, or (with `startup_fail_fast`, the
+    /// default) every sentinel refused us at once (authentication failed, not a sentinel);
+    /// each one's last failure is listed (refused, timed out, authentication failed, ...).
     #[error("no sentinel reachable within {waited:?}: {}", list(.failures))]
     NoSentinelReachable {
         /// Each sentinel asked, with why it failed.
@@ -89,27 +90,38 @@ fn addrs(a: &[Addr]) -> String {
 impl From<FatalError> for StartError {
     fn from(e: FatalError) -> Self {
         match e {
-            FatalError::StartupTimedOut { waited, last } => match last {
-                Some(DiscoveryError::SentinelsUnreachable { failures }) => {
-                    StartError::NoSentinelReachable { failures, waited }
-                }
-                Some(DiscoveryError::MasterNameUnknown { service, sentinels }) => {
-                    StartError::MasterNameUnknown {
-                        service,
-                        sentinels,
-                        waited,
-                    }
-                }
-                Some(DiscoveryError::VerificationFailed { node, reason }) => {
-                    StartError::VerificationFailed {
-                        node,
-                        reason,
-                        waited,
-                    }
-                }
-                last => StartError::DeadlinePassed { waited, last },
-            },
+            // At the deadline, or at once when every sentinel refused (`startup_fail_fast`):
+            // the same errors, from the last reason discovery failed.
+            FatalError::StartupTimedOut { waited, last } => Self::discovery(waited, last),
+            FatalError::StartupRefused { waited, error } => Self::discovery(waited, Some(error)),
             other => StartError::Stopped(other),
+        }
+    }
+}
+
+impl StartError {
+    /// The error of a startup that ended after `waited` with `last` as its last discovery
+    /// failure.
+    fn discovery(waited: Duration, last: Option<DiscoveryError>) -> Self {
+        match last {
+            Some(DiscoveryError::SentinelsUnreachable { failures }) => {
+                StartError::NoSentinelReachable { failures, waited }
+            }
+            Some(DiscoveryError::MasterNameUnknown { service, sentinels }) => {
+                StartError::MasterNameUnknown {
+                    service,
+                    sentinels,
+                    waited,
+                }
+            }
+            Some(DiscoveryError::VerificationFailed { node, reason }) => {
+                StartError::VerificationFailed {
+                    node,
+                    reason,
+                    waited,
+                }
+            }
+            last => StartError::DeadlinePassed { waited, last },
         }
     }
 }

@@ -1,14 +1,17 @@
-//! Events: structured `tracing` logs, subscriber streams and the user's hooks.
+//! Events: the one way out of every producer of events ([`Fanout`]: the `tracing` line, the
+//! metrics, the user's hooks, the subscriber streams).
 
+use crate::event_log::log_event;
+use crate::metrics::EventMetrics;
 use crate::sync::lock;
 use async_channel::{Receiver, Sender, TrySendError};
-use dramatiq_sentinel_core::{Addr, Event, IgnoreReason};
+use dramatiq_sentinel_core::Event;
 use futures_lite::Stream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
 /// How many events a subscriber may fall behind before it misses some.
 const SUBSCRIBER_CAPACITY: usize = 4096;
@@ -115,119 +118,57 @@ impl Hooks {
     }
 }
 
-fn opt(a: &Option<Addr>) -> String {
-    a.as_ref()
-        .map_or_else(|| "none".to_owned(), Addr::to_string)
+/// Where every event goes, in this order: its `tracing` line, the metrics derived from it,
+/// the user's hooks, the subscriber streams. Every producer of events (the supervisor's task
+/// for the core's events, a pub/sub task for its own) emits through it, so none misses one.
+pub(crate) struct Fanout {
+    subscribers: Broadcast,
+    hooks: Hooks,
+    /// Shared by the producers (each event is recorded by the task that emits it).
+    metrics: Mutex<EventMetrics>,
 }
 
-fn ms(d: &std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
+impl Fanout {
+    /// The fan-out of the supervisor of `service` to `subscribers` (the ones subscribed
+    /// before the start) and `hooks`.
+    pub(crate) fn new(subscribers: Broadcast, hooks: Hooks, service: &str) -> Self {
+        Self {
+            subscribers,
+            hooks,
+            metrics: Mutex::new(EventMetrics::new(service)),
+        }
+    }
 
-/// Logs one event with `tracing`, at a level that fits, with structured fields.
-pub(crate) fn log_event(event: &Event) {
-    match event {
-        Event::Ready { master, elapsed } => {
-            info!(master = %master, elapsed_ms = ms(elapsed), "master verified; ready")
-        }
-        Event::Fenced {
-            master,
-            path,
-            sentinel,
-            signal,
-        } => warn!(master = %master, path = %path, sentinel = %opt(sentinel), signal = %signal,
-            "failover announced: work fenced"),
-        Event::CandidateNamed {
-            candidate,
-            sentinel,
-        } => info!(candidate = %candidate, sentinel = %opt(sentinel), "failover candidate named"),
-        Event::SwitchDetected {
-            old,
-            new,
-            sentinel,
-            path,
-        } => warn!(old = %opt(old), new = %new, sentinel = %opt(sentinel), path = %path,
-            "master switch detected"),
-        Event::BeforeReset { old, new } => {
-            info!(old = %opt(old), new = %new, "moving the master connection")
-        }
-        Event::AfterReset { old, new } => {
-            info!(old = %opt(old), new = %new, "master connection moved; old connections closed")
-        }
-        Event::SwitchCompleted {
-            old,
-            new,
-            path,
-            to_paused,
-            to_connected,
-            total,
-        } => info!(old = %opt(old), new = %new, path = %path,
-            to_paused_ms = to_paused.as_ref().map(ms), to_connected_ms = ms(to_connected),
-            total_ms = ms(total), "switch completed; workers resumed"),
-        Event::FenceLifted {
-            master,
-            reason,
-            held,
-        } => info!(master = %master, reason = %reason, held_ms = ms(held), "fence lifted"),
-        Event::FenceExpired { master, waited } => warn!(master = %master,
-            waited_ms = ms(waited), "no promotion within fence_timeout; re-verifying the master"),
-        Event::MasterConfirmed { master, path } => {
-            debug!(master = %master, path = %path, "master confirmed")
-        }
-        Event::ListenerUp { sentinel } => info!(sentinel = %sentinel, "listener subscribed"),
-        Event::ListenerDown {
-            sentinel,
-            reason,
-            retry_in,
-        } => warn!(sentinel = %sentinel, reason = %reason, retry_in_ms = ms(retry_in),
-            "listener down"),
-        Event::MessageIgnored {
-            sentinel,
-            channel,
-            reason,
-        } => match reason {
-            IgnoreReason::Malformed(_) => warn!(sentinel = %sentinel, channel = %channel,
-                reason = %reason, "sentinel message ignored"),
-            _ => debug!(sentinel = %sentinel, channel = %channel, reason = %reason,
-                "sentinel message ignored"),
-        },
-        Event::DiscoveryFailed { error, retry_in } => {
-            warn!(error = %error, retry_in_ms = ms(retry_in), "discovery failed")
-        }
-        Event::VerificationFailed { node, reason } => {
-            warn!(node = %node, reason = %reason, "node failed verification")
-        }
-        Event::SentinelAdded { sentinel } => info!(sentinel = %sentinel, "sentinel learned"),
-        Event::PauseTimedOut { waited } => {
-            error!(
-                waited_ms = ms(waited),
-                "workers did not pause in time; stopping them"
-            )
-        }
-        Event::Stopped { error } => error!(error = %error, "supervisor stopped"),
-        Event::PubSubResubscribed {
-            old,
-            new,
-            channels,
-            patterns,
-            gap,
-        } => warn!(old = %opt(old), new = %new, channels, patterns, gap_ms = ms(gap),
-            "pub/sub subscriptions active again; messages published in the gap were missed"),
-        Event::WritesLost {
-            old,
-            new,
-            old_offset,
-            new_offset,
-            bytes,
-        } => warn!(old = %old, new = %new, old_offset, new_offset, bytes,
-            "the new master was promoted behind the old one: acknowledged writes lost"),
-        other => info!(event = ?other, "event"),
+    /// Sends `event` everywhere (see the type's docs).
+    pub(crate) fn emit(&self, event: &Event) {
+        log_event(event);
+        lock(&self.metrics).record(event);
+        self.hooks.run(event);
+        self.subscribers.send(event);
+    }
+
+    /// A stream of the events from now on.
+    pub(crate) fn subscribe(&self) -> EventStream {
+        self.subscribers.subscribe()
+    }
+
+    /// Runs the before-exit hooks.
+    pub(crate) fn run_before_exit(&self, code: u8) {
+        self.hooks.run_before_exit(code);
+    }
+
+    /// The supervisor's task ended: every stream ends (after its last event), and the
+    /// metrics say no sentinel is up.
+    pub(crate) fn close(&self) {
+        self.subscribers.close();
+        lock(&self.metrics).close();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dramatiq_sentinel_core::Addr;
     use futures_lite::future::block_on;
 
     #[test]

@@ -8,12 +8,13 @@ use crate::master::{Active, Line};
 use crate::runtime::timeout;
 use crate::shared::Input;
 use crate::sync::Cancel;
-use crate::workers::Want;
-use dramatiq_sentinel_core::{Action, Addr, FatalError, OpId, Shutdown};
+use crate::workers::{HandBack, Want};
+use dramatiq_sentinel_core::{
+    Action, Addr, FatalError, Input as CoreInput, IoError, OpId, Reply, Shutdown,
+};
 use redis::aio::ConnectionLike;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
 use tracing::{error, info, warn};
 
 impl Driver {
@@ -40,7 +41,36 @@ impl Driver {
                 sentinel,
                 service,
             } => self.query_sentinel(op, sentinel, "SENTINELS", service),
-            Action::PollRole { op, node } => self.poll_role(op, node),
+            Action::QueryReplicas {
+                op,
+                sentinel,
+                service,
+            } => self.query_sentinel(op, sentinel, "REPLICAS", service),
+            Action::PollRole { op, node } => self.probe(op, node, redis::cmd("ROLE")),
+            Action::PauseWrites { node, duration } => self.pause_writes(node, Some(duration)),
+            Action::UnpauseWrites { node } => self.pause_writes(node, None),
+            Action::QueryReplication { op, node } => {
+                let mut info = redis::cmd("INFO");
+                info.arg("replication");
+                self.probe(op, node, info);
+            }
+            Action::ReadBacklog {
+                op,
+                node,
+                replid,
+                offset,
+                bytes,
+            } => {
+                let read = crate::backlog::Read {
+                    op,
+                    node,
+                    replid,
+                    offset,
+                    bytes,
+                };
+                let endpoint = shared.probes.endpoint().clone();
+                crate::backlog::start(endpoint, read, shared.inbox.clone());
+            }
             Action::Watch { op, node } => {
                 let handle = crate::watch::start(&self.shared, op, node);
                 self.watches.insert(op, handle);
@@ -49,7 +79,24 @@ impl Driver {
                 self.watches.remove(&op);
             }
             Action::Connect { op, node } => self.connect(op, node),
-            Action::Activate { op, node, old } => self.activate(op, node, old),
+            Action::Activate {
+                op,
+                node,
+                old,
+                release,
+            } => self.activate(op, node, old, release),
+            // The worker task hands them to the pool, in order with its other calls.
+            Action::HandBack {
+                op,
+                old,
+                new,
+                commands,
+            } => shared.workers_calls.hand_back(HandBack {
+                op,
+                old,
+                new,
+                commands,
+            }),
             Action::Discard { op } => {
                 self.prepared.remove(&op);
             }
@@ -101,19 +148,54 @@ impl Driver {
                 .sentinels
                 .query(&*shared.rt, &sentinel, &cmd, limit)
                 .await;
-            let _ = shared.inbox.send(Input::SentinelReply(op, reply)).await;
+            let reply = Input::Core(CoreInput::SentinelReply { op, reply });
+            let _ = shared.inbox.send(reply).await;
         }));
     }
 
-    fn poll_role(&self, op: OpId, node: Addr) {
+    /// One command on a data node's probe connection (`ROLE`, `INFO replication`).
+    fn probe(&self, op: OpId, node: Addr, cmd: redis::Cmd) {
         let shared = Arc::clone(&self.shared);
         self.shared.rt.spawn(Box::pin(async move {
             let limit = shared.cfg.connect_timeout();
-            let reply = shared
-                .probes
-                .query(&*shared.rt, &node, &redis::cmd("ROLE"), limit)
-                .await;
-            let _ = shared.inbox.send(Input::NodeReply(op, reply)).await;
+            let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
+            let reply = Input::Core(CoreInput::NodeReply { op, reply });
+            let _ = shared.inbox.send(reply).await;
+        }));
+    }
+
+    /// `CLIENT PAUSE <ms> WRITE` on a deposed master (`duration`), or `CLIENT UNPAUSE`, on its
+    /// probe connection; the outcome is logged, not reported.
+    fn pause_writes(&self, node: Addr, duration: Option<std::time::Duration>) {
+        let shared = Arc::clone(&self.shared);
+        self.shared.rt.spawn(Box::pin(async move {
+            let mut cmd = redis::cmd("CLIENT");
+            match duration {
+                Some(d) => cmd
+                    .arg("PAUSE")
+                    .arg(d.as_millis().max(1) as u64)
+                    .arg("WRITE"),
+                None => cmd.arg("UNPAUSE"),
+            };
+            let limit = shared.cfg.query_timeout();
+            let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
+            let pause_ms = duration.map(|d| d.as_millis() as u64);
+            let error = match reply {
+                Ok(Reply::Error(e)) => Some(e),
+                Err(e) => Some(e.to_string()),
+                Ok(_) => None,
+            };
+            match (error, duration) {
+                (None, Some(_)) => info!(node = %node, pause_ms,
+                    "writes paused on the deposed master"),
+                (None, None) => info!(node = %node, "writes unpaused: this process paused them \
+                    when the node was deposed, and it is the master again"),
+                (Some(e), Some(_)) => warn!(node = %node, error = %e, pause_ms,
+                    "writes not paused on the deposed master (CLIENT PAUSE needs Redis 6.2 \
+                     or later and the command in the data-node user's ACL)"),
+                (Some(e), None) => warn!(node = %node, error = %e,
+                    "writes not unpaused on the master (they resume when the pause ends)"),
+            }
         }));
     }
 
@@ -133,11 +215,15 @@ impl Driver {
                     .conn
                     .req_packed_command(&redis::cmd("ROLE"))
                     .await
-                    .map_err(|e| crate::convert::describe(&e))?;
-                Ok((crate::convert::to_reply(role), link))
+                    .map_err(|e| crate::convert::io_error(&e))?;
+                Ok::<(Reply, _), IoError>((crate::convert::to_reply(role), link))
             })
             .await
-            .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
+            .unwrap_or_else(|| {
+                Err(IoError::unreachable(format!(
+                    "no ROLE answer within {limit:?}"
+                )))
+            });
             let result = result.map(|(role, link)| (role, Prepared { link, cancel }));
             let _ = shared.inbox.send(Input::Connected(op, result)).await;
         }));
@@ -146,34 +232,39 @@ impl Driver {
     /// Installs the prepared connection as the master connection and closes everything to the
     /// previous one: its connections close (commands in flight on them fail), dedicated
     /// connections and probes to it are dropped, and every handle's next command finds the
-    /// new master (the slot's version changes).
-    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>) {
+    /// new master (the slot's version changes). Without `release`, commands keep waiting
+    /// (fenced) until the core releases them.
+    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>, release: bool) {
         let Some(Prepared { link, cancel }) = self.prepared.remove(&op) else {
-            let reason = "no prepared connection under this op";
+            let reason = "no prepared connection under this op".to_owned();
             warn!(op = %op, node = %node, reason, "activation failed");
-            self.core.handle_reset_failed(Instant::now(), op, reason);
+            self.outcomes
+                .push_back(CoreInput::ActivationFailed { op, reason });
             return;
         };
         self.generation += 1;
         let generation = self.generation;
         let shared = &self.shared;
-        shared.activate(Active {
-            generation,
-            node: node.clone(),
-            line: Arc::new(Line::new(generation, link)),
-            cancel,
-        });
+        shared.activate(
+            Active {
+                generation,
+                node: node.clone(),
+                line: Arc::new(Line::new(generation, link)),
+                cancel,
+            },
+            release,
+        );
         if let Some(old) = &old {
             shared.probes.forget(old);
         }
         info!(node = %node, generation, "master connection installed");
-        self.core.handle_reset_done(Instant::now(), op);
+        self.outcomes.push_back(CoreInput::Activated { op });
     }
 
     /// The pause timed out and the policy is to exit: run the before-exit hooks, flush, exit.
     fn exit(&self, code: u8) -> ! {
         error!(code, "exiting the process: workers could not be paused");
-        self.shared.hooks.run_before_exit(code);
+        self.shared.events.run_before_exit(code);
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(i32::from(code))

@@ -3,7 +3,9 @@
 
 use crate::runtime::BoxFuture;
 use crate::sync::lock;
+use dramatiq_sentinel_core::{Addr, LostCommand};
 use event_listener::Event;
+use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,6 +179,32 @@ pub trait Workers: Send + Sync + 'static {
         let _ = grace;
         Box::pin(async {})
     }
+
+    /// Writes the old master acknowledged but the new master lacks, read back from the old
+    /// master's replication backlog (also reported as [`crate::Event::WritesLost`]): re-apply
+    /// what is safe to re-apply, idempotently, through `lost.connection`. It runs before any
+    /// held command reaches the new master and before new jobs start (the switch resumes once
+    /// it completes, or after `fence_timeout`). The supervisor never re-applies anything on its
+    /// own. Default: nothing.
+    fn writes_lost(&self, lost: LostWrites) -> BoxFuture<'_, ()> {
+        let _ = lost;
+        Box::pin(async {})
+    }
+}
+
+/// Lost writes handed to [`Workers::writes_lost`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct LostWrites {
+    /// The master the writes were acknowledged by, and lost on.
+    pub old: Addr,
+    /// The new master.
+    pub new: Addr,
+    /// The commands, in the order the old master ran them (`MULTI` / `EXEC` kept).
+    pub commands: Vec<LostCommand>,
+    /// A connection of its own to the new master, in the database of the master handle
+    /// (commands of the master handle are held until the switch resumes).
+    pub connection: MultiplexedConnection,
 }
 
 impl<W: Workers + ?Sized> Workers for Arc<W> {
@@ -194,6 +222,10 @@ impl<W: Workers + ?Sized> Workers for Arc<W> {
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
         (**self).stop(grace)
+    }
+
+    fn writes_lost(&self, lost: LostWrites) -> BoxFuture<'_, ()> {
+        (**self).writes_lost(lost)
     }
 }
 

@@ -108,10 +108,11 @@ impl<T: Clone> Slot<T> {
         self.changed.notify(usize::MAX);
     }
 
-    /// Installs a new value and lets commands through; returns the previous value.
-    pub(crate) fn install(&self, value: T) -> Option<T> {
+    /// Installs a new value and, with `release`, lets commands through (else they wait for
+    /// [`Slot::release`]); returns the previous value.
+    pub(crate) fn install(&self, value: T, release: bool) -> Option<T> {
         self.update(|s| {
-            s.fenced = false;
+            s.fenced = !release;
             s.current.replace(value)
         })
     }
@@ -204,14 +205,14 @@ mod tests {
         let s2 = slot.clone();
         let waiter = std::thread::spawn(move || get(&s2, Duration::from_secs(60)));
         // No fixed sleep: install once the waiter is registered or not, the outcome is the same.
-        slot.install(7);
+        slot.install(7, true);
         assert_eq!(waiter.join().expect("no panic"), Ok(7));
     }
 
     #[test]
     fn fenced_commands_time_out_with_the_hold_timeout() {
         let slot = Slot::new();
-        slot.install(1);
+        slot.install(1, true);
         slot.fence();
         assert!(slot.is_fenced());
         let started = Instant::now();
@@ -224,18 +225,18 @@ mod tests {
     #[test]
     fn fence_then_install_releases_with_the_new_value() {
         let slot = std::sync::Arc::new(Slot::new());
-        slot.install(1);
+        slot.install(1, true);
         slot.fence();
         let s2 = slot.clone();
         let waiter = std::thread::spawn(move || get(&s2, Duration::from_secs(60)));
-        assert_eq!(slot.install(2), Some(1));
+        assert_eq!(slot.install(2, true), Some(1));
         assert_eq!(waiter.join().expect("no panic"), Ok(2));
     }
 
     #[test]
     fn release_lifts_the_fence_on_the_same_value() {
         let slot = Slot::new();
-        slot.install(1);
+        slot.install(1, true);
         slot.fence();
         slot.release();
         assert_eq!(get(&slot, Duration::from_secs(60)), Ok(1));
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn the_listener_fires_at_the_next_change() {
         let slot = Slot::new();
-        slot.install(1);
+        slot.install(1, true);
         let acquired = slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60)));
         let changed = futures_lite::future::block_on(acquired)
             .expect("a value")
@@ -268,7 +269,7 @@ mod tests {
             assert!(!seen.contains(&v), "{v} after {seen:?}");
             seen.push(v);
         };
-        slot.install(1);
+        slot.install(1, true);
         changed(&slot);
         let acquired = futures_lite::future::block_on(
             slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))),
@@ -298,7 +299,7 @@ mod tests {
         changed(&slot);
         slot.touch();
         changed(&slot);
-        slot.install(2);
+        slot.install(2, true);
         changed(&slot);
         slot.stop();
         changed(&slot);

@@ -3,9 +3,8 @@
 use crate::gate::WorkerGate;
 use crate::master::MasterConnection;
 use crate::supervisor::Supervisor;
-use dramatiq_sentinel_core::{Addr, AppErrorKind, Event, IgnoreReason};
+use dramatiq_sentinel_core::{Addr, AppErrorKind};
 use redis::aio::ConnectionLike;
-use std::time::Duration;
 
 /// The key a READONLY re-check deletes: a write that changes nothing on a master (the key is
 /// never created) and fails with `READONLY` on a replica.
@@ -44,8 +43,8 @@ fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
 /// It gives what a host outside Rust's async world needs from a running supervisor when it
 /// does its own Redis I/O (a Python extension whose client library opens its own sockets, a C
 /// API): the verified master to connect to, the hold while a failover is in progress, a way to
-/// tell the supervisor about errors its own connections saw, and each [`Event`] as a flat
-/// record for a foreign logging system.
+/// tell the supervisor about errors its own connections saw. Each event, flattened for a
+/// foreign logging system, is its [`Event::describe`](crate::Event::describe).
 ///
 /// The host keeps no failover logic of its own. Before each command (or each new connection)
 /// it asks [`Host::master_now`] (no waiting) and, when that says `None`, awaits
@@ -93,6 +92,19 @@ impl Host {
             return None;
         }
         self.conn.node()
+    }
+
+    /// The generation of the master in use when commands may go to it now (it changes at
+    /// every activation of a master, and never goes back), or `None` while commands are held
+    /// or once stopped. A host that keeps its own connections records the generation it
+    /// connected in and compares it before each send: a connection is good for one
+    /// generation only (the fence checked at every send, with no address to compare).
+    pub fn generation(&self) -> Option<u64> {
+        self.conn
+            .shared()
+            .slot
+            .try_get()
+            .map(|(active, _)| active.generation)
     }
 
     /// Whether commands are held now.
@@ -148,329 +160,5 @@ impl Host {
     /// The worker gate (a permit per job; closed while fenced).
     pub fn gate(&self) -> &WorkerGate {
         &self.gate
-    }
-}
-
-/// How serious an event is, as the supervisor logs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum EventLevel {
-    /// Routine detail.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Trouble the supervisor handles.
-    Warn,
-    /// A pause timeout or a fatal stop.
-    Error,
-}
-
-/// One [`Event`] flattened for a foreign logging system: the supervisor's `tracing` level,
-/// message and fields (addresses as `host:port`, durations in milliseconds).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct EventRecord {
-    /// The event's variant name (`SwitchDetected`, `Fenced`, ...).
-    pub name: &'static str,
-    /// Its log level.
-    pub level: EventLevel,
-    /// Its log message.
-    pub message: &'static str,
-    /// Its fields, in declaration order.
-    pub fields: Vec<(&'static str, FieldValue)>,
-}
-
-/// A field of an [`EventRecord`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum FieldValue {
-    /// Text (addresses, reasons, paths); `None` for an absent optional address.
-    Text(Option<String>),
-    /// A duration in milliseconds; `None` when absent.
-    Millis(Option<f64>),
-    /// A count (bytes, offsets).
-    Count(u64),
-}
-
-fn addr(a: &Addr) -> FieldValue {
-    FieldValue::Text(Some(a.to_string()))
-}
-
-fn opt_addr(a: &Option<Addr>) -> FieldValue {
-    FieldValue::Text(a.as_ref().map(Addr::to_string))
-}
-
-fn text(t: impl ToString) -> FieldValue {
-    FieldValue::Text(Some(t.to_string()))
-}
-
-fn ms(d: &Duration) -> FieldValue {
-    FieldValue::Millis(Some(d.as_secs_f64() * 1000.0))
-}
-
-impl EventRecord {
-    /// The record of `event`, with the level, message and fields the supervisor logs it with.
-    pub fn of(event: &Event) -> Self {
-        use EventLevel::{Debug, Error, Info, Warn};
-        let (name, level, message, fields): (_, _, _, Vec<(&'static str, FieldValue)>) = match event
-        {
-            Event::Ready { master, elapsed } => (
-                "Ready",
-                Info,
-                "master verified; ready",
-                vec![("master", addr(master)), ("elapsed_ms", ms(elapsed))],
-            ),
-            Event::Fenced {
-                master,
-                path,
-                sentinel,
-                signal,
-            } => (
-                "Fenced",
-                Warn,
-                "failover announced: work fenced",
-                vec![
-                    ("master", addr(master)),
-                    ("path", text(path)),
-                    ("sentinel", opt_addr(sentinel)),
-                    ("signal", text(signal)),
-                ],
-            ),
-            Event::CandidateNamed {
-                candidate,
-                sentinel,
-            } => (
-                "CandidateNamed",
-                Info,
-                "failover candidate named",
-                vec![
-                    ("candidate", addr(candidate)),
-                    ("sentinel", opt_addr(sentinel)),
-                ],
-            ),
-            Event::SwitchDetected {
-                old,
-                new,
-                sentinel,
-                path,
-            } => (
-                "SwitchDetected",
-                Warn,
-                "master switch detected",
-                vec![
-                    ("old", opt_addr(old)),
-                    ("new", addr(new)),
-                    ("sentinel", opt_addr(sentinel)),
-                    ("path", text(path)),
-                ],
-            ),
-            Event::BeforeReset { old, new } => (
-                "BeforeReset",
-                Info,
-                "moving the master connection",
-                vec![("old", opt_addr(old)), ("new", addr(new))],
-            ),
-            Event::AfterReset { old, new } => (
-                "AfterReset",
-                Info,
-                "master connection moved; old connections closed",
-                vec![("old", opt_addr(old)), ("new", addr(new))],
-            ),
-            Event::SwitchCompleted {
-                old,
-                new,
-                path,
-                to_paused,
-                to_connected,
-                total,
-            } => (
-                "SwitchCompleted",
-                Info,
-                "switch completed; workers resumed",
-                vec![
-                    ("old", opt_addr(old)),
-                    ("new", addr(new)),
-                    ("path", text(path)),
-                    (
-                        "to_paused_ms",
-                        FieldValue::Millis(to_paused.map(|d| d.as_secs_f64() * 1000.0)),
-                    ),
-                    ("to_connected_ms", ms(to_connected)),
-                    ("total_ms", ms(total)),
-                ],
-            ),
-            Event::FenceLifted {
-                master,
-                reason,
-                held,
-            } => (
-                "FenceLifted",
-                Info,
-                "fence lifted",
-                vec![
-                    ("master", addr(master)),
-                    ("reason", text(reason)),
-                    ("held_ms", ms(held)),
-                ],
-            ),
-            Event::FenceExpired { master, waited } => (
-                "FenceExpired",
-                Warn,
-                "no promotion within fence_timeout; re-verifying the master",
-                vec![("master", addr(master)), ("waited_ms", ms(waited))],
-            ),
-            Event::MasterConfirmed { master, path } => (
-                "MasterConfirmed",
-                Debug,
-                "master confirmed",
-                vec![("master", addr(master)), ("path", text(path))],
-            ),
-            Event::ListenerUp { sentinel } => (
-                "ListenerUp",
-                Info,
-                "listener subscribed",
-                vec![("sentinel", addr(sentinel))],
-            ),
-            Event::ListenerDown {
-                sentinel,
-                reason,
-                retry_in,
-            } => (
-                "ListenerDown",
-                Warn,
-                "listener down",
-                vec![
-                    ("sentinel", addr(sentinel)),
-                    ("reason", text(reason)),
-                    ("retry_in_ms", ms(retry_in)),
-                ],
-            ),
-            Event::MessageIgnored {
-                sentinel,
-                channel,
-                reason,
-            } => (
-                "MessageIgnored",
-                if matches!(reason, IgnoreReason::Malformed(_)) {
-                    Warn
-                } else {
-                    Debug
-                },
-                "sentinel message ignored",
-                vec![
-                    ("sentinel", addr(sentinel)),
-                    ("channel", text(channel)),
-                    ("reason", text(reason)),
-                ],
-            ),
-            Event::DiscoveryFailed { error, retry_in } => (
-                "DiscoveryFailed",
-                Warn,
-                "discovery failed",
-                vec![("error", text(error)), ("retry_in_ms", ms(retry_in))],
-            ),
-            Event::VerificationFailed { node, reason } => (
-                "VerificationFailed",
-                Warn,
-                "node failed verification",
-                vec![("node", addr(node)), ("reason", text(reason))],
-            ),
-            Event::SentinelAdded { sentinel } => (
-                "SentinelAdded",
-                Info,
-                "sentinel learned",
-                vec![("sentinel", addr(sentinel))],
-            ),
-            Event::PauseTimedOut { waited } => (
-                "PauseTimedOut",
-                Error,
-                "workers did not pause in time; stopping them",
-                vec![("waited_ms", ms(waited))],
-            ),
-            Event::Stopped { error } => (
-                "Stopped",
-                Error,
-                "supervisor stopped",
-                vec![("error", text(error))],
-            ),
-            Event::PubSubResubscribed {
-                old,
-                new,
-                channels,
-                patterns,
-                gap,
-            } => (
-                "PubSubResubscribed",
-                Warn,
-                "pub/sub subscriptions active again; messages published in the gap were missed",
-                vec![
-                    ("old", opt_addr(old)),
-                    ("new", addr(new)),
-                    ("channels", text(channels)),
-                    ("patterns", text(patterns)),
-                    ("gap_ms", ms(gap)),
-                ],
-            ),
-            Event::WritesLost {
-                old,
-                new,
-                old_offset,
-                new_offset,
-                bytes,
-            } => (
-                "WritesLost",
-                Warn,
-                "the new master was promoted behind the old one: acknowledged writes lost",
-                vec![
-                    ("old", addr(old)),
-                    ("new", addr(new)),
-                    ("old_offset", FieldValue::Count(*old_offset)),
-                    ("new_offset", FieldValue::Count(*new_offset)),
-                    ("bytes", FieldValue::Count(*bytes)),
-                ],
-            ),
-            other => (
-                "Other",
-                Info,
-                "event",
-                vec![("event", text(format!("{other:?}")))],
-            ),
-        };
-        Self {
-            name,
-            level,
-            message,
-            fields,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_keep_the_fields_of_the_log() {
-        let r = EventRecord::of(&Event::SwitchDetected {
-            old: None,
-            new: Addr::new("127.0.0.1", 7000),
-            sentinel: Some(Addr::new("127.0.0.1", 26379)),
-            path: dramatiq_sentinel_core::DetectionPath::EarlySignal,
-        });
-        assert_eq!((r.name, r.level), ("SwitchDetected", EventLevel::Warn));
-        assert_eq!(r.fields[0], ("old", FieldValue::Text(None)));
-        assert_eq!(
-            r.fields[1],
-            ("new", FieldValue::Text(Some("127.0.0.1:7000".into())))
-        );
-        assert_eq!(
-            r.fields[3],
-            ("path", FieldValue::Text(Some("early-signal".into())))
-        );
-        let r = EventRecord::of(&Event::Ready {
-            master: Addr::new("h", 1),
-            elapsed: Duration::from_millis(3),
-        });
-        assert_eq!(r.fields[1], ("elapsed_ms", FieldValue::Millis(Some(3.0))));
     }
 }

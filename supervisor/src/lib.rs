@@ -26,6 +26,7 @@
 //!
 //! Every decision is the core's; this crate only executes actions and reports results.
 
+mod backlog;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
@@ -34,6 +35,7 @@ mod connect;
 mod convert;
 mod driver;
 mod error;
+mod event_log;
 mod events;
 mod exec;
 mod failure;
@@ -63,14 +65,14 @@ mod workers;
 
 pub use config::{ClientCert, Config, ConfigBuilder, Credentials};
 pub use dramatiq_sentinel_core::{
-    Addr, AppErrorKind, ConfigError, DetectionPath, DiscoveryError, Event, FatalError,
-    IgnoreReason, NatMap, PauseTimeoutPolicy,
+    Addr, AppErrorKind, ConfigError, Description, DetectionPath, DiscoveryError, Event, EventLevel,
+    FatalError, FieldValue, IgnoreReason, LostCommand, NatMap, PauseTimeoutPolicy,
 };
 pub use error::{StartError, SupervisorError};
 pub use events::EventStream;
 pub use failure::Failure;
-pub use gate::{GateStopped, Permit, WorkerGate, Workers};
-pub use host::{EventLevel, EventRecord, FieldValue, Host, HostError};
+pub use gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
+pub use host::{Host, HostError};
 pub use master::MasterConnection;
 pub use pubsub::PubSub;
 pub use runtime::{BoxFuture, RedisStream, Runtime};

@@ -5,7 +5,9 @@ use crate::connect::Endpoint;
 use crate::runtime::{Runtime, timeout};
 use crate::shared::Input;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, OpId, message_concerns};
+use dramatiq_sentinel_core::{
+    Addr, Input as CoreInput, IoError, LISTENER_PATTERN, OpId, message_concerns,
+};
 use futures_lite::StreamExt;
 use futures_lite::future::or;
 use std::sync::Arc;
@@ -44,6 +46,11 @@ async fn closed(cmds: &Receiver<ListenerCmd>) {
 }
 
 impl Listener {
+    /// Sends `input` to the supervisor's task, waiting for room; fails once it is gone.
+    async fn report(&self, input: CoreInput) -> Result<(), ()> {
+        self.inbox.send(Input::Core(input)).await.map_err(|_| ())
+    }
+
     /// Runs until the connection breaks (reported) or the handle is dropped (not reported).
     pub(crate) async fn run(self, cmds: Receiver<ListenerCmd>) {
         let rt = &*self.rt;
@@ -61,18 +68,16 @@ impl Listener {
         .await
         {
             None => return,
-            Some(Err(reason)) => {
+            Some(Err(error)) => {
                 let _ = self
-                    .inbox
-                    .send(Input::ListenerFailed(self.op, reason))
+                    .report(CoreInput::ListenerFailed { op: self.op, error })
                     .await;
                 return;
             }
             Some(Ok(pubsub)) => pubsub,
         };
         if self
-            .inbox
-            .send(Input::ListenerSubscribed(self.op))
+            .report(CoreInput::Subscribed { op: self.op })
             .await
             .is_err()
         {
@@ -92,17 +97,20 @@ impl Listener {
                     if !message_concerns(&self.service, &channel, payload) {
                         continue;
                     }
-                    let input = Input::ListenerMessage(self.op, channel, payload.to_vec());
+                    let input = CoreInput::Message {
+                        op: self.op,
+                        channel,
+                        payload: payload.to_vec(),
+                    };
                     // Waits for room: a message is never dropped.
-                    if self.inbox.send(input).await.is_err() {
+                    if self.report(input).await.is_err() {
                         return;
                     }
                 }
                 Step::Message(None) => {
-                    let reason = "connection closed".to_owned();
+                    let error = IoError::unreachable("connection closed");
                     let _ = self
-                        .inbox
-                        .send(Input::ListenerFailed(self.op, reason))
+                        .report(CoreInput::ListenerFailed { op: self.op, error })
                         .await;
                     return;
                 }
@@ -119,7 +127,7 @@ impl Listener {
                     self.rt.spawn(Box::pin(async move {
                         let pong = timeout(&*rt2, limit, sink.ping::<redis::Value>()).await;
                         if let Some(Ok(_)) = pong {
-                            let _ = inbox.send(Input::ListenerPong(op)).await;
+                            let _ = inbox.send(Input::Core(CoreInput::Pong { op })).await;
                         }
                     }));
                 }

@@ -707,12 +707,15 @@ mod tests {
             .expect("valid");
         let (shared, _inbox) = shared_on(Arc::new(TokioRuntime(runtime.handle().clone())), config);
         let (node, accepted) = dead_master();
-        shared.slot.install(Arc::new(Active {
-            generation: 1,
-            node: node.clone(),
-            line: Arc::new(Line::default()),
-            cancel: Arc::new(Cancel::default()),
-        }));
+        shared.slot.install(
+            Arc::new(Active {
+                generation: 1,
+                node: node.clone(),
+                line: Arc::new(Line::default()),
+                cancel: Arc::new(Cancel::default()),
+            }),
+            true,
+        );
         let started = Instant::now();
         let results = runtime.block_on(async {
             let tasks: Vec<_> = (0..200)

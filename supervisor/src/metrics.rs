@@ -136,7 +136,8 @@ fn describe() {
 }
 
 /// The metrics derived from one supervisor's events; it keeps the sentinels whose listener
-/// is up (for [`SENTINELS_UP`]). Dropping it (the supervisor's task ends) sets that gauge to 0.
+/// is up (for [`SENTINELS_UP`]). Closing it (the supervisor's task ends) or dropping it sets
+/// that gauge to 0.
 pub(crate) struct EventMetrics {
     service: SharedString,
     up: BTreeSet<Addr>,
@@ -217,10 +218,17 @@ impl EventMetrics {
     }
 }
 
-impl Drop for EventMetrics {
-    fn drop(&mut self) {
+impl EventMetrics {
+    /// The supervisor's task ended: no sentinel is up.
+    pub(crate) fn close(&mut self) {
         self.up.clear();
         self.set_up();
+    }
+}
+
+impl Drop for EventMetrics {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -483,6 +491,8 @@ mod tests {
                     old_offset: 1000,
                     new_offset: 1000 - bytes,
                     bytes,
+                    commands: None,
+                    unread: None,
                 });
             }
             std::mem::forget(m);

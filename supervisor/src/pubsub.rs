@@ -390,9 +390,7 @@ impl Task {
                 patterns: self.patterns.len(),
                 gap: at.elapsed(),
             };
-            crate::events::log_event(&event);
-            self.shared.hooks.run(&event);
-            self.shared.events.send(&event);
+            self.shared.events.emit(&event);
         } else {
             debug!(node = %new, "pub/sub subscribed");
         }

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::connect::{ConnCache, Endpoint};
 use crate::error::SupervisorError;
-use crate::events::{Broadcast, Hooks};
+use crate::events::{Broadcast, Fanout, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
 use crate::link::Prepared;
@@ -13,7 +13,7 @@ use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
 use crate::workers::WorkerCalls;
 use async_channel::{Receiver, Sender};
-use dramatiq_sentinel_core::{Addr, AppErrorKind, OpId, Reply};
+use dramatiq_sentinel_core::{Addr, AppErrorKind, Input as CoreInput, IoError, OpId, Reply};
 use std::sync::{Arc, Mutex, Weak};
 
 /// How many completions may wait for the supervisor's task. Every sender awaits room (so
@@ -25,17 +25,10 @@ pub(crate) const INBOX_CAPACITY: usize = 256;
 
 /// A completion or request for the supervisor's task.
 pub(crate) enum Input {
-    ListenerSubscribed(OpId),
-    ListenerMessage(OpId, Vec<u8>, Vec<u8>),
-    ListenerPong(OpId),
-    ListenerFailed(OpId, String),
-    SentinelReply(OpId, Result<Reply, String>),
-    NodeReply(OpId, Result<Reply, String>),
+    /// For the core, as it is.
+    Core(CoreInput),
     /// A `Connect` completed: the `ROLE` reply and the prepared connection.
-    Connected(OpId, Result<(Reply, Prepared), String>),
-    /// The watch connection `op` was closed by the server.
-    WatchClosed(OpId),
-    WorkersPaused(OpId),
+    Connected(OpId, Result<(Reply, Prepared), IoError>),
     /// Application errors are waiting in [`Shared::app_errors`].
     AppErrors,
     /// A status query wants the sentinels and the master in use.
@@ -70,8 +63,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Option<Arc<dyn Workers>>,
     /// What the worker task should do next.
     pub(crate) workers_calls: WorkerCalls,
-    pub(crate) events: Broadcast,
-    pub(crate) hooks: Hooks,
+    /// Where every event goes (log, metrics, hooks, subscribers).
+    pub(crate) events: Fanout,
     /// Cached connections for sentinel queries.
     pub(crate) sentinels: ConnCache,
     /// Cached connections for `ROLE` probes of data nodes.
@@ -107,8 +100,7 @@ impl Shared {
             gate: WorkerGate::new(),
             workers,
             workers_calls: WorkerCalls::default(),
-            events,
-            hooks,
+            events: Fanout::new(events, hooks, cfg.service_name()),
             sentinels: ConnCache::new(Endpoint::of(&cfg, cfg.sentinel_auth(), 0)),
             probes: ConnCache::new(Endpoint::of(&cfg, cfg.redis_auth(), 0)),
             data: Endpoint::of(&cfg, cfg.redis_auth(), cfg.db()),
@@ -144,10 +136,11 @@ impl Shared {
     /// Installs `active` as the master in use and closes everything to the previous one: the
     /// connections of its generation close (commands in flight on them fail with
     /// `ConnectionAborted`), dedicated connections of older generations are dropped, and every
-    /// handle's next command finds `active` (the slot's version changes).
-    pub(crate) fn activate(&self, active: Active) {
+    /// handle's next command finds `active` (the slot's version changes). Without `release`,
+    /// commands keep waiting (the slot stays fenced) until [`Slot::release`].
+    pub(crate) fn activate(&self, active: Active, release: bool) {
         let generation = active.generation;
-        if let Some(previous) = self.slot.install(Arc::new(active)) {
+        if let Some(previous) = self.slot.install(Arc::new(active), release) {
             previous.cancel.cancel();
             previous.line.clear_unless(None);
         }

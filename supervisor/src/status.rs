@@ -225,7 +225,7 @@ pub async fn subscribe_sentinel(
         .subscribe(runtime, sentinel, LISTENER_PATTERN)
         .await
         .map_err(|e| StatusError::NoSentinel {
-            failures: vec![(sentinel.clone(), e)],
+            failures: vec![(sentinel.clone(), e.into())],
         })
 }
 

@@ -137,7 +137,12 @@ impl<R: Runtime> Builder<R> {
         if config.tls() && rustls::crypto::CryptoProvider::get_default().is_none() {
             // Without a process-wide provider, rustls cannot pick one when several are built
             // in; ring is ours. An error means another thread installed one meanwhile.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            // rustls 0.23.48 deprecates ring's provider (no post-quantum key exchange) in
+            // favour of aws-lc-rs, which needs a C toolchain and cmake to build; ring stays
+            // ours until the `redis` crate moves.
+            #[allow(deprecated)]
+            let provider = rustls::crypto::ring::default_provider();
+            let _ = provider.install_default();
         }
         if let Err((field, problem)) = Endpoint::of(&config, None, 0).check_certs() {
             return Err(StartError::InvalidConfig {

@@ -81,12 +81,15 @@ impl World {
                 crate::link::open(&shared.data, rt, &node, Some(COMMAND_TIMEOUT), &cancel).await
             })
             .expect("connected");
-        shared.activate(Active {
-            generation,
-            node,
-            line: Arc::new(Line::new(generation, link)),
-            cancel,
-        });
+        shared.activate(
+            Active {
+                generation,
+                node,
+                line: Arc::new(Line::new(generation, link)),
+                cancel,
+            },
+            true,
+        );
     }
 
     fn handle(&self) -> MasterConnection {

@@ -1,4 +1,5 @@
-//! Watch connections on failover candidates ([`Action::Watch`]): one connection per candidate
+//! Watch connections ([`Action::Watch`]) on every replica of the master in use and on failover
+//! candidates: one connection per node
 //! that answers `ROLE` once, then stays open and silent. Sentinel closes every client
 //! connection of the replica it promotes, so the closing reaches the core the moment the
 //! candidate becomes master, with one connection per process instead of a `ROLE` poll every
@@ -9,7 +10,7 @@
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared};
 use async_channel::Sender;
-use dramatiq_sentinel_core::{Addr, OpId};
+use dramatiq_sentinel_core::{Addr, Input as CoreInput, IoError, OpId, Reply};
 use futures_lite::future::or;
 use redis::aio::ConnectionLike;
 use std::sync::Arc;
@@ -32,24 +33,24 @@ pub(crate) fn start(shared: &Arc<Shared>, op: OpId, node: Addr) -> WatchHandle {
             let role = conn
                 .req_packed_command(&redis::cmd("ROLE"))
                 .await
-                .map_err(|e| crate::convert::describe(&e))?;
-            Ok::<_, String>((crate::convert::to_reply(role), conn, closed))
+                .map_err(|e| crate::convert::io_error(&e))?;
+            Ok::<_, IoError>((crate::convert::to_reply(role), conn, closed))
         })
         .await
-        .unwrap_or_else(|| Err(format!("no ROLE answer within {limit:?}")));
+        .unwrap_or_else(|| {
+            Err(IoError::unreachable(format!(
+                "no ROLE answer within {limit:?}"
+            )))
+        });
         let (reply, conn, closed) = match watched {
             Ok(w) => w,
             Err(e) => {
-                let _ = shared.inbox.send(Input::NodeReply(op, Err(e))).await;
+                let reply = Err(e);
+                let _ = shared.inbox.send(node_reply(op, reply)).await;
                 return;
             }
         };
-        if shared
-            .inbox
-            .send(Input::NodeReply(op, Ok(reply)))
-            .await
-            .is_err()
-        {
+        if shared.inbox.send(node_reply(op, Ok(reply))).await.is_err() {
             return;
         }
         // Closed by the server (or broken), or no longer wanted (the handle was dropped).
@@ -60,8 +61,13 @@ pub(crate) fn start(shared: &Arc<Shared>, op: OpId, node: Addr) -> WatchHandle {
         .await;
         drop(conn);
         if server_closed {
-            let _ = shared.inbox.send(Input::WatchClosed(op)).await;
+            let closed = Input::Core(CoreInput::WatchClosed { op });
+            let _ = shared.inbox.send(closed).await;
         }
     }));
     WatchHandle { _open: open }
+}
+
+fn node_reply(op: OpId, reply: Result<Reply, IoError>) -> Input {
+    Input::Core(CoreInput::NodeReply { op, reply })
 }

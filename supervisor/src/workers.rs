@@ -1,18 +1,19 @@
-//! The one task that calls the worker pool: pause, resume and stop run there, strictly in the
-//! order the core asked for them, never concurrently. The supervisor's task only states what
+//! The one task that calls the worker pool: pause, resume, stop and the hand-back of lost
+//! writes run there, strictly in the order the core asked for them, never concurrently. The supervisor's task only states what
 //! it wants ([`WorkerCalls::want`]); the state is a single value, so nothing queues up behind
 //! a slow pool: a pause and a resume that both wait behind a slow call collapse into whatever
 //! was asked last, and a stop cuts a pending pause short.
 
+use crate::gate::LostWrites;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared};
 use crate::sync::lock;
-use dramatiq_sentinel_core::OpId;
+use dramatiq_sentinel_core::{Addr, Input as CoreInput, LostCommand, OpId};
 use event_listener::Event;
 use futures_lite::future::{or, zip};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// What the core last asked of the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,22 @@ pub(crate) enum Want {
     Stop(Duration),
 }
 
+/// Lost writes for the pool's [`crate::Workers::writes_lost`] (an `Action::HandBack`).
+#[derive(Debug)]
+pub(crate) struct HandBack {
+    pub(crate) op: OpId,
+    pub(crate) old: Addr,
+    pub(crate) new: Addr,
+    pub(crate) commands: Vec<LostCommand>,
+}
+
 /// The wanted state and its change notification; the worker task follows it.
 #[derive(Debug)]
 pub(crate) struct WorkerCalls {
     /// The wanted state, and a counter of stop requests' completion.
     state: Mutex<(Want, bool)>,
+    /// A hand-back the core waits for (at most one: the core resumes only after it).
+    handback: Mutex<Option<HandBack>>,
     changed: Event,
 }
 
@@ -37,6 +49,7 @@ impl Default for WorkerCalls {
     fn default() -> Self {
         Self {
             state: Mutex::new((Want::Run, false)),
+            handback: Mutex::new(None),
             changed: Event::new(),
         }
     }
@@ -58,6 +71,16 @@ impl WorkerCalls {
         *lock(&self.state)
     }
 
+    /// Asks the worker task to hand lost writes to the pool.
+    pub(crate) fn hand_back(&self, handback: HandBack) {
+        *lock(&self.handback) = Some(handback);
+        self.changed.notify(usize::MAX);
+    }
+
+    fn take_handback(&self) -> Option<HandBack> {
+        lock(&self.handback).take()
+    }
+
     /// Marks the stop as done (the pool stopped, or its grace ran out).
     fn stopped(&self) {
         lock(&self.state).1 = true;
@@ -75,11 +98,11 @@ impl WorkerCalls {
         }
     }
 
-    /// Completes at the next change of the wanted state.
+    /// Completes at the next change of the wanted state, or when a hand-back is asked.
     async fn next_change(&self, seen: Want) {
         loop {
             let listener = self.changed.listen();
-            if self.current().0 != seen {
+            if self.current().0 != seen || lock(&self.handback).is_some() {
                 return;
             }
             listener.await;
@@ -96,6 +119,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut reported: Option<OpId> = None;
     loop {
         let (want, _) = calls.current();
+        if !matches!(want, Want::Stop(_))
+            && let Some(handback) = calls.take_handback()
+        {
+            hand_back(&shared, handback).await;
+            continue;
+        }
         match want {
             Want::Stop(grace) => {
                 stop(&shared, grace).await;
@@ -127,7 +156,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 pool_paused = shared.workers.is_some();
                 reported = Some(op);
                 debug!(op = %op, elapsed_ms = started.elapsed().as_millis() as u64, "workers paused");
-                if shared.inbox.send(Input::WorkersPaused(op)).await.is_err() {
+                if shared
+                    .inbox
+                    .send(Input::Core(CoreInput::Paused { op }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -156,6 +190,46 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Hands lost writes to the pool's [`crate::Workers::writes_lost`] with a connection of their
+/// own to the new master (the master handle's commands are held until the switch resumes), and
+/// tells the core it is done.
+async fn hand_back(shared: &Shared, handback: HandBack) {
+    let HandBack {
+        op,
+        old,
+        new,
+        commands,
+    } = handback;
+    if let Some(w) = &shared.workers {
+        let started = std::time::Instant::now();
+        let count = commands.len();
+        match shared
+            .data
+            .open_timed(&*shared.rt, &new, shared.cfg.command_timeout())
+            .await
+        {
+            Ok(connection) => {
+                let lost = LostWrites {
+                    old: old.clone(),
+                    new: new.clone(),
+                    commands,
+                    connection,
+                };
+                w.writes_lost(lost).await;
+                info!(old = %old, new = %new, commands = count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "lost writes handed to the worker pool");
+            }
+            Err(e) => warn!(new = %new, error = %e, commands = count,
+                "lost writes not handed back: no connection to the new master"),
+        }
+    }
+    let _ = shared
+        .inbox
+        .send(Input::Core(CoreInput::HandedBack { op }))
+        .await;
 }
 
 /// Closes the gate for good and waits, at most `grace`, for jobs in flight and the pool.
@@ -273,7 +347,7 @@ mod tests {
         // Every report names a pause that was asked, in increasing order.
         let reported: Vec<u64> = std::iter::from_fn(|| inbox.try_recv().ok())
             .filter_map(|i| match i {
-                Input::WorkersPaused(op) => Some(op.0),
+                Input::Core(CoreInput::Paused { op }) => Some(op.0),
                 _ => None,
             })
             .collect();
@@ -299,7 +373,10 @@ mod tests {
         );
         drop(permit);
         let report = block_on(inbox.recv()).expect("a report");
-        assert!(matches!(report, Input::WorkersPaused(OpId(1))));
+        assert!(matches!(
+            report,
+            Input::Core(CoreInput::Paused { op: OpId(1) })
+        ));
         assert_eq!(*lock(&pool.log), ["pause"]);
     }
 
@@ -321,7 +398,7 @@ mod tests {
         assert_eq!(*lock(&pool.log), ["stop"]);
         assert!(
             !std::iter::from_fn(|| inbox.try_recv().ok())
-                .any(|i| matches!(i, Input::WorkersPaused(_))),
+                .any(|i| matches!(i, Input::Core(CoreInput::Paused { .. }))),
             "the cut pause is not reported"
         );
         // A stop stays: a later wish does not undo it.

@@ -47,7 +47,9 @@ LOCAL MODE
                               3 sentinels) with the test harness, play a story, clean up
     --story ACTS              comma-separated acts: graceful (SENTINEL FAILOVER), kill
                               (SIGKILL the master, then revive it as a replica), freeze
-                              (SIGSTOP the master, thaw it after the failover)
+                              (SIGSTOP the master, thaw it after the failover), unheard
+                              (a graceful failover led by a sentinel restarted a moment
+                              before, whose events the supervisor does not hear)
                               (default: graceful,graceful,kill)
     --act-interval SECS       pause between acts, while the pool works (default: 4)
     --tls                     the deployment speaks TLS only and requires client
@@ -118,6 +120,9 @@ pub enum Act {
     Kill,
     /// SIGSTOP the master; thaw it after the failover (it rejoins as a replica).
     Freeze,
+    /// `SENTINEL FAILOVER` led by a sentinel restarted a moment before: the supervisor's
+    /// listener to it waits its backoff, so the failover's early signals are not heard.
+    Unheard,
 }
 
 impl Act {
@@ -127,6 +132,7 @@ impl Act {
             Act::Graceful => "graceful",
             Act::Kill => "kill",
             Act::Freeze => "freeze",
+            Act::Unheard => "unheard",
         }
     }
 }
@@ -254,8 +260,9 @@ fn story(v: &str) -> Result<Vec<Act>, DrillError> {
             "graceful" | "failover" => Ok(Act::Graceful),
             "kill" => Ok(Act::Kill),
             "freeze" => Ok(Act::Freeze),
+            "unheard" => Ok(Act::Unheard),
             other => Err(usage(format!(
-                "--story: unknown act `{other}` (graceful, kill or freeze)"
+                "--story: unknown act `{other}` (graceful, kill, freeze or unheard)"
             ))),
         })
         .collect()

@@ -6,7 +6,7 @@
 
 use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
-use dramatiq_sentinel_tests::scenarios::pool::QUEUE;
+use dramatiq_sentinel_tests::scenarios::pool::{PRODUCED, PUSH, QUEUE};
 use dramatiq_sentinel_tests::scenarios::{TestRuntime, sleep};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,12 +18,6 @@ use tracing::debug;
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Delay before retrying a failed push.
 const RETRY: Duration = Duration::from_millis(50);
-/// The set of ids ever pushed, which makes a push idempotent.
-pub(crate) const PRODUCED: &str = "produced";
-/// `KEYS[1]` = [`PRODUCED`], `KEYS[2]` = the queue, `ARGV[1]` = the job id.
-const PUSH: &str = "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then \
-                    return redis.call('LPUSH', KEYS[2], ARGV[1]) end return 0";
-
 /// What the producer did.
 #[derive(Debug, Default)]
 pub(crate) struct Produced {

@@ -1,7 +1,7 @@
 //! One drill on one runtime: supervisor, pool, producer, (story,) stop, accounts, summary.
 
 use super::account::Settle;
-use super::args::Options;
+use super::args::{Act, Options};
 use super::error::DrillError;
 use super::producer::{Produced, produce};
 use super::stop::Stop;
@@ -25,10 +25,15 @@ use tracing::info;
 const IDLE: Duration = Duration::from_millis(10);
 
 /// The supervisor's configuration: the local deployment's (with the `fail` policy on a pause
-/// timeout, so the deployment is cleaned up) or the one the command line describes, then every
-/// setting of the command line through `ConfigBuilder::set`.
+/// timeout, so the deployment is cleaned up; with an `unheard` act, a listener backoff longer
+/// than the act, so the restarted leader stays unheard) or the one the command line describes,
+/// then every setting of the command line through `ConfigBuilder::set`.
 pub(crate) fn config(opts: &Options, local: Option<&Deployment>) -> Result<Config, DrillError> {
     let mut builder = match local {
+        Some(d) if opts.story.contains(&Act::Unheard) => config_for(d)
+            .set("on_pause_timeout", "fail")?
+            .min_backoff(Duration::from_secs(20))
+            .max_backoff(Duration::from_secs(40)),
         Some(d) => config_for(d).set("on_pause_timeout", "fail")?,
         None => Config::builder()
             .sentinel_auth(opts.sentinel_auth.clone())

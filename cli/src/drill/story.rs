@@ -98,6 +98,7 @@ impl Story<'_> {
                 Act::Graceful => self.graceful(p)?,
                 Act::Kill => self.kill(p)?,
                 Act::Freeze => self.freeze(p)?,
+                Act::Unheard => self.unheard(p)?,
             }
         }
         self.pace()
@@ -205,6 +206,42 @@ impl Story<'_> {
                 Err(refusals.join("; "))
             },
         )?;
+        self.switched(p, old)?;
+        self.healthy(p)
+    }
+
+    /// A graceful failover led by the first sentinel, restarted a moment before: only the
+    /// leader publishes a failover's early signals, and the supervisor's listener to it is
+    /// waiting its backoff.
+    fn unheard(&self, p: Playing) -> Result<(), Halt> {
+        let old = self.master(p)?;
+        let leader = self.d.sentinels()[0];
+        self.say(
+            p,
+            "restart",
+            &format!(
+                "restarting sentinel {leader} at {}: the supervisor's listener to it reconnects \
+                 at once, fails, and waits its backoff",
+                self.d.addr(leader)
+            ),
+        );
+        self.d.stop_sentinel(leader);
+        std::thread::sleep(POLL);
+        self.d
+            .start_sentinel(leader)
+            .map_err(|e| Self::harness(p, e))?;
+        self.say(
+            p,
+            "trigger",
+            &format!(
+                "SENTINEL FAILOVER sent to {leader}, which leads it unheard (master {old} at {}); \
+                 the promoted replica closes its connections, which the supervisor watches",
+                self.d.addr(old)
+            ),
+        );
+        self.d
+            .failover_led_by(leader)
+            .map_err(|e| Self::harness(p, e))?;
         self.switched(p, old)?;
         self.healthy(p)
     }

@@ -26,11 +26,13 @@ mod oracle;
 mod runtime;
 mod world;
 
-use crate::action::OpId;
 use crate::addr::Addr;
-use crate::config::{Config, ConfigBuilder, ConfigError};
+use crate::config::{Config, ConfigBuilder};
+use crate::config_error::ConfigError;
 use crate::event::AppErrorKind;
+use crate::input::IoError;
 use crate::machine::Core;
+use crate::op::OpId;
 use crate::reply::Reply;
 use crate::rng::Rng;
 use oracle::Oracle;
@@ -103,6 +105,8 @@ pub enum Op {
     Advance(Duration),
     /// `SENTINEL FAILOVER`: the master is healthy, a replica is promoted.
     GracefulFailover,
+    /// `SENTINEL FAILOVER` sent to this sentinel, which leads the failover (heard or not).
+    GracefulFailoverLedBy(usize),
     /// The master is killed; sentinels fail over after `down_after`.
     CrashMaster,
     /// The master is frozen (SIGSTOP) and thawed after the duration; sentinels fail over
@@ -118,6 +122,11 @@ pub enum Op {
     SentinelUp(usize),
     /// A sentinel is partitioned half-open: connections hang, its listeners go silent for good.
     SentinelPartition(usize),
+    /// The process is cut off from a sentinel (its connections break, new ones are refused),
+    /// which goes on with the others and may lead a failover nobody tells the process about.
+    CutOff(usize),
+    /// The process reaches a sentinel it was cut off from again.
+    Reach(usize),
     /// Sets the message faults.
     Faults(MessageFaults),
     /// A sentinel publishes bytes of its own making to its subscribers.
@@ -185,12 +194,25 @@ pub struct Stats {
     pub failovers: u64,
     /// Worker pauses the core asked for and the workers completed.
     pub pauses: u64,
-    /// `ROLE` requests to failover candidates and masters (`PollRole` and `Watch` actions).
+    /// `ROLE` requests (`PollRole`, `Watch` and `Connect` actions) to the candidate of a
+    /// failover in progress.
     pub role_requests: u64,
-    /// Watch connections opened on candidates.
+    /// Watch connections opened (on candidates and replicas).
     pub watches: u64,
     /// `WritesLost` events the core emitted.
     pub writes_lost_events: u64,
+    /// Of those, the ones that carried the lost commands (read back from the old master).
+    pub writes_handed_back: u64,
+    /// Hand-backs of lost commands to the application before a switch resumed.
+    pub handbacks: u64,
+    /// Failovers led by a sentinel the process was cut off from, or had no listener subscribed
+    /// to, when it began.
+    pub unheard_failovers: u64,
+    /// Switches the core detected by a replica's watch closing (path `replica-watch`).
+    pub replica_watch_switches: u64,
+    /// Watches on a candidate, on a replica of the master in use, that its promotion closed
+    /// and whose closing reached the core while it used the old master.
+    pub promotions_seen_by_watch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -199,8 +221,10 @@ enum Input {
     Message(OpId, Vec<u8>, Vec<u8>, Option<usize>),
     ListenerFailed(OpId, String),
     Pong(OpId),
-    SentinelReply(OpId, Result<Reply, String>),
-    NodeReply(OpId, Result<Reply, String>),
+    SentinelReply(OpId, Result<Reply, IoError>),
+    NodeReply(OpId, Result<Reply, IoError>),
+    Backlog(OpId, Result<Vec<u8>, IoError>),
+    HandedBack(OpId),
     ResetDone(OpId),
     ResetFailed(OpId),
     WatchClosed(OpId),
@@ -252,8 +276,11 @@ pub struct Sim {
     connect_to_replica: u32,
     activate_failures: u32,
     prepared: BTreeSet<OpId>,
-    /// Open watch connections: op → node.
-    watches: BTreeMap<OpId, usize>,
+    /// Open watch connections: op → the node, and the node it said it follows (its `ROLE`).
+    watches: BTreeMap<OpId, (usize, Option<usize>)>,
+    /// Watch connections a promotion closed: op → the failover, and the node the watched
+    /// replica followed.
+    promotion_closes: BTreeMap<OpId, (usize, Option<usize>)>,
     oracle: Oracle,
     stats: Stats,
     trace: Vec<String>,
@@ -320,6 +347,7 @@ impl Sim {
             activate_failures: 0,
             prepared: BTreeSet::new(),
             watches: BTreeMap::new(),
+            promotion_closes: BTreeMap::new(),
             stats: Stats::default(),
             trace: Vec::new(),
             trace_window: 60,
@@ -362,7 +390,21 @@ impl Sim {
         match op {
             Op::Advance(d) => return self.run_until(self.now + *d),
             Op::GracefulFailover => {
-                let script = self.world.failover(Duration::ZERO, self.now, &mut self.rng);
+                let script = self
+                    .world
+                    .failover(Duration::ZERO, None, self.now, &mut self.rng);
+                self.play(script);
+            }
+            Op::GracefulFailoverLedBy(i) => {
+                let leader = i % self.world.sentinels.len();
+                let script =
+                    self.world
+                        .failover(Duration::ZERO, Some(leader), self.now, &mut self.rng);
+                // Unheard: cut off, or no listener subscribed to it (restarted, reconnecting).
+                let listened = self.subs.values().any(|&s| s == leader);
+                if !script.is_empty() && (!self.world.sentinels[leader].heard || !listened) {
+                    self.stats.unheard_failovers += 1;
+                }
                 self.play(script);
             }
             Op::CrashMaster | Op::FreezeMaster(_) => {
@@ -389,7 +431,7 @@ impl Sim {
                         }
                         // Sentinels fail over only if the master is still down when they decide.
                         if thaw.is_none_or(|d| d > detect) {
-                            let script = self.world.failover(detect, self.now, &mut self.rng);
+                            let script = self.world.failover(detect, None, self.now, &mut self.rng);
                             self.play(script);
                         }
                     }
@@ -401,32 +443,33 @@ impl Sim {
             }
             Op::RestartNode(i) => {
                 let i = i % self.world.nodes.len();
-                let is_master = i == self.world.true_master();
+                let truth = self.world.true_master();
+                let is_master = i == truth;
+                let (offset, id) = (
+                    self.world.nodes[truth].offset,
+                    self.world.nodes[truth].replid,
+                );
                 let node = &mut self.world.nodes[i];
                 if node.health == Health::Down {
                     node.health = Health::Up;
                     node.down_since = None;
+                    node.writes_paused_until = None;
                     node.master = is_master;
                     node.deposed_by = None;
+                    node.following = truth;
+                    if !is_master {
+                        // A replica resyncs with the master it comes back to.
+                        node.peak_offset = node.peak_offset.max(node.offset);
+                        node.offset = offset;
+                        node.replid = id;
+                        node.replid2 = None;
+                    }
                 }
             }
             Op::SentinelDown(i) => {
                 let s = i % self.world.sentinels.len();
                 self.world.sentinels[s].health = Health::Down;
-                let ops: Vec<OpId> = self
-                    .subs
-                    .iter()
-                    .filter(|(_, x)| **x == s)
-                    .map(|(o, _)| *o)
-                    .collect();
-                for op in ops {
-                    self.subs.remove(&op);
-                    let d = self.latency();
-                    self.schedule(
-                        d,
-                        Due::Input(Input::ListenerFailed(op, "connection reset".into())),
-                    );
-                }
+                self.break_listeners(s);
             }
             Op::SentinelUp(i) => {
                 let s = i % self.world.sentinels.len();
@@ -437,6 +480,15 @@ impl Sim {
                 self.world.sentinels[s].health = Health::Hung;
                 // Half-open: the listeners never hear from it again.
                 self.subs.retain(|_, x| *x != s);
+            }
+            Op::CutOff(i) => {
+                let s = i % self.world.sentinels.len();
+                self.world.sentinels[s].heard = false;
+                self.break_listeners(s);
+            }
+            Op::Reach(i) => {
+                let s = i % self.world.sentinels.len();
+                self.world.sentinels[s].heard = true;
             }
             Op::Faults(f) => self.faults = *f,
             Op::Garbage {
@@ -486,6 +538,7 @@ impl Sim {
         }
         for s in 0..self.world.sentinels.len() {
             self.world.sentinels[s].health = Health::Up;
+            self.world.sentinels[s].heard = true;
         }
         for n in 0..self.world.nodes.len() {
             match self.world.nodes[n].health {
@@ -539,7 +592,7 @@ impl Sim {
         let from = self.trace.len().saturating_sub(self.trace_window);
         Violation {
             at: self.elapsed(),
-            what: format!("{what} (core epochs: {:?})", self.core.epochs),
+            what: format!("{what} (core epochs: {:?})", self.core.epochs()),
             trace: self.trace[from..].to_vec(),
         }
     }
@@ -625,17 +678,50 @@ impl Sim {
                 }
                 match step {
                     // Sentinel closes every client connection of the replica it promotes and
-                    // of the master it reconfigures as a replica.
-                    Script::Promote { f } => self.close_watches(self.world.failovers[f].candidate),
-                    Script::Demote { node } => self.close_watches(node),
+                    // of the nodes it reconfigures as replicas.
+                    Script::Promote { f } => {
+                        for (op, follows) in self.close_watches(self.world.failovers[f].candidate) {
+                            self.promotion_closes.insert(op, (f, follows));
+                        }
+                    }
+                    Script::Demote { node } => {
+                        self.close_watches(node);
+                    }
+                    Script::Repoint { f } => {
+                        for n in self.world.repointed(f) {
+                            self.close_watches(n);
+                        }
+                    }
                     _ => {}
                 }
+                let demoted = match step {
+                    Script::Demote { node } => self.world.nodes[node].master,
+                    _ => false,
+                };
                 if let Some((s, ch, payload)) = self.world.apply(&step, self.now) {
                     let f = match step {
                         Script::Adopt { f, .. } => Some(f),
                         _ => None,
                     };
                     self.publish(s, ch.into_bytes(), payload.into_bytes(), f);
+                    // A sentinel that adopts a new master finds its replicas anew (`+slave`).
+                    if let Script::Adopt { s, .. } = step {
+                        for (channel, payload) in self.world.replica_events("+slave", None) {
+                            self.publish(s, channel, payload, None);
+                        }
+                    }
+                }
+                // A sentinel reconfigures a deposed master as a replica (`+convert-to-slave`).
+                if let Script::Demote { node } = step
+                    && demoted
+                    && !self.world.nodes[node].master
+                    && let Some(s) = self.world.random_up_sentinel(&mut self.rng)
+                {
+                    for (channel, payload) in
+                        self.world.replica_events("+convert-to-slave", Some(node))
+                    {
+                        self.publish(s, channel, payload, None);
+                    }
                 }
             }
             Due::WriteTick => {
@@ -648,30 +734,50 @@ impl Sim {
         Ok(())
     }
 
-    /// The node closes the watch connections open on it.
-    fn close_watches(&mut self, node: usize) {
-        let closed: Vec<OpId> = self
+    /// The node closes the watch connections open on it; returns each with the node its
+    /// `ROLE` said it followed.
+    fn close_watches(&mut self, node: usize) -> Vec<(OpId, Option<usize>)> {
+        let closed: Vec<(OpId, Option<usize>)> = self
             .watches
             .iter()
-            .filter(|(_, n)| **n == node)
-            .map(|(op, _)| *op)
+            .filter(|(_, (n, _))| *n == node)
+            .map(|(op, (_, follows))| (*op, *follows))
             .collect();
-        for op in closed {
+        for &(op, _) in &closed {
             self.watches.remove(&op);
             let d = self.latency();
             self.schedule(d, Due::Input(Input::WatchClosed(op)));
+        }
+        closed
+    }
+
+    /// The live listener connections to sentinel `s`.
+    fn listeners_of(&self, s: usize) -> Vec<OpId> {
+        let ops = self.subs.iter().filter(|(_, x)| **x == s);
+        ops.map(|(o, _)| *o).collect()
+    }
+
+    /// Every listener connection to sentinel `s` breaks.
+    fn break_listeners(&mut self, s: usize) {
+        for op in self.listeners_of(s) {
+            self.subs.remove(&op);
+            let d = self.latency();
+            self.schedule(
+                d,
+                Due::Input(Input::ListenerFailed(op, "connection reset".into())),
+            );
         }
     }
 
     /// Records the addresses a message delivered to the core names (master, candidate, new
     /// master) as sentinel-reported.
     pub(super) fn note_reported(&mut self, channel: &[u8], payload: &[u8]) {
-        use crate::parse::{Message, parse_message};
+        use crate::parse::{SentinelMessage, parse_message};
         let named = match parse_message(channel, payload) {
-            Ok(Some(Message::Failover {
+            Ok(Some(SentinelMessage::Failover {
                 master, replica, ..
             })) => vec![Some(master), replica],
-            Ok(Some(Message::SwitchMaster { old, new, .. })) => vec![Some(old), Some(new)],
+            Ok(Some(SentinelMessage::SwitchMaster { old, new, .. })) => vec![Some(old), Some(new)],
             _ => vec![],
         };
         for addr in named.into_iter().flatten() {
@@ -684,13 +790,7 @@ impl Sim {
         if self.world.sentinels[s].health != Health::Up {
             return;
         }
-        let ops: Vec<OpId> = self
-            .subs
-            .iter()
-            .filter(|(_, x)| **x == s)
-            .map(|(o, _)| *o)
-            .collect();
-        for op in ops {
+        for op in self.listeners_of(s) {
             if self.rng.chance(self.faults.drop_pct) {
                 // A pub/sub connection loses nothing while it lives: a lost message means a
                 // broken connection, which its listener hears of after the messages before.
@@ -734,15 +834,27 @@ impl Sim {
             .node_at(&addr)
             .map(|n| (n, self.world.nodes[n].health))
         {
+            Some((n, Health::Up))
+                if self.world.nodes[n]
+                    .writes_paused_until
+                    .is_some_and(|t| t > self.now) =>
+            {
+                let what = format!(
+                    "a write of the application waits on {addr}, whose writes this process paused"
+                );
+                return Err(self.violation(what));
+            }
             Some((n, Health::Up)) if self.world.nodes[n].master => {
                 self.stats.writes_acked += 1;
                 self.world.nodes[n].offset += 1;
-                if n == self.world.true_master() {
-                    let offset = self.world.nodes[n].offset;
-                    for r in &mut self.world.nodes {
-                        if !r.master && r.health == Health::Up {
-                            r.offset = offset;
-                        }
+                // Replication is instant to the replicas that follow this master and are up (a
+                // candidate until its promotion; the others until they are re-pointed).
+                let (offset, id) = (self.world.nodes[n].offset, self.world.nodes[n].replid);
+                for r in &mut self.world.nodes {
+                    if !r.master && r.health == Health::Up && r.following == n {
+                        r.peak_offset = r.peak_offset.max(r.offset);
+                        r.offset = offset;
+                        r.replid = id;
                     }
                 }
                 if let Some(by) = self.world.nodes[n].deposed_by {

@@ -1,9 +1,10 @@
 //! The checks applied to every action and event the core emits in the simulation.
 
-use crate::action::{Action, OpId, Shutdown};
+use crate::action::{Action, Shutdown};
 use crate::addr::Addr;
 use crate::config::Config;
 use crate::event::Event;
+use crate::op::OpId;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,13 @@ pub(crate) struct Oracle {
     /// The highest configuration epoch delivered to the core (`config-epoch` of a sentinel's
     /// answer, or the failover of a delivered `+switch-master`).
     pub(crate) seen_config_epoch: u64,
+    /// A hand-back of lost writes in progress: the switch must not resume before it ends.
+    handing_back: Option<OpId>,
+    /// The old and new master of the last `WritesLost` that carried commands.
+    lost_with_commands: Option<(Addr, Addr)>,
+    /// Sentinels whose listener subscribed since it last failed: its next failure may
+    /// reconnect at once.
+    listening: BTreeSet<Addr>,
     /// Since the fence: the connection moved away from a master, and the workers paused.
     moved_away: bool,
     paused_since_fence: bool,
@@ -56,6 +64,9 @@ impl Oracle {
             in_use: None,
             seen_config_epoch: 0,
             moved_away: false,
+            listening: BTreeSet::new(),
+            handing_back: None,
+            lost_with_commands: None,
             paused_since_fence: false,
         }
     }
@@ -74,6 +85,11 @@ impl Oracle {
             self.pause_pending = None;
             self.paused_since_fence = true;
         }
+    }
+
+    /// The application is done with the hand-back `op`.
+    pub(crate) fn handed_back(&mut self, op: OpId) {
+        self.handing_back.take_if(|h| *h == op);
     }
 
     /// The runtime reported an activation: done, or failed.
@@ -142,9 +158,20 @@ impl Oracle {
                 }
                 self.activating = Some((*op, node.clone()));
             }
+            Action::HandBack { op, old, new, .. } => {
+                if self.lost_with_commands.take() != Some((old.clone(), new.clone())) {
+                    return Err(format!(
+                        "hand-back of writes lost on {old} without a WritesLost carrying them"
+                    ));
+                }
+                self.handing_back = Some(*op);
+            }
             Action::Resume => {
                 if !self.fenced {
                     return Err("resume while not fenced".into());
+                }
+                if self.handing_back.is_some() {
+                    return Err("resume while lost writes are being handed back".into());
                 }
                 if self.pause_pending.is_some() {
                     return Err("resume before the workers paused".into());
@@ -177,11 +204,19 @@ impl Oracle {
             return Err(format!("event after shutdown: {e:?}"));
         }
         match e {
-            // Each delay is drawn from [base / 2, base] (jitter).
-            Event::ListenerDown { retry_in, .. }
-                if *retry_in < self.cfg.min_backoff / 2 || *retry_in > self.cfg.max_backoff =>
-            {
-                return Err(format!("listener backoff {retry_in:?} out of bounds"));
+            Event::ListenerUp { sentinel } => {
+                self.listening.insert(sentinel.clone());
+            }
+            // At once after a subscription, then each delay drawn from [base / 2, base].
+            Event::ListenerDown {
+                retry_in, sentinel, ..
+            } => {
+                let at_once = self.listening.remove(sentinel) && retry_in.is_zero();
+                if !at_once
+                    && (*retry_in < self.cfg.min_backoff / 2 || *retry_in > self.cfg.max_backoff)
+                {
+                    return Err(format!("listener backoff {retry_in:?} out of bounds"));
+                }
             }
             Event::DiscoveryFailed { retry_in, .. }
                 if *retry_in < self.cfg.retry_delay / 2 || *retry_in > self.cfg.max_retry_delay =>
@@ -198,6 +233,14 @@ impl Oracle {
                 self.pause_timed_out = true;
             }
             Event::FenceExpired { .. } => self.fence_expired_at = Some(now),
+            Event::WritesLost {
+                old,
+                new,
+                commands: Some(c),
+                ..
+            } if !c.is_empty() => {
+                self.lost_with_commands = Some((old.clone(), new.clone()));
+            }
             _ => {}
         }
         Ok(())

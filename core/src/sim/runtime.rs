@@ -3,10 +3,12 @@
 
 use super::world::Health;
 use super::{Due, Input, PauseBehaviour, Sim, Violation};
-use crate::action::{Action, OpId};
+use crate::action::Action;
 use crate::addr::Addr;
 use crate::event::Event;
-use crate::parse::{Message, Signal, parse_message};
+use crate::input::{Input as CoreInput, IoError};
+use crate::op::OpId;
+use crate::parse::{FailoverSignal, SentinelMessage, parse_message};
 use crate::reply::Reply;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ impl Sim {
             Input::Subscribed(op) => {
                 if self.subs.contains_key(&op) {
                     self.log(format!("in  subscribed {op}"));
-                    self.core.handle_listener_subscribed(now, op);
+                    self.core.handle(now, CoreInput::Subscribed { op });
                 }
             }
             Input::Message(op, channel, payload, f) => {
@@ -51,16 +53,24 @@ impl Sim {
                     }
                 }
                 self.note_reported(&channel, &payload);
-                self.core
-                    .handle_listener_message(now, op, &channel, &payload);
+                self.core.handle(
+                    now,
+                    CoreInput::Message {
+                        op,
+                        channel,
+                        payload,
+                    },
+                );
             }
             Input::ListenerFailed(op, reason) => {
                 self.log(format!("in  listener failed {op}: {reason}"));
-                self.core.handle_listener_failed(now, op, &reason);
+                let error = IoError::unreachable(reason);
+                self.core
+                    .handle(now, CoreInput::ListenerFailed { op, error });
             }
             Input::Pong(op) => {
                 if self.subs.contains_key(&op) {
-                    self.core.handle_listener_pong(now, op);
+                    self.core.handle(now, CoreInput::Pong { op });
                 }
             }
             Input::SentinelReply(op, reply) => {
@@ -73,35 +83,62 @@ impl Sim {
                     let epoch = info.config_epoch.unwrap_or(0);
                     self.oracle.seen_config_epoch = self.oracle.seen_config_epoch.max(epoch);
                 }
-                self.core.handle_sentinel_reply(now, op, reply);
+                self.core
+                    .handle(now, CoreInput::SentinelReply { op, reply });
             }
             Input::NodeReply(op, reply) => {
                 self.log(format!("in  node reply {op} {}", show(&reply)));
-                self.core.handle_node_reply(now, op, reply);
+                self.core.handle(now, CoreInput::NodeReply { op, reply });
+            }
+            Input::Backlog(op, result) => {
+                self.log(format!(
+                    "in  backlog {op}: {}",
+                    result
+                        .as_ref()
+                        .map_or_else(|e| e.to_string(), |b| format!("{} bytes", b.len()))
+                ));
+                self.core.handle(now, CoreInput::Backlog { op, result });
+            }
+            Input::HandedBack(op) => {
+                self.log(format!("in  handed back {op}"));
+                self.oracle.handed_back(op);
+                self.core.handle(now, CoreInput::HandedBack { op });
             }
             Input::ResetDone(op) => {
                 self.oracle.reset_done(op, true);
-                self.core.handle_reset_done(now, op);
+                self.core.handle(now, CoreInput::Activated { op });
             }
             Input::ResetFailed(op) => {
                 self.log(format!("in  reset failed {op}"));
                 self.oracle.reset_done(op, false);
+                let reason = "no prepared connection (injected)".to_owned();
                 self.core
-                    .handle_reset_failed(now, op, "no prepared connection (injected)");
+                    .handle(now, CoreInput::ActivationFailed { op, reason });
             }
             Input::WatchClosed(op) => {
                 self.log(format!("in  watch closed {op}"));
-                self.core.handle_watch_closed(now, op);
+                let seen = self.note_promotion_close(op);
+                self.core.handle(now, CoreInput::WatchClosed { op });
+                if let Some(old) = seen
+                    && !self.core.is_fenced()
+                    && self.core.master() == Some(&old)
+                {
+                    let what = format!(
+                        "a promotion closed the watch {op} on a replica of {old}, the master in \
+                         use, and the core did not fence"
+                    );
+                    return Err(self.violation(what));
+                }
             }
             Input::Paused(op) => {
                 self.log(format!("in  paused {op}"));
                 self.stats.pauses += 1;
                 self.oracle.paused(op);
-                self.core.handle_workers_paused(now, op);
+                self.core.handle(now, CoreInput::Paused { op });
             }
             Input::AppError(node, kind) => {
                 self.log(format!("in  app error {kind:?} on {node}"));
-                self.core.handle_app_error(now, &node, kind);
+                self.core.handle(now, CoreInput::AppError { node, kind });
             }
         }
         Ok(())
@@ -114,8 +151,8 @@ impl Sim {
         // before it reaches the core are the documented cost of missing the early signals.
         let relevant = matches!(
             parse_message(channel, payload),
-            Ok(Some(Message::Failover {
-                signal: Signal::Failover | Signal::Candidate,
+            Ok(Some(SentinelMessage::Failover {
+                signal: FailoverSignal::Failover | FailoverSignal::Candidate,
                 ..
             }))
         );
@@ -126,16 +163,44 @@ impl Sim {
         }
     }
 
+    /// A watch a promotion closed reaches the core: when it watched the promoted replica while
+    /// that replica followed the master the core uses (and `watch_replicas` is on), the
+    /// promotion is observable from now on, so writes the old master acknowledges after it
+    /// count as lost (see `check_lost_write`), as after an early signal.
+    /// Returns the old master when the promotion became observable with this closing.
+    fn note_promotion_close(&mut self, op: OpId) -> Option<Addr> {
+        let (f, follows) = self.promotion_closes.remove(&op)?;
+        let old = self.world.failovers[f].old;
+        let in_use = self.core.master().and_then(|m| self.world.node_at(m));
+        if self.core.config().watch_replicas
+            && follows == Some(old)
+            && in_use == Some(old)
+            && self.world.failovers[f].signal_seen_at.is_none()
+        {
+            self.world.failovers[f].signal_seen_at = Some(self.now);
+            self.stats.promotions_seen_by_watch += 1;
+            return Some(self.world.nodes[old].reachable.clone());
+        }
+        None
+    }
+
     /// Drains events then actions, checking each against the oracles and executing actions.
     pub(super) fn drain(&mut self) -> Result<(), Violation> {
         loop {
             while let Some(e) = self.core.poll_event() {
                 self.log(format!("event {e:?}"));
-                if let Event::SwitchCompleted { old: Some(_), .. } = e {
+                if let Event::SwitchCompleted {
+                    old: Some(_), path, ..
+                } = &e
+                {
                     self.stats.switches += 1;
+                    if *path == crate::event::DetectionPath::ReplicaWatch {
+                        self.stats.replica_watch_switches += 1;
+                    }
                 }
-                if let Event::WritesLost { .. } = e {
+                if let Event::WritesLost { commands, .. } = &e {
                     self.stats.writes_lost_events += 1;
+                    self.stats.writes_handed_back += u64::from(commands.is_some());
                     if let Err(what) = self.check_writes_lost(&e) {
                         return Err(self.violation(what));
                     }
@@ -160,12 +225,18 @@ impl Sim {
                 return Err(self.violation(what));
             }
             match &a {
-                Action::PollRole { .. } => self.stats.role_requests += 1,
-                Action::Watch { .. } => {
-                    self.stats.role_requests += 1;
-                    self.stats.watches += 1;
-                }
+                Action::Watch { .. } => self.stats.watches += 1,
+                Action::HandBack { .. } => self.stats.handbacks += 1,
                 _ => {}
+            }
+            if let Action::PollRole { node, .. }
+            | Action::Watch { node, .. }
+            | Action::Connect { node, .. } = &a
+                && let Some(f) = self.world.failovers.last()
+                && !f.done
+                && self.world.nodes[f.candidate].reachable == *node
+            {
+                self.stats.role_requests += 1;
             }
             self.log(format!("act {a:?}"));
             if let Err(what) = self.oracle.action(&a, self.now) {
@@ -210,7 +281,19 @@ impl Sim {
                     self.schedule(d, Due::Input(Input::SentinelReply(op, Ok(reply))));
                 }
                 Some((_, Health::Hung)) => {}
-                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
+            Action::QueryReplicas { op, sentinel, .. } => match self.sentinel(&sentinel) {
+                Some((s, Health::Up)) => {
+                    let reply = self.world.replicas_reply(s, self.now);
+                    for n in &self.world.nodes {
+                        let reported = self.core.config().nat.map(&n.announced);
+                        self.oracle.reported.insert(reported);
+                    }
+                    self.reply_later(Input::SentinelReply(op, Ok(reply)));
+                }
+                Some((_, Health::Hung)) => {}
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
             },
             Action::QuerySentinels { op, sentinel, .. } => match self.sentinel(&sentinel) {
                 Some((s, Health::Up)) => {
@@ -218,7 +301,42 @@ impl Sim {
                     self.reply_later(Input::SentinelReply(op, Ok(reply)));
                 }
                 Some((_, Health::Hung)) => {}
-                _ => self.reply_later(Input::SentinelReply(op, Err(REFUSED.into()))),
+                _ => self.reply_later(Input::SentinelReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
+            Action::QueryReplication { op, node } => match self.world.node_at(&node) {
+                Some(n) => match self.world.nodes[n].health {
+                    Health::Up => {
+                        let reply = self.world.replication_reply(n);
+                        self.reply_later(Input::NodeReply(op, Ok(reply)));
+                    }
+                    Health::Hung => {}
+                    Health::Down => {
+                        self.reply_later(Input::NodeReply(op, Err(IoError::unreachable(REFUSED))))
+                    }
+                },
+                None => self.reply_later(Input::NodeReply(op, Err(IoError::unreachable(REFUSED)))),
+            },
+            Action::ReadBacklog {
+                op,
+                node,
+                replid,
+                offset,
+                bytes,
+            } => match self.world.node_at(&node) {
+                Some(n) => match self.world.nodes[n].health {
+                    Health::Up => {
+                        let result = self
+                            .world
+                            .backlog(n, &replid, offset, bytes)
+                            .ok_or_else(|| IoError::rejected("PSYNC answered +FULLRESYNC"));
+                        self.reply_later(Input::Backlog(op, result));
+                    }
+                    Health::Hung => {}
+                    Health::Down => {
+                        self.reply_later(Input::Backlog(op, Err(IoError::unreachable(REFUSED))))
+                    }
+                },
+                None => self.reply_later(Input::Backlog(op, Err(IoError::unreachable(REFUSED)))),
             },
             Action::PollRole { op, node } => {
                 if let Some(reply) = self.role(&node) {
@@ -228,7 +346,7 @@ impl Sim {
             Action::Connect { op, node } => {
                 let reply = if self.connect_failures > 0 {
                     self.connect_failures -= 1;
-                    Some(Err(format!("{REFUSED} (injected)")))
+                    Some(Err(IoError::unreachable(format!("{REFUSED} (injected)"))))
                 } else if self.connect_to_replica > 0
                     && let Some(replica) = (0..self.world.nodes.len()).find(|&n| {
                         !self.world.nodes[n].master && self.world.nodes[n].health == Health::Up
@@ -253,7 +371,9 @@ impl Sim {
             Action::Watch { op, node } => {
                 let reply = self.role(&node);
                 if let (Some(Ok(_)), Some(n)) = (&reply, self.world.node_at(&node)) {
-                    self.watches.insert(op, n);
+                    let follows =
+                        (!self.world.nodes[n].master).then_some(self.world.nodes[n].following);
+                    self.watches.insert(op, (n, follows));
                 }
                 if let Some(reply) = reply {
                     self.reply_later(Input::NodeReply(op, reply));
@@ -267,16 +387,38 @@ impl Sim {
                 self.prepared.remove(&op);
                 self.schedule(Duration::ZERO, Due::Input(Input::ResetFailed(op)));
             }
-            Action::Activate { op, node, .. } => {
+            Action::Activate {
+                op, node, release, ..
+            } => {
                 self.prepared.remove(&op);
                 self.app.node = Some(node);
-                // Held commands go to the new master now, before `Resume`.
-                self.app.held = false;
+                // Held commands go to the new master now (a drain), or at `Resume`.
+                self.app.held = !release;
                 self.app.blocked_until = None;
                 self.schedule(Duration::ZERO, Due::Input(Input::ResetDone(op)));
             }
+            // The application re-applies what it may (the simulated world keeps no data: the
+            // oracles check what was handed back) in a few round trips.
+            Action::HandBack { op, .. } => {
+                let d = self.latency() * 4;
+                self.schedule(d, Due::Input(Input::HandedBack(op)));
+            }
             Action::Discard { op } => {
                 self.prepared.remove(&op);
+            }
+            Action::PauseWrites { node, duration } => {
+                if let Some(n) = self.world.node_at(&node)
+                    && self.world.nodes[n].health == Health::Up
+                {
+                    self.world.nodes[n].writes_paused_until = Some(self.now + duration);
+                }
+            }
+            Action::UnpauseWrites { node } => {
+                if let Some(n) = self.world.node_at(&node)
+                    && self.world.nodes[n].health == Health::Up
+                {
+                    self.world.nodes[n].writes_paused_until = None;
+                }
             }
             Action::Fence => self.app.held = true,
             Action::PauseWorkers { op } => {
@@ -289,21 +431,30 @@ impl Sim {
         }
     }
 
+    /// A sentinel as the process sees it: one it is cut off from refuses.
     fn sentinel(&self, addr: &Addr) -> Option<(usize, Health)> {
-        self.world
-            .sentinel_at(addr)
-            .map(|s| (s, self.world.sentinels[s].health))
+        self.world.sentinel_at(addr).map(|s| {
+            let sentinel = &self.world.sentinels[s];
+            (
+                s,
+                if sentinel.heard {
+                    sentinel.health
+                } else {
+                    Health::Down
+                },
+            )
+        })
     }
 
     /// The `ROLE` answer of a node, `None` when it hangs.
-    fn role(&self, node: &Addr) -> Option<Result<Reply, String>> {
+    fn role(&self, node: &Addr) -> Option<Result<Reply, IoError>> {
         match self.world.node_at(node) {
             Some(n) => match self.world.nodes[n].health {
                 Health::Up => Some(Ok(self.world.role_reply(n))),
                 Health::Hung => None,
-                Health::Down => Some(Err(REFUSED.into())),
+                Health::Down => Some(Err(IoError::unreachable(REFUSED))),
             },
-            None => Some(Err(REFUSED.into())),
+            None => Some(Err(IoError::unreachable(REFUSED))),
         }
     }
 
@@ -321,6 +472,8 @@ impl Sim {
             old_offset,
             new_offset,
             bytes,
+            commands,
+            ..
         } = e
         else {
             return Ok(());
@@ -338,13 +491,44 @@ impl Sim {
             .find(|f| f.candidate == n && f.promoted_at.is_some())
             .map(|f| f.promoted_offset);
         if old_offset.checked_sub(*new_offset) != Some(*bytes)
-            || *old_offset > self.world.nodes[o].offset
+            || *old_offset
+                > self.world.nodes[o]
+                    .offset
+                    .max(self.world.nodes[o].peak_offset)
             || promoted.is_none_or(|p| p > *new_offset)
         {
             return Err(format!(
                 "lost writes reported that did not happen: {e:?} (old at {}, new promoted at {promoted:?})",
                 self.world.nodes[o].offset
             ));
+        }
+        // Handed back: exactly the writes between the two offsets, when the old master still
+        // held them.
+        let (old_node, new_node) = (&self.world.nodes[o], &self.world.nodes[n]);
+        let readable = old_node.health == Health::Up
+            && old_node.master
+            && new_node.replid2 == Some(old_node.replid)
+            && old_node.offset >= *old_offset;
+        match commands {
+            Some(c) => {
+                let expected: Vec<Vec<Vec<u8>>> = (new_offset + 1..=*old_offset)
+                    .map(|k| vec![b"SET".to_vec(), b"w".to_vec(), k.to_string().into_bytes()])
+                    .collect();
+                let read: Vec<Vec<Vec<u8>>> = c.iter().map(|c| c.args.clone()).collect();
+                if read != expected {
+                    return Err(format!(
+                        "lost writes handed back are not the writes lost: {read:?} for offsets \
+                         {new_offset} -> {old_offset}"
+                    ));
+                }
+            }
+            None if readable => {
+                return Err(format!(
+                    "lost writes reported without their commands while the old master held \
+                     them: {e:?}"
+                ));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -356,7 +540,7 @@ impl Sim {
 }
 
 /// A reply as text, for the trace.
-fn show(reply: &Result<Reply, String>) -> String {
+fn show(reply: &Result<Reply, IoError>) -> String {
     fn one(r: &Reply) -> String {
         match r {
             Reply::Data(d) => String::from_utf8_lossy(d).into_owned(),

@@ -31,6 +31,18 @@ pub(crate) struct Node {
     /// that is up holds the true master's (replication is instant; a replica down or frozen
     /// during writes lags, and is promoted behind).
     pub(crate) offset: u64,
+    /// The node a replica replicates from (what its `ROLE` names): the master of the last
+    /// reconfiguration it saw.
+    pub(crate) following: usize,
+    /// The highest offset it ever had (a full resync moves `offset` back).
+    pub(crate) peak_offset: u64,
+    /// Its replication ID (a replica's is its master's), the one it had before its last
+    /// promotion, and the first byte of that history it lacks (`second_repl_offset`).
+    pub(crate) replid: u64,
+    pub(crate) replid2: Option<u64>,
+    pub(crate) second_offset: u64,
+    /// Until when its writes wait (`CLIENT PAUSE ... WRITE` of the core's).
+    pub(crate) writes_paused_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +55,9 @@ pub(crate) struct Sentinel {
     pub(crate) view_epoch: u64,
     /// Its current epoch: it only grows, and each growth is announced (`+new-epoch`).
     pub(crate) current_epoch: u64,
+    /// The process under test can reach it (false: cut off from it, as by a partition between
+    /// the client and this sentinel only; the sentinel itself goes on, and may lead a failover).
+    pub(crate) heard: bool,
 }
 
 /// A failover the world is playing.
@@ -59,6 +74,8 @@ pub(crate) struct Failover {
     pub(crate) epoch: u64,
     /// The candidate's replication offset when it was promoted.
     pub(crate) promoted_offset: u64,
+    /// The sentinel that leads it.
+    pub(crate) leader: usize,
 }
 
 /// Something the world does at a scheduled time.
@@ -78,6 +95,9 @@ pub(crate) enum Script {
     Adopt { f: usize, s: usize },
     /// The node becomes a replica (sentinels reconfigured it).
     Demote { node: usize },
+    /// The leader of failover `f` re-points the other replicas to its candidate (Sentinel's
+    /// `SLAVEOF`, which closes their client connections).
+    Repoint { f: usize },
     /// Sentinel `sentinel` reaches a new epoch and announces it (`+new-epoch`): with
     /// `attempt`, it starts a failover attempt (of `f`, or of another kind) with the next
     /// epoch of the world; otherwise it learns the epoch of failover `f`. A sentinel's epoch
@@ -131,6 +151,12 @@ impl World {
                         down_since: None,
                         config_epoch: 0,
                         offset: 0,
+                        following: 0,
+                        peak_offset: 0,
+                        replid: 1,
+                        replid2: None,
+                        second_offset: 0,
+                        writes_paused_until: None,
                     }
                 })
                 .collect(),
@@ -145,6 +171,7 @@ impl World {
                         view: 0,
                         view_epoch: 0,
                         current_epoch: 0,
+                        heard: true,
                     }
                 })
                 .collect(),
@@ -174,6 +201,28 @@ impl World {
             .position(|s| s.reachable == *reachable)
     }
 
+    /// A sentinel that is up, chosen at random.
+    pub(crate) fn random_up_sentinel(&self, rng: &mut Rng) -> Option<usize> {
+        self.up_sentinel(rng)
+    }
+
+    /// `channel` events about the replicas of the true master (only `only`, if given), as a
+    /// sentinel publishes them: `slave <ip>:<port> <ip> <port> @ <name> <ip> <port>`.
+    pub(crate) fn replica_events(
+        &self,
+        channel: &str,
+        only: Option<usize>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let master = self.true_master();
+        (0..self.nodes.len())
+            .filter(|&n| n != master && only.is_none_or(|o| o == n))
+            .map(|n| {
+                let payload = self.replica_payload(n, master);
+                (channel.as_bytes().to_vec(), payload.into_bytes())
+            })
+            .collect()
+    }
+
     fn up_sentinel(&self, rng: &mut Rng) -> Option<usize> {
         let up: Vec<usize> = (0..self.sentinels.len())
             .filter(|&s| self.sentinels[s].health == Health::Up)
@@ -201,11 +250,13 @@ impl World {
     }
 
     /// Starts a failover of the current master, promoting a healthy replica. `detect` is the
-    /// delay before sentinels agree the master is down (zero for `SENTINEL FAILOVER`).
+    /// delay before sentinels agree the master is down (zero for `SENTINEL FAILOVER`); the
+    /// `leader` sentinel leads it (when it is up), else a random one.
     /// Returns the script, or nothing when a failover is already running or impossible.
     pub(crate) fn failover(
         &mut self,
         detect: Duration,
+        leader: Option<usize>,
         now: Instant,
         rng: &mut Rng,
     ) -> Vec<(Duration, Script)> {
@@ -216,7 +267,19 @@ impl World {
         let replicas: Vec<usize> = (0..self.nodes.len())
             .filter(|&n| n != old && !self.nodes[n].master && self.nodes[n].health == Health::Up)
             .collect();
-        let Some(leader) = self.up_sentinel(rng) else {
+        let leader = match leader {
+            Some(l)
+                if self
+                    .sentinels
+                    .get(l)
+                    .is_some_and(|s| s.health == Health::Up) =>
+            {
+                Some(l)
+            }
+            Some(_) => None,
+            None => self.up_sentinel(rng),
+        };
+        let Some(leader) = leader else {
             return Vec::new();
         };
         if replicas.is_empty() {
@@ -232,6 +295,7 @@ impl World {
             done: false,
             epoch: 0, // taken when the attempt starts
             promoted_offset: 0,
+            leader,
         });
         let ms = Duration::from_millis;
         let pub_ = |s: usize, ch: &str, payload: String| Script::Publish {
@@ -282,6 +346,7 @@ impl World {
             (t + rng.between(ms(150), ms(250)), Script::Promote { f }),
             (t + ms(1100), pub_(leader, "+promoted-slave", c.clone())),
             (t + ms(1101), Script::Adopt { f, s: leader }),
+            (t + rng.between(ms(1102), ms(1300)), Script::Repoint { f }),
         ]);
         for s in (0..self.sentinels.len()).filter(|&s| s != leader) {
             let at = t + rng.between(ms(1100), ms(2200));
@@ -371,6 +436,17 @@ impl World {
         ]
     }
 
+    /// The replicas the leader of failover `f` re-points to its candidate: the others that are
+    /// up and still follow another node (the old master is reconfigured later, by `Demote`).
+    pub(crate) fn repointed(&self, f: usize) -> Vec<usize> {
+        let (old, candidate) = (self.failovers[f].old, self.failovers[f].candidate);
+        (0..self.nodes.len())
+            .filter(|&n| n != old && n != candidate)
+            .filter(|&n| !self.nodes[n].master && self.nodes[n].health == Health::Up)
+            .filter(|&n| self.nodes[n].following != candidate)
+            .collect()
+    }
+
     /// Applies a scripted step; returns a `+switch-master` publication for `Adopt`.
     pub(crate) fn apply(&mut self, step: &Script, now: Instant) -> Option<(usize, String, String)> {
         match *step {
@@ -402,6 +478,11 @@ impl World {
                 self.nodes[candidate].master = true;
                 self.nodes[candidate].config_epoch = self.failovers[f].epoch;
                 self.failovers[f].promoted_offset = self.nodes[candidate].offset;
+                // A new history begins: the old one is kept as the second.
+                let c = &mut self.nodes[candidate];
+                c.replid2 = Some(c.replid);
+                c.second_offset = c.offset + 1;
+                c.replid = 1000 + f as u64;
                 self.nodes[candidate].deposed_by = None;
                 if self.nodes[old].master {
                     self.nodes[old].deposed_by = Some(candidate);
@@ -427,9 +508,24 @@ impl World {
                 Some((s, "+switch-master".to_owned(), payload))
             }
             Script::Demote { node } => {
-                if node != self.true_master() && self.nodes[node].health == Health::Up {
+                let truth = self.true_master();
+                if node != truth && self.nodes[node].health == Health::Up {
+                    // It syncs with its new master (a full resync: its own writes are gone).
                     self.nodes[node].master = false;
                     self.nodes[node].deposed_by = None;
+                    self.nodes[node].following = truth;
+                    self.nodes[node].peak_offset =
+                        self.nodes[node].peak_offset.max(self.nodes[node].offset);
+                    self.nodes[node].offset = self.nodes[truth].offset;
+                    self.nodes[node].replid = self.nodes[truth].replid;
+                    self.nodes[node].replid2 = None;
+                }
+                None
+            }
+            Script::Repoint { f } => {
+                let candidate = self.failovers[f].candidate;
+                for n in self.repointed(f) {
+                    self.nodes[n].following = candidate;
                 }
                 None
             }
@@ -465,10 +561,16 @@ impl World {
         let down = node
             .down_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.down_after);
-        let flags = if down {
-            "master,s_down,o_down"
-        } else {
-            "master"
+        // The leader of a failover flags it until it adopts the new configuration.
+        let leading = self
+            .failovers
+            .iter()
+            .any(|f| !f.done && f.leader == s && self.sentinels[s].view == f.old);
+        let flags = match (down, leading) {
+            (true, true) => "master,s_down,o_down,failover_in_progress",
+            (true, false) => "master,s_down,o_down",
+            (false, true) => "master,failover_in_progress",
+            (false, false) => "master",
         };
         Reply::Array(vec![
             data("name"),
@@ -503,6 +605,63 @@ impl World {
         )
     }
 
+    /// `SENTINEL REPLICAS <name>` on sentinel `s`: every node but the master it names, as
+    /// announced, flagged down when it has not answered for `down_after`.
+    pub(crate) fn replicas_reply(&self, s: usize, now: Instant) -> crate::reply::Reply {
+        use crate::reply::Reply;
+        let master = self.sentinels[s].view;
+        Reply::Array(
+            (0..self.nodes.len())
+                .filter(|&n| n != master)
+                .map(|n| {
+                    let node = &self.nodes[n];
+                    let down = node
+                        .down_since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.down_after);
+                    let a = &node.announced;
+                    Reply::Array(vec![
+                        data("ip"),
+                        data(a.host()),
+                        data("port"),
+                        data(&a.port().to_string()),
+                        data("flags"),
+                        data(if down { "slave,s_down" } else { "slave" }),
+                    ])
+                })
+                .collect(),
+        )
+    }
+
+    /// `INFO replication` of node `n`, the fields the core reads.
+    pub(crate) fn replication_reply(&self, n: usize) -> crate::reply::Reply {
+        let node = &self.nodes[n];
+        let (replid2, second) = match node.replid2 {
+            Some(r) => (replid(r), i64::try_from(node.second_offset).unwrap_or(-1)),
+            None => ("0".repeat(40), -1),
+        };
+        let text = format!(
+            "# Replication\r\nrole:{}\r\nmaster_replid:{}\r\nmaster_replid2:{replid2}\r\n\
+             master_repl_offset:{}\r\nsecond_repl_offset:{second}\r\n",
+            if node.master { "master" } else { "slave" },
+            replid(node.replid),
+            node.offset,
+        );
+        crate::reply::Reply::Data(text.into_bytes())
+    }
+
+    /// What `PSYNC <replid> <from>` on node `n` streams, `bytes` of it: the writes of that
+    /// history from `from` on (one command `SET w <offset>` per offset), if the node is a
+    /// master of that history and holds them.
+    pub(crate) fn backlog(&self, n: usize, id: &str, from: u64, bytes: u64) -> Option<Vec<u8>> {
+        let node = &self.nodes[n];
+        let to = from.checked_add(bytes)?.checked_sub(1)?;
+        (node.master && replid(node.replid) == id && from >= 1 && to <= node.offset).then(|| {
+            (from..=to)
+                .flat_map(|k| crate::lost::encode(&[b"SET", b"w", k.to_string().as_bytes()]))
+                .collect()
+        })
+    }
+
     /// `ROLE` of node `n`.
     pub(crate) fn role_reply(&self, n: usize) -> crate::reply::Reply {
         use crate::reply::Reply;
@@ -514,7 +673,7 @@ impl World {
                 Reply::Array(vec![]),
             ])
         } else {
-            let m = &self.nodes[self.true_master()].announced;
+            let m = &self.nodes[self.nodes[n].following].announced;
             Reply::Array(vec![
                 data("slave"),
                 data(m.host()),
@@ -524,4 +683,9 @@ impl World {
             ])
         }
     }
+}
+
+/// A replication ID as Redis shows it (40 hex digits).
+pub(crate) fn replid(id: u64) -> String {
+    format!("{id:040x}")
 }

@@ -2,7 +2,7 @@
 
 use apalis_core::timer::Delay;
 use apalis_core::worker::context::WorkerContext;
-use dramatiq_sentinel_supervisor::{BoxFuture, Workers};
+use dramatiq_sentinel_supervisor::{BoxFuture, LostWrites, Workers};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -197,5 +197,112 @@ impl Workers for ApalisWorkers {
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
         Box::pin(self.stop_all(grace))
+    }
+
+    /// Writes lost in a switch (the new master was promoted behind, or this process was
+    /// fenced after the promotion): the registrations and heartbeats of this pool's workers
+    /// among them (`ZADD <queue>:workers <time> <worker>`, the metadata hash) are written
+    /// again, so no worker finds itself "not registered" on the new master and stops for good.
+    /// Registrations only move forward (`ZADD GT`). Other writes of apalis-redis (task states)
+    /// are left to apalis (its re-enqueueing of orphaned tasks).
+    fn writes_lost(&self, lost: LostWrites) -> BoxFuture<'_, ()> {
+        let names: Vec<String> = self
+            .contexts()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        Box::pin(async move {
+            let mut conn = lost.connection;
+            let mut restored = 0;
+            for c in &lost.commands {
+                let Some(again) = registration(&c.args, &names) else {
+                    continue;
+                };
+                match again.query_async::<redis::Value>(&mut conn).await {
+                    Ok(_) => restored += 1,
+                    Err(e) => warn!(error = %e, "apalis worker registration not restored"),
+                }
+            }
+            info!(
+                restored,
+                lost = lost.commands.len(),
+                "apalis worker registrations restored after a switch that lost writes"
+            );
+        })
+    }
+}
+
+/// The idempotent form of a lost registration or heartbeat of one of `workers`: `ZADD GT` on
+/// a queue's workers set, or the worker's metadata hash again; `None` for anything else.
+fn registration(args: &[Vec<u8>], workers: &[String]) -> Option<redis::Cmd> {
+    let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+    let name = text(0)?.to_ascii_lowercase();
+    let key = text(1)?;
+    match name.as_str() {
+        "zadd" if key.ends_with(":workers") => {
+            let (score, member) = (text(2)?, text(3)?);
+            workers.contains(&member).then(|| {
+                redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg("GT")
+                    .arg(score)
+                    .arg(member)
+                    .clone()
+            })
+        }
+        "hmset" | "hset"
+            if workers
+                .iter()
+                .any(|w| key.ends_with(&format!(":workers:metadata:{w}"))) =>
+        {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for a in args.iter().skip(2) {
+                cmd.arg(a.as_slice());
+            }
+            Some(cmd)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn only_this_pools_registrations_are_written_again() {
+        let workers = ["w1".to_owned()];
+        let zadd = registration(&args(&["zadd", "emails:workers", "17", "w1"]), &workers)
+            .expect("a registration");
+        assert_eq!(
+            zadd.get_packed_command(),
+            redis::cmd("ZADD")
+                .arg("emails:workers")
+                .arg("GT")
+                .arg("17")
+                .arg("w1")
+                .get_packed_command()
+        );
+        let meta = [
+            "hmset",
+            "emails:workers:metadata:w1",
+            "backend_name",
+            "redis",
+        ];
+        assert!(registration(&args(&meta), &workers).is_some());
+        for other in [
+            &["zadd", "emails:workers", "17", "w2"][..],
+            &["zadd", "emails:scheduled", "17", "w1"],
+            &["hmset", "emails:workers:metadata:w2", "service", "x"],
+            &["rpush", "emails:active", "t1"],
+            &["zadd"],
+        ] {
+            assert!(registration(&args(other), &workers).is_none(), "{other:?}");
+        }
     }
 }

@@ -14,11 +14,13 @@ from typing import Any
 import dramatiq
 import redis
 
-from .. import _status
-from .._pool import FencedConnectionPool
+from .. import _reapply, _status
+from .._pool import FencedConnectionPool, FencedPoolMixin, replacing
+from .._retry import DRAMATIQ_COMMANDS
 from .._runtime import Runtime
 from .._settings import Settings
 from ..errors import SentinelStartError
+from ..lost import LostWrites
 
 logger = logging.getLogger("dramatiq_sentinel")
 
@@ -34,10 +36,15 @@ class Sentinel(dramatiq.Middleware):
     """Redis Sentinel failover for dramatiq's `RedisBroker`.
 
     The original's keywords keep their names and defaults; the Rust configuration's other
-    settings are keywords too (`hold_timeout`, `early_fencing`, `redis_password`, ...). Invalid
-    values raise `ValueError` naming the keyword. Nothing starts here: the supervisor starts
-    when a dramatiq worker boots, or on the first Redis command of a process that only
-    enqueues.
+    settings are keywords too (`hold_timeout`, `early_fencing`, `watch_replicas`,
+    `startup_fail_fast`, `redis_password`, ...). Invalid values raise `ValueError` naming the
+    keyword. Nothing starts here: the supervisor starts when a dramatiq worker boots, or on the
+    first Redis command of a process that only enqueues.
+
+    Writes the old master acknowledged and the new one lacks (a fence that came after the
+    promotion) are handed back before the switch resumes: dramatiq's own are re-applied
+    idempotently (see `dramatiq_sentinel._reapply`), then `on_writes_lost(lost)` (a
+    `dramatiq_sentinel.LostWrites`), if given, receives all of them.
     """
 
     def __init__(
@@ -52,8 +59,11 @@ class Sentinel(dramatiq.Middleware):
         periodic_master_check: float | None = None,
         worker_pausing_timeout_before_exit: float = 600.0,
         nat: dict[Any, Any] | None = None,
+        on_writes_lost: Callable[[LostWrites], None] | None = None,
         **options: Any,
     ) -> None:
+        if on_writes_lost is not None and not callable(on_writes_lost):
+            raise ValueError("dramatiq-sentinel: invalid `on_writes_lost`: not callable")
         keywords: dict[str, Any] = {
             "sentinels": [("localhost", 26379)] if sentinels is None else sentinels,
             "sentinel_password": sentinel_password,
@@ -78,6 +88,7 @@ class Sentinel(dramatiq.Middleware):
         self._settings = Settings(keywords)
         self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOKS}
         self._runtime = Runtime(self._settings, self._on_event)
+        self._runtime.workers.on_writes_lost = on_writes_lost
         self._permit = threading.local()
         self._broker: Any = None
 
@@ -129,6 +140,7 @@ class Sentinel(dramatiq.Middleware):
             kwargs["password"] = password
             kwargs["username"] = username
         pool = FencedConnectionPool(self._runtime, **kwargs)
+        # The broker this client is given to registers its commands at its first hook.
         return redis.Redis(connection_pool=pool)
 
     def discover_redis_master(self) -> tuple[str, int] | None:
@@ -173,16 +185,42 @@ class Sentinel(dramatiq.Middleware):
 
     # -- dramatiq hooks -------------------------------------------------------------
     def _attach(self, broker: Any) -> None:
-        """Gives the broker's redis-py client our pool (once)."""
+        """Gives the broker's redis-py client our pool (once), and tells it which of the
+        broker's commands may be sent again after a failover cut them."""
         client = getattr(broker, "client", None)
         if client is None:
             return
         pool = client.connection_pool
-        if isinstance(pool, FencedConnectionPool):
-            return
-        client.connection_pool = FencedConnectionPool.replacing(self._runtime, pool)
-        pool.disconnect()
+        if self._broker is broker and isinstance(pool, FencedPoolMixin):
+            return  # every dramatiq hook calls this: the common case first
+        if not isinstance(pool, FencedPoolMixin):
+            kwargs = pool.connection_kwargs
+            self._runtime.adopt_redis_auth(kwargs.get("username"), kwargs.get("password"))
+            fenced = replacing(self._runtime, pool)
+            client.connection_pool = fenced
+            pool.disconnect()
+            pool = fenced
+        dispatch = getattr(broker, "scripts", {}).get("dispatch")
+        sha = getattr(dispatch, "sha", None)
+        if sha is not None:
+            pool.policy.add_script(sha, DRAMATIQ_COMMANDS)
         self._broker = broker
+        self._runtime.workers.reapply = self._reapplier(
+            str(getattr(broker, "namespace", "dramatiq")),
+            int(pool.connection_kwargs.get("db") or 0),
+        )
+
+    def _reapplier(self, namespace: str, db: int) -> Callable[[LostWrites], None]:
+        """Re-applies dramatiq's lost writes of the broker's namespace and database."""
+        config_db = int(self._settings.config.db)
+
+        def reapply(lost: LostWrites) -> None:
+            if db != config_db:
+                lost.execute("SELECT", db)  # the hand-back's connection is in `db` (setting)
+            outcome = _reapply.reapply(lost.commands, lost.execute, namespace, db)
+            _reapply.log_outcome(outcome, lost.old, lost.new)
+
+        return reapply
 
     def after_declare_queue(self, broker: Any, queue_name: str) -> None:
         self._attach(broker)

@@ -1,7 +1,8 @@
 """The dramatiq application the tests run with the `dramatiq` command (and import as a
 producer). Configured by the `DS_TEST` environment variable (JSON): `sentinels`, `service`,
 `options` (Sentinel keywords), `broker` (`default`, `url` or `client`), `records` (a
-directory: each run of `job` appends `{"seq", "pid", "t"}` to a file of its process)."""
+directory: each run of `job` appends `{"seq", "pid", "t", "rid"}` to a file of its process;
+`rid` is the message's Redis id, the one the middleware's logs name)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 
 from dramatiq_sentinel.middleware.sentinel import Sentinel as DramatiqSentinel
 
@@ -32,11 +34,14 @@ elif CONFIG.get("broker") == "url":
 else:
     broker = RedisBroker()
 broker.add_middleware(sentinel)
+broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 
 
 def _record(seq: str) -> None:
-    line = json.dumps({"seq": seq, "pid": os.getpid(), "t": time.time()}) + "\n"
+    message = CurrentMessage.get_current_message()
+    rid = message.options.get("redis_message_id") if message is not None else None
+    line = json.dumps({"seq": seq, "pid": os.getpid(), "t": time.time(), "rid": rid}) + "\n"
     path = os.path.join(CONFIG["records"], f"runs-{os.getpid()}.jsonl")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:

@@ -7,7 +7,8 @@
 //! on `quit`, SIGINT or SIGTERM) it kills every process of the deployment and exits.
 //!
 //! Options: `--service-name NAME`, `--replicas N`, `--sentinels N`, `--down-after-ms N`, `--failover-timeout-ms N`,
-//! `--sentinel-password P`, `--data-password P`, `--nat`, `--second-service NAME`.
+//! `--sentinel-password P`, `--data-password P`, `--nat`, `--second-service NAME`, `--tls`
+//! (TLS only, client certificates required: the description's `tls` names the PEM files).
 //!
 //! Commands (addresses are `host:port` as the client reaches them):
 //! - `master`: the master the sentinels agree on;
@@ -49,6 +50,7 @@ fn options(args: &[String]) -> Result<DeploymentOptions, String> {
             "--sentinel-password" => o.sentinel_password(value()?),
             "--data-password" => o.data_password(value()?),
             "--nat" => o.nat(true),
+            "--tls" => o.tls(true),
             "--second-service" => o.second_service(value()?),
             other => return Err(format!("unknown option `{other}`")),
         };
@@ -77,6 +79,7 @@ fn describe(d: &Deployment) -> Value {
         "nat": d.nat_map(),
         "dir": d.dir().display().to_string(),
         "redis_version": d.redis_version(),
+        "tls": d.tls().map(|t| json!({"ca": t.ca_file, "cert": t.cert_file, "key": t.key_file})),
     })
 }
 

@@ -133,6 +133,9 @@ pub(crate) fn node_config(config: &NodeConfig<'_>) -> String {
     common(&mut out, &config.listen);
     out.push_str("save \"\"\nappendonly no\n");
     out.push_str("repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n");
+    // A production-sized replication backlog (Redis's default is 1 MiB): what a replica
+    // promoted behind lacks can be read back from it (allocated as it fills, not up front).
+    out.push_str("repl-backlog-size 64mb\n");
     if let Some(backlog) = config.tcp_backlog {
         let _ = writeln!(out, "tcp-backlog {backlog}");
     }

@@ -25,12 +25,27 @@ impl Deployment {
     /// refreshed their view of the replicas) the next sentinel is asked, and the round repeated
     /// until [`DeploymentOptions::start_timeout`](super::DeploymentOptions::start_timeout).
     pub fn failover_of(&self, service: &str) -> Result<NodeId> {
+        self.failover_asking(service, &self.sentinels())
+    }
+
+    /// Triggers a graceful failover of the first service led by `leader`: `SENTINEL FAILOVER`
+    /// makes the sentinel it is sent to the leader, which alone publishes the failover's early
+    /// signals (`+try-failover`, `+selected-slave`, ...) and promotes the candidate; the others
+    /// learn of the new configuration from it, about a second later. Returns the master before
+    /// the failover. Retried on `NOGOODSLAVE` / `INPROG` like [`Deployment::failover_of`]
+    /// (a sentinel just started needs a moment to see the replicas).
+    pub fn failover_led_by(&self, leader: SentinelId) -> Result<NodeId> {
+        self.failover_asking(self.service_name(), &[leader])
+    }
+
+    /// `SENTINEL FAILOVER service`, asking `sentinels` in turn until one accepts.
+    fn failover_asking(&self, service: &str, sentinels: &[SentinelId]) -> Result<NodeId> {
         let timeout = self.options.start_timeout;
         let old = self.wait_for_master(service, timeout)?;
         let start = Instant::now();
         poll(timeout, || {
             let mut refusals = Vec::new();
-            for sentinel in self.sentinels() {
+            for &sentinel in sentinels {
                 if self.check_answering(sentinel.into()).is_err() {
                     continue;
                 }

@@ -1,5 +1,6 @@
-//! Lost writes made visible: a failover onto a replica that lags is reported with the bytes of
-//! replication stream it lacks ([`Event::WritesLost`]); a failover onto a replica that kept
+//! Lost writes made visible and handed back: a failover onto a replica that lags is reported
+//! with the bytes of replication stream it lacks and the commands of those bytes, read back
+//! from the old master's backlog ([`Event::WritesLost`]); a failover onto a replica that kept
 //! up is not (the graceful scenarios assert that).
 
 use super::startup::addr;
@@ -18,7 +19,8 @@ const VALUE: usize = 64 * 1024;
 /// supervisor's handle; `SENTINEL FAILOVER` onto it; thawed once the sentinel sent it
 /// `SLAVEOF NO ONE`, so it is promoted before it read what it missed. The switch reports
 /// `WritesLost` naming the old and new master with a positive byte count, and the written keys
-/// missing on the new master prove the loss real.
+/// missing on the new master prove the loss real; its commands, read back from the old
+/// master's backlog, are exactly the writes of the missing keys.
 pub fn lost_writes_are_reported_when_the_replica_lags<R: TestRuntime>() {
     let _serial = serial();
     let d = Deployment::start(DeploymentOptions::default().replicas(1)).expect("deployment");
@@ -86,6 +88,8 @@ pub fn lost_writes_are_reported_when_the_replica_lags<R: TestRuntime>() {
             old_offset,
             new_offset,
             bytes,
+            commands,
+            unread,
         },
     ] = reports.as_slice()
     else {
@@ -107,9 +111,29 @@ pub fn lost_writes_are_reported_when_the_replica_lags<R: TestRuntime>() {
         *bytes >= (missing * VALUE) as u64,
         "{bytes} bytes reported for {missing} missing values of {VALUE} bytes"
     );
+    // Handed back: one `SET` per missing key, each with its value, and nothing else.
+    let Some(commands) = commands else {
+        panic!("the old master still held the writes, yet: {unread:?}")
+    };
+    let missing_keys = missing_key_names(&d, new);
+    let handed_back: Vec<String> = commands
+        .iter()
+        .map(|c| {
+            let [set, key, v] = c.args.as_slice() else {
+                panic!("a SET: {c:?}")
+            };
+            assert_eq!((set.as_slice(), v.len()), (&b"SET"[..], VALUE), "{key:?}");
+            String::from_utf8_lossy(key).into_owned()
+        })
+        .collect();
+    assert_eq!(
+        handed_back, missing_keys,
+        "exactly the writes the new master lacks"
+    );
     eprintln!(
-        "{}: {bytes} bytes lost reported ({old_offset} -> {new_offset}), {missing} of {WRITES} values missing",
-        R::NAME
+        "{}: {bytes} bytes lost reported ({old_offset} -> {new_offset}), {missing} of {WRITES} values missing, {} commands handed back",
+        R::NAME,
+        commands.len()
     );
     rt.block_on(sup.shutdown()).expect("clean shutdown");
 }
@@ -138,15 +162,23 @@ fn watch_promotion_orders(d: &Deployment) -> mpsc::Receiver<()> {
 
 /// How many of the written keys the new master lacks (once it answers).
 fn missing_keys(d: &Deployment, node: NodeId) -> usize {
+    missing_key_names(d, node).len()
+}
+
+/// The written keys the new master lacks, in the order they were written.
+fn missing_key_names(d: &Deployment, node: NodeId) -> Vec<String> {
     wait_for("the new master to answer", Duration::from_secs(30), || {
         let mut conn = d.connect(node).map_err(|e| e.to_string())?;
-        let mut missing = 0;
+        let mut missing = Vec::new();
         for i in 0..WRITES {
+            let key = format!("lost:{i}");
             let exists: bool = redis::cmd("EXISTS")
-                .arg(format!("lost:{i}"))
+                .arg(&key)
                 .query(&mut conn)
                 .map_err(|e| e.to_string())?;
-            missing += usize::from(!exists);
+            if !exists {
+                missing.push(key);
+            }
         }
         Ok(missing)
     })

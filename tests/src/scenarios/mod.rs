@@ -8,8 +8,10 @@
 
 pub mod apalis;
 pub mod deadpool;
+pub mod deposed;
 pub mod escalation;
 pub mod failover;
+pub mod leader_unheard;
 pub mod logs;
 pub mod long_jobs;
 pub mod lost_writes;
@@ -19,6 +21,7 @@ pub mod pubsub;
 pub mod resilience;
 pub mod runtimes;
 pub mod startup;
+pub mod watches;
 
 use crate::harness::{Auth, Deployment};
 use crate::sync::lock;
@@ -185,6 +188,7 @@ macro_rules! supervisor_suite {
             startup::invalid_configuration_names_the_field,
             startup::wrong_sentinel_password_names_the_sentinel,
             startup::unknown_service_name_is_its_own_error,
+            startup::permanent_errors_fail_fast,
             failover::graceful_failover_with_a_worker_pool,
             failover::graceful_failover_with_a_drain,
             lost_writes::lost_writes_are_reported_when_the_replica_lags,
@@ -194,6 +198,11 @@ macro_rules! supervisor_suite {
             failover::master_killed_with_a_worker_pool,
             failover::master_frozen_then_thawed,
             failover::two_failovers_in_quick_succession,
+            leader_unheard::leader_unheard_restarted_sentinel,
+            leader_unheard::leader_unheard_cut_off_sentinel,
+            leader_unheard::leader_unheard_twice,
+            watches::replica_watches_are_one_silent_connection_per_replica,
+            deposed::a_deposed_master_makes_late_writers_wait,
             failover::other_service_failover_causes_no_pause,
             failover::nat_works_with_the_map_and_fails_clearly_without,
             failover::acl_users_work_and_wrong_ones_fail_clearly,

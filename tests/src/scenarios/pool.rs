@@ -1,16 +1,24 @@
 //! A worker pool on a reliable Redis queue, and the ledger that checks it.
 //!
 //! Jobs are list items of `queue`. A worker takes a gate permit, moves a job to `processing`
-//! (`LMOVE`), records its start, works, records its effect idempotently (`SADD done`) and
-//! acknowledges it (`LREM processing`), retrying effect and acknowledgement until they succeed.
-//! In durable mode each step is followed by `WAIT 1` so that a killed master loses nothing
-//! acknowledged, and a fetch not confirmed by a replica is abandoned without running it.
+//! (`LMOVE`, in a script that also records the job in `fetched`, so that the replication
+//! stream names it), records its start, works, records its effect idempotently (`SADD done`)
+//! and acknowledges it (`LREM processing`), retrying effect and acknowledgement until they
+//! succeed. In durable mode each step is followed by `WAIT 1` so that a killed master loses
+//! nothing acknowledged, and a fetch not confirmed by a replica is abandoned without running
+//! it.
+//!
+//! Writes the old master acknowledged after a promotion (the supervisor's fence reached this
+//! process a moment later, or its leader was not heard) are handed back before the switch
+//! resumes ([`Workers::writes_lost`]); the pool re-applies each idempotently: a fetch moves
+//! its job from `queue` to `processing` if it is still queued, an effect is added again, an
+//! acknowledgement removes the job from `processing`, a push queues a job never queued.
 
 use super::{TestRuntime, WAIT, sleep, spawn, wait_for};
 use crate::harness::{Deployment, redis};
 use crate::sync::lock;
 use dramatiq_sentinel_supervisor::{
-    BoxFuture, Event, MasterConnection, Supervisor, WorkerGate, Workers,
+    BoxFuture, Event, LostWrites, MasterConnection, Supervisor, WorkerGate, Workers,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +31,23 @@ pub const QUEUE: &str = "queue";
 pub const PROCESSING: &str = "processing";
 /// The set of jobs whose effect was recorded.
 pub const DONE: &str = "done";
+/// The set of jobs fetched: the fetch script adds each, so a fetch lost in a switch names its
+/// job in the replication stream handed back.
+pub const FETCHED: &str = "fetched";
+/// The set of jobs ever queued (pushes through [`PUSH`]).
+pub const PRODUCED: &str = "produced";
+
+/// Moves the next job from `queue` to `processing` and records it in `fetched`.
+const FETCH: &str = "local j = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') \
+                     if j then redis.call('SADD', KEYS[3], j) end return j";
+/// A lost fetch, again: the job moves from `queue` to `processing` if it is still queued.
+const REFETCH: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then \
+                       redis.call('LPUSH', KEYS[2], ARGV[1]) end \
+                       return redis.call('SADD', KEYS[3], ARGV[1])";
+/// Queues a job unless it was queued before: pushes are idempotent, so a lost one can be
+/// pushed again.
+pub const PUSH: &str = "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then \
+                        return redis.call('LPUSH', KEYS[2], ARGV[1]) end return 0";
 /// How long a job must sit unstarted in `processing` before the reaper requeues it (longer
 /// than any worker takes from its fetch to recording the start).
 const ORPHAN_AGE: Duration = Duration::from_secs(5);
@@ -75,6 +100,9 @@ pub struct Ledger {
     ends: Mutex<BTreeMap<String, Instant>>,
     pauses: Mutex<Vec<Pause>>,
     failed_fetches: AtomicUsize,
+    /// Lost writes the supervisor handed back, and how many the pool re-applied.
+    handed_back: AtomicUsize,
+    reapplied: AtomicUsize,
     errors: Mutex<Vec<String>>,
     error_count: AtomicUsize,
     completed: AtomicUsize,
@@ -93,6 +121,14 @@ impl Ledger {
     /// Jobs completed (acknowledged) so far.
     pub fn completed(&self) -> usize {
         self.completed.load(Ordering::SeqCst)
+    }
+
+    /// Lost writes handed back to the pool, and how many it re-applied.
+    pub fn handed_back(&self) -> (usize, usize) {
+        (
+            self.handed_back.load(Ordering::SeqCst),
+            self.reapplied.load(Ordering::SeqCst),
+        )
     }
 
     /// How many pauses the pool saw.
@@ -179,6 +215,62 @@ impl Workers for PoolWorkers {
         self.0.stop.store(true, Ordering::SeqCst);
         Box::pin(async {})
     }
+
+    fn writes_lost(&self, lost: LostWrites) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = lost.connection;
+            self.0
+                .handed_back
+                .fetch_add(lost.commands.len(), Ordering::SeqCst);
+            for command in &lost.commands {
+                let Some(again) = reapplied(&command.args) else {
+                    continue;
+                };
+                match again.query_async::<redis::Value>(&mut conn).await {
+                    Ok(_) => {
+                        self.0.reapplied.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => self.0.error(format!("re-applying {command:?}: {e}")),
+                }
+            }
+        })
+    }
+}
+
+/// The idempotent form of a write of the pool's, for re-applying it after a switch lost it;
+/// `None` for what needs nothing (the fetch's `LMOVE`, named by its `SADD fetched`, and
+/// transaction brackets) or is not the pool's.
+fn reapplied(args: &[Vec<u8>]) -> Option<redis::Cmd> {
+    let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+    let name = text(0)?.to_ascii_uppercase();
+    let (key, member) = (text(1)?, text(2));
+    match (name.as_str(), key.as_str(), member) {
+        ("SADD", FETCHED, Some(job)) => Some(
+            redis::cmd("EVAL")
+                .arg(REFETCH)
+                .arg(3)
+                .arg(QUEUE)
+                .arg(PROCESSING)
+                .arg(FETCHED)
+                .arg(job)
+                .clone(),
+        ),
+        ("SADD", DONE, Some(job)) => Some(redis::cmd("SADD").arg(DONE).arg(job).clone()),
+        ("LREM", PROCESSING, _) => {
+            let job = text(3)?;
+            Some(redis::cmd("LREM").arg(PROCESSING).arg(0).arg(job).clone())
+        }
+        ("SADD", PRODUCED, Some(job)) => Some(
+            redis::cmd("EVAL")
+                .arg(PUSH)
+                .arg(2)
+                .arg(PRODUCED)
+                .arg(QUEUE)
+                .arg(job)
+                .clone(),
+        ),
+        _ => None,
+    }
 }
 
 /// Adds the pool's hooks to a supervisor builder.
@@ -223,11 +315,12 @@ async fn worker<R: TestRuntime>(
         let Ok(permit) = gate.enter().await else {
             return;
         };
-        let fetch = redis::cmd("LMOVE")
+        let fetch = redis::cmd("EVAL")
+            .arg(FETCH)
+            .arg(3)
             .arg(QUEUE)
             .arg(PROCESSING)
-            .arg("RIGHT")
-            .arg("LEFT")
+            .arg(FETCHED)
             .clone();
         let job = match query::<Option<String>>(&mut conn, &fetch).await {
             Ok(Some(job)) => {

@@ -224,15 +224,17 @@ pub fn wrong_sentinel_password_names_the_sentinel<R: TestRuntime>() {
             username: None,
             password: "wrong".into(),
         }))
-        .startup_timeout(Some(Duration::from_secs(3)))
+        .startup_timeout(Some(WAIT))
         .build()
         .expect("valid");
     let timeline = Timeline::default();
     let e =
         try_start(&rt, Supervisor::<R::Rt>::builder(wrong), &timeline).expect_err("wrong password");
-    let StartError::NoSentinelReachable { failures, .. } = &e else {
+    // At once, when every sentinel refused (`startup_fail_fast`), not at the deadline.
+    let StartError::NoSentinelReachable { failures, waited } = &e else {
         panic!("expected NoSentinelReachable, got {e:?}");
     };
+    assert!(*waited < WAIT, "failed fast: {e}");
     let text = e.to_string();
     for s in d.sentinel_addrs() {
         assert!(text.contains(&s.to_string()), "{text} names {s}");
@@ -259,7 +261,7 @@ pub fn unknown_service_name_is_its_own_error<R: TestRuntime>() {
     let rt = R::new();
     let config = config_for(&d)
         .service_name("nope")
-        .startup_timeout(Some(Duration::from_secs(3)))
+        .startup_timeout(Some(WAIT))
         .build()
         .expect("valid");
     let e = try_start(
@@ -270,11 +272,92 @@ pub fn unknown_service_name_is_its_own_error<R: TestRuntime>() {
     .expect_err("unknown name");
     match &e {
         StartError::MasterNameUnknown {
-            service, sentinels, ..
+            service,
+            sentinels,
+            waited,
         } => {
             assert_eq!(service, "nope");
             assert_eq!(sentinels.len(), 3, "{e}");
+            assert!(*waited < WAIT, "failed fast: {e}");
         }
         other => panic!("expected MasterNameUnknown, got {other:?}"),
+    }
+    // Patient when asked: the same error, at the deadline.
+    let patient = config_for(&d)
+        .service_name("nope")
+        .startup_fail_fast(false)
+        .startup_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .expect("valid");
+    let e = try_start(
+        &rt,
+        Supervisor::<R::Rt>::builder(patient),
+        &Timeline::default(),
+    )
+    .expect_err("unknown name");
+    match &e {
+        StartError::MasterNameUnknown { waited, .. } => {
+            assert!(*waited >= Duration::from_secs(2), "waited: {e}")
+        }
+        other => panic!("expected MasterNameUnknown, got {other:?}"),
+    }
+}
+
+/// Addresses that are not sentinels (data nodes), and a data-node password the master refuses:
+/// start fails at once with the error naming each, not at `startup_timeout`.
+pub fn permanent_errors_fail_fast<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(
+        DeploymentOptions::default()
+            .replicas(1)
+            .data_password("pa55"),
+    )
+    .expect("deployment");
+    let rt = R::new();
+    let not_sentinels = config_for(&d)
+        .sentinels(d.nodes().iter().map(|n| d.addr(*n).to_string()))
+        .startup_timeout(Some(WAIT))
+        .build()
+        .expect("valid");
+    let e = try_start(
+        &rt,
+        Supervisor::<R::Rt>::builder(not_sentinels),
+        &Timeline::default(),
+    )
+    .expect_err("data nodes are not sentinels");
+    let StartError::NoSentinelReachable { failures, waited } = &e else {
+        panic!("expected NoSentinelReachable, got {e:?}");
+    };
+    assert!(*waited < WAIT, "failed fast: {e}");
+    assert_eq!(failures.len(), d.nodes().len(), "{e}");
+    for (node, reason) in failures {
+        assert!(reason.contains("unknown command"), "{node}: {reason}");
+    }
+    let wrong = config_for(&d)
+        .redis_auth(Some(Credentials {
+            username: None,
+            password: "wrong".into(),
+        }))
+        .startup_timeout(Some(WAIT))
+        .build()
+        .expect("valid");
+    let e = try_start(
+        &rt,
+        Supervisor::<R::Rt>::builder(wrong),
+        &Timeline::default(),
+    )
+    .expect_err("wrong data-node password");
+    let master = addr(d.addr(d.master().expect("master")));
+    match &e {
+        StartError::VerificationFailed {
+            node,
+            reason,
+            waited,
+        } => {
+            assert_eq!(*node, master, "{e}");
+            assert!(reason.contains("authentication failed"), "{e}");
+            assert!(*waited < WAIT, "failed fast: {e}");
+        }
+        other => panic!("expected VerificationFailed, got {other:?}"),
     }
 }

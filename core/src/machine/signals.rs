@@ -2,13 +2,12 @@
 //! candidates (fence early, follow the candidate), aborts and the fence timeout (lift after
 //! re-verifying), and discovery answers naming a master that is failing over.
 
+use super::Core;
 use crate::action::Action;
 use crate::addr::Addr;
 use crate::epochs::Known;
 use crate::event::{DetectionPath, Event, IgnoreReason};
-use crate::machine::Core;
-use crate::parse::Signal;
-use crate::timers::{TimerReason, after};
+use crate::parse::FailoverSignal;
 use std::time::Instant;
 
 impl Core {
@@ -16,7 +15,7 @@ impl Core {
     /// connection epoch `tag`. It moves the switch to `new`, unless it may be old news (sent
     /// at an epoch not above the configuration in use): then the core fences and asks the
     /// sentinels, whose answers carry configuration epochs.
-    pub(crate) fn on_switch_master(
+    pub(super) fn on_switch_master(
         &mut self,
         old: Addr,
         new: Addr,
@@ -25,13 +24,17 @@ impl Core {
         now: Instant,
     ) -> Result<(), IgnoreReason> {
         let late = self.epochs.possibly_late(tag, Some(&new));
-        if let Some(tag) = tag.filter(|_| !late) {
+        match tag {
             // Whatever the core does next, `old` was replaced.
-            self.epochs.switched(&old, &new, self.master.as_ref(), tag);
+            Some(tag) if !late => self.epochs.switched(&old, &new, self.master.as_ref(), tag),
+            // Old news perhaps, but true: a configuration of `old` up to the epoch before the
+            // message's was replaced (the master in use may have been re-promoted since).
+            Some(tag) if self.master.as_ref() != Some(&old) => self.epochs.replaced_by(&old, tag),
+            _ => {}
         }
         let already = match &self.switch {
             None => self.master.as_ref() == Some(&new),
-            Some(sw) => sw.target.as_ref() == Some(&new),
+            Some(sw) => sw.target() == Some(&new),
         };
         if already {
             return Err(IgnoreReason::Duplicate);
@@ -70,9 +73,9 @@ impl Core {
     /// about the master in use fence it (a fence is always safe); a candidate is not followed
     /// when the signal may be old news (sent at an epoch not above the configuration in use).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn on_failover_signal(
+    pub(super) fn on_failover_signal(
         &mut self,
-        signal: Signal,
+        signal: FailoverSignal,
         channel: String,
         master: Addr,
         replica: Option<Addr>,
@@ -84,14 +87,14 @@ impl Core {
         let candidate = replica.clone().filter(|_| proven);
         self.history
             .note_signal(signal, &master, candidate.as_ref(), (sentinel, tag), now);
-        if !self.cfg.early_fencing {
+        if !self.cx.cfg.early_fencing {
             return Ok(());
         }
-        if signal == Signal::Abort {
+        if signal == FailoverSignal::Abort {
             let waiting = self
                 .switch
                 .as_ref()
-                .is_some_and(|sw| sw.early && sw.failing.as_ref() == Some(&master));
+                .is_some_and(|sw| sw.awaits_failover_of(&master));
             return if waiting {
                 self.lift_fence(channel, now)
             } else {
@@ -106,19 +109,20 @@ impl Core {
                 true
             }
             // Already fenced for this master's failover: only a candidate is news.
-            Some(sw) if sw.early && sw.failing.as_ref() == Some(&master) => false,
+            Some(sw) if sw.awaits_failover_of(&master) => false,
             // The master we are moving to (or tried to, or use, or wait for as candidate) is
             // failing over in turn.
             Some(sw)
-                if sw.target.as_ref() == Some(&master)
-                    || (sw.target.is_none()
+                if sw.target() == Some(&master)
+                    || (sw.target().is_none()
                         && (in_use
-                            || sw.last_target.as_ref() == Some(&master)
-                            || sw.candidate.as_ref() == Some(&master))) =>
+                            || sw.last_target() == Some(&master)
+                            || sw.awaited() == Some(&master))) =>
             {
-                let known = match sw.target.as_ref() {
-                    Some(t) if *t == master => sw.target_epoch,
-                    _ => Known::Unknown,
+                let known = if sw.target() == Some(&master) {
+                    sw.target_epoch()
+                } else {
+                    Known::Unknown
                 };
                 self.refence(master.clone(), known, sentinel, &channel, now);
                 true
@@ -128,11 +132,15 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return Ok(());
         };
+        if sw.failing() == Some(&master) {
+            // A sentinel announced this failover: a fence begun on a replica's closing stays.
+            sw.take_watch_only();
+        }
         match replica {
             Some(c)
-                if signal == Signal::Candidate
-                    && sw.target.is_none()
-                    && sw.candidate.as_ref() != Some(&c) =>
+                if signal == FailoverSignal::Candidate
+                    && sw.target().is_none()
+                    && sw.awaited() != Some(&c) =>
             {
                 if !proven {
                     // Maybe a late copy: do not follow it (the sentinels will tell).
@@ -142,11 +150,8 @@ impl Core {
                         Err(IgnoreReason::Unproven(c))
                     };
                 }
-                sw.candidate = Some(c.clone());
-                sw.candidate_epoch = Known::Announced(tag);
-                sw.candidate_poll = None;
-                self.timers.cancel(TimerReason::RolePoll);
-                self.emit(Event::CandidateNamed {
+                sw.name_candidate(c.clone(), Known::Announced(tag), false, now, &mut self.cx);
+                self.cx.emit(Event::CandidateNamed {
                     candidate: c,
                     sentinel: Some(sentinel.clone()),
                 });
@@ -156,6 +161,27 @@ impl Core {
             _ if fenced_now => Ok(()),
             _ => Err(IgnoreReason::Duplicate),
         }
+    }
+
+    /// A sentinel's answer says a failover of the master in use is under way (its flags): the
+    /// same early fence as its first signal, remembered as that failover's.
+    pub(super) fn fence_failing_master(
+        &mut self,
+        master: Addr,
+        path: DetectionPath,
+        sentinel: Addr,
+        signal: &str,
+        now: Instant,
+    ) {
+        self.history.note_signal(
+            FailoverSignal::Failover,
+            &master,
+            None,
+            (&sentinel, None),
+            now,
+        );
+        self.start_switch(path, Some(sentinel), true, signal, now);
+        self.drive_switch(now);
     }
 
     /// A master the switch uses or moves to announced its own failover (`known`: what the core
@@ -171,31 +197,9 @@ impl Core {
         let Some(sw) = self.switch.as_mut() else {
             return;
         };
-        sw.failing_epoch = known;
-        sw.target = None;
-        sw.target_epoch = Known::Unknown;
-        sw.failing = Some(failing.clone());
-        sw.verified = false;
-        sw.early = true;
-        sw.lifting = None;
-        sw.candidate = None;
-        sw.candidate_poll = None;
-        sw.connect = None;
-        sw.speculative = false;
-        sw.probe = None;
-        for t in [
-            TimerReason::ProbeTimeout,
-            TimerReason::ConnectTimeout,
-            TimerReason::RolePoll,
-        ] {
-            self.timers.cancel(t);
-        }
-        self.timers.set(
-            TimerReason::FenceTimeout,
-            after(now, self.cfg.fence_timeout),
-        );
-        self.push_action(Action::Fence);
-        self.emit(Event::Fenced {
+        sw.refence(failing.clone(), known, now, &mut self.cx);
+        self.cx.act(Action::Fence);
+        self.cx.emit(Event::Fenced {
             master: failing,
             path: DetectionPath::EarlySignal,
             sentinel: Some(sentinel.clone()),
@@ -206,19 +210,14 @@ impl Core {
     /// The failover was aborted (or the fence timed out). If a candidate was named, poll it
     /// once more (a late abort must not undo a promotion); then re-verify the master in use and
     /// lift the fence if it still is master.
-    fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
+    pub(super) fn lift_fence(&mut self, reason: String, now: Instant) -> Result<(), IgnoreReason> {
         let Some(sw) = self.switch.as_mut() else {
             return Err(IgnoreReason::Duplicate);
         };
-        if !sw.early || sw.target.is_some() {
+        if !sw.lift(reason, &mut self.cx) {
             return Err(IgnoreReason::Duplicate);
         }
-        sw.early = false;
-        sw.lifting = Some(reason);
-        self.timers.cancel(TimerReason::FenceTimeout);
-        if sw.candidate.is_some() {
-            sw.candidate_poll = None;
-            self.timers.cancel(TimerReason::RolePoll);
+        if sw.awaited().is_some() {
             self.role_poll_due(now);
         } else {
             self.lift_to_master(now);
@@ -228,15 +227,21 @@ impl Core {
 
     /// Verifies the master whose failover was announced (normally the one in use) as the
     /// switch's target, or discovers when there is none.
-    pub(crate) fn lift_to_master(&mut self, now: Instant) {
-        let Some(sw) = self.switch.as_ref() else {
+    pub(super) fn lift_to_master(&mut self, now: Instant) {
+        let Some(sw) = self.switch.as_mut() else {
             return;
         };
         let (path, sentinel) = (sw.path, sw.sentinel.clone());
         // The failing master at the epoch an answer named it, if one did (the configuration
         // it replaces is then bounded); the master in use is probed, its epoch kept.
-        let failing = sw.failing.clone().map(|m| (m, sw.failing_epoch));
+        let failing = sw.failing_with_epoch();
         match failing.or_else(|| self.master.clone().map(|m| (m, Known::Unknown))) {
+            // A watch saw one of its replicas promoted: it is deposed, whatever its `ROLE`
+            // says; the sentinels tell where the master went.
+            Some((m, _)) if self.history.promotion_seen(&m, now) => {
+                sw.stop_lifting();
+                self.ensure_discovery(path, now);
+            }
             Some((m, known)) => self.set_target(m, known, path, sentinel, now),
             None => self.drive_switch(now),
         }
@@ -244,7 +249,7 @@ impl Core {
 
     /// A discovery answer names a master whose failover was announced recently: do not use it;
     /// fence early on it and follow its candidate instead. Returns whether it did.
-    pub(crate) fn follow_failover(
+    pub(super) fn follow_failover(
         &mut self,
         addr: &Addr,
         epoch: Known,
@@ -259,27 +264,15 @@ impl Core {
             return false;
         }
         let candidate = self.history.candidate_of(addr, config_epoch);
+        let signal = "discovery during failover";
         if self.switch.is_none() {
             let s = Some(sentinel.clone());
-            self.start_switch(
-                DetectionPath::EarlySignal,
-                s,
-                true,
-                "discovery during failover",
-                now,
-            );
+            self.start_switch(DetectionPath::EarlySignal, s, true, signal, now);
         }
-        self.refence(
-            addr.clone(),
-            epoch,
-            sentinel,
-            "discovery during failover",
-            now,
-        );
+        self.refence(addr.clone(), epoch, sentinel, signal, now);
         if let (Some(sw), Some(c)) = (self.switch.as_mut(), candidate) {
-            sw.candidate = Some(c.clone());
-            sw.candidate_epoch = Known::Unknown;
-            self.emit(Event::CandidateNamed {
+            sw.name_candidate(c.clone(), Known::Unknown, false, now, &mut self.cx);
+            self.cx.emit(Event::CandidateNamed {
                 candidate: c,
                 sentinel: Some(sentinel.clone()),
             });
@@ -288,14 +281,15 @@ impl Core {
         true
     }
 
-    pub(crate) fn fence_timed_out(&mut self, now: Instant) {
+    /// The early fence saw no promotion within `fence_timeout`: lift it.
+    pub(super) fn fence_timed_out(&mut self, now: Instant) {
         if let Some(sw) = &self.switch
-            && let Some(master) = sw.failing.clone().or_else(|| self.master.clone())
+            && let Some(master) = sw.failing().cloned().or_else(|| self.master.clone())
         {
             let waited = now.saturating_duration_since(sw.started);
-            self.emit(Event::FenceExpired { master, waited });
+            self.cx.emit(Event::FenceExpired { master, waited });
         }
-        let reason = format!("no promotion within {:?}", self.cfg.fence_timeout);
+        let reason = format!("no promotion within {:?}", self.cx.cfg.fence_timeout);
         let _ = self.lift_fence(reason, now);
     }
 }

@@ -1,0 +1,65 @@
+//! What the replica watches cost at rest: one connection per replica of the master in use,
+//! opened with one `ROLE` and silent afterwards (a promotion closes it; nothing is polled).
+
+use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
+use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_supervisor::{Event, Supervisor};
+
+/// Seconds a watch connection must have been idle to count as silent at rest: longer than any
+/// period the supervisor polls or pings at.
+const SILENT_FOR: u64 = 5;
+
+/// The `idle` seconds of every normal client connection of `node` whose last command was
+/// `ROLE` (the watches; the sentinels send `PING` and `INFO`, the harness `CLIENT`).
+fn role_connections(d: &Deployment, node: NodeId) -> Result<Vec<u64>, String> {
+    let list: String = d
+        .query(
+            node,
+            redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal"),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .lines()
+        .filter(|l| l.split(' ').any(|f| f == "cmd=role"))
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("idle="))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect())
+}
+
+/// Each replica holds exactly one connection of the supervisor's, silent for seconds at rest;
+/// shutdown closes them.
+pub fn replica_watches_are_one_silent_connection_per_replica<R: TestRuntime>() {
+    let _serial = serial();
+    let d = Deployment::start(DeploymentOptions::default()).expect("deployment");
+    let rt = R::new();
+    let timeline = Timeline::default();
+    let config = config_for(&d).build().expect("valid config");
+    let sup = start(&rt, Supervisor::<R::Rt>::builder(config), &timeline);
+    timeline.wait_count("ready", 1, |e| matches!(e, Event::Ready { .. }));
+    let master = d.master().expect("master");
+    let replicas: Vec<NodeId> = d.nodes().into_iter().filter(|n| *n != master).collect();
+    assert!(!replicas.is_empty(), "the deployment has replicas");
+    wait_for("one silent watch per replica", WAIT, || {
+        for &r in &replicas {
+            let idle = role_connections(&d, r)?;
+            match idle.as_slice() {
+                [s] if *s >= SILENT_FOR => {}
+                other => return Err(format!("{r:?}: ROLE connections idle for {other:?} s")),
+            }
+        }
+        Ok(())
+    });
+    rt.block_on(sup.shutdown()).expect("clean shutdown");
+    wait_for("the watches to close", WAIT, || {
+        for &r in &replicas {
+            let idle = role_connections(&d, r)?;
+            if !idle.is_empty() {
+                return Err(format!("{r:?} still has {} watch(es)", idle.len()));
+            }
+        }
+        Ok(())
+    });
+}
