@@ -47,7 +47,9 @@
 //!
 //! See `examples/smol_worker.rs` for a complete program.
 
-use dramatiq_sentinel_supervisor::Runtime;
+mod stream;
+
+use dramatiq_sentinel_supervisor::{RedisStream, Runtime};
 use smol::Executor;
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,6 +93,14 @@ impl Runtime for Smol {
         Box::pin(async move {
             timer.await;
         })
+    }
+
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Option<BoxFuture<'static, std::io::Result<RedisStream>>> {
+        Some(Box::pin(stream::connect(host.to_owned(), port)))
     }
 }
 

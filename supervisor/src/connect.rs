@@ -43,6 +43,27 @@ impl std::fmt::Display for OpenError {
     }
 }
 
+impl OpenError {
+    /// Why opening failed, from the `redis` crate's error: unreachable if the server could not
+    /// be reached (timeout, connection refused, reset or closed) or is still loading its data.
+    pub(crate) fn of(e: &redis::RedisError) -> Self {
+        OpenError {
+            message: describe(e),
+            unreachable: e.is_timeout()
+                || e.is_connection_dropped()
+                || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+        }
+    }
+
+    /// No connection within the connect timeout `limit`.
+    pub(crate) fn no_connection(limit: Duration) -> Self {
+        OpenError {
+            message: format!("no connection within {limit:?}"),
+            unreachable: true,
+        }
+    }
+}
+
 impl From<OpenError> for String {
     fn from(e: OpenError) -> Self {
         e.message
@@ -210,16 +231,8 @@ impl Endpoint {
         .await;
         match opened {
             Some(Ok(conn)) => Ok(conn),
-            Some(Err(e)) => Err(OpenError {
-                message: describe(&e),
-                unreachable: e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
-            }),
-            None => Err(OpenError {
-                message: format!("no connection within {:?}", self.connect_timeout),
-                unreachable: true,
-            }),
+            Some(Err(e)) => Err(OpenError::of(&e)),
+            None => Err(OpenError::no_connection(self.connect_timeout)),
         }
     }
 

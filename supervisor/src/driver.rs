@@ -3,6 +3,7 @@
 //! core's deadline, and feed it with the current time.
 
 use crate::error::SupervisorError;
+use crate::link::Prepared;
 use crate::listener::ListenerHandle;
 use crate::runtime::timeout;
 use crate::shared::{Input, Shared, Snapshot};
@@ -12,7 +13,6 @@ use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Core, Event, FatalError, Input as CoreInput, OpId};
 use futures_lite::FutureExt;
 use futures_lite::future::or;
-use redis::aio::MultiplexedConnection;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub(crate) struct Driver {
     /// Watch connections on candidates by op; dropping a handle closes the connection.
     pub(crate) watches: HashMap<OpId, WatchHandle>,
     /// Connections opened by `Connect`, until `Activate` or `Discard`.
-    pub(crate) prepared: HashMap<OpId, MultiplexedConnection>,
+    pub(crate) prepared: HashMap<OpId, Prepared>,
     /// The generation of the master connection in use (one per `Activate`).
     pub(crate) generation: u64,
     /// Outcomes of actions known as soon as they were executed (an activation), fed to the

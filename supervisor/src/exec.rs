@@ -2,11 +2,12 @@
 //! decides anything.
 
 use crate::driver::Driver;
+use crate::link::Prepared;
 use crate::listener::{Listener, ListenerCmd, ListenerHandle};
 use crate::master::{Active, Line};
 use crate::runtime::timeout;
 use crate::shared::Input;
-use crate::sync::{Cancel, lock};
+use crate::sync::Cancel;
 use crate::workers::{HandBack, Want};
 use dramatiq_sentinel_core::{
     Action, Addr, FatalError, Input as CoreInput, IoError, OpId, Reply, Shutdown,
@@ -199,19 +200,23 @@ impl Driver {
     }
 
     /// A new broker connection, kept aside with its `ROLE` reply until `Activate`/`Discard`.
+    /// Its driver races against the cancel signal of the generation it will serve.
     fn connect(&self, op: OpId, node: Addr) {
         let shared = Arc::clone(&self.shared);
         self.shared.rt.spawn(Box::pin(async move {
             let rt = &*shared.rt;
             let limit = shared.cfg.connect_timeout();
+            let cancel = Arc::new(Cancel::default());
             let result = timeout(rt, limit, async {
                 let response_timeout = shared.cfg.command_timeout();
-                let mut conn = shared.data.open_timed(rt, &node, response_timeout).await?;
-                let role = conn
+                let mut link =
+                    crate::link::open(&shared.data, rt, &node, response_timeout, &cancel).await?;
+                let role = link
+                    .conn
                     .req_packed_command(&redis::cmd("ROLE"))
                     .await
                     .map_err(|e| crate::convert::io_error(&e))?;
-                Ok::<(Reply, _), IoError>((crate::convert::to_reply(role), conn))
+                Ok::<(Reply, _), IoError>((crate::convert::to_reply(role), link))
             })
             .await
             .unwrap_or_else(|| {
@@ -219,15 +224,18 @@ impl Driver {
                     "no ROLE answer within {limit:?}"
                 )))
             });
+            let result = result.map(|(role, link)| (role, Prepared { link, cancel }));
             let _ = shared.inbox.send(Input::Connected(op, result)).await;
         }));
     }
 
     /// Installs the prepared connection as the master connection and closes everything to the
-    /// previous one: commands in flight on it are cancelled, dedicated connections and probes
-    /// to it dropped.
+    /// previous one: its connections close (commands in flight on them fail), dedicated
+    /// connections and probes to it are dropped, and every handle's next command finds the
+    /// new master (the slot's version changes). Without `release`, commands keep waiting
+    /// (fenced) until the core releases them.
     fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>, release: bool) {
-        let Some(conn) = self.prepared.remove(&op) else {
+        let Some(Prepared { link, cancel }) = self.prepared.remove(&op) else {
             let reason = "no prepared connection under this op".to_owned();
             warn!(op = %op, node = %node, reason, "activation failed");
             self.outcomes
@@ -237,25 +245,15 @@ impl Driver {
         self.generation += 1;
         let generation = self.generation;
         let shared = &self.shared;
-        let previous = shared.slot.install(
-            Arc::new(Active {
+        shared.activate(
+            Active {
                 generation,
                 node: node.clone(),
-                line: Arc::new(Line::new(generation, conn)),
-                cancel: Arc::new(Cancel::default()),
-            }),
+                line: Arc::new(Line::new(generation, link)),
+                cancel,
+            },
             release,
         );
-        if let Some(previous) = previous {
-            previous.cancel.cancel();
-            previous.line.clear_unless(None);
-        }
-        let mut registry = lock(&shared.dedicated);
-        registry.retain(|w| w.strong_count() > 0);
-        for own in registry.iter().filter_map(std::sync::Weak::upgrade) {
-            own.clear_unless(Some(generation));
-        }
-        drop(registry);
         if let Some(old) = &old {
             shared.probes.forget(old);
         }

@@ -1,10 +1,12 @@
 //! The hold logic of the master handle, independent of Redis: a slot holding the current
-//! connection, closed while fenced; commands wait for it, bounded by the hold timeout.
+//! connection, closed while fenced; commands wait for it, bounded by the hold timeout. The
+//! slot's version lets a handle keep what it acquired and check it with one atomic load.
 
 use crate::runtime::{Runtime, until};
 use crate::sync::lock;
 use event_listener::{Event, EventListener};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Why no connection could be had.
@@ -17,10 +19,31 @@ pub(crate) enum HoldError {
 }
 
 /// The current value (a connection to the verified master), and whether it may be used.
+///
+/// Its version counts every change (fence, install, release, stop, and each
+/// [`Slot::touch`]): a handle that acquired the value at version `v` may use what it acquired
+/// without asking again for as long as the version is still `v`.
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
     state: Mutex<State<T>>,
     changed: Event,
+    /// On a cache line of its own: every command reads it, and nothing else that changes
+    /// often may share its line.
+    version: Padded<AtomicU64>,
+}
+
+/// A value alone on its cache line (128 bytes: two lines, for CPUs that fetch pairs).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// What [`Slot::acquire`] got.
+pub(crate) struct Acquired<T> {
+    pub(crate) value: T,
+    /// The slot's version when the value was read.
+    pub(crate) version: u64,
+    /// Fires at the next change (fence, install, release, stop).
+    pub(crate) changed: EventListener,
 }
 
 #[derive(Debug)]
@@ -40,18 +63,49 @@ impl<T: Clone> Slot<T> {
                 current: None,
             }),
             changed: Event::new(),
+            version: Padded::default(),
         }
     }
 
     fn update<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> R {
-        let r = f(&mut lock(&self.state));
+        let r = {
+            let mut state = lock(&self.state);
+            let r = f(&mut state);
+            self.version.0.fetch_add(1, Ordering::AcqRel);
+            r
+        };
         self.changed.notify(usize::MAX);
         r
     }
 
+    /// The version now: one atomic load, the steady-state check of a handle.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.0.load(Ordering::Acquire)
+    }
+
+    /// Counts a change that handles must see although the slot's state did not change (a
+    /// connection they may hold broke or was replaced). Call it after making the change.
+    pub(crate) fn touch(&self) {
+        self.version.0.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Holds new commands (they wait) until [`Slot::install`] or [`Slot::release`].
     pub(crate) fn fence(&self) {
-        self.update(|s| s.fenced = true);
+        self.set_fenced(true);
+    }
+
+    /// Fences or releases; a call that changes nothing (a release when not fenced, as after an
+    /// install) does not move the version, so handles keep what they acquired.
+    fn set_fenced(&self, fenced: bool) {
+        {
+            let mut state = lock(&self.state);
+            if state.fenced == fenced {
+                return;
+            }
+            state.fenced = fenced;
+            self.version.0.fetch_add(1, Ordering::AcqRel);
+        }
+        self.changed.notify(usize::MAX);
     }
 
     /// Installs a new value and, with `release`, lets commands through (else they wait for
@@ -65,7 +119,7 @@ impl<T: Clone> Slot<T> {
 
     /// Lets commands through to the current value again.
     pub(crate) fn release(&self) {
-        self.update(|s| s.fenced = false);
+        self.set_fenced(false);
     }
 
     /// Fails every waiting and later command; returns the value.
@@ -81,14 +135,19 @@ impl<T: Clone> Slot<T> {
         lock(&self.state).current.clone()
     }
 
-    /// The current value if commands may use it now (not fenced, not stopped): the
-    /// steady-state path, one lock and no waiting.
-    pub(crate) fn get(&self) -> Option<T> {
+    /// The value and the version it was read at, if commands may use it now (not fenced, not
+    /// stopped), without waiting or registering a listener.
+    pub(crate) fn try_get(&self) -> Option<(T, u64)> {
         let s = lock(&self.state);
         if s.fenced || s.stopped {
             return None;
         }
-        s.current.clone()
+        Some((s.current.clone()?, self.version()))
+    }
+
+    /// Whether the slot was stopped.
+    pub(crate) fn is_stopped(&self) -> bool {
+        lock(&self.state).stopped
     }
 
     /// Whether commands are held now.
@@ -98,13 +157,13 @@ impl<T: Clone> Slot<T> {
     }
 
     /// Waits, until `deadline` at most, until the slot holds a value and is not fenced. Returns
-    /// it with a listener, registered while the value was read, that fires at the next change
-    /// (fence, install, release, stop).
+    /// it with the version it was read at and a listener, registered while it was read, that
+    /// fires at the next change (fence, install, release, stop).
     pub(crate) async fn acquire(
         &self,
         rt: &dyn Runtime,
         deadline: Instant,
-    ) -> Result<(T, EventListener), HoldError> {
+    ) -> Result<Acquired<T>, HoldError> {
         loop {
             let listener = {
                 let s = lock(&self.state);
@@ -112,7 +171,11 @@ impl<T: Clone> Slot<T> {
                     return Err(HoldError::Stopped);
                 }
                 if let (false, Some(v)) = (s.fenced, &s.current) {
-                    return Ok((v.clone(), self.changed.listen()));
+                    return Ok(Acquired {
+                        value: v.clone(),
+                        version: self.version(),
+                        changed: self.changed.listen(),
+                    });
                 }
                 self.changed.listen()
             };
@@ -133,7 +196,7 @@ mod tests {
     /// The slot's value, waiting at most `hold`.
     fn get<T: Clone>(slot: &Slot<T>, hold: Duration) -> Result<T, HoldError> {
         futures_lite::future::block_on(slot.acquire(&ThreadRuntime, deadline_after(hold)))
-            .map(|(v, _)| v)
+            .map(|a| a.value)
     }
 
     #[test]
@@ -184,7 +247,9 @@ mod tests {
         let slot = Slot::new();
         slot.install(1, true);
         let acquired = slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60)));
-        let (_, changed) = futures_lite::future::block_on(acquired).expect("a value");
+        let changed = futures_lite::future::block_on(acquired)
+            .expect("a value")
+            .changed;
         slot.fence();
         let woke = until(
             &ThreadRuntime,
@@ -192,6 +257,52 @@ mod tests {
             changed,
         );
         assert!(futures_lite::future::block_on(woke).is_some());
+    }
+
+    /// Every change a kept value depends on moves the version, and reading does not.
+    #[test]
+    fn every_change_moves_the_version() {
+        let slot = Slot::new();
+        let mut seen = vec![slot.version()];
+        let mut changed = |slot: &Slot<u8>| {
+            let v = slot.version();
+            assert!(!seen.contains(&v), "{v} after {seen:?}");
+            seen.push(v);
+        };
+        slot.install(1, true);
+        changed(&slot);
+        let acquired = futures_lite::future::block_on(
+            slot.acquire(&ThreadRuntime, deadline_after(Duration::from_secs(60))),
+        )
+        .expect("a value");
+        assert_eq!(
+            acquired.version,
+            slot.version(),
+            "read at the current version"
+        );
+        let _ = slot.current();
+        assert_eq!(acquired.version, slot.version(), "reading changes nothing");
+        assert_eq!(slot.try_get(), Some((1, slot.version())));
+        slot.release();
+        assert_eq!(
+            acquired.version,
+            slot.version(),
+            "a release while not fenced: no change"
+        );
+        slot.fence();
+        changed(&slot);
+        assert_eq!(slot.try_get(), None, "fenced");
+        let fenced = slot.version();
+        slot.fence();
+        assert_eq!(fenced, slot.version(), "fenced twice: no change");
+        slot.release();
+        changed(&slot);
+        slot.touch();
+        changed(&slot);
+        slot.install(2, true);
+        changed(&slot);
+        slot.stop();
+        changed(&slot);
     }
 
     #[test]

@@ -103,8 +103,8 @@ impl Host {
         self.conn
             .shared()
             .slot
-            .get()
-            .map(|active| active.generation)
+            .try_get()
+            .map(|(active, _)| active.generation)
     }
 
     /// Whether commands are held now.

@@ -27,6 +27,9 @@
 //! Every decision is the core's; this crate only executes actions and reports results.
 
 mod backlog;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod connect;
 mod convert;
@@ -36,17 +39,24 @@ mod event_log;
 mod events;
 mod exec;
 mod failure;
+#[cfg(test)]
+mod fake_redis;
 mod gate;
 mod hold;
 mod host;
+mod link;
 mod listener;
 mod master;
 pub mod metrics;
 mod pubsub;
+#[cfg(any(test, feature = "bench"))]
+mod resp;
 mod runtime;
 mod shared;
 mod status;
 mod supervisor;
+#[cfg(test)]
+mod switch_tests;
 mod sync;
 #[cfg(test)]
 mod testing;
@@ -66,7 +76,7 @@ pub use gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
 pub use host::{Host, HostError};
 pub use master::MasterConnection;
 pub use pubsub::PubSub;
-pub use runtime::{BoxFuture, Runtime};
+pub use runtime::{BoxFuture, RedisStream, Runtime};
 pub use status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
 pub use supervisor::{Builder, Supervisor};
 

@@ -239,8 +239,8 @@ impl Task {
     ) -> Result<Conn, Failure> {
         let rt = &*shared.rt;
         let deadline = deadline_after(shared.cfg.hold_timeout());
-        let (active, _changed) = match shared.slot.acquire(rt, deadline).await {
-            Ok(a) => a,
+        let active = match shared.slot.acquire(rt, deadline).await {
+            Ok(a) => a.value,
             Err(HoldError::Stopped) => return Err(Failure::Stopped),
             Err(HoldError::TimedOut) => {
                 return Err(Failure::Failed("no verified master (hold_timeout)".into()));

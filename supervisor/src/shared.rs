@@ -7,13 +7,13 @@ use crate::error::SupervisorError;
 use crate::events::{Broadcast, Fanout, Hooks};
 use crate::gate::{WorkerGate, Workers};
 use crate::hold::Slot;
+use crate::link::Prepared;
 use crate::master::{Active, Line};
 use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
 use crate::workers::WorkerCalls;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Addr, AppErrorKind, Input as CoreInput, IoError, OpId, Reply};
-use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, Mutex, Weak};
 
 /// How many completions may wait for the supervisor's task. Every sender awaits room (so
@@ -28,7 +28,7 @@ pub(crate) enum Input {
     /// For the core, as it is.
     Core(CoreInput),
     /// A `Connect` completed: the `ROLE` reply and the prepared connection.
-    Connected(OpId, Result<(Reply, MultiplexedConnection), IoError>),
+    Connected(OpId, Result<(Reply, Prepared), IoError>),
     /// Application errors are waiting in [`Shared::app_errors`].
     AppErrors,
     /// A status query wants the sentinels and the master in use.
@@ -133,9 +133,27 @@ impl Shared {
         std::mem::take(&mut *lock(&self.app_errors))
     }
 
-    /// Closes everything the handles use: the gate for good, the master connection (commands
-    /// in flight are cancelled, later ones fail), dedicated and cached connections, and the
-    /// event streams.
+    /// Installs `active` as the master in use and closes everything to the previous one: the
+    /// connections of its generation close (commands in flight on them fail with
+    /// `ConnectionAborted`), dedicated connections of older generations are dropped, and every
+    /// handle's next command finds `active` (the slot's version changes). Without `release`,
+    /// commands keep waiting (the slot stays fenced) until [`Slot::release`].
+    pub(crate) fn activate(&self, active: Active, release: bool) {
+        let generation = active.generation;
+        if let Some(previous) = self.slot.install(Arc::new(active), release) {
+            previous.cancel.cancel();
+            previous.line.clear_unless(None);
+        }
+        let mut registry = lock(&self.dedicated);
+        registry.retain(|w| w.strong_count() > 0);
+        for own in registry.iter().filter_map(Weak::upgrade) {
+            own.clear_unless(Some(generation));
+        }
+    }
+
+    /// Closes everything the handles use: the gate for good, the master connection (its
+    /// connections close, commands in flight on them are cancelled, later ones fail: the
+    /// slot's version changes), dedicated and cached connections, and the event streams.
     pub(crate) fn close(&self) {
         self.gate.stop();
         if let Some(active) = self.slot.stop() {

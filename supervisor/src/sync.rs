@@ -70,6 +70,57 @@ impl Cancel {
     }
 }
 
+/// Runs a future until it completes or a [`Cancel`] fires, for a long-lived future that is
+/// polled often (a connection's driver): each poll checks the flag first (once it is set, the
+/// future is not polled again), and the wake-up for the cancellation is registered once, again
+/// only if the task's waker changes, so a poll costs an atomic load and a waker comparison
+/// more than the future's own.
+pub(crate) struct Guarded<F> {
+    cancel: std::sync::Arc<Cancel>,
+    future: std::pin::Pin<Box<F>>,
+    listener: Option<event_listener::EventListener>,
+    registered: Option<std::task::Waker>,
+}
+
+impl<F: std::future::Future<Output = ()>> Guarded<F> {
+    pub(crate) fn new(cancel: std::sync::Arc<Cancel>, future: F) -> Self {
+        Self {
+            cancel,
+            future: Box::pin(future),
+            listener: None,
+            registered: None,
+        }
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Guarded<F> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.cancel.is_cancelled() {
+            return Poll::Ready(());
+        }
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let event = &this.cancel.event;
+            let listener = this.listener.get_or_insert_with(|| event.listen());
+            if this.cancel.is_cancelled() || std::pin::Pin::new(listener).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            this.registered = Some(cx.waker().clone());
+        }
+        this.future.as_mut().poll(cx)
+    }
+}
+
 /// A value set once, that tasks wait for.
 #[derive(Debug)]
 pub(crate) struct Done<T> {
@@ -126,6 +177,43 @@ mod tests {
         c.cancel();
         assert!(block_on(poll_once(&mut waiting)).is_some());
         assert!(block_on(poll_once(c.cancelled())).is_some());
+    }
+
+    #[test]
+    fn guard_stops_the_future_at_the_cancel() {
+        let c = std::sync::Arc::new(Cancel::default());
+        let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&polls);
+        let endless = std::future::poll_fn(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::task::Poll::<()>::Pending
+        });
+        let mut guarded = Guarded::new(std::sync::Arc::clone(&c), endless);
+        assert!(block_on(poll_once(&mut guarded)).is_none());
+        assert!(block_on(poll_once(&mut guarded)).is_none());
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        c.cancel();
+        assert!(block_on(poll_once(&mut guarded)).is_some());
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "not polled once cancelled");
+        drop(guarded);
+        let ready = Guarded::new(c, std::future::pending());
+        assert!(
+            block_on(poll_once(ready)).is_some(),
+            "cancelled before: done at once"
+        );
+    }
+
+    #[test]
+    fn guard_wakes_its_task_at_the_cancel() {
+        let c = std::sync::Arc::new(Cancel::default());
+        let c2 = std::sync::Arc::clone(&c);
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            c2.cancel();
+        });
+        // Completes only if the cancel wakes the blocked task.
+        block_on(Guarded::new(c, std::future::pending::<()>()));
+        canceller.join().expect("no panic");
     }
 
     #[test]

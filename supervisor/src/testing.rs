@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::events::{Broadcast, Hooks};
 use crate::gate::Workers;
-use crate::runtime::{BoxFuture, Runtime};
+use crate::runtime::{BoxFuture, RedisStream, Runtime};
 use crate::shared::{Input, Shared};
 use async_channel::Receiver;
 use std::sync::Arc;
@@ -49,6 +49,35 @@ pub(crate) fn shared(
 pub(crate) struct TokioRuntime(pub(crate) tokio::runtime::Handle);
 
 impl Runtime for TokioRuntime {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        drop(self.0.spawn(future));
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let _entered = self.0.enter();
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Option<BoxFuture<'static, std::io::Result<RedisStream>>> {
+        let (handle, host) = (self.0.clone(), host.to_owned());
+        Some(Box::pin(async move {
+            // Connected on the runtime's own threads, where the socket registers.
+            let stream = handle
+                .spawn(async move { tokio::net::TcpStream::connect((host.as_str(), port)).await })
+                .await
+                .map_err(std::io::Error::other)??;
+            Ok(Box::pin(stream) as RedisStream)
+        }))
+    }
+}
+
+/// [`TokioRuntime`] without [`Runtime::connect_tcp`]: the `redis` crate opens and drives the
+/// master connections (the master handle's slower path, as with TLS).
+pub(crate) struct PlainTokioRuntime(pub(crate) tokio::runtime::Handle);
+
+impl Runtime for PlainTokioRuntime {
     fn spawn(&self, future: BoxFuture<'static, ()>) {
         drop(self.0.spawn(future));
     }

@@ -100,9 +100,17 @@ impl WorkerCalls {
 
     /// Completes at the next change of the wanted state, or when a hand-back is asked.
     async fn next_change(&self, seen: Want) {
+        self.next_change_of(seen, true).await;
+    }
+
+    /// Completes at the next change of the wanted state, and with `handback` also when a
+    /// hand-back is asked. A pending pause waits without it: the hand-back runs after the
+    /// pause (calls never overlap), and a hand-back already waiting would otherwise complete
+    /// this at once, every time, a loop that never yields the executor's thread.
+    async fn next_change_of(&self, seen: Want, handback: bool) {
         loop {
             let listener = self.changed.listen();
-            if self.current().0 != seen || lock(&self.handback).is_some() {
+            if self.current().0 != seen || (handback && lock(&self.handback).is_some()) {
                 return;
             }
             listener.await;
@@ -147,7 +155,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         if matches!(w, Want::Stop(_)) {
                             return false;
                         }
-                        calls.next_change(w).await;
+                        calls.next_change_of(w, false).await;
                     }
                 };
                 if !or(pause, stop_asked).await {
@@ -252,6 +260,35 @@ async fn stop(shared: &Shared, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hand-back asked while a pause is pending does not wake the pause's wait for a stop
+    /// (it used to, at every poll: a busy loop that starved a one-thread executor, so a pause
+    /// timeout never ran); a stop still does.
+    #[test]
+    fn a_waiting_hand_back_does_not_wake_a_pending_pause() {
+        let calls = WorkerCalls::default();
+        let op = OpId(1);
+        calls.want(Want::Pause(op));
+        calls.hand_back(HandBack {
+            op: OpId(2),
+            old: Addr::new("127.0.0.1", 1),
+            new: Addr::new("127.0.0.1", 2),
+            commands: Vec::new(),
+        });
+        let mut wait = Box::pin(calls.next_change_of(Want::Pause(op), false));
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut wait)).is_none()
+        );
+        let mut any = Box::pin(calls.next_change(Want::Pause(op)));
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut any)).is_some(),
+            "the worker task's idle wait still wakes for the hand-back"
+        );
+        calls.want(Want::Stop(Duration::ZERO));
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut wait)).is_some()
+        );
+    }
     use crate::config::Config;
     use crate::gate::Workers;
     use crate::runtime::BoxFuture;

@@ -9,7 +9,7 @@
 //! ("no reactor running"): the suite passing means `redis` used smol and `async-io`.
 
 use dramatiq_sentinel_smol::Smol;
-use dramatiq_sentinel_supervisor::{BoxFuture, Runtime};
+use dramatiq_sentinel_supervisor::{BoxFuture, RedisStream, Runtime};
 use dramatiq_sentinel_tests::scenarios::TestRuntime;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +62,15 @@ impl Runtime for CheckedSmol {
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         self.0.sleep_until(deadline)
+    }
+
+    fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Option<BoxFuture<'static, std::io::Result<RedisStream>>> {
+        let connect = self.0.connect_tcp(host, port)?;
+        Some(Box::pin(NoTokio(connect)))
     }
 }
 

@@ -72,16 +72,25 @@ pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
 }
 
-/// Runs `send` and sends again, at most [`RESENDS`] times, while a failover cut it.
-async fn resend<T, F, Fut>(what: &str, stopped: impl Fn() -> bool, mut send: F) -> RedisResult<T>
+/// Runs `send` on `handle` and sends again, at most [`RESENDS`] times, while a failover cut it
+/// and the supervisor has not `stopped`. `send` gives the handle back with its result, so its
+/// future can borrow the handle without a clone per command.
+async fn resend<'m, H, T, Fut>(
+    what: &str,
+    handle: &'m mut H,
+    stopped: impl Fn(&H) -> bool,
+    send: impl Fn(&'m mut H) -> Fut,
+) -> RedisResult<T>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = RedisResult<T>>,
+    Fut: Future<Output = (&'m mut H, RedisResult<T>)>,
 {
     let mut resent = 0;
+    let mut handle = handle;
     loop {
-        match send().await {
-            Err(e) if resent < RESENDS && cut_by_failover(&e) && !stopped() => {
+        let (back, result) = send(handle).await;
+        handle = back;
+        match result {
+            Err(e) if resent < RESENDS && cut_by_failover(&e) && !stopped(handle) => {
                 resent += 1;
                 debug!(error = %e, resent, what, "apalis command cut by a failover: sent again");
             }
@@ -90,20 +99,24 @@ where
     }
 }
 
+/// Whether the supervisor of `master` stopped (it has no master any more).
+fn stopped(master: &MasterConnection) -> bool {
+    master.node().is_none()
+}
+
 impl ConnectionLike for ApalisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let master = &self.master;
-            resend(
-                "command",
-                || master.node().is_none(),
-                || {
-                    let mut conn = master.clone();
-                    async move { conn.req_packed_command(cmd).await }
-                },
-            )
-            .await
-        })
+        // The handle's own (unboxed) send: one boxed future per command, as on a plain
+        // connection, and the handle keeps its connection from one command to the next.
+        Box::pin(resend(
+            "command",
+            &mut self.master,
+            stopped,
+            move |m| async move {
+                let result = m.send_packed_command(cmd).await;
+                (m, result)
+            },
+        ))
     }
 
     fn req_packed_commands<'a>(
@@ -112,18 +125,15 @@ impl ConnectionLike for ApalisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let master = &self.master;
-            resend(
-                "pipeline",
-                || master.node().is_none(),
-                || {
-                    let mut conn = master.clone();
-                    async move { conn.req_packed_commands(pipeline, offset, count).await }
-                },
-            )
-            .await
-        })
+        Box::pin(resend(
+            "pipeline",
+            &mut self.master,
+            stopped,
+            move |m| async move {
+                let result = m.send_packed_commands(pipeline, offset, count).await;
+                (m, result)
+            },
+        ))
     }
 
     fn get_db(&self) -> i64 {
@@ -154,17 +164,34 @@ mod tests {
 
     #[test]
     fn gives_up_after_two_resends() {
-        let mut calls = 0;
+        let mut calls = 0_usize;
         let result: RedisResult<()> = futures_executor(resend(
             "test",
-            || false,
-            || {
-                calls += 1;
-                async { Err(io(io::ErrorKind::ConnectionAborted)) }
+            &mut calls,
+            |_| false,
+            |calls| async move {
+                *calls += 1;
+                (calls, Err(io(io::ErrorKind::ConnectionAborted)))
             },
         ));
         assert!(result.is_err());
         assert_eq!(calls, 1 + RESENDS);
+    }
+
+    #[test]
+    fn does_not_resend_once_stopped() {
+        let mut calls = 0_usize;
+        let result: RedisResult<()> = futures_executor(resend(
+            "test",
+            &mut calls,
+            |_| true,
+            |calls| async move {
+                *calls += 1;
+                (calls, Err(io(io::ErrorKind::ConnectionAborted)))
+            },
+        ));
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
     }
 
     /// Polls a future that never waits to completion.

@@ -66,9 +66,10 @@ impl managed::Manager for Manager {
     }
 
     /// No `PING`: the handle never talks to anything but the verified master, and reconnects
-    /// by itself. A connection is dropped from the pool only once its supervisor stopped.
+    /// by itself. A connection is dropped from the pool only once its supervisor stopped (a
+    /// check without a lock while no failover is under way).
     async fn recycle(&self, conn: &mut MasterConnection, _: &Metrics) -> RecycleResult<RedisError> {
-        if conn.node().is_none() {
+        if conn.is_stopped() {
             return Err(RecycleError::message("the supervisor stopped"));
         }
         Ok(())

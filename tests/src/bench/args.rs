@@ -31,14 +31,21 @@ usage: cargo run --release -p dramatiq-sentinel-tests --bin failover-bench -- [o
                        and smol, and on a `ConnectionManager` from `redis::sentinel`)
   --only LIST          only these parts: writers,jobs,long-jobs,overhead,commands,fleet,apalis
   --fleet-sizes LIST   supervisors per fleet run (default 1,50,200,500)
+  --fleet-per-process N  supervisors per child process in fleet runs (default 50)
+  --fleet-scenarios LIST  graceful,kill,kill-busy,sentinel-restart (default all)
   --fleet-tcp-backlog LIST  tcp-backlog of the data nodes in fleet runs, each value a set of
                        runs: numbers or `default` (Redis's 511; the default)
-  --command-rounds N   rounds of the per-command overhead (default 5, 2 s per client and case)
+  --command-rounds N   rounds of the per-command overhead (default 5)
+  --command-secs S     seconds per client, case and round of the per-command overhead
+                       (default 2)
   --skip-core-bench    do not run `cargo bench -p dramatiq-sentinel-core --bench core_inputs`
   --overhead-secs N    idle measurement window in seconds (default 60)
   --out PATH           where to write the report (default BENCHMARKS.md at the repo root)
   --raw DIR            keep every run's raw observations there (JSON lines)
   -h, --help           this text
+
+FAILOVER_BENCH_CHILD_EXE=PATH: the Rust children run that `failover-bench` (e.g. another
+commit's build) instead of this one, with this driver and report.
 
 Python (redis-py) and Node (ioredis) peers are installed into bench-peers/ at the repo root
 (git-ignored) when missing. Progress goes to stderr; the tables to stdout and the report.
@@ -128,8 +135,14 @@ pub(crate) struct Options {
     /// The apalis job workload (issue 14).
     pub(crate) apalis: bool,
     pub(crate) fleet_sizes: Vec<usize>,
+    /// Supervisors per child process of the fleet runs.
+    pub(crate) fleet_per_process: usize,
+    /// The fleet scenarios to run.
+    pub(crate) fleet_scenarios: Vec<super::fleet::FleetScenario>,
     pub(crate) fleet_backlogs: Vec<Option<u32>>,
     pub(crate) command_rounds: usize,
+    /// How long each client runs each case per round of the per-command overhead.
+    pub(crate) command_time: Duration,
     pub(crate) core_bench: bool,
     pub(crate) overhead_window: Duration,
     pub(crate) out: Option<PathBuf>,
@@ -181,8 +194,11 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
         fleet: true,
         apalis: true,
         fleet_sizes: super::fleet::SIZES.to_vec(),
+        fleet_per_process: super::fleet::PER_PROCESS,
+        fleet_scenarios: super::fleet::FleetScenario::ALL.to_vec(),
         fleet_backlogs: vec![None],
         command_rounds: 5,
+        command_time: Duration::from_secs(2),
         core_bench: true,
         overhead_window: Duration::from_secs(60),
         out: None,
@@ -270,6 +286,25 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                     })
                     .collect::<Result<_>>()?;
             }
+            "--fleet-per-process" => {
+                let v = value("--fleet-per-process")?;
+                o.fleet_per_process = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(err(format!("--fleet-per-process {v}: not a count above 0"))),
+                };
+            }
+            "--fleet-scenarios" => {
+                o.fleet_scenarios = list(&value("--fleet-scenarios")?)
+                    .iter()
+                    .map(|v| {
+                        super::fleet::FleetScenario::from_id(v).ok_or_else(|| {
+                            err(format!(
+                                "--fleet-scenarios: unknown `{v}` (graceful, kill, kill-busy, sentinel-restart)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
             "--fleet-tcp-backlog" => {
                 o.fleet_backlogs = list(&value("--fleet-tcp-backlog")?)
                     .iter()
@@ -286,6 +321,13 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command> {
                 o.command_rounds = match v.parse::<usize>() {
                     Ok(n) if n > 0 => n,
                     _ => return Err(err(format!("--command-rounds {v}: not a count above 0"))),
+                };
+            }
+            "--command-secs" => {
+                let v = value("--command-secs")?;
+                o.command_time = match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+                    _ => return Err(err(format!("--command-secs {v}: not a duration above 0"))),
                 };
             }
             "--skip-core-bench" => o.core_bench = false,
@@ -343,6 +385,8 @@ pub(crate) enum Role {
     Fleet,
     /// apalis workers on apalis-redis (ours or a `ConnectionManager`).
     Apalis,
+    /// The per-command overhead: our master handle and a plain connection, in rounds.
+    Commands,
 }
 
 /// The arguments of a child process: `child <role> --key value ...`.
@@ -377,6 +421,7 @@ impl ChildArgs {
             Some("gate") => Role::Gate,
             Some("fleet") => Role::Fleet,
             Some("apalis") => Role::Apalis,
+            Some("commands") => Role::Commands,
             other => return Err(err(format!("unknown child role {other:?}"))),
         };
         let mut c = ChildArgs {

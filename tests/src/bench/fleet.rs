@@ -1,7 +1,8 @@
-//! The fleet benchmark: N supervisors (spread over processes of 50) with a worker gate each, on
-//! one deployment, through a graceful failover, a master kill, or a sentinel restart. Measured
-//! across the fleet: candidate writable (the observer's probe) to each supervisor's workers
-//! resumed; commands and connections the candidate and each sentinel received during the
+//! The fleet benchmark: N supervisors (spread over processes of 50, or of any size) with a worker
+//! gate each, on one deployment, through a graceful failover, a master kill, or a sentinel
+//! restart. Measured across the fleet: candidate writable (the observer's probe) to each
+//! supervisor's workers resumed; the client processes' CPU time the switch took, per
+//! supervisor; commands and connections the candidate and each sentinel received during the
 //! failover (`INFO commandstats` / `INFO stats` deltas); sentinel CPU; connections per second
 //! to the dead master (a counting stand-in bound to its port after the kill); after a sentinel
 //! restart, when each supervisor's listener reconnected to it.
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Supervisors per child process.
+/// Supervisors per child process, unless `--fleet-per-process` says otherwise.
 pub(crate) const PER_PROCESS: usize = 50;
 /// Worker tasks per supervisor.
 pub(crate) const TASKS: usize = 2;
@@ -45,6 +46,11 @@ pub(crate) enum FleetScenario {
 }
 
 impl FleetScenario {
+    /// The scenario with this id (as in file names).
+    pub(crate) fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.id() == id)
+    }
+
     /// The scenarios of a full run.
     pub(crate) const ALL: [FleetScenario; 4] = [
         FleetScenario::Failover(Scenario::Graceful),
@@ -89,6 +95,16 @@ impl FleetScenario {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetResult {
     pub(crate) processes: usize,
+    /// Supervisors per process (the last one may have fewer).
+    pub(crate) per_process: usize,
+    /// The client processes' CPU time for the switch, per supervisor (ms): their CPU time from
+    /// the trigger to 1 s after the last supervisor was done, less what they use at rest over
+    /// as long (measured over the 2 s before the trigger).
+    pub(crate) switch_cpu_ms: Option<f64>,
+    /// The client processes' CPU use over that window, % of one core.
+    pub(crate) client_cpu_pct: Option<f64>,
+    /// Supervisors still running 45 s after the shutdown of their process began.
+    pub(crate) not_stopped: u64,
     /// Per supervisor that reported it: candidate writable to workers resumed (ms).
     pub(crate) resumed_ms: Vec<f64>,
     /// Supervisors that did not report what the scenario waits for.
@@ -220,12 +236,18 @@ impl Drop for DeadMaster {
     }
 }
 
-/// The fleet's children: each reports its supervisors' events.
-fn start_fleet(ctx: &Ctx, d: &Deployment, n: usize, tasks: usize) -> Result<Vec<(usize, Child)>> {
+/// The fleet's children, `per_process` supervisors each: each reports its supervisors' events.
+fn start_fleet(
+    ctx: &Ctx,
+    d: &Deployment,
+    n: usize,
+    per_process: usize,
+    tasks: usize,
+) -> Result<Vec<(usize, Child)>> {
     let mut children = Vec::new();
     let mut offset = 0;
     while offset < n {
-        let k = PER_PROCESS.min(n - offset);
+        let k = per_process.min(n - offset);
         let mut cmd = ctx.rust_child("fleet", "ours-tokio", d);
         cmd.arg("--supervisors")
             .arg(k.to_string())
@@ -270,10 +292,19 @@ fn first_events(
     out
 }
 
-/// One fleet run of `n` supervisors in `scenario`.
+/// The CPU time of every child, ns.
+fn children_cpu(children: &[(usize, Child)]) -> Option<u64> {
+    children
+        .iter()
+        .map(|(_, c)| cpu_ns(c.pid()).ok())
+        .sum::<Option<u64>>()
+}
+
+/// One fleet run of `n` supervisors, `per_process` per child process, in `scenario`.
 pub(crate) fn fleet_run(
     ctx: &Ctx,
     n: usize,
+    per_process: usize,
     scenario: FleetScenario,
     backlog: Option<u32>,
 ) -> Result<FleetResult> {
@@ -285,8 +316,12 @@ pub(crate) fn fleet_run(
     let d = Deployment::start(options)?;
     let old = d.master()?;
     let observer = Observer::start(&d, old, "bench:probe")?;
-    let mut children = start_fleet(ctx, &d, n, scenario.tasks())?;
+    let mut children = start_fleet(ctx, &d, n, per_process, scenario.tasks())?;
     std::thread::sleep(Duration::from_secs(2));
+    // The fleet at rest, for the CPU time the switch took.
+    let rest_start = (Instant::now(), children_cpu(&children));
+    std::thread::sleep(Duration::from_secs(2));
+    let rest_end = (Instant::now(), children_cpu(&children));
     let sentinels: Vec<SentinelId> = d.sentinels();
     let restarted = sentinels[0];
     let nodes: Vec<NodeId> = d.nodes();
@@ -328,6 +363,22 @@ pub(crate) fn fleet_run(
     };
     let t_end = done.values().max().copied().unwrap_or_else(now_ns);
     let window_s = (ms_between(t0, t_end) / 1e3).max(0.001);
+    // The CPU time of the switch: up to 1 s after the last supervisor was done (late pub/sub
+    // messages, connections closing), less the rate at rest over as long.
+    std::thread::sleep(Duration::from_secs(1));
+    let busy_end = (Instant::now(), children_cpu(&children));
+    let (switch_cpu_ms, client_cpu_pct) = match (rest_start, rest_end, busy_end) {
+        ((a, Some(ca)), (b, Some(cb)), (c, Some(cc))) => {
+            let rest_rate = cb.saturating_sub(ca) as f64 / (b - a).as_secs_f64();
+            let busy = (c - b).as_secs_f64();
+            let used = cc.saturating_sub(cb) as f64;
+            (
+                Some((used - rest_rate * busy) / 1e6 / n as f64),
+                Some(used / 1e9 / busy * 100.0),
+            )
+        }
+        _ => (None, None),
+    };
     let dead_connects = dead.as_ref().map(DeadMaster::count);
     let overflows = listen_overflows()
         .zip(overflows_before)
@@ -401,8 +452,16 @@ pub(crate) fn fleet_run(
         }
     }
     ctx.keep_raw(&format!("fleet-{n}-{}", scenario.id()), t0, &lines, &seen);
+    let not_stopped = lines
+        .iter()
+        .filter_map(|v| v.get("not_stopped").and_then(Value::as_u64))
+        .sum();
     Ok(FleetResult {
-        processes: n.div_ceil(PER_PROCESS),
+        processes: n.div_ceil(per_process),
+        per_process,
+        not_stopped,
+        switch_cpu_ms,
+        client_cpu_pct,
         missing: n.saturating_sub(done.len()),
         resumed_ms,
         window_s,

@@ -2,8 +2,9 @@
 //! each with its own worker gate and `--workers` worker tasks that take a permit, `INCR` a
 //! counter through their supervisor's master handle, and rest 100 ms. Stdout: `{"sup", "ev",
 //! "t", ...}` for each switch completed (`resumed`), listener up or down (`up`, `down`, with
-//! the sentinel `s`), then `{"ready"}` once every supervisor started, `{"end"}`. Stdin: `quit`
-//! (or EOF).
+//! the sentinel `s`), then `{"ready"}` once every supervisor started, and after `quit` (or EOF
+//! on stdin) `{"shutdown_ms", "not_stopped"}` (the supervisors shut down at once, for 45 s at
+//! most) and `{"end"}`.
 
 use super::args::ChildArgs;
 use super::clock::now_ns;
@@ -40,6 +41,9 @@ fn report(sink: &Sink, sup: usize, e: &Event) {
             json!({ "sup": sup, "ev": "detected", "t": t, "path": path.to_string() })
         }
         Event::AfterReset { .. } => json!({ "sup": sup, "ev": "moved", "t": t }),
+        Event::VerificationFailed { node, reason } => {
+            json!({ "sup": sup, "ev": "verify-failed", "t": t, "d": format!("{node}: {reason}") })
+        }
         _ => return,
     };
     sink.json(&line);
@@ -98,9 +102,30 @@ async fn fleet(args: &ChildArgs, sink: &Sink, stop: &Arc<AtomicBool>) -> Result<
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for sup in &sups {
-        let _ = sup.shutdown().await;
-    }
+    // Every supervisor shut down at once, for at most SHUTDOWN: the ones still running then
+    // are counted (`not_stopped`), and the process ends anyway.
+    let started = now_ns();
+    let shutdowns: Vec<_> = sups
+        .iter()
+        .map(|sup| {
+            let sup = sup.clone();
+            tokio::spawn(async move { sup.shutdown().await.is_ok() })
+        })
+        .collect();
+    let all = async {
+        for s in shutdowns {
+            let _ = s.await;
+        }
+    };
+    let in_time = tokio::time::timeout(SHUTDOWN, all).await.is_ok();
+    let not_stopped = sups.iter().filter(|s| !s.is_stopped()).count();
+    sink.json(&json!({
+        "shutdown_ms": (now_ns() - started) as f64 / 1e6, "not_stopped": not_stopped,
+        "in_time": in_time,
+    }));
     sink.json(&json!({ "end": now_ns() }));
     Ok(())
 }
+
+/// How long the child waits for its supervisors to shut down.
+const SHUTDOWN: Duration = Duration::from_secs(45);

@@ -75,6 +75,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             Role::Gate => idle::run_gate(&c),
             Role::Fleet => fleet_child::run(&c),
             Role::Apalis => apalis::run_child(&c),
+            Role::Commands => commands::run_child(&c),
         },
         Command::Bench(o) => bench(&o),
     };
@@ -172,13 +173,19 @@ fn bench(o: &Options) -> Result<()> {
     let started = Instant::now();
     let root = root();
     let mut facts = Facts {
-        command: std::iter::once(
-            "cargo run --release -p dramatiq-sentinel-tests --bin failover-bench".to_owned(),
-        )
-        .chain((!o.given.is_empty()).then(|| format!("-- {}", o.given.join(" "))))
-        .collect::<Vec<_>>()
-        .join(" "),
+        command: std::env::var("FAILOVER_BENCH_CHILD_EXE")
+            .ok()
+            .map(|exe| format!("FAILOVER_BENCH_CHILD_EXE={exe}"))
+            .into_iter()
+            .chain(std::iter::once(
+                "cargo run --release -p dramatiq-sentinel-tests --bin failover-bench".to_owned(),
+            ))
+            .chain((!o.given.is_empty()).then(|| format!("-- {}", o.given.join(" "))))
+            .collect::<Vec<_>>()
+            .join(" "),
         date: utc_now(),
+        commit: command_output("git", &["describe", "--always", "--dirty"])
+            .unwrap_or_else(|| "?".to_owned()),
         nproc: std::thread::available_parallelism().map_or(0, usize::from),
         cpu: cpu_model(),
         load_start: loadavg(),
@@ -203,7 +210,13 @@ fn bench(o: &Options) -> Result<()> {
     // The children run a copy of this executable: a rebuild of the workspace during the
     // benchmark (which replaces the file) must not break or change them.
     let exe = logs.path().join("failover-bench");
-    std::fs::copy(std::env::current_exe()?, &exe)?;
+    // `FAILOVER_BENCH_CHILD_EXE`: the Rust children run that build instead (another commit's
+    // `failover-bench`, to compare its clients with the same driver and reports).
+    let child_exe = std::env::var_os("FAILOVER_BENCH_CHILD_EXE").map(PathBuf::from);
+    if let Some(other) = &child_exe {
+        eprintln!("failover-bench: children run {}", other.display());
+    }
+    std::fs::copy(child_exe.unwrap_or(std::env::current_exe()?), &exe)?;
     let ctx = Ctx {
         exe,
         peers: peers.clone(),
@@ -321,8 +334,10 @@ fn bench(o: &Options) -> Result<()> {
         for rep in 1..=o.reps {
             for &backlog in &o.fleet_backlogs {
                 for &n in &o.fleet_sizes {
-                    for scenario in fleet::FleetScenario::ALL
-                        .into_iter()
+                    for scenario in o
+                        .fleet_scenarios
+                        .iter()
+                        .copied()
                         .filter(|s| s.runs_with(n))
                     {
                         eprint!(
@@ -332,7 +347,7 @@ fn bench(o: &Options) -> Result<()> {
                             backlog.map_or("default".to_owned(), |b| b.to_string()),
                             run::load1()
                         );
-                        let result = fleet::fleet_run(&ctx, n, scenario, backlog)
+                        let result = fleet::fleet_run(&ctx, n, o.fleet_per_process, scenario, backlog)
                             .map_err(|e| e.to_string());
                         outcome(&result, |r| {
                             let all = r.resumed_ms.iter().chain(&r.reconnect_ms);
@@ -351,8 +366,8 @@ fn bench(o: &Options) -> Result<()> {
             "failover-bench: per-command overhead, {} rounds ",
             o.command_rounds
         );
-        let result = commands::measure(o.command_rounds, std::time::Duration::from_secs(2))
-            .map_err(|e| e.to_string());
+        let result =
+            commands::measure(&ctx, o.command_rounds, o.command_time).map_err(|e| e.to_string());
         outcome(&result, |_| " done".to_owned());
         result
     });

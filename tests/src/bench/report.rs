@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Facts {
     pub(crate) command: String,
+    /// The commit measured (`git describe --always --dirty`).
+    pub(crate) commit: String,
     pub(crate) date: String,
     pub(crate) nproc: usize,
     pub(crate) cpu: String,
@@ -322,10 +324,10 @@ impl Report {
         self.deployment_table(&mut out);
         self.overhead_tables(&mut out);
         if let Some(c) = &self.commands {
-            super::scale_report::command_table(&mut out, c);
+            super::scale_report::command_table(&mut out, c, &self.facts);
         }
         if let Some(f) = &self.fleet {
-            super::scale_report::fleet_tables(&mut out, f);
+            super::scale_report::fleet_tables(&mut out, f, &self.facts);
         }
         self.targets(&mut out);
         out
@@ -734,8 +736,8 @@ impl Report {
         let _ = writeln!(out, "```\n{}\n```\n", f.command);
         let _ = writeln!(
             out,
-            "- date: {}; duration {:.0} min",
-            f.date, f.duration_min
+            "- date: {}; duration {:.0} min; commit `{}`",
+            f.date, f.duration_min, f.commit
         );
         let _ = writeln!(
             out,

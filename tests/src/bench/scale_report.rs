@@ -92,8 +92,27 @@ fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**missed**" }
 }
 
-/// The per-command overhead table.
-pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String>) {
+/// Where a table was measured: the commit and the command, for its heading.
+fn measured_at(facts: &super::report::Facts) -> String {
+    format!(
+        "Measured at commit `{}` on {} with `{}`.",
+        facts.commit, facts.date, facts.command
+    )
+}
+
+/// A ratio's cell: the median and (min..max) over the rounds.
+fn ratio_cell(r: Option<super::metrics::Stats>) -> String {
+    r.map_or("–".to_owned(), |r| {
+        format!("{:.2}× ({:.2}..{:.2})", r.median, r.min, r.max)
+    })
+}
+
+/// The per-command overhead tables, one per runtime, with the targets of issue 19.
+pub(crate) fn command_table(
+    out: &mut String,
+    commands: &Result<Commands, String>,
+    facts: &super::report::Facts,
+) {
     let _ = writeln!(out, "## Per-command overhead\n");
     let c = match commands {
         Ok(c) => c,
@@ -102,34 +121,86 @@ pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String
             return;
         }
     };
+    let _ = writeln!(out, "{}\n", measured_at(facts));
     let _ = writeln!(
         out,
-        "`MasterConnection` (one shared handle, cloned per task) against a plain `redis` \
-         `MultiplexedConnection` to the same master (cloned per task, default settings), one \
-         process, a two-thread tokio runtime, {} rounds of {} s per client and case, \
-         alternating which client goes first. Median of the rounds; the ratio is ours / plain. \
-         Targets: throughput at least 0.95×, p99 latency within +10 %.\n",
+        "`MasterConnection` (one handle of a supervisor with default settings, cloned per \
+         task) against a plain `redis` `MultiplexedConnection` to the same master (cloned per \
+         task), both with a 5 s response timeout (our default `command_timeout`, the plain \
+         connection's `set_response_timeout`). Two child processes per runtime (tokio: a \
+         two-thread runtime; smol: its global executor with `SMOL_THREADS=2`), each holding both \
+         clients, run every case at the same time, one on our handle and the other on the plain \
+         connection, and swap clients from one round to the next, so that both clients always \
+         share the same machine (its load, from other work, changes by the second). Each case \
+         runs {} s per round, {} rounds. *CPU/cmd*: user + system time of the client's whole \
+         process (`/proc/<pid>/task/*/schedstat`) over the case, per command (a pipeline of 16 \
+         counts 16). Absolute values are the median of the rounds; ratios are ours / plain per \
+         round, median (min..max) over the rounds. Targets (issue 19): CPU per command at most \
+         1.05×, throughput at least 0.97×, p99 at most 1.10× (medians).\n",
+        c.round_time.as_secs_f64(),
         c.rounds,
-        c.round_time.as_secs()
     );
-    let _ = writeln!(
-        out,
-        "| case | ours ops/s | plain ops/s | throughput ratio | ours p50 / p99 (µs) | plain p50 / p99 (µs) | p99 ratio | targets |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for r in &c.cases {
-        let (ours, plain) = r.medians(|x| x.ops);
-        let (o50, p50) = r.medians(|x| x.p50_us);
-        let (o99, p99) = r.medians(|x| x.p99_us);
-        let (ratio, p99_ratio) = (ours / plain, o99 / p99);
+    for (exec, run) in &c.runs {
+        let name = match exec {
+            super::ours::Exec::Tokio => "tokio",
+            super::ours::Exec::Smol => "smol",
+        };
+        let r = match run {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writeln!(out, "### {name}\n\nNot measured: {e}\n");
+                continue;
+            }
+        };
         let _ = writeln!(
             out,
-            "| {} | {ours:.0} | {plain:.0} | {ratio:.2}× | {o50:.0} / {o99:.0} | {p50:.0} / {p99:.0} | {p99_ratio:.2}× | {} |",
-            r.case.label(),
-            met(ratio >= 0.95 && p99_ratio <= 1.10)
+            "### {name} (load average {:.2} before, {:.2} after; {:.0} s)\n",
+            r.load.0, r.load.1, r.secs
         );
+        let _ = writeln!(
+            out,
+            "| case | ours ops/s | plain ops/s | throughput ratio | ours p50 / p99 (µs) | plain p50 / p99 (µs) | p99 ratio | ours CPU/cmd (µs) | plain CPU/cmd (µs) | CPU ratio | targets |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut integrations_header = false;
+        for case in &r.cases {
+            if case.integration.is_some() && !integrations_header {
+                integrations_header = true;
+                let _ = writeln!(
+                    out,
+                    "| *integrations, {} tasks, `INCR`: ours / its plain counterpart* ||||||||||",
+                    case.case.tasks
+                );
+            }
+            let label = case
+                .integration
+                .map_or_else(|| case.case.label(), |i| i.label().to_owned());
+            let (ours, plain) = case.medians(|x| x.ops);
+            let (o50, p50) = case.medians(|x| x.p50_us);
+            let (o99, p99) = case.medians(|x| x.p99_us);
+            let (ocpu, pcpu) = case.medians(|x| x.cpu_ns);
+            let (tput, lat, cpu) = (
+                case.ratio(|x| x.ops),
+                case.ratio(|x| x.p99_us),
+                case.ratio(|x| x.cpu_ns),
+            );
+            let ok = tput.is_some_and(|t| t.median >= 0.97)
+                && lat.is_some_and(|l| l.median <= 1.10)
+                && cpu.is_some_and(|c| c.median <= 1.05);
+            let _ = writeln!(
+                out,
+                "| {} | {ours:.0} | {plain:.0} | {} | {o50:.0} / {o99:.0} | {p50:.0} / {p99:.0} | {} | {:.2} | {:.2} | {} | {} |",
+                label,
+                ratio_cell(tput),
+                ratio_cell(lat),
+                ocpu / 1e3,
+                pcpu / 1e3,
+                ratio_cell(cpu),
+                met(ok)
+            );
+        }
+        let _ = writeln!(out);
     }
-    let _ = writeln!(out);
 }
 
 fn pct(values: &[f64], q: f64) -> Option<f64> {
@@ -151,14 +222,19 @@ fn list(values: &[f64], digits: usize) -> String {
 }
 
 /// The fleet tables: failovers, then sentinel restarts, then the targets.
-pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
+pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::report::Facts) {
     let _ = writeln!(out, "## Fleet\n");
+    let _ = writeln!(out, "{}\n", measured_at(facts));
     let _ = writeln!(
         out,
         "N supervisors with default settings (a random jitter seed each) in processes of {} \
          (one two-thread tokio runtime each, {} worker tasks per supervisor: take a permit, \
          `INCR`, rest 100 ms), one deployment. *Resumed*: the candidate writable (the \
-         observer's probe) to each supervisor's `SwitchCompleted`, across the fleet. Rates are \
+         observer's probe) to each supervisor's `SwitchCompleted`, across the fleet. *Client \
+         CPU per switch*: the fleet processes' CPU time (`schedstat`) from the trigger to 1 s \
+         after the last supervisor was done, less their CPU time at rest over as long \
+         (measured over the 2 s before the trigger), per supervisor; *client CPU %*: their use \
+         over that window, in % of one core (2 cores here). Rates are \
          over the trigger to the last supervisor done; commands from `INFO commandstats`, \
          connections from `INFO stats` (`total_connections_received`); CPU from \
          `/proc/<pid>/task/*/schedstat`. A killed master's port is taken over by a stand-in \
@@ -167,14 +243,19 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
          was full (`ListenOverflows` of `/proc/net/netstat`, machine-wide): each one stalls a \
          connection by a TCP retransmission (about 1 s); the data nodes' `tcp-backlog` bounds \
          that queue.\n",
-        super::fleet::PER_PROCESS,
+        runs.iter()
+            .find_map(|(_, _, r)| r.as_ref().ok().map(|r| r.per_process))
+            .unwrap_or(super::fleet::PER_PROCESS),
         super::fleet::TASKS
     );
     let _ = writeln!(
         out,
-        "| N (processes) | scenario | tcp-backlog | resumed p50 / p99 / max (ms) | missing | window (s), load | candidate cmds/s | candidate connections | listen overflows | candidate top commands | sentinel cmds/s | sentinel CPU % | connects/s to the dead master |"
+        "| N (processes) | scenario | tcp-backlog | resumed p50 / p99 / max (ms) | client CPU per switch per supervisor (ms) | client CPU % | missing | window (s), load | candidate cmds/s | candidate connections | listen overflows | candidate top commands | sentinel cmds/s | sentinel CPU % | connects/s to the dead master |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (n, scenario, result) in runs {
         if *scenario == FleetScenario::SentinelRestart {
             continue;
@@ -189,7 +270,7 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
                     .collect();
                 let _ = writeln!(
                     out,
-                    "| {n} ({}) | {} | {} | {} / {} / {} | {} | {:.2}, {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} ({}) | {} | {} | {} / {} / {} | {} | {} | {} | {:.2}, {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                     r.processes,
                     scenario.label(),
                     r.backlog
@@ -197,7 +278,9 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
                     ms(pct(&r.resumed_ms, 0.5)),
                     ms(pct(&r.resumed_ms, 0.99)),
                     ms(pct(&r.resumed_ms, 1.0)),
-                    r.missing,
+                    r.switch_cpu_ms.map_or("–".into(), |x| format!("{x:.3}")),
+                    r.client_cpu_pct.map_or("–".into(), |x| format!("{x:.0}")),
+                    missing(r),
                     r.window_s,
                     r.load,
                     r.candidate_cmds_per_s
@@ -214,13 +297,20 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
             Err(e) => {
                 let _ = writeln!(
                     out,
-                    "| {n} | {} | failed: {e} |||||||||||",
-                    scenario.label()
+                    "| {n} | {} | failed: {} |||||||||||||",
+                    scenario.label(),
+                    first_line(e)
                 );
             }
         }
     }
     let _ = writeln!(out);
+    if !runs
+        .iter()
+        .any(|(_, s, _)| *s == FleetScenario::SentinelRestart)
+    {
+        return targets(out, runs);
+    }
     let _ = writeln!(
         out,
         "Sentinel restart (stopped 2 s, started again, default `min_backoff` 3 s): when each \
@@ -244,7 +334,7 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
                     ms(pct(&r.reconnect_ms, 0.5)),
                     ms(pct(&r.reconnect_ms, 0.99)),
                     ms(pct(&r.reconnect_ms, 1.0)),
-                    r.missing,
+                    missing(r),
                     burst(&r.reconnect_ms, *n),
                     r.sentinel_cmds_per_s
                         .first()
@@ -253,12 +343,30 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun]) {
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "| {n} | failed: {e} |||||");
+                let _ = writeln!(out, "| {n} | failed: {} |||||", first_line(e));
             }
         }
     }
     let _ = writeln!(out);
     targets(out, runs);
+}
+
+/// The supervisors that never resumed, and those still running 45 s after their process
+/// began shutting them down.
+fn missing(r: &FleetResult) -> String {
+    if r.not_stopped == 0 {
+        r.missing.to_string()
+    } else {
+        format!(
+            "{} ({} not stopped 45 s after the shutdown)",
+            r.missing, r.not_stopped
+        )
+    }
+}
+
+/// The first line of an error (a table cell holds one line).
+fn first_line(e: &str) -> &str {
+    e.lines().next().unwrap_or_default()
 }
 
 /// The most reconnects within any 100 ms, as a share of `n`.
@@ -301,9 +409,13 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
             .map(|(s, v)| format!("{s}: {}", ms(*v)))
             .collect();
         let ok = p99s.iter().all(|(_, v)| v.is_some_and(|v| v <= 50.0));
+        let one_process = runs
+            .iter()
+            .any(|(n, _, r)| *n == 500 && r.as_ref().is_ok_and(|r| r.processes == 1));
         let _ = writeln!(
             out,
-            "| p99 resumed within 50 ms of the new master becoming writable at N = 500, tcp-backlog {} | {} | {} |",
+            "| p99 resumed within 50 ms of the new master becoming writable at N = 500{}, tcp-backlog {} | {} | {} |",
+            if one_process { " in one process" } else { "" },
             b.map_or("511 (default)".to_owned(), |b| b.to_string()),
             shown.join("; "),
             met(ok)

@@ -1,0 +1,80 @@
+//! Master connections the supervisor drives itself: the connection's driver (the task that
+//! reads and writes its socket) races against the cancel signal of the master generation it
+//! serves, so a switch closes the socket and fails every command in flight on it at once, for
+//! every clone of the connection. Handles can therefore keep a clone and send on it without a
+//! lock or a cancellation listener per command.
+
+use crate::connect::{Endpoint, OpenError};
+use crate::runtime::{Runtime, timeout};
+use crate::sync::{Cancel, Guarded};
+use dramatiq_sentinel_core::Addr;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A multiplexed connection to a data node, for master handles.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) conn: MultiplexedConnection,
+    /// Whether the connection ends by itself when its generation is cancelled (its driver is
+    /// ours). Else the `redis` crate drives it (TLS, or a runtime without
+    /// [`Runtime::connect_tcp`]): it stays open while a clone exists, so commands must race
+    /// the cancellation themselves and handles must not keep clones.
+    pub(crate) cut_on_cancel: bool,
+}
+
+/// A connection opened for a generation that is not installed yet (`Connect`), with the cancel
+/// signal its driver races against: the generation's, from `Activate` on.
+pub(crate) struct Prepared {
+    pub(crate) link: Link,
+    pub(crate) cancel: Arc<Cancel>,
+}
+
+/// Opens a connection to `addr` whose commands time out after `response_timeout` (the `redis`
+/// crate's per-request timer) and whose driver stops when `cancel` fires, within the connect
+/// timeout.
+pub(crate) async fn open(
+    endpoint: &Endpoint,
+    rt: &dyn Runtime,
+    addr: &Addr,
+    response_timeout: Option<Duration>,
+    cancel: &Arc<Cancel>,
+) -> Result<Link, OpenError> {
+    let client = endpoint.client(addr).map_err(|message| OpenError {
+        message,
+        unreachable: false,
+    })?;
+    let info = client.get_connection_info();
+    let connect = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => rt.connect_tcp(host, *port),
+        _ => None,
+    };
+    let Some(connect) = connect else {
+        let conn = endpoint.open_timed(rt, addr, response_timeout).await?;
+        return Ok(Link {
+            conn,
+            cut_on_cancel: false,
+        });
+    };
+    let config = AsyncConnectionConfig::new().set_response_timeout(response_timeout);
+    let opened = timeout(rt, endpoint.connect_timeout, async {
+        let stream = connect.await.map_err(redis::RedisError::from)?;
+        MultiplexedConnection::new_with_config(info.redis_settings(), stream, config).await
+    })
+    .await;
+    let (conn, driver) = match opened {
+        Some(Ok(opened)) => opened,
+        Some(Err(e)) => return Err(OpenError::of(&e)),
+        None => return Err(OpenError::no_connection(endpoint.connect_timeout)),
+    };
+    let cancel = Arc::clone(cancel);
+    // Once the cancel signal fired, the driver is not polled again (a command queued since is
+    // never written), and dropping it closes the socket and fails every command waiting for a
+    // reply. Checked at every poll of the driver for the price of an atomic load.
+    rt.spawn(Box::pin(Guarded::new(cancel, driver)));
+    Ok(Link {
+        conn,
+        cut_on_cancel: true,
+    })
+}
