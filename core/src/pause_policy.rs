@@ -5,16 +5,16 @@ use crate::config_error::ConfigError;
 use crate::setting::FromSetting;
 use crate::setting_info::SettingKind;
 
-/// What happens when workers do not pause within [`Config::pause_timeout`].
+/// What happens when workers do not pause within [`Config::pause_timeout`](crate::Config::pause_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseTimeoutPolicy {
-    /// Stop the workers with [`Config::stop_grace`], then exit the process with `code`
+    /// Stop the workers with [`Config::stop_grace`](crate::Config::stop_grace), then exit the process with `code`
     /// (the original middleware's behaviour, code 69 = `EX_UNAVAILABLE`).
     Exit {
         /// The process exit code, 1 to 255.
         code: u8,
     },
-    /// Stop the workers with [`Config::stop_grace`], then stop the supervisor with an error
+    /// Stop the workers with [`Config::stop_grace`](crate::Config::stop_grace), then stop the supervisor with an error
     /// the application can handle.
     Fail,
 }
