@@ -190,8 +190,9 @@ impl Deployment {
                 .map_err(|detail| {
                     self.timeout("replicas to stream", start, detail, &service.name)
                 })?;
-                // `WAIT` has been seen to count a replica still at offset 0 (Sentinel then
-                // promoted it with none of these writes): ask each replica how far it got.
+                // `WAIT` answering is not enough: a replica was seen still at offset 0 when
+                // Sentinel promoted it right after start-up (none of these writes on the new
+                // master). Ask each replica how far it got.
                 let target = self.repl_offset(master).map_err(|e| {
                     self.timeout("the master's offset", start, e.to_string(), &service.name)
                 })?;
