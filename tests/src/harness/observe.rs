@@ -193,29 +193,45 @@ impl Deployment {
                 // `WAIT` answering is not enough: a replica was seen still at offset 0 when
                 // Sentinel promoted it right after start-up (none of these writes on the new
                 // master). Ask each replica how far it got.
-                let target = self.repl_offset(master).map_err(|e| {
-                    self.timeout("the master's offset", start, e.to_string(), &service.name)
-                })?;
-                poll(timeout.saturating_sub(start.elapsed()), || {
-                    for &node in &service.nodes[1..] {
-                        let offset = self.repl_offset(node).map_err(|e| e.to_string())?;
-                        if offset < target {
-                            return Err(format!("{node} at offset {offset}, master at {target}"));
-                        }
-                    }
-                    Ok(())
-                })
-                .map_err(|detail| {
-                    self.timeout(
-                        "replicas to reach the master's offset",
-                        start,
-                        detail,
-                        &service.name,
-                    )
-                })?;
+                let left = timeout.saturating_sub(start.elapsed());
+                self.wait_caught_up(master, &service.nodes[1..], left)
+                    .map_err(|e| self.timeout("replicas to catch up", start, e, &service.name))?;
             }
         }
         Ok(())
+    }
+
+    /// Waits until every replica of the first service has processed `master`'s replication
+    /// stream up to where it is now (each replica's own `ROLE` offset), so that whichever one
+    /// Sentinel promotes has every write made so far.
+    pub fn wait_replicas_caught_up(&self, master: NodeId, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let replicas: Vec<NodeId> = self
+            .service_nodes(self.service_name())
+            .into_iter()
+            .filter(|n| *n != master)
+            .collect();
+        self.wait_caught_up(master, &replicas, timeout)
+            .map_err(|e| self.timeout("replicas to catch up", start, e, self.service_name()))
+    }
+
+    /// Polls `replicas` until each one's offset reached `master`'s offset now.
+    fn wait_caught_up(
+        &self,
+        master: NodeId,
+        replicas: &[NodeId],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let target = self.repl_offset(master).map_err(|e| e.to_string())?;
+        poll(timeout, || {
+            for &node in replicas {
+                let offset = self.repl_offset(node).map_err(|e| e.to_string())?;
+                if offset < target {
+                    return Err(format!("{node} at offset {offset}, master at {target}"));
+                }
+            }
+            Ok(())
+        })
     }
 
     /// How far a data node's replication stream went: a master's offset, or the offset a

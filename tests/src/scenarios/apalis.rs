@@ -209,40 +209,16 @@ fn leftovers(d: &Deployment, master: NodeId) -> Result<Vec<String>, String> {
     Ok(left)
 }
 
-/// Waits until every replica of `master` has acknowledged its replication stream up to the
-/// master's offset now, so that whichever replica Sentinel promotes has every write made so
-/// far. Right after start-up a replica is linked (`ROLE` says `connected`) before it gets the
-/// stream: after a diskless full sync Redis streams to a replica only from its next
-/// `REPLCONF ACK`, up to a second later ("Waiting for REPLCONF ACK from slave to enable
-/// streaming"). Sentinel, whose view of the replicas' offsets can be as old as its start-up
-/// `INFO`, may promote that replica, at offset 0: the new master then has none of the writes
-/// since start-up (the backlog, and apalis's worker registrations, so that every worker stops
-/// with "worker not registered" at its next fetch or acknowledgement, and no task runs again).
+/// Waits until every replica of `master` has its replication stream up to where it is now,
+/// so that whichever replica Sentinel promotes has every write made so far. Right after
+/// start-up a replica is linked (`ROLE` says `connected`) before it gets the stream: after a
+/// diskless full sync Redis streams to a replica only from its next `REPLCONF ACK`, up to a
+/// second later, and Sentinel may promote that replica at offset 0: the new master then has
+/// none of the writes since start-up (the backlog, and apalis's worker registrations, so that
+/// every worker stops with "worker not registered" at its next fetch or acknowledgement).
 fn wait_replicas_in_sync(d: &Deployment, master: NodeId) {
-    let replicas = d.service_nodes(d.service_name()).len() - 1;
-    // `ROLE` on a master: its offset, and each replica's address and acknowledged offset.
-    let role = || {
-        d.query::<(String, u64, Vec<(String, String, u64)>)>(master, &redis::cmd("ROLE"))
-            .map_err(|e| e.to_string())
-    };
-    // A write of our own, so that the target is past anything a replica that does not get the
-    // stream yet has.
-    d.query::<i64>(master, redis::cmd("INCR").arg("apalis-sync"))
-        .expect("a write on the master");
-    let (_, target, _) = wait_for("the master's ROLE", WAIT, role);
-    let what = "every replica to acknowledge the master's writes";
-    wait_for(what, WAIT, || {
-        let (kind, offset, acked) = role()?;
-        let behind = acked.iter().filter(|(_, _, o)| *o < target).count();
-        if kind == "master" && acked.len() >= replicas && behind == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{kind} at offset {offset}, target {target}, {replicas} replicas expected, \
-                 acknowledged (ip, port, offset): {acked:?}"
-            ))
-        }
-    });
+    d.wait_replicas_caught_up(master, WAIT)
+        .expect("every replica caught up with the master");
 }
 
 /// What the workers, the pool and the supervisor are doing, for a wait's failure message: a
