@@ -6,7 +6,7 @@ use super::emit::Sink;
 use super::error::{Result, err};
 use crate::scenarios::TestRuntime;
 use crate::scenarios::runtimes::TokioRuntime;
-use dramatiq_sentinel_supervisor::{Builder, Config, Event, PauseTimeoutPolicy, Runtime};
+use dramatiq_sentinel_supervisor::{Builder, Config, FieldValue, PauseTimeoutPolicy, Runtime};
 use serde_json::json;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -133,27 +133,19 @@ pub(crate) fn config_with_nat(
         .build()?)
 }
 
-/// The variant name of an event, e.g. `SwitchCompleted`.
-pub(crate) fn event_kind(e: &Event) -> String {
-    let text = format!("{e:?}");
-    text.split([' ', '{', '('])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Adds a hook that reports every supervisor event as `{"ev", "t", "d"}`.
+/// Adds a hook that reports every supervisor event as `{"ev", "t", "d", "handed_back"}`: its
+/// name and the commands a loss read back come from the event's description.
 pub(crate) fn report_events<R: Runtime>(builder: Builder<R>, sink: &Sink) -> Builder<R> {
     let sink = sink.clone();
     builder.on_event(move |e| {
         let t = now_ns();
-        // The commands a loss handed back, counted here (the event's text holds them all).
-        let handed_back = match e {
-            Event::WritesLost { commands, .. } => commands.as_ref().map(Vec::len),
+        let described = e.describe();
+        let handed_back = match described.field("commands_read_back") {
+            Some(FieldValue::Int(n)) => Some(*n),
             _ => None,
         };
         sink.json(&json!({
-            "ev": event_kind(e),
+            "ev": described.name,
             "t": t,
             "d": format!("{e:?}"),
             "handed_back": handed_back,
