@@ -376,21 +376,8 @@ impl MasterConnection {
                 return counted(shared, Box::pin(slow).await);
             }
         };
-        match h.conn.send_packed_command(cmd).await {
-            Ok(v) => {
-                if may_hold_errors(&v) && has_readonly(&v) {
-                    shared.report(&h.active.node, AppErrorKind::ReadOnly);
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                let outcome = settle(shared, own, &h.active, h.epoch, Some(Err(e)));
-                if outcome.drop_held {
-                    *held = None;
-                }
-                counted(shared, outcome.result)
-            }
-        }
+        let sent = h.conn.send_packed_command(cmd).await;
+        kept_reply(shared, own, held, sent)
     }
 
     /// Runs one call on the current master's connection, with the hold, the command timeout
@@ -414,30 +401,36 @@ impl MasterConnection {
                 .await
                 .map(Value::Array),
         };
-        match sent {
-            Ok(v) => {
-                if has_readonly(&v) {
-                    shared.report(&h.active.node, AppErrorKind::ReadOnly);
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                let outcome = settle(shared, own, &h.active, h.epoch, Some(Err(e)));
-                if outcome.drop_held {
-                    *held = None;
-                }
-                counted(shared, outcome.result)
-            }
-        }
+        kept_reply(shared, own, held, sent)
     }
 }
 
-/// Whether a reply may hold a server error (a cheap test before [`has_readonly`]).
-fn may_hold_errors(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::ServerError(_) | Value::Array(_) | Value::Set(_) | Value::Push { .. }
-    )
+/// The end of a call on the connection a handle kept: a `READONLY` reply reported, a failure
+/// settled (the kept connection dropped when the failure says so) and counted.
+fn kept_reply(
+    shared: &Shared,
+    own: &Option<Arc<Line>>,
+    held: &mut Option<Held>,
+    sent: RedisResult<Value>,
+) -> RedisResult<Value> {
+    let Some(h) = held.as_ref() else {
+        return counted(shared, sent);
+    };
+    match sent {
+        Ok(v) => {
+            if has_readonly(&v) {
+                shared.report(&h.active.node, AppErrorKind::ReadOnly);
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let outcome = settle(shared, own, &h.active, h.epoch, Some(Err(e)));
+            if outcome.drop_held {
+                *held = None;
+            }
+            counted(shared, outcome.result)
+        }
+    }
 }
 
 /// Counts a failover error a command returns (metrics), and returns the result.
