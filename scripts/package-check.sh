@@ -43,6 +43,12 @@ step() { echo "==> $* [$((SECONDS - start)) s]"; }
 
 step "cargo publish --dry-run ${packages[*]}"
 rm -f "$target"/package/dramatiq-sentinel-*.crate
+# Cargo unpacks the temporary registry's .crate files into $CARGO_HOME/registry/src/<hash of the
+# registry's path>/ and reuses an unpacked copy it finds there: a clone at the same path as an
+# earlier run (CI's) would verify against that run's stale sources. Our crates are not on
+# crates.io, so every unpacked copy of them under registry/src is such a leftover.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+rm -rf "$cargo_home"/registry/src/*/dramatiq-sentinel-* "$cargo_home"/registry/cache/*/dramatiq-sentinel-*
 if ! cargo publish --dry-run --locked --allow-dirty "${packages[@]}" \
     --features redis/tokio-comp,dramatiq-sentinel-apalis/tokio,dramatiq-sentinel-deadpool/tokio; then
     fail "cargo publish --dry-run"
