@@ -5,9 +5,23 @@
 use crate::rng::Rng;
 use std::time::Duration;
 
-/// The delay sequence of one retrying activity (a listener, the discovery loop).
+/// The delay sequence of one retrying activity: the core's sentinel listeners, discovery and
+/// replica watches, and the supervisor's master connections (one backoff for the project).
+///
+/// ```
+/// use dramatiq_sentinel_core::Backoff;
+/// use std::time::Duration;
+///
+/// let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1), 2.0);
+/// // `unit` is the caller's randomness, a uniform draw from [0, 1].
+/// assert_eq!(backoff.next_delay_at(1.0), Duration::from_millis(100));
+/// assert_eq!(backoff.next_delay_at(0.0), Duration::from_millis(100));
+/// assert_eq!(backoff.next_delay_at(1.0), Duration::from_millis(400));
+/// backoff.reset();
+/// assert_eq!(backoff.failures(), 0);
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
     factor: f64,
@@ -15,7 +29,10 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration, factor: f64) -> Self {
+    /// A backoff whose base delay starts at `min` and grows `×factor` after each failure, up
+    /// to `max` (a `factor` below 1 or a `max` below `min` never goes under `min` nor over
+    /// `max`; the configuration's checks keep them sensible).
+    pub fn new(min: Duration, max: Duration, factor: f64) -> Self {
         Self {
             min,
             max,
@@ -24,22 +41,44 @@ impl Backoff {
         }
     }
 
-    /// The jittered delay before the next attempt, then counts one more failure.
-    pub(crate) fn next_delay(&mut self, rng: &mut Rng) -> Duration {
+    /// The delay before the next attempt, drawn from `[base / 2, base]` at `unit` (a uniform
+    /// draw from `[0, 1]`: the caller's randomness, so a fleet that failed together does not
+    /// retry in lockstep), then counts one more failure.
+    pub fn next_delay_at(&mut self, unit: f64) -> Duration {
         let base = delay(self.min, self.max, self.factor, self.failures);
         self.failures = self.failures.saturating_add(1);
-        jitter(base, rng)
+        jitter_at(base, unit)
+    }
+
+    /// [`Backoff::next_delay_at`] with the core's seeded generator.
+    pub(crate) fn next_delay(&mut self, rng: &mut Rng) -> Duration {
+        self.next_delay_at(rng.unit())
     }
 
     /// Back to `min` after a success.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.failures = 0;
+    }
+
+    /// The failures counted since the last reset.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 }
 
 /// A delay drawn uniformly from `[base / 2, base]`.
 pub(crate) fn jitter(base: Duration, rng: &mut Rng) -> Duration {
-    rng.between(base / 2, base)
+    jitter_at(base, rng.unit())
+}
+
+/// The delay at `unit` of `[base / 2, base]` (`unit` outside `[0, 1]` is clamped, NaN is 0).
+fn jitter_at(base: Duration, unit: f64) -> Duration {
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
+    base / 2 + (base - base / 2).mul_f64(unit)
 }
 
 /// `min × factor^failures`, capped at `max`; never panics (inputs validated by the config).

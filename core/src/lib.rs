@@ -48,6 +48,7 @@ mod watches;
 
 pub use action::{Action, Shutdown};
 pub use addr::{Addr, AddrError, NatMap};
+pub use backoff::Backoff;
 pub use config::{Config, ConfigBuilder, SETTINGS};
 pub use config_error::{ConfigError, MAX_DURATION};
 pub use describe::{Description, EventLevel, FieldValue};

@@ -20,6 +20,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A number uniformly in `[0, 1)`.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// A number in `0..n` (0 when `n` is 0).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next_u64() % n }
@@ -32,6 +37,7 @@ impl Rng {
     }
 
     /// A duration uniformly in `lo..=hi` (microsecond resolution).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
         let (lo_us, hi_us) = (lo.as_micros() as u64, hi.as_micros() as u64);
         if hi_us <= lo_us {

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._retry import RetryPolicy
+from ._policy import RetryPolicy
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

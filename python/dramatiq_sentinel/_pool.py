@@ -15,7 +15,7 @@ from redis.connection import SSLConnection
 
 from ._connection import FencedConnection, FencedSSLConnection, _Fenced
 from ._fence import Fence, checkout
-from ._retry import RetryPolicy
+from ._policy import RetryPolicy
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

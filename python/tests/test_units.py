@@ -22,7 +22,7 @@ from dramatiq_sentinel._pool import FencedConnectionPool
 import redis
 
 from dramatiq_sentinel import _reapply
-from dramatiq_sentinel._retry import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND, RetryPolicy
+from dramatiq_sentinel._policy import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND, RetryPolicy
 from dramatiq_sentinel._settings import Settings
 
 pytestmark = pytest.mark.smoke

@@ -2,10 +2,11 @@
 //! --features bench`): not an API, no stability promise.
 
 use crate::config::Config;
-use crate::events::{Broadcast, Hooks};
-use crate::master::{Active, Line, MasterConnection};
+use crate::drive::shared::Shared;
+use crate::handles::master::MasterConnection;
+use crate::handles::master::line::{Active, Line};
+use crate::observe::events::{Broadcast, Hooks};
 use crate::runtime::Runtime;
-use crate::shared::Shared;
 use crate::sync::Cancel;
 use dramatiq_sentinel_core::Addr;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub async fn handle(
     let node = Addr::new(host, port);
     let cancel = Arc::new(Cancel::default());
     let timeout = shared.cfg.command_timeout();
-    let link = crate::link::open(&shared.data, &*shared.rt, &node, timeout, &cancel)
+    let link = crate::net::link::open(&shared.data, &*shared.rt, &node, timeout, &cancel)
         .await
         .map_err(String::from)?;
     if !link.cut_on_cancel {
@@ -53,7 +54,7 @@ pub fn kept(handle: &MasterConnection) -> bool {
 /// The length of the first complete RESP command in `buf`, if it is complete (for a
 /// stand-in server).
 pub fn command_len(buf: &[u8]) -> Option<usize> {
-    crate::resp::command_len(buf)
+    crate::net::resp::command_len(buf)
 }
 
 /// The sizes of the futures of one command, in bytes: through `handle`, and on `plain`.

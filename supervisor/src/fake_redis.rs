@@ -95,7 +95,7 @@ fn serve(mut stream: TcpStream, state: &State, answer: bool) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         let mut replies = Vec::new();
-        while let Some(used) = crate::resp::command_len(&buf) {
+        while let Some(used) = crate::net::resp::command_len(&buf) {
             buf.drain(..used);
             state.commands.fetch_add(1, Ordering::SeqCst);
             replies.extend_from_slice(b":1\r\n");

@@ -26,42 +26,24 @@
 //!
 //! Every decision is the core's; this crate only executes actions and reports results.
 
-mod backlog;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 mod config;
-mod connect;
-mod convert;
-mod driver;
+mod drive;
 mod error;
-mod event_log;
-mod events;
-mod exec;
-mod failure;
 #[cfg(test)]
 mod fake_redis;
-mod gate;
-mod hold;
-mod host;
-mod link;
-mod listener;
-mod master;
-pub mod metrics;
-mod pubsub;
-#[cfg(any(test, feature = "bench"))]
-mod resp;
+mod handles;
+mod net;
+mod observe;
 mod runtime;
-mod shared;
-mod status;
 mod supervisor;
 #[cfg(test)]
 mod switch_tests;
 mod sync;
 #[cfg(test)]
 mod testing;
-mod watch;
-mod workers;
 
 pub use config::{ClientCert, Config, ConfigBuilder, Credentials, IO_SETTINGS};
 pub use dramatiq_sentinel_core::{
@@ -70,14 +52,15 @@ pub use dramatiq_sentinel_core::{
     SettingInfo, SettingKind,
 };
 pub use error::{StartError, SupervisorError};
-pub use events::EventStream;
-pub use failure::Failure;
-pub use gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
-pub use host::{Host, HostError};
-pub use master::MasterConnection;
-pub use pubsub::PubSub;
+pub use handles::failure::{Cause, Failure};
+pub use handles::gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
+pub use handles::host::{Host, HostError};
+pub use handles::master::MasterConnection;
+pub use handles::pubsub::PubSub;
+pub use net::status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
+pub use observe::events::EventStream;
+pub use observe::metrics;
 pub use runtime::{BoxFuture, RedisStream, Runtime};
-pub use status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
 pub use supervisor::{Builder, Supervisor};
 
 /// The core crate, for everything this crate does not re-export.

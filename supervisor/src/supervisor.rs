@@ -1,15 +1,15 @@
 //! [`Builder`] and [`Supervisor`]: starting, using and stopping a supervisor.
 
 use crate::config::Config;
-use crate::connect::{Endpoint, tls_supported};
-use crate::driver::{Driver, Startup};
+use crate::drive::driver::{Driver, Startup};
+use crate::drive::shared::Shared;
 use crate::error::{StartError, SupervisorError};
-use crate::events::{Broadcast, EventStream, Hooks};
-use crate::gate::{WorkerGate, Workers};
-use crate::master::MasterConnection;
+use crate::handles::gate::{WorkerGate, Workers};
+use crate::handles::master::MasterConnection;
+use crate::net::connect::{Endpoint, tls_supported};
+use crate::net::status::{self, Status, StatusError};
+use crate::observe::events::{Broadcast, EventStream, Hooks};
 use crate::runtime::Runtime;
-use crate::shared::Shared;
-use crate::status::{self, Status, StatusError};
 use dramatiq_sentinel_core::{Addr, Core, Event};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -161,7 +161,7 @@ impl<R: Runtime> Builder<R> {
             started,
         );
         rt.spawn(Box::pin(driver.run()));
-        rt.spawn(Box::pin(crate::workers::run(Arc::clone(&shared))));
+        rt.spawn(Box::pin(crate::drive::workers::run(Arc::clone(&shared))));
         let guard = StopOnDrop(Arc::clone(&shared));
         match verdict.recv().await {
             Ok(Startup::Ready) => Ok(Supervisor {

@@ -6,11 +6,12 @@
 //! without locks) and on one without it (the `redis` crate drives them: the slower path).
 
 use crate::config::Config;
-use crate::failure::Failure;
+use crate::drive::shared::Shared;
 use crate::fake_redis::FakeRedis;
-use crate::master::{Active, Line, MasterConnection};
+use crate::handles::failure::Failure;
+use crate::handles::master::MasterConnection;
+use crate::handles::master::line::{Active, Line};
 use crate::runtime::Runtime;
-use crate::shared::Shared;
 use crate::sync::Cancel;
 use crate::testing::{PlainTokioRuntime, TokioRuntime, shared_on};
 use redis::aio::ConnectionLike;
@@ -78,7 +79,8 @@ impl World {
             .runtime
             .block_on(async {
                 let rt = &*shared.rt;
-                crate::link::open(&shared.data, rt, &node, Some(COMMAND_TIMEOUT), &cancel).await
+                crate::net::link::open(&shared.data, rt, &node, Some(COMMAND_TIMEOUT), &cancel)
+                    .await
             })
             .expect("connected");
         shared.activate(

@@ -2,10 +2,10 @@
 //! without a supervisor's task.
 
 use crate::config::Config;
-use crate::events::{Broadcast, Hooks};
-use crate::gate::Workers;
+use crate::drive::shared::{Input, Shared};
+use crate::handles::gate::Workers;
+use crate::observe::events::{Broadcast, Hooks};
 use crate::runtime::{BoxFuture, RedisStream, Runtime};
-use crate::shared::{Input, Shared};
 use async_channel::Receiver;
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,6 +1,6 @@
 //! [`ApalisConnection`]: the connection apalis-redis storage runs on.
 
-use dramatiq_sentinel_supervisor::MasterConnection;
+use dramatiq_sentinel_supervisor::{Cause, MasterConnection};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
@@ -64,12 +64,12 @@ impl From<MasterConnection> for ApalisConnection {
     }
 }
 
-/// Whether `error` says the command was cut by a failover after it was sent: cancelled by the
-/// switch (`ConnectionAborted`), or the connection broke before the reply. Not: the master
-/// stayed unreachable for the hold timeout (`ConnectionRefused`), a timeout, or anything else.
-/// (A stopped supervisor, `NotConnected`, is ruled out by the caller: it has no master.)
+/// Whether `error` says the command was cut by a failover after it was sent: the master
+/// moved away with it in flight ([`Cause::Moved`]), or the connection broke before the reply
+/// ([`Cause::Broke`]). Not: the master stayed unreachable, or no verified master, for the hold
+/// timeout, a timeout, a stopped supervisor, or any error the master handle did not make.
 pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
-    error.is_connection_dropped() && !error.is_connection_refusal() && !error.is_timeout()
+    matches!(Cause::of(error), Some(Cause::Moved | Cause::Broke))
 }
 
 /// Runs `send` on `handle` and sends again, at most [`RESENDS`] times, while a failover cut it
@@ -146,18 +146,25 @@ mod tests {
     use super::*;
     use std::io;
 
-    fn io(kind: io::ErrorKind) -> RedisError {
-        io::Error::new(kind, "test").into()
+    fn cut() -> RedisError {
+        Cause::Moved.error("test")
     }
 
     #[test]
     fn resends_only_what_a_failover_cut() {
-        assert!(cut_by_failover(&io(io::ErrorKind::ConnectionAborted)));
-        assert!(cut_by_failover(&io(io::ErrorKind::ConnectionReset)));
-        assert!(cut_by_failover(&io(io::ErrorKind::BrokenPipe)));
-        assert!(cut_by_failover(&io(io::ErrorKind::UnexpectedEof)));
-        assert!(!cut_by_failover(&io(io::ErrorKind::ConnectionRefused)));
-        assert!(!cut_by_failover(&io(io::ErrorKind::TimedOut)));
+        assert!(cut_by_failover(&Cause::Moved.error("moved")));
+        assert!(cut_by_failover(&Cause::Broke.error("broke")));
+        for cause in [
+            Cause::Held,
+            Cause::Unreachable,
+            Cause::NoAnswer,
+            Cause::Stopped,
+        ] {
+            assert!(!cut_by_failover(&cause.error("no")), "{cause:?}");
+        }
+        // A plain I/O error did not come through the master handle: not ours to judge.
+        let plain: RedisError = io::Error::new(io::ErrorKind::ConnectionAborted, "x").into();
+        assert!(!cut_by_failover(&plain));
         let server: RedisError = (redis::ErrorKind::Client, "nope").into();
         assert!(!cut_by_failover(&server));
     }
@@ -171,7 +178,7 @@ mod tests {
             |_| false,
             |calls| async move {
                 *calls += 1;
-                (calls, Err(io(io::ErrorKind::ConnectionAborted)))
+                (calls, Err(cut()))
             },
         ));
         assert!(result.is_err());
@@ -187,7 +194,7 @@ mod tests {
             |_| true,
             |calls| async move {
                 *calls += 1;
-                (calls, Err(io(io::ErrorKind::ConnectionAborted)))
+                (calls, Err(cut()))
             },
         ));
         assert!(result.is_err());

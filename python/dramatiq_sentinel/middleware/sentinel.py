@@ -16,7 +16,7 @@ import redis
 
 from .. import _reapply, _status
 from .._pool import FencedConnectionPool, FencedPoolMixin, replacing
-from .._retry import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND
+from .._policy import DRAMATIQ_COMMANDS, DRAMATIQ_RESEND
 from .._runtime import Runtime
 from .._settings import Settings
 from ..errors import SentinelStartError

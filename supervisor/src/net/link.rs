@@ -4,7 +4,7 @@
 //! every clone of the connection. Handles can therefore keep a clone and send on it without a
 //! lock or a cancellation listener per command.
 
-use crate::connect::{Endpoint, OpenError};
+use crate::net::connect::{Endpoint, OpenError};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::{Cancel, Guarded};
 use dramatiq_sentinel_core::Addr;

@@ -1,8 +1,8 @@
 //! Events: the one way out of every producer of events ([`Fanout`]: the `tracing` line, the
 //! metrics, the user's hooks, the subscriber streams).
 
-use crate::event_log::log_event;
-use crate::metrics::EventMetrics;
+use crate::observe::event_log::log_event;
+use crate::observe::metrics::EventMetrics;
 use crate::sync::lock;
 use async_channel::{Receiver, Sender, TrySendError};
 use dramatiq_sentinel_core::Event;

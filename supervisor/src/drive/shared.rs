@@ -2,16 +2,16 @@
 //! messages the helper tasks send to the supervisor's task.
 
 use crate::config::Config;
-use crate::connect::{ConnCache, Endpoint};
+use crate::drive::worker_calls::WorkerCalls;
 use crate::error::SupervisorError;
-use crate::events::{Broadcast, Fanout, Hooks};
-use crate::gate::{WorkerGate, Workers};
-use crate::hold::Slot;
-use crate::link::Prepared;
-use crate::master::{Active, Line};
+use crate::handles::gate::{WorkerGate, Workers};
+use crate::handles::hold::Slot;
+use crate::handles::master::line::{Active, Line};
+use crate::net::connect::{ConnCache, Endpoint};
+use crate::net::link::Prepared;
+use crate::observe::events::{Broadcast, Fanout, Hooks};
 use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
-use crate::workers::WorkerCalls;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Addr, AppErrorKind, Input as CoreInput, IoError, OpId, Reply};
 use std::sync::{Arc, Mutex, Weak};
@@ -174,7 +174,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use crate::shared::Input;
+    use crate::drive::shared::Input;
     use crate::testing;
     use dramatiq_sentinel_core::{Addr, AppErrorKind};
 

@@ -8,9 +8,9 @@
 //!
 //! [`Action::ReadBacklog`]: dramatiq_sentinel_core::Action::ReadBacklog
 
-use crate::connect::Endpoint;
-use crate::convert::io_error;
-use crate::shared::Input;
+use crate::drive::shared::Input;
+use crate::net::connect::Endpoint;
+use crate::net::convert::io_error;
 use async_channel::Sender;
 use dramatiq_sentinel_core::{Addr, Input as CoreInput, IoError, OpId};
 use redis::Value;

@@ -1,14 +1,14 @@
 //! Executing the core's actions: every Redis call, task and gate operation, and nothing that
 //! decides anything.
 
-use crate::driver::Driver;
-use crate::link::Prepared;
-use crate::listener::{Listener, ListenerCmd, ListenerHandle};
-use crate::master::{Active, Line};
+use crate::drive::driver::Driver;
+use crate::drive::shared::Input;
+use crate::drive::worker_calls::{HandBack, Want};
+use crate::handles::master::line::{Active, Line};
+use crate::net::link::Prepared;
+use crate::net::listener::{Listener, ListenerCmd, ListenerHandle};
 use crate::runtime::timeout;
-use crate::shared::Input;
 use crate::sync::Cancel;
-use crate::workers::{HandBack, Want};
 use dramatiq_sentinel_core::{
     Action, Addr, FatalError, Input as CoreInput, IoError, OpId, Reply, Shutdown,
 };
@@ -61,7 +61,7 @@ impl Driver {
                 offset,
                 bytes,
             } => {
-                let read = crate::backlog::Read {
+                let read = crate::net::backlog::Read {
                     op,
                     node,
                     replid,
@@ -69,10 +69,10 @@ impl Driver {
                     bytes,
                 };
                 let endpoint = shared.probes.endpoint().clone();
-                crate::backlog::start(endpoint, read, shared.inbox.clone());
+                crate::net::backlog::start(endpoint, read, shared.inbox.clone());
             }
             Action::Watch { op, node } => {
-                let handle = crate::watch::start(&self.shared, op, node);
+                let handle = crate::net::watch::start(&self.shared, op, node);
                 self.watches.insert(op, handle);
             }
             Action::Unwatch { op } => {
@@ -210,13 +210,14 @@ impl Driver {
             let result = timeout(rt, limit, async {
                 let response_timeout = shared.cfg.command_timeout();
                 let mut link =
-                    crate::link::open(&shared.data, rt, &node, response_timeout, &cancel).await?;
+                    crate::net::link::open(&shared.data, rt, &node, response_timeout, &cancel)
+                        .await?;
                 let role = link
                     .conn
                     .req_packed_command(&redis::cmd("ROLE"))
                     .await
-                    .map_err(|e| crate::convert::io_error(&e))?;
-                Ok::<(Reply, _), IoError>((crate::convert::to_reply(role), link))
+                    .map_err(|e| crate::net::convert::io_error(&e))?;
+                Ok::<(Reply, _), IoError>((crate::net::convert::to_reply(role), link))
             })
             .await
             .unwrap_or_else(|| {

@@ -1,7 +1,7 @@
 //! [`Host`]: the supervisor as a host outside Rust's async world sees it (see its docs).
 
-use crate::gate::WorkerGate;
-use crate::master::MasterConnection;
+use crate::handles::gate::WorkerGate;
+use crate::handles::master::MasterConnection;
 use crate::supervisor::Supervisor;
 use dramatiq_sentinel_core::{Addr, AppErrorKind};
 use redis::aio::ConnectionLike;

@@ -3,10 +3,10 @@
 //! [`subscribe_sentinel`] give operator tools the same view without a supervisor.
 
 use crate::config::Config;
-use crate::connect::{ConnCache, Endpoint};
+use crate::drive::shared::{Input, Shared};
 use crate::error::list;
+use crate::net::connect::{ConnCache, Endpoint};
 use crate::runtime::Runtime;
-use crate::shared::{Input, Shared};
 use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply, SentinelEntry, flags_healthy};
 use std::collections::BTreeMap;
 

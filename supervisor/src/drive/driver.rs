@@ -2,13 +2,13 @@
 //! metrics, hooks, subscribers), execute actions in order, then wait for the first of an input or the
 //! core's deadline, and feed it with the current time.
 
+use crate::drive::shared::{Input, Shared, Snapshot};
+use crate::drive::worker_calls::Want;
 use crate::error::SupervisorError;
-use crate::link::Prepared;
-use crate::listener::ListenerHandle;
+use crate::net::link::Prepared;
+use crate::net::listener::ListenerHandle;
+use crate::net::watch::WatchHandle;
 use crate::runtime::timeout;
-use crate::shared::{Input, Shared, Snapshot};
-use crate::watch::WatchHandle;
-use crate::workers::Want;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Core, Event, FatalError, Input as CoreInput, OpId};
 use futures_lite::FutureExt;

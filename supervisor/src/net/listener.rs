@@ -1,9 +1,9 @@
 //! The listener task: one pub/sub connection to one sentinel, subscribed to every channel,
 //! forwarding raw messages to the supervisor's task and answering its health-check pings.
 
-use crate::connect::Endpoint;
+use crate::drive::shared::Input;
+use crate::net::connect::Endpoint;
 use crate::runtime::{Runtime, timeout};
-use crate::shared::Input;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{
     Addr, Input as CoreInput, IoError, LISTENER_PATTERN, OpId, message_concerns,

@@ -11,8 +11,8 @@
 //! when it cannot be sent at once) and the errors it returns; a command sent at once records
 //! nothing.
 
-use crate::convert::error_kind;
-use crate::failure::Failure;
+use crate::handles::failure::Failure;
+use crate::net::convert::error_kind;
 use dramatiq_sentinel_core::{Addr, Event};
 use metrics::{SharedString, Unit};
 use std::collections::BTreeSet;
@@ -542,10 +542,10 @@ mod tests {
         let wrong_type = reply("WRONGTYPE Operation against a key holding the wrong kind of value");
         let seen = capture(|| {
             for e in [
-                crate::failure::held_too_long(Duration::from_secs(1)),
-                crate::failure::unreachable(&node, None, "refused"),
-                crate::failure::moved(&node),
-                crate::failure::stopped(),
+                crate::handles::failure::held_too_long(Duration::from_secs(1)),
+                crate::handles::failure::unreachable(&node, None, "refused"),
+                crate::handles::failure::moved(&node),
+                crate::handles::failure::stopped(),
                 readonly,
                 wrong_type,
             ] {

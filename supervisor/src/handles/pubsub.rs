@@ -7,10 +7,11 @@
 //! is subscribed again, and [`Event::PubSubResubscribed`] reports the gap. A connection that
 //! breaks on its own is reopened the same way, after a short growing delay.
 
-use crate::hold::HoldError;
-use crate::master::{Active, MasterConnection};
+use crate::drive::shared::Shared;
+use crate::handles::hold::HoldError;
+use crate::handles::master::MasterConnection;
+use crate::handles::master::line::Active;
 use crate::runtime::{deadline_after, timeout};
-use crate::shared::Shared;
 use async_channel::{Receiver, Sender};
 use dramatiq_sentinel_core::{Addr, AppErrorKind, Event};
 use futures_lite::future::or;

@@ -2,7 +2,7 @@
 //! sentinel queries and `ROLE` probes (never for the application's master connection).
 
 use crate::config::{ClientCert, Config, Credentials};
-use crate::convert::{describe, io_error, to_reply};
+use crate::net::convert::{describe, io_error, to_reply};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::lock;
 use dramatiq_sentinel_core::{Addr, IoError, Reply};

@@ -7,8 +7,8 @@
 //!
 //! [`Action::Watch`]: dramatiq_sentinel_core::Action::Watch
 
+use crate::drive::shared::{Input, Shared};
 use crate::runtime::timeout;
-use crate::shared::{Input, Shared};
 use async_channel::Sender;
 use dramatiq_sentinel_core::{Addr, Input as CoreInput, IoError, OpId, Reply};
 use futures_lite::future::or;
@@ -33,8 +33,8 @@ pub(crate) fn start(shared: &Arc<Shared>, op: OpId, node: Addr) -> WatchHandle {
             let role = conn
                 .req_packed_command(&redis::cmd("ROLE"))
                 .await
-                .map_err(|e| crate::convert::io_error(&e))?;
-            Ok::<_, IoError>((crate::convert::to_reply(role), conn, closed))
+                .map_err(|e| crate::net::convert::io_error(&e))?;
+            Ok::<_, IoError>((crate::net::convert::to_reply(role), conn, closed))
         })
         .await
         .unwrap_or_else(|| {
