@@ -23,6 +23,24 @@ impl Addr {
         }
     }
 
+    /// The addresses as `host:port, host:port`, for messages.
+    pub fn join(addrs: &[Addr]) -> String {
+        addrs
+            .iter()
+            .map(Addr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What failed at each address as `host:port: why; host:port: why`, for messages.
+    pub fn join_failures(failures: &[(Addr, String)]) -> String {
+        failures
+            .iter()
+            .map(|(a, e)| format!("{a}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// The host part, without brackets for IPv6.
     pub fn host(&self) -> &str {
         &self.host

@@ -56,13 +56,13 @@ pub enum AppErrorKind {
 #[non_exhaustive]
 pub enum DiscoveryError {
     /// No sentinel answered (each one's failure is listed).
-    #[error("no sentinel reachable: {}", list(.failures))]
+    #[error("no sentinel reachable: {}", Addr::join_failures(.failures))]
     SentinelsUnreachable {
         /// Each sentinel asked, with why it failed (refused, timed out, wrong password, ...).
         failures: Vec<(Addr, String)>,
     },
     /// The sentinels that answered do not monitor a master of that name.
-    #[error("sentinels {} do not know a master named `{service}`", addrs(.sentinels))]
+    #[error("sentinels {} do not know a master named `{service}`", Addr::join(.sentinels))]
     MasterNameUnknown {
         /// The configured service name.
         service: String,
@@ -92,18 +92,6 @@ pub enum DiscoveryError {
         /// Why.
         reason: String,
     },
-}
-
-fn list(failures: &[(Addr, String)]) -> String {
-    failures
-        .iter()
-        .map(|(a, e)| format!("{a}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn addrs(a: &[Addr]) -> String {
-    a.iter().map(Addr::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Why the supervisor stopped for good.

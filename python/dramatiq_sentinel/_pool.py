@@ -50,18 +50,19 @@ class FencedPoolMixin:
     runtime: Runtime
     fence: Fence
 
-    def _init_fenced(
+    def __init__(
         self,
         runtime: Runtime,
-        retry_when_sent: Callable[[tuple[Any, ...]], bool] | None,
-        kwargs: dict[str, Any],
-    ) -> dict[str, Any]:
+        retry_when_sent: Callable[[tuple[Any, ...]], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.runtime = runtime
         self.fence = Fence(runtime, RetryPolicy(retry_when_sent))
         cls, kwargs = _connection_kwargs(runtime, kwargs)
         kwargs["connection_class"] = cls
         kwargs["fence"] = self.fence
-        return kwargs
+        super().__init__(**kwargs)  # type: ignore[call-arg]  # redis-py's pool, next in the MRO
+        runtime.add_pool(self)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -108,43 +109,10 @@ class FencedPoolMixin:
 
 
 class FencedConnectionPool(FencedPoolMixin, redis.ConnectionPool):
-    """A redis-py pool whose connections follow the supervisor's verified master."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        retry_when_sent: Callable[[tuple[Any, ...]], bool] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**self._init_fenced(runtime, retry_when_sent, kwargs))
-        runtime.add_pool(self)
+    """A redis-py pool whose connections follow the supervisor's verified master
+    (`FencedConnectionPool(runtime, retry_when_sent=None, **connection_kwargs)`)."""
 
 
 class FencedBlockingConnectionPool(FencedPoolMixin, redis.BlockingConnectionPool):
     """redis-py's `BlockingConnectionPool` (a checkout waits for a free connection, up to
     `timeout`), with connections that follow the supervisor's verified master."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        retry_when_sent: Callable[[tuple[Any, ...]], bool] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**self._init_fenced(runtime, retry_when_sent, kwargs))
-        runtime.add_pool(self)
-
-
-def replacing(runtime: Runtime, pool: redis.ConnectionPool) -> FencedPoolMixin:
-    """A pool of ours with the settings of `pool` (credentials, database, timeouts,
-    decoding, size, and blocking or not), pointed at the supervisor's master instead of
-    `pool`'s address."""
-    kwargs = dict(pool.connection_kwargs)
-    if isinstance(pool.connection_class, type) and issubclass(pool.connection_class, SSLConnection):
-        kwargs["ssl"] = True
-    if getattr(pool, "max_connections", None) not in (None, 2**31):
-        kwargs["max_connections"] = pool.max_connections
-    if isinstance(pool, redis.BlockingConnectionPool):
-        kwargs["timeout"] = pool.timeout
-        kwargs["queue_class"] = pool.queue_class
-        return FencedBlockingConnectionPool(runtime, **kwargs)
-    return FencedConnectionPool(runtime, **kwargs)

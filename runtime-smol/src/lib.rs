@@ -54,13 +54,7 @@ use smol::Executor;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use dramatiq_sentinel_supervisor::{
-    Addr, AppErrorKind, BoxFuture, ClientCert, Config, ConfigBuilder, ConfigError, Credentials,
-    DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError, GateStopped,
-    IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum,
-    StartError, Status, StatusError, SupervisorError, WorkerGate, Workers, core_api, metrics,
-    redis,
-};
+pub use dramatiq_sentinel_supervisor::prelude::*;
 
 /// The smol [`Runtime`]: detached smol tasks (on smol's global executor, or on the one given
 /// to [`Smol::with_executor`]) and `async-io` timers.

@@ -36,13 +36,7 @@
 use dramatiq_sentinel_supervisor::{RedisStream, Runtime};
 use std::time::Instant;
 
-pub use dramatiq_sentinel_supervisor::{
-    Addr, AppErrorKind, BoxFuture, ClientCert, Config, ConfigBuilder, ConfigError, Credentials,
-    DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError, GateStopped,
-    IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy, Permit, PubSub, Quorum,
-    StartError, Status, StatusError, SupervisorError, WorkerGate, Workers, core_api, metrics,
-    redis,
-};
+pub use dramatiq_sentinel_supervisor::prelude::*;
 
 /// The tokio [`Runtime`]: tasks and timers on one tokio runtime, held by its handle, so the
 /// supervisor's handles ([`MasterConnection`], [`WorkerGate`], ...) work from any thread, also

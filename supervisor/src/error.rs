@@ -18,7 +18,7 @@ pub enum StartError {
     /// No sentinel answered until the startup deadline, or (with `startup_fail_fast`, the
     /// default) every sentinel refused us at once (authentication failed, not a sentinel);
     /// each one's last failure is listed (refused, timed out, authentication failed, ...).
-    #[error("no sentinel reachable within {waited:?}: {}", list(.failures))]
+    #[error("no sentinel reachable within {waited:?}: {}", Addr::join_failures(.failures))]
     NoSentinelReachable {
         /// Each sentinel asked, with why it failed.
         failures: Vec<(Addr, String)>,
@@ -26,7 +26,7 @@ pub enum StartError {
         waited: Duration,
     },
     /// The sentinels that answered do not monitor a master of that name.
-    #[error("sentinels {} do not know a master named `{service}`", addrs(.sentinels))]
+    #[error("sentinels {} do not know a master named `{service}`", Addr::join(.sentinels))]
     MasterNameUnknown {
         /// The configured service name.
         service: String,
@@ -72,19 +72,6 @@ pub enum SupervisorError {
     /// The supervisor's task panicked (a bug); every handle was closed.
     #[error("the supervisor's task panicked: {0}")]
     Panicked(String),
-}
-
-/// `addr: failure; addr: failure` for error messages.
-pub(crate) fn list(failures: &[(Addr, String)]) -> String {
-    failures
-        .iter()
-        .map(|(a, e)| format!("{a}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn addrs(a: &[Addr]) -> String {
-    a.iter().map(Addr::to_string).collect::<Vec<_>>().join(", ")
 }
 
 impl From<FatalError> for StartError {

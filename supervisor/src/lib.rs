@@ -63,6 +63,18 @@ pub use observe::metrics;
 pub use runtime::{BoxFuture, RedisStream, Runtime};
 pub use supervisor::{Builder, Supervisor};
 
+/// What an application names, re-exported by each runtime shim with one glob
+/// (`pub use dramatiq_sentinel_supervisor::prelude::*`), so the shims offer the same API.
+pub mod prelude {
+    pub use crate::{
+        Addr, AppErrorKind, BoxFuture, Cause, ClientCert, Config, ConfigBuilder, ConfigError,
+        Credentials, DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError,
+        GateStopped, IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy,
+        Permit, PubSub, Quorum, StartError, Status, StatusError, SupervisorError, WorkerGate,
+        Workers, core_api, metrics, redis,
+    };
+}
+
 /// The core crate, for everything this crate does not re-export.
 pub use dramatiq_sentinel_core as core_api;
 /// The `redis` crate this crate is built against.

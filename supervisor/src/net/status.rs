@@ -4,7 +4,6 @@
 
 use crate::config::Config;
 use crate::drive::shared::{Input, Shared};
-use crate::error::list;
 use crate::net::connect::{ConnCache, Endpoint};
 use crate::runtime::Runtime;
 use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply, SentinelEntry, flags_healthy};
@@ -74,7 +73,7 @@ pub enum StatusError {
     #[error("the supervisor has stopped")]
     Stopped,
     /// No sentinel answered every status query (each failure is listed).
-    #[error("no sentinel answered the status queries: {}", list(.failures))]
+    #[error("no sentinel answered the status queries: {}", Addr::join_failures(.failures))]
     NoSentinel {
         /// Each sentinel asked, with why it failed.
         failures: Vec<(Addr, String)>,
