@@ -6,7 +6,7 @@
 use crate::addr::{Addr, NatMap};
 use crate::config_error::ConfigError;
 use crate::pause_policy::PauseTimeoutPolicy;
-use crate::setting::{self, FromSetting};
+use crate::setting::FromSetting;
 use crate::setting_info::{SettingInfo, SettingKind};
 use std::time::Duration;
 
@@ -309,6 +309,11 @@ macro_rules! core_table {
                 concat!($($doc, "\n"),*),
             ),)*
         ];
+        /// Checks the bounds every setting of its type has, in the order of the table.
+        fn check_each(cfg: &Config) -> Result<(), ConfigError> {
+            $(<$ty as FromSetting>::check(&cfg.$name, stringify!($name))?;)*
+            Ok(())
+        }
         /// The text setter of each row of [`SETTINGS`], in the same order.
         const APPLY: &[Apply] = &[
             set_sentinels,
@@ -401,26 +406,7 @@ impl ConfigBuilder {
                 "must be non-empty and contain no whitespace",
             ));
         }
-        let durations = [
-            ("query_timeout", Some(cfg.query_timeout)),
-            ("connect_timeout", Some(cfg.connect_timeout)),
-            ("min_backoff", Some(cfg.min_backoff)),
-            ("max_backoff", Some(cfg.max_backoff)),
-            ("retry_delay", Some(cfg.retry_delay)),
-            ("max_retry_delay", Some(cfg.max_retry_delay)),
-            ("periodic_check", cfg.periodic_check),
-            ("pause_timeout", Some(cfg.pause_timeout)),
-            ("stop_grace", Some(cfg.stop_grace)),
-            ("fence_timeout", Some(cfg.fence_timeout)),
-            ("role_poll_interval", Some(cfg.role_poll_interval)),
-            ("health_check_interval", Some(cfg.health_check_interval)),
-            ("startup_timeout", cfg.startup_timeout),
-            ("forget_sentinel_after", Some(cfg.forget_sentinel_after)),
-            ("deposed_pause", cfg.deposed_pause),
-        ];
-        for (name, d) in durations {
-            setting::check_duration(name, d)?;
-        }
+        check_each(&cfg)?;
         if cfg
             .deposed_pause
             .is_some_and(|d| d < Duration::from_millis(1))

@@ -65,13 +65,20 @@ pub fn check_duration(field: &str, value: Option<Duration>) -> Result<(), Config
     }
 }
 
-/// A value type of a typed setting: its kind and how `set()` reads it from text, with the
-/// error messages the setting has always had.
-pub(crate) trait FromSetting: Sized {
+/// A value type of a typed setting: its kind, how `set()` reads it from text (with errors
+/// that name the setting) and the bounds every setting of the type has. The core's settings
+/// and the runtimes' settings of their own are built on it.
+pub trait FromSetting: Sized {
     /// The kind of text it is read from.
     const KIND: SettingKind;
     /// Reads `text` (trimmed) for `field`.
     fn parse(field: &str, text: &str) -> Result<Self, ConfigError>;
+    /// Whether a value of `field`, however it was set (typed setter or text), is in the
+    /// bounds every setting of its type has ([`ConfigBuilder::build`](crate::ConfigBuilder::build)
+    /// checks each; the bounds particular to one setting are checked there by name).
+    fn check(&self, _field: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 impl FromSetting for Duration {
@@ -79,12 +86,18 @@ impl FromSetting for Duration {
     fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
         seconds(field, text)
     }
+    fn check(&self, field: &str) -> Result<(), ConfigError> {
+        check_duration(field, Some(*self))
+    }
 }
 
 impl FromSetting for Option<Duration> {
     const KIND: SettingKind = SettingKind::OptionalDuration;
     fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
         optional_seconds(field, text)
+    }
+    fn check(&self, field: &str) -> Result<(), ConfigError> {
+        check_duration(field, *self)
     }
 }
 
@@ -107,6 +120,14 @@ impl FromSetting for usize {
     fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
         text.parse()
             .map_err(|_| ConfigError::new(field, format!("`{text}` is not a count")))
+    }
+}
+
+impl FromSetting for u32 {
+    const KIND: SettingKind = SettingKind::Integer;
+    fn parse(field: &str, text: &str) -> Result<Self, ConfigError> {
+        text.parse()
+            .map_err(|_| ConfigError::new(field, format!("`{text}` is not a number 0..2^32")))
     }
 }
 

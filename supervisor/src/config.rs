@@ -2,9 +2,9 @@
 //! logic decides with) plus the settings of the I/O this crate does (credentials, TLS, the
 //! database, command and hold timeouts), validated here. One builder sets both.
 
+use dramatiq_sentinel_core::setting::FromSetting;
 use dramatiq_sentinel_core::{
     Config as CoreConfig, ConfigBuilder as CoreBuilder, ConfigError, SETTINGS, SettingInfo,
-    SettingKind, setting,
 };
 use std::fmt;
 use std::ops::Deref;
@@ -47,33 +47,103 @@ impl fmt::Debug for ClientCert {
     }
 }
 
-/// The settings of the supervisor's own I/O.
-#[derive(Debug, Clone)]
+/// The settings of the supervisor's own I/O: the credentials and certificates (typed setters
+/// only), and the settings of [`io_settings!`] (typed setters and text).
+#[derive(Debug, Clone, Default)]
 struct Io {
     sentinel_auth: Option<Credentials>,
     redis_auth: Option<Credentials>,
-    tls: bool,
     tls_root_cert: Option<Vec<u8>>,
     tls_client_cert: Option<ClientCert>,
-    db: u32,
-    command_timeout: Option<Duration>,
-    hold_timeout: Duration,
+    table: IoTable,
 }
 
-impl Default for Io {
-    fn default() -> Self {
-        Io {
-            sentinel_auth: None,
-            redis_auth: None,
-            tls: false,
-            tls_root_cert: None,
-            tls_client_cert: None,
-            db: 0,
-            command_timeout: Some(Duration::from_secs(5)),
-            hold_timeout: Duration::from_secs(30),
+/// The supervisor's I/O settings that [`ConfigBuilder::set`] reads from text, the one list of
+/// them: each one's documentation, name, type, default (as text, and as a value) and bounds.
+/// It calls `$callback! { entries }`, which makes their field, setter, getter, row of
+/// [`IO_SETTINGS`], text setter and bounds check.
+macro_rules! io_settings {
+    ($callback:ident) => {
+        $callback! {
+            /// Use TLS for every connection (needs the shim's TLS feature). Default false.
+            tls: bool = false, "false", "a boolean";
+            /// Database number selected on data-node connections (`SELECT`). Default 0.
+            db: u32 = 0, "0", "0..2^32";
+            /// Timeout of one application command on the master connection; a timeout is
+            /// reported as a trigger to re-check the master. Must exceed the timeout of any
+            /// blocking command you send. `None` (`off`) disables it. Default 5 s.
+            command_timeout: Option<Duration> = Some(Duration::from_secs(5)), "5",
+                "`off`, or above zero and at most 365 days";
+            /// How long an application command waits while the master is fenced or switching,
+            /// or unreachable before the command was sent, before it fails with a clear error.
+            /// Default 30 s.
+            hold_timeout: Duration = Duration::from_secs(30), "30", "above zero, at most 365 days";
         }
-    }
+    };
 }
+
+/// Makes, from [`io_settings!`], everything of each I/O setting.
+macro_rules! io_table {
+    ($($(#[doc = $doc:literal])* $name:ident: $ty:ty = $value:expr, $default:literal,
+       $bounds:literal;)*) => {
+        /// The values of the settings of [`io_settings!`].
+        #[derive(Debug, Clone)]
+        struct IoTable {
+            $($name: $ty,)*
+        }
+
+        impl Default for IoTable {
+            fn default() -> Self {
+                Self { $($name: $value,)* }
+            }
+        }
+
+        impl IoTable {
+            /// Sets `field` from text; `Ok(false)` if it is not one of these settings.
+            fn set(&mut self, field: &str, text: &str) -> Result<bool, ConfigError> {
+                match field {
+                    $(stringify!($name) => self.$name = <$ty as FromSetting>::parse(field, text)?,)*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// Checks the bounds every setting of its type has.
+            fn check(&self) -> Result<(), ConfigError> {
+                $(<$ty as FromSetting>::check(&self.$name, stringify!($name))?;)*
+                Ok(())
+            }
+        }
+
+        impl ConfigBuilder {
+            $($(#[doc = $doc])* pub fn $name(mut self, value: $ty) -> Self {
+                self.io.table.$name = value;
+                self
+            })*
+        }
+
+        impl Config {
+            $($(#[doc = $doc])* pub fn $name(&self) -> $ty {
+                self.io.table.$name
+            })*
+        }
+
+        /// The settings of the supervisor's own I/O that [`ConfigBuilder::set`] reads from
+        /// text, in the form of the core's [`SETTINGS`] (credentials and certificates have
+        /// typed setters only).
+        pub const IO_SETTINGS: &[SettingInfo] = &[
+            $(SettingInfo::new(
+                stringify!($name),
+                <$ty as FromSetting>::KIND,
+                $default,
+                $bounds,
+                concat!($($doc, "\n"),*),
+            ),)*
+        ];
+    };
+}
+
+io_settings!(io_table);
 
 /// The validated configuration of a supervisor: the core's settings (read through `Deref`:
 /// `config.pause_timeout()`, `config.service_name()`, ...) and the supervisor's I/O settings.
@@ -105,11 +175,6 @@ impl Config {
         self.io.redis_auth.as_ref()
     }
 
-    /// Whether every connection uses TLS.
-    pub fn tls(&self) -> bool {
-        self.io.tls
-    }
-
     /// The CA certificates (PEM) TLS connections trust instead of the system's.
     pub fn tls_root_cert(&self) -> Option<&[u8]> {
         self.io.tls_root_cert.as_deref()
@@ -118,21 +183,6 @@ impl Config {
     /// The client certificate TLS connections present.
     pub fn tls_client_cert(&self) -> Option<&ClientCert> {
         self.io.tls_client_cert.as_ref()
-    }
-
-    /// The database selected on data-node connections.
-    pub fn db(&self) -> u32 {
-        self.io.db
-    }
-
-    /// Timeout of one application command; `None` when off.
-    pub fn command_timeout(&self) -> Option<Duration> {
-        self.io.command_timeout
-    }
-
-    /// How long an application command waits for a verified master.
-    pub fn hold_timeout(&self) -> Duration {
-        self.io.hold_timeout
     }
 
     /// The same configuration with `drain` on (the supervisor uses it when the worker pool
@@ -181,42 +231,6 @@ macro_rules! forward_core_settings {
 
 dramatiq_sentinel_core::core_settings!(forward_core_settings);
 
-/// The settings of the supervisor's own I/O that [`ConfigBuilder::set`] reads from text, in
-/// the form of the core's [`SETTINGS`] (credentials and certificates have typed setters only).
-pub const IO_SETTINGS: &[SettingInfo] = &[
-    SettingInfo::new(
-        "tls",
-        SettingKind::Bool,
-        "false",
-        "a boolean",
-        "Use TLS for every connection (needs the shim's TLS feature).",
-    ),
-    SettingInfo::new(
-        "db",
-        SettingKind::Integer,
-        "0",
-        "0..2^32",
-        "Database number selected on data-node connections (`SELECT`).",
-    ),
-    SettingInfo::new(
-        "command_timeout",
-        SettingKind::OptionalDuration,
-        "5",
-        "`off`, or above zero and at most 365 days",
-        "Timeout of one application command on the master connection; a timeout is reported \
-         as a trigger to re-check the master. Must exceed the timeout of any blocking command \
-         you send.",
-    ),
-    SettingInfo::new(
-        "hold_timeout",
-        SettingKind::Duration,
-        "30",
-        "above zero, at most 365 days",
-        "How long an application command waits while the master is fenced or switching, or \
-         unreachable before the command was sent, before it fails with a clear error.",
-    ),
-];
-
 impl ConfigBuilder {
     /// Every setting [`set`](Self::set) accepts: the core's [`SETTINGS`], then
     /// [`IO_SETTINGS`].
@@ -263,12 +277,6 @@ impl ConfigBuilder {
         self
     }
 
-    /// Use TLS for every connection (needs the shim's TLS feature). Default false.
-    pub fn tls(mut self, tls: bool) -> Self {
-        self.io.tls = tls;
-        self
-    }
-
     /// CA certificates (PEM) that TLS connections trust instead of the system's trust store.
     /// Needs `tls`. Default none.
     pub fn tls_root_cert(mut self, pem: Option<Vec<u8>>) -> Self {
@@ -283,45 +291,14 @@ impl ConfigBuilder {
         self
     }
 
-    /// Database number selected on data-node connections (`SELECT`). Default 0.
-    pub fn db(mut self, db: u32) -> Self {
-        self.io.db = db;
-        self
-    }
-
-    /// Timeout of one application command on the master connection; a timeout is reported as
-    /// a trigger to re-check the master. Must exceed the timeout of any blocking command you
-    /// send. `None` disables it. Default 5 s.
-    pub fn command_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.io.command_timeout = timeout;
-        self
-    }
-
-    /// How long an application command waits while the master is fenced or switching, or
-    /// unreachable before the command was sent, before it fails with a clear error. Default
-    /// 30 s.
-    pub fn hold_timeout(mut self, timeout: Duration) -> Self {
-        self.io.hold_timeout = timeout;
-        self
-    }
-
     /// Sets one field from text, as a command line or environment would give it: durations in
     /// seconds (`0.5`), `off`/`none` for optional durations, booleans `true`/`false`, lists
     /// comma-separated (`sentinels`), NAT as `announced=reachable,...`, `on_pause_timeout` as
     /// `exit:<code>` or `fail`, `jitter_seed` as a number or `off`, `db` as a number. Every
     /// setting of the builder that is not a credential or a certificate can be set this way.
     pub fn set(mut self, field: &str, value: &str) -> Result<Self, ConfigError> {
-        let v = value.trim();
-        match field {
-            "tls" => self.io.tls = setting::boolean(field, v)?,
-            "db" => {
-                self.io.db = v.parse().map_err(|_| {
-                    ConfigError::new(field, format!("`{v}` is not a database number 0..2^32"))
-                })?
-            }
-            "command_timeout" => self.io.command_timeout = setting::optional_seconds(field, v)?,
-            "hold_timeout" => self.io.hold_timeout = setting::seconds(field, v)?,
-            _ => self.core = self.core.set(field, value)?,
+        if !self.io.table.set(field, value.trim())? {
+            self.core = self.core.set(field, value)?;
         }
         Ok(self)
     }
@@ -343,8 +320,7 @@ impl ConfigBuilder {
                 ));
             }
         }
-        setting::check_duration("command_timeout", io.command_timeout)?;
-        setting::check_duration("hold_timeout", Some(io.hold_timeout))?;
+        io.table.check()?;
         let pem = |field: &str, bytes: &[u8], label: &str| {
             let text = String::from_utf8_lossy(bytes);
             if !text.contains("-----BEGIN ") || !text.contains(label) {
@@ -353,7 +329,7 @@ impl ConfigBuilder {
                     format!("not PEM: no `-----BEGIN ...{label}` block"),
                 ));
             }
-            if !io.tls {
+            if !io.table.tls {
                 return Err(ConfigError::new(field, "set, but `tls` is off"));
             }
             Ok(())
@@ -372,7 +348,7 @@ impl ConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dramatiq_sentinel_core::PauseTimeoutPolicy;
+    use dramatiq_sentinel_core::{PauseTimeoutPolicy, SettingKind};
 
     const PEM_CERT: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     const PEM_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
@@ -450,6 +426,30 @@ mod tests {
             !shown.contains("PRIVATE KEY") && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    /// Each I/O setting's default as text (its row of `IO_SETTINGS`) is its default value.
+    #[test]
+    fn the_defaults_of_the_io_table_are_the_builders() {
+        let default = Config::builder().build().expect("defaults");
+        for info in IO_SETTINGS {
+            let set = Config::builder()
+                .tls(true)
+                .db(9)
+                .command_timeout(None)
+                .hold_timeout(Duration::from_secs(1))
+                .set(info.name(), info.default())
+                .and_then(ConfigBuilder::build)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.name()));
+            let value = |c: &Config| match info.name() {
+                "tls" => format!("{}", c.tls()),
+                "db" => format!("{}", c.db()),
+                "command_timeout" => format!("{:?}", c.command_timeout()),
+                "hold_timeout" => format!("{:?}", c.hold_timeout()),
+                other => panic!("a row without a case here: {other}"),
+            };
+            assert_eq!(value(&set), value(&default), "{}", info.name());
+        }
     }
 
     #[test]
