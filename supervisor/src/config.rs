@@ -522,9 +522,8 @@ mod tests {
     /// `set()` reads, with its default as `set()` reads it, its bounds and the first sentence
     /// of its documentation.
     fn readme_table() -> String {
-        let mut table = String::from(
-            "| setting | default | accepted | meaning |\n|---|---|---|---|\n",
-        );
+        let mut table =
+            String::from("| setting | default | accepted | meaning |\n|---|---|---|---|\n");
         for info in ConfigBuilder::settings() {
             let default = match info.default() {
                 "" => "empty".to_owned(),
