@@ -28,6 +28,7 @@ is the Rust supervisor's; this only knows which commands of the application are 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +37,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _native
 from .errors import MasterUnavailable, SentinelStartError
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ logger = logging.getLogger("dramatiq_sentinel")
 
 #: The first delay between two sends of one command when no switch happened in between (a
 #: master that answered READONLY, an error the supervisor is re-checking); it doubles up to
-#: `MAX_PAUSE`, and a switch ends the wait at once.
+#: `MAX_PAUSE` (the core's backoff, jittered), and a switch ends the wait at once.
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 1.0
 
@@ -72,6 +74,8 @@ class FailoverRetry(Retry):
     def __init__(self, conn: _Retried) -> None:
         super().__init__(NoBackoff(), 0)  # our own loop below replaces the backoff
         self._conn = conn
+        #: The delays between the sends of the command in progress (the core's backoff).
+        self._backoff: _native.Backoff | None = None
 
     def call_with_retry(
         self,
@@ -167,7 +171,9 @@ class FailoverRetry(Retry):
         conn = self._conn
         if conn._fence.generation() != generation or generation is None:
             return
-        delay = min(FIRST_PAUSE * 2 ** (failures - 1), MAX_PAUSE)
+        if failures == 1 or self._backoff is None:
+            self._backoff = _native.Backoff(FIRST_PAUSE, MAX_PAUSE, 2.0)
+        delay = self._backoff.next_delay(random.random())
         left = conn._deadline - time.monotonic()  # type: ignore[operator]
         conn._fence.wait_switch(min(delay, max(left, 0.0)))
 

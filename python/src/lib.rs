@@ -7,6 +7,7 @@
 //! Nothing here panics across the FFI boundary: every failure is a Python exception whose
 //! message names the setting, the sentinel or the master concerned.
 
+mod backoff;
 mod config;
 mod events;
 mod lost;
@@ -44,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StartError", py.get_type::<StartError>())?;
     m.add("MasterUnavailable", py.get_type::<MasterUnavailable>())?;
     m.add("CommandFailed", py.get_type::<CommandFailed>())?;
+    m.add_class::<backoff::NativeBackoff>()?;
     m.add_class::<config::NativeConfig>()?;
     m.add_function(wrap_pyfunction!(config::settings, m)?)?;
     m.add_class::<supervisor::NativeSupervisor>()?;
