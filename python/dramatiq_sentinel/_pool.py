@@ -116,3 +116,19 @@ class FencedConnectionPool(FencedPoolMixin, redis.ConnectionPool):
 class FencedBlockingConnectionPool(FencedPoolMixin, redis.BlockingConnectionPool):
     """redis-py's `BlockingConnectionPool` (a checkout waits for a free connection, up to
     `timeout`), with connections that follow the supervisor's verified master."""
+
+
+def replacing(runtime: Runtime, pool: redis.ConnectionPool) -> FencedPoolMixin:
+    """A pool of ours with the settings of `pool` (credentials, database, timeouts,
+    decoding, size, and blocking or not), pointed at the supervisor's master instead of
+    `pool`'s address."""
+    kwargs = dict(pool.connection_kwargs)
+    if isinstance(pool.connection_class, type) and issubclass(pool.connection_class, SSLConnection):
+        kwargs["ssl"] = True
+    if getattr(pool, "max_connections", None) not in (None, 2**31):
+        kwargs["max_connections"] = pool.max_connections
+    if isinstance(pool, redis.BlockingConnectionPool):
+        kwargs["timeout"] = pool.timeout
+        kwargs["queue_class"] = pool.queue_class
+        return FencedBlockingConnectionPool(runtime, **kwargs)
+    return FencedConnectionPool(runtime, **kwargs)
