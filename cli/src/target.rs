@@ -178,12 +178,15 @@ impl Target {
             _ => None,
         };
         let mut builder = Config::builder()
-            .sentinels(self.sentinel_list())
             .sentinel_auth(sentinel_auth)
             .redis_auth(redis_auth)
             .tls(self.tls())
             .tls_root_cert(read_pem("--tls-ca", self.tls_ca.as_deref())?)
             .tls_client_cert(client_cert);
+        let sentinels = self.sentinel_list();
+        if !sentinels.is_empty() {
+            builder = builder.sentinels(sentinels);
+        }
         if let Some(service) = &self.service {
             builder = builder.service_name(service.clone());
         }

@@ -300,6 +300,12 @@ mod tests {
         assert_eq!(o.progress, Some(Duration::from_secs(5)));
         assert!(!o.json && !o.verbose && !o.target.tls());
         assert!(o.durable());
+        // The check of the settings before a local deployment starts: the default sentinel
+        // list stands in for the deployment's.
+        super::super::session::config(&o, None).expect("a valid configuration");
+        let o = run(&["--local", "--pause-timeout", "0"]).expect("parsed");
+        let e = super::super::session::config(&o, None).expect_err("zero");
+        assert!(e.to_string().contains("invalid --pause-timeout"), "{e}");
         assert_eq!(
             run(&["--local", "--progress", "0"])
                 .expect("valid")
