@@ -48,7 +48,7 @@ fn flagged() -> impl Iterator<Item = &'static SettingInfo> {
     ConfigBuilder::settings().filter(|info| !OWN.contains(&info.name()))
 }
 
-/// The flag of a row: its name, dashes for underscores.
+/// The flag of a row (without its `--`): its name, dashes for underscores.
 pub(crate) fn flag(field: &str) -> String {
     field.replace('_', "-")
 }

@@ -77,13 +77,14 @@ pub struct Target {
     pub settings: Settings,
 }
 
-pub(crate) fn usage(message: impl Into<String>) -> CliError {
+/// A usage error (exit status 2).
+fn usage(message: impl Into<String>) -> CliError {
     CliError::Usage(message.into())
 }
 
 /// Credentials from a password (the flag, else the first set environment variable of `envs`)
 /// and an optional user; `who` is `sentinel` or `redis`, for the error.
-pub(crate) fn credentials(
+fn credentials(
     who: &str,
     password: Option<String>,
     envs: &[&str],
