@@ -47,7 +47,7 @@ pub fn option_for(field: &str) -> String {
         "redis_auth" => "--redis-password/--redis-user".to_owned(),
         "tls_root_cert" => "--tls-ca".to_owned(),
         "tls_client_cert" => "--tls-cert/--tls-key".to_owned(),
-        other => format!("--{}", other.replace('_', "-")),
+        other => format!("--{}", crate::settings::flag(other)),
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod exit;
+pub mod settings;
 pub mod status;
 pub mod target;
 pub mod watch;
@@ -30,43 +31,46 @@ mod sync;
 
 pub use error::CliError;
 
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-/// The usage text of `dramatiq-sentinel` (`--help`).
-pub fn help() -> String {
-    format!(
-        "\
-dramatiq-sentinel {version}: the operator command of dramatiq-sentinel (Redis Sentinel failover
-handling for job workers).
+// The command line of `dramatiq-sentinel` (`--help` prints it). Each command's description
+// comes from its arguments (`#[command(about, long_about)]`), so the variants have no doc
+// comment of their own.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dramatiq-sentinel",
+    version,
+    about = "The operator command of dramatiq-sentinel (Redis Sentinel failover handling for job \
+             workers)",
+    after_help = format!(
+        "Logs (tracing) go to stderr: RUST_LOG=info (default: error).\n\n{}",
+        exit::TABLE
+    ),
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE
-    dramatiq-sentinel status --sentinel HOST:PORT [--sentinel ...] --service NAME [--json]
-    dramatiq-sentinel watch  --sentinel HOST:PORT [--sentinel ...] --service NAME [--json]
-    dramatiq-sentinel drill  --sentinels HOST:PORT,... --service NAME | --local  [OPTIONS]
-    dramatiq-sentinel help [COMMAND]      dramatiq-sentinel COMMAND --help      --version
-
-COMMANDS
-    status    the deployment as the sentinels see it: master, replicas, sentinels with their
-              flags, quorum; a table, or JSON with --json
-    watch     a live timeline of every sentinel's events for one service, each decoded and
-              explained, with the decisions of a core that has no workers; reads only, never
-              touches workers or data; Ctrl-C ends it
-    drill     the failover drill: a worker pool and a producer on a reliable queue behind the
-              supervisor through failovers (your deployment, or --local starts one), a
-              timeline and a summary of every job{drill}
-
-Logs (tracing) go to stderr: RUST_LOG=info (default: error).
-
-{table}",
-        version = env!("CARGO_PKG_VERSION"),
-        drill = if cfg!(feature = "drill") {
-            ""
-        } else {
-            "\n              (not in this build: it was built without the `drill` feature)"
-        },
-        table = exit::TABLE,
-    )
+#[derive(Debug, Subcommand)]
+enum Command {
+    Status(status::StatusArgs),
+    Watch(watch::WatchArgs),
+    #[cfg(feature = "drill")]
+    Drill(Box<drill::Options>),
+    // `drill` in a build without it: a clear error instead of an unknown command.
+    #[cfg(not(feature = "drill"))]
+    #[command(hide = true)]
+    Drill {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    // `dramatiq-sentinel version`, as `--version`.
+    #[command(hide = true)]
+    Version,
 }
 
 fn init_logs() {
@@ -80,11 +84,7 @@ fn init_logs() {
 
 /// Prints `e` for `command` on stderr and returns its exit status.
 fn fail(command: &str, e: &CliError) -> ExitCode {
-    if command.is_empty() {
-        eprintln!("dramatiq-sentinel: {e}");
-    } else {
-        eprintln!("dramatiq-sentinel {command}: {e}");
-    }
+    eprintln!("dramatiq-sentinel {command}: {e}");
     ExitCode::from(e.exit_code())
 }
 
@@ -92,64 +92,51 @@ fn fail(command: &str, e: &CliError) -> ExitCode {
 /// and returns the process exit status ([`exit`]).
 pub fn main<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
     init_logs();
-    let mut args = args.into_iter();
-    let Some(command) = args.next() else {
-        eprint!("{}", help());
-        return ExitCode::from(exit::USAGE);
+    let cli = match Cli::try_parse_from(std::iter::once("dramatiq-sentinel".to_owned()).chain(args))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
     };
-    match command.as_str() {
-        "status" => match status::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => fail("status", &e),
-        },
-        "watch" => match watch::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => fail("watch", &e),
-        },
-        "drill" => drill_main(args),
-        "help" | "-h" | "--help" => {
-            match args.next().as_deref() {
-                Some("status") => print!("{}", status::help()),
-                Some("watch") => print!("{}", watch::help()),
-                Some("drill") => return drill_main(["--help".to_owned()].into_iter()),
-                None | Some("help") => print!("{}", help()),
-                Some(other) => {
-                    return fail(
-                        "help",
-                        &CliError::Usage(format!(
-                            "unknown command `{other}` (status, watch or drill)"
-                        )),
-                    );
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        "-V" | "--version" | "version" => {
-            println!("dramatiq-sentinel {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        other => fail(
-            "",
-            &CliError::Usage(format!(
-                "unknown command `{other}` (status, watch, drill or help)"
+    let (command, result) = match &cli.command {
+        Command::Status(args) => ("status", status::run(args)),
+        Command::Watch(args) => ("watch", watch::run(args)),
+        #[cfg(feature = "drill")]
+        Command::Drill(options) => return drill::main(options),
+        #[cfg(not(feature = "drill"))]
+        Command::Drill { .. } => (
+            "drill",
+            Err(CliError::Usage(
+                "this build has no drill: it was built without the `drill` feature \
+                 (cargo install --path cli, with default features)"
+                    .to_owned(),
             )),
         ),
+        Command::Version => {
+            println!("dramatiq-sentinel {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(command, &e),
     }
 }
 
-#[cfg(feature = "drill")]
-fn drill_main(args: impl Iterator<Item = String>) -> ExitCode {
-    drill::main(args)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-#[cfg(not(feature = "drill"))]
-fn drill_main(_args: impl Iterator<Item = String>) -> ExitCode {
-    fail(
-        "drill",
-        &CliError::Usage(
-            "this build has no drill: it was built without the `drill` feature \
-             (cargo install --path cli, with default features)"
-                .to_owned(),
-        ),
-    )
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -4,43 +4,39 @@
 
 use crate::error::CliError;
 use crate::exit;
-use crate::target::{self, Parsed, TARGET_HELP};
+use crate::target::Target;
 use dramatiq_sentinel_supervisor::{NodeStatus, Status, read_status};
 use dramatiq_sentinel_tokio::Tokio;
 use serde_json::{Value, json};
 use std::fmt::Write;
 use tracing::info;
 
-/// The usage text of `dramatiq-sentinel status`.
-pub fn help() -> String {
-    format!(
-        "\
-dramatiq-sentinel status: the deployment as the sentinels see it. The sentinels are asked in
-order (SENTINEL MASTER, REPLICAS, SENTINELS, CKQUORUM); the first that answers every query gives
-the view: the master, the replicas and the other sentinels with their flags, and the quorum.
-Sentinels asked before it are listed with why they did not answer. No data node is contacted.
-
-USAGE
-    dramatiq-sentinel status --sentinel HOST:PORT [--sentinel ...] --service NAME [OPTIONS]
-
-OUTPUT
-    --json                    one JSON object instead of the table
-
-{TARGET_HELP}
-{}",
-        exit::TABLE
-    )
+/// The command line of `dramatiq-sentinel status`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "The deployment as the sentinels see it: master, replicas, sentinels with their \
+             flags, quorum; a table, or JSON with --json",
+    long_about = "The deployment as the sentinels see it. The sentinels are asked in order \
+                  (SENTINEL MASTER, REPLICAS, SENTINELS, CKQUORUM); the first that answers every \
+                  query gives the view: the master, the replicas and the other sentinels with \
+                  their flags, and the quorum. Sentinels asked before it are listed with why \
+                  they did not answer. No data node is contacted.",
+    override_usage = "dramatiq-sentinel status --sentinel HOST:PORT [--sentinel ...] --service NAME [OPTIONS]",
+    after_help = exit::TABLE
+)]
+pub struct StatusArgs {
+    /// One JSON object instead of the table
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+    /// The deployment and the supervisor settings.
+    #[command(flatten)]
+    pub target: Target,
 }
 
-/// Runs `status` with its arguments (after the command name); the exit status.
-pub fn run<I: IntoIterator<Item = String>>(args: I) -> Result<u8, CliError> {
-    let (target, switches) = match target::parse(args, &["--json"])? {
-        Parsed::Help => {
-            print!("{}", help());
-            return Ok(exit::OK);
-        }
-        Parsed::Run(target, switches) => (target, switches),
-    };
+/// Runs `status`; the exit status.
+pub fn run(args: &StatusArgs) -> Result<u8, CliError> {
+    args.target.require_deployment()?;
+    let target = &args.target;
     let config = target.config()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -56,7 +52,7 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> Result<u8, CliError> {
         healthy = healthy(&status),
         "status read"
     );
-    if switches.contains(&"--json") {
+    if args.json {
         println!("{}", to_json(&status));
     } else {
         print!("{}", table(&status));

@@ -13,7 +13,7 @@ use crate::error::CliError;
 use crate::events::describe;
 use crate::exit;
 use crate::output::Out;
-use crate::target::{self, Parsed, TARGET_HELP};
+use crate::target::{PASSWORD_ENV, Target};
 use dramatiq_sentinel_supervisor::core_api::{FailoverSignal, SentinelMessage, decode_message};
 use dramatiq_sentinel_supervisor::{
     Addr, Config, Event, StartError, Status, read_status, subscribe_sentinel,
@@ -27,32 +27,38 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-/// The usage text of `dramatiq-sentinel watch`.
-pub fn help() -> String {
-    format!(
-        "\
-dramatiq-sentinel watch: a live timeline of every sentinel's events for one service. It
-subscribes to every sentinel (the ones given, and the others they know), decodes each message
-about the service with the core's parser and says what it means and what the core does on it.
-Alongside, a core with no workers follows the same sentinels (a supervisor without workers: it
-asks the sentinels and sends ROLE to the data nodes, writes nothing) and its decisions are
-printed as `core` lines. It never touches workers or data. Ctrl-C or SIGTERM ends it (exit 0).
-
-USAGE
-    dramatiq-sentinel watch --sentinel HOST:PORT [--sentinel ...] --service NAME [OPTIONS]
-
-OUTPUT
-    --json                    JSON lines instead of text: `status` first, then `listener`,
-                              `message` (sentinel, channel, payload, kind, meaning and the
-                              decoded fields) and `event` (the core's) lines, `stop` last
-    --verbose                 also print routine core events (confirmations, duplicates)
-    --no-core                 no core: only the sentinels' messages, explained by their kind
-                              (no connection to any data node; the data credentials are unused)
-
-{TARGET_HELP}
-{}",
-        exit::TABLE
-    )
+/// The command line of `dramatiq-sentinel watch`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "A live timeline of every sentinel's events for one service, each decoded and \
+             explained, with the decisions of a core that has no workers; reads only, never \
+             touches workers or data; Ctrl-C ends it",
+    long_about = "A live timeline of every sentinel's events for one service. It subscribes to \
+                  every sentinel (the ones given, and the others they know), decodes each \
+                  message about the service with the core's parser and says what it means and \
+                  what the core does on it. Alongside, a core with no workers follows the same \
+                  sentinels (a supervisor without workers: it asks the sentinels and sends ROLE \
+                  to the data nodes, writes nothing) and its decisions are printed as `core` \
+                  lines. It never touches workers or data. Ctrl-C or SIGTERM ends it (exit 0).",
+    override_usage = "dramatiq-sentinel watch --sentinel HOST:PORT [--sentinel ...] --service NAME [OPTIONS]",
+    after_help = exit::TABLE
+)]
+pub struct WatchArgs {
+    /// JSON lines instead of text: `status` first, then `listener`, `message` (sentinel,
+    /// channel, payload, kind, meaning and the decoded fields) and `event` (the core's) lines,
+    /// `stop` last
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+    /// Also print routine core events (confirmations, duplicates)
+    #[arg(long, help_heading = "Output")]
+    pub verbose: bool,
+    /// No core: only the sentinels' messages, explained by their kind (no connection to any
+    /// data node; the data credentials are unused)
+    #[arg(long, help_heading = "Output")]
+    pub no_core: bool,
+    /// The deployment and the supervisor settings.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// Why the watch ends.
@@ -75,25 +81,22 @@ struct Watch {
     listening: Mutex<HashSet<Addr>>,
 }
 
-/// Runs `watch` with its arguments (after the command name); the exit status.
-pub fn run<I: IntoIterator<Item = String>>(args: I) -> Result<u8, CliError> {
-    let (target, switches) = match target::parse(args, &["--json", "--verbose", "--no-core"])? {
-        Parsed::Help => {
-            print!("{}", help());
-            return Ok(exit::OK);
-        }
-        Parsed::Run(target, switches) => (target, switches),
-    };
-    let has = |s: &str| switches.contains(&s);
+/// Runs `watch`; the exit status.
+pub fn run(args: &WatchArgs) -> Result<u8, CliError> {
+    args.target.require_deployment()?;
     // The core's supervisor has no workers: it never waits for them, and it must not end the
     // process. It waits for a master as long as it takes (the deployment may be failing). An
     // observer writes nothing: it never pauses a deposed master's writes, whatever the
     // command line says.
-    let config = target
-        .builder(&[("on_pause_timeout", "fail"), ("startup_timeout", "off")])?
+    let config = args
+        .target
+        .builder(
+            &[("on_pause_timeout", "fail"), ("startup_timeout", "off")],
+            PASSWORD_ENV,
+        )?
         .deposed_pause(None)
         .build()?;
-    let out = Out::new(has("--json"), has("--verbose"));
+    let out = Out::new(args.json, args.verbose);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,7 +131,7 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> Result<u8, CliError> {
     }
 
     let supervisor: Arc<Mutex<Option<Supervisor>>> = Arc::default();
-    if !has("--no-core") {
+    if !args.no_core {
         start_core(&rt, &watch, config, &supervisor, stop_tx);
     }
 

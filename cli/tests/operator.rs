@@ -329,7 +329,7 @@ fn unreachable_sentinels_and_usage_errors() {
                 "--bogus",
                 "1",
             ][..],
-            "unknown option --bogus",
+            "unexpected argument '--bogus'",
         ),
         (
             &["status", "--sentinel", "nohost", "--service", "s"][..],
@@ -344,11 +344,14 @@ fn unreachable_sentinels_and_usage_errors() {
                 "s",
                 "--json=1",
             ][..],
-            "--json takes no value",
+            "unexpected value '1' for '--json'",
         ),
-        (&["explode"][..], "unknown command `explode`"),
-        (&["help", "explode"][..], "unknown command `explode`"),
-        (&[][..], "USAGE"),
+        (&["explode"][..], "unrecognized subcommand 'explode'"),
+        (
+            &["help", "explode"][..],
+            "unrecognized subcommand 'explode'",
+        ),
+        (&[][..], "Usage: dramatiq-sentinel <COMMAND>"),
     ] {
         let o = run(args);
         let e = stderr(&o);

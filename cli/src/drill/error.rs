@@ -1,6 +1,6 @@
 //! Why the drill could not run.
 
-use crate::error::start_error_code;
+use crate::error::{CliError, start_error_code};
 use crate::exit;
 use dramatiq_sentinel_supervisor::{ConfigError, StartError, SupervisorError};
 use dramatiq_sentinel_tests::harness::HarnessError;
@@ -15,6 +15,10 @@ pub enum DrillError {
     /// A supervisor setting is invalid (the error names the option and the field).
     #[error("{}", crate::error::config_error(.0))]
     Config(#[from] ConfigError),
+    /// The deployment options are wrong (a password file, a user without a password, an
+    /// invalid setting).
+    #[error(transparent)]
+    Target(#[from] CliError),
     /// The supervisor found no verified master.
     #[error("the supervisor did not start: {0}")]
     Start(#[from] StartError),
@@ -54,6 +58,7 @@ impl DrillError {
         match self {
             DrillError::Usage(_) | DrillError::Config(_) => exit::USAGE,
             DrillError::Start(e) => start_error_code(e),
+            DrillError::Target(e) => e.exit_code(),
             _ => exit::FAILED,
         }
     }

@@ -5,7 +5,7 @@
 //! (`dramatiq_sentinel_tests::scenarios::pool`) and a producer on a
 //! reliable queue behind a supervisor, prints a live timeline of the supervisor's events, and
 //! when it stops prints a summary. `dramatiq-sentinel drill` calls [`main`]; `--help` lists
-//! the options ([`HELP`]).
+//! the options ([`Options`]).
 //!
 //! It needs the crate's `drill` feature (on by default): the worker pool of the scenario
 //! suite and the real-Redis deployment harness come from `dramatiq-sentinel-tests`.
@@ -44,7 +44,7 @@ mod story;
 mod summary;
 mod timeline;
 
-pub use args::{Act, Command, HELP, Options, RuntimeChoice, parse};
+pub use args::{Act, DRILL_PASSWORD_ENV, Options, RuntimeChoice};
 pub use error::DrillError;
 
 use crate::output::Out;
@@ -55,20 +55,15 @@ use session::Context;
 use std::process::ExitCode;
 use std::sync::mpsc::channel;
 
-/// Runs the drill with the command-line arguments `args` (without the program name) and
-/// returns the process exit status ([`crate::exit`]): 0 every job done exactly once, 1 jobs
-/// lost or run twice (or an error), 2 bad options or configuration, 3 no sentinel reachable,
-/// 4 the service unknown or its master not verified, 5 the accounting could not be completed.
-pub fn main<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
-    let opts = match parse(args) {
-        Ok(Command::Run(opts)) => opts,
-        Ok(Command::Help) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return fail(&e),
-    };
-    match drill(&opts) {
+/// Runs the drill with the options of its command line and returns the process exit status
+/// ([`crate::exit`]): 0 every job done exactly once, 1 jobs lost or run twice (or an error),
+/// 2 bad options or configuration, 3 no sentinel reachable, 4 the service unknown or its
+/// master not verified, 5 the accounting could not be completed.
+pub fn main(opts: &Options) -> ExitCode {
+    if let Err(e) = opts.check() {
+        return fail(&DrillError::Usage(e));
+    }
+    match drill(opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(&e),
     }
@@ -89,7 +84,7 @@ fn drill(opts: &Options) -> Result<u8, DrillError> {
     if opts.local {
         // Reject invalid settings before starting any Redis process.
         session::config(opts, None)?;
-        deployment = Some(start_local(&out, opts.tls)?);
+        deployment = Some(start_local(&out, opts.target.tls)?);
     }
     let cx = Context {
         opts,

@@ -1,7 +1,7 @@
 //! One drill on one runtime: supervisor, pool, producer, (story,) stop, accounts, summary.
 
 use super::account::Settle;
-use super::args::{Act, Options};
+use super::args::{Act, DRILL_PASSWORD_ENV, Options};
 use super::error::DrillError;
 use super::producer::{Produced, produce};
 use super::stop::Stop;
@@ -9,7 +9,6 @@ use super::story::{Halt, Story};
 use super::summary::Summary;
 use super::timeline::Timeline;
 use crate::output::{Out, human};
-use crate::target::{client_cert, read_pem};
 use dramatiq_sentinel_supervisor::{Config, Supervisor};
 use dramatiq_sentinel_tests::harness::Deployment;
 use dramatiq_sentinel_tests::scenarios::pool::{Pool, PoolOptions, attach};
@@ -29,25 +28,20 @@ const IDLE: Duration = Duration::from_millis(10);
 /// than the act, so the restarted leader stays unheard) or the one the command line describes,
 /// then every setting of the command line through `ConfigBuilder::set`.
 pub(crate) fn config(opts: &Options, local: Option<&Deployment>) -> Result<Config, DrillError> {
-    let mut builder = match local {
-        Some(d) if opts.story.contains(&Act::Unheard) => config_for(d)
-            .set("on_pause_timeout", "fail")?
-            .min_backoff(Duration::from_secs(20))
-            .max_backoff(Duration::from_secs(40)),
-        Some(d) => config_for(d).set("on_pause_timeout", "fail")?,
-        None => Config::builder()
-            .sentinel_auth(opts.sentinel_auth.clone())
-            .redis_auth(opts.redis_auth.clone())
-            .tls(opts.tls)
-            .tls_root_cert(read_pem("--tls-ca", opts.tls_ca.as_deref()).map_err(DrillError::Usage)?)
-            .tls_client_cert(
-                client_cert(opts.tls_cert.as_deref(), opts.tls_key.as_deref())
-                    .map_err(DrillError::Usage)?,
-            ),
+    let builder = match local {
+        Some(d) if opts.story.contains(&Act::Unheard) => opts.target.settings.apply(
+            config_for(d)
+                .set("on_pause_timeout", "fail")?
+                .min_backoff(Duration::from_secs(20))
+                .max_backoff(Duration::from_secs(40)),
+            &[],
+        )?,
+        Some(d) => opts
+            .target
+            .settings
+            .apply(config_for(d).set("on_pause_timeout", "fail")?, &[])?,
+        None => opts.target.builder(&[], DRILL_PASSWORD_ENV)?,
     };
-    for (field, value) in &opts.settings {
-        builder = builder.set(field, value)?;
-    }
     Ok(builder.build()?)
 }
 

@@ -43,7 +43,6 @@ mod run;
 mod scale_report;
 mod writer;
 
-pub use args::HELP;
 pub use error::{BenchError, Result};
 
 use args::{Command, Options, Role};
@@ -54,20 +53,18 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Runs `failover-bench` with the command-line arguments `args` (without the program name);
-/// returns 0 when the report was written, 1 on an error, 2 on bad options.
+/// returns 0 when the report was written (or the help printed), 1 on an error, 2 on bad
+/// options.
 pub fn main(args: Vec<String>) -> ExitCode {
     let command = match args::parse(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("failover-bench: {e}");
-            return ExitCode::from(2);
+            // The help goes to stdout (exit 0), a usage error to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
     let result = match command {
-        Command::Help => {
-            print!("{HELP}");
-            Ok(())
-        }
         Command::Child(c) => match c.role {
             Role::Writer => writer::run(&c),
             Role::Jobs => jobs::run(&c),
