@@ -95,6 +95,17 @@ while i <= #ARGV do
       if from_list then removed = removed + redis.call('LREM', list, 0, id) end
       return removed
     end
+    -- An id not in the hash: settled since, or stored again with `put` when the lost stream
+    -- created it (its enqueue, with the body), else `otherwise`.
+    local function restore(put, otherwise)
+      if seen then return 'settled' end
+      if created and has_body then
+        redis.call('HSET', msgs, id, body)
+        put()
+        return 'applied'
+      end
+      return otherwise
+    end
     local outcome
     if kind == 'acks' then
       if redis.call('SISMEMBER', target, id) == 1 then
@@ -106,14 +117,8 @@ while i <= #ARGV do
         else
           outcome = 'elsewhere'
         end
-      elseif seen then
-        outcome = 'settled'
-      elseif created and has_body then
-        redis.call('HSET', msgs, id, body)
-        redis.call('SADD', target, id)
-        outcome = 'applied'
       else
-        outcome = 'ran-elsewhere'
+        outcome = restore(function() redis.call('SADD', target, id) end, 'ran-elsewhere')
       end
     elseif kind == 'queue' then
       if present then
@@ -125,14 +130,8 @@ while i <= #ARGV do
         else
           outcome = 'held'
         end
-      elseif seen then
-        outcome = 'settled'
-      elseif created and has_body then
-        redis.call('HSET', msgs, id, body)
-        redis.call('RPUSH', list, id)
-        outcome = 'applied'
       else
-        outcome = 'gone'
+        outcome = restore(function() redis.call('RPUSH', list, id) end, 'gone')
       end
     elseif kind == 'gone' then
       if present then
