@@ -10,10 +10,11 @@ use super::summary::Summary;
 use super::timeline::Timeline;
 use crate::output::{Out, human};
 use crate::target::{client_cert, read_pem};
+use dramatiq_sentinel_harness::Deployment;
+use dramatiq_sentinel_harness::config_for;
+use dramatiq_sentinel_harness::pool::{Pool, PoolOptions, attach};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
 use dramatiq_sentinel_supervisor::{Config, Supervisor};
-use dramatiq_sentinel_tests::harness::Deployment;
-use dramatiq_sentinel_tests::scenarios::pool::{Pool, PoolOptions, attach};
-use dramatiq_sentinel_tests::scenarios::{TestRuntime, config_for, spawn};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,7 +251,7 @@ fn wait_for_stop(
     opts: &Options,
     out: &Out,
     produced: &Produced,
-    ledger: &dramatiq_sentinel_tests::scenarios::pool::Ledger,
+    ledger: &dramatiq_sentinel_harness::pool::Ledger,
     started: Instant,
 ) -> Stop {
     let end = opts.duration.map(|d| started + d);
