@@ -23,12 +23,14 @@
 //!   gate against a bare semaphore permit, and the core benchmark's inputs per second.
 
 mod apalis;
+mod apalis_report;
 mod args;
 mod child;
 mod clock;
 mod commands;
 mod emit;
 mod error;
+mod facts;
 mod fleet;
 mod fleet_child;
 mod idle;
@@ -41,13 +43,15 @@ mod peers;
 mod report;
 mod run;
 mod scale_report;
+mod tables;
 mod writer;
 
 pub use args::HELP;
 pub use error::{BenchError, Result};
 
 use args::{Command, Options, Role};
-use report::{Facts, Report};
+use facts::Facts;
+use report::Report;
 use run::Ctx;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

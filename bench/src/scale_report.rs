@@ -2,6 +2,7 @@
 //! against a plain connection, and the fleet runs (issue 10), each with its targets.
 
 use super::commands::Commands;
+use super::facts::Facts;
 use super::fleet::{FleetResult, FleetScenario};
 use std::fmt::Write as _;
 
@@ -93,7 +94,7 @@ fn met(ok: bool) -> &'static str {
 }
 
 /// Where a table was measured: the commit and the command, for its heading.
-fn measured_at(facts: &super::report::Facts) -> String {
+fn measured_at(facts: &Facts) -> String {
     format!(
         "Measured at commit `{}` on {} with `{}`.",
         facts.commit, facts.date, facts.command
@@ -108,11 +109,7 @@ fn ratio_cell(r: Option<super::metrics::Stats>) -> String {
 }
 
 /// The per-command overhead tables, one per runtime, with the targets of issue 19.
-pub(crate) fn command_table(
-    out: &mut String,
-    commands: &Result<Commands, String>,
-    facts: &super::report::Facts,
-) {
+pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String>, facts: &Facts) {
     let _ = writeln!(out, "## Per-command overhead\n");
     let c = match commands {
         Ok(c) => c,
@@ -222,7 +219,7 @@ fn list(values: &[f64], digits: usize) -> String {
 }
 
 /// The fleet tables: failovers, then sentinel restarts, then the targets.
-pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &super::report::Facts) {
+pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &Facts) {
     let _ = writeln!(out, "## Fleet\n");
     let _ = writeln!(out, "{}\n", measured_at(facts));
     let _ = writeln!(
