@@ -22,6 +22,8 @@ crates=(
     "runtime-smol:tls-rustls"
     "integrations/deadpool:tokio,smol"
     "integrations/apalis:tokio,smol"
+    "harness:"
+    "cli:"
 )
 
 field() { # field FILE KEY: the string value of `KEY = "..."` in FILE, if any

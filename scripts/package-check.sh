@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Are the published crates ready for crates.io? Runs, and fails on any problem:
-#  1. `cargo publish --dry-run` of the six published crates in one command: cargo packages them
-#     in dependency order (core, supervisor, the shims, the integrations) and verifies each
-#     .crate by building it against the others' freshly packaged .crate files (a temporary
-#     local registry, which is how dependents of crates not yet on crates.io can be verified;
-#     cargo >= 1.90). The verify builds enable `redis/tokio-comp` (the supervisor alone enables
+#  1. `cargo publish --dry-run` of the eight published crates in one command: cargo packages them
+#     in dependency order (core, supervisor, the shims, the integrations, the harness, the
+#     command line) and verifies each .crate by building it against the others' freshly
+#     packaged .crate files (a temporary local registry, which is how dependents of crates not
+#     yet on crates.io can be verified; cargo >= 1.90). The verify builds enable `redis/tokio-comp` (the supervisor alone enables
 #     no `redis` runtime and does not build without one; the shims enable theirs) and the
 #     integrations' `tokio` feature (they need one runtime). Needs crates.io's index.
 #  2. each crate's packaged size (compressed .crate and unpacked) and file count, from the
@@ -31,6 +31,8 @@ crates=(
     "runtime-smol:dramatiq-sentinel-smol:plain"
     "integrations/deadpool:dramatiq-sentinel-deadpool:needs-features"
     "integrations/apalis:dramatiq-sentinel-apalis:needs-features"
+    "harness:dramatiq-sentinel-harness:plain"
+    "cli:dramatiq-sentinel-cli:plain"
 )
 packages=()
 for entry in "${crates[@]}"; do

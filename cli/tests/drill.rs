@@ -1,7 +1,7 @@
 //! `dramatiq-sentinel drill` end to end: a local deployment with a short story, and its
 //! errors for bad options.
 
-use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `dramatiq-sentinel status` and `watch` end to end, against real deployments started by the
 //! harness: their JSON through a graceful failover, the exit statuses of each error.
 
-use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 #
 # 1. builds the abi3 wheel with maturin (debug profile: the tests need no optimised build;
 #    `--release` as first argument builds an optimised one) and the harness command
-#    `redis-deployment` (tests/src/bin), which the tests drive to start real Redis
+#    `redis-deployment` (harness/src/bin), which the tests drive to start real Redis
 #    deployments;
 # 2. for each (Python, dramatiq, redis-py) of the matrix below, creates a virtualenv, installs
 #    the wheel and those versions from PyPI, and runs pytest on python/tests: the whole suite
@@ -50,7 +50,7 @@ build_started=$SECONDS
 "$WORK/tools/bin/maturin" build -q "${PROFILE[@]}" --manifest-path python/Cargo.toml \
     --interpreter "$PY" --out "$WORK/wheels"
 echo "==> [python] wheel built in $((SECONDS - build_started)) s: $(ls "$WORK/wheels")"
-cargo build -q -p dramatiq-sentinel-tests --bin redis-deployment
+cargo build -q -p dramatiq-sentinel-harness --bin redis-deployment
 export DRAMATIQ_SENTINEL_DEPLOYMENT=$TARGET/debug/redis-deployment
 
 failures=0

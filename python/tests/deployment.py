@@ -1,6 +1,6 @@
-"""The project's real-Redis test harness (`tests/src/harness`, Rust), driven through its
-`redis-deployment` command: one deployment per test, killed when the test ends (and by the
-command itself if this process dies and its stdin closes)."""
+"""The project's real-Redis test harness (`harness/`, the Rust crate dramatiq-sentinel-harness),
+driven through its `redis-deployment` command: one deployment per test, killed when the test
+ends (and by the command itself if this process dies and its stdin closes)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def command() -> list[str]:
     if path:
         return [path]
     subprocess.run(
-        ["cargo", "build", "-q", "-p", "dramatiq-sentinel-tests", "--bin", "redis-deployment"],
+        ["cargo", "build", "-q", "-p", "dramatiq-sentinel-harness", "--bin", "redis-deployment"],
         cwd=ROOT,
         check=True,
     )

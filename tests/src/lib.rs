@@ -1,12 +1,11 @@
-//! Tests of dramatiq-sentinel against real Redis.
+//! The scenario suite of dramatiq-sentinel against real Redis.
 //!
-//! [`harness`] starts real Redis Sentinel deployments (`redis-server` data nodes and
-//! `redis-server --sentinel` processes on loopback ports) for the scenario tests, demos and
-//! benchmarks of this workspace.
+//! [`scenarios`] runs the supervisor, the integrations and the reference job pool through
+//! failovers of real Redis Sentinel deployments started by
+//! [`dramatiq_sentinel_harness`], on every runtime shim (`tests/supervisor_tokio.rs`,
+//! `tests/supervisor_smol.rs`). `tests/harness.rs` tests the harness itself, and
+//! `tests/readme_example.rs` the README's example program and its Rust fragments.
 
-pub mod bench;
-pub mod harness;
 #[cfg(doctest)]
 mod readme;
 pub mod scenarios;
-mod sync;

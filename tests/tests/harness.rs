@@ -4,7 +4,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use dramatiq_sentinel_tests::harness::{
+use dramatiq_sentinel_harness::{
     Auth, Deployment, DeploymentOptions, HarnessError, ProcessId, Role, connect, redis,
 };
 
@@ -343,8 +343,8 @@ fn deployments_can_be_shared_between_threads() {
 fn monitor_sees_the_commands_a_node_runs() -> TestResult {
     let d = Deployment::start(DeploymentOptions::default())?;
     let master = d.master()?;
-    let monitor = dramatiq_sentinel_tests::harness::Monitor::start(&d, master)?;
-    let before = dramatiq_sentinel_tests::harness::unix_now();
+    let monitor = dramatiq_sentinel_harness::Monitor::start(&d, master)?;
+    let before = dramatiq_sentinel_harness::unix_now();
     // Some time with nothing to read first: the monitor keeps reading after read timeouts.
     std::thread::sleep(Duration::from_millis(300));
     d.query::<()>(master, redis::cmd("SET").arg("monitored").arg(1))?;

@@ -9,7 +9,7 @@
 //!
 //! Also: every Rust fragment of the READMEs is compiled (`src/readme.rs` makes them doc tests).
 
-use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

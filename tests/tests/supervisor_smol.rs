@@ -8,9 +8,9 @@
 //! `tokio-comp` in the build and no tokio context, a connection made through tokio would panic
 //! ("no reactor running"): the suite passing means `redis` used smol and `async-io`.
 
+use dramatiq_sentinel_harness::runtime::TestRuntime;
 use dramatiq_sentinel_smol::Smol;
 use dramatiq_sentinel_supervisor::{BoxFuture, RedisStream, Runtime};
-use dramatiq_sentinel_tests::scenarios::TestRuntime;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};

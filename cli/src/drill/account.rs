@@ -4,9 +4,9 @@
 
 use super::producer::Produced;
 use crate::output::{Out, human};
+use dramatiq_sentinel_harness::pool::{DONE, Ledger, PROCESSING, QUEUE};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, sleep};
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
-use dramatiq_sentinel_tests::scenarios::pool::{DONE, Ledger, PROCESSING, QUEUE};
-use dramatiq_sentinel_tests::scenarios::{TestRuntime, sleep};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;

@@ -2,8 +2,8 @@
 
 use crate::error::{CliError, start_error_code};
 use crate::exit;
+use dramatiq_sentinel_harness::HarnessError;
 use dramatiq_sentinel_supervisor::{ConfigError, StartError, SupervisorError};
-use dramatiq_sentinel_tests::harness::HarnessError;
 
 /// Everything that stops the drill before it can print a summary.
 #[derive(Debug, thiserror::Error)]

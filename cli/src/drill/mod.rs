@@ -1,14 +1,14 @@
 //! The failover drill: an operator's check that failovers cost no job.
 //!
-//! Against a deployment (yours, or one it starts with `dramatiq_sentinel_tests::harness` in
-//! `--local` mode), the drill runs the scenario suite's worker pool
-//! (`dramatiq_sentinel_tests::scenarios::pool`) and a producer on a
+//! Against a deployment (yours, or one it starts with `dramatiq_sentinel_harness` in
+//! `--local` mode), the drill runs the harness's reference worker pool
+//! (`dramatiq_sentinel_harness::pool`, the one the scenario suite runs) and a producer on a
 //! reliable queue behind a supervisor, prints a live timeline of the supervisor's events, and
 //! when it stops prints a summary. `dramatiq-sentinel drill` calls [`main`]; `--help` lists
 //! the options ([`Options`]).
 //!
-//! It needs the crate's `drill` feature (on by default): the worker pool of the scenario
-//! suite and the real-Redis deployment harness come from `dramatiq-sentinel-tests`.
+//! It needs the crate's `drill` feature (on by default): the worker pool and the real-Redis
+//! deployment harness come from `dramatiq-sentinel-harness`.
 //!
 //! # The workload
 //! The producer pushes jobs with unique ids (`drill-<run>-<n>`) to the list `queue` at a
@@ -48,8 +48,8 @@ pub use args::{Act, DRILL_PASSWORD_ENV, Options, RuntimeChoice};
 pub use error::DrillError;
 
 use crate::output::Out;
-use dramatiq_sentinel_tests::harness::{Deployment, DeploymentOptions};
-use dramatiq_sentinel_tests::scenarios::runtimes::{SmolRuntime, TokioRuntime};
+use dramatiq_sentinel_harness::runtime::{SmolRuntime, TokioRuntime};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
 use serde_json::json;
 use session::Context;
 use std::process::ExitCode;

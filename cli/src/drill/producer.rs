@@ -5,9 +5,9 @@
 //! was new), so retrying a push whose reply was lost never queues a job twice.
 
 use crate::sync::lock;
+use dramatiq_sentinel_harness::pool::{PRODUCED, PUSH, QUEUE};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, sleep};
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
-use dramatiq_sentinel_tests::scenarios::pool::{PRODUCED, PUSH, QUEUE};
-use dramatiq_sentinel_tests::scenarios::{TestRuntime, sleep};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -9,10 +9,11 @@ use super::story::{Halt, Story};
 use super::summary::Summary;
 use super::timeline::Timeline;
 use crate::output::{Out, human};
+use dramatiq_sentinel_harness::Deployment;
+use dramatiq_sentinel_harness::config_for;
+use dramatiq_sentinel_harness::pool::{Pool, PoolOptions, attach};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
 use dramatiq_sentinel_supervisor::{Config, Supervisor};
-use dramatiq_sentinel_tests::harness::Deployment;
-use dramatiq_sentinel_tests::scenarios::pool::{Pool, PoolOptions, attach};
-use dramatiq_sentinel_tests::scenarios::{TestRuntime, config_for, spawn};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,7 +245,7 @@ fn wait_for_stop(
     opts: &Options,
     out: &Out,
     produced: &Produced,
-    ledger: &dramatiq_sentinel_tests::scenarios::pool::Ledger,
+    ledger: &dramatiq_sentinel_harness::pool::Ledger,
     started: Instant,
 ) -> Stop {
     let end = opts.duration.map(|d| started + d);

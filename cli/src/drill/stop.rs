@@ -51,7 +51,7 @@ pub(crate) fn handle_signals(stop: Sender<Stop>) -> Result<(), DrillError> {
             eprintln!("dramatiq-sentinel drill: second interrupt, exiting without a summary");
             // The local deployment runs in process groups of its own: stop it here, as no
             // drop will run.
-            dramatiq_sentinel_tests::harness::kill_detached();
+            dramatiq_sentinel_harness::kill_detached();
             std::process::exit(i32::from(crate::exit::INTERRUPTED));
         }
     })?;

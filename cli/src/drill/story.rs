@@ -6,9 +6,9 @@
 use super::args::Act;
 use super::error::DrillError;
 use crate::output::{Out, human};
+use dramatiq_sentinel_harness::WAIT;
+use dramatiq_sentinel_harness::{Deployment, NodeId, redis};
 use dramatiq_sentinel_supervisor::Addr;
-use dramatiq_sentinel_tests::harness::{Deployment, NodeId, redis};
-use dramatiq_sentinel_tests::scenarios::WAIT;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

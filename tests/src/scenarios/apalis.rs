@@ -6,9 +6,7 @@
 //! starts while the workers are paused.
 
 use super::failover::{switched, wait_master};
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, spawn, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
-use crate::sync::lock;
+use super::{Timeline, serial, start};
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::TaskSink;
 use apalis_core::backend::ext::BackendExt;
@@ -17,6 +15,10 @@ use apalis_core::task::data::Data;
 use apalis_core::timer::Delay;
 use apalis_core::worker::builder::WorkerBuilder;
 use dramatiq_sentinel_apalis::{ApalisWorkers, Storage, apalis_redis, storage};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
+use dramatiq_sentinel_harness::sync::lock;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{
     BoxFuture, Event, LostWrites, MasterConnection, Supervisor, Workers,
 };

@@ -3,10 +3,12 @@
 //! the new master after the switch.
 
 use super::failover::{switched, wait_master};
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, spawn, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
-use crate::sync::lock;
+use super::{Timeline, serial, start};
 use apalis_core::timer::Delay;
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
+use dramatiq_sentinel_harness::sync::lock;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::Supervisor;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

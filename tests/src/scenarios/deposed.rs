@@ -3,8 +3,10 @@
 //! whose fence comes later is not acknowledged there.
 
 use super::failover::switched;
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::Supervisor;
 use std::time::Duration;
 

@@ -1,8 +1,10 @@
 //! Workers that never pause: the supervisor stops them and exits the process with 69 (tested
 //! in a child process), or, with the `Fail` policy, stops with an error.
 
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, spawn, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{
     BoxFuture, Config, Event, FatalError, PauseTimeoutPolicy, Supervisor, SupervisorError, Workers,
 };

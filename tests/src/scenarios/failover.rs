@@ -2,10 +2,12 @@
 //! lost, none runs twice, none starts while the workers are paused, and the workers run on the
 //! new master afterwards.
 
-use super::pool::{Pool, PoolOptions, attach};
 use super::startup::addr;
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::pool::{Pool, PoolOptions, attach};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{Config, ConfigBuilder, DetectionPath, Event, Supervisor};
 
 /// A completed switch away from a master (not the startup).

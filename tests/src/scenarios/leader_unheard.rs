@@ -7,10 +7,12 @@
 //! own records, with durable acknowledgements (`WAIT 1`).
 
 use super::failover::{Running, switched, wait_master};
-use super::pool::PoolOptions;
+use super::serial;
 use super::startup::addr;
-use super::{TestRuntime, WAIT, serial, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, SentinelId, dead_port};
+use dramatiq_sentinel_harness::pool::PoolOptions;
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, SentinelId, dead_port};
+use dramatiq_sentinel_harness::{WAIT, wait_for};
 use dramatiq_sentinel_supervisor::{ConfigBuilder, DetectionPath, Event};
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,10 +4,12 @@
 //! fence.
 
 use super::failover::{Running, switched, wait_master};
-use super::pool::PoolOptions;
+use super::serial;
 use super::startup::addr;
-use super::{TestRuntime, WAIT, serial, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, Monitor, unix_now};
+use dramatiq_sentinel_harness::pool::PoolOptions;
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, Monitor, unix_now};
+use dramatiq_sentinel_harness::{WAIT, wait_for};
 use dramatiq_sentinel_supervisor::{Event, PauseTimeoutPolicy};
 use std::time::{Duration, Instant};
 

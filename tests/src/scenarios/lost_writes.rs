@@ -4,8 +4,10 @@
 //! up is not (the graceful scenarios assert that).
 
 use super::startup::addr;
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId};
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{Event, Supervisor};
 use std::sync::mpsc;
 use std::time::Duration;

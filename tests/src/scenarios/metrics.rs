@@ -8,9 +8,11 @@
 //! it reads (each carries the `service` label) is its own.
 
 use super::startup::addr;
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
-use crate::sync::lock;
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::sync::lock;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::metrics::{
     COMMAND_ERRORS, COMMAND_HOLD_SECONDS, COMMANDS_HELD, FENCED_SECONDS, LABEL_OUTCOME, LABEL_PATH,
     LABEL_SENTINEL, LABEL_SERVICE, LISTENER_RECONNECTS, SENTINELS_UP, SWITCH_CONNECTED_SECONDS,

@@ -1,10 +1,11 @@
 //! Scenarios of the supervisor against real deployments, written once and run on every
 //! runtime shim.
 //!
-//! A runtime implements [`TestRuntime`] (its [`Runtime`] type and a `block_on`) and expands
-//! [`supervisor_suite!`](crate::supervisor_suite) in a test file; every scenario becomes a
+//! A runtime implements [`TestRuntime`] (of dramatiq-sentinel-harness: its [`Runtime`] type and
+//! a `block_on`) and expands [`supervisor_suite!`](crate::supervisor_suite) in a test file; every scenario becomes a
 //! `#[test]` of that file. Scenarios drive the deployment (blocking harness calls) from the
-//! test thread while the supervisor and a worker pool run on the runtime's own threads.
+//! test thread while the supervisor and a worker pool (the harness's reference pool,
+//! `dramatiq_sentinel_harness::pool`) run on the runtime's own threads.
 
 pub mod apalis;
 pub mod deadpool;
@@ -16,37 +17,17 @@ pub mod logs;
 pub mod long_jobs;
 pub mod lost_writes;
 pub mod metrics;
-pub mod pool;
 pub mod pubsub;
 pub mod resilience;
-pub mod runtimes;
 pub mod startup;
 pub mod watches;
 
-use crate::harness::{Auth, Deployment};
-use crate::sync::lock;
-use dramatiq_sentinel_supervisor::{
-    Builder, ClientCert, ConfigBuilder, Credentials, Event, Runtime, StartError, Supervisor,
-};
-use std::future::Future;
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::sync::lock;
+use dramatiq_sentinel_harness::{WAIT, wait_for};
+use dramatiq_sentinel_supervisor::{Builder, Event, Runtime, StartError, Supervisor};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-/// A runtime the scenarios run on.
-pub trait TestRuntime: Sized + 'static {
-    /// The shim's runtime type.
-    type Rt: Runtime + Default;
-    /// For messages, e.g. `tokio`.
-    const NAME: &'static str;
-    /// A fresh runtime whose spawned tasks run on background threads (so they make progress
-    /// while the test thread runs blocking harness calls).
-    fn new() -> Self;
-    /// Runs a future to completion on this runtime.
-    fn block_on<F: Future>(&self, future: F) -> F::Output;
-}
-
-/// Generous deadline for anything a busy machine may slow down.
-pub const WAIT: Duration = Duration::from_secs(60);
+use std::time::Instant;
 
 /// Serialises scenarios of one test binary: each starts six or more Redis processes, and the
 /// machine has few cores.
@@ -54,70 +35,6 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     logs::init();
     lock(&LOCK)
-}
-
-/// Runs `future` on a background task of the runtime.
-pub fn spawn<R: TestRuntime>(future: impl Future<Output = ()> + Send + 'static) {
-    R::Rt::default().spawn(Box::pin(future));
-}
-
-/// Sleeps on the runtime's timer.
-pub async fn sleep<R: TestRuntime>(d: Duration) {
-    R::Rt::default().sleep_until(Instant::now() + d).await;
-}
-
-/// Calls `check` until it returns `Some`, or panics after `timeout` with `what` and the last
-/// observation.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn credentials(auth: &Auth) -> Option<Credentials> {
-    auth.password().map(|password| Credentials {
-        username: auth.username().map(str::to_owned),
-        password: password.to_owned(),
-    })
-}
-
-/// A configuration for this deployment: its sentinels, service, credentials and NAT map, with
-/// timings suited to tests (quick listener backoff, bounded startup), and its TLS
-/// certificates in TLS mode.
-pub fn config_for(d: &Deployment) -> ConfigBuilder {
-    let mut b = dramatiq_sentinel_supervisor::Config::builder()
-        .sentinels(d.sentinel_addrs().iter().map(ToString::to_string))
-        .service_name(d.service_name().to_owned())
-        .sentinel_auth(credentials(d.sentinel_auth()))
-        .redis_auth(credentials(d.data_auth()))
-        .min_backoff(Duration::from_millis(200))
-        .max_backoff(Duration::from_secs(2))
-        .startup_timeout(Some(Duration::from_secs(30)))
-        .pause_timeout(Duration::from_secs(60));
-    for (announced, reachable) in d.nat_map() {
-        b = b.nat(announced, reachable);
-    }
-    if let Some(tls) = d.tls() {
-        b = b
-            .tls(true)
-            .tls_root_cert(Some(tls.ca.clone()))
-            .tls_client_cert(Some(ClientCert {
-                cert: tls.cert.clone(),
-                key: tls.key.clone(),
-            }));
-    }
-    b
 }
 
 /// Every event with the time the supervisor emitted it (recorded by a hook, so in order and

@@ -4,9 +4,11 @@
 
 use super::failover::{switched, wait_master};
 use super::startup::addr;
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, spawn, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
-use crate::sync::lock;
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::{TestRuntime, spawn};
+use dramatiq_sentinel_harness::sync::lock;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{Event, Supervisor};
 use std::sync::{Arc, Mutex};
 

@@ -1,11 +1,14 @@
 //! Sentinels going away and coming back, and failovers nobody announced to the supervisor.
 
+use super::Timeline;
 use super::failover::{Running, switched, wait_master};
-use super::pool::PoolOptions;
 use super::startup::addr;
-use super::{TestRuntime, Timeline};
-use super::{WAIT, config_for, serial, spawn, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
+use super::{serial, start};
+use dramatiq_sentinel_harness::pool::PoolOptions;
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::runtime::spawn;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{DetectionPath, Event, Failure, Supervisor};
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,10 @@
 //! Startup scenarios: a healthy start (status, commands, clean shutdown), and each startup
 //! error.
 
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, try_start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, redis};
+use super::{Timeline, serial, start, try_start};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{
     Addr, Config, Credentials, Event, Failure, MasterConnection, StartError, StatusError,
     Supervisor,

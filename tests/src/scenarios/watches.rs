@@ -1,8 +1,10 @@
 //! What the replica watches cost at rest: one connection per replica of the master in use,
 //! opened with one `ROLE` and silent afterwards (a promotion closes it; nothing is polled).
 
-use super::{TestRuntime, Timeline, WAIT, config_for, serial, start, wait_for};
-use crate::harness::{Deployment, DeploymentOptions, NodeId, redis};
+use super::{Timeline, serial, start};
+use dramatiq_sentinel_harness::runtime::TestRuntime;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, redis};
+use dramatiq_sentinel_harness::{WAIT, config_for, wait_for};
 use dramatiq_sentinel_supervisor::{Event, Supervisor};
 
 /// Seconds a watch connection must have been idle to count as silent at rest: longer than any

@@ -1,7 +1,0 @@
-//! `failover-bench`: the failover benchmark of dramatiq-sentinel against peer clients on a real
-//! Redis Sentinel deployment. See `failover-bench --help` and
-//! [`dramatiq_sentinel_tests::bench`].
-
-fn main() -> std::process::ExitCode {
-    dramatiq_sentinel_tests::bench::main(std::env::args().skip(1).collect())
-}
