@@ -12,8 +12,8 @@
 //! old name while its heartbeat is recent), as a supervising application would. Lines: those
 //! of the job child, plus `{"restart": worker, "m": error}`.
 
-use super::args::{ChildArgs, Scenario};
 use super::child::Child;
+use super::child_args::ChildArgs;
 use super::clock::{ms_between, now_ns, sleep_until_ns};
 use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};
@@ -21,6 +21,7 @@ use super::metrics::{self, JobFigures};
 use super::observer::Observer;
 use super::ours;
 use super::run::{self, BACKLOG, Ctx, JOB_MS, RATE, Reference, WORKERS};
+use super::scenario::Scenario;
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::TaskSink;
 use apalis_core::backend::ext::BackendExt;

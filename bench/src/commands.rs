@@ -12,8 +12,8 @@
 //! the plain connection, and a deadpool pool of our dedicated handles (`pool.get()` per command)
 //! against a deadpool pool of plain connections of the same size.
 
-use super::args::ChildArgs;
 use super::child::Child;
+use super::child_args::ChildArgs;
 use super::clock::now_ns;
 use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};

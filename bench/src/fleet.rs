@@ -7,13 +7,13 @@
 //! to the dead master (a counting stand-in bound to its port after the kill); after a sentinel
 //! restart, when each supervisor's listener reconnected to it.
 
-use super::args::Scenario;
 use super::child::Child;
 use super::clock::{ms_between, now_ns};
 use super::error::{Result, err};
 use super::observer::Observer;
 use super::overhead::cpu_ns;
 use super::run::{Ctx, load1, trigger};
+use super::scenario::Scenario;
 use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, ProcessId, SentinelId};
 use serde_json::Value;
 use std::collections::BTreeMap;

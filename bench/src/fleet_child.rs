@@ -6,7 +6,7 @@
 //! on stdin) `{"shutdown_ms", "not_stopped"}` (the supervisors shut down at once, for 45 s at
 //! most) and `{"end"}`.
 
-use super::args::ChildArgs;
+use super::child_args::ChildArgs;
 use super::clock::now_ns;
 use super::emit::{Sink, watch_stdin};
 use super::error::Result;

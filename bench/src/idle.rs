@@ -2,7 +2,7 @@
 //! whose CPU time and memory the driver reads from `/proc`, and the worker-gate
 //! micro-benchmark.
 
-use super::args::ChildArgs;
+use super::child_args::ChildArgs;
 use super::clock::now_ns;
 use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};

@@ -14,7 +14,7 @@
 //! producer, supervisor events `{"ev", "t", "d"}` (plus `WorkersPaused`/`WorkersResumed` from
 //! the pool's hooks), `{"end"}`. Stdin: `stop-producing`, then `quit` (or EOF).
 
-use super::args::ChildArgs;
+use super::child_args::ChildArgs;
 use super::clock::now_ns;
 use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};

@@ -26,6 +26,7 @@ mod apalis;
 mod apalis_report;
 mod args;
 mod child;
+mod child_args;
 mod clock;
 mod commands;
 mod emit;
@@ -43,12 +44,14 @@ mod peers;
 mod report;
 mod run;
 mod scale_report;
+mod scenario;
 mod tables;
 mod writer;
 
 pub use error::{BenchError, Result};
 
-use args::{Command, Options, Role};
+use args::{Command, Options};
+use child_args::Role;
 use facts::Facts;
 use report::Report;
 use run::Ctx;
@@ -229,7 +232,7 @@ fn bench(o: &Options) -> Result<()> {
     let mut writers = Vec::new();
     let mut jobs = Vec::new();
     for rep in 1..=o.reps {
-        let progress = |workload: &str, scenario: args::Scenario, client: &str| {
+        let progress = |workload: &str, scenario: scenario::Scenario, client: &str| {
             eprint!(
                 "failover-bench: [{rep}/{}] {workload}, {}, {client} (load {:.2}) ... ",
                 o.reps,

@@ -159,7 +159,7 @@ pub(crate) async fn sleep_until<R: Runtime + Default>(deadline: Instant) {
 }
 
 /// The sentinels and service from a child's arguments.
-pub(crate) fn target(args: &super::args::ChildArgs) -> Result<(Vec<String>, String)> {
+pub(crate) fn target(args: &super::child_args::ChildArgs) -> Result<(Vec<String>, String)> {
     if args.sentinels.is_empty() {
         return Err(err("--sentinels is required"));
     }

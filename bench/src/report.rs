@@ -1,11 +1,11 @@
 //! The report: markdown tables (printed and written to `BENCHMARKS.md`), the facts of the
 //! machine and versions, the targets of issue 6 with met / missed, and the per-run values.
 
-use super::args::Scenario;
 use super::facts::Facts;
 use super::metrics::Stats;
 use super::overhead::Overhead;
 use super::run::{BACKLOG, JOB_MS, JobResult, RATE, WORKERS, WriterResult};
+use super::scenario::Scenario;
 use super::tables::{
     Column, cell, client_label, clients_of, error_samples, num, ok_runs, scenarios_of,
     workload_tables,

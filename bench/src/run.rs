@@ -2,13 +2,13 @@
 //! process, the failover in the middle, the deployment settled again, and the accounts
 //! against the final master.
 
-use super::args::Scenario;
 use super::child::Child;
 use super::clock::{ms_between, now_ns, sleep_until_ns};
 use super::error::{Result, err};
 use super::metrics::{self, JobFigures, WriterFigures};
 use super::observer::{Observer, Seen};
 use super::peers::Peers;
+use super::scenario::Scenario;
 use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId, Role, dead_port};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};

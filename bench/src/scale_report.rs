@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 /// One long-job run: its scenario, long job, and result or why it failed.
 pub(crate) type LongJobRun = (
-    super::args::Scenario,
+    super::scenario::Scenario,
     super::run::LongJob,
     Result<super::run::JobResult, String>,
 );
@@ -37,7 +37,7 @@ pub(crate) fn long_job_table(out: &mut String, runs: &[LongJobRun]) {
         "| long job | drain | scenario | runs | jobs lost | run twice | processing gap (ms) | writable → new job (ms) | writable → resumed (ms) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    let mut keys: Vec<(u64, bool, super::args::Scenario)> = runs
+    let mut keys: Vec<(u64, bool, super::scenario::Scenario)> = runs
         .iter()
         .map(|(s, l, _)| (l.time.as_secs(), l.drain, *s))
         .collect();
@@ -440,7 +440,7 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
         .filter(|(_, s, _)| *s == FleetScenario::KillBusy)
         .filter_map(|(n, _, _)| {
             Some((
-                rate(*n, FleetScenario::Failover(super::args::Scenario::Kill))?,
+                rate(*n, FleetScenario::Failover(super::scenario::Scenario::Kill))?,
                 rate(*n, FleetScenario::KillBusy)?,
             ))
         })

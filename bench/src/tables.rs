@@ -2,9 +2,9 @@
 //! median (min..max) over its runs), client labels, and the cells' number format.
 
 use super::apalis;
-use super::args::Scenario;
 use super::metrics::{Stats, stats};
 use super::ours::Ours;
+use super::scenario::Scenario;
 use std::fmt::Write as _;
 
 /// One figure of a run, for a table column.

@@ -5,7 +5,7 @@
 //! per error surfaced, our supervisor's events as `{"ev", "t", "d"}`, and
 //! `{"end": t, "acks": n, "errors": n}`. It stops on a `stop` line or EOF on stdin.
 
-use super::args::ChildArgs;
+use super::child_args::ChildArgs;
 use super::clock::now_ns;
 use super::emit::{Sink, watch_stdin};
 use super::error::{Result, err};
