@@ -49,6 +49,18 @@ const REFETCH: &str = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then \
 /// pushed again.
 pub const PUSH: &str = "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then \
                         return redis.call('LPUSH', KEYS[2], ARGV[1]) end return 0";
+
+/// The [`PUSH`] of `job` (into [`QUEUE`], recorded in [`PRODUCED`]): how the producers queue a
+/// job, and how a lost push is sent again.
+pub fn push(job: &str) -> redis::Cmd {
+    redis::cmd("EVAL")
+        .arg(PUSH)
+        .arg(2)
+        .arg(PRODUCED)
+        .arg(QUEUE)
+        .arg(job)
+        .clone()
+}
 /// How long a job must sit unstarted in `processing` before the reaper requeues it (longer
 /// than any worker takes from its fetch to recording the start).
 const ORPHAN_AGE: Duration = Duration::from_secs(5);
@@ -261,15 +273,7 @@ fn reapplied(args: &[Vec<u8>]) -> Option<redis::Cmd> {
             let job = text(3)?;
             Some(redis::cmd("LREM").arg(PROCESSING).arg(0).arg(job).clone())
         }
-        ("SADD", PRODUCED, Some(job)) => Some(
-            redis::cmd("EVAL")
-                .arg(PUSH)
-                .arg(2)
-                .arg(PRODUCED)
-                .arg(QUEUE)
-                .arg(job)
-                .clone(),
-        ),
+        ("SADD", PRODUCED, Some(job)) => Some(push(&job)),
         _ => None,
     }
 }

@@ -5,7 +5,7 @@
 //! was new), so retrying a push whose reply was lost never queues a job twice.
 
 use crate::sync::lock;
-use dramatiq_sentinel_harness::pool::{PRODUCED, PUSH, QUEUE};
+use dramatiq_sentinel_harness::pool;
 use dramatiq_sentinel_harness::runtime::{TestRuntime, sleep};
 use dramatiq_sentinel_supervisor::{MasterConnection, redis};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -81,12 +81,7 @@ impl Produced {
 /// Pushes one job unless it was pushed before; with `durable`, also waits for one replica to
 /// have it.
 async fn push(conn: &mut MasterConnection, job: &str, durable: bool) -> Result<(), String> {
-    redis::cmd("EVAL")
-        .arg(PUSH)
-        .arg(2)
-        .arg(PRODUCED)
-        .arg(QUEUE)
-        .arg(job)
+    pool::push(job)
         .query_async::<i64>(conn)
         .await
         .map_err(|e| format!("push: {e}"))?;
