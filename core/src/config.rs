@@ -301,9 +301,8 @@ macro_rules! core_table {
             SENTINELS,
             SERVICE_NAME,
             NAT,
-            $(SettingInfo::new(
+            $(crate::setting::row::<$ty>(
                 stringify!($name),
-                <$ty as FromSetting>::KIND,
                 $default,
                 $bounds,
                 concat!($($doc, "\n"),*),

@@ -3,7 +3,7 @@
 //! [`ConfigBuilder::set`](crate::ConfigBuilder::set) and by the runtimes' settings of their own.
 
 use crate::config_error::{ConfigError, MAX_DURATION};
-use crate::setting_info::SettingKind;
+use crate::setting_info::{SettingInfo, SettingKind};
 use std::time::Duration;
 
 /// `true`/`yes`/`on`/`1` or `false`/`no`/`off`/`0`.
@@ -63,6 +63,17 @@ pub fn check_duration(field: &str, value: Option<Duration>) -> Result<(), Config
         )),
         _ => Ok(()),
     }
+}
+
+/// The row of the settings table for a setting of type `T`: `T`'s kind, with the setting's
+/// name, default and bounds as text, and documentation.
+pub const fn row<T: FromSetting>(
+    name: &'static str,
+    default: &'static str,
+    bounds: &'static str,
+    doc: &'static str,
+) -> SettingInfo {
+    SettingInfo::new(name, T::KIND, default, bounds, doc)
 }
 
 /// A value type of a typed setting: its kind, how `set()` reads it from text (with errors

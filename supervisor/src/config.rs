@@ -2,7 +2,7 @@
 //! logic decides with) plus the settings of the I/O this crate does (credentials, TLS, the
 //! database, command and hold timeouts), validated here. One builder sets both.
 
-use dramatiq_sentinel_core::setting::FromSetting;
+use dramatiq_sentinel_core::setting::{self, FromSetting};
 use dramatiq_sentinel_core::{
     Config as CoreConfig, ConfigBuilder as CoreBuilder, ConfigError, SETTINGS, SettingInfo,
 };
@@ -132,9 +132,8 @@ macro_rules! io_table {
         /// text, in the form of the core's [`SETTINGS`] (credentials and certificates have
         /// typed setters only).
         pub const IO_SETTINGS: &[SettingInfo] = &[
-            $(SettingInfo::new(
+            $(setting::row::<$ty>(
                 stringify!($name),
-                <$ty as FromSetting>::KIND,
                 $default,
                 $bounds,
                 concat!($($doc, "\n"),*),

@@ -175,54 +175,45 @@ impl RedisProcess {
         timeout: Duration,
         log_start: u64,
     ) -> Result<(), StartError> {
-        let result = self.poll_ready(addr, auth, tls, timeout, log_start);
+        let result: Result<(), StartError> = 'poll: {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    self.child = None;
+                    let tail = log_since(&self.log, log_start);
+                    if tail.contains("Address already in use") {
+                        break 'poll Err(StartError::PortInUse);
+                    }
+                    break 'poll Err(self
+                        .failed(format!("exited with {status}; log says: {tail}"))
+                        .into());
+                }
+                let pid = self.child.as_ref().map(Child::id);
+                let last = match connect(addr, auth, tls, Duration::from_secs(1))
+                    .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
+                {
+                    Ok(info) if info_field(&info, "process_id") == pid.map(|p| p.to_string()) => {
+                        break 'poll Ok(());
+                    }
+                    Ok(_) => format!("another process answers on {addr}"),
+                    Err(e) => e.to_string(),
+                };
+                if Instant::now() >= deadline {
+                    break 'poll Err(self
+                        .failed(format!("not answering on {addr} after {timeout:?}: {last}"))
+                        .into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
         if result.is_err() {
             self.kill();
         }
         result
-    }
-
-    fn poll_ready(
-        &mut self,
-        addr: SocketAddr,
-        auth: &Auth,
-        tls: Option<&TlsFiles>,
-        timeout: Duration,
-        log_start: u64,
-    ) -> Result<(), StartError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                let tail = log_since(&self.log, log_start);
-                if tail.contains("Address already in use") {
-                    return Err(StartError::PortInUse);
-                }
-                return Err(self
-                    .failed(format!("exited with {status}; log says: {tail}"))
-                    .into());
-            }
-            let pid = self.child.as_ref().map(Child::id);
-            let last = match connect(addr, auth, tls, Duration::from_secs(1))
-                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
-            {
-                Ok(info) if info_field(&info, "process_id") == pid.map(|p| p.to_string()) => {
-                    return Ok(());
-                }
-                Ok(_) => format!("another process answers on {addr}"),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(self
-                    .failed(format!("not answering on {addr} after {timeout:?}: {last}"))
-                    .into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// SIGKILL and reap; a no-op when not running.
