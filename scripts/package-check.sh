@@ -44,7 +44,9 @@ fail() { echo "package-check: FAILED: $*" >&2; failures+=("$*"); }
 step() { echo "==> $* [$((SECONDS - start)) s]"; }
 
 step "cargo publish --dry-run ${packages[*]}"
-rm -f "$target"/package/dramatiq-sentinel-*.crate
+# Leftovers of an earlier run in the same target dir: its .crate files, and the temporary
+# registry the dry run verifies against (a warm checkout verified against its stale copies).
+rm -rf "$target"/package/dramatiq-sentinel-*.crate "$target"/package/tmp-registry
 # Cargo unpacks the temporary registry's .crate files into $CARGO_HOME/registry/src/<hash of the
 # registry's path>/ and reuses an unpacked copy it finds there: a clone at the same path as an
 # earlier run (CI's) would verify against that run's stale sources. Our crates are not on
