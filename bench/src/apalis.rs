@@ -15,7 +15,7 @@
 use super::child::Child;
 use super::child_args::ChildArgs;
 use super::clock::{ms_between, now_ns, sleep_until_ns};
-use super::emit::{Sink, watch_stdin};
+use super::emit::{Sink, follow_job_driver};
 use super::error::{Result, err};
 use super::metrics::{self, JobFigures};
 use super::observer::Observer;
@@ -337,16 +337,7 @@ async fn cm_child(args: &ChildArgs, sink: &Sink, ctl: &Arc<Control>) -> Result<(
 pub(crate) fn run_child(args: &ChildArgs) -> Result<()> {
     let sink = Sink::new();
     let ctl = Arc::new(Control::default());
-    ctl.producing.store(true, Ordering::SeqCst);
-    let (on_line, on_end) = (Arc::clone(&ctl), Arc::clone(&ctl));
-    watch_stdin(
-        move |line| match line {
-            "stop-producing" => on_line.producing.store(false, Ordering::SeqCst),
-            "quit" => on_line.stop.store(true, Ordering::SeqCst),
-            _ => {}
-        },
-        move || on_end.stop.store(true, Ordering::SeqCst),
-    );
+    follow_job_driver(&ctl, |c| &c.producing, |c| &c.stop);
     let result = match args.client.as_str() {
         "apalis-ours-tokio" => ours::on_tokio(ours_child::<dramatiq_sentinel_tokio::Tokio>(
             args, &sink, &ctl,

@@ -86,3 +86,38 @@ pub(crate) fn watch_stdin(
         on_end();
     });
 }
+
+/// A flag set when stdin says `word` or closes: how the writer and fleet children learn that
+/// the driver is done with them.
+pub(crate) fn stop_flag(word: &'static str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (on_line, on_end) = (Arc::clone(&stop), Arc::clone(&stop));
+    watch_stdin(
+        move |line| {
+            if line == word {
+                on_line.store(true, Ordering::SeqCst);
+            }
+        },
+        move || on_end.store(true, Ordering::SeqCst),
+    );
+    stop
+}
+
+/// Follows the driver of a job workload on stdin: `producing` is set now and cleared at
+/// `stop-producing`; `stop` is set at `quit` or when stdin closes.
+pub(crate) fn follow_job_driver<C: Send + Sync + 'static>(
+    ctl: &Arc<C>,
+    producing: fn(&C) -> &AtomicBool,
+    stop: fn(&C) -> &AtomicBool,
+) {
+    producing(ctl).store(true, Ordering::SeqCst);
+    let (on_line, on_end) = (Arc::clone(ctl), Arc::clone(ctl));
+    watch_stdin(
+        move |line| match line {
+            "stop-producing" => producing(&on_line).store(false, Ordering::SeqCst),
+            "quit" => stop(&on_line).store(true, Ordering::SeqCst),
+            _ => {}
+        },
+        move || stop(&on_end).store(true, Ordering::SeqCst),
+    );
+}

@@ -8,7 +8,7 @@
 
 use super::child_args::ChildArgs;
 use super::clock::now_ns;
-use super::emit::{Sink, watch_stdin};
+use super::emit::{Sink, stop_flag};
 use super::error::Result;
 use super::ours::{self, DEFAULT_COMMAND_TIMEOUT};
 use dramatiq_sentinel_tokio::Config;
@@ -52,16 +52,7 @@ fn report(sink: &Sink, sup: usize, e: &Event) {
 /// Runs the fleet child.
 pub(crate) fn run(args: &ChildArgs) -> Result<()> {
     let sink = Sink::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (on_line, on_end) = (Arc::clone(&stop), Arc::clone(&stop));
-    watch_stdin(
-        move |line| {
-            if line == "quit" {
-                on_line.store(true, Ordering::SeqCst);
-            }
-        },
-        move || on_end.store(true, Ordering::SeqCst),
-    );
+    let stop = stop_flag("quit");
     let result = ours::on_tokio(fleet(args, &sink, &stop))?;
     sink.close();
     result

@@ -16,7 +16,7 @@
 
 use super::child_args::ChildArgs;
 use super::clock::now_ns;
-use super::emit::{Sink, watch_stdin};
+use super::emit::{Sink, follow_job_driver};
 use super::error::{Result, err};
 use super::ours::{self, Exec, Ours};
 use dramatiq_sentinel_supervisor::{
@@ -262,16 +262,7 @@ pub(crate) fn run(args: &ChildArgs) -> Result<()> {
     })?;
     let sink = Sink::new();
     let ctl = Arc::new(Control::default());
-    ctl.producing.store(true, Ordering::SeqCst);
-    let (on_line, on_end) = (Arc::clone(&ctl), Arc::clone(&ctl));
-    watch_stdin(
-        move |line| match line {
-            "stop-producing" => on_line.producing.store(false, Ordering::SeqCst),
-            "quit" => on_line.stop.store(true, Ordering::SeqCst),
-            _ => {}
-        },
-        move || on_end.stop.store(true, Ordering::SeqCst),
-    );
+    follow_job_driver(&ctl, |c| &c.producing, |c| &c.stop);
     let result = match ours.exec {
         Exec::Tokio => ours::on_tokio(pool::<dramatiq_sentinel_tokio::Tokio>(
             args,

@@ -7,14 +7,13 @@
 
 use super::child_args::ChildArgs;
 use super::clock::now_ns;
-use super::emit::{Sink, watch_stdin};
+use super::emit::{Sink, stop_flag};
 use super::error::{Result, err};
 use super::ours::{self, Exec, Ours};
 use dramatiq_sentinel_supervisor::{MasterConnection, Runtime, Supervisor};
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use serde_json::json;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -164,16 +163,7 @@ async fn redis_rs_writer(args: &ChildArgs, sink: &Sink, stop: &AtomicBool) -> Re
 /// Runs the writer child for `args.client`.
 pub(crate) fn run(args: &ChildArgs) -> Result<()> {
     let sink = Sink::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (on_line, on_end) = (Arc::clone(&stop), Arc::clone(&stop));
-    watch_stdin(
-        move |line| {
-            if line == "stop" {
-                on_line.store(true, Ordering::SeqCst);
-            }
-        },
-        move || on_end.store(true, Ordering::SeqCst),
-    );
+    let stop = stop_flag("stop");
     let result = match (args.client.as_str(), Ours::from_id(&args.client)) {
         (_, Some(o)) => match o.exec {
             Exec::Tokio => ours::on_tokio(ours_writer::<dramatiq_sentinel_tokio::Tokio>(
