@@ -38,6 +38,9 @@ pub(crate) struct Driver {
     pub(crate) prepared: HashMap<OpId, Prepared>,
     /// The generation of the master connection in use (one per `Activate`).
     pub(crate) generation: u64,
+    /// The `INFO replication` of the node last activated, read with its verifying `ROLE`,
+    /// until the core asks for it (once, right after the activation).
+    pub(crate) replication: Option<(dramatiq_sentinel_core::Addr, dramatiq_sentinel_core::Reply)>,
     /// Outcomes of actions known as soon as they were executed (an activation), fed to the
     /// core after the actions drained, like any other input. At most one per action of a
     /// drain.
@@ -67,6 +70,7 @@ impl Driver {
             watches: HashMap::new(),
             prepared: HashMap::new(),
             generation: 0,
+            replication: None,
             outcomes: VecDeque::new(),
             startup: Some(startup),
         }

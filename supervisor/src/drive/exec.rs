@@ -5,6 +5,7 @@ use crate::drive::driver::Driver;
 use crate::drive::shared::Input;
 use crate::drive::worker_calls::{HandBack, Want};
 use crate::handles::master::line::{Active, Line};
+use crate::net::convert::{io_error, to_reply};
 use crate::net::link::Prepared;
 use crate::net::listener::{Listener, ListenerCmd, ListenerHandle};
 use crate::runtime::timeout;
@@ -50,9 +51,18 @@ impl Driver {
             Action::PauseWrites { node, duration } => self.pause_writes(node, Some(duration)),
             Action::UnpauseWrites { node } => self.pause_writes(node, None),
             Action::QueryReplication { op, node } => {
-                let mut info = redis::cmd("INFO");
-                info.arg("replication");
-                self.probe(op, node, info);
+                // Asked with the `ROLE` of the connection just activated on `node`, if it was.
+                match self.replication.take().filter(|(n, _)| *n == node) {
+                    Some((_, info)) => self.outcomes.push_back(CoreInput::NodeReply {
+                        op,
+                        reply: Ok(info),
+                    }),
+                    None => {
+                        let mut info = redis::cmd("INFO");
+                        info.arg("replication");
+                        self.probe(op, node, info);
+                    }
+                }
             }
             Action::ReadBacklog {
                 op,
@@ -79,12 +89,14 @@ impl Driver {
                 self.watches.remove(&op);
             }
             Action::Connect { op, node } => self.connect(op, node),
+            // The old master's probe connection stays: the core pauses its writes and asks
+            // its offset right after this (one the old master closed is replaced when used).
             Action::Activate {
                 op,
                 node,
-                old,
+                old: _,
                 release,
-            } => self.activate(op, node, old, release),
+            } => self.activate(op, node, release),
             // The worker task hands them to the pool, in order with its other calls.
             Action::HandBack {
                 op,
@@ -153,12 +165,17 @@ impl Driver {
         }));
     }
 
-    /// One command on a data node's probe connection (`ROLE`, `INFO replication`).
+    /// One command on a data node's probe connection (`ROLE`, `INFO replication`), or on its
+    /// watch connection when one is open.
     fn probe(&self, op: OpId, node: Addr, cmd: redis::Cmd) {
         let shared = Arc::clone(&self.shared);
+        let watch = self.watches.values().find_map(|w| w.conn_to(&node));
         self.shared.rt.spawn(Box::pin(async move {
             let limit = shared.cfg.connect_timeout();
-            let reply = shared.probes.query(&*shared.rt, &node, &cmd, limit).await;
+            let reply = shared
+                .probes
+                .query_on(&*shared.rt, &node, watch, &cmd, limit)
+                .await;
             let reply = Input::Core(CoreInput::NodeReply { op, reply });
             let _ = shared.inbox.send(reply).await;
         }));
@@ -212,12 +229,35 @@ impl Driver {
                 let mut link =
                     crate::net::link::open(&shared.data, rt, &node, response_timeout, &cancel)
                         .await?;
-                let role = link
+                // `ROLE` and `INFO replication` in one round trip: after a switch the core
+                // asks the new master's replication history at once, and a probe connection
+                // of its own would cost every process one more connect to a node that all of
+                // them reach at that moment.
+                let mut verify = redis::pipe();
+                verify.cmd("ROLE").cmd("INFO").arg("replication");
+                let mut replies = link
                     .conn
-                    .req_packed_command(&redis::cmd("ROLE"))
+                    .req_packed_commands(&verify, 0, 2)
                     .await
-                    .map_err(|e| crate::net::convert::io_error(&e))?;
-                Ok::<(Reply, _), IoError>((crate::net::convert::to_reply(role), link))
+                    .map_err(|e| io_error(&e))?
+                    .into_iter();
+                // A server error in reply to `ROLE` fails the connection as it would alone.
+                let role = replies
+                    .next()
+                    .ok_or_else(|| IoError::unreachable("no reply to ROLE"))?
+                    .extract_error()
+                    .map_err(|e| io_error(&e))?;
+                // An `INFO` refused (an ACL without it) leaves the core's query to a probe.
+                let replication = replies
+                    .next()
+                    .and_then(|v| v.extract_error().ok())
+                    .map(to_reply);
+                let prepared = Prepared {
+                    link,
+                    cancel: Arc::clone(&cancel),
+                    replication,
+                };
+                Ok::<(Reply, _), IoError>((to_reply(role), prepared))
             })
             .await
             .unwrap_or_else(|| {
@@ -225,18 +265,23 @@ impl Driver {
                     "no ROLE answer within {limit:?}"
                 )))
             });
-            let result = result.map(|(role, link)| (role, Prepared { link, cancel }));
             let _ = shared.inbox.send(Input::Connected(op, result)).await;
         }));
     }
 
     /// Installs the prepared connection as the master connection and closes everything to the
     /// previous one: its connections close (commands in flight on them fail), dedicated
-    /// connections and probes to it are dropped, and every handle's next command finds the
-    /// new master (the slot's version changes). Without `release`, commands keep waiting
-    /// (fenced) until the core releases them.
-    fn activate(&mut self, op: OpId, node: Addr, old: Option<Addr>, release: bool) {
-        let Some(Prepared { link, cancel }) = self.prepared.remove(&op) else {
+    /// connections to it are dropped, and every handle's next command finds the new master
+    /// (the slot's version changes). Without `release`, commands keep waiting (fenced) until
+    /// the core releases them. The `INFO replication` read with the connection's `ROLE` is
+    /// kept for the core's next question.
+    fn activate(&mut self, op: OpId, node: Addr, release: bool) {
+        let Some(Prepared {
+            link,
+            cancel,
+            replication,
+        }) = self.prepared.remove(&op)
+        else {
             let reason = "no prepared connection under this op".to_owned();
             warn!(op = %op, node = %node, reason, "activation failed");
             self.outcomes
@@ -255,9 +300,7 @@ impl Driver {
             },
             release,
         );
-        if let Some(old) = &old {
-            shared.probes.forget(old);
-        }
+        self.replication = replication.map(|info| (node.clone(), info));
         info!(node = %node, generation, "master connection installed");
         self.outcomes.push_back(CoreInput::Activated { op });
     }

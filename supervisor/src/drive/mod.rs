@@ -4,6 +4,8 @@
 
 pub(crate) mod driver;
 pub(crate) mod exec;
+#[cfg(test)]
+mod exec_tests;
 pub(crate) mod shared;
 pub(crate) mod worker_calls;
 pub(crate) mod workers;

@@ -304,12 +304,16 @@ impl ConnCache {
         }
     }
 
-    /// The cached connection to `addr` (and `true`), or a new one.
+    /// `first` (and `true`), or the cached connection to `addr` (and `true`), or a new one.
     async fn get(
         &self,
         rt: &dyn Runtime,
         addr: &Addr,
+        first: Option<MultiplexedConnection>,
     ) -> Result<(MultiplexedConnection, bool), IoError> {
+        if let Some(conn) = first {
+            return Ok((conn, true));
+        }
         if let Some(conn) = lock(&self.conns).get(addr) {
             return Ok((conn.clone(), true));
         }
@@ -344,12 +348,25 @@ impl ConnCache {
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<Reply, IoError> {
+        self.query_on(rt, addr, None, cmd, limit).await
+    }
+
+    /// [`ConnCache::query`], on `first` (another open connection to `addr`) if given: one the
+    /// server closed meanwhile is replaced by the cached connection, or a new one.
+    pub(crate) async fn query_on(
+        &self,
+        rt: &dyn Runtime,
+        addr: &Addr,
+        first: Option<MultiplexedConnection>,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<Reply, IoError> {
         let result = timeout(rt, limit, async {
-            let (mut conn, cached) = self.get(rt, addr).await?;
+            let (mut conn, cached) = self.get(rt, addr, first).await?;
             match conn.req_packed_command(cmd).await {
                 Err(e) if cached && e.is_connection_dropped() => {
                     self.forget(addr);
-                    let (mut conn, _) = self.get(rt, addr).await?;
+                    let (mut conn, _) = self.get(rt, addr, None).await?;
                     conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
                 }
                 other => other.map_err(|e| io_error(&e)),

@@ -7,7 +7,7 @@
 use crate::net::connect::{Endpoint, OpenError};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::{Cancel, Guarded};
-use dramatiq_sentinel_core::Addr;
+use dramatiq_sentinel_core::{Addr, Reply};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr};
 use std::sync::Arc;
@@ -29,6 +29,10 @@ pub(crate) struct Link {
 pub(crate) struct Prepared {
     pub(crate) link: Link,
     pub(crate) cancel: Arc<Cancel>,
+    /// The node's `INFO replication`, asked in the same round trip as the `ROLE` that verified
+    /// it: the answer to the core's `QueryReplication` of this node right after `Activate`
+    /// (the lost-write check), without a probe connection of its own.
+    pub(crate) replication: Option<Reply>,
 }
 
 /// Opens a connection to `addr` whose commands time out after `response_timeout` (the `redis`
