@@ -202,8 +202,8 @@ macro_rules! core_settings {
             /// again if a sentinel still lists it. Default 300 s.
             forget_sentinel_after: ::std::time::Duration = "300", "above zero, at most 365 days";
             /// Keep one idle connection to every replica of the master in use (the sentinels'
-            /// `SENTINEL REPLICAS` list, asked again after each switch and when the sentinels announce a
-            /// change). Sentinel closes a replica's client connections when it promotes it, so a
+            /// `SENTINEL REPLICAS` list, asked again 0.5 to 1 s after each switch and when the
+            /// sentinels announce a change). Sentinel closes a replica's client connections when it promotes it, so a
             /// promotion fences within one round trip of it even when no sentinel's event is heard
             /// (its leader restarted, partitioned from this process, or its listener reconnecting).
             /// A closing that was not a promotion (a replica restarted, re-pointed, or a server

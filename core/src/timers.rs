@@ -30,6 +30,8 @@ pub enum TimerReason {
     Listener(usize),
     /// A replica whose watch failed may be watched again.
     WatchRetry,
+    /// Time to ask the sentinels for the replicas of the master a switch moved to.
+    ReplicasQuery,
     /// The lost-write check after a switch (or its backlog read) takes too long.
     LostWrites,
     /// The application takes longer than `fence_timeout` with lost writes handed back.

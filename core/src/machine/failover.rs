@@ -17,7 +17,13 @@ use crate::parse::{Role, is_rejection, parse_role};
 use crate::reply::Reply;
 use crate::switch::{Connected, HandBack, Pause, Step, Switch};
 use crate::timers::{TimerReason, after};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// After a switch, the replicas of the new master are asked for after a delay drawn from
+/// `[REPLICAS_AFTER_SWITCH / 2, REPLICAS_AFTER_SWITCH]`: about when the sentinels re-point
+/// them (their leader notices the promotion within its 1 s `INFO` period), and spread over
+/// half a second across a fleet of processes that switched together.
+const REPLICAS_AFTER_SWITCH: Duration = Duration::from_secs(1);
 
 impl Core {
     /// Fences (`early`: waiting for the promotion of a failover of the master in use), and
@@ -614,8 +620,20 @@ impl Core {
             self.cx.timers.cancel(t);
         }
         self.cx.act(Action::Resume);
-        // The replicas of the master in use, to watch (anew after a switch).
-        self.query_replicas();
+        // The replicas of the master in use, to watch: at once at startup and when a fence is
+        // lifted; after a switch, once the sentinels have had time to re-point them (their
+        // `ROLE` would name the old master, and their re-pointing closes a watch opened now)
+        // and at a moment of this process's own, so that a fleet of processes that switched
+        // together does not ask the sentinels and connect to the replicas together. Sentinel
+        // announces each re-pointing, which asks at once.
+        match &sw.old {
+            Some(old) if *old != new => {
+                let delay = jitter(REPLICAS_AFTER_SWITCH, &mut self.cx.rng);
+                let at = after(now, delay);
+                self.cx.timers.set(TimerReason::ReplicasQuery, at);
+            }
+            _ => self.query_replicas(),
+        }
         // A discovery started or scheduled while looking for this master is moot now (a late
         // reply is ignored by its id).
         self.discovery.settled(&mut self.cx);

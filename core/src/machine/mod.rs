@@ -244,6 +244,7 @@ impl Core {
             }
             // The epilogue opens the watches due.
             TimerReason::WatchRetry => {}
+            TimerReason::ReplicasQuery => self.query_replicas(),
             TimerReason::LostWrites => {
                 let checked = self.lost.timed_out(now, &mut self.cx);
                 self.lost_checked(checked, now);
@@ -605,6 +606,7 @@ impl Core {
 
     /// Asks the sentinels for the replicas of the master in use, to watch them.
     fn query_replicas(&mut self) {
+        self.cx.timers.cancel(TimerReason::ReplicasQuery);
         self.watches
             .query(self.master.as_ref(), &self.listeners, &mut self.cx);
     }
