@@ -1,6 +1,7 @@
 //! The connections a switch costs, against a real TCP stand-in ([`FakeRedis`]): the new
 //! master's `INFO replication` (the lost-write check) comes with the `ROLE` of the connection
-//! that verified it, not over a connection of its own.
+//! that verified it, and `ROLE` polls of a watched node go on its watch connection, not over
+//! connections of their own.
 
 use crate::config::Config;
 use crate::drive::driver::Driver;
@@ -8,6 +9,7 @@ use crate::drive::shared::Input;
 use crate::fake_redis::FakeRedis;
 use crate::runtime::Runtime;
 use crate::testing::{TokioRuntime, shared_on};
+use async_channel::Receiver;
 use dramatiq_sentinel_core::{Action, Core, Input as CoreInput, OpId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +18,9 @@ use std::time::{Duration, Instant};
 /// be loaded).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-#[test]
-fn the_new_masters_replication_comes_with_its_role() {
-    let server = FakeRedis::start(true);
-    let node = server.addr.clone();
+/// A supervisor's task (not running: the test executes actions itself) on a tokio runtime, and
+/// its inbox.
+fn driver() -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,11 +31,22 @@ fn the_new_masters_replication_comes_with_its_role() {
     let core = Core::new(config.core().clone(), Instant::now());
     let (shared, inbox) = shared_on(rt, config);
     let (started, _) = async_channel::bounded(1);
-    let mut driver = Driver::new(core, shared, inbox.clone(), started);
-    let next = || async {
-        let input = tokio::time::timeout(PATIENCE, inbox.recv()).await;
-        input.expect("an answer in time").expect("inbox open")
-    };
+    let driver = Driver::new(core, shared, inbox.clone(), started);
+    (runtime, driver, inbox)
+}
+
+/// The next input of the supervisor's task.
+async fn next(inbox: &Receiver<Input>) -> Input {
+    let input = tokio::time::timeout(PATIENCE, inbox.recv()).await;
+    input.expect("an answer in time").expect("inbox open")
+}
+
+#[test]
+fn the_new_masters_replication_comes_with_its_role() {
+    let server = FakeRedis::start(true);
+    let node = server.addr.clone();
+    let (runtime, mut driver, inbox) = driver();
+    let next = || next(&inbox);
     runtime.block_on(async {
         let (connect, info, later) = (OpId(1), OpId(2), OpId(3));
         driver
@@ -82,5 +94,58 @@ fn the_new_masters_replication_comes_with_its_role() {
         assert_eq!(op, later);
         assert!(reply.is_ok(), "{reply:?}");
         assert_eq!((server.accepted(), server.commands()), (2, 3));
+    });
+}
+
+#[test]
+fn role_polls_of_a_watched_node_go_on_its_watch_connection() {
+    let server = FakeRedis::start(true);
+    let node = server.addr.clone();
+    let (runtime, mut driver, inbox) = driver();
+    runtime.block_on(async {
+        let (watch, poll) = (OpId(1), OpId(2));
+        driver
+            .execute(Action::Watch {
+                op: watch,
+                node: node.clone(),
+            })
+            .await;
+        let Input::Core(CoreInput::NodeReply { op, reply }) = next(&inbox).await else {
+            panic!("the watch should have answered");
+        };
+        assert_eq!(op, watch);
+        assert!(reply.is_ok(), "{reply:?}");
+        let commands = server.commands();
+        driver
+            .execute(Action::PollRole {
+                op: poll,
+                node: node.clone(),
+            })
+            .await;
+        let Input::Core(CoreInput::NodeReply { op, reply }) = next(&inbox).await else {
+            panic!("the poll should have answered");
+        };
+        assert_eq!(op, poll);
+        assert!(reply.is_ok(), "{reply:?}");
+        assert_eq!((server.accepted(), server.commands()), (1, commands + 1));
+        // The watch closed by the server: the core hears of it, and the next poll opens a
+        // probe connection.
+        server.drop_connections();
+        let Input::Core(CoreInput::WatchClosed { op }) = next(&inbox).await else {
+            panic!("the closing should have been reported");
+        };
+        assert_eq!(op, watch);
+        driver.watches.remove(&op);
+        driver
+            .execute(Action::PollRole {
+                op: OpId(3),
+                node: node.clone(),
+            })
+            .await;
+        let Input::Core(CoreInput::NodeReply { reply, .. }) = next(&inbox).await else {
+            panic!("the poll should have answered");
+        };
+        assert!(reply.is_ok(), "{reply:?}");
+        assert_eq!(server.accepted(), 2, "no watch left: a probe connection");
     });
 }

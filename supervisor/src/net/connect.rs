@@ -304,16 +304,12 @@ impl ConnCache {
         }
     }
 
-    /// `first` (and `true`), or the cached connection to `addr` (and `true`), or a new one.
+    /// The cached connection to `addr` (and `true`), or a new one.
     async fn get(
         &self,
         rt: &dyn Runtime,
         addr: &Addr,
-        first: Option<MultiplexedConnection>,
     ) -> Result<(MultiplexedConnection, bool), IoError> {
-        if let Some(conn) = first {
-            return Ok((conn, true));
-        }
         if let Some(conn) = lock(&self.conns).get(addr) {
             return Ok((conn.clone(), true));
         }
@@ -351,38 +347,42 @@ impl ConnCache {
         self.query_on(rt, addr, None, cmd, limit).await
     }
 
-    /// [`ConnCache::query`], on `first` (another open connection to `addr`) if given: one the
-    /// server closed meanwhile is replaced by the cached connection, or a new one.
+    /// [`ConnCache::query`], on `given` (another open connection to `addr`) if there is one.
+    /// A given connection the server closed is not replaced: its closing is news to the
+    /// caller (Sentinel closes a replica's connections when it promotes it), and the
+    /// cached connection is left as it is.
     pub(crate) async fn query_on(
         &self,
         rt: &dyn Runtime,
         addr: &Addr,
-        first: Option<MultiplexedConnection>,
+        given: Option<MultiplexedConnection>,
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<Reply, IoError> {
+        let from_cache = given.is_none();
         let result = timeout(rt, limit, async {
-            let (mut conn, cached) = self.get(rt, addr, first).await?;
+            if let Some(mut conn) = given {
+                return conn.req_packed_command(cmd).await.map_err(|e| io_error(&e));
+            }
+            let (mut conn, cached) = self.get(rt, addr).await?;
             match conn.req_packed_command(cmd).await {
                 Err(e) if cached && e.is_connection_dropped() => {
                     self.forget(addr);
-                    let (mut conn, _) = self.get(rt, addr, None).await?;
+                    let (mut conn, _) = self.get(rt, addr).await?;
                     conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
                 }
                 other => other.map_err(|e| io_error(&e)),
             }
         })
         .await;
-        match result {
-            Some(Ok(value)) => Ok(to_reply(value)),
-            Some(Err(e)) => {
-                self.forget(addr);
-                Err(e)
-            }
-            None => {
-                self.forget(addr);
-                Err(IoError::unreachable(format!("no answer within {limit:?}")))
-            }
+        let failed = match result {
+            Some(Ok(value)) => return Ok(to_reply(value)),
+            Some(Err(e)) => e,
+            None => IoError::unreachable(format!("no answer within {limit:?}")),
+        };
+        if from_cache {
+            self.forget(addr);
         }
+        Err(failed)
     }
 }
