@@ -263,7 +263,10 @@ impl<R> Supervisor<R> {
 
     /// Master, replicas, sentinels and quorum as the first answering sentinel sees them.
     pub async fn status(&self) -> Result<Status, StatusError> {
-        status::query(&self.shared).await
+        // Boxed: its future (sentinel queries on `redis` connections) is deep, and the
+        // application's futures that await this one must not reach the compiler's query depth
+        // limit ("queries overflow the depth limit!").
+        Box::pin(status::query(&self.shared)).await
     }
 
     /// Whether the supervisor has stopped (shut down, or a fatal error).
