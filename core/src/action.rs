@@ -130,8 +130,9 @@ pub enum Action {
         node: Addr,
     },
     /// Point the application's master connection at the prepared connection `op` (to `node`)
-    /// and close every connection to `old`, blocking and pub/sub ones included (commands in
-    /// flight on them fail). With `release`, commands held by [`Action::Fence`] go out now, to
+    /// and close every connection of the application's to `old`, blocking and pub/sub ones
+    /// included (commands in flight on them fail); a probe connection may stay, for the
+    /// [`Action::PauseWrites`] and [`Action::PollRole`] that follow. With `release`, commands held by [`Action::Fence`] go out now, to
     /// the new master (a drain: jobs in flight may be waiting on them, and the pause completes
     /// only when they finish); without, they stay held until [`Action::Resume`], so that
     /// writes lost in the switch are handed back ([`Action::HandBack`]) before any other
