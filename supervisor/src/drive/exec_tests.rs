@@ -10,7 +10,7 @@ use crate::fake_redis::FakeRedis;
 use crate::runtime::Runtime;
 use crate::testing::{TokioRuntime, shared_on};
 use async_channel::Receiver;
-use dramatiq_sentinel_core::{Action, Core, Input as CoreInput, OpId};
+use dramatiq_sentinel_core::{Action, Core, Input as CoreInput, OpId, Reply};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,16 @@ fn driver() -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
 async fn next(inbox: &Receiver<Input>) -> Input {
     let input = tokio::time::timeout(PATIENCE, inbox.recv()).await;
     input.expect("an answer in time").expect("inbox open")
+}
+
+/// Executes `action` (whose op is `op`) and returns the node's answer, which must be a reply.
+async fn answer(driver: &mut Driver, inbox: &Receiver<Input>, op: OpId, action: Action) -> Reply {
+    driver.execute(action).await;
+    let Input::Core(CoreInput::NodeReply { op: got, reply }) = next(inbox).await else {
+        panic!("the node should have answered");
+    };
+    assert_eq!(got, op);
+    reply.expect("a reply")
 }
 
 #[test]
@@ -104,29 +114,29 @@ fn role_polls_of_a_watched_node_go_on_its_watch_connection() {
     let (runtime, mut driver, inbox) = driver();
     runtime.block_on(async {
         let (watch, poll) = (OpId(1), OpId(2));
-        driver
-            .execute(Action::Watch {
+        let node_ = node.clone();
+        answer(
+            &mut driver,
+            &inbox,
+            watch,
+            Action::Watch {
                 op: watch,
-                node: node.clone(),
-            })
-            .await;
-        let Input::Core(CoreInput::NodeReply { op, reply }) = next(&inbox).await else {
-            panic!("the watch should have answered");
-        };
-        assert_eq!(op, watch);
-        assert!(reply.is_ok(), "{reply:?}");
+                node: node_,
+            },
+        )
+        .await;
         let commands = server.commands();
-        driver
-            .execute(Action::PollRole {
+        let node_ = node.clone();
+        answer(
+            &mut driver,
+            &inbox,
+            poll,
+            Action::PollRole {
                 op: poll,
-                node: node.clone(),
-            })
-            .await;
-        let Input::Core(CoreInput::NodeReply { op, reply }) = next(&inbox).await else {
-            panic!("the poll should have answered");
-        };
-        assert_eq!(op, poll);
-        assert!(reply.is_ok(), "{reply:?}");
+                node: node_,
+            },
+        )
+        .await;
         assert_eq!((server.accepted(), server.commands()), (1, commands + 1));
         // The watch closed by the server: the core hears of it, and the next poll opens a
         // probe connection.
