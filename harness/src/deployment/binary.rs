@@ -48,12 +48,10 @@ impl RedisBinary {
     /// Fails with [`HarnessError::RedisServerNotFound`] (which says how to install Redis) when
     /// nothing is found; the harness never skips silently.
     pub fn locate() -> Result<Self> {
-        static CACHE: OnceLock<Result<RedisBinary, String>> = OnceLock::new();
-        match CACHE.get_or_init(|| Self::locate_uncached().map_err(|e| e.to_string())) {
+        static CACHE: OnceLock<Result<RedisBinary, HarnessError>> = OnceLock::new();
+        match CACHE.get_or_init(Self::locate_uncached) {
             Ok(binary) => Ok(binary.clone()),
-            Err(message) => Err(HarnessError::RedisServerNotFound {
-                detail: message.clone(),
-            }),
+            Err(e) => Err(again(e)),
         }
     }
 
@@ -85,6 +83,23 @@ impl RedisBinary {
     /// Server and version for people, e.g. `Redis 7.0.15` or `Valkey 8.1.8`.
     pub fn describe(&self) -> String {
         format!("{} {}", self.kind.name(), self.version)
+    }
+}
+
+/// The cached failure of [`RedisBinary::locate`] once more, as it was: `locate_uncached` fails
+/// with one of the two variants that say what is wrong with the binary.
+fn again(e: &HarnessError) -> HarnessError {
+    match e {
+        HarnessError::RedisServerUnusable { binary, detail } => HarnessError::RedisServerUnusable {
+            binary: binary.clone(),
+            detail: detail.clone(),
+        },
+        HarnessError::RedisServerNotFound { detail } => HarnessError::RedisServerNotFound {
+            detail: detail.clone(),
+        },
+        other => HarnessError::RedisServerNotFound {
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -191,6 +206,26 @@ mod tests {
                 message.contains("REDIS_SERVER=/path/to/redis-server"),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn a_cached_failure_reads_as_it_did_the_first_time() {
+        let failures = [
+            find(None, Some("/nonexistent-dir".into())).map(|_| ()),
+            Err(HarnessError::RedisServerUnusable {
+                binary: "/usr/bin/redis-server".into(),
+                detail: "`--version` printed \"\"".to_owned(),
+            }),
+        ];
+        for failure in failures {
+            let Err(first) = failure else {
+                panic!("expected a failure");
+            };
+            let message = first.to_string();
+            assert_eq!(again(&first).to_string(), message);
+            // The hint on how to install Redis, once at most.
+            assert!(message.matches("apt-get install").count() <= 1, "{message}");
         }
     }
 
