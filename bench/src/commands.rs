@@ -8,9 +8,10 @@
 //! `INCR`, or pipelines of 16 `INCR`s. Each run measures the throughput, the latency of each call
 //! (p50, p99) and the client process's CPU time (user + system, from `/proc`) per command. The
 //! report gives, per case, the median of the rounds and the median of the per-round ratios ours
-//! / plain. Two more cases compare the integrations at 64 tasks: the apalis connection against
-//! the plain connection, and a deadpool pool of our dedicated handles (`pool.get()` per command)
-//! against a deadpool pool of plain connections of the same size.
+//! / plain. More cases at 64 tasks: the apalis connection against the plain connection, a
+//! deadpool pool of our dedicated handles (`pool.get()` per command) against a deadpool pool of
+//! plain connections of the same size, and a control: a second plain connection against the
+//! first, measured the same way, whose ratios show what the method cannot resolve.
 
 use super::child::Child;
 use super::child_args::ChildArgs;
@@ -56,8 +57,8 @@ pub(crate) const CASES: [Case; 8] = {
     cases
 };
 
-/// The integration cases: what is compared, at which concurrency.
-pub(crate) const INTEGRATIONS: [(Integration, Case); 2] = [
+/// The integration cases (and the control): what is compared, at which concurrency.
+pub(crate) const INTEGRATIONS: [(Integration, Case); 3] = [
     (
         Integration::Apalis,
         Case {
@@ -67,6 +68,13 @@ pub(crate) const INTEGRATIONS: [(Integration, Case); 2] = [
     ),
     (
         Integration::Deadpool,
+        Case {
+            tasks: 64,
+            pipeline: 1,
+        },
+    ),
+    (
+        Integration::Control,
         Case {
             tasks: 64,
             pipeline: 1,
@@ -85,6 +93,9 @@ pub(crate) enum Integration {
     /// A deadpool pool of `MasterConnection::dedicated` handles against one of plain
     /// connections.
     Deadpool,
+    /// Nothing of ours: a second plain connection against the plain connection, the noise of
+    /// the method.
+    Control,
 }
 
 impl Integration {
@@ -94,6 +105,9 @@ impl Integration {
             Integration::Apalis => "`ApalisConnection` vs the plain connection",
             Integration::Deadpool => {
                 "deadpool pool of 16 dedicated handles vs of 16 plain connections (`get` per command)"
+            }
+            Integration::Control => {
+                "*control*: a second plain connection vs the plain connection (the method's noise)"
             }
         }
     }
@@ -217,11 +231,7 @@ fn pair(
         child.wait_ready(Duration::from_secs(60))?;
         children.push(child);
     }
-    let all: Vec<(Option<Integration>, Case)> = CASES
-        .iter()
-        .map(|&c| (None, c))
-        .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)))
-        .collect();
+    let all = all_cases();
     let mut cases: Vec<CaseResult> = all
         .iter()
         .map(|&(integration, case)| CaseResult {
@@ -256,6 +266,15 @@ fn pair(
         child.finish("quit", Duration::from_secs(60))?;
     }
     Ok(cases)
+}
+
+/// Every case, in table order: the plain cases, then the integrations and the control.
+fn all_cases() -> Vec<(Option<Integration>, Case)> {
+    CASES
+        .iter()
+        .map(|&c| (None, c))
+        .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)))
+        .collect()
 }
 
 /// Waits for the child's result of run `seq`.
@@ -362,10 +381,15 @@ async fn child<R: Runtime + Default>(
         .current_master()
         .ok_or_else(|| err("the supervisor has no master"))?;
     // The same response timeout as ours (its default `command_timeout`): both pay its timer.
-    let plain = redis::Client::open(format!("redis://{master}/"))?
-        .get_multiplexed_async_connection_with_config(
-            &AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT)),
-        )
+    let plain_config =
+        AsyncConnectionConfig::new().set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT));
+    let plain_client = redis::Client::open(format!("redis://{master}/"))?;
+    let plain = plain_client
+        .get_multiplexed_async_connection_with_config(&plain_config)
+        .await?;
+    // The control's "ours": another plain connection, the same in every way.
+    let second = plain_client
+        .get_multiplexed_async_connection_with_config(&plain_config)
         .await?;
     let ours = sup.master();
     let apalis = dramatiq_sentinel_apalis::ApalisConnection::new(sup.master());
@@ -387,16 +411,13 @@ async fn child<R: Runtime + Default>(
     let warm = Duration::from_millis(500);
     run_case(exec, ours.clone(), CASES[2], warm).await?;
     run_case(exec, plain.clone(), CASES[2], warm).await?;
+    run_case(exec, second.clone(), CASES[2], warm).await?;
     run_case(exec, apalis.clone(), CASES[2], warm).await?;
     run_case(exec, our_pool.clone(), CASES[2], warm).await?;
     run_case(exec, plain_pool.clone(), CASES[2], warm).await?;
     sink.json(&json!({ "ready": now_ns() }));
     sink.flush();
-    let all: Vec<(Option<Integration>, Case)> = CASES
-        .iter()
-        .map(|&c| (None, c))
-        .chain(INTEGRATIONS.iter().map(|&(i, c)| (Some(i), c)))
-        .collect();
+    let all = all_cases();
     while let Ok(line) = requests.recv().await {
         if line == "quit" {
             break;
@@ -416,6 +437,7 @@ async fn child<R: Runtime + Default>(
             (Some(Integration::Deadpool), false) => {
                 run_case(exec, plain_pool.clone(), case, t).await
             }
+            (Some(Integration::Control), true) => run_case(exec, second.clone(), case, t).await,
             (_, false) => run_case(exec, plain.clone(), case, t).await,
         };
         match measured {
