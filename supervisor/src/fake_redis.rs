@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     commands: AtomicUsize,
+    /// Batches of replies written: one per round trip of a client that waits for its replies.
+    rounds: AtomicUsize,
     accepted: AtomicUsize,
     open: AtomicUsize,
     streams: Mutex<Vec<TcpStream>>,
@@ -51,6 +53,11 @@ impl FakeRedis {
     /// Commands received, on every connection.
     pub(crate) fn commands(&self) -> usize {
         self.state.commands.load(Ordering::SeqCst)
+    }
+
+    /// Round trips: batches of commands read together and answered together.
+    pub(crate) fn rounds(&self) -> usize {
+        self.state.rounds.load(Ordering::SeqCst)
     }
 
     /// Connections accepted.
@@ -100,8 +107,11 @@ fn serve(mut stream: TcpStream, state: &State, answer: bool) {
             state.commands.fetch_add(1, Ordering::SeqCst);
             replies.extend_from_slice(b":1\r\n");
         }
-        if answer && !replies.is_empty() && stream.write_all(&replies).is_err() {
-            break;
+        if answer && !replies.is_empty() {
+            state.rounds.fetch_add(1, Ordering::SeqCst);
+            if stream.write_all(&replies).is_err() {
+                break;
+            }
         }
     }
     state.open.fetch_sub(1, Ordering::SeqCst);

@@ -6,7 +6,7 @@ use crate::drive::shared::Input;
 use crate::drive::worker_calls::{HandBack, Want};
 use crate::handles::master::line::{Active, Line};
 use crate::net::convert::{io_error, to_reply};
-use crate::net::link::Prepared;
+use crate::net::link::{Prepared, refused_select};
 use crate::net::listener::{Listener, ListenerCmd, ListenerHandle};
 use crate::runtime::timeout;
 use crate::sync::Cancel;
@@ -226,21 +226,39 @@ impl Driver {
             let cancel = Arc::new(Cancel::default());
             let result = timeout(rt, limit, async {
                 let response_timeout = shared.cfg.command_timeout();
-                let mut link =
-                    crate::net::link::open(&shared.data, rt, &node, response_timeout, &cancel)
-                        .await?;
-                // `ROLE` and `INFO replication` in one round trip: after a switch the core
-                // asks the new master's replication history at once, and a probe connection
-                // of its own would cost every process one more connect to a node that all of
-                // them reach at that moment.
+                let (mut link, select) = crate::net::link::open_unselected(
+                    &shared.data,
+                    rt,
+                    &node,
+                    response_timeout,
+                    &cancel,
+                )
+                .await?;
+                // `SELECT` (when the database is not 0), `ROLE` and `INFO replication` in one
+                // round trip: at a switch every process connects to the node all of them reach
+                // at that moment, so each round trip saved counts; and the core asks the new
+                // master's replication history at once, which a probe connection of its own
+                // would cost one more connect.
                 let mut verify = redis::pipe();
+                if let Some(db) = select {
+                    verify.cmd("SELECT").arg(db);
+                }
                 verify.cmd("ROLE").cmd("INFO").arg("replication");
+                let count = verify.len();
                 let mut replies = link
                     .conn
-                    .req_packed_commands(&verify, 0, 2)
+                    .req_packed_commands(&verify, 0, count)
                     .await
                     .map_err(|e| io_error(&e))?
                     .into_iter();
+                if let Some(db) = select {
+                    // Refused, the connection fails as if the `redis` crate had selected it.
+                    replies
+                        .next()
+                        .ok_or_else(|| IoError::unreachable("no reply to SELECT"))?
+                        .extract_error()
+                        .map_err(|e| refused_select(db, &e))?;
+                }
                 // A server error in reply to `ROLE` fails the connection as it would alone.
                 let role = replies
                     .next()

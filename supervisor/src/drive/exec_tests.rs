@@ -1,7 +1,7 @@
-//! The connections a switch costs, against a real TCP stand-in ([`FakeRedis`]): the new
-//! master's `INFO replication` (the lost-write check) comes with the `ROLE` of the connection
-//! that verified it, and `ROLE` polls of a watched node go on its watch connection, not over
-//! connections of their own.
+//! The connections and round trips a switch costs, against a real TCP stand-in
+//! ([`FakeRedis`]): the new master's `INFO replication` (the lost-write check) and the
+//! database's `SELECT` come with the `ROLE` of the connection that verified it, and `ROLE` polls
+//! of a watched node go on its watch connection, not over connections of their own.
 
 use crate::config::Config;
 use crate::drive::driver::Driver;
@@ -21,13 +21,17 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// A supervisor's task (not running: the test executes actions itself) on a tokio runtime, and
 /// its inbox.
 fn driver() -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
+    driver_with(Config::builder().build().expect("valid"))
+}
+
+/// [`driver`] with `config`.
+fn driver_with(config: Config) -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio");
     let rt: Arc<dyn Runtime> = Arc::new(TokioRuntime(runtime.handle().clone()));
-    let config = Config::builder().build().expect("valid");
     let core = Core::new(config.core().clone(), Instant::now());
     let (shared, inbox) = shared_on(rt, config);
     let (started, _) = async_channel::bounded(1);
@@ -104,6 +108,29 @@ fn the_new_masters_replication_comes_with_its_role() {
         assert_eq!(op, later);
         assert!(reply.is_ok(), "{reply:?}");
         assert_eq!((server.accepted(), server.commands()), (2, 3));
+    });
+}
+
+#[test]
+fn a_database_is_selected_in_the_round_trip_that_verifies_the_node() {
+    let server = FakeRedis::start(true);
+    let config = Config::builder().db(3).build().expect("valid");
+    let (runtime, mut driver, inbox) = driver_with(config);
+    runtime.block_on(async {
+        let op = OpId(1);
+        let node = server.addr.clone();
+        driver.execute(Action::Connect { op, node }).await;
+        let Input::Connected(got, Ok((_, prepared))) = next(&inbox).await else {
+            panic!("the connection should have been prepared");
+        };
+        assert_eq!(got, op);
+        assert!(prepared.replication.is_some(), "INFO answered");
+        // One connection; `SELECT`, `ROLE` and `INFO` in one round trip (the `redis` crate
+        // would have selected the database in a round trip of its own first).
+        assert_eq!(
+            (server.accepted(), server.commands(), server.rounds()),
+            (1, 3, 1)
+        );
     });
 }
 

@@ -7,7 +7,7 @@
 use crate::net::connect::{Endpoint, OpenError};
 use crate::runtime::{Runtime, timeout};
 use crate::sync::{Cancel, Guarded};
-use dramatiq_sentinel_core::{Addr, Reply};
+use dramatiq_sentinel_core::{Addr, IoError, Reply};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr};
 use std::sync::Arc;
@@ -45,6 +45,47 @@ pub(crate) async fn open(
     response_timeout: Option<Duration>,
     cancel: &Arc<Cancel>,
 ) -> Result<Link, OpenError> {
+    open_with(endpoint, rt, addr, response_timeout, cancel, false)
+        .await
+        .map(|(link, _)| link)
+}
+
+/// [`open`], except that the database (`db` of the configuration) is not selected while the
+/// connection opens: `Some(db)` tells the caller to send `SELECT db` itself, first in its own
+/// first round trip, which saves one round trip. `None`: nothing to select (database 0), or the
+/// `redis` crate opened the connection and selected it (TLS, or a runtime without
+/// [`Runtime::connect_tcp`]). Only for a connection whose first commands the caller sends
+/// before anyone else can use it.
+pub(crate) async fn open_unselected(
+    endpoint: &Endpoint,
+    rt: &dyn Runtime,
+    addr: &Addr,
+    response_timeout: Option<Duration>,
+    cancel: &Arc<Cancel>,
+) -> Result<(Link, Option<i64>), OpenError> {
+    open_with(endpoint, rt, addr, response_timeout, cancel, true).await
+}
+
+/// The error of a connection whose `SELECT db` (sent by [`open_unselected`]'s caller) the
+/// server refused: classified as the `redis` crate's own opening would be (a server still
+/// loading is unreachable for now, anything else a refusal).
+pub(crate) fn refused_select(db: i64, e: &redis::RedisError) -> IoError {
+    let mut error = OpenError::of(e);
+    error.message = format!(
+        "the server refused to switch to database {db}: {}",
+        error.message
+    );
+    error.into()
+}
+
+async fn open_with(
+    endpoint: &Endpoint,
+    rt: &dyn Runtime,
+    addr: &Addr,
+    response_timeout: Option<Duration>,
+    cancel: &Arc<Cancel>,
+    defer_select: bool,
+) -> Result<(Link, Option<i64>), OpenError> {
     let client = endpoint.client(addr).map_err(|message| OpenError {
         message,
         unreachable: false,
@@ -56,15 +97,22 @@ pub(crate) async fn open(
     };
     let Some(connect) = connect else {
         let conn = endpoint.open_timed(rt, addr, response_timeout).await?;
-        return Ok(Link {
+        let link = Link {
             conn,
             cut_on_cancel: false,
-        });
+        };
+        return Ok((link, None));
+    };
+    let db = info.redis_settings().db();
+    let (settings, select) = if defer_select && db != 0 {
+        (info.redis_settings().clone().set_db(0), Some(db))
+    } else {
+        (info.redis_settings().clone(), None)
     };
     let config = AsyncConnectionConfig::new().set_response_timeout(response_timeout);
     let opened = timeout(rt, endpoint.connect_timeout, async {
         let stream = connect.await.map_err(redis::RedisError::from)?;
-        MultiplexedConnection::new_with_config(info.redis_settings(), stream, config).await
+        MultiplexedConnection::new_with_config(&settings, stream, config).await
     })
     .await;
     let (conn, driver) = match opened {
@@ -77,8 +125,9 @@ pub(crate) async fn open(
     // never written), and dropping it closes the socket and fails every command waiting for a
     // reply. Checked at every poll of the driver for the price of an atomic load.
     rt.spawn(Box::pin(Guarded::new(cancel, driver)));
-    Ok(Link {
+    let link = Link {
         conn,
         cut_on_cancel: true,
-    })
+    };
+    Ok((link, select))
 }

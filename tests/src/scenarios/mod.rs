@@ -8,6 +8,7 @@
 //! `dramatiq_sentinel_harness::pool`) run on the runtime's own threads.
 
 pub mod apalis;
+pub mod database;
 pub mod deadpool;
 pub mod deposed;
 pub mod escalation;
@@ -120,6 +121,8 @@ macro_rules! supervisor_suite {
             leader_unheard::leader_unheard_twice,
             watches::replica_watches_are_one_silent_connection_per_replica,
             deposed::a_deposed_master_makes_late_writers_wait,
+            database::a_database_other_than_0_is_kept_through_a_switch,
+            database::a_database_the_server_refuses_fails_the_start_clearly,
             failover::other_service_failover_causes_no_pause,
             failover::nat_works_with_the_map_and_fails_clearly_without,
             failover::acl_users_work_and_wrong_ones_fail_clearly,
