@@ -34,6 +34,7 @@ mod error;
 mod facts;
 mod fleet;
 mod fleet_child;
+mod floor;
 mod idle;
 mod jobs;
 mod metrics;
@@ -49,6 +50,7 @@ mod tables;
 mod writer;
 
 pub use error::{BenchError, Result};
+pub use floor::floor_main;
 
 use args::{Command, Options};
 use child_args::Role;

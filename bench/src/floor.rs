@@ -1,0 +1,140 @@
+//! `fleet-floor`: the floor under the fleet benchmark's switch time on this machine. N tasks in
+//! one process (one two-thread tokio runtime, as a fleet child) each open one connection to the
+//! same Redis master at the same moment and make the one round trip a supervisor makes on the
+//! connection that verifies a new master (`SELECT` of the fleet's database, `ROLE`, `INFO
+//! replication`, pipelined), with nothing else going on: no sentinel, no old master, no
+//! workers, no core. The time until the last of them has its answer is less than any switch of
+//! N supervisors in one process can take here, since every supervisor must do at least this.
+
+use super::clock::now_ns;
+use super::error::{Result, err};
+use super::fleet_child::FLEET_DB;
+use super::metrics::stats;
+use super::overhead::cpu_ns;
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Fleet sizes measured, and repetitions of each.
+const SIZES: [usize; 3] = [50, 200, 500];
+const REPS: usize = 5;
+
+/// One repetition: the completion times (ms from the start, sorted) and the process's CPU per
+/// connection (ms).
+struct Rep {
+    done_ms: Vec<f64>,
+    cpu_ms: f64,
+}
+
+/// Runs `fleet-floor` (no arguments) and prints its table.
+pub fn floor_main(args: Vec<String>) -> ExitCode {
+    if !args.is_empty() {
+        eprintln!("usage: fleet-floor (no arguments; see the module documentation)");
+        return ExitCode::from(2);
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleet-floor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let d = Deployment::start(DeploymentOptions::default())?;
+    let master = d.addr(d.master()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let _ = redis::aio::prefer_tokio();
+    println!(
+        "N connections opened at once from one process (two-thread tokio runtime), each with \
+         one pipelined `SELECT {FLEET_DB}` + `ROLE` + `INFO replication`; {REPS} repetitions \
+         each, medians (min..max)\n"
+    );
+    println!("| N | p50 (ms) | p99 (ms) | last (ms) | client CPU per connection (ms) |");
+    println!("|---|---|---|---|---|");
+    for n in SIZES {
+        let mut reps = Vec::new();
+        for _ in 0..REPS {
+            reps.push(runtime.block_on(once(&master.ip().to_string(), master.port(), n))?);
+            // The closed connections leave the server and the kernel before the next round.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let at = |q: f64| -> Vec<f64> {
+            reps.iter()
+                .map(|r| r.done_ms[((r.done_ms.len() - 1) as f64 * q).round() as usize])
+                .collect()
+        };
+        let cell = |values: &[f64], digits: usize| {
+            stats(values).map_or("–".to_owned(), |s| {
+                format!(
+                    "{:.digits$} ({:.digits$}..{:.digits$})",
+                    s.median, s.min, s.max
+                )
+            })
+        };
+        let cpu: Vec<f64> = reps.iter().map(|r| r.cpu_ms).collect();
+        println!(
+            "| {n} | {} | {} | {} | {} |",
+            cell(&at(0.5), 1),
+            cell(&at(0.99), 1),
+            cell(&at(1.0), 1),
+            cell(&cpu, 3)
+        );
+    }
+    println!(
+        "\nReproduce: `cargo run --release -p dramatiq-sentinel-bench --bin fleet-floor` \
+         ({})",
+        dramatiq_sentinel_harness::RedisBinary::locate()?.describe()
+    );
+    Ok(())
+}
+
+/// `n` connections at once: their completion times and the CPU they cost.
+async fn once(host: &str, port: u16, n: usize) -> Result<Rep> {
+    let info = ConnectionAddr::Tcp(host.to_owned(), port)
+        .into_connection_info()?
+        .set_redis_settings(RedisConnectionInfo::default().set_skip_set_lib_name());
+    let client = redis::Client::open(info)?;
+    let pid = std::process::id();
+    let cpu_before = cpu_ns(pid)?;
+    let start = now_ns();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut conn: MultiplexedConnection = client
+                    .get_multiplexed_async_connection_with_config(&AsyncConnectionConfig::new())
+                    .await?;
+                let mut verify = redis::pipe();
+                verify
+                    .cmd("SELECT")
+                    .arg(FLEET_DB)
+                    .cmd("ROLE")
+                    .cmd("INFO")
+                    .arg("replication");
+                conn.req_packed_commands(&verify, 0, 3).await?;
+                Ok::<_, redis::RedisError>((now_ns(), conn))
+            })
+        })
+        .collect();
+    let mut done_ms = Vec::with_capacity(n);
+    let mut open = Vec::with_capacity(n);
+    for t in tasks {
+        let (at, conn) = t.await.map_err(|e| err(format!("task: {e}")))??;
+        done_ms.push((at - start) as f64 / 1e6);
+        open.push(conn);
+    }
+    let cpu = cpu_ns(pid)?.saturating_sub(cpu_before) as f64;
+    drop(open);
+    done_ms.sort_by(f64::total_cmp);
+    Ok(Rep {
+        done_ms,
+        cpu_ms: cpu / 1e6 / n as f64,
+    })
+}
