@@ -129,6 +129,10 @@ pub(crate) struct FleetResult {
     /// The data nodes' `tcp-backlog` (`None`: Redis's default, 511).
     pub(crate) backlog: Option<u32>,
     pub(crate) load: f64,
+    /// A failover of a fleet in one process: the floor under its switch, measured right after
+    /// it on the new master (`fleet-floor`'s p99 for N connections, median of its
+    /// repetitions, ms).
+    pub(crate) floor_p99_ms: Option<f64>,
 }
 
 /// Counters of one server, from `INFO` (sentinels have no `commandstats` section: only the
@@ -452,6 +456,13 @@ pub(crate) fn fleet_run(
         }
     }
     ctx.keep_raw(&format!("fleet-{n}-{}", scenario.id()), t0, &lines, &seen);
+    // The children are gone: the machine is as quiet as the benchmark leaves it.
+    let floor_p99_ms = match (scenario, candidate) {
+        (FleetScenario::Failover(_), Some(new)) if n <= per_process => {
+            super::floor::p99_ms(d.addr(new), n).ok()
+        }
+        _ => None,
+    };
     let not_stopped = lines
         .iter()
         .filter_map(|v| v.get("not_stopped").and_then(Value::as_u64))
@@ -475,6 +486,7 @@ pub(crate) fn fleet_run(
         listen_overflows: overflows,
         backlog,
         load,
+        floor_p99_ms,
     })
 }
 

@@ -5,6 +5,8 @@
 //! replication`, pipelined), with nothing else going on: no sentinel, no old master, no
 //! workers, no core. The time until the last of them has its answer is less than any switch of
 //! N supervisors in one process can take here, since every supervisor must do at least this.
+//! The fleet section of `failover-bench` measures it too, after each failover of a fleet in one
+//! process, against that run's new master ([`p99_ms`]).
 
 use super::clock::now_ns;
 use super::error::{Result, err};
@@ -14,6 +16,7 @@ use super::overhead::cpu_ns;
 use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,14 +46,52 @@ pub fn floor_main(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn run() -> Result<()> {
-    let d = Deployment::start(DeploymentOptions::default())?;
-    let master = d.addr(d.master()?);
+/// `REPS` repetitions of `n` connections at once to `master`.
+fn measure(runtime: &tokio::runtime::Runtime, master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
+    let mut reps = Vec::new();
+    for _ in 0..REPS {
+        reps.push(runtime.block_on(once(&master.ip().to_string(), master.port(), n))?);
+        // The closed connections leave the server and the kernel before the next round.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(reps)
+}
+
+/// The floor for a fleet run of `n` supervisors in one process, on the same machine and
+/// deployment: the median over `REPS` repetitions of the p99 of `n` connections opened at once
+/// to `master` (ms).
+pub(crate) fn p99_ms(master: SocketAddr, n: usize) -> Result<f64> {
+    let runtime = runtime()?;
+    let p99s: Vec<f64> = measure(&runtime, master, n)?
+        .iter()
+        .map(|r| r.at(0.99))
+        .collect();
+    stats(&p99s)
+        .map(|s| s.median)
+        .ok_or_else(|| err("no repetition"))
+}
+
+/// A two-thread tokio runtime, as a fleet child's, with the `redis` crate told to use it.
+fn runtime() -> Result<tokio::runtime::Runtime> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let _ = redis::aio::prefer_tokio();
+    Ok(runtime)
+}
+
+impl Rep {
+    /// The completion time at quantile `q` (ms).
+    fn at(&self, q: f64) -> f64 {
+        self.done_ms[((self.done_ms.len() - 1) as f64 * q).round() as usize]
+    }
+}
+
+fn run() -> Result<()> {
+    let d = Deployment::start(DeploymentOptions::default())?;
+    let master = d.addr(d.master()?);
+    let runtime = runtime()?;
     println!(
         "N connections opened at once from one process (two-thread tokio runtime), each with \
          one pipelined `SELECT {FLEET_DB}` + `ROLE` + `INFO replication`; {REPS} repetitions \
@@ -59,17 +100,8 @@ fn run() -> Result<()> {
     println!("| N | p50 (ms) | p99 (ms) | last (ms) | client CPU per connection (ms) |");
     println!("|---|---|---|---|---|");
     for n in SIZES {
-        let mut reps = Vec::new();
-        for _ in 0..REPS {
-            reps.push(runtime.block_on(once(&master.ip().to_string(), master.port(), n))?);
-            // The closed connections leave the server and the kernel before the next round.
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let at = |q: f64| -> Vec<f64> {
-            reps.iter()
-                .map(|r| r.done_ms[((r.done_ms.len() - 1) as f64 * q).round() as usize])
-                .collect()
-        };
+        let reps = measure(&runtime, master, n)?;
+        let at = |q: f64| -> Vec<f64> { reps.iter().map(|r| r.at(q)).collect() };
         let cell = |values: &[f64], digits: usize| {
             stats(values).map_or("–".to_owned(), |s| {
                 format!(
