@@ -11,8 +11,10 @@
 use super::clock::now_ns;
 use super::error::{Result, err};
 use super::fleet_child::FLEET_DB;
-use super::metrics::stats;
+use super::metrics::{pct, stats};
+use super::ours;
 use super::overhead::cpu_ns;
+use super::tables::cell;
 use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
@@ -24,7 +26,7 @@ use std::time::Duration;
 const SIZES: [usize; 3] = [50, 200, 500];
 const REPS: usize = 5;
 
-/// One repetition: the completion times (ms from the start, sorted) and the process's CPU per
+/// One repetition: the completion times (ms from the start) and the process's CPU per
 /// connection (ms).
 struct Rep {
     done_ms: Vec<f64>,
@@ -46,52 +48,37 @@ pub fn floor_main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// `REPS` repetitions of `n` connections at once to `master`.
-fn measure(runtime: &tokio::runtime::Runtime, master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
-    let mut reps = Vec::new();
-    for _ in 0..REPS {
-        reps.push(runtime.block_on(once(&master.ip().to_string(), master.port(), n))?);
-        // The closed connections leave the server and the kernel before the next round.
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    Ok(reps)
+/// `REPS` repetitions of `n` connections at once to `master`, on a runtime as a fleet child's.
+fn measure(master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
+    ours::on_tokio(async move {
+        let mut reps = Vec::new();
+        for _ in 0..REPS {
+            reps.push(once(master, n).await?);
+            // The closed connections leave the server and the kernel before the next round.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(reps)
+    })?
 }
 
 /// The floor for a fleet run of `n` supervisors in one process, on the same machine and
 /// deployment: the median over `REPS` repetitions of the p99 of `n` connections opened at once
 /// to `master` (ms).
 pub(crate) fn p99_ms(master: SocketAddr, n: usize) -> Result<f64> {
-    let runtime = runtime()?;
-    let p99s: Vec<f64> = measure(&runtime, master, n)?
-        .iter()
-        .map(|r| r.at(0.99))
-        .collect();
+    let p99s = quantile(&measure(master, n)?, 0.99);
     stats(&p99s)
         .map(|s| s.median)
         .ok_or_else(|| err("no repetition"))
 }
 
-/// A two-thread tokio runtime, as a fleet child's, with the `redis` crate told to use it.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let _ = redis::aio::prefer_tokio();
-    Ok(runtime)
-}
-
-impl Rep {
-    /// The completion time at quantile `q` (ms).
-    fn at(&self, q: f64) -> f64 {
-        self.done_ms[((self.done_ms.len() - 1) as f64 * q).round() as usize]
-    }
+/// Each repetition's completion time at quantile `q` (ms).
+fn quantile(reps: &[Rep], q: f64) -> Vec<f64> {
+    reps.iter().filter_map(|r| pct(&r.done_ms, q)).collect()
 }
 
 fn run() -> Result<()> {
     let d = Deployment::start(DeploymentOptions::default())?;
     let master = d.addr(d.master()?);
-    let runtime = runtime()?;
     println!(
         "N connections opened at once from one process (two-thread tokio runtime), each with \
          one pipelined `SELECT {FLEET_DB}` + `ROLE` + `INFO replication`; {REPS} repetitions \
@@ -99,24 +86,15 @@ fn run() -> Result<()> {
     );
     println!("| N | p50 (ms) | p99 (ms) | last (ms) | client CPU per connection (ms) |");
     println!("|---|---|---|---|---|");
+    let shown = |values: Vec<f64>| cell(&values.into_iter().map(Some).collect::<Vec<_>>());
     for n in SIZES {
-        let reps = measure(&runtime, master, n)?;
-        let at = |q: f64| -> Vec<f64> { reps.iter().map(|r| r.at(q)).collect() };
-        let cell = |values: &[f64], digits: usize| {
-            stats(values).map_or("–".to_owned(), |s| {
-                format!(
-                    "{:.digits$} ({:.digits$}..{:.digits$})",
-                    s.median, s.min, s.max
-                )
-            })
-        };
-        let cpu: Vec<f64> = reps.iter().map(|r| r.cpu_ms).collect();
+        let reps = measure(master, n)?;
         println!(
             "| {n} | {} | {} | {} | {} |",
-            cell(&at(0.5), 1),
-            cell(&at(0.99), 1),
-            cell(&at(1.0), 1),
-            cell(&cpu, 3)
+            shown(quantile(&reps, 0.5)),
+            shown(quantile(&reps, 0.99)),
+            shown(quantile(&reps, 1.0)),
+            shown(reps.iter().map(|r| r.cpu_ms).collect())
         );
     }
     println!(
@@ -128,8 +106,8 @@ fn run() -> Result<()> {
 }
 
 /// `n` connections at once: their completion times and the CPU they cost.
-async fn once(host: &str, port: u16, n: usize) -> Result<Rep> {
-    let info = ConnectionAddr::Tcp(host.to_owned(), port)
+async fn once(master: SocketAddr, n: usize) -> Result<Rep> {
+    let info = ConnectionAddr::Tcp(master.ip().to_string(), master.port())
         .into_connection_info()?
         .set_redis_settings(RedisConnectionInfo::default().set_skip_set_lib_name());
     let client = redis::Client::open(info)?;
@@ -164,7 +142,6 @@ async fn once(host: &str, port: u16, n: usize) -> Result<Rep> {
     }
     let cpu = cpu_ns(pid)?.saturating_sub(cpu_before) as f64;
     drop(open);
-    done_ms.sort_by(f64::total_cmp);
     Ok(Rep {
         done_ms,
         cpu_ms: cpu / 1e6 / n as f64,

@@ -36,6 +36,16 @@ pub(crate) fn stats(values: &[f64]) -> Option<Stats> {
     })
 }
 
+/// The value at quantile `q` (0..=1, nearest rank) of `values`' finite ones; `None` without any.
+pub(crate) fn pct(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[((v.len() - 1) as f64 * q).round() as usize])
+}
+
 /// The longest gap between consecutive instants of `times` (sorted or not) from its first
 /// instant up to `end` (the gap to `end` counts too), in ms. `None` without instants.
 pub(crate) fn longest_gap(times: &[u64], end: u64) -> Option<f64> {

@@ -4,6 +4,7 @@
 use super::commands::Commands;
 use super::facts::Facts;
 use super::fleet::{FleetResult, FleetScenario};
+use super::metrics::pct;
 use std::fmt::Write as _;
 
 /// One long-job run: its scenario, long job, and result or why it failed.
@@ -200,15 +201,6 @@ pub(crate) fn command_table(out: &mut String, commands: &Result<Commands, String
         }
         let _ = writeln!(out);
     }
-}
-
-fn pct(values: &[f64], q: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
 fn ms(x: Option<f64>) -> String {

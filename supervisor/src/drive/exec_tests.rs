@@ -141,29 +141,17 @@ fn role_polls_of_a_watched_node_go_on_its_watch_connection() {
     let (runtime, mut driver, inbox) = driver();
     runtime.block_on(async {
         let (watch, poll) = (OpId(1), OpId(2));
-        let node_ = node.clone();
-        answer(
-            &mut driver,
-            &inbox,
-            watch,
-            Action::Watch {
-                op: watch,
-                node: node_,
-            },
-        )
-        .await;
+        let action = Action::Watch {
+            op: watch,
+            node: node.clone(),
+        };
+        answer(&mut driver, &inbox, watch, action).await;
         let commands = server.commands();
-        let node_ = node.clone();
-        answer(
-            &mut driver,
-            &inbox,
-            poll,
-            Action::PollRole {
-                op: poll,
-                node: node_,
-            },
-        )
-        .await;
+        let action = Action::PollRole {
+            op: poll,
+            node: node.clone(),
+        };
+        answer(&mut driver, &inbox, poll, action).await;
         assert_eq!((server.accepted(), server.commands()), (1, commands + 1));
         // The watch closed by the server: the core hears of it, and the next poll opens a
         // probe connection.

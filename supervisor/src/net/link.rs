@@ -103,12 +103,11 @@ async fn open_with(
         };
         return Ok((link, None));
     };
-    let db = info.redis_settings().db();
-    let (settings, select) = if defer_select && db != 0 {
-        (info.redis_settings().clone().set_db(0), Some(db))
-    } else {
-        (info.redis_settings().clone(), None)
-    };
+    let mut settings = info.redis_settings().clone();
+    let select = Some(settings.db()).filter(|&db| defer_select && db != 0);
+    if select.is_some() {
+        settings = settings.set_db(0);
+    }
     let config = AsyncConnectionConfig::new().set_response_timeout(response_timeout);
     let opened = timeout(rt, endpoint.connect_timeout, async {
         let stream = connect.await.map_err(redis::RedisError::from)?;
