@@ -12,7 +12,7 @@ use super::emit::{Sink, stop_flag};
 use super::error::Result;
 use super::ours::{self, DEFAULT_COMMAND_TIMEOUT};
 use dramatiq_sentinel_tokio::Config;
-use dramatiq_sentinel_tokio::{Event, Supervisor, redis::AsyncCommands};
+use dramatiq_sentinel_tokio::{Event, SharedConnections, Supervisor, redis::AsyncCommands};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +60,9 @@ pub(crate) fn run(args: &ChildArgs) -> Result<()> {
 
 async fn fleet(args: &ChildArgs, sink: &Sink, stop: &Arc<AtomicBool>) -> Result<()> {
     let mut sups = Vec::new();
+    // What a process hosting many supervisors of one deployment should do: one connection per
+    // server for their queries, probes and watches, instead of one per supervisor.
+    let shared = SharedConnections::new();
     for i in 0..args.supervisors {
         // The defaults a user gets, in a database of its own.
         let config = Config::builder()
@@ -70,6 +73,7 @@ async fn fleet(args: &ChildArgs, sink: &Sink, stop: &Arc<AtomicBool>) -> Result<
             .build()?;
         let hook_sink = sink.clone();
         let sup = Supervisor::builder(config)
+            .shared_connections(&shared)
             .on_event(move |e| report(&hook_sink, i, e))
             .start()
             .await?;

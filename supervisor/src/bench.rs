@@ -23,7 +23,14 @@ pub async fn handle(
         .build()
         .map_err(|e| e.to_string())?
         .with_jitter_seed(1);
-    let (shared, _inbox) = Shared::new(rt, config, None, Broadcast::default(), Hooks::default());
+    let (shared, _inbox) = Shared::new(
+        rt,
+        config,
+        None,
+        Broadcast::default(),
+        Hooks::default(),
+        None,
+    );
     let node = Addr::new(host, port);
     let cancel = Arc::new(Cancel::default());
     let timeout = shared.cfg.command_timeout();

@@ -57,6 +57,7 @@ pub use handles::gate::{GateStopped, LostWrites, Permit, WorkerGate, Workers};
 pub use handles::host::{Host, HostError};
 pub use handles::master::MasterConnection;
 pub use handles::pubsub::PubSub;
+pub use net::share::SharedConnections;
 pub use net::status::{NodeStatus, Quorum, Status, StatusError, read_status, subscribe_sentinel};
 pub use observe::events::EventStream;
 pub use observe::metrics;
@@ -70,8 +71,8 @@ pub mod prelude {
         Addr, AppErrorKind, BoxFuture, Cause, ClientCert, Config, ConfigBuilder, ConfigError,
         Credentials, DetectionPath, DiscoveryError, Event, EventStream, Failure, FatalError,
         GateStopped, IgnoreReason, MasterConnection, NatMap, NodeStatus, PauseTimeoutPolicy,
-        Permit, PubSub, Quorum, StartError, Status, StatusError, SupervisorError, WorkerGate,
-        Workers, core_api, metrics, redis,
+        Permit, PubSub, Quorum, SharedConnections, StartError, Status, StatusError,
+        SupervisorError, WorkerGate, Workers, core_api, metrics, redis,
     };
 }
 

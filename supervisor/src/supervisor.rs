@@ -7,6 +7,7 @@ use crate::error::{StartError, SupervisorError};
 use crate::handles::gate::{WorkerGate, Workers};
 use crate::handles::master::MasterConnection;
 use crate::net::connect::{Endpoint, tls_supported};
+use crate::net::share::SharedConnections;
 use crate::net::status::{self, Status, StatusError};
 use crate::observe::events::{Broadcast, EventStream, Hooks};
 use crate::runtime::Runtime;
@@ -24,6 +25,7 @@ pub struct Builder<R> {
     workers: Option<Arc<dyn Workers>>,
     hooks: Hooks,
     events: Broadcast,
+    connections: Option<SharedConnections>,
 }
 
 impl<R> std::fmt::Debug for Builder<R> {
@@ -43,6 +45,7 @@ impl<R: Runtime> Builder<R> {
             workers: None,
             hooks: Hooks::default(),
             events: Broadcast::default(),
+            connections: None,
         }
     }
 
@@ -50,6 +53,15 @@ impl<R: Runtime> Builder<R> {
     /// [`WorkerGate`].
     pub fn workers(mut self, workers: impl Workers) -> Self {
         self.workers = Some(Arc::new(workers));
+        self
+    }
+
+    /// Shares this supervisor's connections for sentinel queries, data-node probes and replica
+    /// watches with every other supervisor of the process given the same `connections` (one
+    /// connection per server among them instead of one per supervisor); see
+    /// [`SharedConnections`]. Without it, the supervisor keeps its own.
+    pub fn shared_connections(mut self, connections: &SharedConnections) -> Self {
+        self.connections = Some(connections.clone());
         self
     }
 
@@ -115,6 +127,7 @@ impl<R: Runtime> Builder<R> {
             workers,
             hooks,
             events,
+            connections,
         } = self;
         // Without a seed of the user's, every process draws its own: a fleet started together
         // must not retry in lockstep.
@@ -151,8 +164,14 @@ impl<R: Runtime> Builder<R> {
             });
         }
         let rt: Arc<dyn Runtime> = Arc::new(runtime);
-        let (shared, inbox_rx) =
-            Shared::new(Arc::clone(&rt), config.clone(), workers, events, hooks);
+        let (shared, inbox_rx) = Shared::new(
+            Arc::clone(&rt),
+            config.clone(),
+            workers,
+            events,
+            hooks,
+            connections.as_ref(),
+        );
         let (started, verdict) = async_channel::bounded(1);
         let driver = Driver::new(
             Core::new(config.core().clone(), Instant::now()),

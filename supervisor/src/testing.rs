@@ -41,6 +41,7 @@ pub(crate) fn shared(
         workers,
         Broadcast::default(),
         Hooks::default(),
+        None,
     )
 }
 
@@ -95,5 +96,6 @@ pub(crate) fn shared_on(rt: Arc<dyn Runtime>, config: Config) -> (Arc<Shared>, R
         None,
         Broadcast::default(),
         Hooks::default(),
+        None,
     )
 }

@@ -7,8 +7,11 @@ use crate::error::SupervisorError;
 use crate::handles::gate::{WorkerGate, Workers};
 use crate::handles::hold::Slot;
 use crate::handles::master::line::{Active, Line};
-use crate::net::connect::{ConnCache, Endpoint};
+use crate::net::cache::ConnCache;
+use crate::net::connect::Endpoint;
 use crate::net::link::Prepared;
+use crate::net::share::SharedConnections;
+use crate::net::watch::WatchHub;
 use crate::observe::events::{Broadcast, Fanout, Hooks};
 use crate::runtime::Runtime;
 use crate::sync::{Cancel, Done, lock};
@@ -65,10 +68,13 @@ pub(crate) struct Shared {
     pub(crate) workers_calls: WorkerCalls,
     /// Where every event goes (log, metrics, hooks, subscribers).
     pub(crate) events: Fanout,
-    /// Cached connections for sentinel queries.
-    pub(crate) sentinels: ConnCache,
-    /// Cached connections for `ROLE` probes of data nodes.
-    pub(crate) probes: ConnCache,
+    /// Cached connections for sentinel queries (shared with other supervisors, when given
+    /// [`SharedConnections`]).
+    pub(crate) sentinels: Arc<ConnCache>,
+    /// Cached connections for `ROLE` probes of data nodes (shared likewise).
+    pub(crate) probes: Arc<ConnCache>,
+    /// Watch connections on data nodes (shared likewise).
+    pub(crate) watches: Arc<WatchHub>,
     /// How to reach data nodes.
     pub(crate) data: Endpoint,
     /// How to reach sentinels (for listeners).
@@ -79,14 +85,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The shared state of a supervisor on `rt` with `cfg` (whose `jitter_seed` is set), and
-    /// the receiving end of its inbox.
+    /// the receiving end of its inbox. Its connections for queries, probes and watches come
+    /// from `connections` (shared with the other supervisors given them), or are its own.
     pub(crate) fn new(
         rt: Arc<dyn Runtime>,
         cfg: Config,
         workers: Option<Arc<dyn Workers>>,
         events: Broadcast,
         hooks: Hooks,
+        connections: Option<&SharedConnections>,
     ) -> (Arc<Self>, Receiver<Input>) {
+        let own = SharedConnections::new();
+        let connections = connections.unwrap_or(&own);
+        let probing = Endpoint::of(&cfg, cfg.redis_auth(), 0);
         let (inbox, inbox_rx) = async_channel::bounded(INBOX_CAPACITY);
         let seed = cfg.jitter_seed().unwrap_or(0);
         let shared = Shared {
@@ -101,8 +112,9 @@ impl Shared {
             workers,
             workers_calls: WorkerCalls::default(),
             events: Fanout::new(events, hooks, cfg.service_name()),
-            sentinels: ConnCache::new(Endpoint::of(&cfg, cfg.sentinel_auth(), 0)),
-            probes: ConnCache::new(Endpoint::of(&cfg, cfg.redis_auth(), 0)),
+            sentinels: connections.cache(Endpoint::of(&cfg, cfg.sentinel_auth(), 0)),
+            probes: connections.cache(probing.clone()),
+            watches: connections.watches(probing),
             data: Endpoint::of(&cfg, cfg.redis_auth(), cfg.db()),
             sentinel: Endpoint::of(&cfg, cfg.sentinel_auth(), 0),
             done: Done::new(),
@@ -153,7 +165,7 @@ impl Shared {
 
     /// Closes everything the handles use: the gate for good, the master connection (its
     /// connections close, commands in flight on them are cancelled, later ones fail: the
-    /// slot's version changes), dedicated and cached connections, and the event streams.
+    /// slot's version changes), dedicated connections, cached ones no other supervisor uses, and the event streams.
     pub(crate) fn close(&self) {
         self.gate.stop();
         if let Some(active) = self.slot.stop() {
@@ -165,8 +177,8 @@ impl Shared {
                 own.clear_unless(None);
             }
         }
-        self.sentinels.clear();
-        self.probes.clear();
+        self.sentinels.leave();
+        self.probes.leave();
         self.events.close();
     }
 }

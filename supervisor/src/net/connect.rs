@@ -1,19 +1,15 @@
-//! Opening connections to sentinels and data nodes, and the small per-address caches used for
-//! sentinel queries and `ROLE` probes (never for the application's master connection).
+//! Opening connections to sentinels and data nodes.
 
 use crate::config::{ClientCert, Config, Credentials};
-use crate::net::convert::{describe, io_error, to_reply};
+use crate::net::convert::{describe, io_error};
 use crate::runtime::{Runtime, timeout};
-use crate::sync::lock;
-use dramatiq_sentinel_core::{Addr, IoError, Reply};
-use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use dramatiq_sentinel_core::{Addr, IoError};
+use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How to reach one kind of server: credentials, TLS, and the connect timeout.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) auth: Option<Credentials>,
     pub(crate) tls: bool,
@@ -287,102 +283,4 @@ fn with_certs(
     _: Option<ClientCert>,
 ) -> Result<Client, String> {
     Err("TLS certificates need the shim's `tls-rustls` or `tls-native-tls` feature".to_owned())
-}
-
-/// One cached connection per address, for short commands (sentinel queries, `ROLE` probes).
-/// A connection that fails or times out is forgotten, so the next use reconnects.
-pub(crate) struct ConnCache {
-    endpoint: Endpoint,
-    conns: Mutex<HashMap<Addr, MultiplexedConnection>>,
-}
-
-impl ConnCache {
-    pub(crate) fn new(endpoint: Endpoint) -> Self {
-        Self {
-            endpoint,
-            conns: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The cached connection to `addr` (and `true`), or a new one.
-    async fn get(
-        &self,
-        rt: &dyn Runtime,
-        addr: &Addr,
-    ) -> Result<(MultiplexedConnection, bool), IoError> {
-        if let Some(conn) = lock(&self.conns).get(addr) {
-            return Ok((conn.clone(), true));
-        }
-        let conn = self.endpoint.open(rt, addr).await?;
-        lock(&self.conns).insert(addr.clone(), conn.clone());
-        Ok((conn, false))
-    }
-
-    /// How this cache reaches its servers.
-    pub(crate) fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    /// Drops the cached connection to `addr`, if any (its socket closes once unused).
-    pub(crate) fn forget(&self, addr: &Addr) {
-        lock(&self.conns).remove(addr);
-    }
-
-    /// Drops every cached connection.
-    pub(crate) fn clear(&self) {
-        lock(&self.conns).clear();
-    }
-
-    /// Runs one command on `addr` (connecting if needed) within `limit`, and converts the raw
-    /// reply, server errors included. A cached connection the server closed meanwhile (its
-    /// idle clients killed when Sentinel promotes or reconfigures it, a server `timeout`) is
-    /// replaced once, within the same limit.
-    pub(crate) async fn query(
-        &self,
-        rt: &dyn Runtime,
-        addr: &Addr,
-        cmd: &redis::Cmd,
-        limit: Duration,
-    ) -> Result<Reply, IoError> {
-        self.query_on(rt, addr, None, cmd, limit).await
-    }
-
-    /// [`ConnCache::query`], on `given` (another open connection to `addr`) if there is one.
-    /// A given connection the server closed is not replaced: its closing is news to the
-    /// caller (Sentinel closes a replica's connections when it promotes it), and the
-    /// cached connection is left as it is.
-    pub(crate) async fn query_on(
-        &self,
-        rt: &dyn Runtime,
-        addr: &Addr,
-        given: Option<MultiplexedConnection>,
-        cmd: &redis::Cmd,
-        limit: Duration,
-    ) -> Result<Reply, IoError> {
-        let from_cache = given.is_none();
-        let result = timeout(rt, limit, async {
-            if let Some(mut conn) = given {
-                return conn.req_packed_command(cmd).await.map_err(|e| io_error(&e));
-            }
-            let (mut conn, cached) = self.get(rt, addr).await?;
-            match conn.req_packed_command(cmd).await {
-                Err(e) if cached && e.is_connection_dropped() => {
-                    self.forget(addr);
-                    let (mut conn, _) = self.get(rt, addr).await?;
-                    conn.req_packed_command(cmd).await.map_err(|e| io_error(&e))
-                }
-                other => other.map_err(|e| io_error(&e)),
-            }
-        })
-        .await;
-        let failed = match result {
-            Some(Ok(value)) => return Ok(to_reply(value)),
-            Some(Err(e)) => e,
-            None => IoError::unreachable(format!("no answer within {limit:?}")),
-        };
-        if from_cache {
-            self.forget(addr);
-        }
-        Err(failed)
-    }
 }

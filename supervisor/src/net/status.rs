@@ -4,7 +4,8 @@
 
 use crate::config::Config;
 use crate::drive::shared::{Input, Shared};
-use crate::net::connect::{ConnCache, Endpoint};
+use crate::net::cache::ConnCache;
+use crate::net::connect::Endpoint;
 use crate::runtime::Runtime;
 use dramatiq_sentinel_core::{Addr, LISTENER_PATTERN, NatMap, Reply, SentinelEntry, flags_healthy};
 use std::collections::BTreeMap;

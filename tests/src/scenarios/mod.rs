@@ -120,6 +120,7 @@ macro_rules! supervisor_suite {
             leader_unheard::leader_unheard_cut_off_sentinel,
             leader_unheard::leader_unheard_twice,
             watches::replica_watches_are_one_silent_connection_per_replica,
+            watches::supervisors_sharing_connections_watch_each_replica_once,
             deposed::a_deposed_master_makes_late_writers_wait,
             database::a_database_other_than_0_is_kept_through_a_switch,
             database::a_database_the_server_refuses_fails_the_start_clearly,
