@@ -219,12 +219,12 @@ impl Endpoint {
                 .set_connection_timeout(Some(self.connect_timeout))
                 .set_response_timeout(response_timeout),
         );
-        let opened = timeout(
-            rt,
-            self.connect_timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
+        // Boxed: the `redis` crate's opening is a future of about 30 KB. Unboxed, it would
+        // make every task that opens a connection that large, moved into the heap at its
+        // spawn: at a switch, a process with many supervisors spends more time copying those
+        // and faulting in fresh pages for them than opening the connections.
+        let opening = Box::pin(client.get_multiplexed_async_connection_with_config(&config));
+        let opened = timeout(rt, self.connect_timeout, opening).await;
         match opened {
             Some(Ok(conn)) => Ok(conn),
             Some(Err(e)) => Err(OpenError::of(&e)),

@@ -111,7 +111,12 @@ async fn open_with(
     let config = AsyncConnectionConfig::new().set_response_timeout(response_timeout);
     let opened = timeout(rt, endpoint.connect_timeout, async {
         let stream = connect.await.map_err(redis::RedisError::from)?;
-        MultiplexedConnection::new_with_config(&settings, stream, config).await
+        // Boxed, as in `Endpoint::open_with`: the `redis` crate's handshake is a future of
+        // about 13 KB, which would otherwise make the task of every `Connect` that large.
+        Box::pin(MultiplexedConnection::new_with_config(
+            &settings, stream, config,
+        ))
+        .await
     })
     .await;
     let (conn, driver) = match opened {
