@@ -1,5 +1,5 @@
 //! The fleet child: `--supervisors` supervisors in one process (one two-thread tokio runtime),
-//! each with its own worker gate and `--workers` worker tasks that take a permit, `INCR` a
+//! sharing one `SharedConnections`, each with its own worker gate and `--workers` worker tasks that take a permit, `INCR` a
 //! counter through their supervisor's master handle, and rest 100 ms. Stdout: `{"sup", "ev",
 //! "t", ...}` for each switch completed (`resumed`), listener up or down (`up`, `down`, with
 //! the sentinel `s`), then `{"ready"}` once every supervisor started, and after `quit` (or EOF

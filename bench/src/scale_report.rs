@@ -219,8 +219,9 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &Facts) {
     let _ = writeln!(
         out,
         "N supervisors with default settings (a random jitter seed each) in processes of {} \
-         (one two-thread tokio runtime each, {} worker tasks per supervisor: take a permit, \
-         `INCR`, rest 100 ms), one deployment. *Resumed*: the candidate writable (the \
+         (one two-thread tokio runtime each, whose supervisors share one \
+         `SharedConnections`; {} worker tasks per supervisor: take a permit, `INCR`, rest \
+         100 ms), one deployment. *Resumed*: the candidate writable (the \
          observer's probe) to each supervisor's `SwitchCompleted`, across the fleet. *Client \
          CPU per switch*: the fleet processes' CPU time (`schedstat`) from the trigger to 1 s \
          after the last supervisor was done, less their CPU time at rest over as long \
