@@ -165,7 +165,8 @@ impl Shared {
 
     /// Closes everything the handles use: the gate for good, the master connection (its
     /// connections close, commands in flight on them are cancelled, later ones fail: the
-    /// slot's version changes), dedicated connections, cached ones no other supervisor uses, and the event streams.
+    /// slot's version changes), dedicated connections, cached ones no other supervisor uses,
+    /// and the event streams.
     pub(crate) fn close(&self) {
         self.gate.stop();
         if let Some(active) = self.slot.stop() {

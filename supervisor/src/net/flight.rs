@@ -10,18 +10,20 @@ use event_listener::Event;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use tracing::debug;
 
 /// What is kept for one address.
 pub(crate) enum Slot<T> {
     /// Open (usable or not: the caller's `usable` decides).
     Ready(T),
     /// Being opened by a caller.
-    Opening(Arc<Flight<T>>),
+    Opening(Arc<Flight>),
 }
 
-/// An opening in flight: its outcome, once known, and the waiters.
-pub(crate) struct Flight<T> {
-    outcome: Mutex<Option<Result<T, IoError>>>,
+/// An opening in flight: its outcome, once known, and the waiters. A success leaves the
+/// connection in the slot, where the waiters take it.
+pub(crate) struct Flight {
+    outcome: Mutex<Option<Result<(), IoError>>>,
     done: Event,
 }
 
@@ -29,9 +31,9 @@ pub(crate) struct Flight<T> {
 pub(crate) type Slots<T> = Mutex<HashMap<Addr, Slot<T>>>;
 
 /// The connection kept for `addr` if there is one and it is `usable` (and `true`: it was
-/// kept), else the outcome of the opening in flight, else the outcome of `open`, run by this
-/// caller and kept on success. A caller that gives up while it opens (its future dropped)
-/// leaves the slot empty, and its waiters try again.
+/// kept before this call), else the outcome of the opening in flight, else the outcome of
+/// `open`, run by this caller and kept on success. A caller that gives up while it opens (its
+/// future dropped) leaves the slot empty, and its waiters try again.
 pub(crate) async fn get_or_open<T, F, Fut>(
     slots: &Slots<T>,
     addr: &Addr,
@@ -43,11 +45,13 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, IoError>>,
 {
+    // Whether this caller waited for an opening that succeeded: what it finds next is new.
+    let mut waited = false;
     let flight = loop {
         let (flight, listener) = {
             let mut slots = lock(slots);
             match slots.get(addr) {
-                Some(Slot::Ready(t)) if usable(t) => return Ok((t.clone(), true)),
+                Some(Slot::Ready(t)) if usable(t) => return Ok((t.clone(), !waited)),
                 Some(Slot::Opening(flight)) => (Arc::clone(flight), flight.done.listen()),
                 _ => {
                     let flight = Arc::new(Flight {
@@ -63,10 +67,12 @@ where
         if lock(&flight.outcome).is_none() {
             listener.await;
         }
-        if let Some(outcome) = lock(&flight.outcome).clone() {
-            return outcome.map(|t| (t, false));
+        match lock(&flight.outcome).clone() {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(())) => waited = true,
+            // The opener gave up and emptied the slot: open (or wait for whoever does).
+            None => {}
         }
-        // The opener gave up and emptied the slot: open (or wait for whoever does).
     };
     let mut landing = Landing {
         slots,
@@ -84,13 +90,12 @@ where
 struct Landing<'a, T> {
     slots: &'a Slots<T>,
     addr: &'a Addr,
-    flight: &'a Arc<Flight<T>>,
+    flight: &'a Arc<Flight>,
     landed: bool,
 }
 
 impl<T: Clone> Landing<'_, T> {
     fn land(&mut self, outcome: &Result<T, IoError>) {
-        *lock(&self.flight.outcome) = Some(outcome.clone());
         let mut slots = lock(self.slots);
         // Only this flight's slot: a `forget` may have emptied it meanwhile.
         if matches!(slots.get(self.addr), Some(Slot::Opening(f)) if Arc::ptr_eq(f, self.flight)) {
@@ -103,8 +108,10 @@ impl<T: Clone> Landing<'_, T> {
                 }
             }
         }
+        *lock(&self.flight.outcome) = Some(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
         drop(slots);
         self.landed = true;
+        debug!(addr = %self.addr, opened = outcome.is_ok(), "connection opening ended");
         self.flight.done.notify(usize::MAX);
     }
 }
@@ -119,6 +126,7 @@ impl<T> Drop for Landing<'_, T> {
             slots.remove(self.addr);
         }
         drop(slots);
+        debug!(addr = %self.addr, "connection opening given up: a waiter opens instead");
         self.flight.done.notify(usize::MAX);
     }
 }

@@ -21,6 +21,7 @@ use dramatiq_sentinel_core::{Addr, Input as CoreInput, IoError, OpId, Reply};
 use futures_lite::future::or;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use std::sync::{Arc, Mutex};
+use tracing::debug;
 
 /// The watch connections of the supervisors that share them ([`crate::SharedConnections`]),
 /// or of one supervisor: one per node, open while some supervisor watches the node.
@@ -81,6 +82,7 @@ impl Drop for Lease {
             Some(Slot::Ready(w)) if Arc::ptr_eq(w, &self.watched) && Arc::strong_count(w) == 2)
         {
             nodes.remove(&self.node);
+            debug!(node = %self.node, "watch connection closed: no supervisor watches the node");
         }
     }
 }
