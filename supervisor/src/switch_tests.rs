@@ -42,11 +42,7 @@ struct World {
 
 impl World {
     fn new(driven: Driven) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio");
+        let runtime = crate::testing::two_thread_tokio();
         let handle = runtime.handle().clone();
         let rt: Arc<dyn Runtime> = match driven {
             Driven::Ours => Arc::new(TokioRuntime(handle)),

@@ -45,6 +45,15 @@ pub(crate) fn shared(
     )
 }
 
+/// A two-thread tokio runtime with I/O and timers, as the tests that open connections use.
+pub(crate) fn two_thread_tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
 /// A runtime for unit tests that open Redis connections: a multi-thread tokio runtime (the
 /// `redis` crate of the unit tests is built with `tokio-comp`).
 pub(crate) struct TokioRuntime(pub(crate) tokio::runtime::Handle);

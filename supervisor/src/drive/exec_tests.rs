@@ -26,11 +26,7 @@ fn driver() -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
 
 /// [`driver`] with `config`.
 fn driver_with(config: Config) -> (tokio::runtime::Runtime, Driver, Receiver<Input>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let runtime = crate::testing::two_thread_tokio();
     let rt: Arc<dyn Runtime> = Arc::new(TokioRuntime(runtime.handle().clone()));
     let core = Core::new(config.core().clone(), Instant::now());
     let (shared, inbox) = shared_on(rt, config);

@@ -165,11 +165,7 @@ mod tests {
     #[test]
     fn probes_at_once_share_one_connection_until_the_last_user_leaves() {
         let server = FakeRedis::start(true);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio");
+        let runtime = crate::testing::two_thread_tokio();
         let rt: Arc<dyn Runtime> = Arc::new(TokioRuntime(runtime.handle().clone()));
         let config = Config::builder().build().expect("valid");
         let cache = Arc::new(ConnCache::new(Endpoint::of(&config, None, 0)));
