@@ -103,3 +103,48 @@ fn find<T>(entries: &mut Vec<(Endpoint, Weak<T>)>, endpoint: &Endpoint) -> Optio
         .find(|(e, _)| e == endpoint)
         .and_then(|(_, w)| w.upgrade())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SharedConnections;
+    use crate::config::{Config, Credentials};
+    use crate::net::connect::Endpoint;
+    use std::sync::Arc;
+
+    fn endpoint(password: Option<&str>) -> Endpoint {
+        let auth = password.map(|p| Credentials {
+            username: None,
+            password: p.to_owned(),
+        });
+        Endpoint::of(&Config::builder().build().expect("valid"), auth.as_ref(), 0)
+    }
+
+    /// Supervisors with the same settings get the same cache and watch hub; other
+    /// credentials get their own; once nobody holds them, the next supervisor starts afresh.
+    #[test]
+    fn only_equal_settings_share() {
+        let shared = SharedConnections::new();
+        let (a, b) = (shared.cache(endpoint(None)), shared.cache(endpoint(None)));
+        assert!(Arc::ptr_eq(&a, &b), "same settings, same cache");
+        let other = shared.cache(endpoint(Some("secret")));
+        assert!(!Arc::ptr_eq(&a, &other), "other credentials, other cache");
+        let (w1, w2) = (
+            shared.watches(endpoint(None)),
+            shared.watches(endpoint(None)),
+        );
+        assert!(Arc::ptr_eq(&w1, &w2), "same settings, same watch hub");
+        assert!(!Arc::ptr_eq(&w1, &shared.watches(endpoint(Some("secret")))));
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(
+            weak.upgrade().is_none(),
+            "the registry holds no cache alive"
+        );
+        let fresh = shared.cache(endpoint(None));
+        assert!(fresh.endpoint() == &endpoint(None));
+        assert_eq!(
+            format!("{shared:?}"),
+            "SharedConnections { caches: 2, watch_hubs: 1 }"
+        );
+    }
+}
