@@ -97,7 +97,7 @@ struct Landing<'a, T> {
 impl<T: Clone> Landing<'_, T> {
     fn land(&mut self, outcome: &Result<T, IoError>) {
         let mut slots = lock(self.slots);
-        // Only this flight's slot: a `forget` may have emptied it meanwhile.
+        // Only this flight's slot: the last user's `leave` may have emptied it meanwhile.
         if matches!(slots.get(self.addr), Some(Slot::Opening(f)) if Arc::ptr_eq(f, self.flight)) {
             match outcome {
                 Ok(t) => {
