@@ -1,10 +1,10 @@
 //! The fleet child: `--supervisors` supervisors in one process (one two-thread tokio runtime),
 //! sharing one `SharedConnections`, each with its own worker gate and `--workers` worker tasks
 //! that take a permit, `INCR` a counter through their supervisor's master handle, and rest
-//! 100 ms. Stdout: `{"sup", "ev", "t", ...}` for each switch completed (`resumed`), listener up or down (`up`, `down`, with
-//! the sentinel `s`), then `{"ready"}` once every supervisor started, and after `quit` (or EOF
-//! on stdin) `{"shutdown_ms", "not_stopped"}` (the supervisors shut down at once, for 45 s at
-//! most) and `{"end"}`.
+//! 100 ms. Stdout: `{"sup", "ev", "t", ...}` for each switch completed (`resumed`), listener up
+//! or down (`up`, `down`, with the sentinel `s`), then `{"ready"}` once every supervisor
+//! started, and after `quit` (or EOF on stdin) `{"shutdown_ms", "not_stopped"}` (the
+//! supervisors shut down at once, for 45 s at most) and `{"end"}`.
 
 use super::child_args::ChildArgs;
 use super::clock::now_ns;
