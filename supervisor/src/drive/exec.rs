@@ -142,7 +142,7 @@ impl Driver {
             rt: Arc::clone(&shared.rt),
             op,
             sentinel,
-            endpoint: shared.sentinel.clone(),
+            endpoint: shared.sentinels.endpoint().clone(),
             ping_timeout: shared.cfg.query_timeout(),
             inbox: shared.inbox.clone(),
             service: shared.cfg.service_name().to_owned(),

@@ -77,8 +77,6 @@ pub(crate) struct Shared {
     pub(crate) watches: Arc<WatchHub>,
     /// How to reach data nodes.
     pub(crate) data: Endpoint,
-    /// How to reach sentinels (for listeners).
-    pub(crate) sentinel: Endpoint,
     /// How the supervisor ended: `Ok` after a shutdown, or the fatal error.
     pub(crate) done: Done<Result<(), SupervisorError>>,
 }
@@ -116,7 +114,6 @@ impl Shared {
             probes: connections.cache(probing.clone()),
             watches: connections.watches(probing),
             data: Endpoint::of(&cfg, cfg.redis_auth(), cfg.db()),
-            sentinel: Endpoint::of(&cfg, cfg.sentinel_auth(), 0),
             done: Done::new(),
             cfg,
         };
