@@ -183,11 +183,16 @@ impl<R: Runtime> Builder<R> {
         rt.spawn(Box::pin(crate::drive::workers::run(Arc::clone(&shared))));
         let guard = StopOnDrop(Arc::clone(&shared));
         match verdict.recv().await {
-            Ok(Startup::Ready) => Ok(Supervisor {
-                shared,
-                _alive: Arc::new(guard),
-                _runtime: PhantomData,
-            }),
+            Ok(Startup::Ready) => {
+                // Its connections are open: room for the ones a switch opens before closing
+                // these, so that no switch waits for the descriptor table to grow.
+                crate::net::fd_table::make_room();
+                Ok(Supervisor {
+                    shared,
+                    _alive: Arc::new(guard),
+                    _runtime: PhantomData,
+                })
+            }
             Ok(Startup::Failed(e)) => Err(e.into()),
             Err(_) => Err(StartError::Ended),
         }

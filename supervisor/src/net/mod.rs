@@ -2,12 +2,14 @@
 //! ([`cache`]), one opening in flight per address ([`flight`]), what supervisors share
 //! ([`share`]), the master connections the supervisor drives ([`link`]), sentinel listeners
 //! ([`listener`]), replica watches ([`watch`]), backlog reads ([`backlog`]), the status query
-//! ([`status`]) and the conversions between the `redis` crate and the core ([`convert`]).
+//! ([`status`]), the conversions between the `redis` crate and the core ([`convert`]), and
+//! room in the process's descriptor table ([`fd_table`]).
 
 pub(crate) mod backlog;
 pub(crate) mod cache;
 pub(crate) mod connect;
 pub(crate) mod convert;
+pub(crate) mod fd_table;
 pub(crate) mod flight;
 pub(crate) mod link;
 pub(crate) mod listener;
