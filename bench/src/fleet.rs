@@ -131,8 +131,11 @@ pub(crate) struct FleetResult {
     pub(crate) load: f64,
     /// A failover of a fleet in one process: the floor under its switch, measured right after
     /// it on the new master (`fleet-floor`'s p99 for N connections, median of its
-    /// repetitions, ms).
+    /// repetitions, ms), whose descriptor table is warm by then.
     pub(crate) floor_p99_ms: Option<f64>,
+    /// The same against a replica restarted before each repetition: a server whose descriptor
+    /// table grows while it accepts them, as the new master's did in the switch.
+    pub(crate) cold_floor_p99_ms: Option<f64>,
 }
 
 /// Counters of one server, from `INFO` (sentinels have no `commandstats` section: only the
@@ -457,11 +460,16 @@ pub(crate) fn fleet_run(
     }
     ctx.keep_raw(&format!("fleet-{n}-{}", scenario.id()), t0, &lines, &seen);
     // The children are gone: the machine is as quiet as the benchmark leaves it.
-    let floor_p99_ms = match (scenario, candidate) {
+    let (floor_p99_ms, cold_floor_p99_ms) = match (scenario, candidate) {
         (FleetScenario::Failover(_), Some(new)) if n <= per_process => {
-            super::floor::p99_ms(d.addr(new), n).ok()
+            // Cold: the replica that was neither master, restarted (the run is over).
+            let third = d.nodes().into_iter().find(|&x| x != new && x != old);
+            (
+                super::floor::p99_ms(d.addr(new), n).ok(),
+                third.and_then(|x| super::floor::cold_p99_ms(&d, x, n).ok()),
+            )
         }
-        _ => None,
+        _ => (None, None),
     };
     let not_stopped = lines
         .iter()
@@ -487,6 +495,7 @@ pub(crate) fn fleet_run(
         backlog,
         load,
         floor_p99_ms,
+        cold_floor_p99_ms,
     })
 }
 

@@ -7,6 +7,17 @@
 //! N supervisors in one process can take here, since every supervisor must do at least this.
 //! The fleet section of `failover-bench` measures it too, after each failover of a fleet in one
 //! process, against that run's new master ([`p99_ms`]).
+//!
+//! Twice: *warm*, against a node that already held that many connections, and *cold*, against
+//! a node restarted before each repetition, which holds as few connections as a replica whose
+//! clients were few (a candidate watched through [`SharedConnections`]). The difference is
+//! the server's own: Linux grows a process's descriptor table by doubling it, and in a
+//! multi-threaded process (Redis has background threads) each doubling waits for an RCU grace
+//! period, 6-12 ms here, during which the server accepts nothing; a node with a few dozen
+//! descriptors doubles its table three or four times to take 500 connections. A new master
+//! takes its clients' connections cold, so the cold floor is the one under a switch.
+//!
+//! [`SharedConnections`]: dramatiq_sentinel_tokio::SharedConnections
 
 use super::clock::now_ns;
 use super::error::{Result, err};
@@ -15,7 +26,7 @@ use super::metrics::{pct, stats};
 use super::ours;
 use super::overhead::cpu_ns;
 use super::tables::cell;
-use dramatiq_sentinel_harness::{Deployment, DeploymentOptions};
+use dramatiq_sentinel_harness::{Deployment, DeploymentOptions, NodeId};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use std::net::SocketAddr;
@@ -61,14 +72,35 @@ fn measure(master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
     })?
 }
 
-/// The floor for a fleet run of `n` supervisors in one process, on the same machine and
-/// deployment: the median over `REPS` repetitions of the p99 of `n` connections opened at once
-/// to `master` (ms).
-pub(crate) fn p99_ms(master: SocketAddr, n: usize) -> Result<f64> {
-    let p99s = quantile(&measure(master, n)?, 0.99);
-    stats(&p99s)
+/// [`measure`], with `node` restarted before each repetition: its descriptor table as small
+/// as a node's with few clients.
+fn measure_cold(d: &Deployment, node: NodeId, n: usize) -> Result<Vec<Rep>> {
+    let addr = d.addr(node);
+    let mut reps = Vec::new();
+    for _ in 0..REPS {
+        d.restart(node)?;
+        reps.push(ours::on_tokio(once(addr, n))??);
+    }
+    Ok(reps)
+}
+
+/// The median over the repetitions of their p99 (ms).
+fn median_p99(reps: &[Rep]) -> Result<f64> {
+    stats(&quantile(reps, 0.99))
         .map(|s| s.median)
         .ok_or_else(|| err("no repetition"))
+}
+
+/// The floor for a fleet run of `n` supervisors in one process, on the same machine and
+/// deployment: the median over `REPS` repetitions of the p99 of `n` connections opened at once
+/// to `master` (ms), warm.
+pub(crate) fn p99_ms(master: SocketAddr, n: usize) -> Result<f64> {
+    median_p99(&measure(master, n)?)
+}
+
+/// [`p99_ms`], cold: against `node` (a replica) restarted before each repetition.
+pub(crate) fn cold_p99_ms(d: &Deployment, node: NodeId, n: usize) -> Result<f64> {
+    median_p99(&measure_cold(d, node, n)?)
 }
 
 /// Each repetition's completion time at quantile `q` (ms).
@@ -78,24 +110,34 @@ fn quantile(reps: &[Rep], q: f64) -> Vec<f64> {
 
 fn run() -> Result<()> {
     let d = Deployment::start(DeploymentOptions::default())?;
-    let master = d.addr(d.master()?);
+    let master = d.master()?;
+    let replica = d
+        .nodes()
+        .into_iter()
+        .find(|&node| node != master)
+        .ok_or_else(|| err("the deployment has no replica"))?;
     println!(
         "N connections opened at once from one process (two-thread tokio runtime), each with \
          one pipelined `SELECT {FLEET_DB}` + `ROLE` + `INFO replication`; {REPS} repetitions \
-         each, medians (min..max)\n"
+         each, medians (min..max). Server *warm*: the master, which held as many connections \
+         in the repetition before; *cold*: a replica restarted before each repetition (its \
+         descriptor table grows while it accepts them, as a new master's does)\n"
     );
-    println!("| N | p50 (ms) | p99 (ms) | last (ms) | client CPU per connection (ms) |");
-    println!("|---|---|---|---|---|");
+    println!("| N | server | p50 (ms) | p99 (ms) | last (ms) | client CPU per connection (ms) |");
+    println!("|---|---|---|---|---|---|");
     let shown = |values: Vec<f64>| cell(&values.into_iter().map(Some).collect::<Vec<_>>());
     for n in SIZES {
-        let reps = measure(master, n)?;
-        println!(
-            "| {n} | {} | {} | {} | {} |",
-            shown(quantile(&reps, 0.5)),
-            shown(quantile(&reps, 0.99)),
-            shown(quantile(&reps, 1.0)),
-            shown(reps.iter().map(|r| r.cpu_ms).collect())
-        );
+        let warm = measure(d.addr(master), n)?;
+        let cold = measure_cold(&d, replica, n)?;
+        for (server, reps) in [("warm", warm), ("cold", cold)] {
+            println!(
+                "| {n} | {server} | {} | {} | {} | {} |",
+                shown(quantile(&reps, 0.5)),
+                shown(quantile(&reps, 0.99)),
+                shown(quantile(&reps, 1.0)),
+                shown(reps.iter().map(|r| r.cpu_ms).collect())
+            );
+        }
     }
     println!(
         "\nReproduce: `cargo run --release -p dramatiq-sentinel-bench --bin fleet-floor` \

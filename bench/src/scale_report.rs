@@ -238,7 +238,11 @@ pub(crate) fn fleet_tables(out: &mut String, runs: &[FleetRun], facts: &Facts) {
          connections opened at once from one process to the new master, each with the one \
          pipelined round trip that verifies it (`SELECT`, `ROLE`, `INFO replication`), nothing \
          else; p99 in ms, median of 5 (`fleet-floor`): no switch of N supervisors in one \
-         process can be faster on this machine.\n",
+         process can be faster on this machine. *Warm* against the new master, which holds \
+         that many connections by then; *cold* against the other replica, restarted before \
+         each repetition, whose descriptor table grows while it accepts them as the new \
+         master's did in the switch (each doubling stalls the server for an RCU grace \
+         period; see `bench/src/floor.rs`).\n",
         runs.iter()
             .find_map(|(_, _, r)| r.as_ref().ok().map(|r| r.per_process))
             .unwrap_or(super::fleet::PER_PROCESS),
@@ -384,7 +388,8 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
     let mut backlogs: Vec<Option<Option<u32>>> = runs.iter().map(|(_, _, r)| backlog(r)).collect();
     backlogs.dedup();
     for b in backlogs.into_iter().flatten() {
-        let p99s: Vec<(&str, Option<f64>, Option<f64>)> = runs
+        type Floors = Option<(Option<f64>, Option<f64>)>;
+        let p99s: Vec<(&str, Option<f64>, Floors)> = runs
             .iter()
             .filter(|(n, s, r)| {
                 *n == 500 && *s != FleetScenario::SentinelRestart && backlog(r) == Some(b)
@@ -393,7 +398,8 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
                 let r = r.as_ref().ok();
                 let p99 =
                     r.and_then(|r| (r.missing == 0).then(|| pct(&r.resumed_ms, 0.99)).flatten());
-                (s.label(), p99, r.and_then(|r| r.floor_p99_ms))
+                let floors = r.map(|r| (r.floor_p99_ms, r.cold_floor_p99_ms));
+                (s.label(), p99, floors)
             })
             .collect();
         if p99s.is_empty() {
@@ -401,9 +407,12 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
         }
         let shown: Vec<String> = p99s
             .iter()
-            .map(|(s, v, floor)| match floor {
-                Some(f) => format!("{s}: {} (floor: {f:.0})", ms(*v)),
-                None => format!("{s}: {}", ms(*v)),
+            .map(|(s, v, floors)| match floors {
+                Some((Some(f), Some(c))) => {
+                    format!("{s}: {} (floor: {f:.0} warm, {c:.0} cold)", ms(*v))
+                }
+                Some((Some(f), None)) => format!("{s}: {} (floor: {f:.0})", ms(*v)),
+                _ => format!("{s}: {}", ms(*v)),
             })
             .collect();
         let ok = p99s.iter().all(|(_, v, _)| v.is_some_and(|v| v <= 50.0));
