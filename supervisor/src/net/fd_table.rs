@@ -41,12 +41,13 @@ pub(crate) fn make_room() {
     if i64::from(want) <= in_use {
         return;
     }
-    // A duplicate numbered `want` or above makes the table hold it; closed at once.
+    // A duplicate numbered `want` or above makes the table hold it (growing it if it was
+    // smaller); closed at once.
     match rustix::io::fcntl_dupfd_cloexec(&probe, want) {
         Ok(_) => debug!(
             in_use,
             room = want,
-            "descriptor table grown ahead of switches"
+            "descriptor table holds room for the connections of a switch"
         ),
         Err(e) => debug!(in_use, room = want, error = %e, "descriptor table not grown"),
     }
