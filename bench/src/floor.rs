@@ -10,12 +10,10 @@
 //!
 //! Twice: *warm*, against a node that already held that many connections, and *cold*, against
 //! a node restarted before each repetition, which holds as few connections as a replica whose
-//! clients were few (a candidate watched through [`SharedConnections`]). The difference is
-//! the server's own: Linux grows a process's descriptor table by doubling it, and in a
-//! multi-threaded process (Redis has background threads) each doubling waits for an RCU grace
-//! period, 6-12 ms here, during which the server accepts nothing; a node with a few dozen
-//! descriptors doubles its table three or four times to take 500 connections. A new master
-//! takes its clients' connections cold, so the cold floor is the one under a switch.
+//! clients were few (a candidate watched through [`SharedConnections`]). A cold server grows
+//! its descriptor table while it accepts them, and each doubling stalls it for an RCU grace
+//! period (why: `supervisor/src/net/fd_table.rs`, which spares the client the same). A new
+//! master takes its clients' connections cold, so the cold floor is the one under a switch.
 //!
 //! [`SharedConnections`]: dramatiq_sentinel_tokio::SharedConnections
 
@@ -59,29 +57,33 @@ pub fn floor_main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// `REPS` repetitions of `n` connections at once to `master`, on a runtime as a fleet child's.
-fn measure(master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
-    ours::on_tokio(async move {
-        let mut reps = Vec::new();
-        for _ in 0..REPS {
-            reps.push(once(master, n).await?);
-            // The closed connections leave the server and the kernel before the next round.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        Ok(reps)
-    })?
-}
-
-/// [`measure`], with `node` restarted before each repetition: its descriptor table as small
-/// as a node's with few clients.
-fn measure_cold(d: &Deployment, node: NodeId, n: usize) -> Result<Vec<Rep>> {
-    let addr = d.addr(node);
+/// `REPS` repetitions of `n` connections at once to `addr`, each on a runtime as a fleet
+/// child's, after `prepare` (a pause, or a restart of the server).
+fn measure(
+    addr: SocketAddr,
+    n: usize,
+    mut prepare: impl FnMut() -> Result<()>,
+) -> Result<Vec<Rep>> {
     let mut reps = Vec::new();
     for _ in 0..REPS {
-        d.restart(node)?;
+        prepare()?;
         reps.push(ours::on_tokio(once(addr, n))??);
     }
     Ok(reps)
+}
+
+/// Warm: the connections of the repetition before have left the server and the kernel.
+fn measure_warm(master: SocketAddr, n: usize) -> Result<Vec<Rep>> {
+    measure(master, n, || {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    })
+}
+
+/// Cold: `node` restarted before each repetition, its descriptor table as small as a node's
+/// with few clients.
+fn measure_cold(d: &Deployment, node: NodeId, n: usize) -> Result<Vec<Rep>> {
+    measure(d.addr(node), n, || Ok(d.restart(node)?))
 }
 
 /// The median over the repetitions of their p99 (ms).
@@ -95,7 +97,7 @@ fn median_p99(reps: &[Rep]) -> Result<f64> {
 /// deployment: the median over `REPS` repetitions of the p99 of `n` connections opened at once
 /// to `master` (ms), warm.
 pub(crate) fn p99_ms(master: SocketAddr, n: usize) -> Result<f64> {
-    median_p99(&measure(master, n)?)
+    median_p99(&measure_warm(master, n)?)
 }
 
 /// [`p99_ms`], cold: against `node` (a replica) restarted before each repetition.
@@ -127,7 +129,7 @@ fn run() -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let shown = |values: Vec<f64>| cell(&values.into_iter().map(Some).collect::<Vec<_>>());
     for n in SIZES {
-        let warm = measure(d.addr(master), n)?;
+        let warm = measure_warm(d.addr(master), n)?;
         let cold = measure_cold(&d, replica, n)?;
         for (server, reps) in [("warm", warm), ("cold", cold)] {
             println!(

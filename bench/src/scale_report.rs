@@ -388,8 +388,7 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
     let mut backlogs: Vec<Option<Option<u32>>> = runs.iter().map(|(_, _, r)| backlog(r)).collect();
     backlogs.dedup();
     for b in backlogs.into_iter().flatten() {
-        type Floors = Option<(Option<f64>, Option<f64>)>;
-        let p99s: Vec<(&str, Option<f64>, Floors)> = runs
+        let p99s: Vec<(&str, Option<f64>, String)> = runs
             .iter()
             .filter(|(n, s, r)| {
                 *n == 500 && *s != FleetScenario::SentinelRestart && backlog(r) == Some(b)
@@ -398,8 +397,12 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
                 let r = r.as_ref().ok();
                 let p99 =
                     r.and_then(|r| (r.missing == 0).then(|| pct(&r.resumed_ms, 0.99)).flatten());
-                let floors = r.map(|r| (r.floor_p99_ms, r.cold_floor_p99_ms));
-                (s.label(), p99, floors)
+                let floor = match r.map(|r| (r.floor_p99_ms, r.cold_floor_p99_ms)) {
+                    Some((Some(f), Some(c))) => format!(" (floor: {f:.0} warm, {c:.0} cold)"),
+                    Some((Some(f), None)) => format!(" (floor: {f:.0})"),
+                    _ => String::new(),
+                };
+                (s.label(), p99, floor)
             })
             .collect();
         if p99s.is_empty() {
@@ -407,13 +410,7 @@ fn targets(out: &mut String, runs: &[FleetRun]) {
         }
         let shown: Vec<String> = p99s
             .iter()
-            .map(|(s, v, floors)| match floors {
-                Some((Some(f), Some(c))) => {
-                    format!("{s}: {} (floor: {f:.0} warm, {c:.0} cold)", ms(*v))
-                }
-                Some((Some(f), None)) => format!("{s}: {} (floor: {f:.0})", ms(*v)),
-                _ => format!("{s}: {}", ms(*v)),
-            })
+            .map(|(s, v, floor)| format!("{s}: {}{floor}", ms(*v)))
             .collect();
         let ok = p99s.iter().all(|(_, v, _)| v.is_some_and(|v| v <= 50.0));
         let one_process = runs
