@@ -4,10 +4,14 @@ use dramatiq_sentinel_supervisor::{Cause, MasterConnection};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// How many times one command is sent again after a failover cut it.
 const RESENDS: usize = 2;
+
+/// The error of apalis-redis's acknowledgement script (`handle_results.lua`) for a task that
+/// is not in the acknowledging worker's in-flight set.
+const NOT_IN_FLIGHT: &str = "task not executed by worker";
 
 /// A [`MasterConnection`] for apalis-redis: `RedisStorage<Args, ApalisConnection>`.
 ///
@@ -32,7 +36,13 @@ const RESENDS: usize = 2;
 /// a command and sending its reply, with that write already replicated, makes a resend run it
 /// twice (apalis-redis would then see a fetched batch twice in the in-flight set, or fail the
 /// second acknowledgement); Redis sends the reply and the replication stream together, so that
-/// window is a few microseconds.
+/// window is a few microseconds (CI met it). The second acknowledgement is recognised: a
+/// resent acknowledgement whose first task is no longer in the worker's in-flight set (the
+/// script's "task not executed by worker" error) was run by the send the failover cut, and
+/// reached the new master with it (a script runs and replicates as a whole), so it is
+/// answered as done (`0`, the count apalis-redis does not read), logged at `info`, instead of
+/// stopping the worker. A fetch run twice that way still leaves the first batch in the
+/// worker's in-flight set until the worker restarts.
 ///
 /// Not resent: errors the server returned, timeouts (`command_timeout`: the command may still
 /// run), a failover that held the command for the whole `hold_timeout`, a master unreachable
@@ -73,13 +83,15 @@ pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
 }
 
 /// Runs `send` on `handle` and sends again, at most [`RESENDS`] times, while a failover cut it
-/// and the supervisor has not `stopped`. `send` gives the handle back with its result, so its
-/// future can borrow the handle without a clone per command.
+/// and the supervisor has not `stopped`; the result of a command sent again goes through
+/// `resent_reply`. `send` gives the handle back with its result, so its future can borrow the
+/// handle without a clone per command.
 async fn resend<'m, H, T, Fut>(
     what: &str,
     handle: &'m mut H,
     stopped: impl Fn(&H) -> bool,
     send: impl Fn(&'m mut H) -> Fut,
+    resent_reply: impl Fn(RedisResult<T>) -> RedisResult<T>,
 ) -> RedisResult<T>
 where
     Fut: Future<Output = (&'m mut H, RedisResult<T>)>,
@@ -94,9 +106,28 @@ where
                 resent += 1;
                 debug!(error = %e, resent, what, "apalis command cut by a failover: sent again");
             }
+            other if resent > 0 => return resent_reply(other),
             other => return other,
         }
     }
+}
+
+/// The reply to a command sent again after a failover cut it: an acknowledgement that found
+/// its task no longer in flight ran the first time (see [`ApalisConnection`]), so it is done.
+fn resent_command_reply(result: RedisResult<Value>) -> RedisResult<Value> {
+    let detail = match &result {
+        Ok(Value::ServerError(e)) => e.details(),
+        Err(e) => e.detail(),
+        Ok(_) => None,
+    };
+    if detail.is_some_and(|d| d.contains(NOT_IN_FLIGHT)) {
+        info!(
+            "apalis acknowledgement sent again after a failover cut it had already run: the \
+             first send reached the new master, so it is done"
+        );
+        return Ok(Value::Int(0));
+    }
+    result
 }
 
 /// Whether the supervisor of `master` stopped (it has no master any more).
@@ -116,6 +147,7 @@ impl ConnectionLike for ApalisConnection {
                 let result = m.send_packed_command(cmd).await;
                 (m, result)
             },
+            resent_command_reply,
         ))
     }
 
@@ -133,6 +165,7 @@ impl ConnectionLike for ApalisConnection {
                 let result = m.send_packed_commands(pipeline, offset, count).await;
                 (m, result)
             },
+            |result| result,
         ))
     }
 
@@ -180,6 +213,7 @@ mod tests {
                 *calls += 1;
                 (calls, Err(cut()))
             },
+            |result| result,
         ));
         assert!(result.is_err());
         assert_eq!(calls, 1 + RESENDS);
@@ -196,9 +230,52 @@ mod tests {
                 *calls += 1;
                 (calls, Err(cut()))
             },
+            |result| result,
         ));
         assert!(result.is_err());
         assert_eq!(calls, 1);
+    }
+
+    /// An acknowledgement sent again after a cut, that finds its task no longer in flight, ran
+    /// the first time: done, not an error that would stop the worker. Sent once, the same
+    /// error stays an error, and so does any other error of a command sent again.
+    #[test]
+    fn an_acknowledgement_that_already_ran_is_done() {
+        let not_in_flight = || {
+            redis::parse_redis_value(
+                b"-ERR user_script:29: task not executed by worker script: 8484d0d3, on @user_script:29.\r\n",
+            )
+            .expect("an error reply")
+        };
+        assert!(matches!(not_in_flight(), Value::ServerError(_)));
+        let sends = |first_cut: bool, reply: Value| {
+            let mut calls = 0_usize;
+            let result = futures_executor(resend(
+                "test",
+                &mut calls,
+                |_| false,
+                |calls| {
+                    let reply = reply.clone();
+                    async move {
+                        *calls += 1;
+                        if first_cut && *calls == 1 {
+                            return (calls, Err(cut()));
+                        }
+                        (calls, Ok(reply))
+                    }
+                },
+                resent_command_reply,
+            ));
+            (result, calls)
+        };
+        let (result, calls) = sends(true, not_in_flight());
+        assert_eq!((result.ok(), calls), (Some(Value::Int(0)), 2));
+        let (result, calls) = sends(false, not_in_flight());
+        assert!(matches!(result, Ok(Value::ServerError(_))), "{result:?}");
+        assert_eq!(calls, 1);
+        let other = redis::parse_redis_value(b"-ERR worker not registered\r\n").expect("reply");
+        let (result, _) = sends(true, other);
+        assert!(matches!(result, Ok(Value::ServerError(_))), "{result:?}");
     }
 
     /// Polls a future that never waits to completion.
