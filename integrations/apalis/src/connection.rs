@@ -2,7 +2,7 @@
 
 use dramatiq_sentinel_supervisor::{Cause, MasterConnection};
 use redis::aio::ConnectionLike;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{Arg, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::future::Future;
 use tracing::{debug, info};
 
@@ -41,8 +41,10 @@ const NOT_IN_FLIGHT: &str = "task not executed by worker";
 /// script's "task not executed by worker" error) was run by the send the failover cut, and
 /// reached the new master with it (a script runs and replicates as a whole), so it is
 /// answered as done (`0`, the count apalis-redis does not read), logged at `info`, instead of
-/// stopping the worker. A fetch run twice that way still leaves the first batch in the
-/// worker's in-flight set until the worker restarts.
+/// stopping the worker; also when the new master first refused it with `NOSCRIPT` (Redis does
+/// not replicate its script cache) and the `redis` crate loaded the script and sent it once
+/// more. A fetch run twice that way still leaves the first batch in the worker's in-flight set
+/// until the worker restarts.
 ///
 /// Not resent: errors the server returned, timeouts (`command_timeout`: the command may still
 /// run), a failover that held the command for the whole `hold_timeout`, a master unreachable
@@ -50,16 +52,27 @@ const NOT_IN_FLIGHT: &str = "task not executed by worker";
 /// stops the worker. Keep `command_timeout` above the time your sentinels take to fail over
 /// a frozen master (`down-after-milliseconds` plus a second or two) if workers must survive a
 /// freeze; the default 5 s covers a `down-after` of up to about 3 s.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ApalisConnection {
     master: MasterConnection,
+    unloaded: Unloaded,
+}
+
+impl Clone for ApalisConnection {
+    /// Another connection on the same master handle, with no command of this one's pending.
+    fn clone(&self) -> Self {
+        Self::new(self.master.clone())
+    }
 }
 
 impl ApalisConnection {
     /// apalis-redis's connection on `master` (a clone of the supervisor's master handle: every
     /// storage shares its multiplexed connection).
     pub fn new(master: MasterConnection) -> Self {
-        Self { master }
+        Self {
+            master,
+            unloaded: Unloaded::default(),
+        }
     }
 
     /// The master handle underneath.
@@ -83,16 +96,15 @@ pub(crate) fn cut_by_failover(error: &RedisError) -> bool {
 }
 
 /// Runs `send` on `handle` and sends again, at most [`RESENDS`] times, while a failover cut it
-/// and the supervisor has not `stopped`; the result of a command sent again goes through
-/// `resent_reply`. `send` gives the handle back with its result, so its future can borrow the
-/// handle without a clone per command.
+/// and the supervisor has not `stopped`. Returns the last result, and whether it is the reply
+/// to a command sent again. `send` gives the handle back with its result, so its future can
+/// borrow the handle without a clone per command.
 async fn resend<'m, H, T, Fut>(
     what: &str,
     handle: &'m mut H,
     stopped: impl Fn(&H) -> bool,
     send: impl Fn(&'m mut H) -> Fut,
-    resent_reply: impl Fn(RedisResult<T>) -> RedisResult<T>,
-) -> RedisResult<T>
+) -> (RedisResult<T>, bool)
 where
     Fut: Future<Output = (&'m mut H, RedisResult<T>)>,
 {
@@ -106,20 +118,60 @@ where
                 resent += 1;
                 debug!(error = %e, resent, what, "apalis command cut by a failover: sent again");
             }
-            other if resent > 0 => return resent_reply(other),
-            other => return other,
+            other => return (other, resent > 0),
         }
+    }
+}
+
+/// The server error a reply is, if it is one.
+fn server_error(result: &RedisResult<Value>) -> Option<(&str, Option<&str>)> {
+    match result {
+        Ok(Value::ServerError(e)) => Some((e.code(), e.details())),
+        Err(e) => e.code().map(|code| (code, e.detail())),
+        Ok(_) => None,
+    }
+}
+
+/// A command sent again after a failover cut it, that the new master refused with `NOSCRIPT`,
+/// packed: the `redis` crate's script call then loads the script (`SCRIPT LOAD`) and sends
+/// the same bytes once more, which is still that command sent again.
+#[derive(Debug, Default)]
+struct Unloaded(Option<Vec<u8>>);
+
+impl Unloaded {
+    /// Whether `cmd` is the command kept. What is kept is dropped by any command but the
+    /// `SCRIPT LOAD` in between.
+    fn continued_by(&mut self, cmd: &Cmd) -> bool {
+        let Some(bytes) = self.0.take() else {
+            return false;
+        };
+        let first = cmd.args_iter().next();
+        if matches!(first, Some(Arg::Simple(a)) if a.eq_ignore_ascii_case(b"SCRIPT")) {
+            self.0 = Some(bytes);
+            return false;
+        }
+        cmd.get_packed_command() == bytes
+    }
+
+    /// The reply to `cmd`, sent `again` after a failover cut it (or continuing such a
+    /// command): a `NOSCRIPT` refusal is kept for the next send, anything else goes through
+    /// [`resent_command_reply`].
+    fn reply(&mut self, cmd: &Cmd, again: bool, result: RedisResult<Value>) -> RedisResult<Value> {
+        if !again {
+            return result;
+        }
+        if server_error(&result).is_some_and(|(code, _)| code == "NOSCRIPT") {
+            self.0 = Some(cmd.get_packed_command());
+            return result;
+        }
+        resent_command_reply(result)
     }
 }
 
 /// The reply to a command sent again after a failover cut it: an acknowledgement that found
 /// its task no longer in flight ran the first time (see [`ApalisConnection`]), so it is done.
 fn resent_command_reply(result: RedisResult<Value>) -> RedisResult<Value> {
-    let detail = match &result {
-        Ok(Value::ServerError(e)) => e.details(),
-        Err(e) => e.detail(),
-        Ok(_) => None,
-    };
+    let detail = server_error(&result).and_then(|(_, detail)| detail);
     if detail.is_some_and(|d| d.contains(NOT_IN_FLIGHT)) {
         info!(
             "apalis acknowledgement sent again after a failover cut it had already run: the \
@@ -139,16 +191,15 @@ impl ConnectionLike for ApalisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         // The handle's own (unboxed) send: one boxed future per command, as on a plain
         // connection, and the handle keeps its connection from one command to the next.
-        Box::pin(resend(
-            "command",
-            &mut self.master,
-            stopped,
-            move |m| async move {
+        Box::pin(async move {
+            let continued = self.unloaded.continued_by(cmd);
+            let send = move |m: &'a mut MasterConnection| async move {
                 let result = m.send_packed_command(cmd).await;
                 (m, result)
-            },
-            resent_command_reply,
-        ))
+            };
+            let (result, resent) = resend("command", &mut self.master, stopped, send).await;
+            self.unloaded.reply(cmd, resent || continued, result)
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -157,16 +208,13 @@ impl ConnectionLike for ApalisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(resend(
-            "pipeline",
-            &mut self.master,
-            stopped,
-            move |m| async move {
+        Box::pin(async move {
+            let send = move |m: &'a mut MasterConnection| async move {
                 let result = m.send_packed_commands(pipeline, offset, count).await;
                 (m, result)
-            },
-            |result| result,
-        ))
+            };
+            resend("pipeline", &mut self.master, stopped, send).await.0
+        })
     }
 
     fn get_db(&self) -> i64 {
@@ -213,8 +261,8 @@ mod tests {
                 *calls += 1;
                 (calls, Err(cut()))
             },
-            |result| result,
-        ));
+        ))
+        .0;
         assert!(result.is_err());
         assert_eq!(calls, 1 + RESENDS);
     }
@@ -230,52 +278,88 @@ mod tests {
                 *calls += 1;
                 (calls, Err(cut()))
             },
-            |result| result,
-        ));
+        ))
+        .0;
         assert!(result.is_err());
         assert_eq!(calls, 1);
     }
 
+    fn reply(bytes: &[u8]) -> Value {
+        redis::parse_redis_value(bytes).expect("a reply")
+    }
+
+    fn not_in_flight() -> Value {
+        reply(b"-ERR user_script:29: task not executed by worker script: 8484d0d3, on @user_script:29.\r\n")
+    }
+
+    /// A command's first send cut, then answered: the answer is to a command sent again.
+    #[test]
+    fn tells_a_reply_to_a_command_sent_again() {
+        let mut calls = 0_usize;
+        let (result, again) = futures_executor(resend(
+            "test",
+            &mut calls,
+            |_| false,
+            |calls| async move {
+                *calls += 1;
+                let result = if *calls == 1 {
+                    Err(cut())
+                } else {
+                    Ok(Value::Okay)
+                };
+                (calls, result)
+            },
+        ));
+        assert_eq!((result.ok(), again, calls), (Some(Value::Okay), true, 2));
+        let mut calls = 0_usize;
+        let (_, again) = futures_executor(resend(
+            "test",
+            &mut calls,
+            |_| false,
+            |calls| async move { (calls, Ok(Value::Okay)) },
+        ));
+        assert!(!again, "sent once");
+    }
+
     /// An acknowledgement sent again after a cut, that finds its task no longer in flight, ran
-    /// the first time: done, not an error that would stop the worker. Sent once, the same
-    /// error stays an error, and so does any other error of a command sent again.
+    /// the first time: done, not an error that would stop the worker, also after the new
+    /// master refused it with `NOSCRIPT` and `redis` loaded the script and sent it once more.
+    /// Sent once, the same error stays an error, and so does any other error of a command sent
+    /// again.
     #[test]
     fn an_acknowledgement_that_already_ran_is_done() {
-        let not_in_flight = || {
-            redis::parse_redis_value(
-                b"-ERR user_script:29: task not executed by worker script: 8484d0d3, on @user_script:29.\r\n",
-            )
-            .expect("an error reply")
-        };
-        assert!(matches!(not_in_flight(), Value::ServerError(_)));
-        let sends = |first_cut: bool, reply: Value| {
-            let mut calls = 0_usize;
-            let result = futures_executor(resend(
-                "test",
-                &mut calls,
-                |_| false,
-                |calls| {
-                    let reply = reply.clone();
-                    async move {
-                        *calls += 1;
-                        if first_cut && *calls == 1 {
-                            return (calls, Err(cut()));
-                        }
-                        (calls, Ok(reply))
-                    }
-                },
-                resent_command_reply,
-            ));
-            (result, calls)
-        };
-        let (result, calls) = sends(true, not_in_flight());
-        assert_eq!((result.ok(), calls), (Some(Value::Int(0)), 2));
-        let (result, calls) = sends(false, not_in_flight());
-        assert!(matches!(result, Ok(Value::ServerError(_))), "{result:?}");
-        assert_eq!(calls, 1);
-        let other = redis::parse_redis_value(b"-ERR worker not registered\r\n").expect("reply");
-        let (result, _) = sends(true, other);
-        assert!(matches!(result, Ok(Value::ServerError(_))), "{result:?}");
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha
+            .arg("8484d0d3")
+            .arg(5)
+            .arg("apalis-tasks:inflight:worker-0");
+        let mut unloaded = Unloaded::default();
+        let done = unloaded.reply(&evalsha, true, Ok(not_in_flight()));
+        assert_eq!(done.ok(), Some(Value::Int(0)));
+        let first_send = unloaded.reply(&evalsha, false, Ok(not_in_flight()));
+        assert!(matches!(first_send, Ok(Value::ServerError(_))));
+        let other = unloaded.reply(&evalsha, true, Ok(reply(b"-ERR worker not registered\r\n")));
+        assert!(matches!(other, Ok(Value::ServerError(_))));
+
+        // Sent again, refused with NOSCRIPT; `redis` loads the script and sends it once more.
+        let noscript = reply(b"-NOSCRIPT No matching script.\r\n");
+        let refused = unloaded.reply(&evalsha, true, Ok(noscript.clone()));
+        assert!(matches!(refused, Ok(Value::ServerError(_))));
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg("return 1");
+        assert!(!unloaded.continued_by(&load), "the load is not the command");
+        assert!(
+            unloaded.continued_by(&evalsha),
+            "the same command, once more"
+        );
+        let done = unloaded.reply(&evalsha, true, Ok(not_in_flight()));
+        assert_eq!(done.ok(), Some(Value::Int(0)));
+        assert!(!unloaded.continued_by(&evalsha), "only once");
+
+        // Any other command in between: the next send of it is a first send again.
+        let _ = unloaded.reply(&evalsha, true, Ok(noscript));
+        assert!(!unloaded.continued_by(&redis::cmd("PING")));
+        assert!(!unloaded.continued_by(&evalsha));
     }
 
     /// Polls a future that never waits to completion.
