@@ -55,7 +55,7 @@ const NOT_IN_FLIGHT: &str = "task not executed by worker";
 #[derive(Debug)]
 pub struct ApalisConnection {
     master: MasterConnection,
-    unloaded: Unloaded,
+    resent: Resent,
 }
 
 impl Clone for ApalisConnection {
@@ -71,7 +71,7 @@ impl ApalisConnection {
     pub fn new(master: MasterConnection) -> Self {
         Self {
             master,
-            unloaded: Unloaded::default(),
+            resent: Resent::default(),
         }
     }
 
@@ -132,13 +132,14 @@ fn server_error(result: &RedisResult<Value>) -> Option<(&str, Option<&str>)> {
     }
 }
 
-/// A command sent again after a failover cut it, that the new master refused with `NOSCRIPT`,
+/// What a connection reads in the replies to commands it sent again after a failover cut
+/// them (see [`ApalisConnection`]). Keeps the one the new master refused with `NOSCRIPT`,
 /// packed: the `redis` crate's script call then loads the script (`SCRIPT LOAD`) and sends
 /// the same bytes once more, which is still that command sent again.
 #[derive(Debug, Default)]
-struct Unloaded(Option<Vec<u8>>);
+struct Resent(Option<Vec<u8>>);
 
-impl Unloaded {
+impl Resent {
     /// Whether `cmd` is the command kept. What is kept is dropped by any command but the
     /// `SCRIPT LOAD` in between.
     fn continued_by(&mut self, cmd: &Cmd) -> bool {
@@ -154,32 +155,26 @@ impl Unloaded {
     }
 
     /// The reply to `cmd`, sent `again` after a failover cut it (or continuing such a
-    /// command): a `NOSCRIPT` refusal is kept for the next send, anything else goes through
-    /// [`resent_command_reply`].
+    /// command): a `NOSCRIPT` refusal is kept for the next send; an acknowledgement that found
+    /// its task no longer in flight ran the first time, so it is done; anything else is
+    /// returned as it is.
     fn reply(&mut self, cmd: &Cmd, again: bool, result: RedisResult<Value>) -> RedisResult<Value> {
         if !again {
             return result;
         }
-        if server_error(&result).is_some_and(|(code, _)| code == "NOSCRIPT") {
-            self.0 = Some(cmd.get_packed_command());
-            return result;
+        match server_error(&result) {
+            Some(("NOSCRIPT", _)) => self.0 = Some(cmd.get_packed_command()),
+            Some((_, Some(detail))) if detail.contains(NOT_IN_FLIGHT) => {
+                info!(
+                    "apalis acknowledgement sent again after a failover cut it had already \
+                     run: the first send reached the new master, so it is done"
+                );
+                return Ok(Value::Int(0));
+            }
+            _ => {}
         }
-        resent_command_reply(result)
+        result
     }
-}
-
-/// The reply to a command sent again after a failover cut it: an acknowledgement that found
-/// its task no longer in flight ran the first time (see [`ApalisConnection`]), so it is done.
-fn resent_command_reply(result: RedisResult<Value>) -> RedisResult<Value> {
-    let detail = server_error(&result).and_then(|(_, detail)| detail);
-    if detail.is_some_and(|d| d.contains(NOT_IN_FLIGHT)) {
-        info!(
-            "apalis acknowledgement sent again after a failover cut it had already run: the \
-             first send reached the new master, so it is done"
-        );
-        return Ok(Value::Int(0));
-    }
-    result
 }
 
 /// Whether the supervisor of `master` stopped (it has no master any more).
@@ -192,13 +187,13 @@ impl ConnectionLike for ApalisConnection {
         // The handle's own (unboxed) send: one boxed future per command, as on a plain
         // connection, and the handle keeps its connection from one command to the next.
         Box::pin(async move {
-            let continued = self.unloaded.continued_by(cmd);
+            let continued = self.resent.continued_by(cmd);
             let send = move |m: &'a mut MasterConnection| async move {
                 let result = m.send_packed_command(cmd).await;
                 (m, result)
             };
             let (result, resent) = resend("command", &mut self.master, stopped, send).await;
-            self.unloaded.reply(cmd, resent || continued, result)
+            self.resent.reply(cmd, resent || continued, result)
         })
     }
 
@@ -333,33 +328,30 @@ mod tests {
             .arg("8484d0d3")
             .arg(5)
             .arg("apalis-tasks:inflight:worker-0");
-        let mut unloaded = Unloaded::default();
-        let done = unloaded.reply(&evalsha, true, Ok(not_in_flight()));
+        let mut resent = Resent::default();
+        let done = resent.reply(&evalsha, true, Ok(not_in_flight()));
         assert_eq!(done.ok(), Some(Value::Int(0)));
-        let first_send = unloaded.reply(&evalsha, false, Ok(not_in_flight()));
+        let first_send = resent.reply(&evalsha, false, Ok(not_in_flight()));
         assert!(matches!(first_send, Ok(Value::ServerError(_))));
-        let other = unloaded.reply(&evalsha, true, Ok(reply(b"-ERR worker not registered\r\n")));
+        let other = resent.reply(&evalsha, true, Ok(reply(b"-ERR worker not registered\r\n")));
         assert!(matches!(other, Ok(Value::ServerError(_))));
 
         // Sent again, refused with NOSCRIPT; `redis` loads the script and sends it once more.
         let noscript = reply(b"-NOSCRIPT No matching script.\r\n");
-        let refused = unloaded.reply(&evalsha, true, Ok(noscript.clone()));
+        let refused = resent.reply(&evalsha, true, Ok(noscript.clone()));
         assert!(matches!(refused, Ok(Value::ServerError(_))));
         let mut load = redis::cmd("SCRIPT");
         load.arg("LOAD").arg("return 1");
-        assert!(!unloaded.continued_by(&load), "the load is not the command");
-        assert!(
-            unloaded.continued_by(&evalsha),
-            "the same command, once more"
-        );
-        let done = unloaded.reply(&evalsha, true, Ok(not_in_flight()));
+        assert!(!resent.continued_by(&load), "the load is not the command");
+        assert!(resent.continued_by(&evalsha), "the same command, once more");
+        let done = resent.reply(&evalsha, true, Ok(not_in_flight()));
         assert_eq!(done.ok(), Some(Value::Int(0)));
-        assert!(!unloaded.continued_by(&evalsha), "only once");
+        assert!(!resent.continued_by(&evalsha), "only once");
 
         // Any other command in between: the next send of it is a first send again.
-        let _ = unloaded.reply(&evalsha, true, Ok(noscript));
-        assert!(!unloaded.continued_by(&redis::cmd("PING")));
-        assert!(!unloaded.continued_by(&evalsha));
+        let _ = resent.reply(&evalsha, true, Ok(noscript));
+        assert!(!resent.continued_by(&redis::cmd("PING")));
+        assert!(!resent.continued_by(&evalsha));
     }
 
     /// Polls a future that never waits to completion.
